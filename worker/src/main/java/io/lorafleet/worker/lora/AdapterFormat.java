@@ -1,0 +1,216 @@
+package io.lorafleet.worker.lora;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.model.Architecture;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.safetensors.SafetensorsReader;
+import io.lorafleet.worker.safetensors.SafetensorsWriter;
+import io.lorafleet.worker.safetensors.Tensor;
+import io.lorafleet.worker.safetensors.TensorInfo;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * PEFT's on-disk adapter: adapter_config.json (asdict(LoraConfig), peft_type "LORA") and
+ * adapter_model.safetensors with keys "base_model.model.&lt;module&gt;.lora_A.weight" (A r×in) and
+ * ".lora_B.weight" (B out×r), fp32, metadata {"format": "pt"}. Output is deterministic, so writing
+ * what was read gives identical bytes.
+ */
+public final class AdapterFormat {
+  public static final String PREFIX = "base_model.model.";
+  public static final String CONFIG = "adapter_config.json";
+  public static final String WEIGHTS = "adapter_model.safetensors";
+
+  private static final ObjectMapper JSON = new ObjectMapper()
+      .enable(SerializationFeature.INDENT_OUTPUT)
+      .enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
+
+  private AdapterFormat() {}
+
+  /** An adapter read from disk: the model it binds to, its flat values and its safetensors metadata. */
+  public record Loaded(LoraModel model, float[] values, Map<String, String> metadata) {}
+
+  /** Writes the adapter into {@code dir} (created if absent); each file is replaced atomically. */
+  public static void write(Path dir, LoraModel model, float[] flat, Map<String, String> metadata) throws IOException {
+    if (flat.length != model.layout().size()) {
+      throw new IllegalArgumentException("adapter values have " + flat.length + " floats but the layout needs " + model.layout().size());
+    }
+    Files.createDirectories(dir);
+    Map<String, Tensor> tensors = new LinkedHashMap<>();
+    for (FlatLayout.Slot s : model.layout().slots()) {
+      tensors.put(s.key(), Tensor.ofFloats(model.layout().slice(flat, s), s.shape()));
+    }
+    Map<String, String> meta = new TreeMap<>(metadata);
+    meta.put("format", "pt");
+    SafetensorsWriter.write(dir.resolve(WEIGHTS), tensors, meta);
+    writeJsonAtomically(dir.resolve(CONFIG), configJson(model));
+  }
+
+  public static void writeJsonAtomically(Path file, JsonNode json) throws IOException {
+    Path tmp = Files.createTempFile(file.toAbsolutePath().getParent(), "." + file.getFileName(), ".tmp");
+    try {
+      Files.writeString(tmp, JSON.writeValueAsString(json) + "\n");
+      Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    } finally {
+      Files.deleteIfExists(tmp);
+    }
+  }
+
+  static ObjectNode configJson(LoraModel model) {
+    LoraConfig c = model.config();
+    ObjectNode n = JSON.createObjectNode();
+    n.putObject("alpha_pattern").setAll(toNodes(c.alphaPattern()));
+    n.putNull("auto_mapping");
+    n.put("base_model_name_or_path", c.baseModelNameOrPath());
+    n.put("bias", c.bias());
+    n.put("fan_in_fan_out", model.base().config().arch() == Architecture.GPT2);
+    n.put("inference_mode", true);
+    if (c.initLoraWeights().equals("gaussian")) {
+      n.put("init_lora_weights", "gaussian");
+    } else {
+      n.put("init_lora_weights", true);
+    }
+    n.putNull("layers_pattern");
+    if (c.layersToTransform().isEmpty()) {
+      n.putNull("layers_to_transform");
+    } else {
+      ArrayNode l = n.putArray("layers_to_transform");
+      c.layersToTransform().forEach(l::add);
+    }
+    n.put("lora_alpha", c.loraAlpha());
+    n.put("lora_dropout", c.loraDropout());
+    n.putNull("modules_to_save");
+    n.put("peft_type", "LORA");
+    n.put("r", c.r());
+    n.putObject("rank_pattern").setAll(toNodes(c.rankPattern()));
+    n.putNull("revision");
+    if (c.targetRegex()) {
+      n.put("target_modules", c.targetModules().get(0));
+    } else if (c.targetModules().equals(List.of("all-linear"))) {
+      n.put("target_modules", "all-linear");
+    } else {
+      ArrayNode t = n.putArray("target_modules");
+      new TreeSet<>(c.targetModules()).forEach(t::add);
+    }
+    n.put("task_type", "CAUSAL_LM");
+    n.put("use_dora", false);
+    n.put("use_rslora", c.useRslora());
+    return n;
+  }
+
+  private static Map<String, JsonNode> toNodes(Map<String, ? extends Number> m) {
+    Map<String, JsonNode> out = new TreeMap<>();
+    m.forEach((k, v) -> out.put(k, v instanceof Integer i ? JSON.getNodeFactory().numberNode(i) : JSON.getNodeFactory().numberNode(v.doubleValue())));
+    return out;
+  }
+
+  /** Reads adapter_config.json into a LoraConfig; unknown keys are ignored, as PEFT does. */
+  public static LoraConfig readConfig(Path dir) {
+    Path f = dir.resolve(CONFIG);
+    JsonNode n;
+    try {
+      n = JSON.readTree(f.toFile());
+    } catch (IOException e) {
+      throw new IllegalArgumentException(f + ": cannot read adapter config: " + e.getMessage(), e);
+    }
+    if (n == null || !n.isObject()) {
+      throw new IllegalArgumentException(f + ": must hold a JSON object");
+    }
+    String type = n.path("peft_type").asText("");
+    if (!type.equals("LORA")) {
+      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA");
+    }
+    if (n.path("use_dora").asBoolean(false)) {
+      throw new IllegalArgumentException(f + ": use_dora is true; DoRA adapters are not supported");
+    }
+    JsonNode tm = n.get("target_modules");
+    List<String> targets = new ArrayList<>();
+    boolean regex = false;
+    if (tm != null && tm.isArray()) {
+      tm.forEach(x -> targets.add(x.asText()));
+    } else if (tm != null && tm.isTextual()) {
+      targets.add(tm.asText());
+      regex = !tm.asText().equals("all-linear");
+    } else {
+      throw new IllegalArgumentException(f + ": target_modules must be a list or a string but found " + tm);
+    }
+    List<Integer> layers = new ArrayList<>();
+    JsonNode lt = n.get("layers_to_transform");
+    if (lt != null && lt.isInt()) {
+      layers.add(lt.asInt());
+    } else if (lt != null && lt.isArray()) {
+      lt.forEach(x -> layers.add(x.asInt()));
+    }
+    Map<String, Integer> ranks = new TreeMap<>();
+    n.path("rank_pattern").fields().forEachRemaining(e -> ranks.put(e.getKey(), e.getValue().asInt()));
+    Map<String, Double> alphas = new TreeMap<>();
+    n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
+    JsonNode init = n.get("init_lora_weights");
+    String initMode = init != null && init.isTextual() && init.asText().equals("gaussian") ? "gaussian" : "kaiming";
+    try {
+      return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
+          layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), initMode,
+          n.path("base_model_name_or_path").asText(""));
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** Reads an adapter for {@code base}, checking every tensor's presence and shape against it. */
+  public static Loaded read(Path dir, CausalLM base) {
+    LoraConfig config = readConfig(dir);
+    LoraModel model;
+    try {
+      model = LoraModel.create(base, config);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(dir + ": adapter does not fit the base model: " + e.getMessage(), e);
+    }
+    Path wf = dir.resolve(WEIGHTS);
+    if (!Files.isRegularFile(wf)) {
+      throw new IllegalArgumentException(dir + ": " + WEIGHTS + " is missing");
+    }
+    SafetensorsReader r = SafetensorsReader.open(wf);
+    Map<String, String> keys = new LinkedHashMap<>();
+    for (TensorInfo t : r.tensors().values()) {
+      keys.put(t.name().replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight"), t.name());
+    }
+    float[] flat = new float[model.layout().size()];
+    Set<String> used = new HashSet<>();
+    for (FlatLayout.Slot s : model.layout().slots()) {
+      String key = keys.get(s.key());
+      if (key == null) {
+        throw new IllegalArgumentException(wf + ": missing tensor '" + s.key() + "' that adapter_config.json implies for this base model");
+      }
+      Tensor t = r.read(key);
+      if (!Arrays.equals(t.shape(), s.shape())) {
+        throw new IllegalArgumentException(wf + ": tensor '" + key + "' has shape " + Arrays.toString(t.shape())
+            + " but the base model expects " + Arrays.toString(s.shape()));
+      }
+      System.arraycopy(t.toFloatArray(), 0, flat, s.offset(), s.size());
+      used.add(s.key());
+    }
+    for (String k : keys.keySet()) {
+      if (!used.contains(k)) {
+        throw new IllegalArgumentException(wf + ": tensor '" + keys.get(k) + "' names a module this base model lacks or the config does not target");
+      }
+    }
+    Map<String, String> meta = new TreeMap<>(r.metadata());
+    meta.remove("format");
+    return new Loaded(model, flat, meta);
+  }
+}

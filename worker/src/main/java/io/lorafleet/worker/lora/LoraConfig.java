@@ -1,0 +1,123 @@
+package io.lorafleet.worker.lora;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * PEFT's LoraConfig, the fields lorafleet honours, with PEFT's names and semantics
+ * (peft/tuners/lora/config.py). ΔW = (α/r)·B·A, or α/√r with {@code useRslora}.
+ *
+ * @param targetModules module names matched as PEFT does (exact name or ".name" suffix), the single
+ *     entry "all-linear", or, when {@code targetRegex} is set, one regex matched against the full
+ *     module path
+ * @param layersToTransform empty for all layers
+ * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
+ * @param alphaPattern regex → alpha
+ * @param bias "none", "lora_only" or "all"
+ * @param initLoraWeights "kaiming" (PEFT's default, A ~ U(±1/√in)) or "gaussian" (A ~ N(0, 1/r)); B is zero
+ */
+public record LoraConfig(
+    int r,
+    double loraAlpha,
+    double loraDropout,
+    List<String> targetModules,
+    boolean targetRegex,
+    List<Integer> layersToTransform,
+    Map<String, Integer> rankPattern,
+    Map<String, Double> alphaPattern,
+    String bias,
+    boolean useRslora,
+    String initLoraWeights,
+    String baseModelNameOrPath) {
+
+  public LoraConfig {
+    if (r <= 0) {
+      throw new IllegalArgumentException("lora r must be > 0 but found " + r);
+    }
+    if (!(loraAlpha > 0)) {
+      throw new IllegalArgumentException("lora_alpha must be > 0 but found " + loraAlpha);
+    }
+    if (loraDropout < 0 || loraDropout >= 1) {
+      throw new IllegalArgumentException("lora_dropout must be in [0, 1) but found " + loraDropout);
+    }
+    if (targetModules.isEmpty()) {
+      throw new IllegalArgumentException("target_modules must name at least one module");
+    }
+    if (targetRegex && targetModules.size() != 1) {
+      throw new IllegalArgumentException("a regex target_modules is one string, found " + targetModules.size());
+    }
+    if (!List.of("none", "lora_only", "all").contains(bias)) {
+      throw new IllegalArgumentException("bias must be none, lora_only or all but found '" + bias + "'");
+    }
+    if (!List.of("kaiming", "gaussian").contains(initLoraWeights)) {
+      throw new IllegalArgumentException("init_lora_weights must be kaiming (true) or gaussian but found '" + initLoraWeights + "'");
+    }
+    rankPattern.forEach((k, v) -> {
+      if (v <= 0) {
+        throw new IllegalArgumentException("rank_pattern['" + k + "'] must be > 0 but found " + v);
+      }
+    });
+    alphaPattern.forEach((k, v) -> {
+      if (!(v > 0)) {
+        throw new IllegalArgumentException("alpha_pattern['" + k + "'] must be > 0 but found " + v);
+      }
+    });
+    targetModules = List.copyOf(targetModules);
+    layersToTransform = List.copyOf(layersToTransform);
+    rankPattern = Map.copyOf(rankPattern);
+    alphaPattern = Map.copyOf(alphaPattern);
+  }
+
+  public static LoraConfig of(int r, double alpha, List<String> targets) {
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "");
+  }
+
+  public LoraConfig withDropout(double p) {
+    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+  }
+
+  public LoraConfig withBias(String b) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath);
+  }
+
+  public LoraConfig withRslora(boolean on) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath);
+  }
+
+  public LoraConfig withPatterns(Map<String, Integer> ranks, Map<String, Double> alphas) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+  }
+
+  public LoraConfig withLayers(List<Integer> layers) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+  }
+
+  public LoraConfig withBaseModel(String path) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path);
+  }
+
+  /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */
+  static <V> Optional<V> patternValue(Map<String, V> patterns, String module) {
+    return patterns.entrySet().stream()
+        .filter(e -> module.matches("(.*\\.)?" + e.getKey() + "$"))
+        .sorted(Map.Entry.comparingByKey())
+        .map(Map.Entry::getValue)
+        .findFirst();
+  }
+
+  public int rankFor(String module) {
+    return patternValue(rankPattern, module).orElse(r);
+  }
+
+  public double alphaFor(String module) {
+    return patternValue(alphaPattern, module).orElse(loraAlpha);
+  }
+
+  /** The LoRA scaling s in ΔW = s·B·A. */
+  public double scaleFor(String module) {
+    int rank = rankFor(module);
+    double alpha = alphaFor(module);
+    return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;
+  }
+}

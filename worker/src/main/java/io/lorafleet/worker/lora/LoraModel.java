@@ -1,0 +1,198 @@
+package io.lorafleet.worker.lora;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.LinearSpec;
+import io.lorafleet.worker.model.ParamSpec;
+import io.lorafleet.worker.train.Trainable;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.stream.Collectors;
+
+/**
+ * LoRA injected into a frozen {@link CausalLM}, with PEFT's target matching
+ * (peft/tuners/tuners_utils.py check_target_module_exists): a listed name matches a module whose
+ * path equals it or ends with "." + name; "all-linear" takes every projection but the output
+ * layer; a regex must match the whole path. Only the factors (and biases, if asked) are trainable.
+ */
+public final class LoraModel implements Trainable {
+  private final CausalLM base;
+  private final LoraConfig config;
+  private final List<LoraTarget> targets;
+  private final List<String> biases;
+  private final FlatLayout layout;
+  private final Map<String, float[]> mergedOriginalBias = new HashMap<>();
+
+  private LoraModel(CausalLM base, LoraConfig config, List<LoraTarget> targets, List<String> biases) {
+    this.base = base;
+    this.config = config;
+    this.targets = List.copyOf(targets);
+    this.biases = List.copyOf(biases);
+    FlatLayout.Builder b = FlatLayout.builder();
+    for (LoraTarget t : targets) {
+      b.add(t.keyA(), t.rank(), t.module().in());
+      b.add(t.keyB(), t.module().out(), t.rank());
+    }
+    for (String bias : biases) {
+      b.add(AdapterFormat.PREFIX + bias, base.paramSpec(bias).orElseThrow().hfShape());
+    }
+    this.layout = b.build();
+  }
+
+  /** Resolves the config against the model; a target that matches nothing names the modules that exist. */
+  public static LoraModel create(CausalLM base, LoraConfig config) {
+    List<LinearSpec> all = base.linears();
+    Set<Integer> layers = new LinkedHashSet<>(config.layersToTransform());
+    int maxLayer = base.config().layers() - 1;
+    for (int l : layers) {
+      if (l < 0 || l > maxLayer) {
+        throw new IllegalArgumentException("layers_to_transform holds " + l + " but the model has layers 0.." + maxLayer);
+      }
+    }
+    List<LoraTarget> targets = new ArrayList<>();
+    Set<String> unmatched = new LinkedHashSet<>(config.targetModules());
+    for (LinearSpec s : all) {
+      boolean match = false;
+      for (String t : config.targetModules()) {
+        boolean m;
+        if (t.equals("all-linear")) {
+          m = s.layer() >= 0;
+        } else if (config.targetRegex()) {
+          m = s.name().matches(t);
+        } else {
+          m = s.name().equals(t) || s.name().endsWith("." + t);
+        }
+        if (m) {
+          unmatched.remove(t);
+          match = true;
+        }
+      }
+      if (match && (layers.isEmpty() || layers.contains(s.layer()))) {
+        targets.add(new LoraTarget(s, config.rankFor(s.name()), config.scaleFor(s.name())));
+      }
+    }
+    if (!unmatched.isEmpty() || targets.isEmpty()) {
+      Set<String> names = all.stream().map(LinearSpec::shortName).collect(Collectors.toCollection(LinkedHashSet::new));
+      throw new IllegalArgumentException("target_modules " + (unmatched.isEmpty() ? config.targetModules() : unmatched)
+          + " match no module" + (layers.isEmpty() ? "" : " in layers_to_transform " + layers) + " of this "
+          + base.config().modelType() + " model; its projections are: " + String.join(", ", names) + " (or all-linear)");
+    }
+    List<String> biases = new ArrayList<>();
+    Set<String> targeted = targets.stream().map(t -> t.module().name() + ".bias").collect(Collectors.toSet());
+    for (ParamSpec p : base.params()) {
+      if (p.name().endsWith(".bias") && (config.bias().equals("all") || (config.bias().equals("lora_only") && targeted.contains(p.name())))) {
+        biases.add(p.name());
+      }
+    }
+    return new LoraModel(base, config, targets, biases);
+  }
+
+  @Override
+  public CausalLM base() {
+    return base;
+  }
+
+  public LoraConfig config() {
+    return config;
+  }
+
+  public List<LoraTarget> targets() {
+    return targets;
+  }
+
+  /** HF names of trained bias tensors. */
+  public List<String> biases() {
+    return biases;
+  }
+
+  @Override
+  public FlatLayout layout() {
+    return layout;
+  }
+
+  /** PEFT's init: A Kaiming-uniform(a=√5), i.e. U(±1/√in), or N(0, 1/r) for "gaussian"; B = 0; biases from the base. */
+  public float[] initialParams(long seed) {
+    float[] flat = new float[layout.size()];
+    Random rng = new Random(seed);
+    for (LoraTarget t : targets) {
+      FlatLayout.Slot a = layout.slot(t.keyA()).orElseThrow();
+      double bound = 1.0 / Math.sqrt(t.module().in());
+      for (int i = 0; i < a.size(); i++) {
+        flat[a.offset() + i] = config.initLoraWeights().equals("gaussian")
+            ? (float) (rng.nextGaussian() / t.rank())
+            : (float) ((rng.nextDouble() * 2 - 1) * bound);
+      }
+    }
+    for (String bias : biases) {
+      FlatLayout.Slot s = layout.slot(AdapterFormat.PREFIX + bias).orElseThrow();
+      System.arraycopy(base.hfTensor(bias).toFloatArray(), 0, flat, s.offset(), s.size());
+    }
+    return flat;
+  }
+
+  @Override
+  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+    List<NDArray> leaves = new ArrayList<>();
+    for (FlatLayout.Slot s : layout.slots()) {
+      NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(base.dtype(), false);
+      if (grad) {
+        a.setRequiresGradient(true);
+      }
+      leaves.add(a);
+    }
+    Map<String, LoraDelta.Factors> factors = new LinkedHashMap<>();
+    for (int i = 0; i < targets.size(); i++) {
+      LoraTarget t = targets.get(i);
+      factors.put(t.module().name(), new LoraDelta.Factors(leaves.get(2 * i), leaves.get(2 * i + 1), t.scale(), i));
+    }
+    Map<String, NDArray> overrides = new HashMap<>();
+    for (int i = 0; i < biases.size(); i++) {
+      overrides.put(biases.get(i), leaves.get(2 * targets.size() + i));
+    }
+    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, config.loraDropout(), dropoutSeed));
+    return new Bound(ctx, leaves);
+  }
+
+  /** W ← W + s·B·A for every target (and trained biases replace the base's). */
+  public void merge(float[] flat) {
+    apply(flat, 1);
+  }
+
+  /** W ← W − s·B·A, restoring the base up to float rounding; biases are restored exactly. */
+  public void unmerge(float[] flat) {
+    apply(flat, -1);
+  }
+
+  private static void replace(NDManager m, NDArray w, float[] values) {
+    w.set(new ai.djl.ndarray.index.NDIndex(), m.create(values, w.getShape()).toType(w.getDataType(), false));
+  }
+
+  private void apply(float[] flat, int sign) {
+    try (NDManager m = base.manager().newSubManager()) {
+      for (LoraTarget t : targets) {
+        NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base.dtype(), false);
+        NDArray b = m.create(layout.slice(flat, layout.slot(t.keyB()).orElseThrow()), new Shape(t.module().out(), t.rank())).toType(base.dtype(), false);
+        NDArray delta = a.transpose().matMul(b.transpose()).mul(sign * t.scale()); // (in, out), the compute layout
+        base.weight(t.module().weightKey()).addi(delta);
+      }
+      for (String bias : biases) {
+        NDArray w = base.weight(bias);
+        if (sign > 0) {
+          mergedOriginalBias.put(bias, w.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray());
+          replace(m, w, layout.slice(flat, layout.slot(AdapterFormat.PREFIX + bias).orElseThrow()));
+        } else if (mergedOriginalBias.containsKey(bias)) {
+          replace(m, w, mergedOriginalBias.remove(bias));
+        }
+      }
+    }
+  }
+}

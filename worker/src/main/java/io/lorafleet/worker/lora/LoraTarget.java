@@ -1,0 +1,14 @@
+package io.lorafleet.worker.lora;
+
+import io.lorafleet.worker.model.LinearSpec;
+
+/** A projection LoRA adapts: A is rank×in, B is out×rank, ΔW = scale·B·A (out×in). */
+public record LoraTarget(LinearSpec module, int rank, double scale) {
+  public String keyA() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_A.weight";
+  }
+
+  public String keyB() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_B.weight";
+  }
+}

@@ -1,0 +1,34 @@
+package io.lorafleet.worker.model;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Collectors;
+
+/** The architecture families lorafleet runs, keyed by Hugging Face's {@code model_type}. */
+public enum Architecture {
+  /** Llama, Mistral and Qwen2: RMSNorm, SwiGLU, RoPE, grouped-query attention. */
+  LLAMA(List.of("llama", "mistral", "qwen2")),
+  /** GPT-2: learned positions, LayerNorm, tanh-GELU, fused Conv1D c_attn. */
+  GPT2(List.of("gpt2"));
+
+  private final List<String> modelTypes;
+
+  Architecture(List<String> modelTypes) {
+    this.modelTypes = modelTypes;
+  }
+
+  public List<String> modelTypes() {
+    return modelTypes;
+  }
+
+  public static Architecture forModelType(String modelType, String where) {
+    for (Architecture a : values()) {
+      if (a.modelTypes.contains(modelType)) {
+        return a;
+      }
+    }
+    throw new IllegalArgumentException(
+        where + ": unsupported model_type '" + modelType + "', supported: "
+            + Arrays.stream(values()).flatMap(a -> a.modelTypes.stream()).collect(Collectors.joining(", ")));
+  }
+}

@@ -1,0 +1,88 @@
+package io.lorafleet.worker.model;
+
+import java.util.Arrays;
+import java.util.Optional;
+
+/**
+ * A right-padded batch on the host. Rows are token ids; labels follow the HF convention (aligned
+ * with inputs, -100 where no loss falls; the model shifts them). {@code positionIds} restart at 0
+ * for each packed example, and {@code segmentIds} then keep attention inside each example.
+ */
+public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds) {
+  public static final int IGNORE = -100;
+
+  public Batch {
+    int b = inputIds.length;
+    if (b == 0) {
+      throw new IllegalArgumentException("a batch needs at least one row");
+    }
+    int t = inputIds[0].length;
+    for (int[][] m : new int[][][] {inputIds, labels, positionIds}) {
+      if (m.length != b) {
+        throw new IllegalArgumentException("batch fields must have " + b + " rows but one has " + m.length);
+      }
+      for (int[] row : m) {
+        if (row.length != t) {
+          throw new IllegalArgumentException("batch rows must all have length " + t + " but found " + row.length);
+        }
+      }
+    }
+  }
+
+  public int size() {
+    return inputIds.length;
+  }
+
+  public int seqLen() {
+    return inputIds[0].length;
+  }
+
+  /** Target tokens that carry loss after the causal shift: labels[b][t] != -100 for t >= 1. */
+  public long targetTokens() {
+    long n = 0;
+    for (int[] row : labels) {
+      for (int t = 1; t < row.length; t++) {
+        if (row[t] != IGNORE) {
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Pads variable-length examples on the right to one length (pad id 0, label -100). */
+  public static Batch of(int[][] ids, int[][] labels) {
+    int t = Arrays.stream(ids).mapToInt(r -> r.length).max().orElse(0);
+    int[][] in = new int[ids.length][t];
+    int[][] lab = new int[ids.length][t];
+    int[][] pos = new int[ids.length][t];
+    for (int b = 0; b < ids.length; b++) {
+      if (labels[b].length != ids[b].length) {
+        throw new IllegalArgumentException("row " + b + ": labels length " + labels[b].length + " differs from input_ids length " + ids[b].length);
+      }
+      Arrays.fill(lab[b], IGNORE);
+      System.arraycopy(ids[b], 0, in[b], 0, ids[b].length);
+      System.arraycopy(labels[b], 0, lab[b], 0, ids[b].length);
+      for (int i = 0; i < t; i++) {
+        pos[b][i] = i;
+      }
+    }
+    return new Batch(in, lab, pos, Optional.empty());
+  }
+
+  /** Packed rows: positions restart per example; the segment id increments whenever a position resets to 0. */
+  public static Batch packed(int[][] ids, int[][] labels, int[][] positionIds) {
+    int[][] seg = new int[ids.length][];
+    for (int b = 0; b < ids.length; b++) {
+      seg[b] = new int[ids[b].length];
+      int s = -1;
+      for (int i = 0; i < ids[b].length; i++) {
+        if (positionIds[b][i] == 0) {
+          s++;
+        }
+        seg[b][i] = Math.max(s, 0);
+      }
+    }
+    return new Batch(ids, labels, positionIds, Optional.of(seg));
+  }
+}

@@ -1,0 +1,278 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.safetensors.SafetensorsReader;
+import io.lorafleet.worker.safetensors.Tensor;
+import io.lorafleet.worker.safetensors.TensorInfo;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.function.Function;
+import java.util.stream.Collectors;
+
+/**
+ * A frozen causal language model: the base tensors in one NDManager, in compute dtype and layout
+ * (see {@link ParamSpec}), and the architecture's forward pass. Loaded once per executor JVM and
+ * shared by every step; steps pass a {@link ForwardContext} with their own scope.
+ */
+public final class CausalLM implements AutoCloseable {
+  public static final String SAFETENSORS = "model.safetensors";
+  public static final String SAFETENSORS_INDEX = "model.safetensors.index.json";
+
+  private final ModelConfig config;
+  private final Decoder decoder;
+  private final List<ParamSpec> params;
+  private final Map<String, ParamSpec> paramByName;
+  private final Map<String, LinearSpec> linears;
+  private final NDManager manager;
+  private final DataType dtype;
+  private final Map<String, NDArray> weights;
+  private final Map<String, NDArray> transposed = new HashMap<>();
+
+  private CausalLM(ModelConfig config, NDManager manager, DataType dtype, Function<ParamSpec, float[]> source) {
+    this.config = config;
+    this.decoder = config.arch() == Architecture.LLAMA ? new LlamaDecoder() : new Gpt2Decoder();
+    this.params = List.copyOf(decoder.params(config));
+    this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
+    this.linears = decoder.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
+    this.manager = manager;
+    this.dtype = dtype;
+    this.weights = new LinkedHashMap<>();
+    for (ParamSpec p : params) {
+      float[] hf = source.apply(p);
+      float[] data = p.transposed() ? transpose(hf, (int) p.hfShape()[0], (int) p.hfShape()[1]) : hf;
+      weights.put(p.name(), manager.create(data, new Shape(p.computeShape())).toType(dtype, false));
+    }
+  }
+
+  /** Builds a model from host tensors keyed by HF name (used by init-model and tests). */
+  public static CausalLM fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype) {
+    NDManager m = Djl.newManager(device, "causal-lm");
+    try {
+      return new CausalLM(config, m, dtype, p -> checked(p, Optional.ofNullable(tensors.get(p.name())), "the given tensors"));
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  /** Loads an HF model directory: config.json plus model.safetensors or a sharded index. */
+  public static CausalLM load(Path dir, Device device, DataType dtype) {
+    ModelConfig config = ModelConfig.read(requireFile(dir, "config.json"));
+    Map<String, SafetensorsReader> byTensor = openWeights(dir);
+    NDManager m = Djl.newManager(device, "causal-lm:" + dir.getFileName());
+    try {
+      return new CausalLM(config, m, dtype, p -> {
+        Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
+        if (key.isEmpty()) {
+          throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
+              + ") required by model_type " + config.modelType());
+        }
+        SafetensorsReader r = byTensor.get(key.get());
+        return checked(p, Optional.of(r.read(key.get())), r.file().toString());
+      });
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  private static Path requireFile(Path dir, String name) {
+    Path f = dir.resolve(name);
+    if (!Files.isRegularFile(f)) {
+      throw new IllegalArgumentException(dir + ": not a Hugging Face model directory, " + name + " is missing");
+    }
+    return f;
+  }
+
+  /** Maps every tensor name to the (single or sharded) safetensors file that holds it. */
+  private static Map<String, SafetensorsReader> openWeights(Path dir) {
+    Map<String, SafetensorsReader> out = new HashMap<>();
+    Path index = dir.resolve(SAFETENSORS_INDEX);
+    if (Files.isRegularFile(index)) {
+      JsonNode map;
+      try {
+        map = new ObjectMapper().readTree(index.toFile()).path("weight_map");
+      } catch (IOException e) {
+        throw new IllegalArgumentException(index + ": cannot parse: " + e.getMessage(), e);
+      }
+      if (!map.isObject()) {
+        throw new IllegalArgumentException(index + ": field weight_map must be an object of tensor name to shard file");
+      }
+      Map<String, SafetensorsReader> shards = new HashMap<>();
+      map.fields().forEachRemaining(e -> {
+        SafetensorsReader r = shards.computeIfAbsent(e.getValue().asText(), f -> SafetensorsReader.open(requireFile(dir, f)));
+        if (r.info(e.getKey()).isEmpty()) {
+          throw new IllegalArgumentException(index + ": tensor '" + e.getKey() + "' is mapped to " + e.getValue().asText() + " but that file does not hold it");
+        }
+        out.put(e.getKey(), r);
+      });
+      return out;
+    }
+    Path single = dir.resolve(SAFETENSORS);
+    if (!Files.isRegularFile(single)) {
+      throw new IllegalArgumentException(dir + ": no weights found, expected " + SAFETENSORS + " or " + SAFETENSORS_INDEX);
+    }
+    SafetensorsReader r = SafetensorsReader.open(single);
+    for (TensorInfo t : r.tensors().values()) {
+      out.put(t.name(), r);
+    }
+    return out;
+  }
+
+  /** GPT-2 checkpoints come with and without the "transformer." prefix. */
+  private static List<String> hfKeyCandidates(ModelConfig c, String name) {
+    List<String> keys = new ArrayList<>(List.of(name));
+    if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
+      keys.add(name.substring("transformer.".length()));
+    }
+    return keys;
+  }
+
+  private static float[] checked(ParamSpec p, Optional<Tensor> t, String where) {
+    Tensor tensor = t.orElseThrow(() -> new IllegalArgumentException(where + ": missing tensor '" + p.name() + "'"));
+    if (!Arrays.equals(tensor.shape(), p.hfShape())) {
+      throw new IllegalArgumentException(where + ": tensor '" + p.name() + "' has shape " + Arrays.toString(tensor.shape())
+          + " but config.json implies " + Arrays.toString(p.hfShape()));
+    }
+    if (!tensor.dtype().isFloat()) {
+      throw new IllegalArgumentException(where + ": tensor '" + p.name() + "' has dtype " + tensor.dtype() + ", expected F32, F16 or BF16");
+    }
+    return tensor.toFloatArray();
+  }
+
+  static float[] transpose(float[] a, int rows, int cols) {
+    float[] t = new float[a.length];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        t[c * rows + r] = a[r * cols + c];
+      }
+    }
+    return t;
+  }
+
+  public ModelConfig config() {
+    return config;
+  }
+
+  public DataType dtype() {
+    return dtype;
+  }
+
+  public NDManager manager() {
+    return manager;
+  }
+
+  public List<ParamSpec> params() {
+    return params;
+  }
+
+  public Optional<ParamSpec> paramSpec(String name) {
+    return Optional.ofNullable(paramByName.get(name));
+  }
+
+  public List<LinearSpec> linears() {
+    return List.copyOf(linears.values());
+  }
+
+  public LinearSpec linearSpec(String name) {
+    LinearSpec l = linears.get(name);
+    if (l == null) {
+      throw new IllegalArgumentException("no projection named '" + name + "' in this " + config.modelType() + " model");
+    }
+    return l;
+  }
+
+  public long parameterCount() {
+    return params.stream().mapToLong(ParamSpec::numel).sum();
+  }
+
+  /** The frozen base tensor in compute layout. Callers must not use it as a first operand in a step. */
+  public NDArray weight(String name) {
+    NDArray w = weights.get(name);
+    if (w == null) {
+      throw new IllegalArgumentException("no tensor named '" + name + "' in this " + config.modelType() + " model");
+    }
+    return w;
+  }
+
+  /** A base tensor back in HF layout, as fp32 host data (for export). */
+  public Tensor hfTensor(String name) {
+    ParamSpec p = paramByName.get(name);
+    float[] data = weight(name).toType(DataType.FLOAT32, false).toFloatArray();
+    if (p.transposed()) {
+      data = transpose(data, (int) p.hfShape()[1], (int) p.hfShape()[0]);
+    }
+    return Tensor.ofFloats(data, p.hfShape());
+  }
+
+  /** Logits (B, T, V) for a batch's inputs. */
+  public NDArray forward(ForwardContext ctx, Batch batch) {
+    NDArray ids = ctx.manager().create(batch.inputIds()).toType(DataType.INT64, false);
+    return decoder.forward(this, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
+  }
+
+  /** Logits for new tokens (B, T) continuing the positions already in the cache. */
+  public NDArray forward(ForwardContext ctx, int[][] ids, KvCache cache) {
+    int[][] pos = new int[ids.length][ids[0].length];
+    for (int[] row : pos) {
+      for (int i = 0; i < row.length; i++) {
+        row[i] = cache.length() + i;
+      }
+    }
+    NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
+    return decoder.forward(this, ctx, idArr, pos, Optional.empty(), Optional.of(cache));
+  }
+
+  public KvCache newCache(NDManager parent) {
+    return new KvCache(parent, config.layers());
+  }
+
+  NDArray param(ForwardContext ctx, String name) {
+    return ctx.override(name).orElseGet(() -> weight(name));
+  }
+
+  /** y = x·W (+ b) (+ delta(x)) for the named projection; x (..., in) → (..., out). */
+  NDArray linear(ForwardContext ctx, NDArray x, String module) {
+    LinearSpec spec = linearSpec(module);
+    NDArray y = x.matMul(param(ctx, spec.weightKey()));
+    if (spec.hasBias()) {
+      y = y.add(param(ctx, spec.name() + ".bias"));
+    }
+    Optional<NDArray> d = ctx.delta().delta(spec, x);
+    return d.isPresent() ? y.add(d.get()) : y;
+  }
+
+  /** Rows of an embedding table for int64 ids (B, T) → (B, T, H). */
+  NDArray embed(ForwardContext ctx, String table, NDArray ids) {
+    Shape s = ids.getShape();
+    NDArray rows = ctx.local(param(ctx, table).get(new NDIndex("{}", ids.flatten())));
+    return rows.reshape(s.get(0), s.get(1), -1);
+  }
+
+  /** Logits through the input embedding: h (B, T, H) · E^T. */
+  NDArray tiedHead(ForwardContext ctx, NDArray h, String table) {
+    Optional<NDArray> o = ctx.override(table);
+    NDArray et = o.isPresent() ? o.get().transpose() : transposed.computeIfAbsent(table, k -> weight(k).transpose());
+    return h.matMul(et);
+  }
+
+  @Override
+  public void close() {
+    manager.close();
+  }
+}

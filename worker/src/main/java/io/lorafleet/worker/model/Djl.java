@@ -1,0 +1,32 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.Device;
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDManager;
+
+/**
+ * The one way lorafleet reaches DJL's PyTorch engine: offline (nothing is ever downloaded) and
+ * with a clear message when the native library is missing from the classpath.
+ */
+public final class Djl {
+  public static final String ENGINE = "PyTorch";
+
+  private Djl() {}
+
+  public static Engine engine() {
+    System.setProperty("ai.djl.offline", "true");
+    try {
+      return Engine.getEngine(ENGINE);
+    } catch (RuntimeException | UnsatisfiedLinkError e) {
+      throw new IllegalStateException("DJL's PyTorch native library could not be loaded (" + e.getMessage() + "). "
+          + "Put ai.djl.pytorch:pytorch-native-cpu:2.7.1:linux-x86_64 on the classpath, or on GPU clusters the CUDA flavour "
+          + "that matches pytorch-jni (see the README's 'GPU clusters' section).", e);
+    }
+  }
+
+  public static NDManager newManager(Device device, String name) {
+    NDManager m = engine().newBaseManager(device);
+    m.setName(name);
+    return m;
+  }
+}

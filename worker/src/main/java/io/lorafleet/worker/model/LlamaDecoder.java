@@ -1,0 +1,100 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.ndarray.NDArray;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The Llama family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), following
+ * transformers' modeling_llama.py: pre-RMSNorm blocks, rotary embeddings, grouped-query attention
+ * and a SwiGLU MLP. Qwen2 adds biases on q/k/v; Llama's attention_bias puts them on q/k/v/o.
+ */
+final class LlamaDecoder implements Decoder {
+  private static String layer(int i) {
+    return "model.layers." + i + ".";
+  }
+
+  private static boolean oBias(ModelConfig c) {
+    return c.attentionBias() && !c.modelType().equals("qwen2");
+  }
+
+  @Override
+  public List<LinearSpec> linears(ModelConfig c) {
+    List<LinearSpec> out = new ArrayList<>();
+    int h = c.hidden();
+    int q = c.heads() * c.headDim();
+    int kv = c.kvHeads() * c.headDim();
+    for (int i = 0; i < c.layers(); i++) {
+      String p = layer(i);
+      out.add(new LinearSpec(p + "self_attn.q_proj", i, h, q, c.attentionBias()));
+      out.add(new LinearSpec(p + "self_attn.k_proj", i, h, kv, c.attentionBias()));
+      out.add(new LinearSpec(p + "self_attn.v_proj", i, h, kv, c.attentionBias()));
+      out.add(new LinearSpec(p + "self_attn.o_proj", i, q, h, oBias(c)));
+      out.add(new LinearSpec(p + "mlp.gate_proj", i, h, c.intermediate(), c.mlpBias()));
+      out.add(new LinearSpec(p + "mlp.up_proj", i, h, c.intermediate(), c.mlpBias()));
+      out.add(new LinearSpec(p + "mlp.down_proj", i, c.intermediate(), h, c.mlpBias()));
+    }
+    if (!c.tieWordEmbeddings()) {
+      out.add(new LinearSpec("lm_head", -1, h, c.vocabSize(), false));
+    }
+    return out;
+  }
+
+  @Override
+  public List<ParamSpec> params(ModelConfig c) {
+    List<ParamSpec> out = new ArrayList<>();
+    int h = c.hidden();
+    out.add(new ParamSpec("model.embed_tokens.weight", new long[] {c.vocabSize(), h}, false));
+    for (LinearSpec l : linears(c)) {
+      if (l.layer() >= 0 && l.name().endsWith("q_proj")) {
+        out.add(new ParamSpec(layer(l.layer()) + "input_layernorm.weight", new long[] {h}, false));
+      }
+      if (l.layer() >= 0 && l.name().endsWith("gate_proj")) {
+        out.add(new ParamSpec(layer(l.layer()) + "post_attention_layernorm.weight", new long[] {h}, false));
+      }
+      if (l.layer() < 0) {
+        out.add(new ParamSpec("model.norm.weight", new long[] {h}, false));
+      }
+      out.add(new ParamSpec(l.weightKey(), new long[] {l.out(), l.in()}, true));
+      l.biasKey().ifPresent(b -> out.add(new ParamSpec(b, new long[] {l.out()}, false)));
+    }
+    if (c.tieWordEmbeddings()) {
+      out.add(new ParamSpec("model.norm.weight", new long[] {h}, false));
+    }
+    return out;
+  }
+
+  @Override
+  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+    ModelConfig c = m.config();
+    int b = positions.length;
+    int t = positions[0].length;
+    int past = cache.map(KvCache::length).orElse(0);
+    NDArray[] rope = Ops.ropeTables(ctx.manager(), positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()),
+        c.ropeScaling().positionScale(), m.dtype());
+    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, m.dtype());
+    NDArray h = m.embed(ctx, "model.embed_tokens.weight", ids); // (B, T, H)
+    int rep = c.heads() / c.kvHeads();
+    for (int i = 0; i < c.layers(); i++) {
+      String p = layer(i);
+      NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "input_layernorm.weight"), c.normEps());
+      NDArray q = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.q_proj"), c.heads(), c.headDim()), rope[0], rope[1]); // (B, nh, T, hd)
+      NDArray k = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.k_proj"), c.kvHeads(), c.headDim()), rope[0], rope[1]); // (B, nkv, T, hd)
+      NDArray v = Ops.heads(m.linear(ctx, x, p + "self_attn.v_proj"), c.kvHeads(), c.headDim());
+      if (cache.isPresent()) {
+        NDArray[] kv = cache.get().append(i, k, v);
+        k = kv[0];
+        v = kv[1];
+      }
+      NDArray a = Ops.attention(q, Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask); // (B, T, nh·hd)
+      h = h.add(m.linear(ctx, a, p + "self_attn.o_proj"));
+      x = Ops.rmsNorm(h, m.param(ctx, p + "post_attention_layernorm.weight"), c.normEps());
+      NDArray g = Ops.silu(m.linear(ctx, x, p + "mlp.gate_proj")).mul(m.linear(ctx, x, p + "mlp.up_proj"));
+      h = h.add(m.linear(ctx, g, p + "mlp.down_proj"));
+    }
+    cache.ifPresent(kc -> kc.advance(t));
+    h = Ops.rmsNorm(h, m.param(ctx, "model.norm.weight"), c.normEps());
+    return c.tieWordEmbeddings() ? m.tiedHead(ctx, h, "model.embed_tokens.weight") : m.linear(ctx, h, "lm_head");
+  }
+}

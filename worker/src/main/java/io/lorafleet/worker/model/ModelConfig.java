@@ -1,0 +1,135 @@
+package io.lorafleet.worker.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * The fields of a Hugging Face {@code config.json} that the forward pass needs, normalised across
+ * architectures (GPT-2's n_embd/n_layer/n_head map onto hidden/layers/heads). The raw JSON is kept
+ * so a merged export writes back exactly what was read.
+ */
+public record ModelConfig(
+    Architecture arch,
+    String modelType,
+    int vocabSize,
+    int hidden,
+    int layers,
+    int heads,
+    int kvHeads,
+    int headDim,
+    int intermediate,
+    double normEps,
+    double ropeTheta,
+    RopeScaling ropeScaling,
+    int maxPositions,
+    boolean tieWordEmbeddings,
+    boolean attentionBias,
+    boolean mlpBias,
+    ObjectNode raw) {
+
+  public ModelConfig {
+    check("vocab_size", vocabSize);
+    check("hidden_size", hidden);
+    check("num_hidden_layers", layers);
+    check("num_attention_heads", heads);
+    check("num_key_value_heads", kvHeads);
+    check("head_dim", headDim);
+    check("intermediate_size", intermediate);
+    if (heads % kvHeads != 0) {
+      throw new IllegalArgumentException("num_attention_heads (" + heads + ") must be a multiple of num_key_value_heads (" + kvHeads + ")");
+    }
+    if (arch == Architecture.GPT2 && hidden != heads * headDim) {
+      throw new IllegalArgumentException("n_embd (" + hidden + ") must be a multiple of n_head (" + heads + ")");
+    }
+    if (headDim % 2 != 0 && arch == Architecture.LLAMA) {
+      throw new IllegalArgumentException("head_dim must be even for rotary embeddings but found " + headDim);
+    }
+  }
+
+  private static void check(String field, int v) {
+    if (v <= 0) {
+      throw new IllegalArgumentException("config field " + field + " must be > 0 but found " + v);
+    }
+  }
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  public static ModelConfig read(Path configJson) {
+    JsonNode root;
+    try {
+      root = JSON.readTree(Files.readString(configJson));
+    } catch (IOException e) {
+      throw new IllegalArgumentException(configJson + ": cannot read config: " + e.getMessage(), e);
+    }
+    if (root == null || !root.isObject()) {
+      throw new IllegalArgumentException(configJson + ": must hold a JSON object");
+    }
+    try {
+      return fromJson((ObjectNode) root, configJson.toString());
+    } catch (IllegalArgumentException e) {
+      throw e.getMessage().startsWith(configJson.toString()) ? e : new IllegalArgumentException(configJson + ": " + e.getMessage(), e);
+    }
+  }
+
+  public static ModelConfig fromJson(ObjectNode c, String where) {
+    String type = text(c, "model_type", where);
+    Architecture arch = Architecture.forModelType(type, where);
+    if (arch == Architecture.GPT2) {
+      int hidden = integer(c, "n_embd", where);
+      int heads = integer(c, "n_head", where);
+      String act = c.path("activation_function").asText("gelu_new");
+      if (!act.equals("gelu_new") && !act.equals("gelu_pytorch_tanh")) {
+        throw new IllegalArgumentException(where + ": activation_function '" + act + "' is not supported, expected gelu_new");
+      }
+      return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "n_layer", where), heads, heads,
+          hidden / heads, c.hasNonNull("n_inner") ? c.get("n_inner").asInt() : 4 * hidden,
+          c.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, integer(c, "n_positions", where),
+          c.path("tie_word_embeddings").asBoolean(true), true, true, c);
+    }
+    int hidden = integer(c, "hidden_size", where);
+    int heads = integer(c, "num_attention_heads", where);
+    int kv = c.hasNonNull("num_key_value_heads") ? c.get("num_key_value_heads").asInt() : heads;
+    int headDim = c.hasNonNull("head_dim") ? c.get("head_dim").asInt() : hidden / heads;
+    String act = c.path("hidden_act").asText("silu");
+    if (!act.equals("silu")) {
+      throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported, expected silu");
+    }
+    boolean qwen = type.equals("qwen2");
+    return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, kv,
+        headDim, integer(c, "intermediate_size", where), c.path("rms_norm_eps").asDouble(1e-6),
+        c.path("rope_theta").asDouble(10000.0), ropeScaling(c.get("rope_scaling"), where),
+        c.path("max_position_embeddings").asInt(2048), c.path("tie_word_embeddings").asBoolean(false),
+        c.path("attention_bias").asBoolean(qwen), c.path("mlp_bias").asBoolean(false), c);
+  }
+
+  private static RopeScaling ropeScaling(JsonNode n, String where) {
+    if (n == null || n.isNull()) {
+      return RopeScaling.NONE;
+    }
+    String type = n.hasNonNull("rope_type") ? n.get("rope_type").asText() : n.path("type").asText("default");
+    try {
+      return new RopeScaling(type, n.path("factor").asDouble(1.0), n.path("low_freq_factor").asDouble(1.0),
+          n.path("high_freq_factor").asDouble(4.0), n.path("original_max_position_embeddings").asInt(8192));
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static String text(JsonNode c, String f, String where) {
+    if (!c.path(f).isTextual()) {
+      throw new IllegalArgumentException(where + ": missing string field '" + f + "'");
+    }
+    return c.get(f).asText();
+  }
+
+  private static int integer(JsonNode c, String f, String where) {
+    if (!c.path(f).canConvertToInt()) {
+      throw new IllegalArgumentException(where + ": missing integer field '" + f + "' (found " + c.get(f) + ")");
+    }
+    return c.get(f).asInt();
+  }
+}

@@ -1,0 +1,74 @@
+package io.lorafleet.worker.model;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.safetensors.SafetensorsWriter;
+import io.lorafleet.worker.safetensors.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/** Writes Hugging Face model directories: config.json, model.safetensors and the tokenizer files. */
+public final class ModelDirectory {
+  /** Tokenizer files copied alongside weights when present in the source. */
+  public static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json");
+
+  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+  private ModelDirectory() {}
+
+  /** Writes config.json and model.safetensors (with metadata {"format": "pt"}). */
+  public static void write(Path dir, ObjectNode config, Map<String, Tensor> tensors) throws IOException {
+    Files.createDirectories(dir);
+    SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    Path tmp = Files.createTempFile(dir, ".config", ".tmp");
+    Files.writeString(tmp, JSON.writeValueAsString(config) + "\n");
+    Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** Writes a model's current base tensors (e.g. after a merge) with the config it was loaded with. */
+  public static void export(Path dir, CausalLM model, Path tokenizerSource) throws IOException {
+    Map<String, Tensor> tensors = new LinkedHashMap<>();
+    for (ParamSpec p : model.params()) {
+      tensors.put(p.name(), model.hfTensor(p.name()));
+    }
+    write(dir, model.config().raw().deepCopy().put("torch_dtype", "float32"), tensors);
+    for (String f : TOKENIZER_FILES) {
+      Path src = tokenizerSource.resolve(f);
+      if (Files.isRegularFile(src)) {
+        Files.copy(src, dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
+  }
+
+  /**
+   * Random weights for a config, as transformers' _init_weights does: N(0, 0.02) for projections and
+   * embeddings, ones for norm scales, zeros for biases.
+   */
+  public static Map<String, Tensor> randomTensors(ModelConfig config, long seed) {
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    Random rng = new Random(seed);
+    Decoder d = config.arch() == Architecture.LLAMA ? new LlamaDecoder() : new Gpt2Decoder();
+    for (ParamSpec p : d.params(config)) {
+      float[] v = new float[(int) p.numel()];
+      boolean norm = p.name().contains("norm") || p.name().contains("ln_");
+      if (p.name().endsWith(".bias")) {
+        // zeros
+      } else if (norm) {
+        java.util.Arrays.fill(v, 1f);
+      } else {
+        for (int i = 0; i < v.length; i++) {
+          v[i] = (float) (rng.nextGaussian() * 0.02);
+        }
+      }
+      out.put(p.name(), Tensor.ofFloats(v, p.hfShape()));
+    }
+    return out;
+  }
+}

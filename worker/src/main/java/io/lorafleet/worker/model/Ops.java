@@ -1,0 +1,127 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Activation;
+import java.util.Optional;
+
+/**
+ * The tensor functions both decoders compose. DJL's PyTorch engine has no fused attention, so
+ * attention is spelled out. Every function takes the activation as its first operand so that
+ * results land in the activation's (the step's) NDManager.
+ */
+public final class Ops {
+  /** Mask value for disallowed attention; exp() of it underflows to 0 in fp16, fp32 and fp64. */
+  static final double MASKED = -1e9;
+
+  private Ops() {}
+
+  /** RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x / sqrt(mean(x²) + eps). */
+  public static NDArray rmsNorm(NDArray x, NDArray w, double eps) {
+    NDArray var = x.square().mean(new int[] {-1}, true);
+    return x.div(var.add(eps).sqrt()).mul(w);
+  }
+
+  /** LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm. */
+  public static NDArray layerNorm(NDArray x, NDArray w, NDArray b, double eps) {
+    NDArray xc = x.sub(x.mean(new int[] {-1}, true));
+    NDArray var = xc.square().mean(new int[] {-1}, true);
+    return xc.div(var.add(eps).sqrt()).mul(w).add(b);
+  }
+
+  /** SiLU(x) = x·σ(x). */
+  public static NDArray silu(NDArray x) {
+    return x.mul(Activation.sigmoid(x));
+  }
+
+  /** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+  public static NDArray geluTanh(NDArray x) {
+    NDArray inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2.0 / Math.PI));
+    return x.mul(inner.tanh().add(1)).mul(0.5);
+  }
+
+  /**
+   * Scaled dot-product attention. q (B, nh, T, hd), k and v (B, nh, S, hd), mask additive and
+   * broadcastable to (B, nh, T, S). Returns (B, T, nh·hd).
+   */
+  public static NDArray attention(NDArray q, NDArray k, NDArray v, NDArray mask) {
+    long hd = q.getShape().get(3);
+    NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).mul(1.0 / Math.sqrt(hd)).add(mask); // (B, nh, T, S)
+    NDArray out = scores.softmax(-1).matMul(v); // (B, nh, T, hd)
+    Shape s = out.getShape();
+    return out.transpose(0, 2, 1, 3).reshape(s.get(0), s.get(2), s.get(1) * hd);
+  }
+
+  /** (B, T, n·hd) → (B, n, T, hd). */
+  public static NDArray heads(NDArray x, int n, int hd) {
+    Shape s = x.getShape();
+    return x.reshape(s.get(0), s.get(1), n, hd).transpose(0, 2, 1, 3);
+  }
+
+  /** Grouped-query attention: (B, nkv, S, hd) → (B, nkv·rep, S, hd), each kv head repeated rep times. */
+  public static NDArray repeatKv(NDArray x, int rep) {
+    if (rep == 1) {
+      return x;
+    }
+    Shape s = x.getShape();
+    return x.expandDims(2).repeat(2, rep).reshape(s.get(0), s.get(1) * rep, s.get(2), s.get(3));
+  }
+
+  /**
+   * Additive mask (B|1, 1, T, past+T): query i (absolute position past+i) may see key j iff
+   * j ≤ past+i and, for packed rows, both lie in the same segment.
+   */
+  public static NDArray mask(NDManager m, int batch, int t, int past, Optional<int[][]> segments, DataType dtype) {
+    int s = past + t;
+    int rows = segments.isPresent() ? batch : 1;
+    float[] v = new float[rows * t * s];
+    for (int b = 0; b < rows; b++) {
+      for (int i = 0; i < t; i++) {
+        for (int j = 0; j < s; j++) {
+          boolean ok = j <= past + i;
+          if (ok && segments.isPresent()) {
+            int[] seg = segments.get()[b];
+            ok = seg[j] == seg[past + i];
+          }
+          v[(b * t + i) * s + j] = ok ? 0f : (float) MASKED;
+        }
+      }
+    }
+    return m.create(v, new Shape(rows, 1, t, s)).toType(dtype, false);
+  }
+
+  /** cos and sin tables (B, 1, T, hd) for HF's rotate-half RoPE: emb = cat(pos·inv, pos·inv). */
+  public static NDArray[] ropeTables(NDManager m, int[][] positions, double[] invFreq, double posScale, DataType dtype) {
+    int b = positions.length;
+    int t = positions[0].length;
+    int half = invFreq.length;
+    int hd = half * 2;
+    float[] cos = new float[b * t * hd];
+    float[] sin = new float[b * t * hd];
+    for (int r = 0; r < b; r++) {
+      for (int i = 0; i < t; i++) {
+        double p = positions[r][i] * posScale;
+        int base = (r * t + i) * hd;
+        for (int f = 0; f < half; f++) {
+          // transformers multiplies in fp32: round the frequency and the angle as it does
+          float ang = (float) p * (float) invFreq[f];
+          cos[base + f] = cos[base + f + half] = (float) Math.cos(ang);
+          sin[base + f] = sin[base + f + half] = (float) Math.sin(ang);
+        }
+      }
+    }
+    Shape shape = new Shape(b, 1, t, hd);
+    return new NDArray[] {m.create(cos, shape).toType(dtype, false), m.create(sin, shape).toType(dtype, false)};
+  }
+
+  /** x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x[..., hd/2:], x[..., :hd/2]). */
+  public static NDArray rope(NDArray x, NDArray cos, NDArray sin) {
+    long half = x.getShape().get(3) / 2;
+    NDArray x1 = x.get(new NDIndex("..., :{}", half));
+    NDArray x2 = x.get(new NDIndex("..., {}:", half));
+    return x.mul(cos).add(x2.neg().concat(x1, -1).mul(sin));
+  }
+}

@@ -1,0 +1,71 @@
+package io.lorafleet.worker.model;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+/**
+ * The shape of a small randomly initialised model, written in exactly the HF layout by
+ * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2 or gpt2.
+ */
+public record TinyModelSpec(String modelType, int layers, int hidden, int heads, int kvHeads, int intermediate, int vocab, int maxPositions, boolean tieEmbeddings) {
+  public TinyModelSpec {
+    Architecture.forModelType(modelType, "init-model --arch");
+    for (var f : new Object[][] {{"layers", layers}, {"hidden", hidden}, {"heads", heads}, {"kv-heads", kvHeads}, {"intermediate", intermediate}, {"vocab", vocab}, {"max-positions", maxPositions}}) {
+      if ((int) f[1] <= 0) {
+        throw new IllegalArgumentException("--" + f[0] + " must be > 0 but found " + f[1]);
+      }
+    }
+    if (hidden % heads != 0) {
+      throw new IllegalArgumentException("--hidden (" + hidden + ") must be a multiple of --heads (" + heads + ")");
+    }
+    if (heads % kvHeads != 0) {
+      throw new IllegalArgumentException("--heads (" + heads + ") must be a multiple of --kv-heads (" + kvHeads + ")");
+    }
+  }
+
+  public TinyModelSpec withVocab(int v) {
+    return new TinyModelSpec(modelType, layers, hidden, heads, kvHeads, intermediate, v, maxPositions, tieEmbeddings);
+  }
+
+  /** config.json as transformers writes it for this architecture. */
+  public ObjectNode configJson(int bosId, int eosId) {
+    ObjectNode c = new ObjectMapper().createObjectNode();
+    c.put("model_type", modelType);
+    if (modelType.equals("gpt2")) {
+      c.putArray("architectures").add("GPT2LMHeadModel");
+      c.put("n_embd", hidden);
+      c.put("n_layer", layers);
+      c.put("n_head", heads);
+      c.put("n_inner", intermediate);
+      c.put("n_positions", maxPositions);
+      c.put("n_ctx", maxPositions);
+      c.put("vocab_size", vocab);
+      c.put("activation_function", "gelu_new");
+      c.put("layer_norm_epsilon", 1e-5);
+      c.put("tie_word_embeddings", true);
+    } else {
+      String arch = switch (modelType) {
+        case "mistral" -> "MistralForCausalLM";
+        case "qwen2" -> "Qwen2ForCausalLM";
+        default -> "LlamaForCausalLM";
+      };
+      c.putArray("architectures").add(arch);
+      c.put("hidden_size", hidden);
+      c.put("num_hidden_layers", layers);
+      c.put("num_attention_heads", heads);
+      c.put("num_key_value_heads", kvHeads);
+      c.put("intermediate_size", intermediate);
+      c.put("vocab_size", vocab);
+      c.put("max_position_embeddings", maxPositions);
+      c.put("rms_norm_eps", 1e-6);
+      c.put("rope_theta", 10000.0);
+      c.put("hidden_act", "silu");
+      c.put("tie_word_embeddings", tieEmbeddings);
+      c.put("attention_bias", modelType.equals("qwen2"));
+    }
+    c.put("bos_token_id", bosId);
+    c.put("eos_token_id", eosId);
+    c.put("torch_dtype", "float32");
+    return c;
+  }
+}

@@ -1,0 +1,2 @@
+/** A strict safetensors reader and an atomic, deterministic writer. No DJL, no native memory. */
+package io.lorafleet.worker.safetensors;

@@ -1,0 +1,126 @@
+package io.lorafleet.worker.tokenizer;
+
+import ai.djl.huggingface.tokenizers.Encoding;
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.Optional;
+
+/**
+ * A model directory's tokenizer (tokenizer.json through DJL's HF tokenizers binding) with the
+ * BOS/EOS policy of tokenizer_config.json. Special tokens are added by this class, never by the
+ * binding, so context and target can be encoded separately and concatenated exactly.
+ */
+public final class Tokenizer implements AutoCloseable {
+  private final HuggingFaceTokenizer hf;
+  private final Optional<Integer> bos;
+  private final Optional<Integer> eos;
+  private final boolean addBos;
+  private final boolean addEos;
+  private final String fingerprint;
+  private final JsonNode tokenizerConfig;
+
+  private Tokenizer(HuggingFaceTokenizer hf, Optional<Integer> bos, Optional<Integer> eos, boolean addBos, boolean addEos, String fingerprint, JsonNode cfg) {
+    this.hf = hf;
+    this.bos = bos;
+    this.eos = eos;
+    this.addBos = addBos;
+    this.addEos = addEos;
+    this.fingerprint = fingerprint;
+    this.tokenizerConfig = cfg;
+  }
+
+  public static Tokenizer load(Path modelDir) {
+    Path json = modelDir.resolve("tokenizer.json");
+    if (!Files.isRegularFile(json)) {
+      throw new IllegalArgumentException(modelDir + ": tokenizer.json is missing");
+    }
+    try {
+      JsonNode cfg = new ObjectMapper().createObjectNode();
+      Path cfgFile = modelDir.resolve("tokenizer_config.json");
+      if (Files.isRegularFile(cfgFile)) {
+        cfg = new ObjectMapper().readTree(cfgFile.toFile());
+      }
+      HuggingFaceTokenizer hf = HuggingFaceTokenizer.builder()
+          .optTokenizerPath(json)
+          .optAddSpecialTokens(false)
+          .optTruncation(false)
+          .optPadding(false)
+          .build();
+      Optional<Integer> bos = tokenId(hf, cfg.get("bos_token"));
+      Optional<Integer> eos = tokenId(hf, cfg.get("eos_token"));
+      // Llama-style configs say add_bos_token; without the key nothing is added (GPT-2's behaviour).
+      boolean addBos = cfg.path("add_bos_token").asBoolean(false);
+      boolean addEos = cfg.path("add_eos_token").asBoolean(false);
+      MessageDigest sha = MessageDigest.getInstance("SHA-256");
+      sha.update(Files.readAllBytes(json));
+      return new Tokenizer(hf, bos, eos, addBos, addEos, HexFormat.of().formatHex(sha.digest()), cfg);
+    } catch (IOException | NoSuchAlgorithmException e) {
+      throw new IllegalArgumentException(json + ": cannot load tokenizer: " + e.getMessage(), e);
+    }
+  }
+
+  private static Optional<Integer> tokenId(HuggingFaceTokenizer hf, JsonNode tok) {
+    if (tok == null || tok.isNull()) {
+      return Optional.empty();
+    }
+    String s = tok.isTextual() ? tok.asText() : tok.path("content").asText();
+    Encoding e = hf.encode(s, false, false);
+    long[] ids = e.getIds();
+    return ids.length == 1 ? Optional.of((int) ids[0]) : Optional.empty();
+  }
+
+  /** Token ids of raw text, no special tokens. */
+  public int[] encode(String text) {
+    long[] ids = hf.encode(text, false, false).getIds();
+    int[] out = new int[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      out[i] = (int) ids[i];
+    }
+    return out;
+  }
+
+  public String decode(int[] ids) {
+    long[] l = new long[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      l[i] = ids[i];
+    }
+    return hf.decode(l, true);
+  }
+
+  public Optional<Integer> bos() {
+    return bos;
+  }
+
+  public Optional<Integer> eos() {
+    return eos;
+  }
+
+  public boolean addBos() {
+    return addBos && bos.isPresent();
+  }
+
+  public boolean addEos() {
+    return addEos && eos.isPresent();
+  }
+
+  /** SHA-256 of tokenizer.json: a dataset and a base model must agree on it. */
+  public String fingerprint() {
+    return fingerprint;
+  }
+
+  public JsonNode tokenizerConfig() {
+    return tokenizerConfig;
+  }
+
+  @Override
+  public void close() {
+    hf.close();
+  }
+}

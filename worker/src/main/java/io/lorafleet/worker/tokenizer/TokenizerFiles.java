@@ -1,0 +1,76 @@
+package io.lorafleet.worker.tokenizer;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Writes small tokenizers in the HF tokenizers JSON format, for tiny test and demo models: a
+ * word-level vocabulary with a whitespace-and-punctuation pre-tokenizer. Ids 0..3 are the special
+ * tokens &lt;pad&gt;, &lt;s&gt;, &lt;/s&gt;, &lt;unk&gt;.
+ */
+public final class TokenizerFiles {
+  public static final List<String> SPECIALS = List.of("<pad>", "<s>", "</s>", "<unk>");
+  public static final int PAD = 0;
+  public static final int BOS = 1;
+  public static final int EOS = 2;
+
+  private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+  private TokenizerFiles() {}
+
+  /** Writes tokenizer.json and tokenizer_config.json; returns the vocabulary size. */
+  public static int writeWordLevel(Path dir, List<String> words) throws IOException {
+    Map<String, Integer> vocab = new LinkedHashMap<>();
+    for (String s : SPECIALS) {
+      vocab.put(s, vocab.size());
+    }
+    for (String w : words) {
+      vocab.putIfAbsent(w, vocab.size());
+    }
+    ObjectNode root = JSON.createObjectNode();
+    root.put("version", "1.0");
+    root.putNull("truncation");
+    root.putNull("padding");
+    ArrayNode added = root.putArray("added_tokens");
+    for (int i = 0; i < SPECIALS.size(); i++) {
+      ObjectNode t = added.addObject();
+      t.put("id", i);
+      t.put("content", SPECIALS.get(i));
+      t.put("single_word", false);
+      t.put("lstrip", false);
+      t.put("rstrip", false);
+      t.put("normalized", false);
+      t.put("special", true);
+    }
+    root.putNull("normalizer");
+    root.putObject("pre_tokenizer").put("type", "Whitespace");
+    root.putNull("post_processor");
+    root.putNull("decoder");
+    ObjectNode model = root.putObject("model");
+    model.put("type", "WordLevel");
+    ObjectNode v = model.putObject("vocab");
+    vocab.forEach(v::put);
+    model.put("unk_token", "<unk>");
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("tokenizer.json"), JSON.writeValueAsString(root) + "\n");
+    ObjectNode cfg = JSON.createObjectNode();
+    cfg.put("tokenizer_class", "PreTrainedTokenizerFast");
+    cfg.put("bos_token", "<s>");
+    cfg.put("eos_token", "</s>");
+    cfg.put("pad_token", "<pad>");
+    cfg.put("unk_token", "<unk>");
+    cfg.put("add_bos_token", true);
+    cfg.put("add_eos_token", false);
+    cfg.put("model_max_length", 1024);
+    Files.writeString(dir.resolve("tokenizer_config.json"), JSON.writeValueAsString(cfg) + "\n");
+    return vocab.size();
+  }
+}

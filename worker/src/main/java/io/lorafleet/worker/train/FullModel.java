@@ -1,0 +1,65 @@
+package io.lorafleet.worker.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.LinearDelta;
+import io.lorafleet.worker.model.ParamSpec;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Full fine-tuning: every base tensor is trainable, laid out in checkpoint order and HF shape. It
+ * exists to measure LoRA against, and to pre-train the demo's small base model.
+ */
+public final class FullModel implements Trainable {
+  private final CausalLM base;
+  private final FlatLayout layout;
+
+  public FullModel(CausalLM base) {
+    this.base = base;
+    FlatLayout.Builder b = FlatLayout.builder();
+    base.params().forEach(p -> b.add(p.name(), p.hfShape()));
+    this.layout = b.build();
+  }
+
+  @Override
+  public CausalLM base() {
+    return base;
+  }
+
+  @Override
+  public FlatLayout layout() {
+    return layout;
+  }
+
+  /** The base's current values in HF layout. */
+  public float[] currentParams() {
+    float[] flat = new float[layout.size()];
+    for (FlatLayout.Slot s : layout.slots()) {
+      System.arraycopy(base.hfTensor(s.key()).toFloatArray(), 0, flat, s.offset(), s.size());
+    }
+    return flat;
+  }
+
+  @Override
+  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+    List<NDArray> leaves = new ArrayList<>();
+    Map<String, NDArray> overrides = new HashMap<>();
+    for (FlatLayout.Slot s : layout.slots()) {
+      NDArray leaf = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(base.dtype(), false);
+      if (grad) {
+        leaf.setRequiresGradient(true);
+      }
+      leaves.add(leaf);
+      ParamSpec p = base.paramSpec(s.key()).orElseThrow();
+      overrides.put(s.key(), p.transposed() ? leaf.transpose() : leaf); // the transpose is a view inside the graph
+    }
+    return new Bound(new ForwardContext(step, overrides, LinearDelta.NONE), leaves);
+  }
+}

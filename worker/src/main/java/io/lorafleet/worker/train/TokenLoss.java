@@ -1,0 +1,50 @@
+package io.lorafleet.worker.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.model.Batch;
+
+/**
+ * Causal-LM cross-entropy summed over target tokens: −Σ log p(labels[b][t+1] | ids[b][..t]) over
+ * positions whose label is not -100. The sum, not the mean, is returned so that workers can add
+ * their sums and the driver divides once by the global token count (the token-weighted mean).
+ */
+public final class TokenLoss {
+  private TokenLoss() {}
+
+  /** Scalar loss sum for logits (B, T, V); a batch of length 1 has no targets and yields 0. */
+  public static NDArray sum(NDManager m, NDArray logits, Batch batch) {
+    int b = batch.size();
+    int t = batch.seqLen();
+    if (t < 2) {
+      return m.zeros(new Shape(), logits.getDataType());
+    }
+    long[] idx = new long[b * (t - 1)];
+    float[] valid = new float[b * (t - 1)];
+    int[][] labels = batch.labels();
+    for (int r = 0; r < b; r++) {
+      for (int i = 0; i < t - 1; i++) {
+        int y = labels[r][i + 1];
+        boolean ok = y != Batch.IGNORE;
+        if (ok && (y < 0 || y >= logits.getShape().get(2))) {
+          throw new IllegalArgumentException("label " + y + " at row " + r + ", position " + (i + 1) + " is outside the vocabulary [0, " + logits.getShape().get(2) + ")");
+        }
+        idx[r * (t - 1) + i] = ok ? y : 0;
+        valid[r * (t - 1) + i] = ok ? 1f : 0f;
+      }
+    }
+    NDArray logp = logits.get(new NDIndex(":, :{}, :", t - 1)).logSoftmax(-1); // (B, T-1, V)
+    NDArray target = m.create(idx, new Shape(b, t - 1, 1));
+    NDArray picked = logp.gather(target, 2).reshape(b, t - 1); // (B, T-1)
+    NDArray mask = m.create(valid, new Shape(b, t - 1)).toType(logits.getDataType(), false);
+    return picked.mul(mask).sum().neg();
+  }
+
+  /** Returns the scalar as a double, whatever the compute dtype. */
+  public static double value(NDArray scalar) {
+    return scalar.toType(DataType.FLOAT64, false).getDouble();
+  }
+}

@@ -1,0 +1,29 @@
+package io.lorafleet.worker.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ForwardContext;
+import java.util.List;
+
+/**
+ * What a training step optimises: a set of tensors laid out in one flat buffer (the LoRA factors,
+ * or every base tensor for full fine-tuning), and how to run the base model with given values.
+ */
+public interface Trainable {
+  CausalLM base();
+
+  FlatLayout layout();
+
+  /**
+   * Creates the trainable tensors from {@code flat} in {@code step} and a context that uses them.
+   * With {@code grad} the tensors are autograd leaves, in {@link FlatLayout#slots()} order.
+   *
+   * @param dropoutSeed seeds dropout masks; negative for evaluation (no dropout)
+   */
+  Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed);
+
+  /** A bound context and its leaves, one per layout slot. */
+  record Bound(ForwardContext context, List<NDArray> leaves) {}
+}

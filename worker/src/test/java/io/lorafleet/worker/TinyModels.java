@@ -1,0 +1,47 @@
+package io.lorafleet.worker;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ModelConfig;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.safetensors.Tensor;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Random;
+
+/** Tiny models for tests, with weights large enough that gradients are far from zero. */
+public final class TinyModels {
+  private TinyModels() {}
+
+  /** Llama with GQA (4 heads, 2 kv heads), untied head. */
+  public static final TinyModelSpec LLAMA = new TinyModelSpec("llama", 2, 16, 4, 2, 24, 37, 64, false);
+  /** Qwen2: q/k/v biases, tied embeddings. */
+  public static final TinyModelSpec QWEN2 = new TinyModelSpec("qwen2", 2, 16, 4, 2, 24, 37, 64, true);
+  public static final TinyModelSpec GPT2 = new TinyModelSpec("gpt2", 2, 16, 4, 4, 32, 37, 32, true);
+
+  public static ModelConfig config(TinyModelSpec spec) {
+    return ModelConfig.fromJson(spec.configJson(1, 2), spec.modelType());
+  }
+
+  /** Random weights (std 0.3, biases and norms perturbed too, so every term matters). */
+  public static Map<String, Tensor> tensors(TinyModelSpec spec, long seed) {
+    Map<String, Tensor> base = ModelDirectory.randomTensors(config(spec), seed);
+    Random rng = new Random(seed + 1);
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    base.forEach((k, t) -> {
+      float[] v = t.toFloatArray();
+      boolean scaleLike = k.contains("norm") || k.contains("ln_");
+      for (int i = 0; i < v.length; i++) {
+        v[i] = scaleLike && !k.endsWith(".bias") ? 1f + (float) (rng.nextGaussian() * 0.1) : (float) (rng.nextGaussian() * 0.3);
+      }
+      out.put(k, Tensor.ofFloats(v, t.shape()));
+    });
+    return out;
+  }
+
+  public static CausalLM model(TinyModelSpec spec, long seed, DataType dtype) {
+    return CausalLM.fromTensors(config(spec), tensors(spec, seed), Device.cpu(), dtype);
+  }
+}
