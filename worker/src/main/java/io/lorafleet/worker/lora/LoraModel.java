@@ -173,7 +173,7 @@ public final class LoraModel implements Trainable {
   }
 
   private static void replace(NDManager m, NDArray w, float[] values) {
-    w.set(new ai.djl.ndarray.index.NDIndex(), m.create(values, w.getShape()).toType(w.getDataType(), false));
+    w.set(new ai.djl.ndarray.index.NDIndex(":"), m.create(values, w.getShape()).toType(w.getDataType(), false));
   }
 
   private void apply(float[] flat, int sign) {

@@ -30,9 +30,11 @@ public final class TrainStep {
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
       try (NDManager step = trainable.base().manager().newSubManager()) {
-        Trainable.Bound bound = trainable.bind(step, params, true, dropoutSeed < 0 ? -1 : dropoutSeed + i);
+        Trainable.Bound bound;
         NDArray lossSum;
         try (GradientCollector gc = Djl.engine().newGradientCollector()) {
+          // bind inside the collector: views of the leaves (transposes) must be recorded by autograd
+          bound = trainable.bind(step, params, true, dropoutSeed < 0 ? -1 : dropoutSeed + i);
           NDArray logits = trainable.base().forward(bound.context(), batch);
           lossSum = TokenLoss.sum(step, logits, batch);
           gc.backward(lossSum);

@@ -1,0 +1,128 @@
+package io.lorafleet.worker.lora;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.LinearDelta;
+import io.lorafleet.worker.model.TinyModelSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+class MergeAndAdapterTest {
+  @TempDir Path tmp;
+
+  static final Batch BATCH = Batch.of(new int[][] {{1, 4, 8, 15, 16, 23, 36}}, new int[][] {{-100, -100, 8, 15, 16, 23, 36}});
+
+  static float[] trained(LoraModel lora, long seed) {
+    float[] p = lora.initialParams(seed);
+    Random r = new Random(seed);
+    for (int i = 0; i < p.length; i++) {
+      p[i] += (float) (r.nextGaussian() * 0.1);
+    }
+    return p;
+  }
+
+  static float[] logits(CausalLM m, LoraModel lora, float[] p) {
+    try (NDManager s = m.manager().newSubManager()) {
+      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, -1).context();
+      return m.forward(ctx, BATCH).toFloatArray();
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "qwen2", "gpt2"})
+  void mergedForwardEqualsUnmergedAndUnmergeRestores(String arch) {
+    TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : arch.equals("qwen2") ? TinyModels.QWEN2 : TinyModels.GPT2;
+    try (CausalLM m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withBias("lora_only"));
+      float[] p = trained(lora, 1);
+      float[] base = logits(m, lora, null);
+      float[] unmerged = logits(m, lora, p);
+      float[] w0 = m.hfTensor(lora.targets().get(0).module().weightKey()).toFloatArray();
+      lora.merge(p);
+      float[] merged = logits(m, null, null);
+      double diff = 0;
+      for (int i = 0; i < base.length; i++) {
+        diff = Math.max(diff, Math.abs(base[i] - unmerged[i]));
+        assertEquals(unmerged[i], merged[i], 1e-4, "merged logit " + i);
+      }
+      assertTrue(diff > 1e-2, "the adapter must change the output for this test to mean anything, max diff " + diff);
+      lora.unmerge(p);
+      assertArrayEquals(w0, m.hfTensor(lora.targets().get(0).module().weightKey()).toFloatArray(), 1e-6f);
+      assertArrayEquals(base, logits(m, null, null), 1e-4f);
+    }
+  }
+
+  @Test
+  void adaptersRoundTripByteStably() throws Exception {
+    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("q_proj", "v_proj")).withPatterns(Map.of("v_proj", 2), Map.of()));
+      float[] p = trained(lora, 2);
+      Path a = tmp.resolve("a");
+      AdapterFormat.write(a, lora, p, Map.of("lorafleet.step", "7"));
+      AdapterFormat.Loaded back = AdapterFormat.read(a, m);
+      assertArrayEquals(p, back.values());
+      assertEquals("7", back.metadata().get("lorafleet.step"));
+      assertEquals(lora.layout().signature(), back.model().layout().signature());
+      Path b = tmp.resolve("b");
+      AdapterFormat.write(b, back.model(), back.values(), back.metadata());
+      assertArrayEquals(Files.readAllBytes(a.resolve(AdapterFormat.WEIGHTS)), Files.readAllBytes(b.resolve(AdapterFormat.WEIGHTS)));
+      assertArrayEquals(Files.readAllBytes(a.resolve(AdapterFormat.CONFIG)), Files.readAllBytes(b.resolve(AdapterFormat.CONFIG)));
+      var cfg = new ObjectMapper().readTree(a.resolve(AdapterFormat.CONFIG).toFile());
+      assertEquals("LORA", cfg.get("peft_type").asText());
+      assertEquals(2, cfg.get("rank_pattern").get("v_proj").asInt());
+      var st = io.lorafleet.worker.safetensors.SafetensorsReader.open(a.resolve(AdapterFormat.WEIGHTS));
+      assertEquals("pt", st.metadata().get("format"));
+      assertArrayEquals(new long[] {4, 16}, st.tensors().get("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").shape());
+      assertArrayEquals(new long[] {8, 2}, st.tensors().get("base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight").shape());
+    }
+  }
+
+  @Test
+  void gpt2KeysFollowPeft() throws Exception {
+    try (CausalLM m = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("c_attn")));
+      AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
+      var st = io.lorafleet.worker.safetensors.SafetensorsReader.open(tmp.resolve(AdapterFormat.WEIGHTS));
+      assertArrayEquals(new long[] {2, 16}, st.tensors().get("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight").shape());
+      assertArrayEquals(new long[] {48, 2}, st.tensors().get("base_model.model.transformer.h.0.attn.c_attn.lora_B.weight").shape());
+      assertTrue(new ObjectMapper().readTree(tmp.resolve(AdapterFormat.CONFIG).toFile()).get("fan_in_fan_out").asBoolean());
+    }
+  }
+
+  @Test
+  void mismatchesAreClearErrors() throws Exception {
+    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32);
+        CausalLM gpt2 = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj", "c_attn"))));
+      assertTrue(e.getMessage().contains("[c_attn]") && e.getMessage().contains("q_proj, k_proj"), e.getMessage());
+      LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj")));
+      AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
+      e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, gpt2));
+      assertTrue(e.getMessage().contains("does not fit the base model") && e.getMessage().contains("q_proj"), e.getMessage());
+      // a base of another width: shapes differ
+      try (CausalLM wide = io.lorafleet.worker.model.CausalLM.fromTensors(
+          TinyModels.config(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false)),
+          TinyModels.tensors(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false), 1), ai.djl.Device.cpu(), DataType.FLOAT32)) {
+        e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, wide));
+        assertTrue(e.getMessage().contains("has shape [2, 16] but the base model expects [2, 32]"), e.getMessage());
+      }
+    }
+  }
+}
