@@ -71,4 +71,17 @@ public final class ModelDirectory {
     }
     return out;
   }
+
+  /**
+   * init-model: a randomly initialised model of the given shape with a word-level tokenizer over
+   * {@code words}, in exactly the HF layout. The vocabulary size is that of the tokenizer.
+   */
+  public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed) throws IOException {
+    int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words);
+    TinyModelSpec sized = spec.withVocab(vocab);
+    ObjectNode cfgJson = sized.configJson(io.lorafleet.worker.tokenizer.TokenizerFiles.BOS, io.lorafleet.worker.tokenizer.TokenizerFiles.EOS);
+    ModelConfig config = ModelConfig.fromJson(cfgJson, dir.resolve("config.json").toString());
+    write(dir, cfgJson, randomTensors(config, seed));
+    return config;
+  }
 }
