@@ -1,0 +1,60 @@
+package io.lorafleet.datasets.arrow;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.IntVector;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.complex.ListVector;
+import org.apache.arrow.vector.ipc.ArrowStreamReader;
+
+/** Reads a shard written by {@link ShardWriter} (or by HF datasets with the same columns). */
+public final class ShardReader {
+  private ShardReader() {}
+
+  public static List<Example> read(Path shard) {
+    try (InputStream in = Files.newInputStream(shard)) {
+      return read(in, shard.toString());
+    } catch (IOException e) {
+      throw new IllegalArgumentException(shard + ": cannot read Arrow shard: " + e.getMessage(), e);
+    }
+  }
+
+  public static List<Example> read(InputStream in, String where) throws IOException {
+    List<Example> out = new ArrayList<>();
+    try (BufferAllocator alloc = new RootAllocator(); ArrowStreamReader r = new ArrowStreamReader(in, alloc)) {
+      VectorSchemaRoot root = r.getVectorSchemaRoot();
+      for (String col : List.of(ShardFormat.INPUT_IDS, ShardFormat.LABELS)) {
+        if (root.getSchema().findField(col) == null) {
+          throw new IllegalArgumentException(where + ": column '" + col + "' is missing, found " + root.getSchema().getFields());
+        }
+      }
+      boolean packed = root.getSchema().getFields().stream().anyMatch(f -> f.getName().equals(ShardFormat.POSITION_IDS));
+      while (r.loadNextBatch()) {
+        ListVector ids = (ListVector) root.getVector(ShardFormat.INPUT_IDS);
+        ListVector labels = (ListVector) root.getVector(ShardFormat.LABELS);
+        ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
+        for (int i = 0; i < root.getRowCount(); i++) {
+          out.add(new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]));
+        }
+      }
+    }
+    return out;
+  }
+
+  private static int[] row(ListVector v, int i) {
+    IntVector data = (IntVector) v.getDataVector();
+    int start = v.getElementStartIndex(i);
+    int end = v.getElementEndIndex(i);
+    int[] out = new int[end - start];
+    for (int k = start; k < end; k++) {
+      out[k - start] = data.get(k);
+    }
+    return out;
+  }
+}

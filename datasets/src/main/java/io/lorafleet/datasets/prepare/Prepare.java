@@ -1,0 +1,309 @@
+package io.lorafleet.datasets.prepare;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.ShardFormat;
+import io.lorafleet.datasets.arrow.ShardWriter;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.Serializable;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.io.BytesWritable;
+import org.apache.hadoop.io.LongWritable;
+import org.apache.hadoop.io.Text;
+import org.apache.hadoop.mapred.TextInputFormat;
+import org.apache.spark.api.java.JavaPairRDD;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * {@code lorafleet prepare}: raw records → tokenized, label-masked Arrow shards, on Spark.
+ *
+ * <p>Each input file is read with its line (JSONL) or row (Parquet, CSV) numbers, so every bad
+ * record lands in quarantine.jsonl with its source and reason. Records get a key hashed from (seed,
+ * file, line): it decides the validation split and the shuffle order, so the same seed gives
+ * byte-identical shards. Shard i takes every n-th example of the shuffled order, so shards differ in
+ * size by at most one and spread evenly over any number of workers.
+ */
+public final class Prepare {
+  public static final String MANIFEST = "manifest.json";
+  public static final String QUARANTINE = "quarantine.jsonl";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private Prepare() {}
+
+  /** A record before tokenization: its source, and its fields or the reason it is unreadable. */
+  record Raw(String file, long line, Map<String, Object> fields, String error) implements Serializable {}
+
+  /** A processed record: an example with its shuffle key, or a quarantine entry. */
+  record Out(long key, boolean val, Example example, boolean truncated, String file, long line, String reason) implements Serializable {}
+
+  public static JsonNode run(SparkSession spark, PrepareOptions o) throws IOException {
+    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+    Configuration hconf = jsc.hadoopConfiguration();
+    List<String> files = expand(hconf, o.inputs());
+    JavaRDD<Raw> raw = null;
+    for (String f : files) {
+      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f));
+      raw = raw == null ? r : raw.union(r);
+    }
+    String fingerprint = Tokenize.tokenizer(o.modelDir()).fingerprint();
+    JavaRDD<Out> out = raw.mapPartitions(it -> process(it, o)).cache();
+    List<Out> bad = out.filter(x -> x.reason() != null).collect();
+    long total = out.count();
+    ObjectNode manifest = JSON.createObjectNode();
+    manifest.put("format_version", 1);
+    manifest.put("tokenizer_fingerprint", fingerprint);
+    ArrayNode in = manifest.putArray("inputs");
+    files.forEach(in::add);
+    manifest.set("options", JSON.valueToTree(Map.of("format", o.format().cliName(), "max_seq_len", o.maxSeqLen(), "truncation", o.truncation(),
+        "train_on_inputs", o.trainOnInputs(), "seed", o.seed(), "val_fraction", o.valFraction(), "shards", o.shards(), "columns", o.columns(),
+        "template", o.template(), "model", o.modelDir())));
+    manifest.put("records_read", total);
+    manifest.put("records_quarantined", bad.size());
+    Path outDir = new Path(o.output());
+    FileSystem fs = outDir.getFileSystem(hconf);
+    fs.mkdirs(outDir);
+    writeQuarantine(fs, new Path(outDir, QUARANTINE), bad);
+    double badFraction = total == 0 ? 1 : (double) bad.size() / total;
+    if (badFraction > o.maxBadFraction()) {
+      Map<String, Long> reasons = new TreeMap<>();
+      bad.forEach(b -> reasons.merge(b.reason().replaceAll(":.*", ""), 1L, Long::sum));
+      throw new IllegalStateException(bad.size() + " of " + total + " records are bad (" + String.format("%.1f%%", 100 * badFraction)
+          + "), more than --max-bad-fraction " + o.maxBadFraction() + "; reasons: " + reasons + "; see " + new Path(outDir, QUARANTINE));
+    }
+    ObjectNode splits = manifest.putObject("splits");
+    for (boolean val : new boolean[] {false, true}) {
+      JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
+      String name = val ? "validation" : "train";
+      splits.set(name, writeSplit(fs, new Path(outDir, name), split, o.shards()));
+    }
+    out.unpersist();
+    Path mf = new Path(outDir, MANIFEST);
+    try (OutputStream s = fs.create(mf, true)) {
+      s.write(JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(manifest));
+    }
+    return manifest;
+  }
+
+  static String type(PrepareOptions o, String file) {
+    if (!o.inputType().equals("auto")) {
+      return o.inputType();
+    }
+    String f = file.toLowerCase();
+    return f.endsWith(".parquet") ? "parquet" : f.endsWith(".csv") ? "csv" : "jsonl";
+  }
+
+  /** Files and directories (non-recursive, hidden and _-prefixed files skipped) → sorted file list. */
+  static List<String> expand(Configuration conf, List<String> inputs) throws IOException {
+    List<String> out = new ArrayList<>();
+    for (String in : inputs) {
+      Path p = new Path(in);
+      FileSystem fs = p.getFileSystem(conf);
+      FileStatus[] matches = fs.globStatus(p);
+      if (matches == null || matches.length == 0) {
+        throw new IllegalArgumentException("--input " + in + ": no such file or directory");
+      }
+      for (FileStatus st : matches) {
+        if (st.isDirectory()) {
+          for (FileStatus c : fs.listStatus(st.getPath())) {
+            String n = c.getPath().getName();
+            if (c.isFile() && !n.startsWith(".") && !n.startsWith("_")) {
+              out.add(c.getPath().toString());
+            }
+          }
+        } else {
+          out.add(st.getPath().toString());
+        }
+      }
+    }
+    out.sort(String::compareTo);
+    return out;
+  }
+
+  static JavaRDD<Raw> read(SparkSession spark, JavaSparkContext jsc, String file, String type) {
+    if (type.equals("jsonl")) {
+      // Raw bytes per line, so invalid UTF-8 is detected rather than silently replaced.
+      JavaPairRDD<LongWritable, Text> lines = jsc.hadoopFile(file, TextInputFormat.class, LongWritable.class, Text.class);
+      return lines.map(t -> new BytesWritable(java.util.Arrays.copyOf(t._2().getBytes(), t._2().getLength()))).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1().copyBytes()));
+    }
+    var reader = spark.read();
+    var df = type.equals("csv") ? reader.option("header", "true").option("multiLine", "true").option("escape", "\"").csv(file) : reader.parquet(file);
+    String[] cols = df.columns();
+    return df.javaRDD().zipWithIndex().map(t -> {
+      Row r = t._1();
+      Map<String, Object> m = new LinkedHashMap<>();
+      for (int i = 0; i < cols.length; i++) {
+        m.put(cols[i], r.get(i));
+      }
+      return new Raw(file, t._2() + 1, m, null);
+    });
+  }
+
+  static Raw parseJson(String file, long line, byte[] bytes) {
+    String s;
+    try {
+      s = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT)
+          .decode(java.nio.ByteBuffer.wrap(bytes)).toString();
+    } catch (CharacterCodingException e) {
+      return new Raw(file, line, null, "invalid UTF-8");
+    }
+    if (s.isBlank()) {
+      return new Raw(file, line, null, "empty line");
+    }
+    try {
+      JsonNode n = JSON.readTree(s);
+      if (!n.isObject()) {
+        return new Raw(file, line, null, "invalid JSON: expected an object but found " + n.getNodeType().name().toLowerCase());
+      }
+      Map<String, Object> m = new LinkedHashMap<>();
+      n.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().isTextual() ? e.getValue().asText() : e.getValue().isNull() ? null : e.getValue()));
+      return new Raw(file, line, m, null);
+    } catch (IOException e) {
+      return new Raw(file, line, null, "invalid JSON: " + e.getMessage().split("\n")[0]);
+    }
+  }
+
+  static Iterator<Out> process(Iterator<Raw> it, PrepareOptions o) {
+    var tok = Tokenize.tokenizer(o.modelDir());
+    List<Out> out = new ArrayList<>();
+    while (it.hasNext()) {
+      Raw r = it.next();
+      long key = hash(o.seed(), r.file(), r.line());
+      boolean val = (key >>> 11) * 0x1.0p-53 < o.valFraction();
+      if (r.error() != null) {
+        out.add(new Out(key, val, null, false, r.file(), r.line(), r.error()));
+        continue;
+      }
+      try {
+        Tokenize.Result t = Tokenize.encode(tok, o.format().toPair(r.fields(), o), o);
+        out.add(new Out(key, val, t.example(), t.truncated(), r.file(), r.line(), null));
+      } catch (RecordFormat.BadRecord e) {
+        out.add(new Out(key, val, null, false, r.file(), r.line(), e.getMessage()));
+      }
+    }
+    return out.iterator();
+  }
+
+  /** SplitMix64 over the seed and FNV-1a of "file:line": stable across JVMs and runs. */
+  static long hash(long seed, String file, long line) {
+    long h = 0xcbf29ce484222325L;
+    for (byte b : (file + ":" + line).getBytes(StandardCharsets.UTF_8)) {
+      h = (h ^ (b & 0xff)) * 0x100000001b3L;
+    }
+    long z = h + seed * 0x9e3779b97f4a7c15L;
+    z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+    z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+    return z ^ (z >>> 31);
+  }
+
+  static ObjectNode writeSplit(FileSystem fs, Path dir, JavaRDD<Out> split, int shards) throws IOException {
+    fs.mkdirs(dir);
+    // Shuffle order: by key, ties broken by source position; example i goes to shard i mod n.
+    List<Out> ordered = new ArrayList<>(split.collect());
+    ordered.sort((a, b) -> a.key() != b.key() ? Long.compare(a.key(), b.key()) : a.file().equals(b.file()) ? Long.compare(a.line(), b.line()) : a.file().compareTo(b.file()));
+    int n = Math.max(1, Math.min(shards, ordered.size()));
+    List<List<Example>> byShard = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      byShard.add(new ArrayList<>());
+    }
+    long tokens = 0;
+    long targetTokens = 0;
+    long truncated = 0;
+    TreeMap<Integer, Long> hist = new TreeMap<>();
+    for (int i = 0; i < ordered.size(); i++) {
+      Example e = ordered.get(i).example();
+      byShard.get(i % n).add(e);
+      tokens += e.inputIds().length;
+      for (int l : e.labels()) {
+        targetTokens += l == -100 ? 0 : 1;
+      }
+      truncated += ordered.get(i).truncated() ? 1 : 0;
+      hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);
+    }
+    ArrayNode files = JSON.createArrayNode();
+    for (int i = 0; i < n; i++) {
+      String name = ShardFormat.shardName(i, n);
+      Path tmp = new Path(dir, "." + name + ".tmp");
+      try (OutputStream s = fs.create(tmp, true)) {
+        ShardWriter.write(s, byShard.get(i), false);
+      }
+      Path fin = new Path(dir, name);
+      fs.delete(fin, false);
+      if (!fs.rename(tmp, fin)) {
+        throw new IOException("cannot rename " + tmp + " to " + fin);
+      }
+      files.addObject().put("filename", name);
+    }
+    ObjectNode state = JSON.createObjectNode();
+    state.set("_data_files", files);
+    state.putNull("_fingerprint");
+    state.putNull("_format_columns");
+    state.putNull("_format_kwargs");
+    state.putNull("_format_type");
+    state.put("_output_all_columns", false);
+    state.putNull("_split");
+    writeJson(fs, new Path(dir, "state.json"), state);
+    ObjectNode info = (ObjectNode) JSON.readTree(ShardFormat.schema(false).getCustomMetadata().get("huggingface")).get("info");
+    writeJson(fs, new Path(dir, "dataset_info.json"), info);
+    ObjectNode stats = JSON.createObjectNode();
+    stats.put("records", ordered.size());
+    stats.put("tokens", tokens);
+    stats.put("target_tokens", targetTokens);
+    stats.put("truncated", truncated);
+    stats.put("shards", n);
+    ObjectNode h = stats.putObject("length_histogram");
+    hist.forEach((k, v) -> h.put("<=" + k, v));
+    return stats;
+  }
+
+  static void writeJson(FileSystem fs, Path p, JsonNode n) throws IOException {
+    try (OutputStream s = fs.create(p, true)) {
+      s.write(JSON.copy().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(n));
+    }
+  }
+
+  static void writeQuarantine(FileSystem fs, Path p, List<Out> bad) throws IOException {
+    List<Out> sorted = new ArrayList<>(bad);
+    sorted.sort((a, b) -> a.file().equals(b.file()) ? Long.compare(a.line(), b.line()) : a.file().compareTo(b.file()));
+    try (OutputStream s = fs.create(p, true)) {
+      for (Out b : sorted) {
+        ObjectNode n = JSON.createObjectNode();
+        n.put("file", b.file());
+        n.put("line", b.line());
+        n.put("reason", b.reason());
+        s.write((JSON.writeValueAsString(n) + "\n").getBytes(StandardCharsets.UTF_8));
+      }
+    }
+  }
+
+  /** Loads a prepared split's examples in shard order, for drivers and tests. */
+  public static List<Example> readSplit(java.nio.file.Path dir) throws IOException {
+    List<Example> out = new ArrayList<>();
+    try (var s = java.nio.file.Files.list(dir)) {
+      for (java.nio.file.Path f : s.filter(x -> x.getFileName().toString().endsWith(".arrow")).sorted().toList()) {
+        out.addAll(io.lorafleet.datasets.arrow.ShardReader.read(f));
+      }
+    }
+    return out;
+  }
+
+}

@@ -1,0 +1,62 @@
+package io.lorafleet.datasets.prepare;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Options of {@code lorafleet prepare}. {@code columns} maps the format's logical fields (context,
+ * target, prompt, completion, instruction, input, output, text) to the input's column names.
+ */
+public record PrepareOptions(
+    List<String> inputs,
+    String inputType,
+    RecordFormat format,
+    Map<String, String> columns,
+    String template,
+    String modelDir,
+    String output,
+    int maxSeqLen,
+    String truncation,
+    boolean trainOnInputs,
+    long seed,
+    double valFraction,
+    int shards,
+    double maxBadFraction) implements java.io.Serializable {
+
+  public PrepareOptions {
+    if (inputs.isEmpty()) {
+      throw new IllegalArgumentException("--input must name at least one file or directory");
+    }
+    if (!List.of("auto", "jsonl", "parquet", "csv").contains(inputType)) {
+      throw new IllegalArgumentException("--input-type must be auto, jsonl, parquet or csv but found '" + inputType + "'");
+    }
+    if (maxSeqLen < 2) {
+      throw new IllegalArgumentException("--max-seq-len must be >= 2 but found " + maxSeqLen);
+    }
+    if (!List.of("drop", "truncate-context").contains(truncation)) {
+      throw new IllegalArgumentException("--truncation must be drop or truncate-context but found '" + truncation + "'");
+    }
+    if (valFraction < 0 || valFraction >= 1) {
+      throw new IllegalArgumentException("--val-fraction must be in [0, 1) but found " + valFraction);
+    }
+    if (shards <= 0) {
+      throw new IllegalArgumentException("--shards must be > 0 but found " + shards);
+    }
+    if (maxBadFraction < 0 || maxBadFraction > 1) {
+      throw new IllegalArgumentException("--max-bad-fraction must be in [0, 1] but found " + maxBadFraction);
+    }
+    inputs = List.copyOf(inputs);
+    columns = Map.copyOf(columns);
+    template = template == null ? "" : template;
+  }
+
+  /** The user's prompt template ("" when none was given). */
+  public Optional<String> templateText() {
+    return template.isEmpty() ? Optional.empty() : Optional.of(template);
+  }
+
+  public String column(String logical) {
+    return columns.getOrDefault(logical, logical);
+  }
+}

@@ -1,0 +1,68 @@
+package io.lorafleet.datasets.prepare;
+
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * (context, target) → label-masked example. Context and target are encoded separately and
+ * concatenated: [BOS if the tokenizer config adds it] + context, then target + [EOS], so the model
+ * learns to stop. Labels are -100 on the context (unless train-on-inputs) and on BOS.
+ */
+public final class Tokenize {
+  /** One tokenizer per executor JVM and model directory, never one per row. */
+  private static final ConcurrentHashMap<String, Tokenizer> CACHE = new ConcurrentHashMap<>();
+
+  private Tokenize() {}
+
+  public static Tokenizer tokenizer(String modelDir) {
+    return CACHE.computeIfAbsent(modelDir, d -> Tokenizer.load(Path.of(d)));
+  }
+
+  /** The example and whether its context was truncated. */
+  public record Result(Example example, boolean truncated) {}
+
+  public static Result encode(Tokenizer tok, RecordFormat.Pair p, PrepareOptions o) {
+    int[] ctx = tok.encode(p.context());
+    int[] tgt = tok.encode(p.target());
+    if (tgt.length == 0) {
+      throw new RecordFormat.BadRecord("target tokenizes to nothing");
+    }
+    int bos = tok.addBos() ? 1 : 0;
+    int eos = tok.eos().isPresent() ? 1 : 0;
+    int total = bos + ctx.length + tgt.length + eos;
+    boolean truncated = false;
+    if (total > o.maxSeqLen()) {
+      int room = o.maxSeqLen() - bos - tgt.length - eos;
+      if (o.truncation().equals("drop") || room < 0) {
+        throw new RecordFormat.BadRecord("too long: " + total + " tokens, --max-seq-len is " + o.maxSeqLen()
+            + (room < 0 ? " and the target alone does not fit" : " (--truncation drop)"));
+      }
+      ctx = Arrays.copyOfRange(ctx, ctx.length - room, ctx.length); // keep the context's end, next to the target
+      truncated = true;
+      total = o.maxSeqLen();
+    }
+    int[] ids = new int[total];
+    int[] labels = new int[total];
+    int k = 0;
+    if (bos == 1) {
+      ids[k] = tok.bos().get();
+      labels[k++] = -100;
+    }
+    for (int c : ctx) {
+      ids[k] = c;
+      labels[k++] = o.trainOnInputs() ? c : -100;
+    }
+    for (int t : tgt) {
+      ids[k] = t;
+      labels[k++] = t;
+    }
+    if (eos == 1) {
+      ids[k] = tok.eos().get();
+      labels[k] = tok.eos().get();
+    }
+    return new Result(new Example(ids, labels), truncated);
+  }
+}

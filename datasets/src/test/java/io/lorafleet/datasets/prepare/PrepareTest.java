@@ -1,0 +1,154 @@
+package io.lorafleet.datasets.prepare;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class PrepareTest {
+  static SparkSession spark;
+  static Path model;
+  @TempDir static Path shared;
+  @TempDir Path tmp;
+
+  @BeforeAll
+  static void start() throws Exception {
+    spark = SparkSession.builder().master("local[2]").appName("prepare-test").config("spark.ui.enabled", "false").getOrCreate();
+    model = shared.resolve("model");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 1, 8, 2, 2, 8, 1, 64, false),
+        List.of("what", "is", "two", "plus", "three", "four", "five", "answer", ":", "hello", "world", "Below", "instruction"), 1);
+  }
+
+  @AfterAll
+  static void stop() {
+    spark.stop();
+  }
+
+  PrepareOptions opts(List<String> in, String format, Path out, long seed) {
+    return new PrepareOptions(in, "auto", RecordFormat.parse(format), Map.of(), "", model.toString(), out.toString(), 32,
+        "truncate-context", false, seed, 0.0, 3, 0.5);
+  }
+
+  @Test
+  void contextTargetMaskingTokenByToken() throws Exception {
+    Path in = tmp.resolve("a.jsonl");
+    Files.writeString(in, "{\"context\": \"what is two plus three\", \"target\": \"five\"}\n");
+    JsonNode m = Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("out"), 1));
+    List<Example> ex = Prepare.readSplit(tmp.resolve("out/train"));
+    assertEquals(1, ex.size());
+    try (Tokenizer tok = Tokenizer.load(model)) {
+      int[] ctx = tok.encode("what is two plus three");
+      int five = tok.encode("five")[0];
+      int[] ids = {1, ctx[0], ctx[1], ctx[2], ctx[3], ctx[4], five, 2};
+      assertArrayEquals(ids, ex.get(0).inputIds());
+      assertArrayEquals(new int[] {-100, -100, -100, -100, -100, -100, five, 2}, ex.get(0).labels());
+      assertEquals(tok.fingerprint(), m.get("tokenizer_fingerprint").asText());
+    }
+    assertEquals(2, m.at("/splits/train/target_tokens").asLong());
+  }
+
+  @Test
+  void everyFormatAndInputType() throws Exception {
+    Path dir = tmp.resolve("in");
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("a.jsonl"), "{\"instruction\": \"hello\", \"input\": \"world\", \"output\": \"five\"}\n{\"instruction\": \"hello\", \"output\": \"four\"}\n");
+    JsonNode m = Prepare.run(spark, opts(List.of(dir.toString()), "alpaca", tmp.resolve("alpaca"), 1));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    Files.writeString(tmp.resolve("t.csv"), "prompt,completion\n\"what is two\",five\nhello,world\n");
+    m = Prepare.run(spark, opts(List.of(tmp.resolve("t.csv").toString()), "prompt-completion", tmp.resolve("csv"), 1));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    spark.createDataFrame(List.of(new TextRow("hello world five")), TextRow.class).write().parquet(tmp.resolve("p.parquet").toString());
+    m = Prepare.run(spark, new PrepareOptions(List.of(tmp.resolve("p.parquet").toString()), "parquet", RecordFormat.TEXT, Map.of(), "",
+        model.toString(), tmp.resolve("text").toString(), 32, "drop", false, 1, 0, 2, 0.5));
+    assertEquals(1, m.at("/splits/train/records").asLong());
+    Example e = Prepare.readSplit(tmp.resolve("text/train")).get(0);
+    assertEquals(e.inputIds().length - 1, java.util.Arrays.stream(e.labels()).filter(l -> l != -100).count(), "text trains on every token but BOS");
+  }
+
+  public static class TextRow implements java.io.Serializable {
+    private String text;
+
+    public TextRow() {}
+
+    public TextRow(String t) {
+      text = t;
+    }
+
+    public String getText() {
+      return text;
+    }
+
+    public void setText(String t) {
+      text = t;
+    }
+  }
+
+  @Test
+  void badRecordsGoToQuarantineWithReasons() throws Exception {
+    Path dir = tmp.resolve("mixed");
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("good.jsonl"), "{\"context\": \"hello\", \"target\": \"world\"}\n{\"context\": \"what\", \"target\": \"five\"}\n");
+    byte[] badUtf = "{\"context\": \"a\", \"target\": \"\u00ff\"}\n".getBytes(StandardCharsets.ISO_8859_1);
+    Files.write(dir.resolve("bad.jsonl"), concat(("{not json\n{\"context\": \"x\"}\n{\"context\": \"x\", \"target\": 5}\n{\"context\": \"x\", \"target\": \"\"}\n"
+        + "{\"context\": \"" + "hello ".repeat(40) + "\", \"target\": \"" + "five ".repeat(40) + "\"}\n").getBytes(StandardCharsets.UTF_8), badUtf));
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(dir.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "",
+        model.toString(), tmp.resolve("q").toString(), 32, "truncate-context", false, 1, 0, 2, 0.9));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    List<String> q = Files.readAllLines(tmp.resolve("q/quarantine.jsonl"));
+    assertEquals(6, q.size(), String.join("\n", q));
+    String all = String.join("\n", q);
+    for (String reason : List.of("invalid JSON", "missing field 'target'", "field 'target' must be a string", "field 'target' is empty", "too long", "invalid UTF-8")) {
+      assertTrue(all.contains(reason), reason + " not in " + all);
+    }
+    assertTrue(all.contains("bad.jsonl\",\"line\":1"), all);
+    IllegalStateException e = assertThrows(IllegalStateException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(dir.toString()), "auto",
+        RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(), tmp.resolve("q2").toString(), 32, "drop", false, 1, 0, 2, 0.1)));
+    assertTrue(e.getMessage().contains("more than --max-bad-fraction 0.1"), e.getMessage());
+  }
+
+  static byte[] concat(byte[] a, byte[] b) {
+    byte[] c = java.util.Arrays.copyOf(a, a.length + b.length);
+    System.arraycopy(b, 0, c, a.length, b.length);
+    return c;
+  }
+
+  @Test
+  void sameSeedGivesByteIdenticalShardsAndSplitsAreDisjoint() throws Exception {
+    StringBuilder sb = new StringBuilder();
+    String[] w = {"what", "is", "two", "plus", "three", "four", "five"};
+    for (int i = 0; i < 200; i++) {
+      sb.append("{\"context\": \"").append(w[i % 7]).append(' ').append(w[(i / 7) % 7]).append("\", \"target\": \"").append(w[(i / 49) % 7]).append("\"}\n");
+    }
+    Path in = tmp.resolve("d.jsonl");
+    Files.writeString(in, sb);
+    for (String run : List.of("r1", "r2", "r3")) {
+      Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
+          tmp.resolve(run).toString(), 32, "drop", false, run.equals("r3") ? 2 : 1, 0.1, 3, 0));
+    }
+    for (String f : List.of("train/data-00000-of-00003.arrow", "train/data-00002-of-00003.arrow", "validation/data-00000-of-00003.arrow")) {
+      assertArrayEquals(Files.readAllBytes(tmp.resolve("r1").resolve(f)), Files.readAllBytes(tmp.resolve("r2").resolve(f)), f);
+    }
+    assertTrue(!java.util.Arrays.equals(Files.readAllBytes(tmp.resolve("r1/train/data-00000-of-00003.arrow")), Files.readAllBytes(tmp.resolve("r3/train/data-00000-of-00003.arrow"))));
+    int train = Prepare.readSplit(tmp.resolve("r1/train")).size();
+    int val = Prepare.readSplit(tmp.resolve("r1/validation")).size();
+    assertEquals(200, train + val);
+    assertTrue(val > 5 && val < 40, "validation holds about 10%: " + val);
+  }
+}
