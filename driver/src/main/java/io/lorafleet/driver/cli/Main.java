@@ -1,2 +1,47 @@
 package io.lorafleet.driver.cli;
-public final class Main { public static void main(String[] a) { System.out.println("hi"); } }
+
+import java.io.PrintWriter;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code lorafleet}: the CLI entry point, also the main class for spark-submit. */
+@Command(name = "lorafleet", mixinStandardHelpOptions = true, version = "lorafleet 0.1.0",
+    description = "Distributed LoRA fine-tuning on Spark.",
+    subcommands = {InitModelCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, MergeCommand.class, DemoCommand.class})
+public final class Main implements Runnable {
+  @Override
+  public void run() {
+    new CommandLine(this).usage(System.out);
+  }
+
+  /** Runs the CLI and returns its exit code: 0 ok, 1 the command failed, 2 bad usage. */
+  public static int execute(String... args) {
+    CommandLine cl = new CommandLine(new Main());
+    cl.setParameterExceptionHandler((ex, a) -> {
+      PrintWriter err = ex.getCommandLine().getErr();
+      err.println("lorafleet: " + ex.getMessage().split("\n")[0] + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
+      return 2;
+    });
+    cl.setExecutionExceptionHandler((ex, c, p) -> {
+      Throwable root = ex;
+      c.getErr().println("lorafleet " + c.getCommandName() + ": " + message(ex));
+      if (Boolean.getBoolean("lorafleet.verbose")) {
+        root.printStackTrace(c.getErr());
+      }
+      return ex instanceof IllegalArgumentException ? 2 : 1;
+    });
+    return cl.execute(args);
+  }
+
+  static String message(Throwable t) {
+    Throwable c = t;
+    while (c.getCause() != null && (c.getMessage() == null || c instanceof java.util.concurrent.ExecutionException)) {
+      c = c.getCause();
+    }
+    return c.getMessage() == null ? c.toString() : c.getMessage();
+  }
+
+  public static void main(String[] args) {
+    System.exit(execute(args));
+  }
+}

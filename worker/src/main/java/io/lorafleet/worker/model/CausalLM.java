@@ -41,7 +41,7 @@ public final class CausalLM implements AutoCloseable {
   private final NDManager manager;
   private final DataType dtype;
   private final Map<String, NDArray> weights;
-  private final Map<String, NDArray> transposed = new HashMap<>();
+  private final Map<String, NDArray> transposed = new java.util.concurrent.ConcurrentHashMap<>();
 
   private CausalLM(ModelConfig config, NDManager manager, DataType dtype, Function<ParamSpec, float[]> source) {
     this.config = config;

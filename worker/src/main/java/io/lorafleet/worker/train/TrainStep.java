@@ -14,6 +14,12 @@ import java.util.List;
  * micro-batch runs in its own NDManager scope, so native memory is released before the next.
  */
 public final class TrainStep {
+  /**
+   * DJL's PyTorch engine allows one GradientCollector per JVM at a time, so tasks sharing an
+   * executor JVM (local[N], or several cores per executor) take turns for forward+backward.
+   */
+  private static final Object AUTOGRAD = new Object();
+
   private TrainStep() {}
 
   /**
@@ -29,6 +35,7 @@ public final class TrainStep {
     long tokens = 0;
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
+      synchronized (AUTOGRAD) {
       try (NDManager step = trainable.base().manager().newSubManager()) {
         Trainable.Bound bound;
         NDArray lossSum;
@@ -51,6 +58,7 @@ public final class TrainStep {
             grad[off + k] += gv[k];
           }
         }
+      }
       }
     }
     return new StepResult(grad, loss, tokens);

@@ -1,0 +1,133 @@
+package io.lorafleet.driver.checkpoint;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.safetensors.SafetensorsReader;
+import io.lorafleet.worker.safetensors.SafetensorsWriter;
+import io.lorafleet.worker.safetensors.Tensor;
+import io.lorafleet.worker.model.CausalLM;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.stream.Stream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * checkpoint-&lt;step&gt;/ directories: the PEFT adapter plus optimizer.safetensors (AdamW moments)
+ * and trainer_state.json (step, optimizer step count, seed, data cursor, SHA-256 of both tensor
+ * files). A checkpoint is written into a hidden temp directory and renamed into place, so a crash
+ * never leaves a half-written one; on resume one whose checksums fail is skipped with a warning.
+ */
+public final class Checkpoints {
+  private static final Logger LOG = LoggerFactory.getLogger(Checkpoints.class);
+  public static final String STATE = "trainer_state.json";
+  public static final String OPTIMIZER = "optimizer.safetensors";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private Checkpoints() {}
+
+  /** What a checkpoint restores. */
+  public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, Path dir) {}
+
+  public static Path dirFor(Path output, int step) {
+    return output.resolve(String.format("checkpoint-%d", step));
+  }
+
+  public static void write(Path output, int step, LoraModel lora, float[] params, float[] m, float[] v, long optSteps, long seed, long cursor, int keep)
+      throws IOException {
+    Path fin = dirFor(output, step);
+    Path tmp = output.resolve(".tmp-" + fin.getFileName());
+    deleteTree(tmp);
+    Files.createDirectories(tmp);
+    AdapterFormat.write(tmp, lora, params, Map.of("lorafleet.step", Integer.toString(step)));
+    SafetensorsWriter.write(tmp.resolve(OPTIMIZER), Map.of("exp_avg", Tensor.ofFloats(m, m.length), "exp_avg_sq", Tensor.ofFloats(v, v.length)), Map.of());
+    ObjectNode st = JSON.createObjectNode();
+    st.put("step", step);
+    st.put("optimizer_steps", optSteps);
+    st.put("seed", seed);
+    st.put("data_cursor", cursor);
+    st.put("adapter_sha256", sha256(tmp.resolve(AdapterFormat.WEIGHTS)));
+    st.put("optimizer_sha256", sha256(tmp.resolve(OPTIMIZER)));
+    Files.writeString(tmp.resolve(STATE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(st));
+    deleteTree(fin);
+    Files.move(tmp, fin, StandardCopyOption.ATOMIC_MOVE);
+    List<Path> all = list(output);
+    for (int i = 0; i + keep < all.size(); i++) {
+      deleteTree(all.get(i));
+    }
+  }
+
+  /** checkpoint-* directories, oldest step first. */
+  public static List<Path> list(Path output) throws IOException {
+    if (!Files.isDirectory(output)) {
+      return List.of();
+    }
+    try (Stream<Path> s = Files.list(output)) {
+      return s.filter(p -> p.getFileName().toString().matches("checkpoint-\\d+") && Files.isDirectory(p))
+          .sorted(Comparator.comparingInt(p -> Integer.parseInt(p.getFileName().toString().substring("checkpoint-".length()))))
+          .toList();
+    }
+  }
+
+  /** The newest checkpoint whose files verify; corrupt ones are skipped with a warning. */
+  public static Optional<State> latestValid(Path output, CausalLM base) throws IOException {
+    List<Path> all = list(output);
+    for (int i = all.size() - 1; i >= 0; i--) {
+      Path d = all.get(i);
+      try {
+        JsonNode st = JSON.readTree(d.resolve(STATE).toFile());
+        if (!st.path("adapter_sha256").asText().equals(sha256(d.resolve(AdapterFormat.WEIGHTS)))
+            || !st.path("optimizer_sha256").asText().equals(sha256(d.resolve(OPTIMIZER)))) {
+          throw new IOException("checksum mismatch");
+        }
+        AdapterFormat.Loaded a = AdapterFormat.read(d, base);
+        SafetensorsReader o = SafetensorsReader.open(d.resolve(OPTIMIZER));
+        return Optional.of(new State(st.get("step").asInt(), a.values(), o.read("exp_avg").toFloatArray(), o.read("exp_avg_sq").toFloatArray(),
+            st.get("optimizer_steps").asLong(), d));
+      } catch (IOException | RuntimeException e) {
+        LOG.warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
+        System.err.println("warning: skipping corrupt checkpoint " + d + ": " + e.getMessage());
+      }
+    }
+    return Optional.empty();
+  }
+
+  static String sha256(Path f) throws IOException {
+    try {
+      MessageDigest md = MessageDigest.getInstance("SHA-256");
+      try (var in = Files.newInputStream(f)) {
+        byte[] buf = new byte[1 << 16];
+        int n;
+        while ((n = in.read(buf)) > 0) {
+          md.update(buf, 0, n);
+        }
+      }
+      return HexFormat.of().formatHex(md.digest());
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  public static void deleteTree(Path p) throws IOException {
+    if (!Files.exists(p)) {
+      return;
+    }
+    try (Stream<Path> s = Files.walk(p)) {
+      for (Path x : s.sorted(Comparator.reverseOrder()).toList()) {
+        Files.delete(x);
+      }
+    }
+  }
+}

@@ -1,0 +1,26 @@
+package io.lorafleet.driver.cli;
+
+import io.lorafleet.driver.demo.Demo;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "demo", mixinStandardHelpOptions = true, description = "Run the end-to-end demo on embedded local Spark: model, task, prepare, 2-worker LoRA training, evaluation.")
+final class DemoCommand implements Callable<Integer> {
+  @Option(names = "--out", defaultValue = "lorafleet-demo") Path out;
+  @Option(names = "--steps", defaultValue = "200") int steps;
+  @Option(names = "--train-size", defaultValue = "3000") int trainSize;
+  @Option(names = "--eval-size", defaultValue = "100") int evalSize;
+
+  @Override
+  public Integer call() throws Exception {
+    var spark = Spark.session("demo", 2);
+    try {
+      Demo.run(spark, out, steps, trainSize, evalSize);
+    } finally {
+      spark.stop();
+    }
+    return 0;
+  }
+}

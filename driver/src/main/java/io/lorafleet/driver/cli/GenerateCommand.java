@@ -1,0 +1,59 @@
+package io.lorafleet.driver.cli;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.worker.generate.Generator;
+import io.lorafleet.worker.generate.Sampling;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import io.lorafleet.worker.train.Trainable;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate from the base model, with any number of adapters in turn (the base is loaded once).")
+final class GenerateCommand implements Callable<Integer> {
+  @Option(names = "--model", required = true) Path model;
+  @Option(names = "--adapter", description = "adapter directories; repeat to compare") List<Path> adapters = new ArrayList<>();
+  @Option(names = "--prompt", required = true) List<String> prompts;
+  @Option(names = "--max-new-tokens", defaultValue = "32") int maxNew;
+  @Option(names = "--temperature", defaultValue = "0") double temperature;
+  @Option(names = "--top-p", defaultValue = "1.0") double topP;
+  @Option(names = "--seed", defaultValue = "0") long seed;
+
+  @Override
+  public Integer call() {
+    Sampling s = new Sampling(maxNew, temperature, topP, seed);
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
+      List<Optional<Path>> runs = new ArrayList<>();
+      runs.add(Optional.empty());
+      adapters.forEach(a -> runs.add(Optional.of(a)));
+      for (Optional<Path> a : runs) {
+        Optional<AdapterFormat.Loaded> loaded = a.map(p -> AdapterFormat.read(p, base));
+        System.out.println("== " + a.map(Path::toString).orElse("base"));
+        for (String prompt : prompts) {
+          int[] ids = encodePrompt(tok, prompt);
+          int[] gen = Generator.generate(base, loaded.map(l -> (Trainable) l.model()), loaded.map(AdapterFormat.Loaded::values).orElse(new float[0]), ids, s, tok.eos());
+          System.out.println(prompt + " => " + tok.decode(gen));
+        }
+      }
+    }
+    return 0;
+  }
+
+  static int[] encodePrompt(Tokenizer tok, String prompt) {
+    int[] body = tok.encode(prompt);
+    if (!tok.addBos()) {
+      return body;
+    }
+    int[] ids = new int[body.length + 1];
+    ids[0] = tok.bos().get();
+    System.arraycopy(body, 0, ids, 1, body.length);
+    return ids;
+  }
+}

@@ -1,0 +1,38 @@
+package io.lorafleet.driver.cli;
+
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "init-model", mixinStandardHelpOptions = true, description = "Write a small randomly initialised HF model directory (config.json, model.safetensors, tokenizer.json).")
+final class InitModelCommand implements Callable<Integer> {
+  @Option(names = "--arch", required = true, description = "llama, mistral, qwen2 or gpt2") String arch;
+  @Option(names = "--layers", defaultValue = "2") int layers;
+  @Option(names = "--hidden", defaultValue = "64") int hidden;
+  @Option(names = "--heads", defaultValue = "4") int heads;
+  @Option(names = "--kv-heads", description = "defaults to --heads") Integer kvHeads;
+  @Option(names = "--intermediate", description = "defaults to 4 x hidden (gpt2) or 8/3 x hidden (llama)") Integer intermediate;
+  @Option(names = "--max-positions", defaultValue = "512") int maxPositions;
+  @Option(names = "--vocab-file", required = true, description = "a text file whose whitespace-separated words form the word-level vocabulary") Path vocabFile;
+  @Option(names = "--seed", defaultValue = "0") long seed;
+  @Option(names = "--out", required = true) Path out;
+
+  @Override
+  public Integer call() throws Exception {
+    if (!Files.isRegularFile(vocabFile)) {
+      throw new IllegalArgumentException("--vocab-file " + vocabFile + ": no such file");
+    }
+    List<String> words = Arrays.stream(Files.readString(vocabFile).split("\\s+")).filter(s -> !s.isEmpty()).distinct().toList();
+    int ffn = intermediate != null ? intermediate : arch.equals("gpt2") ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
+    TinyModelSpec spec = new TinyModelSpec(arch, layers, hidden, heads, kvHeads == null ? heads : kvHeads, ffn, 1, maxPositions, false);
+    var c = ModelDirectory.initModel(out, spec, words, seed);
+    System.out.println("wrote " + c.modelType() + " model to " + out + " (vocab " + c.vocabSize() + ", hidden " + c.hidden() + ", layers " + c.layers() + ")");
+    return 0;
+  }
+}

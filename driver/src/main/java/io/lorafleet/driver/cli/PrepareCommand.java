@@ -1,0 +1,45 @@
+package io.lorafleet.driver.cli;
+
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.datasets.prepare.RecordFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "prepare", mixinStandardHelpOptions = true, description = "Tokenize raw records into label-masked Arrow shards on Spark.")
+final class PrepareCommand implements Callable<Integer> {
+  @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
+  @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
+  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca or text") String format;
+  @Option(names = "--column", description = "map a logical field to a column, e.g. --column context=question") Map<String, String> columns = new LinkedHashMap<>();
+  @Option(names = "--template", defaultValue = "", description = "prompt template with {field} placeholders") String template;
+  @Option(names = "--model", required = true, description = "HF model directory whose tokenizer.json to use") String model;
+  @Option(names = "--out", required = true) String out;
+  @Option(names = "--max-seq-len", defaultValue = "512") int maxSeqLen;
+  @Option(names = "--truncation", defaultValue = "truncate-context", description = "drop or truncate-context") String truncation;
+  @Option(names = "--train-on-inputs", description = "put loss on the context too") boolean trainOnInputs;
+  @Option(names = "--seed", defaultValue = "0") long seed;
+  @Option(names = "--val-fraction", defaultValue = "0.0") double valFraction;
+  @Option(names = "--shards", defaultValue = "8") int shards;
+  @Option(names = "--max-bad-fraction", defaultValue = "0.1") double maxBadFraction;
+  @Option(names = "--local-threads", defaultValue = "2", description = "local[N] when not under spark-submit") int threads;
+
+  @Override
+  public Integer call() throws Exception {
+    PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
+        trainOnInputs, seed, valFraction, shards, maxBadFraction);
+    var spark = Spark.session("prepare", threads);
+    try {
+      var m = Prepare.run(spark, o);
+      System.out.printf("prepared %d train and %d validation records (%d quarantined) into %s%n", m.at("/splits/train/records").asLong(),
+          m.at("/splits/validation/records").asLong(), m.get("records_quarantined").asLong(), out);
+    } finally {
+      spark.stop();
+    }
+    return 0;
+  }
+}

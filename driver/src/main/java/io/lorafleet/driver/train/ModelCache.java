@@ -1,0 +1,34 @@
+package io.lorafleet.driver.train;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.worker.model.CausalLM;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+
+/** Per-executor-JVM caches: the frozen base is loaded once, whatever the number of stages and attempts. */
+final class ModelCache {
+  private static final ConcurrentHashMap<String, CausalLM> MODELS = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, List<Example>> DATA = new ConcurrentHashMap<>();
+
+  private ModelCache() {}
+
+  static CausalLM model(String dir, Device device) {
+    return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, DataType.FLOAT32));
+  }
+
+  static List<Example> examples(String splitDir) {
+    return DATA.computeIfAbsent(splitDir, d -> {
+      try {
+        return List.copyOf(Prepare.readSplit(Path.of(d)));
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    });
+  }
+}

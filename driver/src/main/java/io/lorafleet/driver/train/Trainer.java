@@ -1,0 +1,235 @@
+package io.lorafleet.driver.train;
+
+import ai.djl.Device;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.driver.optim.Schedule;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.rdd.RDD;
+import org.apache.spark.sql.SparkSession;
+import scala.reflect.ClassTag$;
+
+/**
+ * {@code lorafleet train}: the driver's loop. It owns the fp32 master adapter and the optimizer,
+ * launches one barrier stage of N worker tasks, and every step broadcasts the adapter, gathers the
+ * gradient sums, reduces them to the token-weighted mean over the global batch, clips, and updates.
+ * A failed barrier stage is not retried by Spark, so the driver relaunches it from the last
+ * checkpoint, up to maxAttempts times.
+ */
+public final class Trainer {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private Trainer() {}
+
+  /** What a run produced. */
+  public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter) {}
+
+  public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
+    Path out = Path.of(cfg.output());
+    Files.createDirectories(out);
+    CausalLM base = ModelCache.model(cfg.model(), Device.cpu());
+    LoraModel lora = LoraModel.create(base, cfg.lora()); // fails fast on bad targets
+    checkDataset(cfg);
+    int slots = spark.sparkContext().defaultParallelism();
+    if (cfg.workers() > slots) {
+      throw new IllegalArgumentException("--workers " + cfg.workers() + " exceeds the " + slots + " task slots of this Spark application");
+    }
+    float[] params = cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+    AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
+    int start = 0;
+    if (cfg.resume()) {
+      var st = Checkpoints.latestValid(out, base);
+      if (st.isPresent()) {
+        params = st.get().params();
+        opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
+        start = st.get().step();
+        say(progress, "resuming from " + st.get().dir());
+      }
+    }
+    Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
+    List<Double> losses = new ArrayList<>();
+    ExecutorService ckpt = Executors.newSingleThreadExecutor(r -> new Thread(r, "lorafleet-checkpoint"));
+    int attempts = 0;
+    try (BufferedWriter metrics = Files.newBufferedWriter(out.resolve("metrics.jsonl"), StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+      while (start < cfg.steps()) {
+        attempts++;
+        try {
+          start = stage(spark, cfg, lora, params, opt, sched, start, losses, metrics, ckpt, progress);
+        } catch (IOException | RuntimeException e) {
+          if (attempts >= cfg.maxAttempts()) {
+            throw new IOException("training failed after " + attempts + " attempts; last error: " + e.getMessage(), e);
+          }
+          say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint");
+          waitFor(ckpt);
+          var st = Checkpoints.latestValid(out, base);
+          if (st.isPresent()) {
+            System.arraycopy(st.get().params(), 0, params, 0, params.length);
+            opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
+            start = st.get().step();
+          } else {
+            float[] init = cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+            System.arraycopy(init, 0, params, 0, params.length);
+            opt.restore(new float[params.length], new float[params.length], 0);
+            start = 0;
+          }
+          while (losses.size() > start) {
+            losses.remove(losses.size() - 1);
+          }
+        }
+      }
+      waitFor(ckpt);
+    } finally {
+      ckpt.shutdown();
+    }
+    Path fin = out.resolve("adapter");
+    AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+    ObjectNode summary = JSON.createObjectNode();
+    summary.put("steps", cfg.steps());
+    summary.put("workers", cfg.workers());
+    summary.put("attempts", attempts);
+    summary.put("final_loss", losses.isEmpty() ? Double.NaN : losses.get(losses.size() - 1));
+    summary.put("trainable_parameters", params.length);
+    summary.put("base_parameters", base.parameterCount());
+    Files.writeString(out.resolve("run_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
+    return new Result(params, losses, attempts, fin);
+  }
+
+  static void checkDataset(TrainConfig cfg) throws IOException {
+    Path manifest = Path.of(cfg.data(), "manifest.json");
+    if (!Files.isRegularFile(manifest)) {
+      throw new IllegalArgumentException("--data " + cfg.data() + ": manifest.json is missing; run lorafleet prepare first");
+    }
+    String fp = JSON.readTree(manifest.toFile()).path("tokenizer_fingerprint").asText();
+    try (Tokenizer tok = Tokenizer.load(Path.of(cfg.model()))) {
+      if (!fp.equals(tok.fingerprint())) {
+        throw new IllegalArgumentException("--data " + cfg.data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.model()
+            + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");
+      }
+    }
+  }
+
+  private static void waitFor(ExecutorService ex) {
+    try {
+      ex.submit(() -> { }).get();
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** Runs steps [start, steps) in one barrier stage; returns the step reached. */
+  private static int stage(SparkSession spark, TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start,
+      List<Double> losses, BufferedWriter metrics, ExecutorService ckpt, boolean progress) throws IOException {
+    byte[] secret = new byte[32];
+    new SecureRandom().nextBytes(secret);
+    String jobId = UUID.randomUUID().toString();
+    String host = spark.sparkContext().getConf().get("spark.driver.host", "127.0.0.1");
+    try (GradientServer server = new GradientServer("0.0.0.0", jobId, secret, cfg.workers(), cfg.timeoutMs())) {
+      JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+      jsc.setJobDescription("lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps());
+      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
+          .rdd().barrier().mapPartitions(new WorkerTask(cfg, host, server.port(), jobId, secret), false, ClassTag$.MODULE$.apply(String.class));
+      ranks.setName("lorafleet barrier stage: gradient workers");
+      Future<Object> job = CompletableFuture.supplyAsync(ranks::collect);
+      server.awaitWorkers();
+      long t0 = System.nanoTime();
+      int step = start;
+      for (; step < cfg.steps(); step++) {
+        if (job.isDone()) {
+          throw new IOException("the barrier stage ended before step " + step);
+        }
+        long ts = System.nanoTime();
+        long sentBefore = server.bytesSent() + server.bytesReceived();
+        GradientServer.Push[] pushes = server.exchange(step, params);
+        long tc = System.nanoTime();
+        double[] acc = new double[params.length];
+        long tokens = 0;
+        double lossSum = 0;
+        for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
+          float[] g = p.gradSum();
+          for (int i = 0; i < g.length; i++) {
+            acc[i] += g[i];
+          }
+          tokens += p.tokens();
+          lossSum += p.lossSum();
+        }
+        float[] grad = new float[params.length];
+        for (int i = 0; i < grad.length; i++) {
+          grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
+        }
+        double norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
+        double lr = sched.lr(step);
+        opt.step(params, grad, lr);
+        long to = System.nanoTime();
+        double loss = tokens == 0 ? 0 : lossSum / tokens;
+        losses.add(loss);
+        ObjectNode m = JSON.createObjectNode();
+        m.put("step", step + 1);
+        m.put("loss", loss);
+        m.put("lr", lr);
+        m.put("grad_norm", norm);
+        m.put("tokens", tokens);
+        m.put("step_ms", (to - ts) / 1e6);
+        m.put("exchange_ms", (tc - ts) / 1e6);
+        m.put("optimizer_ms", (to - tc) / 1e6);
+        m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
+        metrics.write(JSON.writeValueAsString(m));
+        metrics.newLine();
+        metrics.flush();
+        int done = step + 1;
+        if (progress) {
+          double el = (System.nanoTime() - t0) / 1e9;
+          double eta = el / (done - start) * (cfg.steps() - done);
+          System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
+          System.out.flush();
+        }
+        if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
+          float[] p = params.clone();
+          float[] m1 = opt.firstMoment().clone();
+          float[] m2 = opt.secondMoment().clone();
+          long os = opt.stepCount();
+          ckpt.submit(() -> {
+            Checkpoints.write(Path.of(cfg.output()), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
+            return null;
+          });
+        }
+      }
+      server.finish();
+      if (progress) {
+        System.out.println();
+      }
+      try {
+        job.get();
+      } catch (Exception e) {
+        throw new IOException("barrier stage failed: " + e.getMessage(), e);
+      }
+      return step;
+    }
+  }
+
+  private static void say(boolean progress, String s) {
+    if (progress) {
+      System.out.println(s);
+    }
+  }
+}

@@ -1,0 +1,71 @@
+package io.lorafleet.driver.train;
+
+import ai.djl.Device;
+import io.lorafleet.driver.allreduce.GradientClient;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.train.StepResult;
+import io.lorafleet.worker.train.TrainStep;
+import java.io.Serializable;
+import java.util.List;
+import java.util.Optional;
+import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.TaskContext;
+import org.apache.spark.resource.ResourceInformation;
+import scala.collection.Iterator;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.runtime.AbstractFunction1;
+
+/**
+ * The body of one barrier task: bind to the GPU Spark assigned (or the CPU), load the frozen base
+ * once per executor, connect to the driver's gradient channel, and for every step it announces,
+ * compute this rank's gradient sum and push it.
+ */
+final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
+  private final TrainConfig cfg;
+  private final String host;
+  private final int port;
+  private final String jobId;
+  private final byte[] secret;
+
+  WorkerTask(TrainConfig cfg, String host, int port, String jobId, byte[] secret) {
+    this.cfg = cfg;
+    this.host = host;
+    this.port = port;
+    this.jobId = jobId;
+    this.secret = secret.clone();
+  }
+
+  static Device device(TaskContext ctx) {
+    ResourceInformation gpu = ctx == null ? null : ctx.resources().get("gpu").getOrElse(() -> null);
+    if (gpu != null && gpu.addresses().length > 0) {
+      return Device.gpu(Integer.parseInt(gpu.addresses()[0]));
+    }
+    return Device.cpu();
+  }
+
+  @Override
+  public Iterator<String> apply(Iterator<Integer> ignored) {
+    BarrierTaskContext ctx = BarrierTaskContext.get();
+    int rank = ctx.partitionId();
+    Device device = device(ctx);
+    CausalLM model = ModelCache.model(cfg.model(), device);
+    LoraModel lora = LoraModel.create(model, cfg.lora());
+    var examples = ModelCache.examples(cfg.data() + "/train");
+    int steps = 0;
+    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
+      Optional<GradientClient.Params> p;
+      while ((p = c.next()).isPresent()) {
+        int step = p.get().step();
+        var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
+        long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
+        StepResult r = TrainStep.run(lora, p.get().values(), GlobalBatch.microBatches(mine, cfg.microBatch()), dropoutSeed);
+        c.push(step, r.tokens(), r.lossSum(), r.gradSum());
+        steps++;
+      }
+    } catch (java.io.IOException e) {
+      throw new IllegalStateException("rank " + rank + ": gradient channel to " + host + ":" + port + " failed: " + e.getMessage(), e);
+    }
+    return CollectionConverters.asScala(List.of("rank " + rank + " on " + device + " ran " + steps + " steps").iterator());
+  }
+}
