@@ -9,7 +9,7 @@ import picocli.CommandLine.Option;
 @Command(name = "demo", mixinStandardHelpOptions = true, description = "Run the end-to-end demo on embedded local Spark: model, task, prepare, 2-worker LoRA training, evaluation.")
 final class DemoCommand implements Callable<Integer> {
   @Option(names = "--out", defaultValue = "lorafleet-demo") Path out;
-  @Option(names = "--steps", defaultValue = "200") int steps;
+  @Option(names = "--steps", defaultValue = "600") int steps;
   @Option(names = "--train-size", defaultValue = "3000") int trainSize;
   @Option(names = "--eval-size", defaultValue = "100") int evalSize;
 

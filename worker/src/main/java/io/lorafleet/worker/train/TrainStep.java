@@ -36,32 +36,37 @@ public final class TrainStep {
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
       synchronized (AUTOGRAD) {
-      try (NDManager step = trainable.base().manager().newSubManager()) {
-        Trainable.Bound bound;
-        NDArray lossSum;
-        try (GradientCollector gc = Djl.engine().newGradientCollector()) {
-          // bind inside the collector: views of the leaves (transposes) must be recorded by autograd
-          bound = trainable.bind(step, params, true, dropoutSeed < 0 ? -1 : dropoutSeed + i);
-          NDArray logits = trainable.base().forward(bound.context(), batch);
-          lossSum = TokenLoss.sum(step, logits, batch);
-          gc.backward(lossSum);
-        }
-        loss += TokenLoss.value(lossSum);
-        tokens += batch.targetTokens();
-        List<FlatLayout.Slot> slots = layout.slots();
-        for (int j = 0; j < slots.size(); j++) {
-          NDArray g = bound.leaves().get(j).getGradient();
-          g.attach(step);
-          float[] gv = g.toType(DataType.FLOAT32, false).toFloatArray();
-          int off = slots.get(j).offset();
-          for (int k = 0; k < gv.length; k++) {
-            grad[off + k] += gv[k];
-          }
-        }
+        loss += microBatch(trainable, params, batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
       }
-      }
+      tokens += batch.targetTokens();
     }
     return new StepResult(grad, loss, tokens);
+  }
+
+  /** Forward and backward of one micro-batch; adds its gradient into {@code grad} and returns its loss sum. */
+  private static double microBatch(Trainable trainable, float[] params, Batch batch, long seed, float[] grad) {
+    try (NDManager step = trainable.base().manager().newSubManager()) {
+      Trainable.Bound bound;
+      NDArray lossSum;
+      try (GradientCollector gc = Djl.engine().newGradientCollector()) {
+        // bind inside the collector: views of the leaves (transposes) must be recorded by autograd
+        bound = trainable.bind(step, params, true, seed);
+        NDArray logits = trainable.base().forward(bound.context(), batch);
+        lossSum = TokenLoss.sum(step, logits, batch);
+        gc.backward(lossSum);
+      }
+      List<FlatLayout.Slot> slots = trainable.layout().slots();
+      for (int j = 0; j < slots.size(); j++) {
+        NDArray g = bound.leaves().get(j).getGradient();
+        g.attach(step);
+        float[] gv = g.toType(DataType.FLOAT32, false).toFloatArray();
+        int off = slots.get(j).offset();
+        for (int k = 0; k < gv.length; k++) {
+          grad[off + k] += gv[k];
+        }
+      }
+      return TokenLoss.value(lossSum);
+    }
   }
 
   /** Loss sum and token count without gradients (evaluation). */
