@@ -24,7 +24,6 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.io.BytesWritable;
 import org.apache.hadoop.io.LongWritable;
 import org.apache.hadoop.io.Text;
 import org.apache.hadoop.mapred.TextInputFormat;
@@ -143,7 +142,7 @@ public final class Prepare {
     if (type.equals("jsonl")) {
       // Raw bytes per line, so invalid UTF-8 is detected rather than silently replaced.
       JavaPairRDD<LongWritable, Text> lines = jsc.hadoopFile(file, TextInputFormat.class, LongWritable.class, Text.class);
-      return lines.map(t -> new BytesWritable(java.util.Arrays.copyOf(t._2().getBytes(), t._2().getLength()))).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1().copyBytes()));
+      return lines.map(t -> t._2().copyBytes()).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1()));
     }
     var reader = spark.read();
     var df = type.equals("csv") ? reader.option("header", "true").option("multiLine", "true").option("escape", "\"").csv(file) : reader.parquet(file);

@@ -37,7 +37,7 @@ final class GenerateCommand implements Callable<Integer> {
         Optional<AdapterFormat.Loaded> loaded = a.map(p -> AdapterFormat.read(p, base));
         System.out.println("== " + a.map(Path::toString).orElse("base"));
         for (String prompt : prompts) {
-          int[] ids = encodePrompt(tok, prompt);
+          int[] ids = tok.encodePrompt(prompt);
           int[] gen = Generator.generate(base, loaded.map(l -> (Trainable) l.model()), loaded.map(AdapterFormat.Loaded::values).orElse(new float[0]), ids, s, tok.eos());
           System.out.println(prompt + " => " + tok.decode(gen));
         }
@@ -46,14 +46,4 @@ final class GenerateCommand implements Callable<Integer> {
     return 0;
   }
 
-  static int[] encodePrompt(Tokenizer tok, String prompt) {
-    int[] body = tok.encode(prompt);
-    if (!tok.addBos()) {
-      return body;
-    }
-    int[] ids = new int[body.length + 1];
-    ids[0] = tok.bos().get();
-    System.arraycopy(body, 0, ids, 1, body.length);
-    return ids;
-  }
 }

@@ -72,7 +72,7 @@ public final class Demo {
       ArrayNode samples = report.putArray("samples");
       for (int i = 0; i < heldOut.size(); i++) {
         SqlTask.Pair p = heldOut.get(i);
-        int[] prompt = promptIds(tok, "question : " + p.question() + " sql :");
+        int[] prompt = tok.encodePrompt("question : " + p.question() + " sql :");
         String b = tok.decode(Generator.generate(base, Optional.empty(), new float[0], prompt, Sampling.greedy(24), tok.eos())).trim();
         String l = tok.decode(Generator.generate(base, Optional.<Trainable>of(adapter.model()), adapter.values(), prompt, Sampling.greedy(24), tok.eos())).trim();
         baseHit += b.equals(p.sql()) ? 1 : 0;
@@ -106,13 +106,5 @@ public final class Demo {
     }
     System.out.println("\nreport: " + out.resolve("report.json") + ", adapter: " + res.finalAdapter());
     return report;
-  }
-
-  static int[] promptIds(Tokenizer tok, String text) {
-    int[] body = tok.encode(text);
-    int[] ids = new int[body.length + 1];
-    ids[0] = tok.bos().orElseThrow();
-    System.arraycopy(body, 0, ids, 1, body.length);
-    return ids;
   }
 }

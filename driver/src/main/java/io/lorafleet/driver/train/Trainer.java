@@ -55,7 +55,7 @@ public final class Trainer {
     if (cfg.workers() > slots) {
       throw new IllegalArgumentException("--workers " + cfg.workers() + " exceeds the " + slots + " task slots of this Spark application");
     }
-    float[] params = cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+    float[] params = initialParams(cfg, lora, base);
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
     int start = 0;
     if (cfg.resume()) {
@@ -88,8 +88,7 @@ public final class Trainer {
             opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
             start = st.get().step();
           } else {
-            float[] init = cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
-            System.arraycopy(init, 0, params, 0, params.length);
+            System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
             opt.restore(new float[params.length], new float[params.length], 0);
             start = 0;
           }
@@ -113,6 +112,11 @@ public final class Trainer {
     summary.put("base_parameters", base.parameterCount());
     Files.writeString(out.resolve("run_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
     return new Result(params, losses, attempts, fin);
+  }
+
+  /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
+  private static float[] initialParams(TrainConfig cfg, LoraModel lora, CausalLM base) {
+    return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
   }
 
   static void checkDataset(TrainConfig cfg) throws IOException {

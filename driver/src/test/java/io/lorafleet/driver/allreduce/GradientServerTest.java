@@ -12,16 +12,21 @@ import org.junit.jupiter.api.Test;
 class GradientServerTest {
   static final byte[] SECRET = "s3cret-s3cret-s3cret-s3cret-0123".getBytes();
 
+  /** Accepts the server's workers on another thread, as the driver does while the stage starts. */
+  static CompletableFuture<Void> acceptAsync(GradientServer s) {
+    return CompletableFuture.runAsync(() -> {
+      try {
+        s.awaitWorkers();
+      } catch (IOException e) {
+        throw new RuntimeException(e);
+      }
+    });
+  }
+
   @Test
   void exchangesAndRefusesStrangersAndBadPushes() throws Exception {
     try (GradientServer s = new GradientServer("127.0.0.1", "job-1", SECRET, 1, 5_000)) {
-      CompletableFuture<Void> accept = CompletableFuture.runAsync(() -> {
-        try {
-          s.awaitWorkers();
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      });
+      CompletableFuture<Void> accept = acceptAsync(s);
       IOException wrongSecret = assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job-1", new byte[32], 0, 3, 5_000));
       assertTrue(wrongSecret.getMessage().contains("authentication failed"), wrongSecret.getMessage());
       IOException wrongJob = assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job-2", SECRET, 0, 3, 5_000));
@@ -61,13 +66,7 @@ class GradientServerTest {
   @Test
   void wrongSizeAndSilentWorkersFailTheStep() throws Exception {
     try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 1, 1_500)) {
-      CompletableFuture<Void> accept = CompletableFuture.runAsync(() -> {
-        try {
-          s.awaitWorkers();
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      });
+      CompletableFuture<Void> accept = acceptAsync(s);
       try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, 0, 2, 5_000)) {
         accept.get();
         CompletableFuture<String> ex = CompletableFuture.supplyAsync(() -> {
@@ -84,13 +83,7 @@ class GradientServerTest {
       }
     }
     try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 1, 1_000)) {
-      CompletableFuture.runAsync(() -> {
-        try {
-          s.awaitWorkers();
-        } catch (IOException e) {
-          throw new RuntimeException(e);
-        }
-      });
+      acceptAsync(s);
       try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, 0, 2, 5_000)) {
         Thread.sleep(200);
         long t = System.nanoTime();

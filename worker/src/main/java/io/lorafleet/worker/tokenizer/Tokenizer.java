@@ -86,6 +86,18 @@ public final class Tokenizer implements AutoCloseable {
     return out;
   }
 
+  /** A generation prompt: the text's ids, after BOS when the tokenizer config adds one. */
+  public int[] encodePrompt(String text) {
+    int[] body = encode(text);
+    if (!addBos()) {
+      return body;
+    }
+    int[] ids = new int[body.length + 1];
+    ids[0] = bos.get();
+    System.arraycopy(body, 0, ids, 1, body.length);
+    return ids;
+  }
+
   public String decode(int[] ids) {
     long[] l = new long[ids.length];
     for (int i = 0; i < ids.length; i++) {
