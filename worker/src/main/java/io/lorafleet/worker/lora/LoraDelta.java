@@ -38,7 +38,8 @@ final class LoraDelta implements LinearDelta {
     if (dropout > 0 && seed >= 0) {
       in = x.mul(dropoutMask(x, f.index()));
     }
-    return Optional.of(in.matMul(f.a().transpose()).matMul(f.b().transpose()).mul(f.scale()));
+    // s·(x·Aᵀ)·Bᵀ = (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, saves a full-size pass
+    return Optional.of(in.matMul(f.a().transpose()).matMul(f.b().mul(f.scale()).transpose()));
   }
 
   /** Inverted dropout: keep with probability 1−p and scale kept values by 1/(1−p). */

@@ -1,0 +1,29 @@
+package io.lorafleet.driver.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.bench.StepBenchmark;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "bench-step", mixinStandardHelpOptions = true,
+    description = "Benchmark a LoRA training step against a full fine-tuning step on one model and batch (tokens/s, peak RSS, FLOP/s vs matmul peak).")
+final class BenchStepCommand implements Callable<Integer> {
+  @Option(names = "--hidden", defaultValue = "512") int hidden;
+  @Option(names = "--layers", defaultValue = "4") int layers;
+  @Option(names = "--intermediate", defaultValue = "1376") int intermediate;
+  @Option(names = "--vocab", defaultValue = "8192") int vocab;
+  @Option(names = "--seq-len", defaultValue = "256") int seqLen;
+  @Option(names = "--batch", defaultValue = "4") int batch;
+  @Option(names = "--r", defaultValue = "16") int rank;
+  @Option(names = "--target-modules", defaultValue = "all-linear", split = ",") java.util.List<String> targets;
+  @Option(names = "--warmup", defaultValue = "2") int warmup;
+  @Option(names = "--steps", defaultValue = "10") int steps;
+
+  @Override
+  public Integer call() throws Exception {
+    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps));
+    System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
+    return 0;
+  }
+}

@@ -1,0 +1,160 @@
+package io.lorafleet.worker.bench;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LinearSpec;
+import io.lorafleet.worker.model.ModelConfig;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.train.FullModel;
+import io.lorafleet.worker.train.TrainStep;
+import io.lorafleet.worker.train.Trainable;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * LoRA step against full fine-tuning step on the same model and batch, in one process: tokens/s,
+ * peak resident memory, and achieved FLOP/s against the measured fp32 matmul peak of this machine.
+ * LoRA runs first, so the peak RSS read after it is LoRA's; the one read after full fine-tuning is
+ * the process maximum, which full fine-tuning sets. Step times are medians over --steps.
+ *
+ * <p>FLOPs are counted for the projections only (2·in·out per token per matmul) plus attention
+ * (4·T·hidden per token per layer, causal mask not discounted): forward F; full fine-tuning costs
+ * 3F (forward, input gradients, weight gradients); LoRA costs about 2F (no weight gradients of
+ * the frozen base).
+ */
+public final class StepBenchmark {
+  private StepBenchmark() {}
+
+  public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps) {}
+
+  public static Map<String, Object> run(Settings s) throws IOException {
+    Map<String, Object> out = new LinkedHashMap<>();
+    TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(), Math.max(s.seqLen(), 512), false);
+    ModelConfig cfg = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
+    out.put("model", "llama H" + s.hidden() + " L" + s.layers() + " FFN" + s.intermediate() + " V" + s.vocab());
+    out.put("batch", s.batch() + "x" + s.seqLen());
+    out.put("lora_targets", String.join(",", s.targets()) + " r" + s.rank());
+    out.put("threads", Runtime.getRuntime().availableProcessors());
+    double peak = matmulPeak();
+    out.put("matmul_peak_gflops", round(peak / 1e9));
+    Batch batch = batch(s, cfg.vocabSize());
+    long tokens = (long) s.batch() * s.seqLen();
+    try (CausalLM m = CausalLM.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
+      out.put("base_parameters", m.parameterCount());
+      double fwd = forwardFlopsPerToken(m, s.seqLen()) * tokens;
+      long rssBase = rssKb();
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+      double loraSec = time(lora, lora.initialParams(1), batch, s);
+      long loraPeak = peakRssKb();
+      FullModel full = new FullModel(m);
+      double fullSec = time(full, full.currentParams(), batch, s);
+      long fullPeak = peakRssKb();
+      out.put("lora_trainable_parameters", lora.layout().size());
+      out.put("lora_tokens_per_s", round(tokens / loraSec));
+      out.put("full_tokens_per_s", round(tokens / fullSec));
+      out.put("lora_speedup_vs_full", round(fullSec / loraSec));
+      out.put("rss_after_load_mb", rssBase / 1024);
+      out.put("peak_rss_lora_mb", loraPeak / 1024);
+      out.put("peak_rss_full_mb", fullPeak / 1024);
+      out.put("lora_achieved_gflops", round(2 * fwd / loraSec / 1e9));
+      out.put("full_achieved_gflops", round(3 * fwd / fullSec / 1e9));
+      out.put("lora_fraction_of_peak", round(2 * fwd / loraSec / peak));
+      out.put("full_fraction_of_peak", round(3 * fwd / fullSec / peak));
+    }
+    return out;
+  }
+
+  static double forwardFlopsPerToken(CausalLM m, int t) {
+    double f = 0;
+    for (LinearSpec l : m.linears()) {
+      f += 2.0 * l.in() * l.out();
+    }
+    if (m.config().tieWordEmbeddings()) {
+      f += 2.0 * m.config().hidden() * m.config().vocabSize();
+    }
+    return f + 4.0 * t * m.config().heads() * m.config().headDim() * m.config().layers();
+  }
+
+  static Batch batch(Settings s, int vocab) {
+    Random r = new Random(3);
+    int[][] ids = new int[s.batch()][s.seqLen()];
+    for (int[] row : ids) {
+      for (int i = 0; i < row.length; i++) {
+        row[i] = r.nextInt(vocab);
+      }
+    }
+    return Batch.of(ids, ids);
+  }
+
+  static double time(Trainable t, float[] params, Batch b, Settings s) {
+    for (int i = 0; i < s.warmup(); i++) {
+      TrainStep.run(t, params, List.of(b), -1);
+    }
+    double[] sec = new double[s.steps()];
+    for (int i = 0; i < s.steps(); i++) {
+      long t0 = System.nanoTime();
+      TrainStep.run(t, params, List.of(b), -1);
+      sec[i] = (System.nanoTime() - t0) / 1e9;
+    }
+    java.util.Arrays.sort(sec);
+    return sec[sec.length / 2]; // the median step: robust to a noisy neighbour on 2 cores
+  }
+
+  /** Best of five fp32 2048×2048 matmuls through the same engine. */
+  static double matmulPeak() {
+    int n = 2048;
+    double best = 0;
+    try (NDManager m = io.lorafleet.worker.model.Djl.newManager(Device.cpu(), "matmul-peak")) {
+      NDArray a = m.randomNormal(new Shape(n, n));
+      NDArray b = m.randomNormal(new Shape(n, n));
+      a.matMul(b).close();
+      for (int i = 0; i < 5; i++) {
+        long t0 = System.nanoTime();
+        NDArray c = a.matMul(b);
+        c.getFloat(0, 0); // force completion
+        double sec = (System.nanoTime() - t0) / 1e9;
+        c.close();
+        best = Math.max(best, 2.0 * n * n * n / sec);
+      }
+    }
+    return best;
+  }
+
+  static long rssKb() throws IOException {
+    return statusField("VmRSS:");
+  }
+
+  static long peakRssKb() throws IOException {
+    return statusField("VmHWM:");
+  }
+
+  private static long statusField(String key) throws IOException {
+    Path p = Path.of("/proc/self/status");
+    if (!Files.isReadable(p)) {
+      return -1;
+    }
+    for (String line : Files.readAllLines(p)) {
+      if (line.startsWith(key)) {
+        return Long.parseLong(line.replaceAll("[^0-9]", ""));
+      }
+    }
+    return -1;
+  }
+
+  private static double round(double v) {
+    return Math.round(v * 1000) / 1000.0;
+  }
+}
