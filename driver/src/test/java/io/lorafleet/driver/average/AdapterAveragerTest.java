@@ -1,0 +1,167 @@
+package io.lorafleet.driver.average;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.lora.LoraTarget;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ModelConfig;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.train.TrainStep;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class AdapterAveragerTest {
+  static CausalLM base;
+  @TempDir Path tmp;
+
+  @BeforeAll
+  static void load() {
+    TinyModelSpec spec = new TinyModelSpec("llama", 2, 16, 4, 2, 24, 37, 64, false);
+    ModelConfig c = ModelConfig.fromJson(spec.configJson(1, 2), "test");
+    base = CausalLM.fromTensors(c, ModelDirectory.randomTensors(c, 1), Device.cpu(), DataType.FLOAT32);
+  }
+
+  @AfterAll
+  static void close() {
+    base.close();
+  }
+
+  static AdapterAverager.Source source(String name, LoraConfig cfg, long seed) {
+    LoraModel m = LoraModel.create(base, cfg);
+    float[] v = m.initialParams(seed);
+    Random r = new Random(seed);
+    for (int i = 0; i < v.length; i++) {
+      v[i] += (float) r.nextGaussian() * 0.1f;
+    }
+    return new AdapterAverager.Source(name, new AdapterFormat.Loaded(m, v, Map.of()));
+  }
+
+  /** s·B·A of one module, in float64. */
+  static double[][] delta(LoraModel m, float[] v, String module) {
+    LoraTarget t = m.targets().stream().filter(x -> x.module().name().equals(module)).findFirst().orElseThrow();
+    FlatLayout.Slot a = m.layout().slot(t.keyA()).orElseThrow();
+    FlatLayout.Slot b = m.layout().slot(t.keyB()).orElseThrow();
+    int r = t.rank();
+    int in = t.module().in();
+    int out = t.module().out();
+    double[][] d = new double[out][in];
+    for (int i = 0; i < out; i++) {
+      for (int j = 0; j < in; j++) {
+        double acc = 0;
+        for (int k = 0; k < r; k++) {
+          acc += (double) v[b.offset() + i * r + k] * v[a.offset() + k * in + j];
+        }
+        d[i][j] = t.scale() * acc;
+      }
+    }
+    return d;
+  }
+
+  static final LoraConfig CFG = LoraConfig.of(3, 6, List.of("q_proj", "down_proj"));
+
+  @Test
+  void catEqualsTheWeightedMeanOfUpdates() {
+    List<AdapterAverager.Source> src = List.of(source("a", CFG, 1), source("b", CFG.withPatterns(Map.of("down_proj", 2), Map.of()), 2), source("c", CFG.withRslora(true), 3));
+    double[] w = {1, 2, 1};
+    AdapterAverager.Result r = AdapterAverager.combine(base, src, w, true, "cat", 0);
+    for (LoraTarget t : r.model().targets()) {
+      double[][] got = delta(r.model(), r.values(), t.module().name());
+      double[][] want = new double[got.length][got[0].length];
+      for (int i = 0; i < src.size(); i++) {
+        double[][] d = delta(src.get(i).adapter().model(), src.get(i).adapter().values(), t.module().name());
+        for (int p = 0; p < d.length; p++) {
+          for (int q = 0; q < d[0].length; q++) {
+            want[p][q] += w[i] / 4 * d[p][q];
+          }
+        }
+      }
+      for (int p = 0; p < got.length; p++) {
+        assertArrayEquals(want[p], got[p], 1e-5, t.module().name());
+      }
+    }
+    assertEquals(3 + 3 + 3, r.model().targets().get(0).rank());
+    assertEquals(3 + 2 + 3, r.model().targets().stream().filter(t -> t.module().name().endsWith("down_proj")).findFirst().orElseThrow().rank());
+  }
+
+  @Test
+  void factorOfIdenticalCheckpointsIsTheIdentity() {
+    AdapterAverager.Source a = source("a", CFG, 1);
+    AdapterAverager.Result r = AdapterAverager.combine(base, List.of(a, a, a), new double[] {1, 1, 1}, true, "factor", 0);
+    assertArrayEquals(a.adapter().values(), r.values(), 1e-7f);
+    var ema = AdapterAverager.combine(base, List.of(a, a), AdapterAverager.emaWeights(2, 0.5), true, "factor", 0);
+    assertArrayEquals(a.adapter().values(), ema.values(), 1e-7f);
+  }
+
+  @Test
+  void svdReportsItsErrorExactly() {
+    List<AdapterAverager.Source> src = List.of(source("a", CFG, 4), source("b", CFG, 5));
+    AdapterAverager.Result full = AdapterAverager.combine(base, src, new double[] {1, 1}, true, "svd", 6);
+    assertTrue(full.relativeError() < 1e-6, "rank 6 holds the sum of two rank-3 updates exactly: " + full.relativeError());
+    AdapterAverager.Result cut = AdapterAverager.combine(base, src, new double[] {1, 1}, true, "svd", 2);
+    AdapterAverager.Result cat = AdapterAverager.combine(base, src, new double[] {1, 1}, true, "cat", 0);
+    double err = 0;
+    double tot = 0;
+    for (LoraTarget t : cat.model().targets()) {
+      double[][] exact = delta(cat.model(), cat.values(), t.module().name());
+      double[][] approx = delta(cut.model(), cut.values(), t.module().name());
+      double[][] same = delta(full.model(), full.values(), t.module().name());
+      for (int p = 0; p < exact.length; p++) {
+        for (int q = 0; q < exact[0].length; q++) {
+          err += Math.pow(exact[p][q] - approx[p][q], 2);
+          tot += exact[p][q] * exact[p][q];
+          assertEquals(exact[p][q], same[p][q], 1e-5);
+        }
+      }
+    }
+    assertTrue(cut.relativeError() > 0.05, "rank 2 of a rank-6 update loses something: " + cut.relativeError());
+    assertEquals(Math.sqrt(err / tot), cut.relativeError(), 1e-4);
+    assertTrue(cut.metadata().get("lorafleet.combine").contains("\"relative_error\""));
+  }
+
+  @Test
+  void averagedAdapterLoadsBackAndEvaluates() throws Exception {
+    List<AdapterAverager.Source> src = List.of(source("a", CFG, 1), source("b", CFG, 2));
+    AdapterAverager.Result r = AdapterAverager.combine(base, src, new double[] {1, 1}, true, "cat", 0);
+    AdapterFormat.write(tmp, r.model(), r.values(), r.metadata());
+    AdapterFormat.Loaded back = AdapterFormat.read(tmp, base);
+    assertArrayEquals(r.values(), back.values());
+    var prov = new ObjectMapper().readTree(back.metadata().get("lorafleet.combine"));
+    assertEquals("cat", prov.get("mode").asText());
+    assertEquals(0.5, prov.get("sources").get(1).get("weight").asDouble(), 1e-12);
+    Batch b = Batch.of(new int[][] {{1, 4, 5, 6, 7}}, new int[][] {{-100, -100, 5, 6, 7}});
+    double loss = TrainStep.evaluate(back.model(), back.values(), List.of(b)).meanLoss();
+    assertTrue(Double.isFinite(loss) && loss > 0);
+  }
+
+  @Test
+  void refusesAdaptersOfDifferentModuleSets() {
+    var e = assertThrows(IllegalArgumentException.class, () -> AdapterAverager.combine(base,
+        List.of(source("a", CFG, 1), source("b", LoraConfig.of(3, 6, List.of("q_proj", "up_proj")), 2)), new double[] {1, 1}, true, "cat", 0));
+    assertTrue(e.getMessage().contains("b adapts a different module set than a") && e.getMessage().contains("up_proj"), e.getMessage());
+    var f = assertThrows(IllegalArgumentException.class, () -> AdapterAverager.combine(base,
+        List.of(source("a", CFG.withBaseModel("m1"), 1), source("b", CFG.withBaseModel("m2"), 2)), new double[] {1, 1}, true, "cat", 0));
+    assertTrue(f.getMessage().contains("base 'm2'"), f.getMessage());
+    var g = assertThrows(IllegalArgumentException.class, () -> AdapterAverager.combine(base,
+        List.of(source("a", CFG, 1), source("b", CFG.withPatterns(Map.of("q_proj", 2), Map.of()), 2)), new double[] {1, 1}, true, "factor", 0));
+    assertTrue(g.getMessage().contains("factor mode needs equal ranks"), g.getMessage());
+  }
+}
