@@ -38,7 +38,7 @@ import org.apache.spark.sql.SparkSession;
  *
  * <p>Each input file is read with its line (JSONL) or row (Parquet, CSV) numbers, so every bad
  * record lands in quarantine.jsonl with its source and reason. Records get a key hashed from (seed,
- * file, line): it decides the validation split and the shuffle order, so the same seed gives
+ * file name, line): it decides the validation split and the shuffle order, so the same seed gives
  * byte-identical shards. Shard i takes every n-th example of the shuffled order, so shards differ in
  * size by at most one and spread evenly over any number of workers.
  */
@@ -186,7 +186,8 @@ public final class Prepare {
     List<Out> out = new ArrayList<>();
     while (it.hasNext()) {
       Raw r = it.next();
-      long key = hash(o.seed(), r.file(), r.line());
+      // keyed by file name, not full path: the same inputs shuffle the same wherever they live
+      long key = hash(o.seed(), new org.apache.hadoop.fs.Path(r.file()).getName(), r.line());
       boolean val = (key >>> 11) * 0x1.0p-53 < o.valFraction();
       if (r.error() != null) {
         out.add(new Out(key, val, null, false, r.file(), r.line(), r.error()));

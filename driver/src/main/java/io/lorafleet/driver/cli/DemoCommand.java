@@ -9,6 +9,7 @@ import picocli.CommandLine.Option;
 @Command(name = "demo", mixinStandardHelpOptions = true, description = "Run the end-to-end demo on embedded local Spark: model, task, prepare, 2-worker LoRA training, evaluation.")
 final class DemoCommand implements Callable<Integer> {
   @Option(names = "--out", defaultValue = "lorafleet-demo") Path out;
+  @Option(names = "--pretrain-steps", defaultValue = "1500", description = "full fine-tuning steps that give the base its copy skill") int pretrainSteps;
   @Option(names = "--steps", defaultValue = "600") int steps;
   @Option(names = "--train-size", defaultValue = "3000") int trainSize;
   @Option(names = "--eval-size", defaultValue = "100") int evalSize;
@@ -17,7 +18,7 @@ final class DemoCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     var spark = Spark.session("demo", 2);
     try {
-      Demo.run(spark, out, steps, trainSize, evalSize);
+      Demo.run(spark, out, pretrainSteps, steps, trainSize, evalSize);
     } finally {
       spark.stop();
     }

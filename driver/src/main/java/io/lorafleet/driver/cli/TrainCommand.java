@@ -32,11 +32,15 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--max-attempts", defaultValue = "3") int maxAttempts;
   @Option(names = "--resume") boolean resume;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
+  @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
+  @Option(names = "--eval-examples", defaultValue = "64") int evalExamples;
+  @Option(names = "--average-last", defaultValue = "0", description = "average the last K checkpoints into averaged/") int averageLast;
+  @Option(names = "--average-mode", defaultValue = "svd", description = "factor, cat or svd") String averageMode;
 
   @Override
   public Integer call() throws Exception {
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, resume, initAdapter);
+        optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode);
     var spark = Spark.session("train", workers);
     try {
       var res = Trainer.run(spark, cfg, true);

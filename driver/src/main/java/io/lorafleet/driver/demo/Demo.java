@@ -12,6 +12,8 @@ import io.lorafleet.datasets.prepare.RecordFormat;
 import io.lorafleet.driver.train.GlobalBatch;
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
+import io.lorafleet.driver.train.ModelCache;
+import io.lorafleet.driver.eval.RunEvaluation;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
@@ -38,73 +40,98 @@ public final class Demo {
 
   private Demo() {}
 
-  public static ObjectNode run(SparkSession spark, Path out, int steps, int trainSize, int evalSize) throws IOException {
+  public static ObjectNode run(SparkSession spark, Path out, int pretrainSteps, int steps, int trainSize, int evalSize) throws IOException {
     Files.createDirectories(out);
     Path model = out.resolve("base-model");
-    System.out.println("[1/5] base model: random Llama-shaped model (2 layers, hidden 96) -> " + model);
+    System.out.println("[1/7] base model: Llama-shaped (2 layers, hidden 96), pre-trained by full fine-tuning on a synthetic copy corpus -> " + model);
     ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 96, 4, 2, 256, 1, 128, false), SqlTask.vocabulary(), 11);
-    System.out.println("[2/5] task: " + trainSize + " generated NL-to-SQL pairs, " + evalSize + " held out");
+    long t0 = System.nanoTime();
+    double pre = Pretrain.run(model, pretrainSteps, 32, 3e-3, 5);
+    System.out.printf("      %d full fine-tuning steps in %.0f s, final copy loss %.3f%n", pretrainSteps, (System.nanoTime() - t0) / 1e9, pre);
+    System.out.println("[2/7] task: " + trainSize + " generated NL-to-SQL pairs, " + evalSize + " held out");
     StringBuilder sb = new StringBuilder();
     for (SqlTask.Pair p : SqlTask.generate(trainSize, 1)) {
       sb.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
     }
     Files.writeString(out.resolve("train.jsonl"), sb);
-    List<SqlTask.Pair> heldOut = SqlTask.generate(evalSize, 2);
-    System.out.println("[3/5] prepare on Spark");
+    // held-out questions never seen in training
+    java.util.Set<String> seen = new java.util.HashSet<>();
+    SqlTask.generate(trainSize, 1).forEach(p -> seen.add(p.question()));
+    List<SqlTask.Pair> heldOut = SqlTask.generate(evalSize * 2, 2).stream().filter(p -> !seen.contains(p.question())).limit(evalSize).toList();
+    StringBuilder ho = new StringBuilder();
+    for (SqlTask.Pair p : heldOut) {
+      ho.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
+    }
+    Files.writeString(out.resolve("heldout.jsonl"), ho);
+    System.out.println("[3/7] prepare on Spark (training set with a 5% validation split; held-out set)");
     Path data = out.resolve("data");
     var manifest = Prepare.run(spark, new PrepareOptions(List.of(out.resolve("train.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
         model.toString(), data.toString(), 64, "drop", false, 0, 0.05, 4, 0.01));
-    System.out.println("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation records");
-    System.out.println("[4/5] train LoRA (r=16) with 2 workers, checkpoint every 25 steps");
+    Path heldData = out.resolve("data-heldout");
+    Prepare.run(spark, new PrepareOptions(List.of(out.resolve("heldout.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
+        model.toString(), heldData.toString(), 64, "drop", false, 0, 0.0, 2, 0.01));
+    System.out.println("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation / "
+        + heldOut.size() + " held-out records");
+    System.out.println("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
+    System.out.println("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
     TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 1e-2, 10, "cosine", "adamw", 0.0, 1.0, 25, 4, 0,
-        120_000, 2, false, "");
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 1e-2, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, 0,
+        120_000, 2, false, "", 50, 64, 4, "svd");
     Trainer.Result res = Trainer.run(spark, cfg, true);
-    System.out.println("[5/5] evaluate on held-out data");
+    System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
+    var rows = RunEvaluation.candidates(spark, model.toString(), RunEvaluation.runCandidates(out.resolve("run")),
+        heldData.resolve("train").toString(), 2, evalSize);
+    String table = RunEvaluation.write(out, rows);
     ObjectNode report = JSON.createObjectNode();
+    ArrayNode cands = report.putArray("candidates");
+    for (RunEvaluation.Row r : rows) {
+      cands.addObject().put("candidate", r.label()).put("step", r.step()).put("loss", r.scores().loss()).put("exact_match", r.scores().exactMatch());
+    }
+    RunEvaluation.Row base0 = rows.get(0);
+    RunEvaluation.Row fin = rows.stream().filter(r -> r.label().equals("adapter")).findFirst().orElseThrow();
+    RunEvaluation.Row avg = rows.stream().filter(r -> r.label().equals("averaged")).findFirst().orElseThrow();
+    report.put("held_out", heldOut.size());
+    report.put("exact_match_base", base0.scores().exactMatch());
+    report.put("exact_match_lora", fin.scores().exactMatch());
+    report.put("exact_match_averaged", avg.scores().exactMatch());
+    report.put("heldout_loss_base", base0.scores().loss());
+    report.put("heldout_loss_lora", fin.scores().loss());
+    report.put("heldout_loss_averaged", avg.scores().loss());
+    report.put("pretrain_steps", pretrainSteps);
+    report.put("pretrain_final_loss", pre);
+    report.put("steps", steps);
+    report.put("first_loss", res.losses().get(0));
+    report.put("final_loss", res.losses().get(res.losses().size() - 1));
+    report.put("averaging", JSON.readTree(AdapterFormat.read(out.resolve("run/averaged"), ModelCache.model(model.toString(), Device.cpu()))
+        .metadata().get("lorafleet.combine")));
+    System.out.println("[7/7] results");
+    ArrayNode samples = report.putArray("samples");
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
       AdapterFormat.Loaded adapter = AdapterFormat.read(res.finalAdapter(), base);
-      List<Example> val = Prepare.readSplit(data.resolve("validation"));
-      double baseLoss = TrainStep.evaluate(adapter.model(), new float[adapter.values().length], GlobalBatch.microBatches(val, 16)).meanLoss();
-      double loraLoss = TrainStep.evaluate(adapter.model(), adapter.values(), GlobalBatch.microBatches(val, 16)).meanLoss();
-      int baseHit = 0;
-      int loraHit = 0;
-      ArrayNode samples = report.putArray("samples");
-      for (int i = 0; i < heldOut.size(); i++) {
-        SqlTask.Pair p = heldOut.get(i);
+      report.put("trainable_parameters", adapter.values().length);
+      report.put("base_parameters", base.parameterCount());
+      for (SqlTask.Pair p : heldOut.subList(0, Math.min(5, heldOut.size()))) {
         int[] prompt = tok.encodePrompt("question : " + p.question() + " sql :");
         String b = tok.decode(Generator.generate(base, Optional.empty(), new float[0], prompt, Sampling.greedy(24), tok.eos())).trim();
         String l = tok.decode(Generator.generate(base, Optional.<Trainable>of(adapter.model()), adapter.values(), prompt, Sampling.greedy(24), tok.eos())).trim();
-        baseHit += b.equals(p.sql()) ? 1 : 0;
-        loraHit += l.equals(p.sql()) ? 1 : 0;
-        if (i < 5) {
-          samples.addObject().put("question", p.question()).put("expected", p.sql()).put("base", b).put("lora", l);
-        }
+        samples.addObject().put("question", p.question()).put("expected", p.sql()).put("base", b).put("lora", l);
       }
-      report.put("validation_loss_base", baseLoss);
-      report.put("validation_loss_lora", loraLoss);
-      report.put("exact_match_base", (double) baseHit / heldOut.size());
-      report.put("exact_match_lora", (double) loraHit / heldOut.size());
-      report.put("held_out", heldOut.size());
-      report.put("steps", steps);
-      report.put("first_loss", res.losses().get(0));
-      report.put("final_loss", res.losses().get(res.losses().size() - 1));
-      report.put("trainable_parameters", adapter.values().length);
-      report.put("base_parameters", base.parameterCount());
     }
     Files.writeString(out.resolve("report.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(report));
     System.out.println();
-    System.out.printf("%-10s %16s %22s%n", "", "validation loss", "held-out exact match");
-    System.out.printf("%-10s %16.4f %21.1f%%%n", "base", report.get("validation_loss_base").asDouble(), 100 * report.get("exact_match_base").asDouble());
-    System.out.printf("%-10s %16.4f %21.1f%%%n", "LoRA", report.get("validation_loss_lora").asDouble(), 100 * report.get("exact_match_lora").asDouble());
-    System.out.println();
-    for (var s : report.get("samples")) {
-      System.out.println("Q: " + s.get("question").asText());
-      System.out.println("   expected: " + s.get("expected").asText());
-      System.out.println("   base:     " + s.get("base").asText());
-      System.out.println("   LoRA:     " + s.get("lora").asText());
+    System.out.print(table);
+    System.out.printf("%nheld-out exact match: base %.1f%%, final adapter %.1f%%, averaged (last 4 checkpoints, svd) %.1f%%%n",
+        100 * base0.scores().exactMatch(), 100 * fin.scores().exactMatch(), 100 * avg.scores().exactMatch());
+    double dl = avg.scores().loss() - fin.scores().loss();
+    System.out.printf("averaging %s the held-out loss by %.4f (%.4f -> %.4f)%n%n", dl < 0 ? "lowered" : "raised", Math.abs(dl), fin.scores().loss(), avg.scores().loss());
+    for (var smp : samples) {
+      System.out.println("Q: " + smp.get("question").asText());
+      System.out.println("   expected: " + smp.get("expected").asText());
+      System.out.println("   base:     " + smp.get("base").asText());
+      System.out.println("   LoRA:     " + smp.get("lora").asText());
     }
-    System.out.println("\nreport: " + out.resolve("report.json") + ", adapter: " + res.finalAdapter());
+    System.out.println("\nreport: " + out.resolve("report.json") + "; plots: " + out.resolve("run/loss.svg") + ", " + out.resolve("eval_loss.svg")
+        + "; adapter: " + res.finalAdapter());
     return report;
   }
 }

@@ -49,7 +49,7 @@ public final class SqlTask {
   /** Every word the task can produce, for the demo model's word-level tokenizer. */
   public static List<String> vocabulary() {
     Set<String> w = new LinkedHashSet<>(List.of("show", "the", "of", "where", "is", "greater", "than", "how", "many", "have", "below", "list", "every",
-        "in", "sorted", "by", "what", "average", "with", "equal", "to", "SELECT", "FROM", "WHERE", "COUNT", "(", "*", ")", ">", "<", "=", "ORDER", "BY", "AVG", "question", ":", "sql"));
+        "in", "sorted", "by", "what", "average", "with", "equal", "to", "SELECT", "FROM", "WHERE", "COUNT", "(", "*", ")", ">", "<", "=", "ORDER", "BY", "AVG", "question", ":", "sql", "copy", "=>"));
     for (Table t : SCHEMA) {
       w.add(t.name());
       w.addAll(t.columns());

@@ -12,17 +12,17 @@ import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 
 /** Per-executor-JVM caches: the frozen base is loaded once, whatever the number of stages and attempts. */
-final class ModelCache {
+public final class ModelCache {
   private static final ConcurrentHashMap<String, CausalLM> MODELS = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, List<Example>> DATA = new ConcurrentHashMap<>();
 
   private ModelCache() {}
 
-  static CausalLM model(String dir, Device device) {
+  public static CausalLM model(String dir, Device device) {
     return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, DataType.FLOAT32));
   }
 
-  static List<Example> examples(String splitDir) {
+  public static List<Example> examples(String splitDir) {
     return DATA.computeIfAbsent(splitDir, d -> {
       try {
         return List.copyOf(Prepare.readSplit(Path.of(d)));

@@ -33,7 +33,11 @@ public record TrainConfig(
     int timeoutMs,
     int maxAttempts,
     boolean resume,
-    String initAdapter) implements Serializable {
+    String initAdapter,
+    int evalEvery,
+    int evalExamples,
+    int averageLast,
+    String averageMode) implements Serializable {
 
   public TrainConfig {
     positive("rank", rank);
@@ -47,6 +51,12 @@ public record TrainConfig(
     positive("max-attempts", maxAttempts);
     if (globalBatch % workers != 0) {
       throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
+    }
+    if (evalEvery < 0 || evalExamples < 0 || averageLast < 0) {
+      throw new IllegalArgumentException("--eval-every, --eval-examples and --average-last must be >= 0 (0 disables)");
+    }
+    if (!List.of("factor", "cat", "svd").contains(averageMode)) {
+      throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + averageMode + "'");
     }
     if (!List.of("adamw", "sgd").contains(optimizer)) {
       throw new IllegalArgumentException("--optimizer must be adamw or sgd but found '" + optimizer + "'");
@@ -70,6 +80,13 @@ public record TrainConfig(
   private static LoraConfig toLora(String targetModules, int rank, double alpha, double dropout, String model) {
     List<String> targets = Arrays.stream(targetModules.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
     return LoraConfig.of(rank, alpha, targets).withDropout(dropout).withBaseModel(model);
+  }
+
+  /** The same job with validation loss every {@code every} steps. */
+  public TrainConfig withEval(int every) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
+        averageLast, averageMode);
   }
 
   public int perWorker() {

@@ -11,6 +11,7 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.tokenizer.Tokenizer;
+import io.lorafleet.worker.train.TrainStep;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -69,13 +70,15 @@ public final class Trainer {
     }
     Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
     List<Double> losses = new ArrayList<>();
+    List<double[]> valLosses = new ArrayList<>();
+    List<io.lorafleet.datasets.arrow.Example> val = validation(cfg);
     ExecutorService ckpt = Executors.newSingleThreadExecutor(r -> new Thread(r, "lorafleet-checkpoint"));
     int attempts = 0;
     try (BufferedWriter metrics = Files.newBufferedWriter(out.resolve("metrics.jsonl"), StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
       while (start < cfg.steps()) {
         attempts++;
         try {
-          start = stage(spark, cfg, lora, params, opt, sched, start, losses, metrics, ckpt, progress);
+          start = stage(spark, cfg, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress);
         } catch (IOException | RuntimeException e) {
           if (attempts >= cfg.maxAttempts()) {
             throw new IOException("training failed after " + attempts + " attempts; last error: " + e.getMessage(), e);
@@ -95,6 +98,8 @@ public final class Trainer {
           while (losses.size() > start) {
             losses.remove(losses.size() - 1);
           }
+          final int resumed = start;
+          valLosses.removeIf(v -> v[0] > resumed);
         }
       }
       waitFor(ckpt);
@@ -103,6 +108,10 @@ public final class Trainer {
     }
     Path fin = out.resolve("adapter");
     AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+    if (cfg.averageLast() > 0) {
+      averageLast(cfg, base, out);
+    }
+    plot(out, losses, valLosses);
     ObjectNode summary = JSON.createObjectNode();
     summary.put("steps", cfg.steps());
     summary.put("workers", cfg.workers());
@@ -117,6 +126,50 @@ public final class Trainer {
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
   private static float[] initialParams(TrainConfig cfg, LoraModel lora, CausalLM base) {
     return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+  }
+
+  /** The validation examples used by --eval-every (at most --eval-examples), or none. */
+  static List<io.lorafleet.datasets.arrow.Example> validation(TrainConfig cfg) {
+    Path dir = Path.of(cfg.data(), "validation");
+    if (cfg.evalEvery() == 0) {
+      return List.of();
+    }
+    List<io.lorafleet.datasets.arrow.Example> all = Files.isDirectory(dir) ? ModelCache.examples(dir.toString()) : List.of();
+    if (all.isEmpty()) {
+      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + dir
+          + " holds none; prepare with --val-fraction, or set --eval-every 0");
+    }
+    return all.subList(0, Math.min(all.size(), cfg.evalExamples()));
+  }
+
+  /** --average-last K: the last K checkpoints combined into averaged/ (svd keeps the run's rank). */
+  static void averageLast(TrainConfig cfg, CausalLM base, Path out) throws IOException {
+    List<Path> all = Checkpoints.list(out);
+    List<Path> last = all.subList(Math.max(0, all.size() - cfg.averageLast()), all.size());
+    List<io.lorafleet.driver.average.AdapterAverager.Source> src = new ArrayList<>();
+    for (Path p : last) {
+      src.add(new io.lorafleet.driver.average.AdapterAverager.Source(p.getFileName().toString(), AdapterFormat.read(p, base)));
+    }
+    double[] w = new double[src.size()];
+    java.util.Arrays.fill(w, 1);
+    var r = io.lorafleet.driver.average.AdapterAverager.combine(base, src, w, true, cfg.averageMode(), cfg.rank());
+    AdapterFormat.write(out.resolve("averaged"), r.model(), r.values(), r.metadata());
+  }
+
+  static void plot(Path out, List<Double> losses, List<double[]> val) throws IOException {
+    List<io.lorafleet.driver.report.SvgPlot.Series> series = new ArrayList<>();
+    double[] x = new double[losses.size()];
+    double[] y = new double[losses.size()];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = i + 1;
+      y[i] = losses.get(i);
+    }
+    series.add(new io.lorafleet.driver.report.SvgPlot.Series("train loss", x, y, "#1f77b4"));
+    if (!val.isEmpty()) {
+      series.add(new io.lorafleet.driver.report.SvgPlot.Series("validation loss", val.stream().mapToDouble(v -> v[0]).toArray(),
+          val.stream().mapToDouble(v -> v[1]).toArray(), "#ff7f0e"));
+    }
+    io.lorafleet.driver.report.SvgPlot.write(out.resolve("loss.svg"), "Training loss", "step", "loss (target tokens)", series, List.of());
   }
 
   static void checkDataset(TrainConfig cfg) throws IOException {
@@ -143,7 +196,8 @@ public final class Trainer {
 
   /** Runs steps [start, steps) in one barrier stage; returns the step reached. */
   private static int stage(SparkSession spark, TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start,
-      List<Double> losses, BufferedWriter metrics, ExecutorService ckpt, boolean progress) throws IOException {
+      List<Double> losses, List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt,
+      boolean progress) throws IOException {
     byte[] secret = new byte[32];
     new SecureRandom().nextBytes(secret);
     String jobId = UUID.randomUUID().toString();
@@ -197,6 +251,11 @@ public final class Trainer {
         m.put("exchange_ms", (tc - ts) / 1e6);
         m.put("optimizer_ms", (to - tc) / 1e6);
         m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
+        if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
+          double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
+          valLosses.add(new double[] {step + 1, vl});
+          m.put("val_loss", vl);
+        }
         metrics.write(JSON.writeValueAsString(m));
         metrics.newLine();
         metrics.flush();

@@ -60,7 +60,7 @@ class TrainerIT {
 
   static TrainConfig cfg(String out, int workers, int steps, String opt, boolean resume) {
     return new TrainConfig(model.toString(), data.toString(), dir.resolve(out).toString(), "q_proj,v_proj,down_proj", 4, 8, 0, workers, steps, 6, 2,
-        0.05, 0, "constant", opt, 0.0, 0, 2, 3, 7, 60_000, 2, resume, "");
+        0.05, 0, "constant", opt, 0.0, 0, 2, 3, 7, 60_000, 2, resume, "", 0, 0, 0, "svd");
   }
 
   @Test
@@ -109,9 +109,49 @@ class TrainerIT {
   }
 
   @Test
+  void averagedAdapterAndMergedModelEvaluateOnSpark() throws Exception {
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 40; i++) {
+      sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
+    }
+    Files.writeString(dir.resolve("v.jsonl"), sb);
+    Path vdata = dir.resolve("vdata");
+    Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("v.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
+        vdata.toString(), 32, "drop", false, 1, 0.25, 2, 0));
+    var noVal = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("noval", 1, 1, "sgd", false)
+        .withEval(1), false));
+    assertTrue(noVal.getMessage().contains("needs validation examples"), noVal.getMessage());
+    TrainConfig c = new TrainConfig(model.toString(), vdata.toString(), dir.resolve("avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 6, 6, 2,
+        0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 2, 4, 3, "svd");
+    Trainer.Result r = Trainer.run(spark, c, false);
+    Path avg = dir.resolve("avg/averaged");
+    assertTrue(Files.isRegularFile(avg.resolve(AdapterFormat.WEIGHTS)), "--average-last writes averaged/");
+    assertTrue(Files.isRegularFile(dir.resolve("avg/loss.svg")));
+    assertTrue(Files.readString(dir.resolve("avg/metrics.jsonl")).contains("\"val_loss\""), "--eval-every 2 records validation loss");
+    String split = vdata.resolve("validation").toString();
+    var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
+    assertEquals(List.of("base", "checkpoint-2", "checkpoint-4", "checkpoint-6", "averaged", "adapter"), rows.stream().map(io.lorafleet.driver.eval.RunEvaluation.Row::label).toList());
+    io.lorafleet.driver.eval.RunEvaluation.write(dir.resolve("avg-eval"), rows);
+    assertTrue(Files.readString(dir.resolve("avg-eval/eval.json")).contains("\"averaged\""));
+    // merged model: the same scores as base + unmerged adapter
+    Path merged = dir.resolve("merged");
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      AdapterFormat.Loaded a = AdapterFormat.read(r.finalAdapter(), base);
+      a.model().merge(a.values());
+      io.lorafleet.worker.model.ModelDirectory.export(merged, base, model);
+    }
+    var unmerged = io.lorafleet.driver.eval.Evaluator.distributed(spark, model.toString(), java.util.Optional.of(r.finalAdapter().toString()), split, 2, 100);
+    var mergedScores = io.lorafleet.driver.eval.Evaluator.distributed(spark, merged.toString(), java.util.Optional.empty(), split, 2, 100);
+    assertEquals(unmerged.loss(), mergedScores.loss(), 1e-4);
+    assertEquals(unmerged.exact(), mergedScores.exact());
+    assertEquals(Prepare.readSplit(vdata.resolve("validation")).size(), unmerged.examples());
+    assertTrue(unmerged.examples() > 3);
+  }
+
+  @Test
   void badConfigsFailBeforeAnySparkWork() {
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(model.toString(), data.toString(),
-        dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, ""), false));
+        dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
     assertTrue(e.getMessage().contains("c_attn") && e.getMessage().contains("q_proj"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("bad2", 6, 1, "sgd", false), false));
     assertTrue(e.getMessage().contains("exceeds the 3 task slots"), e.getMessage());

@@ -257,11 +257,13 @@ public final class CausalLM implements AutoCloseable {
     return d.isPresent() ? y.add(d.get()) : y;
   }
 
-  /** Rows of an embedding table for int64 ids (B, T) → (B, T, H). */
+  /**
+   * Rows of an embedding table for int64 ids (B, T) → (B, T, H), through torch.embedding: its CPU
+   * backward accumulates repeated ids in a fixed order, where advanced indexing's does not, so full
+   * fine-tuning is bitwise reproducible.
+   */
   NDArray embed(ForwardContext ctx, String table, NDArray ids) {
-    Shape s = ids.getShape();
-    NDArray rows = ctx.local(param(ctx, table).get(new NDIndex("{}", ids.flatten())));
-    return rows.reshape(s.get(0), s.get(1), -1);
+    return ctx.local(ids.getNDArrayInternal().embedding(ids, param(ctx, table), ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow());
   }
 
   /** Logits through the input embedding: h (B, T, H) · E^T. */

@@ -1,0 +1,78 @@
+package io.lorafleet.driver.cli;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.driver.average.AdapterAverager;
+import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.CausalLM;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "average", mixinStandardHelpOptions = true,
+    description = "Average checkpoints (or combine adapters of different tasks) into one PEFT adapter: factor, cat (exact) or svd (exact, truncated).")
+final class AverageCommand implements Callable<Integer> {
+  @Option(names = "--model", required = true) Path model;
+  @Option(names = "--adapters", split = ",", description = "explicit adapter directories") List<Path> adapters = new ArrayList<>();
+  @Option(names = "--run", description = "a train output directory whose checkpoints to average") Path run;
+  @Option(names = "--last", defaultValue = "0", description = "with --run: the last K checkpoints") int last;
+  @Option(names = "--steps", description = "with --run: a step range A-B (inclusive)") String steps;
+  @Option(names = "--weights", split = ",", description = "one weight per adapter") List<Double> weights = new ArrayList<>();
+  @Option(names = "--ema", description = "EMA decay in (0,1): weights decay^(n-1-i), newest heaviest") Double ema;
+  @Option(names = "--combine", description = "use the weights as given (a task combination), not normalised to sum 1") boolean combine;
+  @Option(names = "--mode", defaultValue = "cat", description = "factor, cat or svd") String mode;
+  @Option(names = "--rank", defaultValue = "0", description = "svd: target rank (default: the adapters' r)") int rank;
+  @Option(names = "--out", required = true) Path out;
+
+  @Override
+  public Integer call() throws Exception {
+    List<Path> dirs = new ArrayList<>(adapters);
+    if (run != null) {
+      List<Path> all = Checkpoints.list(run);
+      if (steps != null) {
+        String[] ab = steps.split("-");
+        if (ab.length != 2) {
+          throw new IllegalArgumentException("--steps must look like A-B but found '" + steps + "'");
+        }
+        int a = Integer.parseInt(ab[0].trim());
+        int b = Integer.parseInt(ab[1].trim());
+        all = all.stream().filter(p -> {
+          int s = Integer.parseInt(p.getFileName().toString().substring("checkpoint-".length()));
+          return s >= a && s <= b;
+        }).toList();
+      } else if (last > 0) {
+        all = all.subList(Math.max(0, all.size() - last), all.size());
+      }
+      dirs.addAll(all);
+    }
+    if (dirs.isEmpty()) {
+      throw new IllegalArgumentException("no adapters selected: give --adapters, or --run with --last or --steps");
+    }
+    double[] w = new double[dirs.size()];
+    if (ema != null) {
+      w = AdapterAverager.emaWeights(dirs.size(), ema);
+    } else if (!weights.isEmpty()) {
+      if (weights.size() != dirs.size()) {
+        throw new IllegalArgumentException("--weights has " + weights.size() + " values for " + dirs.size() + " adapters");
+      }
+      w = weights.stream().mapToDouble(Double::doubleValue).toArray();
+    } else {
+      java.util.Arrays.fill(w, 1.0);
+    }
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      List<AdapterAverager.Source> src = new ArrayList<>();
+      for (Path d : dirs) {
+        src.add(new AdapterAverager.Source(d.toString(), AdapterFormat.read(d, base)));
+      }
+      var r = AdapterAverager.combine(base, src, w, !combine, mode, rank);
+      AdapterFormat.write(out, r.model(), r.values(), r.metadata());
+      System.out.printf("combined %d adapters (%s) into %s%s%n", dirs.size(), mode, out,
+          mode.equals("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
+    }
+    return 0;
+  }
+}

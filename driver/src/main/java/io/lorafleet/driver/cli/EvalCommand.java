@@ -1,0 +1,50 @@
+package io.lorafleet.driver.cli;
+
+import io.lorafleet.driver.eval.RunEvaluation;
+import io.lorafleet.driver.eval.Scores;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "eval", mixinStandardHelpOptions = true,
+    description = "Evaluate the base, adapters, or every checkpoint of a run on a prepared split (loss, perplexity, greedy exact match), on Spark.")
+final class EvalCommand implements Callable<Integer> {
+  @Option(names = "--model", required = true, description = "base model directory (or a merged model)") String model;
+  @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") Path data;
+  @Option(names = "--split", defaultValue = "validation") String split;
+  @Option(names = "--adapter", description = "adapter directories to compare with the base") List<String> adapters = new ArrayList<>();
+  @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/ and adapter/") Path run;
+  @Option(names = "--limit", defaultValue = "1000", description = "at most this many examples") int limit;
+  @Option(names = "--partitions", defaultValue = "2") int partitions;
+  @Option(names = "--out", defaultValue = "eval") Path out;
+
+  @Override
+  public Integer call() throws Exception {
+    List<RunEvaluation.Row> todo = new ArrayList<>();
+    if (run != null) {
+      todo.addAll(RunEvaluation.runCandidates(run));
+    } else {
+      todo.add(new RunEvaluation.Row("base", 0, Optional.empty(), Scores.ZERO));
+    }
+    for (String a : adapters) {
+      todo.add(new RunEvaluation.Row(Path.of(a).getFileName().toString(), -1, Optional.of(a), Scores.ZERO));
+    }
+    Path splitDir = data.resolve(split);
+    if (!splitDir.toFile().isDirectory()) {
+      throw new IllegalArgumentException("--data " + data + ": no split '" + split + "' (expected " + splitDir + ")");
+    }
+    var spark = Spark.session("eval", partitions);
+    try {
+      var rows = RunEvaluation.candidates(spark, model, todo, splitDir.toString(), partitions, limit);
+      System.out.print(RunEvaluation.write(out, rows));
+      System.out.println("wrote " + out.resolve("eval.json") + " and " + out.resolve("eval_loss.svg"));
+    } finally {
+      spark.stop();
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,80 @@
+package io.lorafleet.driver.eval;
+
+import ai.djl.Device;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.driver.train.GlobalBatch;
+import io.lorafleet.driver.train.ModelCache;
+import io.lorafleet.worker.generate.Generator;
+import io.lorafleet.worker.generate.Sampling;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.train.FrozenModel;
+import io.lorafleet.worker.train.TrainStep;
+import io.lorafleet.worker.train.Trainable;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Optional;
+import java.util.stream.IntStream;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * Evaluation on a prepared split: token-weighted loss (and perplexity) on target tokens, and exact
+ * match of greedy generations: the prompt is every token before the first labelled one, the
+ * expected answer every token from there (EOS included), and a generation matches only if it
+ * reproduces the answer token for token.
+ */
+public final class Evaluator {
+  private Evaluator() {}
+
+  /** Evaluates examples on this JVM. {@code adapter} empty means the base (or merged model) alone. */
+  public static Scores local(CausalLM base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+    Trainable t = adapter.<Trainable>map(AdapterFormat.Loaded::model).orElseGet(() -> new FrozenModel(base));
+    float[] values = adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]);
+    var loss = TrainStep.evaluate(t, values, GlobalBatch.microBatches(examples, batch));
+    long exact = 0;
+    for (Example e : examples) {
+      int first = firstLabel(e);
+      if (first <= 0) {
+        continue;
+      }
+      int[] prompt = Arrays.copyOf(e.inputIds(), first);
+      int[] answer = Arrays.copyOfRange(e.inputIds(), first, e.inputIds().length);
+      int eos = answer[answer.length - 1];
+      int[] gen = Generator.generate(base, Optional.of(t), values, prompt, Sampling.greedy(answer.length), Optional.of(eos));
+      exact += Arrays.equals(gen, answer) ? 1 : 0;
+    }
+    return new Scores(loss.lossSum(), loss.tokens(), exact, examples.size());
+  }
+
+  static int firstLabel(Example e) {
+    for (int i = 0; i < e.labels().length; i++) {
+      if (e.labels()[i] != -100) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  /**
+   * Distributed evaluation: the split's examples are spread over {@code partitions} Spark tasks;
+   * each executor loads the base once and the adapter per task.
+   */
+  public static Scores distributed(SparkSession spark, String model, Optional<String> adapter, String splitDir, int partitions, int limit) {
+    JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+    int n = Math.min(limit, ModelCache.examples(splitDir).size());
+    jsc.setJobDescription("lorafleet eval: " + adapter.orElse("base " + model) + " on " + n + " examples of " + splitDir);
+    List<Integer> idx = IntStream.range(0, n).boxed().toList();
+    String adapterPath = adapter.orElse("");
+    return jsc.parallelize(idx, Math.max(1, Math.min(partitions, n))).mapPartitions(it -> {
+      List<Example> all = ModelCache.examples(splitDir);
+      List<Example> mine = new ArrayList<>();
+      it.forEachRemaining(i -> mine.add(all.get(i)));
+      CausalLM base = ModelCache.model(model, Device.cpu());
+      Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
+      return List.of(local(base, a, mine, 16)).iterator();
+    }).reduce(Scores::plus);
+  }
+}

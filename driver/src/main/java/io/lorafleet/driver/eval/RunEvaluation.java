@@ -1,0 +1,89 @@
+package io.lorafleet.driver.eval;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.report.SvgPlot;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import org.apache.spark.sql.SparkSession;
+
+/**
+ * Evaluates the base, every checkpoint of a run, the averaged adapter and the final adapter side by
+ * side; writes eval.json and eval_loss.svg (loss against step, base and averaged adapter as
+ * dashed levels) and returns the printed table.
+ */
+public final class RunEvaluation {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private RunEvaluation() {}
+
+  /** One evaluated candidate: a label, its step (-1 when it has none) and its scores. */
+  public record Row(String label, int step, Optional<String> adapter, Scores scores) {}
+
+  public static List<Row> candidates(SparkSession spark, String model, List<Row> todo, String split, int partitions, int limit) {
+    List<Row> out = new ArrayList<>();
+    for (Row r : todo) {
+      out.add(new Row(r.label(), r.step(), r.adapter(), Evaluator.distributed(spark, model, r.adapter(), split, partitions, limit)));
+    }
+    return out;
+  }
+
+  /** base, checkpoint-*, averaged/ and adapter/ of a run directory, in that order. */
+  public static List<Row> runCandidates(Path run) throws IOException {
+    List<Row> rows = new ArrayList<>();
+    rows.add(new Row("base", 0, Optional.empty(), Scores.ZERO));
+    for (Path c : Checkpoints.list(run)) {
+      int step = Integer.parseInt(c.getFileName().toString().substring("checkpoint-".length()));
+      rows.add(new Row(c.getFileName().toString(), step, Optional.of(c.toString()), Scores.ZERO));
+    }
+    for (String name : List.of("averaged", "adapter")) {
+      if (Files.isDirectory(run.resolve(name))) {
+        rows.add(new Row(name, -1, Optional.of(run.resolve(name).toString()), Scores.ZERO));
+      }
+    }
+    return rows;
+  }
+
+  public static String write(Path outDir, List<Row> rows) throws IOException {
+    Files.createDirectories(outDir);
+    ArrayNode arr = JSON.createArrayNode();
+    StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-18s %6s %10s %11s %12s%n", "candidate", "step", "loss", "perplexity", "exact match"));
+    List<Double> xs = new ArrayList<>();
+    List<Double> ys = new ArrayList<>();
+    List<SvgPlot.Level> levels = new ArrayList<>();
+    for (Row r : rows) {
+      Scores s = r.scores();
+      ObjectNode n = arr.addObject();
+      n.put("candidate", r.label());
+      n.put("step", r.step());
+      n.put("adapter", r.adapter().orElse(""));
+      n.put("loss", s.loss());
+      n.put("perplexity", s.perplexity());
+      n.put("exact_match", s.exactMatch());
+      n.put("target_tokens", s.tokens());
+      n.put("examples", s.examples());
+      table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %11.3f %11.1f%%%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
+          s.perplexity(), 100 * s.exactMatch()));
+      if (r.label().startsWith("checkpoint-")) {
+        xs.add((double) r.step());
+        ys.add(s.loss());
+      } else if (r.label().equals("base")) {
+        levels.add(new SvgPlot.Level("base", s.loss(), "#888888"));
+      } else if (r.label().equals("averaged")) {
+        levels.add(new SvgPlot.Level("averaged", s.loss(), "#d62728"));
+      }
+    }
+    Files.writeString(outDir.resolve("eval.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr));
+    SvgPlot.write(outDir.resolve("eval_loss.svg"), "Evaluation loss per checkpoint", "step", "eval loss (target tokens)",
+        List.of(new SvgPlot.Series("checkpoints", xs.stream().mapToDouble(Double::doubleValue).toArray(), ys.stream().mapToDouble(Double::doubleValue).toArray(), "#1f77b4")),
+        levels);
+    return table.toString();
+  }
+}

@@ -1,0 +1,33 @@
+package io.lorafleet.worker.train;
+
+import ai.djl.ndarray.NDManager;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.LinearDelta;
+import java.util.List;
+
+/** The base alone, nothing trainable: evaluating a base (or a merged model) through the same path as adapters. */
+public final class FrozenModel implements Trainable {
+  private static final FlatLayout EMPTY = FlatLayout.builder().build();
+  private final CausalLM base;
+
+  public FrozenModel(CausalLM base) {
+    this.base = base;
+  }
+
+  @Override
+  public CausalLM base() {
+    return base;
+  }
+
+  @Override
+  public FlatLayout layout() {
+    return EMPTY;
+  }
+
+  @Override
+  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+    return new Bound(ForwardContext.inference(step, LinearDelta.NONE), List.of());
+  }
+}
