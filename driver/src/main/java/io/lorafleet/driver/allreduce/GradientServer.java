@@ -72,6 +72,14 @@ public final class GradientServer implements AutoCloseable {
 
   /** Waits until every rank has connected and authenticated; strangers are refused and closed. */
   public void awaitWorkers() throws IOException {
+    awaitWorkers(() -> false);
+  }
+
+  /**
+   * As {@link #awaitWorkers()}, but gives up as soon as {@code abandoned} says the workers will not
+   * come (their stage has already failed), instead of waiting for the timeout.
+   */
+  public void awaitWorkers(java.util.function.BooleanSupplier abandoned) throws IOException {
     long deadline = System.currentTimeMillis() + timeoutMs;
     SecureRandom rnd = new SecureRandom();
     int connected = 0;
@@ -80,7 +88,10 @@ public final class GradientServer implements AutoCloseable {
       if (left <= 0) {
         throw new IOException("only " + connected + " of " + workers + " workers connected to the gradient channel within " + timeoutMs + " ms");
       }
-      socket.setSoTimeout((int) left);
+      if (abandoned.getAsBoolean()) {
+        throw new IOException("the worker stage ended after " + connected + " of " + workers + " workers connected");
+      }
+      socket.setSoTimeout((int) Math.min(left, 500));
       Socket s;
       try {
         s = socket.accept();

@@ -22,10 +22,10 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
-import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.FutureTask;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.SparkSession;
@@ -204,90 +204,114 @@ public final class Trainer {
     String host = spark.sparkContext().getConf().get("spark.driver.host", "127.0.0.1");
     try (GradientServer server = new GradientServer("0.0.0.0", jobId, secret, cfg.workers(), cfg.timeoutMs())) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-      jsc.setJobDescription("lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps());
       RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
           .rdd().barrier().mapPartitions(new WorkerTask(cfg, host, server.port(), jobId, secret), false, ClassTag$.MODULE$.apply(String.class));
       ranks.setName("lorafleet barrier stage: gradient workers");
-      Future<Object> job = CompletableFuture.supplyAsync(ranks::collect);
-      server.awaitWorkers();
-      long t0 = System.nanoTime();
-      int step = start;
-      for (; step < cfg.steps(); step++) {
-        if (job.isDone()) {
-          throw new IOException("the barrier stage ended before step " + step);
-        }
-        long ts = System.nanoTime();
-        long sentBefore = server.bytesSent() + server.bytesReceived();
-        GradientServer.Push[] pushes = server.exchange(step, params);
-        long tc = System.nanoTime();
-        double[] acc = new double[params.length];
-        long tokens = 0;
-        double lossSum = 0;
-        for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
-          float[] g = p.gradSum();
-          for (int i = 0; i < g.length; i++) {
-            acc[i] += g[i];
-          }
-          tokens += p.tokens();
-          lossSum += p.lossSum();
-        }
-        float[] grad = new float[params.length];
-        for (int i = 0; i < grad.length; i++) {
-          grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
-        }
-        double norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
-        double lr = sched.lr(step);
-        opt.step(params, grad, lr);
-        long to = System.nanoTime();
-        double loss = tokens == 0 ? 0 : lossSum / tokens;
-        losses.add(loss);
-        ObjectNode m = JSON.createObjectNode();
-        m.put("step", step + 1);
-        m.put("loss", loss);
-        m.put("lr", lr);
-        m.put("grad_norm", norm);
-        m.put("tokens", tokens);
-        m.put("step_ms", (to - ts) / 1e6);
-        m.put("exchange_ms", (tc - ts) / 1e6);
-        m.put("optimizer_ms", (to - tc) / 1e6);
-        m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
-        if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
-          double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
-          valLosses.add(new double[] {step + 1, vl});
-          m.put("val_loss", vl);
-        }
-        metrics.write(JSON.writeValueAsString(m));
-        metrics.newLine();
-        metrics.flush();
-        int done = step + 1;
-        if (progress) {
-          double el = (System.nanoTime() - t0) / 1e9;
-          double eta = el / (done - start) * (cfg.steps() - done);
-          System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
-          System.out.flush();
-        }
-        if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
-          float[] p = params.clone();
-          float[] m1 = opt.firstMoment().clone();
-          float[] m2 = opt.secondMoment().clone();
-          long os = opt.stepCount();
-          ckpt.submit(() -> {
-            Checkpoints.write(Path.of(cfg.output()), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
-            return null;
-          });
-        }
-      }
-      server.finish();
-      if (progress) {
-        System.out.println();
-      }
+      // A thread of its own inherits the job group (Spark local properties are inheritable), so a
+      // failed step can cancel exactly this stage and wait for its slots to free up.
+      String group = "lorafleet-train-" + jobId;
+      jsc.setJobGroup(group, "lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps(), true);
+      FutureTask<Object> job = new FutureTask<>(ranks::collect);
+      Thread runner = new Thread(job, "lorafleet-barrier-stage");
+      runner.setDaemon(true);
+      runner.start();
+      jsc.clearJobGroup();
       try {
-        job.get();
-      } catch (Exception e) {
-        throw new IOException("barrier stage failed: " + e.getMessage(), e);
+        return steps(cfg, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress, server, job);
+      } catch (IOException | RuntimeException e) {
+        jsc.cancelJobGroup(group);
+        try {
+          job.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
+        } catch (Exception ignored) {
+          // the stage failed or was cancelled: that is what we waited for
+        }
+        throw e;
       }
-      return step;
     }
+  }
+
+  /** The step loop of one stage; returns the step reached. */
+  private static int steps(TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start, List<Double> losses,
+      List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt, boolean progress,
+      GradientServer server, FutureTask<Object> job) throws IOException {
+    server.awaitWorkers(job::isDone);
+    long t0 = System.nanoTime();
+    int step = start;
+    for (; step < cfg.steps(); step++) {
+      if (job.isDone()) {
+        throw new IOException("the barrier stage ended before step " + step);
+      }
+      long ts = System.nanoTime();
+      long sentBefore = server.bytesSent() + server.bytesReceived();
+      GradientServer.Push[] pushes = server.exchange(step, params);
+      long tc = System.nanoTime();
+      double[] acc = new double[params.length];
+      long tokens = 0;
+      double lossSum = 0;
+      for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
+        float[] g = p.gradSum();
+        for (int i = 0; i < g.length; i++) {
+          acc[i] += g[i];
+        }
+        tokens += p.tokens();
+        lossSum += p.lossSum();
+      }
+      float[] grad = new float[params.length];
+      for (int i = 0; i < grad.length; i++) {
+        grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
+      }
+      double norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
+      double lr = sched.lr(step);
+      opt.step(params, grad, lr);
+      long to = System.nanoTime();
+      double loss = tokens == 0 ? 0 : lossSum / tokens;
+      losses.add(loss);
+      ObjectNode m = JSON.createObjectNode();
+      m.put("step", step + 1);
+      m.put("loss", loss);
+      m.put("lr", lr);
+      m.put("grad_norm", norm);
+      m.put("tokens", tokens);
+      m.put("step_ms", (to - ts) / 1e6);
+      m.put("exchange_ms", (tc - ts) / 1e6);
+      m.put("optimizer_ms", (to - tc) / 1e6);
+      m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
+      if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
+        double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
+        valLosses.add(new double[] {step + 1, vl});
+        m.put("val_loss", vl);
+      }
+      metrics.write(JSON.writeValueAsString(m));
+      metrics.newLine();
+      metrics.flush();
+      int done = step + 1;
+      if (progress) {
+        double el = (System.nanoTime() - t0) / 1e9;
+        double eta = el / (done - start) * (cfg.steps() - done);
+        System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
+        System.out.flush();
+      }
+      if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
+        float[] p = params.clone();
+        float[] m1 = opt.firstMoment().clone();
+        float[] m2 = opt.secondMoment().clone();
+        long os = opt.stepCount();
+        ckpt.submit(() -> {
+          Checkpoints.write(Path.of(cfg.output()), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
+          return null;
+        });
+      }
+    }
+    server.finish();
+    if (progress) {
+      System.out.println();
+    }
+    try {
+      job.get();
+    } catch (Exception e) {
+      throw new IOException("barrier stage failed: " + e.getMessage(), e);
+    }
+    return step;
   }
 
   private static void say(boolean progress, String s) {

@@ -56,6 +56,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
+        ctx.killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
         int step = p.get().step();
         var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;

@@ -149,6 +149,78 @@ class TrainerIT {
   }
 
   @Test
+  void aKilledWorkerIsRecoveredFromTheLastCheckpoint() throws Exception {
+    TrainConfig base = new TrainConfig(model.toString(), data.toString(), dir.resolve("steady").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12, 6,
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 3, false, "", 0, 0, 0, "svd");
+    Trainer.Result steady = Trainer.run(spark, base, false);
+    TrainConfig killed = new TrainConfig(model.toString(), data.toString(), dir.resolve("killed").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12,
+        6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 3, false, "", 0, 0, 0, "svd");
+    java.util.Set<Long> tasks = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    org.apache.spark.scheduler.SparkListener listener = new org.apache.spark.scheduler.SparkListener() {
+      @Override
+      public void onTaskStart(org.apache.spark.scheduler.SparkListenerTaskStart e) {
+        tasks.add(e.taskInfo().taskId());
+      }
+    };
+    spark.sparkContext().addSparkListener(listener);
+    Path metrics = dir.resolve("killed/metrics.jsonl");
+    Thread killer = new Thread(() -> {
+      try {
+        while (!Files.exists(metrics) || Files.readAllLines(metrics).size() < 7) {
+          Thread.sleep(20);
+        }
+        long victim = tasks.stream().max(Long::compare).orElseThrow();
+        spark.sparkContext().killTaskAttempt(victim, true, "TrainerIT kills a worker at step 7");
+      } catch (Exception e) {
+        throw new RuntimeException(e);
+      }
+    });
+    killer.start();
+    Trainer.Result r;
+    try {
+      r = Trainer.run(spark, killed, false);
+    } finally {
+      killer.join(60_000);
+      spark.sparkContext().removeSparkListener(listener);
+    }
+    assertEquals(2, r.attempts(), "one relaunch after the kill");
+    long recorded = Files.readAllLines(metrics).size();
+    assertTrue(recorded > 12 && recorded <= 12 + 3, "at most checkpoint-every (3) steps redone, recorded " + recorded);
+    assertEquals(steady.losses().size(), r.losses().size());
+    for (int i = 0; i < steady.losses().size(); i++) {
+      assertEquals(steady.losses().get(i), r.losses().get(i), 1e-5, "loss at step " + (i + 1));
+    }
+    assertArrayEquals(steady.adapter(), r.adapter(), 1e-5f);
+  }
+
+  @Test
+  void theDriverGivesUpAfterMaxAttempts() {
+    TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), dir.resolve("doomed").toString(), "q_proj", 4, 8, 0, 2, 50, 6, 2, 0.05, 0,
+        "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 2, false, "", 0, 0, 0, "svd");
+    org.apache.spark.scheduler.SparkListener killEveryTask = new org.apache.spark.scheduler.SparkListener() {
+      @Override
+      public void onTaskStart(org.apache.spark.scheduler.SparkListenerTaskStart e) {
+        long id = e.taskInfo().taskId();
+        new Thread(() -> {
+          try {
+            Thread.sleep(300);
+          } catch (InterruptedException ignored) {
+            return;
+          }
+          spark.sparkContext().killTaskAttempt(id, true, "TrainerIT kills every worker");
+        }).start();
+      }
+    };
+    spark.sparkContext().addSparkListener(killEveryTask);
+    try {
+      var e = assertThrows(java.io.IOException.class, () -> Trainer.run(spark, cfg, false));
+      assertTrue(e.getMessage().startsWith("training failed after 2 attempts; last error:"), e.getMessage());
+    } finally {
+      spark.sparkContext().removeSparkListener(killEveryTask);
+    }
+  }
+
+  @Test
   void badConfigsFailBeforeAnySparkWork() {
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(model.toString(), data.toString(),
         dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
