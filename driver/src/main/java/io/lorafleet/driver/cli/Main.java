@@ -1,6 +1,9 @@
 package io.lorafleet.driver.cli;
 
 import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -30,7 +33,33 @@ public final class Main implements Runnable {
       }
       return ex instanceof IllegalArgumentException ? 2 : 1;
     });
-    return cl.execute(args);
+    String[] expanded;
+    try {
+      expanded = withJobFile(cl, args);
+    } catch (IllegalArgumentException e) {
+      cl.getErr().println("lorafleet: " + e.getMessage());
+      return 2;
+    }
+    return cl.execute(expanded);
+  }
+
+  /**
+   * Expands "--config FILE" of a subcommand into that subcommand's flags, placed before the command
+   * line's own so that those override the file (picocli keeps the last value of an option).
+   */
+  static String[] withJobFile(CommandLine cl, String[] args) {
+    List<String> a = new ArrayList<>(List.of(args));
+    int at = a.indexOf("--config");
+    if (at < 1 || at + 1 >= a.size() || !cl.getSubcommands().containsKey(a.get(0))) {
+      return args;
+    }
+    CommandLine sub = cl.getSubcommands().get(a.get(0));
+    List<String> fromFile = JobFile.toArgs(Path.of(a.get(at + 1)), sub.getCommandSpec());
+    a.remove(at + 1);
+    a.remove(at);
+    a.addAll(1, fromFile);
+    sub.setOverwrittenOptionsAllowed(true);
+    return a.toArray(String[]::new);
   }
 
   static String message(Throwable t) {

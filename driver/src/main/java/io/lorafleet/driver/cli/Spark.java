@@ -7,8 +7,14 @@ final class Spark {
   private Spark() {}
 
   static SparkSession session(String app, int localThreads) {
+    return session(app, localThreads, java.util.Map.of());
+  }
+
+  /** With extra Spark confs (a job file's 'spark' map, or --spark-conf); a spark.master among them wins over local[N]. */
+  static SparkSession session(String app, int localThreads, java.util.Map<String, String> confs) {
     SparkSession.Builder b = SparkSession.builder().appName("lorafleet " + app);
-    if (System.getProperty("spark.master") == null) {
+    confs.forEach(b::config);
+    if (System.getProperty("spark.master") == null && !confs.containsKey("spark.master")) {
       b.master("local[" + localThreads + "]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1");
     }
     return b.getOrCreate();

@@ -2,12 +2,16 @@ package io.lorafleet.driver.cli;
 
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train a LoRA adapter on N Spark workers; the driver all-reduces gradients and checkpoints.")
 final class TrainCommand implements Callable<Integer> {
+  @Option(names = "--config", description = "a YAML or JSON job file: fields are these flags without '--', plus a 'spark' map of Spark confs; flags override it") String config;
+  @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") Map<String, String> sparkConf = new LinkedHashMap<>();
   @Option(names = "--model", required = true) String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
   @Option(names = "--out", required = true) String out;
@@ -41,7 +45,7 @@ final class TrainCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode);
-    var spark = Spark.session("train", workers);
+    var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);
       System.out.println("adapter written to " + res.finalAdapter());

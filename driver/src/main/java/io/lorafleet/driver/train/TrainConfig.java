@@ -40,7 +40,7 @@ public record TrainConfig(
     String averageMode) implements Serializable {
 
   public TrainConfig {
-    positive("rank", rank);
+    positive("r", rank);
     positive("workers", workers);
     positive("steps", steps);
     positive("global-batch", globalBatch);
