@@ -52,10 +52,7 @@ public final class Trainer {
     CausalLM base = ModelCache.model(cfg.model(), Device.cpu());
     LoraModel lora = LoraModel.create(base, cfg.lora()); // fails fast on bad targets
     checkDataset(cfg);
-    int slots = spark.sparkContext().defaultParallelism();
-    if (cfg.workers() > slots) {
-      throw new IllegalArgumentException("--workers " + cfg.workers() + " exceeds the " + slots + " task slots of this Spark application");
-    }
+    checkSlots(spark, cfg);
     float[] params = initialParams(cfg, lora, base);
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
     int start = 0;
@@ -84,6 +81,7 @@ public final class Trainer {
             throw new IOException("training failed after " + attempts + " attempts; last error: " + e.getMessage(), e);
           }
           say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint");
+          checkSlots(spark, cfg);
           waitFor(ckpt);
           var st = Checkpoints.latestValid(out, base);
           if (st.isPresent()) {
@@ -126,6 +124,41 @@ public final class Trainer {
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
   private static float[] initialParams(TrainConfig cfg, LoraModel lora, CausalLM base) {
     return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+  }
+
+  /**
+   * A barrier stage needs every slot at once. Local masters have a fixed slot count; on a cluster,
+   * executors register after the application starts (and come back after one is lost), so wait for
+   * enough of them, each assumed to hold spark.executor.cores / spark.task.cpus slots (1 if unset).
+   */
+  static void checkSlots(SparkSession spark, TrainConfig cfg) {
+    var sc = spark.sparkContext();
+    if (sc.isLocal()) {
+      int slots = sc.defaultParallelism();
+      if (cfg.workers() > slots) {
+        throw new IllegalArgumentException("--workers " + cfg.workers() + " exceeds the " + slots + " task slots of this Spark application");
+      }
+      return;
+    }
+    int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
+    int needed = (cfg.workers() + perExecutor - 1) / perExecutor;
+    long deadline = System.currentTimeMillis() + cfg.timeoutMs();
+    while (true) {
+      int executors = sc.statusTracker().getExecutorInfos().length - 1; // the driver is listed too
+      if (executors >= needed) {
+        return;
+      }
+      if (System.currentTimeMillis() > deadline) {
+        throw new IllegalArgumentException("--workers " + cfg.workers() + " needs " + needed + " executors but only " + executors
+            + " registered within " + cfg.timeoutMs() + " ms");
+      }
+      try {
+        Thread.sleep(200);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException(e);
+      }
+    }
   }
 
   /** The validation examples used by --eval-every (at most --eval-examples), or none. */

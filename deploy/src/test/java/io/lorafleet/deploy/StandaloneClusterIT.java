@@ -1,0 +1,181 @@
+package io.lorafleet.deploy;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The spark-submit path on a real Spark standalone cluster: a master and 2 workers, each its own
+ * JVM on 127.0.0.1, started by deploy/standalone/start-cluster.sh from Spark's Maven jars; jobs
+ * submitted through deploy/bin/lorafleet submit (org.apache.spark.deploy.SparkSubmit with the
+ * application jar). The cluster is torn down after the tests, and also if the JVM exits early.
+ */
+class StandaloneClusterIT {
+  @TempDir static Path dir;
+  static Path state;
+  static Map<String, String> env;
+  static List<Long> daemons = new ArrayList<>();
+  static Thread hook;
+
+  static String launcher() {
+    return Shell.ROOT.resolve("deploy/bin/lorafleet").toString();
+  }
+
+  @BeforeAll
+  static void startCluster() throws Exception {
+    state = dir.resolve("cluster");
+    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
+    hook = new Thread(StandaloneClusterIT::stopQuietly);
+    Runtime.getRuntime().addShutdownHook(hook);
+    int port;
+    try (ServerSocket s = new ServerSocket(0)) {
+      port = s.getLocalPort();
+    }
+    Shell.ok(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", "2", "--cores", "1", "--memory", "1g",
+        "--port", Integer.toString(port), "--state", state.toString()), env, dir.resolve("start.log"), 180);
+    for (String line : Files.readAllLines(state.resolve("pids"))) {
+      daemons.add(Long.parseLong(line.split(" ")[0]));
+    }
+    Files.writeString(dir.resolve("vocab.txt"), "a b c d e f g h =");
+    Shell.ok(List.of(launcher(), "init-model", "--arch", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab-file",
+        dir.resolve("vocab.txt").toString(), "--out", dir.resolve("model").toString()), env, dir.resolve("init.log"), 300);
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 24; i++) {
+      sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
+    }
+    Files.writeString(dir.resolve("d.jsonl"), sb);
+    Shell.ok(List.of(launcher(), "prepare", "--model", dir.resolve("model").toString(), "--input", dir.resolve("d.jsonl").toString(), "--out",
+        dir.resolve("data").toString(), "--shards", "2"), env, dir.resolve("prepare.log"), 300);
+  }
+
+  static void stopQuietly() {
+    try {
+      Shell.run(List.of(Shell.ROOT.resolve("deploy/standalone/stop-cluster.sh").toString(), "--state", state.toString()), Map.of(),
+          dir.resolve("stop.log"), 60);
+    } catch (Exception e) {
+      System.err.println("stopping the standalone cluster failed: " + e);
+    }
+  }
+
+  @AfterAll
+  static void stopCluster() throws Exception {
+    stopQuietly();
+    Runtime.getRuntime().removeShutdownHook(hook);
+    for (long pid : daemons) {
+      var ph = ProcessHandle.of(pid);
+      if (ph.isPresent()) {
+        ph.get().onExit().get(20, TimeUnit.SECONDS);
+      }
+      assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "cluster daemon " + pid + " is still running");
+    }
+    assertTrue(ProcessHandle.allProcesses().noneMatch(p -> p.info().commandLine().orElse("").contains(state.toString())),
+        "no process of the cluster is left");
+  }
+
+  List<String> train(String out, int steps, int every) {
+    return List.of("train", "--model", dir.resolve("model").toString(), "--data", dir.resolve("data").toString(), "--out", dir.resolve(out).toString(),
+        "--workers", "2", "--steps", Integer.toString(steps), "--global-batch", "4", "--micro-batch", "2", "--checkpoint-every", Integer.toString(every),
+        "--target-modules", "q_proj,v_proj", "--timeout-ms", "60000");
+  }
+
+  static void assertAdapter(Path run) {
+    assertTrue(Files.isRegularFile(run.resolve("adapter/adapter_model.safetensors")), run + " has its adapter");
+    assertTrue(Files.isRegularFile(run.resolve("adapter/adapter_config.json")));
+  }
+
+  @Test
+  void submitToLocalSpark() throws Exception {
+    List<String> cmd = new ArrayList<>(List.of(launcher(), "submit", "--"));
+    cmd.addAll(train("local-run", 4, 2));
+    Shell.ok(cmd, env, dir.resolve("submit-local.log"), 300);
+    assertAdapter(dir.resolve("local-run"));
+  }
+
+  @Test
+  void submitToTheStandaloneClusterWithAJobFile() throws Exception {
+    Path job = dir.resolve("job.yaml");
+    Files.writeString(job, String.join("\n",
+        "model: " + dir.resolve("model"),
+        "data: " + dir.resolve("data"),
+        "out: " + dir.resolve("cluster-run"),
+        "workers: 2",
+        "steps: 6",
+        "global-batch: 4",
+        "micro-batch: 2",
+        "checkpoint-every: 2",
+        "target-modules: [q_proj, v_proj]",
+        "spark:",
+        "  spark.executor.memory: 1g",
+        ""));
+    Shell.Result r = Shell.ok(List.of(Shell.ROOT.resolve("deploy/standalone/submit.sh").toString(), "--state", state.toString(), "--", "train", "--config",
+        job.toString()), env, dir.resolve("submit-cluster.log"), 300);
+    Path run = dir.resolve("cluster-run");
+    assertAdapter(run);
+    for (String c : List.of("checkpoint-2", "checkpoint-4", "checkpoint-6")) {
+      assertTrue(Files.isRegularFile(run.resolve(c).resolve("trainer_state.json")), c + " arrived; output:\n" + r.output());
+    }
+    var summary = new ObjectMapper().readTree(run.resolve("run_summary.json").toFile());
+    assertEquals(2, summary.get("workers").asInt());
+    // the tasks ran in the executors of both workers, not in the driver
+    long executorsThatRan = 0;
+    for (int w = 1; w <= 2; w++) {
+      try (var files = Files.walk(state.resolve("work-" + w))) {
+        executorsThatRan += files.filter(f -> f.getFileName().toString().equals("stderr")).anyMatch(f -> {
+          try {
+            return Files.readString(f).contains("Finished task");
+          } catch (java.io.IOException e) {
+            return false;
+          }
+        }) ? 1 : 0;
+      }
+    }
+    assertEquals(2, executorsThatRan, "both workers' executors ran training tasks");
+  }
+
+  @Test
+  void aKilledExecutorJvmIsRecovered() throws Exception {
+    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/submit.sh").toString(), "--state", state.toString(), "--"));
+    cmd.addAll(train("kill-run", 60, 5));
+    Path log = dir.resolve("submit-kill.log");
+    Process p = Shell.start(cmd, env, log);
+    Path metrics = dir.resolve("kill-run/metrics.jsonl");
+    long deadline = System.currentTimeMillis() + 240_000;
+    while (!Files.exists(metrics) || Files.readAllLines(metrics).size() < 12) {
+      assertTrue(p.isAlive(), "the job ended before the kill; output:\n" + Shell.read(log));
+      assertTrue(System.currentTimeMillis() < deadline, "training did not reach step 12; output:\n" + Shell.read(log));
+      Thread.sleep(50);
+    }
+    ProcessHandle victim = ProcessHandle.allProcesses()
+        .filter(h -> h.info().commandLine().orElse("").contains("CoarseGrainedExecutorBackend"))
+        .filter(h -> h.info().commandLine().orElse("").contains(state.toString()) || isUnder(h))
+        .findFirst().orElseThrow(() -> new AssertionError("no executor JVM found"));
+    victim.destroyForcibly();
+    assertTrue(p.waitFor(300, TimeUnit.SECONDS), "the job did not finish after the kill; output:\n" + Shell.read(log));
+    String out = Shell.read(log);
+    assertEquals(0, p.exitValue(), out);
+    assertTrue(out.contains("relaunching from the last checkpoint"), out);
+    assertAdapter(dir.resolve("kill-run"));
+    var summary = new ObjectMapper().readTree(dir.resolve("kill-run/run_summary.json").toFile());
+    assertTrue(summary.get("attempts").asInt() >= 2, summary.toString());
+    long recorded = Files.readAllLines(metrics).size();
+    assertTrue(recorded >= 60 && recorded <= 60 + 5 * (summary.get("attempts").asInt() - 1), "at most 5 steps redone per relaunch, recorded " + recorded);
+  }
+
+  /** An executor forked by one of this cluster's workers. */
+  static boolean isUnder(ProcessHandle h) {
+    return h.parent().map(pp -> daemons.stream().anyMatch(d -> d == pp.pid())).orElse(false);
+  }
+}
