@@ -3,13 +3,16 @@
 # JVM, bound to 127.0.0.1, running from Spark's Maven jars (no Spark distribution needed).
 #
 #   deploy/standalone/start-cluster.sh [--workers N] [--cores C] [--memory 2g] [--port P] [--state DIR]
+#                                      [--gpus G [--gpu-discovery SCRIPT]]
+#
+# --gpus G gives every worker G GPUs, found by SCRIPT (default deploy/gpu/discover-gpus.sh).
 #
 # Prints the master URL. Everything it starts is recorded in DIR/pids (process groups), so
 # stop-cluster.sh ends the daemons and their executors. DIR defaults to ./lorafleet-standalone.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-workers=2 cores=1 memory=2g port=7077 state="$PWD/lorafleet-standalone"
+workers=2 cores=1 memory=2g port=7077 state="$PWD/lorafleet-standalone" gpus=0 gpu_script="$root/deploy/gpu/discover-gpus.sh"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --workers) workers="$2"; shift 2 ;;
@@ -17,6 +20,8 @@ while [[ $# -gt 0 ]]; do
     --memory) memory="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --state) state="$2"; shift 2 ;;
+    --gpus) gpus="$2"; shift 2 ;;
+    --gpu-discovery) gpu_script="$2"; shift 2 ;;
     *) echo "start-cluster: unknown option '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +40,11 @@ export SPARK_HOME="$state/spark-home" SPARK_SCALA_VERSION=2.13 SPARK_LOCAL_IP=12
 
 opens="-XX:+IgnoreUnrecognizedVMOptions --add-modules=jdk.incubator.vector --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/sun.nio.cs=ALL-UNNAMED --add-opens=java.base/sun.security.action=ALL-UNNAMED --add-opens=java.base/sun.util.calendar=ALL-UNNAMED -Djdk.reflect.useDirectMethodHandle=false -Dio.netty.tryReflectionSetAccessible=true"
 
+worker_resources=()
+if [[ "$gpus" -gt 0 ]]; then
+  worker_resources=(-Dspark.worker.resource.gpu.amount="$gpus" -Dspark.worker.resource.gpu.discoveryScript="$gpu_script")
+fi
+
 launch() { # name, main class, args...
   local name="$1"; shift
   # setsid: a process group of its own, so stopping it also stops the executors it forked
@@ -51,7 +61,7 @@ done
 
 for i in $(seq 1 "$workers"); do
   mkdir -p "$state/work-$i"
-  launch "worker-$i" org.apache.spark.deploy.worker.Worker "spark://127.0.0.1:$port" --host 127.0.0.1 --cores "$cores" --memory "$memory" \
+  launch "worker-$i" ${worker_resources[@]+"${worker_resources[@]}"} org.apache.spark.deploy.worker.Worker "spark://127.0.0.1:$port" --host 127.0.0.1 --cores "$cores" --memory "$memory" \
     --webui-port 0 --work-dir "$state/work-$i"
 done
 for i in $(seq 1 "$workers"); do

@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -30,59 +29,25 @@ class StandaloneClusterIT {
   static List<Long> daemons = new ArrayList<>();
   static Thread hook;
 
-  static String launcher() {
-    return Shell.ROOT.resolve("deploy/bin/lorafleet").toString();
-  }
-
   @BeforeAll
   static void startCluster() throws Exception {
     state = dir.resolve("cluster");
     env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
     hook = new Thread(StandaloneClusterIT::stopQuietly);
     Runtime.getRuntime().addShutdownHook(hook);
-    int port;
-    try (ServerSocket s = new ServerSocket(0)) {
-      port = s.getLocalPort();
-    }
-    Shell.ok(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", "2", "--cores", "1", "--memory", "1g",
-        "--port", Integer.toString(port), "--state", state.toString()), env, dir.resolve("start.log"), 180);
-    for (String line : Files.readAllLines(state.resolve("pids"))) {
-      daemons.add(Long.parseLong(line.split(" ")[0]));
-    }
-    Files.writeString(dir.resolve("vocab.txt"), "a b c d e f g h =");
-    Shell.ok(List.of(launcher(), "init-model", "--arch", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab-file",
-        dir.resolve("vocab.txt").toString(), "--out", dir.resolve("model").toString()), env, dir.resolve("init.log"), 300);
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < 24; i++) {
-      sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
-    }
-    Files.writeString(dir.resolve("d.jsonl"), sb);
-    Shell.ok(List.of(launcher(), "prepare", "--model", dir.resolve("model").toString(), "--input", dir.resolve("d.jsonl").toString(), "--out",
-        dir.resolve("data").toString(), "--shards", "2"), env, dir.resolve("prepare.log"), 300);
+    daemons.addAll(Fixtures.startCluster(state, 0, env, dir.resolve("start.log")));
+    Fixtures.modelAndData(dir, env);
   }
 
   static void stopQuietly() {
-    try {
-      Shell.run(List.of(Shell.ROOT.resolve("deploy/standalone/stop-cluster.sh").toString(), "--state", state.toString()), Map.of(),
-          dir.resolve("stop.log"), 60);
-    } catch (Exception e) {
-      System.err.println("stopping the standalone cluster failed: " + e);
-    }
+    Fixtures.stopCluster(state, dir.resolve("stop.log"));
   }
 
   @AfterAll
   static void stopCluster() throws Exception {
     stopQuietly();
     Runtime.getRuntime().removeShutdownHook(hook);
-    for (long pid : daemons) {
-      var ph = ProcessHandle.of(pid);
-      if (ph.isPresent()) {
-        ph.get().onExit().get(20, TimeUnit.SECONDS);
-      }
-      assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "cluster daemon " + pid + " is still running");
-    }
-    assertTrue(ProcessHandle.allProcesses().noneMatch(p -> p.info().commandLine().orElse("").contains(state.toString())),
-        "no process of the cluster is left");
+    Fixtures.assertStopped(daemons, state);
   }
 
   List<String> train(String out, int steps, int every) {
@@ -98,7 +63,7 @@ class StandaloneClusterIT {
 
   @Test
   void submitToLocalSpark() throws Exception {
-    List<String> cmd = new ArrayList<>(List.of(launcher(), "submit", "--"));
+    List<String> cmd = new ArrayList<>(List.of(Fixtures.launcher(), "submit", "--"));
     cmd.addAll(train("local-run", 4, 2));
     Shell.ok(cmd, env, dir.resolve("submit-local.log"), 300);
     assertAdapter(dir.resolve("local-run"));

@@ -263,16 +263,42 @@ public final class Trainer {
     }
   }
 
+  /** ": <why the stage failed>" when the stage's job has failed (the task's own exception line), else "". */
+  static String stageFailure(FutureTask<Object> job) {
+    if (!job.isDone()) {
+      return "";
+    }
+    try {
+      job.get();
+      return "";
+    } catch (java.util.concurrent.ExecutionException e) {
+      String m = String.valueOf(e.getCause().getMessage());
+      for (String line : m.split("\n")) {
+        int at = line.indexOf("Exception: ");
+        if (at >= 0 && !line.contains("SparkException")) {
+          return ": " + line.substring(at + "Exception: ".length()).trim();
+        }
+      }
+      return ": " + m.split("\n")[0];
+    } catch (Exception e) {
+      return "";
+    }
+  }
+
   /** The step loop of one stage; returns the step reached. */
   private static int steps(TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start, List<Double> losses,
       List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt, boolean progress,
       GradientServer server, FutureTask<Object> job) throws IOException {
-    server.awaitWorkers(job::isDone);
+    try {
+      server.awaitWorkers(job::isDone);
+    } catch (IOException e) {
+      throw new IOException(e.getMessage() + stageFailure(job), e);
+    }
     long t0 = System.nanoTime();
     int step = start;
     for (; step < cfg.steps(); step++) {
       if (job.isDone()) {
-        throw new IOException("the barrier stage ended before step " + step);
+        throw new IOException("the barrier stage ended before step " + step + stageFailure(job));
       }
       long ts = System.nanoTime();
       long sentBefore = server.bytesSent() + server.bytesReceived();

@@ -38,10 +38,31 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
 
   static Device device(TaskContext ctx) {
     ResourceInformation gpu = ctx == null ? null : ctx.resources().get("gpu").getOrElse(() -> null);
-    if (gpu != null && gpu.addresses().length > 0) {
-      return Device.gpu(Integer.parseInt(gpu.addresses()[0]));
+    return device(gpu == null ? new String[0] : gpu.addresses(), io.lorafleet.worker.model.Djl.engine().getGpuCount());
+  }
+
+  /**
+   * The device for the GPU addresses Spark assigned this task: the first one, or the CPU when none
+   * was assigned. An assigned GPU with CPU-only natives is an error, not a silent CPU run.
+   */
+  static Device device(String[] assigned, int gpusVisibleToDjl) {
+    if (assigned.length == 0) {
+      return Device.cpu();
     }
-    return Device.cpu();
+    int id;
+    try {
+      id = Integer.parseInt(assigned[0].trim());
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("Spark assigned GPU address '" + assigned[0] + "', expected a device index such as 0");
+    }
+    if (gpusVisibleToDjl == 0) {
+      throw new IllegalStateException("Spark assigned GPU " + id + " to this task but DJL's PyTorch native library sees no GPU (a CPU-only build, "
+          + "or no CUDA driver); build the application jar with a CUDA native flavour (README: GPU clusters) or drop the gpu resource settings");
+    }
+    if (id >= gpusVisibleToDjl) {
+      throw new IllegalStateException("Spark assigned GPU " + id + " but DJL sees only " + gpusVisibleToDjl + " GPU(s)");
+    }
+    return Device.gpu(id);
   }
 
   @Override
