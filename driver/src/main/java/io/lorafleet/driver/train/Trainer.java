@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
@@ -47,8 +48,8 @@ public final class Trainer {
   public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter) {}
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
-    Path out = Path.of(cfg.output());
-    Files.createDirectories(out);
+    RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
+    Path out = ro.local();
     CausalLM base = ModelCache.model(cfg.model(), Device.cpu());
     LoraModel lora = LoraModel.create(base, cfg.lora()); // fails fast on bad targets
     checkDataset(cfg);
@@ -57,6 +58,7 @@ public final class Trainer {
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
     int start = 0;
     if (cfg.resume()) {
+      ro.pullCheckpoints();
       var st = Checkpoints.latestValid(out, base);
       if (st.isPresent()) {
         params = st.get().params();
@@ -75,7 +77,7 @@ public final class Trainer {
       while (start < cfg.steps()) {
         attempts++;
         try {
-          start = stage(spark, cfg, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress);
+          start = stage(spark, cfg, ro, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress);
         } catch (IOException | RuntimeException e) {
           if (attempts >= cfg.maxAttempts()) {
             throw new IOException("training failed after " + attempts + " attempts; last error: " + e.getMessage(), e);
@@ -118,6 +120,9 @@ public final class Trainer {
     summary.put("trainable_parameters", params.length);
     summary.put("base_parameters", base.parameterCount());
     Files.writeString(out.resolve("run_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
+    for (String f : List.of("adapter", "averaged", "loss.svg", "metrics.jsonl", "run_summary.json")) {
+      ro.publish(f);
+    }
     return new Result(params, losses, attempts, fin);
   }
 
@@ -228,7 +233,7 @@ public final class Trainer {
   }
 
   /** Runs steps [start, steps) in one barrier stage; returns the step reached. */
-  private static int stage(SparkSession spark, TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start,
+  private static int stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start,
       List<Double> losses, List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt,
       boolean progress) throws IOException {
     byte[] secret = new byte[32];
@@ -250,7 +255,7 @@ public final class Trainer {
       runner.start();
       jsc.clearJobGroup();
       try {
-        return steps(cfg, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress, server, job);
+        return steps(cfg, ro, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress, server, job);
       } catch (IOException | RuntimeException e) {
         jsc.cancelJobGroup(group);
         try {
@@ -286,7 +291,7 @@ public final class Trainer {
   }
 
   /** The step loop of one stage; returns the step reached. */
-  private static int steps(TrainConfig cfg, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start, List<Double> losses,
+  private static int steps(TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start, List<Double> losses,
       List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt, boolean progress,
       GradientServer server, FutureTask<Object> job) throws IOException {
     try {
@@ -356,7 +361,9 @@ public final class Trainer {
         float[] m2 = opt.secondMoment().clone();
         long os = opt.stepCount();
         ckpt.submit(() -> {
-          Checkpoints.write(Path.of(cfg.output()), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
+          Checkpoints.write(ro.local(), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
+          ro.publish("checkpoint-" + done);
+          ro.pruneCheckpoints();
           return null;
         });
       }

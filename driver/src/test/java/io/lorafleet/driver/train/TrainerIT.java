@@ -221,6 +221,29 @@ class TrainerIT {
   }
 
   @Test
+  void aHadoopFilesystemOutputIsPublishedAtomicallyAndResumable() throws Exception {
+    String uri = dir.resolve("remote-run").toUri().toString(); // file:///…: staged locally, published through Hadoop's FileSystem API
+    assertTrue(uri.startsWith("file:"));
+    Trainer.Result first = Trainer.run(spark, remote(uri, 4, false), false);
+    Path remote = dir.resolve("remote-run");
+    for (String f : List.of("checkpoint-2/adapter_model.safetensors", "checkpoint-4/trainer_state.json", "adapter/adapter_config.json", "metrics.jsonl")) {
+      assertTrue(Files.isRegularFile(remote.resolve(f)), f + " published");
+    }
+    assertTrue(!first.finalAdapter().startsWith(remote), "the run wrote into a local stage");
+    try (var files = Files.list(remote)) {
+      assertTrue(files.noneMatch(f -> f.getFileName().toString().startsWith(".tmp-")), "no temporary names left");
+    }
+    Trainer.Result resumed = Trainer.run(spark, remote(uri, 6, true), false);
+    assertEquals(2, resumed.losses().size(), "resumed from the published checkpoint-4");
+    assertTrue(Files.isRegularFile(remote.resolve("checkpoint-6/trainer_state.json")));
+  }
+
+  static TrainConfig remote(String uri, int steps, boolean resume) {
+    return new TrainConfig(model.toString(), data.toString(), uri, "q_proj,v_proj", 4, 8, 0, 2, steps, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 5, 7,
+        60_000, 2, resume, "", 0, 0, 0, "svd");
+  }
+
+  @Test
   void badConfigsFailBeforeAnySparkWork() {
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(model.toString(), data.toString(),
         dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
