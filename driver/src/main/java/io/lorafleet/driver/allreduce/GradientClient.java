@@ -66,17 +66,19 @@ public final class GradientClient implements AutoCloseable {
     return Optional.of(new Params(step, Wire.readFloats(in, size, "adapter broadcast")));
   }
 
-  public void push(int step, long tokens, double lossSum, float[] gradSum) throws IOException {
-    pushRaw(jobId, step, tokens, lossSum, gradSum);
+  /** @param computeNanos the worker's forward+backward time for this step (for the driver's metrics) */
+  public void push(int step, long tokens, double lossSum, long computeNanos, float[] gradSum) throws IOException {
+    pushRaw(jobId, step, tokens, lossSum, computeNanos, gradSum);
   }
 
   /** Sends a push with arbitrary fields; tests use it to check that bad pushes are refused. */
-  void pushRaw(String job, int step, long tokens, double lossSum, float[] gradSum) throws IOException {
+  void pushRaw(String job, int step, long tokens, double lossSum, long computeNanos, float[] gradSum) throws IOException {
     out.writeInt(Wire.PUSH);
     out.writeUTF(job);
     out.writeInt(step);
     out.writeLong(tokens);
     out.writeDouble(lossSum);
+    out.writeLong(computeNanos);
     Wire.writeFloats(out, gradSum);
     out.flush();
   }

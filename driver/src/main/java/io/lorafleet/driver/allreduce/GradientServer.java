@@ -30,7 +30,7 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class GradientServer implements AutoCloseable {
   /** One worker's push for a step. */
-  public record Push(int rank, float[] gradSum, long tokens, double lossSum) {}
+  public record Push(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos) {}
 
   private final ServerSocket socket;
   private final String jobId;
@@ -184,6 +184,7 @@ public final class GradientServer implements AutoCloseable {
     int s = in.readInt();
     long tokens = in.readLong();
     double loss = in.readDouble();
+    long compute = in.readLong();
     if (!job.equals(jobId)) {
       throw new Wire.ProtocolException("push for job '" + job + "' rejected, this is job '" + jobId + "'");
     }
@@ -194,8 +195,8 @@ public final class GradientServer implements AutoCloseable {
       throw new Wire.ProtocolException("push rejected: tokens " + tokens + ", loss sum " + loss);
     }
     float[] g = Wire.readFloats(in, params.length, "push");
-    bytesReceived.addAndGet(40L + 4L * g.length);
-    return new Push(rank, g, tokens, loss);
+    bytesReceived.addAndGet(48L + 4L * g.length);
+    return new Push(rank, g, tokens, loss, compute);
   }
 
   /** Tells every worker that training is over. */

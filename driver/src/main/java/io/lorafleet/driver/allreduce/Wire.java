@@ -14,7 +14,7 @@ import javax.crypto.spec.SecretKeySpec;
  * The gradient channel's framing. Handshake: server sends MAGIC and a random nonce; the worker
  * answers MAGIC, job id, rank and HMAC-SHA256(secret, jobId|rank|nonce); the server answers ACCEPT
  * or REJECT with a reason. Then per step the server sends PARAMS(step, n floats) and each worker
- * PUSH(job id, step, target tokens, loss sum, n floats); DONE ends the job. Floats travel
+ * PUSH(job id, step, target tokens, loss sum, compute nanoseconds, n floats); DONE ends the job. Floats travel
  * little-endian in bulk.
  */
 final class Wire {

@@ -338,6 +338,10 @@ public final class Trainer {
       m.put("tokens", tokens);
       m.put("step_ms", (to - ts) / 1e6);
       m.put("exchange_ms", (tc - ts) / 1e6);
+      // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
+      long compute = java.util.Arrays.stream(pushes).mapToLong(GradientServer.Push::computeNanos).max().orElse(0);
+      m.put("compute_ms", compute / 1e6);
+      m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
       m.put("optimizer_ms", (to - tc) / 1e6);
       m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
       if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {

@@ -81,8 +81,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
         int step = p.get().step();
         var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
+        long t0 = System.nanoTime();
         StepResult r = TrainStep.run(lora, p.get().values(), GlobalBatch.microBatches(mine, cfg.microBatch()), dropoutSeed);
-        c.push(step, r.tokens(), r.lossSum(), r.gradSum());
+        c.push(step, r.tokens(), r.lossSum(), System.nanoTime() - t0, r.gradSum());
         steps++;
       }
     } catch (java.io.IOException e) {

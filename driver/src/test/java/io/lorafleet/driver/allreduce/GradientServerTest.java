@@ -43,10 +43,11 @@ class GradientServerTest {
         });
         var p = c.next().orElseThrow();
         assertArrayEquals(new float[] {1, 2, 3}, p.values());
-        c.push(0, 5, 2.5, new float[] {0.5f, 0.25f, 0.125f});
+        c.push(0, 5, 2.5, 1_000_000L, new float[] {0.5f, 0.25f, 0.125f});
         GradientServer.Push[] pushes = ex.get();
         assertArrayEquals(new float[] {0.5f, 0.25f, 0.125f}, pushes[0].gradSum());
         assertEquals(5, pushes[0].tokens());
+        assertEquals(1_000_000L, pushes[0].computeNanos());
         // A push for the wrong step fails the step and is not applied.
         CompletableFuture<GradientServer.Push[]> bad = CompletableFuture.supplyAsync(() -> {
           try {
@@ -56,7 +57,7 @@ class GradientServerTest {
           }
         });
         c.next().orElseThrow();
-        c.pushRaw("job-1", 7, 5, 1.0, new float[] {1, 1, 1});
+        c.pushRaw("job-1", 7, 5, 1.0, 0L, new float[] {1, 1, 1});
         var err = assertThrows(java.util.concurrent.ExecutionException.class, bad::get);
         assertTrue(err.getCause().getMessage().contains("push for step 7 rejected, the current step is 1"), err.getCause().getMessage());
       }
@@ -78,7 +79,7 @@ class GradientServerTest {
           }
         });
         c.next();
-        c.pushRaw("job", 0, 1, 1.0, new float[] {1, 2, 3, 4});
+        c.pushRaw("job", 0, 1, 1.0, 0L, new float[] {1, 2, 3, 4});
         assertTrue(ex.get().contains("push holds 4 floats but the adapter has 2"), ex.get());
       }
     }
