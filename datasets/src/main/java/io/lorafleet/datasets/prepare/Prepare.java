@@ -73,9 +73,8 @@ public final class Prepare {
     manifest.put("tokenizer_fingerprint", fingerprint);
     ArrayNode in = manifest.putArray("inputs");
     files.forEach(in::add);
-    manifest.set("options", JSON.valueToTree(Map.of("format", o.format().cliName(), "max_seq_len", o.maxSeqLen(), "truncation", o.truncation(),
-        "train_on_inputs", o.trainOnInputs(), "seed", o.seed(), "val_fraction", o.valFraction(), "shards", o.shards(), "columns", o.columns(),
-        "template", o.template(), "model", o.modelDir())));
+    manifest.set("options", JSON.valueToTree(o)); // every option, as given
+
     manifest.put("records_read", total);
     manifest.put("records_quarantined", bad.size());
     Path outDir = new Path(o.output());
@@ -93,7 +92,7 @@ public final class Prepare {
     for (boolean val : new boolean[] {false, true}) {
       JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
       String name = val ? "validation" : "train";
-      splits.set(name, writeSplit(fs, new Path(outDir, name), split, o.shards()));
+      splits.set(name, writeSplit(fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
     }
     out.unpersist();
     Path mf = new Path(outDir, MANIFEST);
@@ -183,6 +182,7 @@ public final class Prepare {
 
   static Iterator<Out> process(Iterator<Raw> it, PrepareOptions o) {
     var tok = Tokenize.tokenizer(o.modelDir());
+    int vocab = Tokenize.vocabSize(o.modelDir());
     List<Out> out = new ArrayList<>();
     while (it.hasNext()) {
       Raw r = it.next();
@@ -194,7 +194,7 @@ public final class Prepare {
         continue;
       }
       try {
-        Tokenize.Result t = Tokenize.encode(tok, o.format().toPair(r.fields(), o), o);
+        Tokenize.Result t = Tokenize.record(tok, r.fields(), o, vocab);
         out.add(new Out(key, val, t.example(), t.truncated(), r.file(), r.line(), null));
       } catch (RecordFormat.BadRecord e) {
         out.add(new Out(key, val, null, false, r.file(), r.line(), e.getMessage()));
@@ -215,11 +215,16 @@ public final class Prepare {
     return z ^ (z >>> 31);
   }
 
-  static ObjectNode writeSplit(FileSystem fs, Path dir, JavaRDD<Out> split, int shards) throws IOException {
+  /** @param packLen 0 for one example per row, else rows packed up to this many tokens */
+  static ObjectNode writeSplit(FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen) throws IOException {
     fs.mkdirs(dir);
     // Shuffle order: by key, ties broken by source position; example i goes to shard i mod n.
     List<Out> ordered = new ArrayList<>(split.collect());
     ordered.sort((a, b) -> a.key() != b.key() ? Long.compare(a.key(), b.key()) : a.file().equals(b.file()) ? Long.compare(a.line(), b.line()) : a.file().compareTo(b.file()));
+    int examples = ordered.size();
+    if (packLen > 0) {
+      ordered = Packing.pack(ordered, packLen);
+    }
     int n = Math.max(1, Math.min(shards, ordered.size()));
     List<List<Example>> byShard = new ArrayList<>();
     for (int i = 0; i < n; i++) {
@@ -244,7 +249,7 @@ public final class Prepare {
       String name = ShardFormat.shardName(i, n);
       Path tmp = new Path(dir, "." + name + ".tmp");
       try (OutputStream s = fs.create(tmp, true)) {
-        ShardWriter.write(s, byShard.get(i), false);
+        ShardWriter.write(s, byShard.get(i), packLen > 0);
       }
       Path fin = new Path(dir, name);
       fs.delete(fin, false);
@@ -262,10 +267,15 @@ public final class Prepare {
     state.put("_output_all_columns", false);
     state.putNull("_split");
     writeJson(fs, new Path(dir, "state.json"), state);
-    ObjectNode info = (ObjectNode) JSON.readTree(ShardFormat.schema(false).getCustomMetadata().get("huggingface")).get("info");
+    ObjectNode info = (ObjectNode) JSON.readTree(ShardFormat.schema(packLen > 0).getCustomMetadata().get("huggingface")).get("info");
     writeJson(fs, new Path(dir, "dataset_info.json"), info);
     ObjectNode stats = JSON.createObjectNode();
-    stats.put("records", ordered.size());
+    stats.put("records", examples);
+    stats.put("rows", ordered.size());
+    if (packLen > 0) {
+      stats.put("packed_to", packLen);
+      stats.put("packing_efficiency", ordered.isEmpty() ? 0 : (double) tokens / ((long) ordered.size() * packLen));
+    }
     stats.put("tokens", tokens);
     stats.put("target_tokens", targetTokens);
     stats.put("truncated", truncated);

@@ -22,7 +22,16 @@ public record PrepareOptions(
     long seed,
     double valFraction,
     int shards,
-    double maxBadFraction) implements java.io.Serializable {
+    double maxBadFraction,
+    boolean pack) implements java.io.Serializable {
+
+  /** Without packing. */
+  public PrepareOptions(List<String> inputs, String inputType, RecordFormat format, Map<String, String> columns, String template, String modelDir,
+      String output, int maxSeqLen, String truncation, boolean trainOnInputs, long seed, double valFraction, int shards, double maxBadFraction) {
+    this(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction, shards, maxBadFraction,
+        false);
+  }
+
 
   public PrepareOptions {
     if (inputs.isEmpty()) {

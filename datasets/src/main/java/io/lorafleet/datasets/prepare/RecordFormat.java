@@ -9,15 +9,17 @@ import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
 /**
- * How a raw record becomes a (context, target) pair. The loss falls on the target only.
- * {@code chat} (Jinja chat templates) and {@code pretokenized} are not built yet and are refused
- * with a clear message.
+ * How a raw record becomes a (context, target) pair, or, for {@code pretokenized}, token ids and
+ * labels as given. The loss falls on the target only. {@code chat} (Jinja chat templates) is not
+ * built yet and is refused with a clear message.
  */
 public enum RecordFormat {
   CONTEXT_TARGET("context-target", List.of("context", "target")),
   PROMPT_COMPLETION("prompt-completion", List.of("prompt", "completion")),
   ALPACA("alpaca", List.of("instruction", "input", "output")),
-  TEXT("text", List.of("text"));
+  TEXT("text", List.of("text")),
+  /** Token ids and HF-convention labels (-100 where no loss falls), taken as they are. */
+  PRETOKENIZED("pretokenized", List.of("input_ids", "labels"));
 
   /** The Stanford Alpaca prompt, with and without an input. */
   static final String ALPACA_WITH_INPUT = "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -89,6 +91,7 @@ public enum RecordFormat {
         yield new Pair(render(t, rec, o), string(rec, "output", o, false));
       }
       case TEXT -> new Pair("", string(rec, "text", o, false));
+      case PRETOKENIZED -> throw new IllegalStateException("pretokenized records have no text pair");
     };
   }
 

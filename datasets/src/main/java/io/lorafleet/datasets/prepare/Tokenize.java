@@ -17,12 +17,27 @@ public final class Tokenize {
 
   private Tokenize() {}
 
+  private static final ConcurrentHashMap<String, Integer> VOCAB = new ConcurrentHashMap<>();
+
+  /** vocab_size from the model's config.json, read once per executor. */
+  public static int vocabSize(String modelDir) {
+    return VOCAB.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(Path.of(d, "config.json")).vocabSize());
+  }
+
   public static Tokenizer tokenizer(String modelDir) {
     return CACHE.computeIfAbsent(modelDir, d -> Tokenizer.load(Path.of(d)));
   }
 
   /** The example and whether its context was truncated. */
   public record Result(Example example, boolean truncated) {}
+
+  /** A raw record in the options' format → example. */
+  public static Result record(Tokenizer tok, java.util.Map<String, Object> rec, PrepareOptions o, int vocabSize) {
+    if (o.format() == RecordFormat.PRETOKENIZED) {
+      return Pretokenized.example(rec, o, vocabSize);
+    }
+    return encode(tok, o.format().toPair(rec, o), o);
+  }
 
   public static Result encode(Tokenizer tok, RecordFormat.Pair p, PrepareOptions o) {
     int[] ctx = tok.encode(p.context());

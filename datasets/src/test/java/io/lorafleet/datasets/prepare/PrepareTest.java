@@ -101,6 +101,62 @@ class PrepareTest {
   }
 
   @Test
+  void pretokenizedRecordsAreTakenAsGivenAndChecked() throws Exception {
+    Path in = tmp.resolve("p.jsonl");
+    Files.writeString(in, String.join("\n",
+        "{\"input_ids\": [1, 5, 6, 7, 2], \"labels\": [-100, -100, 6, 7, 2]}",
+        "{\"input_ids\": [1, 5, 6], \"labels\": [-100, 6]}",
+        "{\"input_ids\": [1, 5, 999], \"labels\": [-100, 5, 999]}",
+        "{\"input_ids\": [1, 5, 6], \"labels\": [-100, -100, -100]}",
+        "{\"input_ids\": \"1 5 6\", \"labels\": [-100, 5, 6]}",
+        ""));
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.PRETOKENIZED, Map.of(), "", model.toString(),
+        tmp.resolve("pt").toString(), 32, "drop", false, 1, 0, 1, 0.9));
+    assertEquals(1, m.at("/splits/train/records").asLong());
+    Example e = Prepare.readSplit(tmp.resolve("pt/train")).get(0);
+    assertArrayEquals(new int[] {1, 5, 6, 7, 2}, e.inputIds());
+    assertArrayEquals(new int[] {-100, -100, 6, 7, 2}, e.labels());
+    String q = Files.readString(tmp.resolve("pt/quarantine.jsonl"));
+    for (String reason : List.of("labels has 2 entries but input_ids has 3", "input_ids[2] = 999 is outside the vocabulary", "no label carries loss",
+        "field 'input_ids' must be a list of integers")) {
+      assertTrue(q.contains(reason), reason + " not in " + q);
+    }
+  }
+
+  @Test
+  void packingKeepsExamplesApart() throws Exception {
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 12; i++) {
+      sb.append("{\"context\": \"what is\", \"target\": \"").append(i % 2 == 0 ? "five" : "four four").append("\"}\n");
+    }
+    Path in = tmp.resolve("pack.jsonl");
+    Files.writeString(in, sb);
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
+        tmp.resolve("packed").toString(), 16, "drop", false, 1, 0, 2, 0, true));
+    assertEquals(12, m.at("/splits/train/records").asLong());
+    long rows = m.at("/splits/train/rows").asLong();
+    assertTrue(rows < 12 && rows >= 12 * 5 / 16, "examples of 5-6 tokens share 16-token rows: " + rows);
+    assertTrue(m.at("/splits/train/packing_efficiency").asDouble() > 0.6);
+    List<Example> packed = Prepare.readSplit(tmp.resolve("packed/train"));
+    assertEquals(rows, packed.size());
+    int examples = 0;
+    for (Example e : packed) {
+      int[] pos = e.positionIds().orElseThrow();
+      assertTrue(e.inputIds().length <= 16);
+      for (int i = 0; i < pos.length; i++) {
+        if (pos[i] == 0) {
+          examples++;
+          assertEquals(1, e.inputIds()[i], "every example starts with BOS");
+          assertEquals(-100, e.labels()[i], "no loss on an example's first token, so nothing is predicted across a boundary");
+        } else {
+          assertEquals(pos[i - 1] + 1, pos[i]);
+        }
+      }
+    }
+    assertEquals(12, examples);
+  }
+
+  @Test
   void badRecordsGoToQuarantineWithReasons() throws Exception {
     Path dir = tmp.resolve("mixed");
     Files.createDirectories(dir);

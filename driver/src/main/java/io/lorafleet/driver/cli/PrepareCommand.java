@@ -14,7 +14,7 @@ import picocli.CommandLine.Option;
 final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
   @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
-  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca or text") String format;
+  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text or pretokenized") String format;
   @Option(names = "--column", description = "map a logical field to a column, e.g. --column context=question") Map<String, String> columns = new LinkedHashMap<>();
   @Option(names = "--template", defaultValue = "", description = "prompt template with {field} placeholders") String template;
   @Option(names = "--model", required = true, description = "HF model directory whose tokenizer.json to use") String model;
@@ -26,12 +26,13 @@ final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--val-fraction", defaultValue = "0.0") double valFraction;
   @Option(names = "--shards", defaultValue = "8") int shards;
   @Option(names = "--max-bad-fraction", defaultValue = "0.1") double maxBadFraction;
+  @Option(names = "--pack", description = "pack several examples into each --max-seq-len row (position ids restart per example)") boolean pack;
   @Option(names = "--local-threads", defaultValue = "2", description = "local[N] when not under spark-submit") int threads;
 
   @Override
   public Integer call() throws Exception {
     PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
-        trainOnInputs, seed, valFraction, shards, maxBadFraction);
+        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack);
     var spark = Spark.session("prepare", threads);
     try {
       var m = Prepare.run(spark, o);

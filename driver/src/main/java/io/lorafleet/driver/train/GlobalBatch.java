@@ -31,8 +31,34 @@ public final class GlobalBatch {
     List<Batch> out = new ArrayList<>();
     for (int i = 0; i < examples.size(); i += micro) {
       List<Example> chunk = examples.subList(i, Math.min(examples.size(), i + micro));
-      out.add(Batch.of(chunk.stream().map(Example::inputIds).toArray(int[][]::new), chunk.stream().map(Example::labels).toArray(int[][]::new)));
+      int[][] ids = chunk.stream().map(Example::inputIds).toArray(int[][]::new);
+      int[][] labels = chunk.stream().map(Example::labels).toArray(int[][]::new);
+      if (chunk.stream().anyMatch(e -> e.positionIds().isPresent())) {
+        out.add(packed(chunk));
+      } else {
+        out.add(Batch.of(ids, labels));
+      }
     }
     return out;
+  }
+
+  /**
+   * Packed rows, right-padded to one length. Padding gets label -100 and position 0, so each pad
+   * token is a segment of its own and attends to nothing real.
+   */
+  static Batch packed(List<Example> rows) {
+    int t = rows.stream().mapToInt(e -> e.inputIds().length).max().orElse(0);
+    int[][] ids = new int[rows.size()][t];
+    int[][] labels = new int[rows.size()][t];
+    int[][] pos = new int[rows.size()][t];
+    for (int r = 0; r < rows.size(); r++) {
+      Example e = rows.get(r);
+      int[] p = e.positionIds().orElseGet(() -> java.util.stream.IntStream.range(0, e.inputIds().length).toArray());
+      java.util.Arrays.fill(labels[r], -100);
+      System.arraycopy(e.inputIds(), 0, ids[r], 0, e.inputIds().length);
+      System.arraycopy(e.labels(), 0, labels[r], 0, e.labels().length);
+      System.arraycopy(p, 0, pos[r], 0, p.length);
+    }
+    return Batch.packed(ids, labels, pos);
   }
 }

@@ -244,6 +244,20 @@ class TrainerIT {
   }
 
   @Test
+  void packedDataTrains() throws Exception {
+    Path packed = dir.resolve("packed-data");
+    Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
+        packed.toString(), 32, "drop", false, 1, 0, 2, 0, true));
+    List<Example> rows = Prepare.readSplit(packed.resolve("train"));
+    assertTrue(rows.get(0).positionIds().isPresent() && rows.size() < 7, "7 examples packed into fewer rows");
+    TrainConfig c = new TrainConfig(model.toString(), packed.toString(), dir.resolve("packed-run").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 2, 1, 0.05,
+        0, "constant", "adamw", 0.0, 0, 3, 2, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+    Trainer.Result r = Trainer.run(spark, c, false);
+    assertEquals(3, r.losses().size());
+    assertTrue(r.losses().stream().allMatch(l -> Double.isFinite(l) && l > 0));
+  }
+
+  @Test
   void badConfigsFailBeforeAnySparkWork() {
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(model.toString(), data.toString(),
         dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
