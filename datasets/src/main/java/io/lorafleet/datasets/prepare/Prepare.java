@@ -65,6 +65,9 @@ public final class Prepare {
       raw = raw == null ? r : raw.union(r);
     }
     String fingerprint = Tokenize.tokenizer(o.modelDir()).fingerprint();
+    if (o.format() == RecordFormat.CHAT) {
+      ChatFormat.template(Tokenize.tokenizer(o.modelDir())); // no chat_template: fail before any Spark work
+    }
     JavaRDD<Out> out = raw.mapPartitions(it -> process(it, o)).cache();
     List<Out> bad = out.filter(x -> x.reason() != null).collect();
     long total = out.count();

@@ -10,8 +10,8 @@ import java.util.stream.Collectors;
 
 /**
  * How a raw record becomes a (context, target) pair, or, for {@code pretokenized}, token ids and
- * labels as given. The loss falls on the target only. {@code chat} (Jinja chat templates) is not
- * built yet and is refused with a clear message.
+ * labels as given, or, for {@code chat}, a rendered conversation. The loss falls on the target
+ * (the assistant's turns) only.
  */
 public enum RecordFormat {
   CONTEXT_TARGET("context-target", List.of("context", "target")),
@@ -19,7 +19,9 @@ public enum RecordFormat {
   ALPACA("alpaca", List.of("instruction", "input", "output")),
   TEXT("text", List.of("text")),
   /** Token ids and HF-convention labels (-100 where no loss falls), taken as they are. */
-  PRETOKENIZED("pretokenized", List.of("input_ids", "labels"));
+  PRETOKENIZED("pretokenized", List.of("input_ids", "labels")),
+  /** OpenAI-style messages through the tokenizer's chat template; only assistant turns are trained. */
+  CHAT("chat", List.of("messages"));
 
   /** The Stanford Alpaca prompt, with and without an input. */
   static final String ALPACA_WITH_INPUT = "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -91,7 +93,7 @@ public enum RecordFormat {
         yield new Pair(render(t, rec, o), string(rec, "output", o, false));
       }
       case TEXT -> new Pair("", string(rec, "text", o, false));
-      case PRETOKENIZED -> throw new IllegalStateException("pretokenized records have no text pair");
+      case PRETOKENIZED, CHAT -> throw new IllegalStateException(cliName + " records have no text pair");
     };
   }
 

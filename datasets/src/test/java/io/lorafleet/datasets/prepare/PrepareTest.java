@@ -33,7 +33,8 @@ class PrepareTest {
     spark = SparkSession.builder().master("local[2]").appName("prepare-test").config("spark.ui.enabled", "false").getOrCreate();
     model = shared.resolve("model");
     ModelDirectory.initModel(model, new TinyModelSpec("llama", 1, 8, 2, 2, 8, 1, 64, false),
-        List.of("what", "is", "two", "plus", "three", "four", "five", "answer", ":", "hello", "world", "Below", "instruction"), 1);
+        List.of("what", "is", "two", "plus", "three", "four", "five", "answer", ":", "hello", "world", "Below", "instruction", "user", "assistant",
+            "system"), 1);
   }
 
   @AfterAll
@@ -120,6 +121,49 @@ class PrepareTest {
     for (String reason : List.of("labels has 2 entries but input_ids has 3", "input_ids[2] = 999 is outside the vocabulary", "no label carries loss",
         "field 'input_ids' must be a list of integers")) {
       assertTrue(q.contains(reason), reason + " not in " + q);
+    }
+  }
+
+  @Test
+  void chatTrainsAssistantTurnsOnlyThroughTheTemplate() throws Exception {
+    Path chatModel = tmp.resolve("chat-model");
+    Files.createDirectories(chatModel);
+    for (String f : List.of("config.json", "tokenizer.json")) {
+      Files.copy(model.resolve(f), chatModel.resolve(f));
+    }
+    var cfg = (com.fasterxml.jackson.databind.node.ObjectNode) new com.fasterxml.jackson.databind.ObjectMapper().readTree(model.resolve("tokenizer_config.json").toFile());
+    cfg.put("chat_template", "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% if m['role'] == 'assistant' %}{{ eos_token }} {% endif %}"
+        + "{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}");
+    Files.writeString(chatModel.resolve("tokenizer_config.json"), cfg.toString());
+    Path in = tmp.resolve("chat.jsonl");
+    Files.writeString(in, String.join("\n",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"what is two plus three\"}, {\"role\": \"assistant\", \"content\": \"five\"}]}",
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"answer\"}, {\"role\": \"user\", \"content\": \"hello\"}, {\"role\": \"assistant\", \"content\": \"world\"},"
+            + " {\"role\": \"user\", \"content\": \"two plus two\"}, {\"role\": \"assistant\", \"content\": \"four\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}",
+        "{\"messages\": [{\"role\": \"wizard\", \"content\": \"hello\"}, {\"role\": \"assistant\", \"content\": \"five\"}]}",
+        ""));
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CHAT, Map.of(), "", chatModel.toString(),
+        tmp.resolve("chat").toString(), 64, "drop", false, 1, 0, 1, 0.9));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    String q = Files.readString(tmp.resolve("chat/quarantine.jsonl"));
+    assertTrue(q.contains("no assistant message to train on") && q.contains("'wizard' is not one of"), q);
+    try (Tokenizer tok = Tokenizer.load(chatModel)) {
+      int eos = tok.eos().orElseThrow();
+      for (Example e : Prepare.readSplit(tmp.resolve("chat/train"))) {
+        StringBuilder trained = new StringBuilder();
+        for (int i = 0; i < e.labels().length; i++) {
+          if (e.labels()[i] != -100) {
+            assertEquals(e.inputIds()[i], e.labels()[i]);
+            trained.append(e.labels()[i] == eos ? "<eos>" : tok.decode(new int[] {e.labels()[i]})).append(' ');
+          }
+        }
+        String t = trained.toString().trim();
+        assertTrue(t.equals("five <eos>") || t.equals("world <eos> four <eos>"), "only assistant turns (and their end marker) are trained: " + t);
+        if (t.startsWith("five")) {
+          assertEquals("user : what is two plus three assistant : five", tok.decode(java.util.Arrays.copyOf(e.inputIds(), e.inputIds().length - 1)));
+        }
+      }
     }
   }
 

@@ -14,7 +14,7 @@ import picocli.CommandLine.Option;
 final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
   @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
-  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text or pretokenized") String format;
+  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text, pretokenized or chat") String format;
   @Option(names = "--column", description = "map a logical field to a column, e.g. --column context=question") Map<String, String> columns = new LinkedHashMap<>();
   @Option(names = "--template", defaultValue = "", description = "prompt template with {field} placeholders") String template;
   @Option(names = "--model", required = true, description = "HF model directory whose tokenizer.json to use") String model;

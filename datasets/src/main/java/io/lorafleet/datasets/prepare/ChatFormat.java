@@ -1,0 +1,145 @@
+package io.lorafleet.datasets.prepare;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.google.common.collect.Lists;
+import com.hubspot.jinjava.Jinjava;
+import com.hubspot.jinjava.JinjavaConfig;
+import com.hubspot.jinjava.interpret.FatalTemplateErrorsException;
+import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The {@code chat} format: OpenAI-style {@code messages} (role, content) rendered through the
+ * tokenizer's own {@code chat_template} (tokenizer_config.json) with a real Jinja engine
+ * (Jinjava). Only assistant turns carry loss: for the i-th assistant message the conversation is
+ * rendered up to it with add_generation_prompt (the prompt) and including it (the full text); the
+ * text between the two is the assistant's part. Templates whose renders are not prefixes of each
+ * other are refused, since the trained span would be ambiguous. Like apply_chat_template, no
+ * special tokens are added beyond what the template writes.
+ */
+final class ChatFormat {
+  static final Set<String> ROLES = Set.of("system", "user", "assistant", "tool");
+
+  private ChatFormat() {}
+
+  /** Raised by templates through raise_exception(message). */
+  public static String raiseException(String message) {
+    throw new RecordFormat.BadRecord("chat template refused the conversation: " + message);
+  }
+
+  static Jinjava engine() {
+    Jinjava j = new Jinjava(JinjavaConfig.newBuilder().withFailOnUnknownTokens(false).build());
+    j.getGlobalContext().registerFunction(new ELFunctionDefinition("", "raise_exception", ChatFormat.class, "raiseException", String.class));
+    return j;
+  }
+
+  static String template(Tokenizer tok) {
+    JsonNode t = tok.tokenizerConfig().get("chat_template");
+    if (t != null && t.isTextual()) {
+      return t.asText();
+    }
+    if (t != null && t.isArray()) {
+      for (JsonNode n : t) {
+        if (n.path("name").asText().equals("default")) {
+          return n.path("template").asText();
+        }
+      }
+    }
+    throw new IllegalArgumentException("--format chat needs a chat_template in the model's tokenizer_config.json, and it has none");
+  }
+
+  static List<Map<String, Object>> messages(Map<String, Object> rec, PrepareOptions o) {
+    String col = o.column("messages");
+    Object v = rec.get(col);
+    if (v == null) {
+      throw new RecordFormat.BadRecord("missing field '" + col + "'");
+    }
+    List<Map<String, Object>> out = new ArrayList<>();
+    if (v instanceof JsonNode n && n.isArray()) {
+      int i = 0;
+      for (JsonNode m : n) {
+        if (!m.isObject() || !m.path("role").isTextual() || !m.path("content").isTextual()) {
+          throw new RecordFormat.BadRecord("messages[" + i + "] needs string fields role and content");
+        }
+        Map<String, Object> msg = new LinkedHashMap<>();
+        msg.put("role", m.get("role").asText());
+        msg.put("content", m.get("content").asText());
+        out.add(msg);
+        i++;
+      }
+    } else {
+      throw new RecordFormat.BadRecord("field '" + col + "' must be a list of {role, content} messages");
+    }
+    for (int i = 0; i < out.size(); i++) {
+      if (!ROLES.contains((String) out.get(i).get("role"))) {
+        throw new RecordFormat.BadRecord("messages[" + i + "].role '" + out.get(i).get("role") + "' is not one of " + ROLES);
+      }
+    }
+    if (out.stream().noneMatch(m -> m.get("role").equals("assistant"))) {
+      throw new RecordFormat.BadRecord("no assistant message to train on");
+    }
+    return out;
+  }
+
+  static Tokenize.Result example(Tokenizer tok, Jinjava jinja, String template, Map<String, Object> rec, PrepareOptions o) {
+    List<Map<String, Object>> msgs = messages(rec, o);
+    List<Integer> ids = new ArrayList<>();
+    List<Integer> labels = new ArrayList<>();
+    String done = "";
+    for (int i = 0; i < msgs.size(); i++) {
+      if (!msgs.get(i).get("role").equals("assistant")) {
+        continue;
+      }
+      String prompt = render(jinja, template, tok, msgs.subList(0, i), true);
+      String full = render(jinja, template, tok, msgs.subList(0, i + 1), false);
+      if (!prompt.startsWith(done) || !full.startsWith(prompt)) {
+        throw new RecordFormat.BadRecord("the chat template's renders are not prefixes of each other at message " + i + "; cannot tell the assistant's span");
+      }
+      append(tok, prompt.substring(done.length()), false, ids, labels, o);
+      append(tok, full.substring(prompt.length()), true, ids, labels, o);
+      done = full;
+    }
+    if (ids.size() > o.maxSeqLen()) {
+      throw new RecordFormat.BadRecord("too long: " + ids.size() + " tokens, --max-seq-len is " + o.maxSeqLen());
+    }
+    if (labels.stream().allMatch(l -> l == -100)) {
+      throw new RecordFormat.BadRecord("assistant messages tokenize to nothing");
+    }
+    return new Tokenize.Result(new Example(ids.stream().mapToInt(Integer::intValue).toArray(), labels.stream().mapToInt(Integer::intValue).toArray()), false);
+  }
+
+  private static void append(Tokenizer tok, String text, boolean trained, List<Integer> ids, List<Integer> labels, PrepareOptions o) {
+    for (int t : tok.encode(text)) {
+      ids.add(t);
+      labels.add(trained || o.trainOnInputs() ? t : -100);
+    }
+  }
+
+  static String render(Jinjava jinja, String template, Tokenizer tok, List<Map<String, Object>> msgs, boolean generationPrompt) {
+    Map<String, Object> ctx = new HashMap<>();
+    ctx.put("messages", Lists.newArrayList(msgs));
+    ctx.put("add_generation_prompt", generationPrompt);
+    ctx.put("bos_token", special(tok, "bos_token"));
+    ctx.put("eos_token", special(tok, "eos_token"));
+    try {
+      return jinja.render(template, ctx);
+    } catch (FatalTemplateErrorsException e) {
+      throw new RecordFormat.BadRecord("chat template failed: " + e.getMessage().split("\n")[0]);
+    }
+  }
+
+  private static String special(Tokenizer tok, String key) {
+    JsonNode n = tok.tokenizerConfig().get(key);
+    if (n == null || n.isNull()) {
+      return "";
+    }
+    return n.isTextual() ? n.asText() : n.path("content").asText();
+  }
+}
