@@ -50,7 +50,7 @@ public final class Prepare {
   private Prepare() {}
 
   /** A record before tokenization: its source, and its fields or the reason it is unreadable. */
-  record Raw(String file, long line, Map<String, Object> fields, String error) implements Serializable {}
+  record Raw(String file, long line, Map<String, Object> fields, String error, boolean validation) implements Serializable {}
 
   /** A processed record: an example with its shuffle key, or a quarantine entry. */
   record Out(long key, boolean val, Example example, boolean truncated, String file, long line, String reason) implements Serializable {}
@@ -59,10 +59,14 @@ public final class Prepare {
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
     Configuration hconf = jsc.hadoopConfiguration();
     List<String> files = expand(hconf, o.inputs());
+    List<String> valFiles = o.valInputs().isEmpty() ? List.of() : expand(hconf, o.valInputs());
     JavaRDD<Raw> raw = null;
     for (String f : files) {
-      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f));
+      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f), false);
       raw = raw == null ? r : raw.union(r);
+    }
+    for (String f : valFiles) {
+      raw = raw.union(read(spark, jsc, f, type(o, f), true));
     }
     String fingerprint = Tokenize.tokenizer(o.modelDir()).fingerprint();
     if (o.format() == RecordFormat.CHAT) {
@@ -76,6 +80,8 @@ public final class Prepare {
     manifest.put("tokenizer_fingerprint", fingerprint);
     ArrayNode in = manifest.putArray("inputs");
     files.forEach(in::add);
+    ArrayNode vin = manifest.putArray("validation_inputs");
+    valFiles.forEach(vin::add);
     manifest.set("options", JSON.valueToTree(o)); // every option, as given
 
     manifest.put("records_read", total);
@@ -140,11 +146,12 @@ public final class Prepare {
     return out;
   }
 
-  static JavaRDD<Raw> read(SparkSession spark, JavaSparkContext jsc, String file, String type) {
+  /** @param validation records of a --val-input file, which all go to the validation split */
+  static JavaRDD<Raw> read(SparkSession spark, JavaSparkContext jsc, String file, String type, boolean validation) {
     if (type.equals("jsonl")) {
       // Raw bytes per line, so invalid UTF-8 is detected rather than silently replaced.
       JavaPairRDD<LongWritable, Text> lines = jsc.hadoopFile(file, TextInputFormat.class, LongWritable.class, Text.class);
-      return lines.map(t -> t._2().copyBytes()).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1()));
+      return lines.map(t -> t._2().copyBytes()).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1(), validation));
     }
     var reader = spark.read();
     var df = type.equals("csv") ? reader.option("header", "true").option("multiLine", "true").option("escape", "\"").csv(file) : reader.parquet(file);
@@ -155,31 +162,31 @@ public final class Prepare {
       for (int i = 0; i < cols.length; i++) {
         m.put(cols[i], r.get(i));
       }
-      return new Raw(file, t._2() + 1, m, null);
+      return new Raw(file, t._2() + 1, m, null, validation);
     });
   }
 
-  static Raw parseJson(String file, long line, byte[] bytes) {
+  static Raw parseJson(String file, long line, byte[] bytes, boolean validation) {
     String s;
     try {
       s = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT)
           .decode(java.nio.ByteBuffer.wrap(bytes)).toString();
     } catch (CharacterCodingException e) {
-      return new Raw(file, line, null, "invalid UTF-8");
+      return new Raw(file, line, null, "invalid UTF-8", validation);
     }
     if (s.isBlank()) {
-      return new Raw(file, line, null, "empty line");
+      return new Raw(file, line, null, "empty line", validation);
     }
     try {
       JsonNode n = JSON.readTree(s);
       if (!n.isObject()) {
-        return new Raw(file, line, null, "invalid JSON: expected an object but found " + n.getNodeType().name().toLowerCase());
+        return new Raw(file, line, null, "invalid JSON: expected an object but found " + n.getNodeType().name().toLowerCase(), validation);
       }
       Map<String, Object> m = new LinkedHashMap<>();
       n.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().isTextual() ? e.getValue().asText() : e.getValue().isNull() ? null : e.getValue()));
-      return new Raw(file, line, m, null);
+      return new Raw(file, line, m, null, validation);
     } catch (IOException e) {
-      return new Raw(file, line, null, "invalid JSON: " + e.getMessage().split("\n")[0]);
+      return new Raw(file, line, null, "invalid JSON: " + e.getMessage().split("\n")[0], validation);
     }
   }
 
@@ -191,7 +198,7 @@ public final class Prepare {
       Raw r = it.next();
       // keyed by file name, not full path: the same inputs shuffle the same wherever they live
       long key = hash(o.seed(), new org.apache.hadoop.fs.Path(r.file()).getName(), r.line());
-      boolean val = (key >>> 11) * 0x1.0p-53 < o.valFraction();
+      boolean val = r.validation() || (key >>> 11) * 0x1.0p-53 < o.valFraction();
       if (r.error() != null) {
         out.add(new Out(key, val, null, false, r.file(), r.line(), r.error()));
         continue;

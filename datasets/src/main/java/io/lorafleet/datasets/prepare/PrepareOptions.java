@@ -23,13 +23,22 @@ public record PrepareOptions(
     double valFraction,
     int shards,
     double maxBadFraction,
-    boolean pack) implements java.io.Serializable {
+    boolean pack,
+    List<String> valInputs) implements java.io.Serializable {
+
+  /** With packing chosen, no separate validation input. */
+  public PrepareOptions(List<String> inputs, String inputType, RecordFormat format, Map<String, String> columns, String template, String modelDir,
+      String output, int maxSeqLen, String truncation, boolean trainOnInputs, long seed, double valFraction, int shards, double maxBadFraction,
+      boolean pack) {
+    this(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction, shards, maxBadFraction,
+        pack, List.of());
+  }
 
   /** Without packing. */
   public PrepareOptions(List<String> inputs, String inputType, RecordFormat format, Map<String, String> columns, String template, String modelDir,
       String output, int maxSeqLen, String truncation, boolean trainOnInputs, long seed, double valFraction, int shards, double maxBadFraction) {
     this(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction, shards, maxBadFraction,
-        false);
+        false, List.of());
   }
 
 
@@ -55,7 +64,11 @@ public record PrepareOptions(
     if (maxBadFraction < 0 || maxBadFraction > 1) {
       throw new IllegalArgumentException("--max-bad-fraction must be in [0, 1] but found " + maxBadFraction);
     }
+    if (!valInputs.isEmpty() && valFraction > 0) {
+      throw new IllegalArgumentException("give either --val-fraction or --val-input, not both");
+    }
     inputs = List.copyOf(inputs);
+    valInputs = List.copyOf(valInputs);
     columns = Map.copyOf(columns);
     template = template == null ? "" : template;
   }

@@ -168,6 +168,20 @@ class PrepareTest {
   }
 
   @Test
+  void aSeparateValidationInput() throws Exception {
+    Files.writeString(tmp.resolve("t.jsonl"), "{\"context\": \"what\", \"target\": \"five\"}\n{\"context\": \"is\", \"target\": \"four\"}\n");
+    Files.writeString(tmp.resolve("v.jsonl"), "{\"context\": \"hello\", \"target\": \"world\"}\n");
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(tmp.resolve("t.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "",
+        model.toString(), tmp.resolve("sep").toString(), 32, "drop", false, 1, 0, 1, 0, false, List.of(tmp.resolve("v.jsonl").toString())));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    assertEquals(1, m.at("/splits/validation/records").asLong());
+    assertTrue(m.get("validation_inputs").get(0).asText().endsWith("v.jsonl"));
+    var e = assertThrows(IllegalArgumentException.class, () -> new PrepareOptions(List.of("a"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", "m", "o",
+        32, "drop", false, 1, 0.1, 1, 0, false, List.of("v")));
+    assertTrue(e.getMessage().contains("either --val-fraction or --val-input"));
+  }
+
+  @Test
   void packingKeepsExamplesApart() throws Exception {
     StringBuilder sb = new StringBuilder();
     for (int i = 0; i < 12; i++) {

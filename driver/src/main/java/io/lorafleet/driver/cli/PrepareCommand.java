@@ -24,6 +24,7 @@ final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--train-on-inputs", description = "put loss on the context too") boolean trainOnInputs;
   @Option(names = "--seed", defaultValue = "0") long seed;
   @Option(names = "--val-fraction", defaultValue = "0.0") double valFraction;
+  @Option(names = "--val-input", split = ",", description = "a separate validation input (instead of --val-fraction)") List<String> valInputs = new java.util.ArrayList<>();
   @Option(names = "--shards", defaultValue = "8") int shards;
   @Option(names = "--max-bad-fraction", defaultValue = "0.1") double maxBadFraction;
   @Option(names = "--pack", description = "pack several examples into each --max-seq-len row (position ids restart per example)") boolean pack;
@@ -32,7 +33,7 @@ final class PrepareCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
-        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack);
+        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs);
     var spark = Spark.session("prepare", threads);
     try {
       var m = Prepare.run(spark, o);

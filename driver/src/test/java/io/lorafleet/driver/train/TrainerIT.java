@@ -185,7 +185,7 @@ class TrainerIT {
     }
     assertEquals(2, r.attempts(), "one relaunch after the kill");
     long recorded = Files.readAllLines(metrics).size();
-    assertTrue(recorded > 12 && recorded <= 12 + 3, "at most checkpoint-every (3) steps redone, recorded " + recorded);
+    assertTrue(recorded >= 12 && recorded <= 12 + 3, "at most checkpoint-every (3) steps redone, recorded " + recorded);
     assertEquals(steady.losses().size(), r.losses().size());
     for (int i = 0; i < steady.losses().size(); i++) {
       assertEquals(steady.losses().get(i), r.losses().get(i), 1e-5, "loss at step " + (i + 1));
@@ -244,6 +244,25 @@ class TrainerIT {
   }
 
   @Test
+  void initAdapterContinuesTraining() throws Exception {
+    Trainer.Result first = Trainer.run(spark, cfg("cont-a", 2, 2, "sgd", false), false);
+    TrainConfig cont = new TrainConfig(model.toString(), data.toString(), dir.resolve("cont-b").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 1, 6, 2,
+        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    Trainer.Result second = Trainer.run(spark, cont, false);
+    // continued training starts from the adapter's values with fresh optimizer state and data cursor:
+    // its one SGD step is that of the global batch of step 0 applied to the first run's adapter
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
+      float[] p = AdapterFormat.read(first.finalAdapter(), base).values().clone();
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(GlobalBatch.slice(Prepare.readSplit(data.resolve("train")), 0, 6, 1, 0), 6), -1);
+      for (int i = 0; i < p.length; i++) {
+        p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
+      }
+      assertArrayEquals(p, second.adapter(), 1e-6f);
+    }
+  }
+
+  @Test
   void packedDataTrains() throws Exception {
     Path packed = dir.resolve("packed-data");
     Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
@@ -266,5 +285,15 @@ class TrainerIT {
     assertTrue(e.getMessage().contains("exceeds the 3 task slots"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> cfg("bad3", 4, 1, "sgd", false));
     assertTrue(e.getMessage().contains("multiple of --workers"), e.getMessage());
+    // a dataset tokenized for another model is refused
+    Path other = dir.resolve("other-model");
+    try {
+      ModelDirectory.initModel(other, new TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false), List.of("x", "y", "z"), 3);
+    } catch (java.io.IOException io) {
+      throw new java.io.UncheckedIOException(io);
+    }
+    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(other.toString(), data.toString(),
+        dir.resolve("bad4").toString(), "q_proj", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
+    assertTrue(e.getMessage().contains("was tokenized with tokenizer") && e.getMessage().contains("prepare the data again"), e.getMessage());
   }
 }
