@@ -1,9 +1,13 @@
 package io.lorafleet.worker.lora;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
+import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
@@ -20,10 +24,15 @@ final class LoraDelta implements LinearDelta {
   private final Map<String, Factors> factors;
   private final double dropout;
   private final long seed;
+  /** Adapted modules per input group, in target order (only groups of two or more are fused). */
+  private final Map<String, List<String>> groups;
+  /** Per group: the input it was computed for and each member's x·Aᵀ. */
+  private final Map<String, Map.Entry<NDArray, Map<String, NDArray>>> fused = new HashMap<>();
 
-  LoraDelta(NDManager manager, Map<String, Factors> factors, double dropout, long seed) {
+  LoraDelta(NDManager manager, Map<String, Factors> factors, Map<String, List<String>> groups, double dropout, long seed) {
     this.manager = manager;
     this.factors = Map.copyOf(factors);
+    this.groups = dropout > 0 ? Map.of() : Map.copyOf(groups); // dropout draws a mask per module: no shared product
     this.dropout = dropout;
     this.seed = seed;
   }
@@ -34,12 +43,46 @@ final class LoraDelta implements LinearDelta {
     if (f == null) {
       return Optional.empty();
     }
-    NDArray in = x;
-    if (dropout > 0 && seed >= 0) {
-      in = x.mul(dropoutMask(x, f.index()));
+    NDArray xa;
+    List<String> group = groups.get(module.inputGroup());
+    if (group != null && group.size() > 1) {
+      xa = fusedProduct(module.inputGroup(), group, x).get(module.name());
+    } else {
+      NDArray in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
+      xa = in.matMul(f.a().transpose()); // (..., r)
     }
     // s·(x·Aᵀ)·Bᵀ = (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, saves a full-size pass
-    return Optional.of(in.matMul(f.a().transpose()).matMul(f.b().mul(f.scale()).transpose()));
+    return Optional.of(xa.matMul(f.b().mul(f.scale()).transpose()));
+  }
+
+  /**
+   * x·[A_1; …; A_n]ᵀ for the members of an input group in one matmul (one read of x forward, one
+   * input-gradient product backward), split back per member. Computed once per input tensor.
+   */
+  private Map<String, NDArray> fusedProduct(String group, List<String> members, NDArray x) {
+    Map.Entry<NDArray, Map<String, NDArray>> hit = fused.get(group);
+    if (hit != null && hit.getKey() == x) {
+      return hit.getValue();
+    }
+    NDList as = new NDList();
+    long[] cuts = new long[members.size() - 1];
+    long offset = 0;
+    for (int i = 0; i < members.size(); i++) {
+      NDArray a = factors.get(members.get(i)).a();
+      as.add(a);
+      offset += a.getShape().get(0);
+      if (i < cuts.length) {
+        cuts[i] = offset;
+      }
+    }
+    NDArray all = x.matMul(NDArrays.concat(as, 0).transpose()); // (..., Σr)
+    NDList parts = all.split(cuts, all.getShape().dimension() - 1);
+    Map<String, NDArray> byModule = new HashMap<>();
+    for (int i = 0; i < members.size(); i++) {
+      byModule.put(members.get(i), parts.get(i));
+    }
+    fused.put(group, Map.entry(x, byModule));
+    return byModule;
   }
 
   /** Inverted dropout: keep with probability 1−p and scale kept values by 1/(1−p). */

@@ -158,7 +158,11 @@ public final class LoraModel implements Trainable {
     for (int i = 0; i < biases.size(); i++) {
       overrides.put(biases.get(i), leaves.get(2 * targets.size() + i));
     }
-    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, config.loraDropout(), dropoutSeed));
+    Map<String, List<String>> groups = new LinkedHashMap<>();
+    for (LoraTarget t : targets) {
+      groups.computeIfAbsent(t.module().inputGroup(), g -> new ArrayList<>()).add(t.module().name());
+    }
+    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropoutSeed));
     return new Bound(ctx, leaves);
   }
 

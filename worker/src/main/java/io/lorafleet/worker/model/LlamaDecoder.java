@@ -27,12 +27,12 @@ final class LlamaDecoder implements Decoder {
     int kv = c.kvHeads() * c.headDim();
     for (int i = 0; i < c.layers(); i++) {
       String p = layer(i);
-      out.add(new LinearSpec(p + "self_attn.q_proj", i, h, q, c.attentionBias()));
-      out.add(new LinearSpec(p + "self_attn.k_proj", i, h, kv, c.attentionBias()));
-      out.add(new LinearSpec(p + "self_attn.v_proj", i, h, kv, c.attentionBias()));
+      out.add(new LinearSpec(p + "self_attn.q_proj", i, h, q, c.attentionBias(), p + "input_layernorm"));
+      out.add(new LinearSpec(p + "self_attn.k_proj", i, h, kv, c.attentionBias(), p + "input_layernorm"));
+      out.add(new LinearSpec(p + "self_attn.v_proj", i, h, kv, c.attentionBias(), p + "input_layernorm"));
       out.add(new LinearSpec(p + "self_attn.o_proj", i, q, h, oBias(c)));
-      out.add(new LinearSpec(p + "mlp.gate_proj", i, h, c.intermediate(), c.mlpBias()));
-      out.add(new LinearSpec(p + "mlp.up_proj", i, h, c.intermediate(), c.mlpBias()));
+      out.add(new LinearSpec(p + "mlp.gate_proj", i, h, c.intermediate(), c.mlpBias(), p + "post_attention_layernorm"));
+      out.add(new LinearSpec(p + "mlp.up_proj", i, h, c.intermediate(), c.mlpBias(), p + "post_attention_layernorm"));
       out.add(new LinearSpec(p + "mlp.down_proj", i, c.intermediate(), h, c.mlpBias()));
     }
     if (!c.tieWordEmbeddings()) {
