@@ -1,7 +1,6 @@
 package io.lorafleet.driver.checkpoint;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -47,10 +46,6 @@ public final class RunOutput {
     return local;
   }
 
-  public boolean isRemote() {
-    return fs != null;
-  }
-
   /** Publishes local()/name (a file or a directory) to the remote output, replacing what was there. */
   public void publish(String name) throws IOException {
     if (fs == null || !Files.exists(local.resolve(name))) {
@@ -93,15 +88,6 @@ public final class RunOutput {
       if (n.matches("checkpoint-\\d+") && !Files.exists(local.resolve(n))) {
         fs.copyToLocalFile(false, st.getPath(), new org.apache.hadoop.fs.Path(local.toUri()), true);
       }
-    }
-  }
-
-  /** As publish, with I/O errors unchecked (for use inside stream and executor code). */
-  public void publishUnchecked(String name) {
-    try {
-      publish(name);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
     }
   }
 }

@@ -88,8 +88,4 @@ public record TrainConfig(
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
         averageLast, averageMode);
   }
-
-  public int perWorker() {
-    return globalBatch / workers;
-  }
 }
