@@ -49,7 +49,8 @@ public final class Ops {
    */
   public static NDArray attention(NDArray q, NDArray k, NDArray v, NDArray mask) {
     long hd = q.getShape().get(3);
-    NDArray scores = q.matMul(k.transpose(0, 1, 3, 2)).mul(1.0 / Math.sqrt(hd)).add(mask); // (B, nh, T, S)
+    // scale q (B, nh, T, hd) rather than the scores (B, nh, T, S): the same product, a smaller pass
+    NDArray scores = q.mul(1.0 / Math.sqrt(hd)).matMul(k.transpose(0, 1, 3, 2)).add(mask); // (B, nh, T, S)
     NDArray out = scores.softmax(-1).matMul(v); // (B, nh, T, hd)
     Shape s = out.getShape();
     return out.transpose(0, 2, 1, 3).reshape(s.get(0), s.get(2), s.get(1) * hd);
