@@ -275,12 +275,12 @@ public final class AdapterAverager {
 
   private static void averageBiases(List<Source> sources, double[] w, LoraModel model, float[] values) {
     for (String bias : model.biases()) {
-      FlatLayout.Slot dst = model.layout().slot(AdapterFormat.PREFIX + bias).orElseThrow();
+      FlatLayout.Slot dst = model.layout().slot(model.biasKey(bias)).orElseThrow();
       for (int k = 0; k < dst.size(); k++) {
         double acc = 0;
         for (int i = 0; i < sources.size(); i++) {
           LoraModel m = sources.get(i).adapter().model();
-          acc += w[i] * sources.get(i).adapter().values()[m.layout().slot(AdapterFormat.PREFIX + bias).orElseThrow().offset() + k];
+          acc += w[i] * sources.get(i).adapter().values()[m.layout().slot(m.biasKey(bias)).orElseThrow().offset() + k];
         }
         values[dst.offset() + k] = (float) acc;
       }

@@ -187,7 +187,13 @@ public final class AdapterFormat {
     SafetensorsReader r = SafetensorsReader.open(wf);
     Map<String, String> keys = new LinkedHashMap<>();
     for (TensorInfo t : r.tensors().values()) {
-      keys.put(t.name().replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight"), t.name());
+      String k = t.name().replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight");
+      // Adapters from lorafleet 0.1 named an adapted projection's bias without PEFT's base_layer.
+      String wrapped = k.endsWith(".bias") ? k.substring(0, k.length() - ".bias".length()) + ".base_layer.bias" : k;
+      if (model.layout().slot(k).isEmpty() && model.layout().slot(wrapped).isPresent()) {
+        k = wrapped;
+      }
+      keys.put(k, t.name());
     }
     float[] flat = new float[model.layout().size()];
     Set<String> used = new HashSet<>();

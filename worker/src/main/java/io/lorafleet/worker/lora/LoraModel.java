@@ -43,9 +43,23 @@ public final class LoraModel implements Trainable {
       b.add(t.keyB(), t.module().out(), t.rank());
     }
     for (String bias : biases) {
-      b.add(AdapterFormat.PREFIX + bias, base.paramSpec(bias).orElseThrow().hfShape());
+      b.add(biasKey(bias), base.paramSpec(bias).orElseThrow().hfShape());
     }
     this.layout = b.build();
+  }
+
+  /**
+   * The adapter key of a trained bias, as PEFT writes it: a bias of an adapted projection lives in
+   * the wrapped layer ({@code …q_proj.base_layer.bias}); any other keeps its own name
+   * ({@code …ln_1.bias}).
+   */
+  public String biasKey(String bias) {
+    for (LoraTarget t : targets) {
+      if (bias.equals(t.module().name() + ".bias")) {
+        return AdapterFormat.PREFIX + t.module().name() + ".base_layer.bias";
+      }
+    }
+    return AdapterFormat.PREFIX + bias;
   }
 
   /** Resolves the config against the model; a target that matches nothing names the modules that exist. */
@@ -133,7 +147,7 @@ public final class LoraModel implements Trainable {
       }
     }
     for (String bias : biases) {
-      FlatLayout.Slot s = layout.slot(AdapterFormat.PREFIX + bias).orElseThrow();
+      FlatLayout.Slot s = layout.slot(biasKey(bias)).orElseThrow();
       System.arraycopy(base.hfTensor(bias).toFloatArray(), 0, flat, s.offset(), s.size());
     }
     return flat;
@@ -192,7 +206,7 @@ public final class LoraModel implements Trainable {
         NDArray w = base.weight(bias);
         if (sign > 0) {
           mergedOriginalBias.put(bias, w.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray());
-          replace(m, w, layout.slice(flat, layout.slot(AdapterFormat.PREFIX + bias).orElseThrow()));
+          replace(m, w, layout.slice(flat, layout.slot(biasKey(bias)).orElseThrow()));
         } else if (mergedOriginalBias.containsKey(bias)) {
           replace(m, w, mergedOriginalBias.remove(bias));
         }

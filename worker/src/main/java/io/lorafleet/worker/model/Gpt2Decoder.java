@@ -68,7 +68,7 @@ final class Gpt2Decoder implements Decoder {
     }
     NDArray pos = ctx.manager().create(positions).toType(ai.djl.ndarray.types.DataType.INT64, false);
     NDArray h = m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos)); // (B, T, H)
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, m.dtype());
+    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
     int hd = c.headDim();
     for (int i = 0; i < c.layers(); i++) {
       String p = layer(i);

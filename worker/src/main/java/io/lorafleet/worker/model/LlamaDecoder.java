@@ -73,7 +73,7 @@ final class LlamaDecoder implements Decoder {
     int past = cache.map(KvCache::length).orElse(0);
     NDArray[] rope = Ops.ropeTables(ctx.manager(), positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()),
         c.ropeScaling().positionScale(), m.dtype());
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, m.dtype());
+    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
     NDArray h = m.embed(ctx, "model.embed_tokens.weight", ids); // (B, T, H)
     int rep = c.heads() / c.kvHeads();
     for (int i = 0; i < c.layers(); i++) {

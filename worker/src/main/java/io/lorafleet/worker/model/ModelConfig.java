@@ -11,6 +11,11 @@ import java.nio.file.Path;
  * The fields of a Hugging Face {@code config.json} that the forward pass needs, normalised across
  * architectures (GPT-2's n_embd/n_layer/n_head map onto hidden/layers/heads). The raw JSON is kept
  * so a merged export writes back exactly what was read.
+ *
+ * <p>Rotary settings are read from either spelling: the top-level {@code rope_theta} and
+ * {@code rope_scaling} of configs written before transformers 5, or the {@code rope_parameters}
+ * object that transformers 5 writes instead. {@code slidingWindow} is 0 for full attention;
+ * Mistral's {@code sliding_window} limits each query to the last that-many keys (itself included).
  */
 public record ModelConfig(
     Architecture arch,
@@ -26,6 +31,7 @@ public record ModelConfig(
     double ropeTheta,
     RopeScaling ropeScaling,
     int maxPositions,
+    int slidingWindow,
     boolean tieWordEmbeddings,
     boolean attentionBias,
     boolean mlpBias,
@@ -39,6 +45,9 @@ public record ModelConfig(
     check("num_key_value_heads", kvHeads);
     check("head_dim", headDim);
     check("intermediate_size", intermediate);
+    if (slidingWindow < 0) {
+      throw new IllegalArgumentException("sliding_window must be > 0 or null but found " + slidingWindow);
+    }
     if (heads % kvHeads != 0) {
       throw new IllegalArgumentException("num_attention_heads (" + heads + ") must be a multiple of num_key_value_heads (" + kvHeads + ")");
     }
@@ -87,7 +96,7 @@ public record ModelConfig(
       }
       return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "n_layer", where), heads, heads,
           hidden / heads, c.hasNonNull("n_inner") ? c.get("n_inner").asInt() : 4 * hidden,
-          c.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, integer(c, "n_positions", where),
+          c.path("layer_norm_epsilon").asDouble(1e-5), 0, RopeScaling.NONE, integer(c, "n_positions", where), 0,
           c.path("tie_word_embeddings").asBoolean(true), true, true, c);
     }
     int hidden = integer(c, "hidden_size", where);
@@ -99,10 +108,26 @@ public record ModelConfig(
       throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported, expected silu");
     }
     boolean qwen = type.equals("qwen2");
+    // transformers 5 moved rope_theta and rope_scaling into rope_parameters; older configs have them at the top.
+    JsonNode ropeParams = c.path("rope_parameters");
+    if (ropeParams.isObject() && !ropeParams.has("rope_type") && !ropeParams.has("rope_theta")) {
+      throw new IllegalArgumentException(where + ": rope_parameters per layer type " + fieldNames(ropeParams)
+          + " are not supported, expected one rope_parameters object for all layers");
+    }
+    double theta = c.hasNonNull("rope_theta") ? c.get("rope_theta").asDouble() : ropeParams.path("rope_theta").asDouble(10000.0);
+    JsonNode scaling = c.hasNonNull("rope_scaling") ? c.get("rope_scaling") : ropeParams.isObject() ? ropeParams : null;
+    int window = 0;
+    if (type.equals("mistral") && c.hasNonNull("sliding_window")) {
+      window = integer(c, "sliding_window", where);
+    }
+    if (c.path("use_sliding_window").asBoolean(false)) {
+      throw new IllegalArgumentException(where + ": use_sliding_window is true; sliding-window attention is supported for mistral only, "
+          + "expected use_sliding_window false for " + type);
+    }
     return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, kv,
         headDim, integer(c, "intermediate_size", where), c.path("rms_norm_eps").asDouble(1e-6),
-        c.path("rope_theta").asDouble(10000.0), ropeScaling(c.get("rope_scaling"), where),
-        c.path("max_position_embeddings").asInt(2048), c.path("tie_word_embeddings").asBoolean(false),
+        theta, ropeScaling(scaling, where),
+        c.path("max_position_embeddings").asInt(2048), window, c.path("tie_word_embeddings").asBoolean(false),
         c.path("attention_bias").asBoolean(qwen), c.path("mlp_bias").asBoolean(false), c);
   }
 
@@ -117,6 +142,12 @@ public record ModelConfig(
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
     }
+  }
+
+  private static String fieldNames(JsonNode n) {
+    java.util.List<String> names = new java.util.ArrayList<>();
+    n.fieldNames().forEachRemaining(names::add);
+    return names.toString();
   }
 
   private static String text(JsonNode c, String f, String where) {

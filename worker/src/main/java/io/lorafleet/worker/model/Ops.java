@@ -73,16 +73,17 @@ public final class Ops {
 
   /**
    * Additive mask (B|1, 1, T, past+T): query i (absolute position past+i) may see key j iff
-   * j ≤ past+i and, for packed rows, both lie in the same segment.
+   * j ≤ past+i, and (with a sliding window w > 0) past+i − j &lt; w, and, for packed rows, both lie in
+   * the same segment.
    */
-  public static NDArray mask(NDManager m, int batch, int t, int past, Optional<int[][]> segments, DataType dtype) {
+  public static NDArray mask(NDManager m, int batch, int t, int past, Optional<int[][]> segments, int window, DataType dtype) {
     int s = past + t;
     int rows = segments.isPresent() ? batch : 1;
     float[] v = new float[rows * t * s];
     for (int b = 0; b < rows; b++) {
       for (int i = 0; i < t; i++) {
         for (int j = 0; j < s; j++) {
-          boolean ok = j <= past + i;
+          boolean ok = j <= past + i && (window == 0 || past + i - j < window);
           if (ok && segments.isPresent()) {
             int[] seg = segments.get()[b];
             ok = seg[j] == seg[past + i];

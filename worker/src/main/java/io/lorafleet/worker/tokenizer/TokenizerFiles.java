@@ -52,7 +52,22 @@ public final class TokenizerFiles {
     }
     root.putNull("normalizer");
     root.putObject("pre_tokenizer").put("type", "Whitespace");
-    root.putNull("post_processor");
+    // BOS before every sequence, as Llama's tokenizer.json does: transformers' tokenizers apply the
+    // post-processor (not tokenizer_config's add_bos_token) when they encode with special tokens.
+    ObjectNode post = root.putObject("post_processor");
+    post.put("type", "TemplateProcessing");
+    ArrayNode single = post.putArray("single");
+    single.addObject().putObject("SpecialToken").put("id", SPECIALS.get(BOS)).put("type_id", 0);
+    single.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
+    ArrayNode pair = post.putArray("pair");
+    pair.addObject().putObject("SpecialToken").put("id", SPECIALS.get(BOS)).put("type_id", 0);
+    pair.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
+    pair.addObject().putObject("SpecialToken").put("id", SPECIALS.get(BOS)).put("type_id", 1);
+    pair.addObject().putObject("Sequence").put("id", "B").put("type_id", 1);
+    ObjectNode bos = post.putObject("special_tokens").putObject(SPECIALS.get(BOS));
+    bos.put("id", SPECIALS.get(BOS));
+    bos.putArray("ids").add(BOS);
+    bos.putArray("tokens").add(SPECIALS.get(BOS));
     root.putNull("decoder");
     ObjectNode model = root.putObject("model");
     model.put("type", "WordLevel");
