@@ -27,8 +27,10 @@ import java.util.Random;
 /**
  * LoRA step against full fine-tuning step on the same model and batch, in one process: tokens/s,
  * peak resident memory, and achieved FLOP/s against the measured fp32 matmul peak of this machine.
- * LoRA runs first, so the peak RSS read after it is LoRA's; the one read after full fine-tuning is
- * the process maximum, which full fine-tuning sets. Step times are medians over --steps.
+ * LoRA warms up first, so the peak RSS read after it is LoRA's; the one read after full
+ * fine-tuning's warm-up is the process maximum, which full fine-tuning sets. Then --steps pairs of
+ * steps run interleaved (LoRA, full, LoRA, full, ...); step times are medians, and the speed-up is
+ * the median of the per-pair ratios, with their range.
  *
  * <p>FLOPs are counted for the projections only (2·in·out per token per matmul) plus attention
  * (4·T·hidden per token per layer, causal mask not discounted): forward F; full fine-tuning costs
@@ -57,15 +59,31 @@ public final class StepBenchmark {
       double fwd = forwardFlopsPerToken(m, s.seqLen()) * tokens;
       long rssBase = rssKb();
       LoraModel lora = LoraModel.create(m, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
-      double loraSec = time(lora, lora.initialParams(1), batch, s);
+      float[] loraParams = lora.initialParams(1);
+      warmUp(lora, loraParams, batch, s);
       long loraPeak = peakRssKb();
       FullModel full = new FullModel(m);
-      double fullSec = time(full, full.currentParams(), batch, s);
+      float[] fullParams = full.currentParams();
+      warmUp(full, fullParams, batch, s);
       long fullPeak = peakRssKb();
+      // Interleaved LoRA, full, LoRA, full, ...: a neighbour slowing this shared machine for a while
+      // slows both sides of a pair, so the median of per-pair ratios is steadier than a ratio of medians.
+      double[] loraStep = new double[s.steps()];
+      double[] fullStep = new double[s.steps()];
+      double[] ratio = new double[s.steps()];
+      for (int i = 0; i < s.steps(); i++) {
+        loraStep[i] = timeStep(lora, loraParams, batch);
+        fullStep[i] = timeStep(full, fullParams, batch);
+        ratio[i] = fullStep[i] / loraStep[i];
+      }
+      double loraSec = median(loraStep);
+      double fullSec = median(fullStep);
+      java.util.Arrays.sort(ratio);
       out.put("lora_trainable_parameters", lora.layout().size());
       out.put("lora_tokens_per_s", round(tokens / loraSec));
       out.put("full_tokens_per_s", round(tokens / fullSec));
-      out.put("lora_speedup_vs_full", round(fullSec / loraSec));
+      out.put("lora_speedup_vs_full", round(median(ratio.clone())));
+      out.put("lora_speedup_range", round(ratio[0]) + " to " + round(ratio[ratio.length - 1]));
       out.put("rss_after_load_mb", rssBase / 1024);
       out.put("peak_rss_lora_mb", loraPeak / 1024);
       out.put("peak_rss_full_mb", fullPeak / 1024);
@@ -99,18 +117,22 @@ public final class StepBenchmark {
     return Batch.of(ids, ids);
   }
 
-  static double time(Trainable t, float[] params, Batch b, Settings s) {
+  static void warmUp(Trainable t, float[] params, Batch b, Settings s) {
     for (int i = 0; i < s.warmup(); i++) {
       TrainStep.run(t, params, List.of(b), -1);
     }
-    double[] sec = new double[s.steps()];
-    for (int i = 0; i < s.steps(); i++) {
-      long t0 = System.nanoTime();
-      TrainStep.run(t, params, List.of(b), -1);
-      sec[i] = (System.nanoTime() - t0) / 1e9;
-    }
-    java.util.Arrays.sort(sec);
-    return sec[sec.length / 2]; // the median step: robust to a noisy neighbour on 2 cores
+  }
+
+  static double timeStep(Trainable t, float[] params, Batch b) {
+    long t0 = System.nanoTime();
+    TrainStep.run(t, params, List.of(b), -1);
+    return (System.nanoTime() - t0) / 1e9;
+  }
+
+  static double median(double[] v) {
+    double[] c = v.clone();
+    java.util.Arrays.sort(c);
+    return c[c.length / 2];
   }
 
   /** Best of five fp32 2048×2048 matmuls through the same engine. */

@@ -4,12 +4,12 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.SplittableRandom;
 
 /**
@@ -38,10 +38,10 @@ final class LoraDelta implements LinearDelta {
   }
 
   @Override
-  public Optional<NDArray> delta(LinearSpec module, NDArray x) {
+  public NDArray addTo(LinearSpec module, NDArray x, NDArray y) {
     Factors f = factors.get(module.name());
     if (f == null) {
-      return Optional.empty();
+      return y;
     }
     NDArray xa;
     List<String> group = groups.get(module.inputGroup());
@@ -51,8 +51,9 @@ final class LoraDelta implements LinearDelta {
       NDArray in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
       xa = in.matMul(f.a().transpose()); // (..., r)
     }
-    // s·(x·Aᵀ)·Bᵀ = (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, saves a full-size pass
-    return Optional.of(xa.matMul(f.b().mul(f.scale()).transpose()));
+    // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
+    // adding in the product itself (addmm) save two full-size passes
+    return CausalLM.addmm(y, xa, f.b().mul(f.scale()));
   }
 
   /**

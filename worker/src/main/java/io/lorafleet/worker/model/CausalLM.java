@@ -249,12 +249,27 @@ public final class CausalLM implements AutoCloseable {
   /** y = x·W (+ b) (+ delta(x)) for the named projection; x (..., in) → (..., out). */
   NDArray linear(ForwardContext ctx, NDArray x, String module) {
     LinearSpec spec = linearSpec(module);
-    NDArray y = x.matMul(param(ctx, spec.weightKey()));
-    if (spec.hasBias()) {
-      y = y.add(param(ctx, spec.name() + ".bias"));
-    }
-    Optional<NDArray> d = ctx.delta().delta(spec, x);
-    return d.isPresent() ? y.add(d.get()) : y;
+    NDArray w = param(ctx, spec.weightKey()); // (in, out)
+    NDArray y = spec.hasBias() ? addmm(param(ctx, spec.name() + ".bias"), x, w.transpose()) : x.matMul(w);
+    return ctx.delta().addTo(spec, x, y);
+  }
+
+  /**
+   * c + x·wᵀ in one fused product (torch.addmm through torch.nn.functional.linear), so the sum is
+   * written once instead of by a matmul and a separate add. x (..., k), w (n, k), c broadcastable
+   * to (..., n), or exactly (..., n).
+   */
+  public static NDArray addmm(NDArray c, NDArray x, NDArray w) {
+    Shape xs = x.getShape();
+    long k = xs.get(xs.dimension() - 1);
+    long n = w.getShape().get(0);
+    NDArray x2 = x.reshape(-1, k);
+    NDArray c2 = c.getShape().dimension() == 1 ? c : c.reshape(-1, n);
+    NDArray y = ai.djl.pytorch.jni.JniUtils.linear((ai.djl.pytorch.engine.PtNDArray) x2, (ai.djl.pytorch.engine.PtNDArray) w,
+        (ai.djl.pytorch.engine.PtNDArray) c2);
+    long[] out = xs.getShape().clone(); // getShape() hands out the Shape's own array
+    out[out.length - 1] = n;
+    return y.reshape(new Shape(out));
   }
 
   /**

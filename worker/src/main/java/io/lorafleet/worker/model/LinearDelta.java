@@ -1,13 +1,16 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
-import java.util.Optional;
 
 /** An additive term on a projection's output, y = x·W + b + delta(x). LoRA implements it. */
 @FunctionalInterface
 public interface LinearDelta {
-  LinearDelta NONE = (module, x) -> Optional.empty();
+  LinearDelta NONE = (module, x, y) -> y;
 
-  /** @param x the projection input (..., in); returns (..., out) or empty when the module is untouched. */
-  Optional<NDArray> delta(LinearSpec module, NDArray x);
+  /**
+   * @param x the projection input (..., in)
+   * @param y the frozen projection's output x·W + b (..., out)
+   * @return y + delta(x), or y itself when the module is untouched
+   */
+  NDArray addTo(LinearSpec module, NDArray x, NDArray y);
 }

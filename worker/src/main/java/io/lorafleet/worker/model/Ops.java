@@ -2,7 +2,6 @@ package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.nn.Activation;
@@ -19,10 +18,14 @@ public final class Ops {
 
   private Ops() {}
 
-  /** RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x / sqrt(mean(x²) + eps). */
+  /**
+   * RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps). Multiplying by
+   * the (B, T, 1) reciprocal, as transformers does, keeps the backward pass to two full-size products
+   * where a division needs four.
+   */
   public static NDArray rmsNorm(NDArray x, NDArray w, double eps) {
-    NDArray var = x.square().mean(new int[] {-1}, true);
-    return x.div(var.add(eps).sqrt()).mul(w);
+    NDArray var = x.square().mean(new int[] {-1}, true); // (B, T, 1)
+    return x.mul(var.add(eps).pow(-0.5)).mul(w);
   }
 
   /** LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm. */
@@ -95,7 +98,10 @@ public final class Ops {
     return m.create(v, new Shape(rows, 1, t, s)).toType(dtype, false);
   }
 
-  /** cos and sin tables (B, 1, T, hd) for HF's rotate-half RoPE: emb = cat(pos·inv, pos·inv). */
+  /**
+   * cos and signed sin tables (B, 1, T, hd) for HF's rotate-half RoPE: emb = cat(pos·inv, pos·inv);
+   * the sin table carries rotate_half's sign, cat(−sin, sin), for {@link #rope}.
+   */
   public static NDArray[] ropeTables(NDManager m, int[][] positions, double[] invFreq, double posScale, DataType dtype) {
     int b = positions.length;
     int t = positions[0].length;
@@ -111,7 +117,8 @@ public final class Ops {
           // transformers multiplies in fp32: round the frequency and the angle as it does
           float ang = (float) p * (float) invFreq[f];
           cos[base + f] = cos[base + f + half] = (float) Math.cos(ang);
-          sin[base + f] = sin[base + f + half] = (float) Math.sin(ang);
+          sin[base + f] = -(float) Math.sin(ang);
+          sin[base + f + half] = (float) Math.sin(ang);
         }
       }
     }
@@ -119,11 +126,15 @@ public final class Ops {
     return new NDArray[] {m.create(cos, shape).toType(dtype, false), m.create(sin, shape).toType(dtype, false)};
   }
 
-  /** x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x[..., hd/2:], x[..., :hd/2]). */
-  public static NDArray rope(NDArray x, NDArray cos, NDArray sin) {
-    long half = x.getShape().get(3) / 2;
-    NDArray x1 = x.get(new NDIndex("..., :{}", half));
-    NDArray x2 = x.get(new NDIndex("..., {}:", half));
-    return x.mul(cos).add(x2.neg().concat(x1, -1).mul(sin));
+  /**
+   * x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x[..., hd/2:], x[..., :hd/2]) (HF's
+   * apply_rotary_pos_emb). The halves are swapped by a flip of x viewed as (..., 2, hd/2), and the
+   * sign lives in {@code signedSin}: slicing and concatenating would cost zero-filled gradients.
+   */
+  public static NDArray rope(NDArray x, NDArray cos, NDArray signedSin) {
+    Shape s = x.getShape();
+    long half = s.get(3) / 2;
+    NDArray swapped = x.reshape(s.get(0), s.get(1), s.get(2), 2, half).flip(3).reshape(s); // cat(x2, x1)
+    return x.mul(cos).add(swapped.mul(signedSin));
   }
 }

@@ -2,7 +2,6 @@ package io.lorafleet.worker.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.Batch;
@@ -22,8 +21,10 @@ public final class TokenLoss {
     if (t < 2) {
       return m.zeros(new Shape(), logits.getDataType());
     }
-    long[] idx = new long[b * (t - 1)];
-    float[] valid = new float[b * (t - 1)];
+    // Targets are shifted instead of the logits sliced: slicing (B, T−1, V) out of (B, T, V) costs a
+    // vocabulary-sized zero fill and copy in the backward pass. The last position has no target.
+    long[] idx = new long[b * t];
+    float[] valid = new float[b * t];
     int[][] labels = batch.labels();
     for (int r = 0; r < b; r++) {
       for (int i = 0; i < t - 1; i++) {
@@ -32,14 +33,14 @@ public final class TokenLoss {
         if (ok && (y < 0 || y >= logits.getShape().get(2))) {
           throw new IllegalArgumentException("label " + y + " at row " + r + ", position " + (i + 1) + " is outside the vocabulary [0, " + logits.getShape().get(2) + ")");
         }
-        idx[r * (t - 1) + i] = ok ? y : 0;
-        valid[r * (t - 1) + i] = ok ? 1f : 0f;
+        idx[r * t + i] = ok ? y : 0;
+        valid[r * t + i] = ok ? 1f : 0f;
       }
     }
-    NDArray logp = logits.get(new NDIndex(":, :{}, :", t - 1)).logSoftmax(-1); // (B, T-1, V)
-    NDArray target = m.create(idx, new Shape(b, t - 1, 1));
-    NDArray picked = logp.gather(target, 2).reshape(b, t - 1); // (B, T-1)
-    NDArray mask = m.create(valid, new Shape(b, t - 1)).toType(logits.getDataType(), false);
+    NDArray logp = logits.logSoftmax(-1); // (B, T, V)
+    NDArray target = m.create(idx, new Shape(b, t, 1));
+    NDArray picked = logp.gather(target, 2).reshape(b, t); // (B, T)
+    NDArray mask = m.create(valid, new Shape(b, t)).toType(logits.getDataType(), false);
     return picked.mul(mask).sum().neg();
   }
 
