@@ -88,6 +88,7 @@ public final class Prepare {
     manifest.put("records_quarantined", bad.size());
     Path outDir = new Path(o.output());
     FileSystem fs = outDir.getFileSystem(hconf);
+    fs.setWriteChecksum(false); // no .crc side files beside the shards on a local filesystem
     fs.mkdirs(outDir);
     writeQuarantine(fs, new Path(outDir, QUARANTINE), bad);
     double badFraction = total == 0 ? 1 : (double) bad.size() / total;

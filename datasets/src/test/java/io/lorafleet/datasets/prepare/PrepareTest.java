@@ -63,6 +63,9 @@ class PrepareTest {
       assertEquals(tok.fingerprint(), m.get("tokenizer_fingerprint").asText());
     }
     assertEquals(2, m.at("/splits/train/target_tokens").asLong());
+    try (var files = Files.walk(tmp.resolve("out"))) {
+      assertEquals(List.of(), files.filter(f -> f.getFileName().toString().endsWith(".crc")).toList(), "no checksum side files in the output");
+    }
   }
 
   @Test
