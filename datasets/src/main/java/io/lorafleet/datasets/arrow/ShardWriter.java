@@ -2,6 +2,8 @@ package io.lorafleet.datasets.arrow;
 
 import java.io.IOException;
 import java.io.OutputStream;
+import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
@@ -17,11 +19,21 @@ public final class ShardWriter {
   private ShardWriter() {}
 
   public static void write(OutputStream out, List<Example> examples, boolean packed) throws IOException {
+    write(out, examples.iterator(), packed);
+  }
+
+  /** Streams examples out batch by batch: only {@link #BATCH_ROWS} rows are held at a time. */
+  public static void write(OutputStream out, Iterator<Example> examples, boolean packed) throws IOException {
     try (BufferAllocator alloc = new RootAllocator(); VectorSchemaRoot root = VectorSchemaRoot.create(ShardFormat.schema(packed), alloc);
         ArrowStreamWriter w = new ArrowStreamWriter(root, null, out)) {
       w.start();
-      for (int from = 0; from < examples.size() || from == 0; from += BATCH_ROWS) {
-        List<Example> chunk = examples.subList(from, Math.min(examples.size(), from + BATCH_ROWS));
+      boolean first = true;
+      while (first || examples.hasNext()) {
+        List<Example> chunk = new ArrayList<>(BATCH_ROWS);
+        while (chunk.size() < BATCH_ROWS && examples.hasNext()) {
+          chunk.add(examples.next());
+        }
+        first = false;
         root.allocateNew();
         fill((ListVector) root.getVector(ShardFormat.INPUT_IDS), chunk, 0);
         fill((ListVector) root.getVector(ShardFormat.LABELS), chunk, 1);
@@ -29,10 +41,7 @@ public final class ShardWriter {
           fill((ListVector) root.getVector(ShardFormat.POSITION_IDS), chunk, 2);
         }
         root.setRowCount(chunk.size());
-        w.writeBatch();
-        if (examples.isEmpty()) {
-          break;
-        }
+        w.writeBatch(); // an empty shard still holds one empty batch, as datasets writes it
       }
       w.end();
     }

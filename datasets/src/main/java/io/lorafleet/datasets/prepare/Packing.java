@@ -2,10 +2,12 @@ package io.lorafleet.datasets.prepare;
 
 import io.lorafleet.datasets.arrow.Example;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.List;
+import java.util.NoSuchElementException;
 
 /**
- * --pack: consecutive examples (in shuffled order) share a row of at most {@code len} tokens.
+ * --pack: consecutive examples of a shard (in shuffled order) share a row of at most {@code len} tokens.
  * Position ids restart at 0 for each example, which is what keeps attention inside it (the model
  * derives segments from the restarts), and the first label of every example is -100 so that no
  * loss predicts one example from the end of the previous one.
@@ -15,22 +17,35 @@ final class Packing {
 
   static List<Prepare.Out> pack(List<Prepare.Out> ordered, int len) {
     List<Prepare.Out> rows = new ArrayList<>();
-    List<Prepare.Out> bin = new ArrayList<>();
-    int used = 0;
-    for (Prepare.Out o : ordered) {
-      int n = o.example().inputIds().length;
-      if (used + n > len && !bin.isEmpty()) {
-        rows.add(row(bin));
-        bin = new ArrayList<>();
-        used = 0;
-      }
-      bin.add(o);
-      used += n;
-    }
-    if (!bin.isEmpty()) {
-      rows.add(row(bin));
-    }
+    pack(ordered.iterator(), len).forEachRemaining(rows::add);
     return rows;
+  }
+
+  /** Packs lazily: holds one row's examples at a time. */
+  static Iterator<Prepare.Out> pack(Iterator<Prepare.Out> ordered, int len) {
+    return new Iterator<>() {
+      private Prepare.Out pending = ordered.hasNext() ? ordered.next() : null;
+
+      @Override
+      public boolean hasNext() {
+        return pending != null;
+      }
+
+      @Override
+      public Prepare.Out next() {
+        if (pending == null) {
+          throw new NoSuchElementException();
+        }
+        List<Prepare.Out> bin = new ArrayList<>();
+        int used = 0;
+        while (pending != null && (bin.isEmpty() || used + pending.example().inputIds().length <= len)) {
+          bin.add(pending);
+          used += pending.example().inputIds().length;
+          pending = ordered.hasNext() ? ordered.next() : null;
+        }
+        return row(bin);
+      }
+    };
   }
 
   private static Prepare.Out row(List<Prepare.Out> bin) {

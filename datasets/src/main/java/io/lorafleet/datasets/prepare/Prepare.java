@@ -39,8 +39,8 @@ import org.apache.spark.sql.SparkSession;
  * <p>Each input file is read with its line (JSONL) or row (Parquet, CSV) numbers, so every bad
  * record lands in quarantine.jsonl with its source and reason. Records get a key hashed from (seed,
  * file name, line): it decides the validation split and the shuffle order, so the same seed gives
- * byte-identical shards. Shard i takes every n-th example of the shuffled order, so shards differ in
- * size by at most one and spread evenly over any number of workers.
+ * byte-identical shards. Shard i holds the examples whose key is i mod n, in key order; shards are
+ * written by the executors, so a split never has to fit in the driver.
  */
 public final class Prepare {
   public static final String MANIFEST = "manifest.json";
@@ -102,7 +102,7 @@ public final class Prepare {
     for (boolean val : new boolean[] {false, true}) {
       JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
       String name = val ? "validation" : "train";
-      splits.set(name, writeSplit(fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
+      splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
     }
     out.unpersist();
     Path mf = new Path(outDir, MANIFEST);
@@ -226,48 +226,77 @@ public final class Prepare {
     return z ^ (z >>> 31);
   }
 
-  /** @param packLen 0 for one example per row, else rows packed up to this many tokens */
-  static ObjectNode writeSplit(FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen) throws IOException {
+  /** The shuffle order: by key, ties broken by source position. */
+  record Order(long key, String file, long line) implements Comparable<Order>, Serializable {
+    static Order of(Out o) {
+      return new Order(o.key(), o.file(), o.line());
+    }
+
+    @Override
+    public int compareTo(Order b) {
+      return key != b.key ? Long.compare(key, b.key) : !file.equals(b.file) ? file.compareTo(b.file) : Long.compare(line, b.line);
+    }
+  }
+
+  /** An example goes to shard (shuffle key mod n): one shuffle places and orders every example. */
+  static final class ShardPartitioner extends org.apache.spark.Partitioner {
+    private final int shards;
+
+    ShardPartitioner(int shards) {
+      this.shards = shards;
+    }
+
+    @Override
+    public int numPartitions() {
+      return shards;
+    }
+
+    @Override
+    public int getPartition(Object order) {
+      return (int) Long.remainderUnsigned(((Order) order).key(), shards);
+    }
+  }
+
+  /** What one shard holds; shards' stats add up to the split's. */
+  record ShardStats(long records, long rows, long tokens, long targetTokens, long truncated, TreeMap<Integer, Long> hist) implements Serializable {}
+
+  /**
+   * Places every example in shard (key mod n), ordered by key within it, and writes shard i in the
+   * task for partition i, streaming, under a temporary name that is then renamed: nothing of a
+   * split passes through the driver, and a shard appears whole or not at all. Keys are uniform
+   * hashes, so shard sizes differ only by chance (about ±√(size) rows).
+   *
+   * @param packLen 0 for one example per row, else rows packed up to this many tokens (within a shard)
+   */
+  static ObjectNode writeSplit(JavaSparkContext jsc, FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen) throws IOException {
     fs.mkdirs(dir);
-    // Shuffle order: by key, ties broken by source position; example i goes to shard i mod n.
-    List<Out> ordered = new ArrayList<>(split.collect());
-    ordered.sort((a, b) -> a.key() != b.key() ? Long.compare(a.key(), b.key()) : a.file().equals(b.file()) ? Long.compare(a.line(), b.line()) : a.file().compareTo(b.file()));
-    int examples = ordered.size();
-    if (packLen > 0) {
-      ordered = Packing.pack(ordered, packLen);
-    }
-    int n = Math.max(1, Math.min(shards, ordered.size()));
-    List<List<Example>> byShard = new ArrayList<>();
+    long examples = split.count();
+    int n = (int) Math.max(1, Math.min(shards, examples));
+    JavaPairRDD<Order, Out> byShard = split.mapToPair(o -> new scala.Tuple2<>(Order.of(o), o))
+        .repartitionAndSortWithinPartitions(new ShardPartitioner(n));
+    var conf = jsc.broadcast(new org.apache.spark.util.SerializableConfiguration(jsc.hadoopConfiguration()));
+    String dirName = dir.toString();
+    List<ShardStats> perShard = byShard.mapPartitionsWithIndex((i, it) -> {
+      FileSystem efs = new Path(dirName).getFileSystem(conf.value().value());
+      efs.setWriteChecksum(false);
+      return List.of(writeShard(efs, new Path(dirName), i, n, it, packLen)).iterator();
+    }, true).collect();
+    conf.destroy();
+    ArrayNode files = JSON.createArrayNode();
     for (int i = 0; i < n; i++) {
-      byShard.add(new ArrayList<>());
+      files.addObject().put("filename", ShardFormat.shardName(i, n));
     }
+    long rows = 0;
     long tokens = 0;
     long targetTokens = 0;
     long truncated = 0;
     TreeMap<Integer, Long> hist = new TreeMap<>();
-    for (int i = 0; i < ordered.size(); i++) {
-      Example e = ordered.get(i).example();
-      byShard.get(i % n).add(e);
-      tokens += e.inputIds().length;
-      for (int l : e.labels()) {
-        targetTokens += l == -100 ? 0 : 1;
-      }
-      truncated += ordered.get(i).truncated() ? 1 : 0;
-      hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);
-    }
-    ArrayNode files = JSON.createArrayNode();
-    for (int i = 0; i < n; i++) {
-      String name = ShardFormat.shardName(i, n);
-      Path tmp = new Path(dir, "." + name + ".tmp");
-      try (OutputStream s = fs.create(tmp, true)) {
-        ShardWriter.write(s, byShard.get(i), packLen > 0);
-      }
-      Path fin = new Path(dir, name);
-      fs.delete(fin, false);
-      if (!fs.rename(tmp, fin)) {
-        throw new IOException("cannot rename " + tmp + " to " + fin);
-      }
-      files.addObject().put("filename", name);
+    for (ShardStats st : perShard) {
+      rows += st.rows();
+      tokens += st.tokens();
+      targetTokens += st.targetTokens();
+      truncated += st.truncated();
+      st.hist().forEach((k, v) -> hist.merge(k, v, Long::sum));
     }
     ObjectNode state = JSON.createObjectNode();
     state.set("_data_files", files);
@@ -282,10 +311,10 @@ public final class Prepare {
     writeJson(fs, new Path(dir, "dataset_info.json"), info);
     ObjectNode stats = JSON.createObjectNode();
     stats.put("records", examples);
-    stats.put("rows", ordered.size());
+    stats.put("rows", rows);
     if (packLen > 0) {
       stats.put("packed_to", packLen);
-      stats.put("packing_efficiency", ordered.isEmpty() ? 0 : (double) tokens / ((long) ordered.size() * packLen));
+      stats.put("packing_efficiency", rows == 0 ? 0 : (double) tokens / (rows * packLen));
     }
     stats.put("tokens", tokens);
     stats.put("target_tokens", targetTokens);
@@ -294,6 +323,56 @@ public final class Prepare {
     ObjectNode h = stats.putObject("length_histogram");
     hist.forEach((k, v) -> h.put("<=" + k, v));
     return stats;
+  }
+
+  static ShardStats writeShard(FileSystem fs, Path dir, int shard, int n, Iterator<scala.Tuple2<Order, Out>> it, int packLen) throws IOException {
+    long[] counts = new long[5]; // records, rows, tokens, target tokens, truncated
+    TreeMap<Integer, Long> hist = new TreeMap<>();
+    Iterator<Out> records = new Iterator<>() {
+      @Override
+      public boolean hasNext() {
+        return it.hasNext();
+      }
+
+      @Override
+      public Out next() {
+        counts[0]++;
+        return it.next()._2();
+      }
+    };
+    Iterator<Out> rows = packLen > 0 ? Packing.pack(records, packLen) : records;
+    Iterator<Example> examples = new Iterator<>() {
+      @Override
+      public boolean hasNext() {
+        return rows.hasNext();
+      }
+
+      @Override
+      public Example next() {
+        Out o = rows.next();
+        Example e = o.example();
+        counts[1]++;
+        counts[2] += e.inputIds().length;
+        for (int l : e.labels()) {
+          counts[3] += l == -100 ? 0 : 1;
+        }
+        counts[4] += o.truncated() ? 1 : 0;
+        hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);
+        return e;
+      }
+    };
+    String name = ShardFormat.shardName(shard, n);
+    org.apache.spark.TaskContext task = org.apache.spark.TaskContext.get();
+    Path tmp = new Path(dir, "." + name + "." + (task == null ? 0 : task.taskAttemptId()) + ".tmp");
+    try (OutputStream s = fs.create(tmp, true)) {
+      ShardWriter.write(s, examples, packLen > 0);
+    }
+    Path fin = new Path(dir, name);
+    fs.delete(fin, false);
+    if (!fs.rename(tmp, fin)) {
+      throw new IOException("cannot rename " + tmp + " to " + fin);
+    }
+    return new ShardStats(counts[0], counts[1], counts[2], counts[3], counts[4], hist);
   }
 
   static void writeJson(FileSystem fs, Path p, JsonNode n) throws IOException {
