@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
+import io.lorafleet.worker.model.Ops;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -53,7 +54,7 @@ final class LoraDelta implements LinearDelta {
     }
     // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
     // adding in the product itself (addmm) save two full-size passes
-    return CausalLM.addmm(y, xa, f.b().mul(f.scale()));
+    return CausalLM.addmm(y, xa, f.b().mul(Ops.constant(f.b(), f.scale())));
   }
 
   /**

@@ -19,13 +19,26 @@ public final class Ops {
   private Ops() {}
 
   /**
+   * A 0-d constant owned by {@code like}'s manager, in its dtype. Never use DJL's Number overloads
+   * (mul(Number), div(Number), pow(Number)) where autograd may save the operand: they wrap the
+   * number in a tensor over a direct buffer and close it as soon as the op returns, while autograd
+   * keeps the tensor for the backward pass; once the garbage collector frees that buffer, the
+   * gradient reads freed memory (seen as NaN or run-to-run differences under GC pressure). A
+   * constant made here lives until the step's manager closes. add(Number) and sub(Number) are
+   * safe: their backward passes save nothing.
+   */
+  public static NDArray constant(NDArray like, double v) {
+    return like.getManager().create(v).toType(like.getDataType(), false);
+  }
+
+  /**
    * RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps). Multiplying by
    * the (B, T, 1) reciprocal, as transformers does, keeps the backward pass to two full-size products
    * where a division needs four.
    */
   public static NDArray rmsNorm(NDArray x, NDArray w, double eps) {
     NDArray var = x.square().mean(new int[] {-1}, true); // (B, T, 1)
-    return x.mul(var.add(eps).pow(-0.5)).mul(w);
+    return x.mul(var.add(eps).pow(constant(var, -0.5))).mul(w);
   }
 
   /** LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm. */
@@ -42,8 +55,8 @@ public final class Ops {
 
   /** GPT-2's gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
   public static NDArray geluTanh(NDArray x) {
-    NDArray inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2.0 / Math.PI));
-    return x.mul(inner.tanh().add(1)).mul(0.5);
+    NDArray inner = x.add(x.mul(x).mul(x).mul(constant(x, 0.044715))).mul(constant(x, Math.sqrt(2.0 / Math.PI)));
+    return x.mul(inner.tanh().add(1)).mul(constant(x, 0.5));
   }
 
   /**
@@ -53,7 +66,7 @@ public final class Ops {
   public static NDArray attention(NDArray q, NDArray k, NDArray v, NDArray mask) {
     long hd = q.getShape().get(3);
     // scale q (B, nh, T, hd) rather than the scores (B, nh, T, S): the same product, a smaller pass
-    NDArray scores = q.mul(1.0 / Math.sqrt(hd)).matMul(k.transpose(0, 1, 3, 2)).add(mask); // (B, nh, T, S)
+    NDArray scores = q.mul(constant(q, 1.0 / Math.sqrt(hd))).matMul(k.transpose(0, 1, 3, 2)).add(mask); // (B, nh, T, S)
     NDArray out = scores.softmax(-1).matMul(v); // (B, nh, T, hd)
     Shape s = out.getShape();
     return out.transpose(0, 2, 1, 3).reshape(s.get(0), s.get(2), s.get(1) * hd);
