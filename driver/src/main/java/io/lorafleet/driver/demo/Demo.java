@@ -75,7 +75,7 @@ public final class Demo {
     System.out.println("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
     System.out.println("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
     TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 1e-2, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, 0,
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, 0,
         120_000, 2, false, "", 50, 64, 4, "svd");
     Trainer.Result res = Trainer.run(spark, cfg, true);
     System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
