@@ -1,10 +1,10 @@
 package io.lorafleet.worker.train;
 
-import io.lorafleet.worker.model.Djl;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
-import ai.djl.training.GradientCollector;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.jni.JniUtils;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.model.Batch;
 import java.util.List;
@@ -14,12 +14,6 @@ import java.util.List;
  * micro-batch runs in its own NDManager scope, so native memory is released before the next.
  */
 public final class TrainStep {
-  /**
-   * DJL's PyTorch engine allows one GradientCollector per JVM at a time, so tasks sharing an
-   * executor JVM (local[N], or several cores per executor) take turns for forward+backward.
-   */
-  private static final Object AUTOGRAD = new Object();
-
   private TrainStep() {}
 
   /**
@@ -35,25 +29,34 @@ public final class TrainStep {
     long tokens = 0;
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
-      synchronized (AUTOGRAD) {
-        loss += microBatch(trainable, params, batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
-      }
+      loss += microBatch(trainable, params, batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
       tokens += batch.targetTokens();
     }
     return new StepResult(grad, loss, tokens);
   }
 
-  /** Forward and backward of one micro-batch; adds its gradient into {@code grad} and returns its loss sum. */
+  /**
+   * Forward and backward of one micro-batch; adds its gradient into {@code grad} and returns its loss
+   * sum. Autograd is driven directly (grad mode on for this thread, then backward from the loss)
+   * rather than through DJL's GradientCollector, which allows one collector per JVM: libtorch's grad
+   * mode is thread-local and its engine runs independent graphs from several threads, so tasks that
+   * share an executor JVM (local[N], several cores per executor) train at the same time. The frozen
+   * base they share is only read.
+   */
   private static double microBatch(Trainable trainable, float[] params, Batch batch, long seed, float[] grad) {
     try (NDManager step = trainable.base().manager().newSubManager()) {
       Trainable.Bound bound;
       NDArray lossSum;
-      try (GradientCollector gc = Djl.engine().newGradientCollector()) {
-        // bind inside the collector: views of the leaves (transposes) must be recorded by autograd
+      boolean gradMode = JniUtils.isGradMode();
+      JniUtils.setGradMode(true);
+      try {
+        // bind with grad mode on: views of the leaves (transposes) must be recorded by autograd
         bound = trainable.bind(step, params, true, seed);
         NDArray logits = trainable.base().forward(bound.context(), batch);
         lossSum = TokenLoss.sum(step, logits, batch);
-        gc.backward(lossSum);
+        JniUtils.backward((PtNDArray) lossSum, (PtNDArray) step.ones(lossSum.getShape(), lossSum.getDataType()), false, false);
+      } finally {
+        JniUtils.setGradMode(gradMode);
       }
       List<FlatLayout.Slot> slots = trainable.layout().slots();
       for (int j = 0; j < slots.size(); j++) {

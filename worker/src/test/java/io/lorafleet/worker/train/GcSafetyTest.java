@@ -25,8 +25,9 @@ import org.junit.jupiter.params.provider.ValueSource;
  * with a thread forcing collections all the while and requires bit-identical gradients.
  */
 class GcSafetyTest {
-  static List<float[]> steps(CausalLM m, Trainable t, float[] params, int n) {
-    Random r = new Random(9);
+  /** n steps on random batches drawn from {@code dataSeed}; the gradient of each. */
+  static List<float[]> steps(CausalLM m, Trainable t, float[] params, int n, long dataSeed) {
+    Random r = new Random(dataSeed);
     List<float[]> grads = new ArrayList<>();
     for (int s = 0; s < n; s++) {
       int[][] ids = new int[2][10];
@@ -62,7 +63,7 @@ class GcSafetyTest {
         t = full;
       }
       int n = 20;
-      List<float[]> quiet = steps(m, t, params, n);
+      List<float[]> quiet = steps(m, t, params, n, 9);
       AtomicBoolean stop = new AtomicBoolean();
       Thread gc = new Thread(() -> {
         while (!stop.get()) {
@@ -78,7 +79,7 @@ class GcSafetyTest {
       gc.start();
       List<float[]> stressed;
       try {
-        stressed = steps(m, t, params, n);
+        stressed = steps(m, t, params, n, 9);
       } finally {
         stop.set(true);
         gc.join();
