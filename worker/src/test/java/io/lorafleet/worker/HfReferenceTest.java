@@ -156,6 +156,9 @@ class HfReferenceTest {
       int[] want = ints(ref.read("generate.lora"))[0];
       assertArrayEquals(want, Generator.generate(base, Optional.of(lora), values, prompt, Sampling.greedy(want.length), Optional.empty()),
           name + " greedy generation");
+      int[][] batched = Generator.greedyBatch(base, Optional.of(lora), values, new int[][] {prompt, {prompt[0]}}, new int[] {want.length, 3},
+          Optional.empty());
+      assertArrayEquals(want, batched[0], name + " greedy generation beside a shorter, left-padded prompt");
 
       // 5. the adapter written back reads back identically; merged forward equals PEFT's merge_and_unload
       Path out = tmp.resolve(name);

@@ -5,7 +5,6 @@ import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.driver.train.GlobalBatch;
 import io.lorafleet.driver.train.ModelCache;
 import io.lorafleet.worker.generate.Generator;
-import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.train.FrozenModel;
@@ -15,7 +14,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
 import java.util.stream.IntStream;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
@@ -34,17 +35,34 @@ public final class Evaluator {
     Trainable t = adapter.<Trainable>map(AdapterFormat.Loaded::model).orElseGet(() -> new FrozenModel(base));
     float[] values = adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]);
     var loss = TrainStep.evaluate(t, values, GlobalBatch.microBatches(examples, batch));
-    long exact = 0;
+    List<int[]> prompts = new ArrayList<>();
+    List<int[]> answers = new ArrayList<>();
     for (Example e : examples) {
       int first = firstLabel(e);
-      if (first <= 0) {
-        continue;
+      if (first > 0) {
+        prompts.add(Arrays.copyOf(e.inputIds(), first));
+        answers.add(Arrays.copyOfRange(e.inputIds(), first, e.inputIds().length));
       }
-      int[] prompt = Arrays.copyOf(e.inputIds(), first);
-      int[] answer = Arrays.copyOfRange(e.inputIds(), first, e.inputIds().length);
-      int eos = answer[answer.length - 1];
-      int[] gen = Generator.generate(base, Optional.of(t), values, prompt, Sampling.greedy(answer.length), Optional.of(eos));
-      exact += Arrays.equals(gen, answer) ? 1 : 0;
+    }
+    long exact = 0;
+    // Greedy generation in batches; a row stops at its answer's length or at the answer's last token
+    // (EOS), so every generation is compared with its answer token for token.
+    for (int from = 0; from < prompts.size(); from += batch) {
+      int to = Math.min(prompts.size(), from + batch);
+      List<int[]> as = answers.subList(from, to);
+      Map<Integer, List<Integer>> byEos = new TreeMap<>();
+      for (int i = 0; i < as.size(); i++) {
+        byEos.computeIfAbsent(as.get(i)[as.get(i).length - 1], k -> new ArrayList<>()).add(from + i);
+      }
+      for (var group : byEos.entrySet()) {
+        List<Integer> rows = group.getValue();
+        int[][] ps = rows.stream().map(prompts::get).toArray(int[][]::new);
+        int[] maxNew = rows.stream().mapToInt(i -> answers.get(i).length).toArray();
+        int[][] gen = Generator.greedyBatch(base, Optional.of(t), values, ps, maxNew, Optional.of(group.getKey()));
+        for (int k = 0; k < rows.size(); k++) {
+          exact += Arrays.equals(gen[k], answers.get(rows.get(k))) ? 1 : 0;
+        }
+      }
     }
     return new Scores(loss.lossSum(), loss.tokens(), exact, examples.size());
   }

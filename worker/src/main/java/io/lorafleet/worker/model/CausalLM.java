@@ -238,6 +238,20 @@ public final class CausalLM implements AutoCloseable {
     return decoder.forward(this, ctx, idArr, pos, Optional.empty(), Optional.of(cache));
   }
 
+  /**
+   * Logits for new tokens (B, T) of rows that continue at their own positions: {@code positions}
+   * (B, T) for the new tokens, and {@code segments} (B, cached + T) for every key so far, so that a
+   * query sees only keys of its own segment (left padding gets a segment of its own).
+   */
+  public NDArray forward(ForwardContext ctx, int[][] ids, int[][] positions, int[][] segments, KvCache cache) {
+    if (segments[0].length != cache.length() + ids[0].length) {
+      throw new IllegalArgumentException("segments cover " + segments[0].length + " keys but the cache holds " + cache.length()
+          + " and " + ids[0].length + " are new");
+    }
+    NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
+    return decoder.forward(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache));
+  }
+
   public KvCache newCache(NDManager parent) {
     return new KvCache(parent, config.layers());
   }

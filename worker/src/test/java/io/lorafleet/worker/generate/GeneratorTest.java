@@ -2,6 +2,7 @@ package io.lorafleet.worker.generate;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -61,6 +62,34 @@ class GeneratorTest {
       int[] sampled = Generator.generate(m, Optional.empty(), new float[0], prompt, new Sampling(10, 0.8, 0.9, 5), Optional.empty());
       assertArrayEquals(sampled, Generator.generate(m, Optional.empty(), new float[0], prompt, new Sampling(10, 0.8, 0.9, 5), Optional.empty()));
       assertEquals(10, sampled.length);
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gpt2"})
+  void batchedGreedyEqualsEachPromptAlone(String arch) {
+    TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2;
+    try (CausalLM m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("all-linear")));
+      float[] p = lora.initialParams(3);
+      Random r = new Random(1);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) r.nextGaussian() * 0.3f;
+      }
+      int[][] prompts = {{1, 5, 9, 3}, {1, 7}, {1, 2, 3, 4, 5, 6, 7}, {1}};
+      int[] maxNew = {6, 9, 3, 8};
+      for (Optional<Trainable> adapter : List.of(Optional.<Trainable>empty(), Optional.<Trainable>of(lora))) {
+        float[] values = adapter.isPresent() ? p : new float[0];
+        int[] alone0 = Generator.generate(m, adapter, values, prompts[0], Sampling.greedy(maxNew[0]), Optional.empty());
+        // the first row's third token as "EOS": that row stops there, the others run on
+        int eos = alone0[2];
+        int[][] batched = Generator.greedyBatch(m, adapter, values, prompts, maxNew, Optional.of(eos));
+        for (int b = 0; b < prompts.length; b++) {
+          int[] alone = Generator.generate(m, adapter, values, prompts[b], Sampling.greedy(maxNew[b]), Optional.of(eos));
+          assertArrayEquals(alone, batched[b], arch + (adapter.isPresent() ? " + LoRA" : "") + ", prompt " + b);
+        }
+        assertTrue(batched[0].length <= 3 && batched[0][batched[0].length - 1] == eos, "row 0 stops at its EOS");
+      }
     }
   }
 }
