@@ -83,6 +83,12 @@ def cases():
              lora=LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True,
                              bias="all", lora_dropout=0.0, task_type="CAUSAL_LM"),
              dtype=torch.float32),
+        dict(name="gpt2-f16",
+             config=GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                               layer_norm_epsilon=1e-5, bos_token_id=1, eos_token_id=2),
+             lora=LoraConfig(r=2, lora_alpha=4, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0,
+                             task_type="CAUSAL_LM"),
+             dtype=torch.float16),
     ]
 
 

@@ -113,7 +113,7 @@ class HfReferenceTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "llama-bf16", "qwen2", "mistral", "gpt2"})
+  @ValueSource(strings = {"llama", "llama-bf16", "qwen2", "mistral", "gpt2", "gpt2-f16"})
   void matchesTransformersAndPeft(String name) throws Exception {
     Path dir = ROOT.resolve(name);
     SafetensorsReader ref = SafetensorsReader.open(dir.resolve("reference.safetensors"));
