@@ -138,6 +138,17 @@ public final class AdapterFormat {
     if (n.path("use_dora").asBoolean(false)) {
       throw new IllegalArgumentException(f + ": use_dora is true; DoRA adapters are not supported");
     }
+    // PEFT options that change what the adapter computes or holds; applying the adapter without
+    // them would silently give another model, so they are refused by name.
+    if (n.path("lora_bias").asBoolean(false)) {
+      throw new IllegalArgumentException(f + ": lora_bias is true; adapters with a bias on lora_B are not supported, expected false");
+    }
+    for (String field : List.of("modules_to_save", "exclude_modules", "layer_replication", "trainable_token_indices")) {
+      JsonNode v = n.get(field);
+      if (v != null && !v.isNull() && !(v.isContainerNode() && v.isEmpty())) {
+        throw new IllegalArgumentException(f + ": " + field + " is " + v + "; this PEFT option is not supported, expected null");
+      }
+    }
     JsonNode tm = n.get("target_modules");
     List<String> targets = new ArrayList<>();
     boolean regex = false;

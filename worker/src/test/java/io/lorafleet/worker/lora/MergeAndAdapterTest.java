@@ -125,4 +125,31 @@ class MergeAndAdapterTest {
       }
     }
   }
+
+  @Test
+  void peftOptionsThatChangeTheModelAreRefusedByName() throws Exception {
+    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj")));
+      AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
+      Path cfg = tmp.resolve(AdapterFormat.CONFIG);
+      ObjectMapper json = new ObjectMapper();
+      String original = Files.readString(cfg);
+      Map<String, String> cases = Map.of(
+          "{\"modules_to_save\": [\"lm_head\"]}", "modules_to_save is [\"lm_head\"]",
+          "{\"lora_bias\": true}", "lora_bias is true",
+          "{\"exclude_modules\": \"q_proj\"}", "exclude_modules is \"q_proj\"");
+      for (var c : cases.entrySet()) {
+        var n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(original);
+        n.setAll((com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(c.getKey()));
+        Files.writeString(cfg, n.toString());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, llama));
+        assertTrue(e.getMessage().contains(c.getValue()) && e.getMessage().contains(AdapterFormat.CONFIG), e.getMessage());
+      }
+      var n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(original);
+      n.putNull("modules_to_save");
+      n.putArray("exclude_modules");
+      Files.writeString(cfg, n.toString());
+      assertEquals(lora.layout().size(), AdapterFormat.read(tmp, llama).values().length, "null and empty are PEFT's defaults");
+    }
+  }
 }
