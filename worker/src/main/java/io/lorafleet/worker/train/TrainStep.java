@@ -64,8 +64,15 @@ public final class TrainStep {
         g.attach(step);
         float[] gv = g.toType(DataType.FLOAT32, false).toFloatArray();
         int off = slots.get(j).offset();
+        double sum = 0; // non-finite if any entry is NaN or infinite
         for (int k = 0; k < gv.length; k++) {
           grad[off + k] += gv[k];
+          sum += gv[k];
+        }
+        if (!Double.isFinite(sum)) {
+          throw new IllegalStateException("non-finite gradient for '" + slots.get(j).key() + "' ("
+              + "loss " + TokenLoss.value(lossSum) + "): the step diverged or overflowed; "
+              + "lower the learning rate");
         }
       }
       return TokenLoss.value(lossSum);
