@@ -60,12 +60,12 @@ import org.junit.jupiter.params.provider.ValueSource;
  * adapter, a merged export and its logits per case, and with {@code -Dlorafleet.hfcheck.out=DIR}
  * copies them to DIR for {@code hf_reference.py check DIR}.
  */
-class HfReferenceTest {
-  static final Path ROOT = Paths.get("src/test/resources/hf-reference");
+public class HfReferenceTest {
+  public static final Path ROOT = Paths.get("src/test/resources/hf-reference");
 
   @TempDir Path tmp;
 
-  static int[][] ints(Tensor t) {
+  public static int[][] ints(Tensor t) {
     ByteBuffer b = ByteBuffer.wrap(t.data()).order(ByteOrder.LITTLE_ENDIAN);
     long[] s = t.shape();
     int rows = s.length == 1 ? 1 : (int) s[0];
@@ -78,7 +78,7 @@ class HfReferenceTest {
     return out;
   }
 
-  static double scalar(Tensor t) {
+  public static double scalar(Tensor t) {
     return t.toFloatArray()[0];
   }
 
@@ -98,7 +98,7 @@ class HfReferenceTest {
         + " (tolerance " + atol + " + " + rtol + "·|ref|)");
   }
 
-  static float[] logits(CausalLM m, Trainable adapter, float[] values, Batch batch) {
+  public static float[] logits(CausalLM m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
       ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, -1).context();
       return m.forward(ctx, batch).toType(DataType.FLOAT32, false).toFloatArray();

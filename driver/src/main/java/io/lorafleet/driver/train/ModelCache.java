@@ -1,10 +1,10 @@
 package io.lorafleet.driver.train;
 
 import ai.djl.Device;
-import ai.djl.ndarray.types.DataType;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.prepare.Prepare;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.Djl;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -19,7 +19,7 @@ public final class ModelCache {
   private ModelCache() {}
 
   public static CausalLM model(String dir, Device device) {
-    return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, DataType.FLOAT32));
+    return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, Djl.computeDtype(device)));
   }
 
   public static List<Example> examples(String splitDir) {

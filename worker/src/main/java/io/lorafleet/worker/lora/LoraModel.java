@@ -4,8 +4,10 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearSpec;
+import io.lorafleet.worker.model.Ops;
 import io.lorafleet.worker.model.ParamSpec;
 import io.lorafleet.worker.train.Trainable;
 import java.util.ArrayList;
@@ -156,21 +158,23 @@ public final class LoraModel implements Trainable {
   @Override
   public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
     List<NDArray> leaves = new ArrayList<>();
+    List<NDArray> used = new ArrayList<>(); // the leaves in the compute dtype (a recorded cast under fp16)
     for (FlatLayout.Slot s : layout.slots()) {
-      NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(base.dtype(), false);
+      NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(base.dtype()), false);
       if (grad) {
         a.setRequiresGradient(true);
       }
       leaves.add(a);
+      used.add(Ops.cast(a, base.dtype()));
     }
     Map<String, LoraDelta.Factors> factors = new LinkedHashMap<>();
     for (int i = 0; i < targets.size(); i++) {
       LoraTarget t = targets.get(i);
-      factors.put(t.module().name(), new LoraDelta.Factors(leaves.get(2 * i), leaves.get(2 * i + 1), t.scale(), i));
+      factors.put(t.module().name(), new LoraDelta.Factors(used.get(2 * i), used.get(2 * i + 1), t.scale(), i));
     }
     Map<String, NDArray> overrides = new HashMap<>();
     for (int i = 0; i < biases.size(); i++) {
-      overrides.put(biases.get(i), leaves.get(2 * targets.size() + i));
+      overrides.put(biases.get(i), used.get(2 * targets.size() + i));
     }
     Map<String, List<String>> groups = new LinkedHashMap<>();
     for (LoraTarget t : targets) {

@@ -3,6 +3,7 @@ package io.lorafleet.worker.model;
 import ai.djl.Device;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
 
 /**
  * The one way lorafleet reaches DJL's PyTorch engine: offline (nothing is ever downloaded) and
@@ -22,6 +23,20 @@ public final class Djl {
           + "Put ai.djl.pytorch:pytorch-native-cpu:2.7.1:linux-x86_64 on the classpath, or on GPU clusters the CUDA flavour "
           + "that matches pytorch-jni (see the README's 'GPU clusters' section).", e);
     }
+  }
+
+  /**
+   * The compute dtype for a device: fp32 on the CPU; fp16 on a GPU, since DJL's PyTorch JNI maps no
+   * BF16 (BF16 checkpoints are converted on load). Under fp16, norms, attention softmax and the loss
+   * run in fp32 ({@link Ops#wide}) and trainable tensors keep fp32 masters ({@link #masterDtype}).
+   */
+  public static DataType computeDtype(Device device) {
+    return device.isGpu() ? DataType.FLOAT16 : DataType.FLOAT32;
+  }
+
+  /** The dtype trainable leaves are kept in for a compute dtype: fp32 masters under fp16 compute. */
+  public static DataType masterDtype(DataType compute) {
+    return compute == DataType.FLOAT16 ? DataType.FLOAT32 : compute;
   }
 
   public static NDManager newManager(Device device, String name) {

@@ -32,20 +32,41 @@ public final class Ops {
   }
 
   /**
-   * RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps). Multiplying by
-   * the (B, T, 1) reciprocal, as transformers does, keeps the backward pass to two full-size products
-   * where a division needs four.
+   * x in dtype {@code to}, recorded by autograd; x itself when it has that dtype. DJL's toType
+   * detaches its result from the graph (a backward pass through it fails), so the cast goes through
+   * torch.cumprod(x, dim, dtype) over a new axis of size 1: the identity, in the target dtype, with
+   * a gradient.
    */
-  public static NDArray rmsNorm(NDArray x, NDArray w, double eps) {
-    NDArray var = x.square().mean(new int[] {-1}, true); // (B, T, 1)
-    return x.mul(var.add(eps).pow(constant(var, -0.5))).mul(w);
+  public static NDArray cast(NDArray x, DataType to) {
+    if (x.getDataType() == to) {
+      return x;
+    }
+    NDArray e = x.expandDims(-1);
+    return ai.djl.pytorch.jni.JniUtils.cumProd((ai.djl.pytorch.engine.PtNDArray) e, e.getShape().dimension() - 1, to).squeeze(-1);
   }
 
-  /** LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm. */
+  /** fp16 widened to fp32 for reductions fp16 cannot carry (as transformers upcasts); other dtypes as they are. */
+  public static NDArray wide(NDArray x) {
+    return x.getDataType() == DataType.FLOAT16 ? cast(x, DataType.FLOAT32) : x;
+  }
+
+  /**
+   * RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: w · x · rsqrt(mean(x²) + eps), normalised in
+   * fp32 under fp16 compute. Multiplying by the (B, T, 1) reciprocal, as transformers does, keeps
+   * the backward pass to two full-size products where a division needs four.
+   */
+  public static NDArray rmsNorm(NDArray x, NDArray w, double eps) {
+    NDArray xf = wide(x);
+    NDArray var = xf.square().mean(new int[] {-1}, true); // (B, T, 1)
+    return cast(xf.mul(var.add(eps).pow(constant(var, -0.5))), x.getDataType()).mul(w);
+  }
+
+  /** LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm (statistics in fp32 under fp16). */
   public static NDArray layerNorm(NDArray x, NDArray w, NDArray b, double eps) {
-    NDArray xc = x.sub(x.mean(new int[] {-1}, true));
+    NDArray xf = wide(x);
+    NDArray xc = xf.sub(xf.mean(new int[] {-1}, true));
     NDArray var = xc.square().mean(new int[] {-1}, true);
-    return xc.div(var.add(eps).sqrt()).mul(w).add(b);
+    return cast(xc.div(var.add(eps).sqrt()), x.getDataType()).mul(w).add(b);
   }
 
   /** SiLU(x) = x·σ(x). */
@@ -67,7 +88,7 @@ public final class Ops {
     long hd = q.getShape().get(3);
     // scale q (B, nh, T, hd) rather than the scores (B, nh, T, S): the same product, a smaller pass
     NDArray scores = q.mul(constant(q, 1.0 / Math.sqrt(hd))).matMul(k.transpose(0, 1, 3, 2)).add(mask); // (B, nh, T, S)
-    NDArray out = scores.softmax(-1).matMul(v); // (B, nh, T, hd)
+    NDArray out = cast(wide(scores).softmax(-1), q.getDataType()).matMul(v); // (B, nh, T, hd); softmax in fp32 under fp16
     Shape s = out.getShape();
     return out.transpose(0, 2, 1, 3).reshape(s.get(0), s.get(2), s.get(1) * hd);
   }

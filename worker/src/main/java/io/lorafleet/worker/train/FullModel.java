@@ -5,8 +5,10 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
+import io.lorafleet.worker.model.Ops;
 import io.lorafleet.worker.model.ParamSpec;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -52,13 +54,14 @@ public final class FullModel implements Trainable {
     List<NDArray> leaves = new ArrayList<>();
     Map<String, NDArray> overrides = new HashMap<>();
     for (FlatLayout.Slot s : layout.slots()) {
-      NDArray leaf = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(base.dtype(), false);
+      NDArray leaf = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(base.dtype()), false);
       if (grad) {
         leaf.setRequiresGradient(true);
       }
       leaves.add(leaf);
+      NDArray used = Ops.cast(leaf, base.dtype()); // an fp32 master, cast in the graph under fp16 compute
       ParamSpec p = base.paramSpec(s.key()).orElseThrow();
-      overrides.put(s.key(), p.transposed() ? leaf.transpose() : leaf); // the transpose is a view inside the graph
+      overrides.put(s.key(), p.transposed() ? used.transpose() : used); // the transpose is a view inside the graph
     }
     return new Bound(new ForwardContext(step, overrides, LinearDelta.NONE), leaves);
   }

@@ -5,6 +5,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Djl;
+import io.lorafleet.worker.model.Ops;
 
 /**
  * Causal-LM cross-entropy summed over target tokens: −Σ log p(labels[b][t+1] | ids[b][..t]) over
@@ -19,7 +21,7 @@ public final class TokenLoss {
     int b = batch.size();
     int t = batch.seqLen();
     if (t < 2) {
-      return m.zeros(new Shape(), logits.getDataType());
+      return m.zeros(new Shape(), Djl.masterDtype(logits.getDataType()));
     }
     // Targets are shifted instead of the logits sliced: slicing (B, T−1, V) out of (B, T, V) costs a
     // vocabulary-sized zero fill and copy in the backward pass. The last position has no target.
@@ -37,10 +39,10 @@ public final class TokenLoss {
         valid[r * t + i] = ok ? 1f : 0f;
       }
     }
-    NDArray logp = logits.logSoftmax(-1); // (B, T, V)
+    NDArray logp = Ops.wide(logits).logSoftmax(-1); // (B, T, V), in fp32 under fp16 compute
     NDArray target = m.create(idx, new Shape(b, t, 1));
     NDArray picked = logp.gather(target, 2).reshape(b, t); // (B, T)
-    NDArray mask = m.create(valid, new Shape(b, t)).toType(logits.getDataType(), false);
+    NDArray mask = m.create(valid, new Shape(b, t)).toType(logp.getDataType(), false);
     return picked.mul(mask).sum().neg();
   }
 
