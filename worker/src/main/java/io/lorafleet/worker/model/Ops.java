@@ -13,7 +13,10 @@ import java.util.Optional;
  * results land in the activation's (the step's) NDManager.
  */
 public final class Ops {
-  /** Mask value for disallowed attention; exp() of it underflows to 0 in fp16, fp32 and fp64. */
+  /**
+   * Mask value for disallowed attention: exp() of it underflows to 0 in fp32 and fp64; in fp16 it
+   * rounds to −inf, which softmax also maps to 0 since every query keeps one allowed key (itself).
+   */
   static final double MASKED = -1e9;
 
   private Ops() {}
