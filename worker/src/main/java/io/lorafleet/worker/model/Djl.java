@@ -12,6 +12,12 @@ import ai.djl.ndarray.types.DataType;
 public final class Djl {
   public static final String ENGINE = "PyTorch";
 
+  /**
+   * Overrides the compute dtype for every model a JVM loads for training and evaluation, e.g.
+   * {@code spark.executor.extraJavaOptions=-Dlorafleet.dtype=fp32} to train in fp32 on GPUs.
+   */
+  public static final String DTYPE_PROPERTY = "lorafleet.dtype";
+
   private Djl() {}
 
   public static Engine engine() {
@@ -31,8 +37,15 @@ public final class Djl {
    * run in fp32 ({@link Ops#wide}) and trainable tensors keep fp32 masters ({@link #masterDtype}).
    */
   public static DataType computeDtype(Device device) {
-    return device.isGpu() ? DataType.FLOAT16 : DataType.FLOAT32;
+    String requested = System.getProperty(DTYPE_PROPERTY, "auto");
+    return switch (requested) {
+      case "auto" -> device.isGpu() ? DataType.FLOAT16 : DataType.FLOAT32;
+      case "fp32" -> DataType.FLOAT32;
+      case "fp16" -> DataType.FLOAT16;
+      default -> throw new IllegalArgumentException("-D" + DTYPE_PROPERTY + " is '" + requested + "', expected auto, fp32 or fp16");
+    };
   }
+
 
   /** The dtype trainable leaves are kept in for a compute dtype: fp32 masters under fp16 compute. */
   public static DataType masterDtype(DataType compute) {

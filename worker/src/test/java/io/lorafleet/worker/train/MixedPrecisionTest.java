@@ -1,6 +1,7 @@
 package io.lorafleet.worker.train;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
@@ -13,6 +14,7 @@ import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.nio.file.Path;
 import java.util.List;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -33,11 +35,24 @@ class MixedPrecisionTest {
     return Math.sqrt(num / den);
   }
 
+  @Test
+  void computeDtypeIsPerDeviceAndCanBeOverridden() {
+    assertEquals(DataType.FLOAT16, Djl.computeDtype(Device.gpu()));
+    assertEquals(DataType.FLOAT32, Djl.computeDtype(Device.cpu()));
+    try {
+      System.setProperty(Djl.DTYPE_PROPERTY, "fp32");
+      assertEquals(DataType.FLOAT32, Djl.computeDtype(Device.gpu()));
+      System.setProperty(Djl.DTYPE_PROPERTY, "bf16");
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Djl.computeDtype(Device.cpu()));
+      assertTrue(e.getMessage().contains("-Dlorafleet.dtype is 'bf16', expected auto, fp32 or fp16"), e.getMessage());
+    } finally {
+      System.clearProperty(Djl.DTYPE_PROPERTY);
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2-f16"})
   void fp16ComputeTracksTheReference(String name) throws Exception {
-    assertEquals(DataType.FLOAT16, Djl.computeDtype(Device.gpu()));
-    assertEquals(DataType.FLOAT32, Djl.computeDtype(Device.cpu()));
     Path dir = HfReferenceTest.ROOT.resolve(name);
     SafetensorsReader ref = SafetensorsReader.open(dir.resolve("reference.safetensors"));
     Batch batch = Batch.of(HfReferenceTest.ints(ref.read("input_ids")), HfReferenceTest.ints(ref.read("labels")));
