@@ -4,7 +4,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.CausalLM;
-import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.Ops;
@@ -160,10 +159,7 @@ public final class LoraModel implements Trainable {
     List<NDArray> leaves = new ArrayList<>();
     List<NDArray> used = new ArrayList<>(); // the leaves in the compute dtype (a recorded cast under fp16)
     for (FlatLayout.Slot s : layout.slots()) {
-      NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(base.dtype()), false);
-      if (grad) {
-        a.setRequiresGradient(true);
-      }
+      NDArray a = Trainable.leaf(step, layout, flat, s, base.dtype(), grad);
       leaves.add(a);
       used.add(Ops.cast(a, base.dtype()));
     }

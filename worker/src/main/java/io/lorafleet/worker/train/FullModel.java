@@ -2,10 +2,8 @@ package io.lorafleet.worker.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.model.CausalLM;
-import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.Ops;
@@ -54,10 +52,7 @@ public final class FullModel implements Trainable {
     List<NDArray> leaves = new ArrayList<>();
     Map<String, NDArray> overrides = new HashMap<>();
     for (FlatLayout.Slot s : layout.slots()) {
-      NDArray leaf = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(base.dtype()), false);
-      if (grad) {
-        leaf.setRequiresGradient(true);
-      }
+      NDArray leaf = Trainable.leaf(step, layout, flat, s, base.dtype(), grad);
       leaves.add(leaf);
       NDArray used = Ops.cast(leaf, base.dtype()); // an fp32 master, cast in the graph under fp16 compute
       ParamSpec p = base.paramSpec(s.key()).orElseThrow();

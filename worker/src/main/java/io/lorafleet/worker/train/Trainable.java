@@ -2,9 +2,13 @@ package io.lorafleet.worker.train;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.Ops;
 import java.util.List;
 
 /**
@@ -23,6 +27,19 @@ public interface Trainable {
    * @param dropoutSeed seeds dropout masks; negative for evaluation (no dropout)
    */
   Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed);
+
+  /**
+   * The autograd leaf for one slot: {@code flat}'s values in the master dtype of {@code compute}
+   * (fp32 under fp16 compute), requiring a gradient when {@code grad}. The forward pass uses it
+   * through {@link Ops#cast} to the compute dtype.
+   */
+  static NDArray leaf(NDManager step, FlatLayout layout, float[] flat, FlatLayout.Slot s, DataType compute, boolean grad) {
+    NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(compute), false);
+    if (grad) {
+      a.setRequiresGradient(true);
+    }
+    return a;
+  }
 
   /** A bound context and its leaves, one per layout slot. */
   record Bound(ForwardContext context, List<NDArray> leaves) {}
