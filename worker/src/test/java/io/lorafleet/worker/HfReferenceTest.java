@@ -157,7 +157,7 @@ public class HfReferenceTest {
       assertArrayEquals(want, Generator.generate(base, Optional.of(lora), values, prompt, Sampling.greedy(want.length), Optional.empty()),
           name + " greedy generation");
       int[][] batched = Generator.greedyBatch(base, Optional.of(lora), values, new int[][] {prompt, {prompt[0]}}, new int[] {want.length, 3},
-          Optional.empty());
+          new int[] {-1, -1});
       assertArrayEquals(want, batched[0], name + " greedy generation beside a shorter, left-padded prompt");
 
       // 5. the adapter written back reads back identically; merged forward equals PEFT's merge_and_unload

@@ -14,9 +14,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
-import java.util.TreeMap;
 import java.util.stream.IntStream;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.SparkSession;
@@ -48,20 +46,12 @@ public final class Evaluator {
     // Greedy generation in batches; a row stops at its answer's length or at the answer's last token
     // (EOS), so every generation is compared with its answer token for token.
     for (int from = 0; from < prompts.size(); from += batch) {
-      int to = Math.min(prompts.size(), from + batch);
-      List<int[]> as = answers.subList(from, to);
-      Map<Integer, List<Integer>> byEos = new TreeMap<>();
-      for (int i = 0; i < as.size(); i++) {
-        byEos.computeIfAbsent(as.get(i)[as.get(i).length - 1], k -> new ArrayList<>()).add(from + i);
-      }
-      for (var group : byEos.entrySet()) {
-        List<Integer> rows = group.getValue();
-        int[][] ps = rows.stream().map(prompts::get).toArray(int[][]::new);
-        int[] maxNew = rows.stream().mapToInt(i -> answers.get(i).length).toArray();
-        int[][] gen = Generator.greedyBatch(base, Optional.of(t), values, ps, maxNew, Optional.of(group.getKey()));
-        for (int k = 0; k < rows.size(); k++) {
-          exact += Arrays.equals(gen[k], answers.get(rows.get(k))) ? 1 : 0;
-        }
+      List<int[]> ps = prompts.subList(from, Math.min(prompts.size(), from + batch));
+      List<int[]> as = answers.subList(from, from + ps.size());
+      int[][] gen = Generator.greedyBatch(base, Optional.of(t), values, ps.toArray(int[][]::new),
+          as.stream().mapToInt(a -> a.length).toArray(), as.stream().mapToInt(a -> a[a.length - 1]).toArray());
+      for (int k = 0; k < gen.length; k++) {
+        exact += Arrays.equals(gen[k], as.get(k)) ? 1 : 0;
       }
     }
     return new Scores(loss.lossSum(), loss.tokens(), exact, examples.size());

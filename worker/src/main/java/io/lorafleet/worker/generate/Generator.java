@@ -57,9 +57,9 @@ public final class Generator {
    * Greedy generations for many prompts at once, as {@link #generate} would give each alone: prompts
    * are left-padded to one length, each row keeps its own positions, and the padding sits in a
    * segment of its own that no real token attends to. Row b stops after {@code maxNew[b]} tokens or
-   * after {@code eos}; the batch runs until every row has stopped.
+   * after its stop token {@code stop[b]} (negative: none); the batch runs until every row has stopped.
    */
-  public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, Optional<Integer> eos) {
+  public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
     int b = prompts.length;
     int len = 0;
     for (int[] p : prompts) {
@@ -68,20 +68,15 @@ public final class Generator {
       }
       len = Math.max(len, p.length);
     }
-    int[][] ids = new int[b][len];
-    int[][] pos = new int[b][len];
-    List<int[]> segs = new ArrayList<>();
-    int[] next = new int[b]; // the position each row continues at
+    int[] pad = new int[b];
+    int[][] step = new int[b][len];
+    int[][] stepPos = new int[b][len];
     for (int r = 0; r < b; r++) {
-      int pad = len - prompts[r].length;
-      System.arraycopy(prompts[r], 0, ids[r], pad, prompts[r].length);
-      int[] seg = new int[len];
-      for (int j = pad; j < len; j++) {
-        pos[r][j] = j - pad;
-        seg[j] = 1;
+      pad[r] = len - prompts[r].length;
+      System.arraycopy(prompts[r], 0, step[r], pad[r], prompts[r].length);
+      for (int j = pad[r]; j < len; j++) {
+        stepPos[r][j] = j - pad[r];
       }
-      segs.add(seg);
-      next[r] = prompts[r].length;
     }
     List<List<Integer>> out = new ArrayList<>();
     boolean[] done = new boolean[b];
@@ -93,45 +88,33 @@ public final class Generator {
     }
     try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
       ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
-      int[][] step = ids;
-      int[][] stepPos = pos;
       for (int i = 0; i < steps; i++) {
-        int[][] segments = new int[b][];
+        int keys = cache.length() + step[0].length;
+        int[][] segments = new int[b][keys]; // padding 0, everything after it 1
         for (int r = 0; r < b; r++) {
-          segments[r] = segs.get(r);
+          Arrays.fill(segments[r], pad[r], keys, 1);
         }
-        float[][] last = new float[b][];
+        float[] flat;
         try (NDManager tok = gen.newSubManager()) {
           ForwardContext c = new ForwardContext(tok, ctx.overrides(), ctx.delta());
           NDArray logits = model.forward(c, step, stepPos, segments, cache); // (B, T, V)
-          NDArray lastRow = logits.get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false); // (B, V)
-          float[] flat = lastRow.toFloatArray();
-          int v = flat.length / b;
-          for (int r = 0; r < b; r++) {
-            last[r] = Arrays.copyOfRange(flat, r * v, (r + 1) * v);
-          }
+          flat = logits.get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false).toFloatArray(); // (B, V)
         }
-        int[][] feed = new int[b][1];
-        int[][] feedPos = new int[b][1];
+        int v = flat.length / b;
         boolean all = true;
         for (int r = 0; r < b; r++) {
-          int id = argmax(last[r]);
+          int id = argmax(Arrays.copyOfRange(flat, r * v, (r + 1) * v));
           if (!done[r]) {
             out.get(r).add(id);
-            done[r] = out.get(r).size() >= maxNew[r] || (eos.isPresent() && id == eos.get());
+            done[r] = out.get(r).size() >= maxNew[r] || id == stop[r];
           }
           all &= done[r];
-          feed[r][0] = id;
-          feedPos[r][0] = next[r]++;
-          int[] seg = Arrays.copyOf(segs.get(r), segs.get(r).length + 1);
-          seg[seg.length - 1] = 1;
-          segs.set(r, seg);
+          stepPos[r] = new int[] {len - pad[r] + i};
+          step[r] = new int[] {id};
         }
         if (all) {
           break;
         }
-        step = feed;
-        stepPos = feedPos;
       }
     }
     int[][] res = new int[b][];

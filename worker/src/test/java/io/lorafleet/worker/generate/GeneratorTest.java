@@ -83,7 +83,9 @@ class GeneratorTest {
         int[] alone0 = Generator.generate(m, adapter, values, prompts[0], Sampling.greedy(maxNew[0]), Optional.empty());
         // the first row's third token as "EOS": that row stops there, the others run on
         int eos = alone0[2];
-        int[][] batched = Generator.greedyBatch(m, adapter, values, prompts, maxNew, Optional.of(eos));
+        int[] stop = new int[prompts.length];
+        java.util.Arrays.fill(stop, eos);
+        int[][] batched = Generator.greedyBatch(m, adapter, values, prompts, maxNew, stop);
         for (int b = 0; b < prompts.length; b++) {
           int[] alone = Generator.generate(m, adapter, values, prompts[b], Sampling.greedy(maxNew[b]), Optional.of(eos));
           assertArrayEquals(alone, batched[b], arch + (adapter.isPresent() ? " + LoRA" : "") + ", prompt " + b);
