@@ -18,10 +18,6 @@ public final class ShardWriter {
 
   private ShardWriter() {}
 
-  public static void write(OutputStream out, List<Example> examples, boolean packed) throws IOException {
-    write(out, examples.iterator(), packed);
-  }
-
   /** Streams examples out batch by batch: only {@link #BATCH_ROWS} rows are held at a time. */
   public static void write(OutputStream out, Iterator<Example> examples, boolean packed) throws IOException {
     try (BufferAllocator alloc = new RootAllocator(); VectorSchemaRoot root = VectorSchemaRoot.create(ShardFormat.schema(packed), alloc);

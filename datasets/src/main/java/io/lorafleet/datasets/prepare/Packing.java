@@ -15,12 +15,6 @@ import java.util.NoSuchElementException;
 final class Packing {
   private Packing() {}
 
-  static List<Prepare.Out> pack(List<Prepare.Out> ordered, int len) {
-    List<Prepare.Out> rows = new ArrayList<>();
-    pack(ordered.iterator(), len).forEachRemaining(rows::add);
-    return rows;
-  }
-
   /** Packs lazily: holds one row's examples at a time. */
   static Iterator<Prepare.Out> pack(Iterator<Prepare.Out> ordered, int len) {
     return new Iterator<>() {

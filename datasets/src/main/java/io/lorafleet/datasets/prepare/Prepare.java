@@ -257,8 +257,34 @@ public final class Prepare {
     }
   }
 
-  /** What one shard holds; shards' stats add up to the split's. */
-  record ShardStats(long records, long rows, long tokens, long targetTokens, long truncated, TreeMap<Integer, Long> hist) implements Serializable {}
+  /** What a shard holds, counted as its rows stream out; shards' tallies add up to the split's. */
+  static final class ShardTally implements Serializable {
+    long rows;
+    long tokens;
+    long targetTokens;
+    long truncated;
+    final TreeMap<Integer, Long> hist = new TreeMap<>(); // rows by length, in power-of-two buckets
+
+    void addRow(Out o) {
+      Example e = o.example();
+      rows++;
+      tokens += e.inputIds().length;
+      for (int l : e.labels()) {
+        targetTokens += l == -100 ? 0 : 1;
+      }
+      truncated += o.truncated() ? 1 : 0;
+      hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);
+    }
+
+    ShardTally plus(ShardTally t) {
+      rows += t.rows;
+      tokens += t.tokens;
+      targetTokens += t.targetTokens;
+      truncated += t.truncated;
+      t.hist.forEach((k, v) -> hist.merge(k, v, Long::sum));
+      return this;
+    }
+  }
 
   /**
    * Places every example in shard (key mod n), ordered by key within it, and writes shard i in the
@@ -276,27 +302,15 @@ public final class Prepare {
         .repartitionAndSortWithinPartitions(new ShardPartitioner(n));
     var conf = jsc.broadcast(new org.apache.spark.util.SerializableConfiguration(jsc.hadoopConfiguration()));
     String dirName = dir.toString();
-    List<ShardStats> perShard = byShard.mapPartitionsWithIndex((i, it) -> {
+    ShardTally total = byShard.mapPartitionsWithIndex((i, it) -> {
       FileSystem efs = new Path(dirName).getFileSystem(conf.value().value());
       efs.setWriteChecksum(false);
       return List.of(writeShard(efs, new Path(dirName), i, n, it, packLen)).iterator();
-    }, true).collect();
+    }, true).collect().stream().reduce(new ShardTally(), ShardTally::plus);
     conf.destroy();
     ArrayNode files = JSON.createArrayNode();
     for (int i = 0; i < n; i++) {
       files.addObject().put("filename", ShardFormat.shardName(i, n));
-    }
-    long rows = 0;
-    long tokens = 0;
-    long targetTokens = 0;
-    long truncated = 0;
-    TreeMap<Integer, Long> hist = new TreeMap<>();
-    for (ShardStats st : perShard) {
-      rows += st.rows();
-      tokens += st.tokens();
-      targetTokens += st.targetTokens();
-      truncated += st.truncated();
-      st.hist().forEach((k, v) -> hist.merge(k, v, Long::sum));
     }
     ObjectNode state = JSON.createObjectNode();
     state.set("_data_files", files);
@@ -311,56 +325,25 @@ public final class Prepare {
     writeJson(fs, new Path(dir, "dataset_info.json"), info);
     ObjectNode stats = JSON.createObjectNode();
     stats.put("records", examples);
-    stats.put("rows", rows);
+    stats.put("rows", total.rows);
     if (packLen > 0) {
       stats.put("packed_to", packLen);
-      stats.put("packing_efficiency", rows == 0 ? 0 : (double) tokens / (rows * packLen));
+      stats.put("packing_efficiency", total.rows == 0 ? 0 : (double) total.tokens / (total.rows * packLen));
     }
-    stats.put("tokens", tokens);
-    stats.put("target_tokens", targetTokens);
-    stats.put("truncated", truncated);
+    stats.put("tokens", total.tokens);
+    stats.put("target_tokens", total.targetTokens);
+    stats.put("truncated", total.truncated);
     stats.put("shards", n);
     ObjectNode h = stats.putObject("length_histogram");
-    hist.forEach((k, v) -> h.put("<=" + k, v));
+    total.hist.forEach((k, v) -> h.put("<=" + k, v));
     return stats;
   }
 
-  static ShardStats writeShard(FileSystem fs, Path dir, int shard, int n, Iterator<scala.Tuple2<Order, Out>> it, int packLen) throws IOException {
-    long[] counts = new long[5]; // records, rows, tokens, target tokens, truncated
-    TreeMap<Integer, Long> hist = new TreeMap<>();
-    Iterator<Out> records = new Iterator<>() {
-      @Override
-      public boolean hasNext() {
-        return it.hasNext();
-      }
-
-      @Override
-      public Out next() {
-        counts[0]++;
-        return it.next()._2();
-      }
-    };
+  static ShardTally writeShard(FileSystem fs, Path dir, int shard, int n, Iterator<scala.Tuple2<Order, Out>> it, int packLen) throws IOException {
+    ShardTally tally = new ShardTally();
+    Iterator<Out> records = lazily(it).map(scala.Tuple2::_2).iterator();
     Iterator<Out> rows = packLen > 0 ? Packing.pack(records, packLen) : records;
-    Iterator<Example> examples = new Iterator<>() {
-      @Override
-      public boolean hasNext() {
-        return rows.hasNext();
-      }
-
-      @Override
-      public Example next() {
-        Out o = rows.next();
-        Example e = o.example();
-        counts[1]++;
-        counts[2] += e.inputIds().length;
-        for (int l : e.labels()) {
-          counts[3] += l == -100 ? 0 : 1;
-        }
-        counts[4] += o.truncated() ? 1 : 0;
-        hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);
-        return e;
-      }
-    };
+    Iterator<Example> examples = lazily(rows).peek(tally::addRow).map(Out::example).iterator();
     String name = ShardFormat.shardName(shard, n);
     org.apache.spark.TaskContext task = org.apache.spark.TaskContext.get();
     Path tmp = new Path(dir, "." + name + "." + (task == null ? 0 : task.taskAttemptId()) + ".tmp");
@@ -372,7 +355,12 @@ public final class Prepare {
     if (!fs.rename(tmp, fin)) {
       throw new IOException("cannot rename " + tmp + " to " + fin);
     }
-    return new ShardStats(counts[0], counts[1], counts[2], counts[3], counts[4], hist);
+    return tally;
+  }
+
+  /** A stream that pulls from {@code it} one element at a time, as the shard writer asks. */
+  private static <T> java.util.stream.Stream<T> lazily(Iterator<T> it) {
+    return java.util.stream.StreamSupport.stream(java.util.Spliterators.spliteratorUnknownSize(it, java.util.Spliterator.ORDERED), false);
   }
 
   static void writeJson(FileSystem fs, Path p, JsonNode n) throws IOException {

@@ -82,7 +82,7 @@ public final class StepBenchmark {
       out.put("lora_trainable_parameters", lora.layout().size());
       out.put("lora_tokens_per_s", round(tokens / loraSec));
       out.put("full_tokens_per_s", round(tokens / fullSec));
-      out.put("lora_speedup_vs_full", round(median(ratio.clone())));
+      out.put("lora_speedup_vs_full", round(median(ratio)));
       out.put("lora_speedup_range", round(ratio[0]) + " to " + round(ratio[ratio.length - 1]));
       out.put("rss_after_load_mb", rssBase / 1024);
       out.put("peak_rss_lora_mb", loraPeak / 1024);
