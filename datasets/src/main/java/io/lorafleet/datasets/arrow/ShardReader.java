@@ -18,14 +18,26 @@ public final class ShardReader {
   private ShardReader() {}
 
   public static List<Example> read(Path shard) {
+    return read(shard, TokenLimits.NONE, "");
+  }
+
+  /**
+   * Reads a shard, checking every row against {@code limits}; errors name the split, the shard and
+   * the row (0-based within the shard).
+   */
+  public static List<Example> read(Path shard, TokenLimits limits, String split) {
     try (InputStream in = Files.newInputStream(shard)) {
-      return read(in, shard.toString());
+      return read(in, (split.isEmpty() ? "" : "split " + split + ", ") + "shard " + shard, limits);
     } catch (IOException e) {
       throw new IllegalArgumentException(shard + ": cannot read Arrow shard: " + e.getMessage(), e);
     }
   }
 
   public static List<Example> read(InputStream in, String where) throws IOException {
+    return read(in, where, TokenLimits.NONE);
+  }
+
+  static List<Example> read(InputStream in, String where, TokenLimits limits) throws IOException {
     List<Example> out = new ArrayList<>();
     try (BufferAllocator alloc = new RootAllocator(); ArrowStreamReader r = new ArrowStreamReader(in, alloc)) {
       VectorSchemaRoot root = r.getVectorSchemaRoot();
@@ -40,7 +52,9 @@ public final class ShardReader {
         ListVector labels = (ListVector) root.getVector(ShardFormat.LABELS);
         ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
         for (int i = 0; i < root.getRowCount(); i++) {
-          out.add(new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]));
+          Example e = new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
+          limits.check(e, where + ", row " + out.size());
+          out.add(e);
         }
       }
     }

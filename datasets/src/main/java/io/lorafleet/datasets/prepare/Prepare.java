@@ -25,8 +25,6 @@ import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.io.LongWritable;
-import org.apache.hadoop.io.Text;
-import org.apache.hadoop.mapred.TextInputFormat;
 import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -60,21 +58,30 @@ public final class Prepare {
     Configuration hconf = jsc.hadoopConfiguration();
     List<String> files = expand(hconf, o.inputs());
     List<String> valFiles = o.valInputs().isEmpty() ? List.of() : expand(hconf, o.valInputs());
-    JavaRDD<Raw> raw = null;
-    for (String f : files) {
-      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f), false);
-      raw = raw == null ? r : raw.union(r);
-    }
-    for (String f : valFiles) {
-      raw = raw.union(read(spark, jsc, f, type(o, f), true));
+    if (files.isEmpty()) {
+      throw new IllegalArgumentException("--input " + String.join(",", o.inputs()) + " holds no input files (hidden and _-prefixed files are skipped)");
     }
     String fingerprint = Tokenize.tokenizer(o.modelDir()).fingerprint();
     if (o.format() == RecordFormat.CHAT) {
       ChatFormat.template(Tokenize.tokenizer(o.modelDir())); // no chat_template: fail before any Spark work
     }
+    Path outDir = new Path(o.output());
+    FileSystem fs = outDir.getFileSystem(hconf);
+    fs.setWriteChecksum(false); // no .crc side files beside the shards on a local filesystem
+    claimOutput(fs, outDir, o.overwrite());
+    JavaRDD<Raw> raw = null;
+    for (String f : files) {
+      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f), false, o.maxRecordBytes());
+      raw = raw == null ? r : raw.union(r);
+    }
+    for (String f : valFiles) {
+      raw = raw.union(read(spark, jsc, f, type(o, f), true, o.maxRecordBytes()));
+    }
     JavaRDD<Out> out = raw.mapPartitions(it -> process(it, o)).cache();
-    List<Out> bad = out.filter(x -> x.reason() != null).collect();
     long total = out.count();
+    if (total == 0) {
+      throw new IllegalArgumentException("--input " + String.join(",", files) + " holds no records");
+    }
     ObjectNode manifest = JSON.createObjectNode();
     manifest.put("format_version", 1);
     manifest.put("tokenizer_fingerprint", fingerprint);
@@ -84,18 +91,16 @@ public final class Prepare {
     valFiles.forEach(vin::add);
     manifest.set("options", JSON.valueToTree(o)); // every option, as given
 
+    // Quarantined records are counted and written by executor tasks; only a per-reason count reaches the driver.
+    JavaRDD<Out> badRdd = out.filter(x -> x.reason() != null);
+    Map<String, Long> reasons = new TreeMap<>(badRdd.map(b -> b.reason().replaceAll(":.*", "")).countByValue());
+    long bad = reasons.values().stream().mapToLong(Long::longValue).sum();
     manifest.put("records_read", total);
-    manifest.put("records_quarantined", bad.size());
-    Path outDir = new Path(o.output());
-    FileSystem fs = outDir.getFileSystem(hconf);
-    fs.setWriteChecksum(false); // no .crc side files beside the shards on a local filesystem
-    fs.mkdirs(outDir);
-    writeQuarantine(fs, new Path(outDir, QUARANTINE), bad);
-    double badFraction = total == 0 ? 1 : (double) bad.size() / total;
+    manifest.put("records_quarantined", bad);
+    writeQuarantine(jsc, badRdd, new Path(outDir, QUARANTINE).toString());
+    double badFraction = (double) bad / total;
     if (badFraction > o.maxBadFraction()) {
-      Map<String, Long> reasons = new TreeMap<>();
-      bad.forEach(b -> reasons.merge(b.reason().replaceAll(":.*", ""), 1L, Long::sum));
-      throw new IllegalStateException(bad.size() + " of " + total + " records are bad (" + String.format("%.1f%%", 100 * badFraction)
+      throw new IllegalStateException(bad + " of " + total + " records are bad (" + String.format("%.1f%%", 100 * badFraction)
           + "), more than --max-bad-fraction " + o.maxBadFraction() + "; reasons: " + reasons + "; see " + new Path(outDir, QUARANTINE));
     }
     ObjectNode splits = manifest.putObject("splits");
@@ -147,12 +152,24 @@ public final class Prepare {
     return out;
   }
 
-  /** @param validation records of a --val-input file, which all go to the validation split */
-  static JavaRDD<Raw> read(SparkSession spark, JavaSparkContext jsc, String file, String type, boolean validation) {
+  /**
+   * @param validation records of a --val-input file, which all go to the validation split
+   * @param cap records longer than this many bytes are quarantined, never held whole (JSONL lines
+   *     are cut while read; CSV and Parquet rows are measured once read)
+   */
+  static JavaRDD<Raw> read(SparkSession spark, JavaSparkContext jsc, String file, String type, boolean validation, int cap) {
     if (type.equals("jsonl")) {
       // Raw bytes per line, so invalid UTF-8 is detected rather than silently replaced.
-      JavaPairRDD<LongWritable, Text> lines = jsc.hadoopFile(file, TextInputFormat.class, LongWritable.class, Text.class);
-      return lines.map(t -> t._2().copyBytes()).zipWithIndex().map(t -> parseJson(file, t._2() + 1, t._1(), validation));
+      org.apache.hadoop.mapred.JobConf job = new org.apache.hadoop.mapred.JobConf(jsc.hadoopConfiguration());
+      job.setInt(CappedLines.CAP_KEY, cap);
+      org.apache.hadoop.mapred.FileInputFormat.setInputPaths(job, file);
+      JavaPairRDD<LongWritable, CappedLines.Line> lines = jsc.hadoopRDD(job, CappedLines.class, LongWritable.class, CappedLines.Line.class);
+      // Hadoop reuses the record objects: copy each line out at once (an oversized one as its length only)
+      return lines.map(t -> new scala.Tuple2<>(t._2().length() > cap ? null : t._2().bytes(), t._2().length()))
+          .zipWithIndex()
+          .map(t -> t._1()._1() == null
+              ? new Raw(file, t._2() + 1, null, "record too large: its line spans " + t._1()._2() + " bytes, more than --max-record-bytes " + cap, validation)
+              : parseJson(file, t._2() + 1, t._1()._1(), validation));
     }
     var reader = spark.read();
     var df = type.equals("csv") ? reader.option("header", "true").option("multiLine", "true").option("escape", "\"").csv(file) : reader.parquet(file);
@@ -160,8 +177,13 @@ public final class Prepare {
     return df.javaRDD().zipWithIndex().map(t -> {
       Row r = t._1();
       Map<String, Object> m = new LinkedHashMap<>();
+      long size = 0;
       for (int i = 0; i < cols.length; i++) {
         m.put(cols[i], r.get(i));
+        size += String.valueOf(r.get(i)).length();
+      }
+      if (size > cap) {
+        return new Raw(file, t._2() + 1, null, "record too large: about " + size + " bytes, more than --max-record-bytes " + cap, validation);
       }
       return new Raw(file, t._2() + 1, m, null, validation);
     });
@@ -209,6 +231,9 @@ public final class Prepare {
         out.add(new Out(key, val, t.example(), t.truncated(), r.file(), r.line(), null));
       } catch (RecordFormat.BadRecord e) {
         out.add(new Out(key, val, null, false, r.file(), r.line(), e.getMessage()));
+      } catch (RuntimeException | StackOverflowError e) {
+        // one record must never stop the job: whatever it raised becomes its quarantine reason
+        out.add(new Out(key, val, null, false, r.file(), r.line(), "failed to process: " + e));
       }
     }
     return out.iterator();
@@ -369,26 +394,64 @@ public final class Prepare {
     }
   }
 
-  static void writeQuarantine(FileSystem fs, Path p, List<Out> bad) throws IOException {
-    List<Out> sorted = new ArrayList<>(bad);
-    sorted.sort((a, b) -> a.file().equals(b.file()) ? Long.compare(a.line(), b.line()) : a.file().compareTo(b.file()));
-    try (OutputStream s = fs.create(p, true)) {
-      for (Out b : sorted) {
-        ObjectNode n = JSON.createObjectNode();
-        n.put("file", b.file());
-        n.put("line", b.line());
-        n.put("reason", b.reason());
-        s.write((JSON.writeValueAsString(n) + "\n").getBytes(StandardCharsets.UTF_8));
-      }
+  /**
+   * An output that already holds files is refused (a second prepare into it would leave the first
+   * one's shards beside its own), unless {@code overwrite}, which deletes it first.
+   */
+  static void claimOutput(FileSystem fs, Path out, boolean overwrite) throws IOException {
+    if (!fs.exists(out)) {
+      fs.mkdirs(out);
+      return;
     }
+    FileStatus[] held = fs.listStatus(out);
+    if (held.length == 0) {
+      return;
+    }
+    if (!overwrite) {
+      List<String> names = new ArrayList<>();
+      for (FileStatus st : held) {
+        names.add(st.getPath().getName());
+      }
+      names.sort(null);
+      throw new IllegalArgumentException("--out " + out + " already holds " + String.join(", ", names.subList(0, Math.min(6, names.size())))
+          + (names.size() > 6 ? ", ..." : "") + "; pass --overwrite to replace it, or choose another --out");
+    }
+    fs.delete(out, true);
+    fs.mkdirs(out);
+  }
+
+  /** quarantine.jsonl, sorted by file and line, streamed by one executor task (never collected to the driver). */
+  static void writeQuarantine(JavaSparkContext jsc, JavaRDD<Out> bad, String file) {
+    var conf = jsc.broadcast(new org.apache.spark.util.SerializableConfiguration(jsc.hadoopConfiguration()));
+    bad.sortBy(b -> new Order(0, b.file(), b.line()), true, 1).foreachPartition(it -> {
+      Path p = new Path(file);
+      FileSystem fs = p.getFileSystem(conf.value().value());
+      fs.setWriteChecksum(false);
+      try (OutputStream s = fs.create(p, true)) {
+        while (it.hasNext()) {
+          Out b = it.next();
+          ObjectNode n = JSON.createObjectNode();
+          n.put("file", b.file());
+          n.put("line", b.line());
+          n.put("reason", b.reason());
+          s.write((JSON.writeValueAsString(n) + "\n").getBytes(StandardCharsets.UTF_8));
+        }
+      }
+    });
+    conf.destroy();
   }
 
   /** Loads a prepared split's examples in shard order, for drivers and tests. */
   public static List<Example> readSplit(java.nio.file.Path dir) throws IOException {
+    return readSplit(dir, io.lorafleet.datasets.arrow.TokenLimits.NONE);
+  }
+
+  /** As {@link #readSplit(java.nio.file.Path)}, checking every row against a model's {@code limits}. */
+  public static List<Example> readSplit(java.nio.file.Path dir, io.lorafleet.datasets.arrow.TokenLimits limits) throws IOException {
     List<Example> out = new ArrayList<>();
     try (var s = java.nio.file.Files.list(dir)) {
       for (java.nio.file.Path f : s.filter(x -> x.getFileName().toString().endsWith(".arrow")).sorted().toList()) {
-        out.addAll(io.lorafleet.datasets.arrow.ShardReader.read(f));
+        out.addAll(io.lorafleet.datasets.arrow.ShardReader.read(f, limits, dir.getFileName().toString()));
       }
     }
     return out;

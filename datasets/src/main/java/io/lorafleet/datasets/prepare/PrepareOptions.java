@@ -24,7 +24,20 @@ public record PrepareOptions(
     int shards,
     double maxBadFraction,
     boolean pack,
-    List<String> valInputs) implements java.io.Serializable {
+    List<String> valInputs,
+    int maxRecordBytes,
+    boolean overwrite) implements java.io.Serializable {
+
+  /** The default of --max-record-bytes: a record longer than this is quarantined, never held whole. */
+  public static final int DEFAULT_MAX_RECORD_BYTES = 16 << 20;
+
+  /** With the default record cap, into a new output. */
+  public PrepareOptions(List<String> inputs, String inputType, RecordFormat format, Map<String, String> columns, String template, String modelDir,
+      String output, int maxSeqLen, String truncation, boolean trainOnInputs, long seed, double valFraction, int shards, double maxBadFraction,
+      boolean pack, List<String> valInputs) {
+    this(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction, shards, maxBadFraction,
+        pack, valInputs, DEFAULT_MAX_RECORD_BYTES, false);
+  }
 
   /** With packing chosen, no separate validation input. */
   public PrepareOptions(List<String> inputs, String inputType, RecordFormat format, Map<String, String> columns, String template, String modelDir,
@@ -64,6 +77,9 @@ public record PrepareOptions(
     if (maxBadFraction < 0 || maxBadFraction > 1) {
       throw new IllegalArgumentException("--max-bad-fraction must be in [0, 1] but found " + maxBadFraction);
     }
+    if (maxRecordBytes <= 0) {
+      throw new IllegalArgumentException("--max-record-bytes must be > 0 but found " + maxRecordBytes);
+    }
     if (!valInputs.isEmpty() && valFraction > 0) {
       throw new IllegalArgumentException("give either --val-fraction or --val-input, not both");
     }
@@ -71,6 +87,18 @@ public record PrepareOptions(
     valInputs = List.copyOf(valInputs);
     columns = Map.copyOf(columns);
     template = template == null ? "" : template;
+  }
+
+  /** The same options, replacing whatever {@code output} holds when {@code on}. */
+  public PrepareOptions withOverwrite(boolean on) {
+    return new PrepareOptions(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction,
+        shards, maxBadFraction, pack, valInputs, maxRecordBytes, on);
+  }
+
+  /** The same options with records capped at {@code bytes}. */
+  public PrepareOptions withMaxRecordBytes(int bytes) {
+    return new PrepareOptions(inputs, inputType, format, columns, template, modelDir, output, maxSeqLen, truncation, trainOnInputs, seed, valFraction,
+        shards, maxBadFraction, pack, valInputs, bytes, overwrite);
   }
 
   /** The user's prompt template ("" when none was given). */

@@ -51,7 +51,7 @@ final class Pretokenized {
     }
     List<Object> items = new ArrayList<>();
     if (v instanceof JsonNode n && n.isArray()) {
-      n.forEach(x -> items.add(x.isIntegralNumber() && x.canConvertToInt() ? (Object) x.asInt() : x.toString()));
+      n.forEach(x -> items.add(x.isIntegralNumber() && x.canConvertToLong() ? (Object) x.asLong() : x.toString()));
     } else if (v instanceof scala.collection.Seq<?> seq) {
       seq.foreach(x -> items.add(x));
     } else if (v instanceof List<?> l) {
@@ -65,7 +65,11 @@ final class Pretokenized {
       if (!(x instanceof Integer || x instanceof Long || x instanceof Short)) {
         throw new RecordFormat.BadRecord("field '" + col + "'[" + i + "] must be an integer but found " + x);
       }
-      out[i] = ((Number) x).intValue();
+      long wide = ((Number) x).longValue();
+      if (wide != (int) wide) {
+        throw new RecordFormat.BadRecord("field '" + col + "'[" + i + "] is " + wide + ", which does not fit in 32 bits");
+      }
+      out[i] = (int) wide;
     }
     return out;
   }

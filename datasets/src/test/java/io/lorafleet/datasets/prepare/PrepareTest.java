@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.TokenLimits;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.tokenizer.Tokenizer;
@@ -238,6 +239,85 @@ class PrepareTest {
     IllegalStateException e = assertThrows(IllegalStateException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(dir.toString()), "auto",
         RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(), tmp.resolve("q2").toString(), 32, "drop", false, 1, 0, 2, 0.1)));
     assertTrue(e.getMessage().contains("more than --max-bad-fraction 0.1"), e.getMessage());
+  }
+
+  @Test
+  void anOutputThatHoldsShardsIsRefusedUnlessOverwritten() throws Exception {
+    Path in = tmp.resolve("o.jsonl");
+    Files.writeString(in, "{\"context\": \"hello\", \"target\": \"world\"}\n".repeat(12));
+    Path out = tmp.resolve("o");
+    Prepare.run(spark, opts(List.of(in.toString()), "context-target", out, 1));
+    PrepareOptions four = new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(), out.toString(), 32,
+        "truncate-context", false, 1, 0.0, 4, 0.5);
+    var e = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, four));
+    assertTrue(e.getMessage().contains("already holds") && e.getMessage().contains("manifest.json") && e.getMessage().contains("--overwrite"),
+        e.getMessage());
+    assertEquals(3, shardFiles(out.resolve("train")), "the refused run changed nothing");
+    Prepare.run(spark, four.withOverwrite(true));
+    assertEquals(4, shardFiles(out.resolve("train")), "--overwrite replaced the output: no shard of the first run is left");
+    assertEquals(12, Prepare.readSplit(out.resolve("train")).size());
+  }
+
+  static long shardFiles(Path split) throws Exception {
+    try (var s = Files.list(split)) {
+      return s.filter(f -> f.getFileName().toString().endsWith(".arrow")).count();
+    }
+  }
+
+  @Test
+  void oversizedWideAndFailingRecordsAreQuarantinedNotFatal() throws Exception {
+    Path in = tmp.resolve("big.jsonl");
+    String good = "{\"context\": \"hello\", \"target\": \"world\"}\n";
+    // line 2 is 3 MB: with --max-record-bytes 1 MB it is cut while read and quarantined with its size
+    Files.writeString(in, good + "{\"context\": \"" + "hello ".repeat(500_000) + "\", \"target\": \"five\"}\n" + good);
+    JsonNode m = Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("big"), 1).withMaxRecordBytes(1 << 20));
+    assertEquals(2, m.at("/splits/train/records").asLong());
+    List<String> q = Files.readAllLines(tmp.resolve("big/quarantine.jsonl"));
+    assertEquals(1, q.size(), q.toString());
+    assertTrue(q.get(0).contains("\"line\":2") && q.get(0).contains("record too large: its line spans 3000034 bytes, more than --max-record-bytes 1048576"), q.get(0));
+    // 64-bit ids that do not fit in 32 bits are quarantined, never wrapped
+    Path ids = tmp.resolve("ids.jsonl");
+    Files.writeString(ids, "{\"input_ids\": [1, 4294967301, 3], \"labels\": [-100, 5, 3]}\n{\"input_ids\": [1, 5, 3], \"labels\": [-100, 5, 3]}\n");
+    m = Prepare.run(spark, opts(List.of(ids.toString()), "pretokenized", tmp.resolve("ids"), 1));
+    assertEquals(1, m.at("/splits/train/records").asLong());
+    assertTrue(Files.readString(tmp.resolve("ids/quarantine.jsonl")).contains("'input_ids'[1] is 4294967301, which does not fit in 32 bits"));
+    // whatever one record raises while processed becomes its quarantine reason; the job goes on
+    Map<String, Object> boom = new java.util.HashMap<>() {
+      @Override
+      public Object get(Object k) {
+        throw new IllegalStateException("boom at " + k);
+      }
+    };
+    List<Prepare.Out> out = new java.util.ArrayList<>();
+    Prepare.process(List.of(new Prepare.Raw("f.jsonl", 7, boom, null, false), new Prepare.Raw("f.jsonl", 8, Map.of("context", "hello", "target", "world"),
+        null, false)).iterator(), opts(List.of("x"), "context-target", tmp.resolve("unused"), 1)).forEachRemaining(out::add);
+    assertEquals(2, out.size());
+    assertTrue(out.get(0).reason().startsWith("failed to process: java.lang.IllegalStateException: boom at"), out.get(0).reason());
+    assertEquals(null, out.get(1).reason());
+  }
+
+  @Test
+  void emptyInputsAreClearErrors() throws Exception {
+    Path empty = tmp.resolve("empty.jsonl");
+    Files.writeString(empty, "");
+    var e = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, opts(List.of(empty.toString()), "context-target", tmp.resolve("e1"), 1)));
+    assertTrue(e.getMessage().contains(empty + " holds no records"), e.getMessage());
+    Path dir = Files.createDirectories(tmp.resolve("nothing-here"));
+    e = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, opts(List.of(dir.toString()), "context-target", tmp.resolve("e2"), 1)));
+    assertTrue(e.getMessage().contains("holds no input files"), e.getMessage());
+  }
+
+  @Test
+  void rowsAreCheckedAgainstTheModelWhenRead() throws Exception {
+    Path in = tmp.resolve("r.jsonl");
+    Files.writeString(in, "{\"context\": \"what is two plus three\", \"target\": \"five\"}\n");
+    Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("r"), 1));
+    var e = assertThrows(IllegalArgumentException.class, () -> Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(4, 64)));
+    assertTrue(e.getMessage().startsWith("split train, shard ") && e.getMessage().contains(", row 0: input_ids[1] is ")
+        && e.getMessage().contains("but the model's vocabulary holds ids 0..3"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(1000, 4)));
+    assertTrue(e.getMessage().contains("row 0: the row holds 8 tokens but the model's context is 4"), e.getMessage());
+    assertEquals(1, Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(1000, 64)).size());
   }
 
   static byte[] concat(byte[] a, byte[] b) {

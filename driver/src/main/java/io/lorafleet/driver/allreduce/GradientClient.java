@@ -7,6 +7,8 @@ import java.io.DataOutputStream;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.security.MessageDigest;
 import java.util.Optional;
 
 /** A worker's end of the gradient channel; see {@link Wire} for the protocol. */
@@ -17,70 +19,91 @@ public final class GradientClient implements AutoCloseable {
   private final Socket socket;
   private final DataInputStream in;
   private final DataOutputStream out;
-  private final String jobId;
   private final int size;
+  private Wire.Channel fromServer;
+  private Wire.Channel toServer;
 
-  private GradientClient(Socket s, String jobId, int size) throws IOException {
+  private GradientClient(Socket s, int size) throws IOException {
     this.socket = s;
     this.in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
     this.out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
-    this.jobId = jobId;
     this.size = size;
   }
 
   public static GradientClient connect(String host, int port, String jobId, byte[] secret, int rank, int size, int timeoutMs) throws IOException {
     Socket s = new Socket();
-    s.connect(new InetSocketAddress(host, port), timeoutMs);
-    s.setTcpNoDelay(true);
-    s.setSoTimeout(timeoutMs);
-    GradientClient c = new GradientClient(s, jobId, size);
-    if (c.in.readInt() != Wire.MAGIC) {
+    try {
+      s.connect(new InetSocketAddress(host, port), timeoutMs);
+      s.setTcpNoDelay(true);
+      s.setSoTimeout(timeoutMs);
+      GradientClient c = new GradientClient(s, size);
+      c.handshake(host + ":" + port, jobId, secret, rank);
+      return c;
+    } catch (IOException | RuntimeException e) {
       s.close();
-      throw new IOException(host + ":" + port + " is not a lorafleet gradient server");
+      throw e;
     }
-    long nonce = c.in.readLong();
-    c.out.writeInt(Wire.MAGIC);
-    c.out.writeUTF(jobId);
-    c.out.writeInt(rank);
-    c.out.write(Wire.hmac(secret, jobId, rank, nonce));
-    c.out.flush();
-    int answer = c.in.readInt();
+  }
+
+  private void handshake(String where, String jobId, byte[] secret, int rank) throws IOException {
+    if (in.readInt() != Wire.MAGIC) {
+      throw new IOException(where + " is not a lorafleet gradient server");
+    }
+    int version = in.readInt();
+    if (version != Wire.VERSION) {
+      throw new IOException(where + " speaks gradient protocol version " + version + " but this worker speaks " + Wire.VERSION
+          + "; the driver and the executors run different lorafleet jars");
+    }
+    byte[] serverNonce = new byte[Wire.NONCE_BYTES];
+    in.readFully(serverNonce);
+    byte[] clientNonce = Wire.nonce();
+    out.writeInt(Wire.MAGIC);
+    out.writeInt(Wire.VERSION);
+    out.writeInt(rank);
+    out.write(clientNonce);
+    out.write(Wire.hmac(secret, "hello", jobId, rank, serverNonce, clientNonce));
+    out.flush();
+    int answer = in.readInt();
     if (answer != Wire.ACCEPT) {
-      String why = answer == Wire.REJECT ? c.in.readUTF() : "unexpected answer " + answer;
-      s.close();
-      throw new IOException("gradient server refused rank " + rank + ": " + why);
+      throw new IOException("gradient server " + where + " refused rank " + rank + " (wrong job secret, a rank already taken, or a late connection)");
     }
-    return c;
+    byte[] proof = new byte[Wire.MAC_BYTES];
+    in.readFully(proof);
+    if (!MessageDigest.isEqual(proof, Wire.hmac(secret, "accept", jobId, rank, serverNonce, clientNonce))) {
+      throw new IOException(where + " accepted rank " + rank + " without proving it holds the job secret; not this job's driver");
+    }
+    fromServer = Wire.Channel.of(secret, "s2c", jobId, rank, serverNonce, clientNonce);
+    toServer = Wire.Channel.of(secret, "c2s", jobId, rank, serverNonce, clientNonce);
   }
 
   /** The next step's adapter, or empty when the driver says training is done. */
   public Optional<Params> next() throws IOException {
+    in.mark(4);
     int type = in.readInt();
+    in.reset();
     if (type == Wire.DONE) {
+      fromServer.read(in, Wire.DONE, 0, "end of training");
       return Optional.empty();
     }
-    if (type != Wire.PARAMS) {
-      throw new IOException("expected adapter values from the driver but got message type " + type);
-    }
-    int step = in.readInt();
-    return Optional.of(new Params(step, Wire.readFloats(in, size, "adapter broadcast")));
+    ByteBuffer b = ByteBuffer.wrap(fromServer.read(in, Wire.PARAMS, Wire.PARAMS_HEADER + 4 * size, "adapter broadcast"));
+    int step = b.getInt();
+    return Optional.of(new Params(step, Wire.getFloats(b, size)));
   }
 
-  /** @param computeNanos the worker's forward+backward time for this step (for the driver's metrics) */
-  public void push(int step, long tokens, double lossSum, long computeNanos, float[] gradSum) throws IOException {
-    pushRaw(jobId, step, tokens, lossSum, computeNanos, gradSum);
+  /**
+   * @param computeNanos the worker's forward+backward time for this step (for the driver's metrics)
+   * @param flags {@link GradientServer#FLAG_OVERFLOW} or 0
+   */
+  public void push(int step, long tokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
+    ByteBuffer b = ByteBuffer.allocate(Wire.PUSH_HEADER + 4 * gradSum.length);
+    b.putInt(step).putLong(tokens).putDouble(lossSum).putLong(computeNanos).putInt(flags);
+    Wire.putFloats(b, gradSum);
+    toServer.write(out, Wire.PUSH, b.array());
   }
 
-  /** Sends a push with arbitrary fields; tests use it to check that bad pushes are refused. */
-  void pushRaw(String job, int step, long tokens, double lossSum, long computeNanos, float[] gradSum) throws IOException {
-    out.writeInt(Wire.PUSH);
-    out.writeUTF(job);
-    out.writeInt(step);
-    out.writeLong(tokens);
-    out.writeDouble(lossSum);
-    out.writeLong(computeNanos);
-    Wire.writeFloats(out, gradSum);
-    out.flush();
+  /** Replaces the session key this client signs with; tests use it to send pushes whose MAC fails. */
+  void forgeSessionKey() {
+    toServer = new Wire.Channel(new byte[32]);
   }
 
   @Override

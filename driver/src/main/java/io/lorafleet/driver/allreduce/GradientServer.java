@@ -9,65 +9,211 @@ import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
 import java.security.MessageDigest;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
+import java.util.function.IntFunction;
 
 /**
  * The driver's end of the per-step gradient channel (BarrierTaskContext.allGather costs ~1 s a
- * call, so steps do not use it). Workers connect and authenticate with the job's secret; each step
- * the server broadcasts the adapter and gathers every worker's gradient sum. A push with the wrong
- * job, step or size fails the step with a clear error and is never applied; a worker that does not
- * answer within the timeout fails the step instead of hanging the job.
+ * call, so steps do not use it); {@link Wire} has the protocol. Handshakes run concurrently, each
+ * under an overall deadline, so a peer that connects and trickles bytes delays nobody. Each step the
+ * server broadcasts the adapter and gathers every worker's gradient sum. A push with the wrong step,
+ * size or MAC, or holding NaN or infinity, fails the step with a clear error and is never applied;
+ * a worker that does not answer within the timeout fails the step instead of hanging the job.
  */
 public final class GradientServer implements AutoCloseable {
+  /** Push flag: the worker's fp16 gradient overflowed (a normal event under loss scaling: skip the step). */
+  public static final int FLAG_OVERFLOW = 1;
+  private static final int MAX_PENDING_HANDSHAKES = 64;
+
   /** One worker's push for a step. */
-  public record Push(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos) {}
+  public record Push(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos, int flags) {
+    public boolean overflow() {
+      return (flags & FLAG_OVERFLOW) != 0;
+    }
+  }
+
+  /** A push held NaN or infinity: the step must not reach the optimizer. */
+  public static final class NonFiniteGradientException extends IOException {
+    private final int step;
+
+    NonFiniteGradientException(int step, String m) {
+      super(m);
+      this.step = step;
+    }
+
+    public int step() {
+      return step;
+    }
+  }
+
+  /** An authenticated worker's connection. */
+  private record Peer(Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
 
   private final ServerSocket socket;
   private final String jobId;
   private final byte[] secret;
   private final int workers;
   private final int timeoutMs;
-  private final Socket[] peers;
-  private final DataInputStream[] ins;
-  private final DataOutputStream[] outs;
+  private final int handshakeMs;
+  private final IntFunction<String> tensorAt;
+  private final Peer[] peers;
+  private int connected;
   private final ExecutorService io;
+  private final ExecutorService handshakes;
+  private final ScheduledExecutorService deadlines;
+  private final AtomicInteger pending = new AtomicInteger();
   private final AtomicLong bytesSent = new AtomicLong();
   private final AtomicLong bytesReceived = new AtomicLong();
   private final List<String> rejected = new ArrayList<>();
+  private final Thread acceptor;
 
   public GradientServer(String bindHost, String jobId, byte[] secret, int workers, int timeoutMs) throws IOException {
-    this.socket = new ServerSocket(0, 64, InetAddress.getByName(bindHost));
+    this(bindHost, PortRange.ANY, jobId, secret, workers, timeoutMs, i -> "element " + i);
+  }
+
+  /**
+   * @param bindHost the driver's address (never the wildcard on a cluster: the channel has no reason
+   *     to listen on other interfaces)
+   * @param tensorAt the name of the tensor holding flat element i, for error messages
+   */
+  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int workers, int timeoutMs, IntFunction<String> tensorAt)
+      throws IOException {
+    this.socket = ports.bind(InetAddress.getByName(bindHost));
     this.jobId = jobId;
     this.secret = secret.clone();
     this.workers = workers;
     this.timeoutMs = timeoutMs;
-    this.peers = new Socket[workers];
-    this.ins = new DataInputStream[workers];
-    this.outs = new DataOutputStream[workers];
-    this.io = Executors.newFixedThreadPool(workers, r -> {
-      Thread t = new Thread(r, "lorafleet-gradient-io");
+    this.handshakeMs = Math.min(timeoutMs, 30_000);
+    this.tensorAt = tensorAt;
+    this.peers = new Peer[workers];
+    this.io = Executors.newFixedThreadPool(workers, daemon("lorafleet-gradient-io"));
+    this.handshakes = Executors.newCachedThreadPool(daemon("lorafleet-gradient-handshake"));
+    this.deadlines = Executors.newSingleThreadScheduledExecutor(daemon("lorafleet-gradient-deadline"));
+    this.acceptor = daemon("lorafleet-gradient-accept").newThread(this::acceptLoop);
+    acceptor.start();
+  }
+
+  private static java.util.concurrent.ThreadFactory daemon(String name) {
+    return r -> {
+      Thread t = new Thread(r, name);
       t.setDaemon(true);
       return t;
-    });
+    };
   }
 
   public int port() {
     return socket.getLocalPort();
   }
 
-  /** Reasons for refused connections so far (for logs and tests). */
+  /** Reasons for refused connections so far (kept on the driver, never told to the peer). */
   public synchronized List<String> rejected() {
     return List.copyOf(rejected);
+  }
+
+  private void acceptLoop() {
+    while (!socket.isClosed()) {
+      Socket s;
+      try {
+        s = socket.accept();
+      } catch (IOException closed) {
+        return;
+      }
+      if (pending.incrementAndGet() > MAX_PENDING_HANDSHAKES) {
+        pending.decrementAndGet();
+        refuse(s, "too many handshakes in progress");
+        continue;
+      }
+      // The deadline covers the whole handshake, however slowly the peer trickles its bytes.
+      ScheduledFuture<?> deadline = deadlines.schedule(() -> closeQuietly(s), handshakeMs, TimeUnit.MILLISECONDS);
+      handshakes.execute(() -> {
+        try {
+          handshake(s);
+        } catch (IOException e) {
+          refuse(s, s.isClosed() && e instanceof java.net.SocketException ? "no complete handshake within " + handshakeMs + " ms" : e.getMessage());
+        } finally {
+          deadline.cancel(false);
+          pending.decrementAndGet();
+        }
+      });
+    }
+  }
+
+  private void handshake(Socket s) throws IOException {
+    s.setTcpNoDelay(true);
+    s.setSoTimeout(handshakeMs);
+    DataInputStream in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
+    DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
+    byte[] serverNonce = Wire.nonce();
+    out.writeInt(Wire.MAGIC);
+    out.writeInt(Wire.VERSION);
+    out.write(serverNonce);
+    out.flush();
+    if (in.readInt() != Wire.MAGIC) {
+      throw new Wire.ProtocolException("not a lorafleet worker (bad magic)");
+    }
+    int version = in.readInt();
+    if (version != Wire.VERSION) {
+      throw new Wire.ProtocolException("protocol version " + version + ", this driver speaks " + Wire.VERSION);
+    }
+    int rank = in.readInt();
+    byte[] clientNonce = new byte[Wire.NONCE_BYTES];
+    in.readFully(clientNonce);
+    byte[] mac = new byte[Wire.MAC_BYTES];
+    in.readFully(mac);
+    if (!MessageDigest.isEqual(mac, Wire.hmac(secret, "hello", jobId, rank, serverNonce, clientNonce))) {
+      throw new Wire.ProtocolException("authentication failed for a peer claiming rank " + rank);
+    }
+    Peer p = new Peer(s, in, out, Wire.Channel.of(secret, "s2c", jobId, rank, serverNonce, clientNonce),
+        Wire.Channel.of(secret, "c2s", jobId, rank, serverNonce, clientNonce));
+    synchronized (this) {
+      if (rank < 0 || rank >= workers || peers[rank] != null) {
+        throw new Wire.ProtocolException("rank " + rank + " is invalid or already connected (workers: " + workers + ")");
+      }
+      out.writeInt(Wire.ACCEPT);
+      out.write(Wire.hmac(secret, "accept", jobId, rank, serverNonce, clientNonce));
+      out.flush();
+      s.setSoTimeout(timeoutMs);
+      peers[rank] = p;
+      connected++;
+      notifyAll();
+    }
+  }
+
+  private void refuse(Socket s, String why) {
+    synchronized (this) {
+      rejected.add(why);
+    }
+    try {
+      s.setSoTimeout(100);
+      DataOutputStream out = new DataOutputStream(s.getOutputStream());
+      out.writeInt(Wire.REJECT);
+      out.flush();
+    } catch (IOException ignored) {
+      // the peer may be gone already
+    }
+    closeQuietly(s);
+  }
+
+  private static void closeQuietly(Socket s) {
+    try {
+      s.close();
+    } catch (IOException ignored) {
+      // closing is all we wanted
+    }
   }
 
   /** Waits until every rank has connected and authenticated; strangers are refused and closed. */
@@ -77,80 +223,41 @@ public final class GradientServer implements AutoCloseable {
 
   /**
    * As {@link #awaitWorkers()}, but gives up as soon as {@code abandoned} says the workers will not
-   * come (their stage has already failed), instead of waiting for the timeout.
+   * come (their stage has already failed), instead of waiting for the timeout. Once every rank is
+   * in, the server stops listening.
    */
-  public void awaitWorkers(java.util.function.BooleanSupplier abandoned) throws IOException {
+  public void awaitWorkers(BooleanSupplier abandoned) throws IOException {
     long deadline = System.currentTimeMillis() + timeoutMs;
-    SecureRandom rnd = new SecureRandom();
-    int connected = 0;
-    while (connected < workers) {
-      long left = deadline - System.currentTimeMillis();
-      if (left <= 0) {
-        throw new IOException("only " + connected + " of " + workers + " workers connected to the gradient channel within " + timeoutMs + " ms");
-      }
-      if (abandoned.getAsBoolean()) {
-        throw new IOException("the worker stage ended after " + connected + " of " + workers + " workers connected");
-      }
-      socket.setSoTimeout((int) Math.min(left, 500));
-      Socket s;
-      try {
-        s = socket.accept();
-      } catch (SocketTimeoutException e) {
-        continue;
-      }
-      s.setTcpNoDelay(true);
-      s.setSoTimeout(timeoutMs);
-      DataInputStream in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
-      DataOutputStream out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
-      try {
-        long nonce = rnd.nextLong();
-        out.writeInt(Wire.MAGIC);
-        out.writeLong(nonce);
-        out.flush();
-        if (in.readInt() != Wire.MAGIC) {
-          throw new Wire.ProtocolException("not a lorafleet worker (bad magic)");
+    synchronized (this) {
+      while (connected < workers) {
+        long left = deadline - System.currentTimeMillis();
+        if (left <= 0) {
+          throw new IOException("only " + connected + " of " + workers + " workers connected to the gradient channel within " + timeoutMs + " ms");
         }
-        String job = in.readUTF();
-        int rank = in.readInt();
-        byte[] mac = new byte[32];
-        in.readFully(mac);
-        if (!job.equals(jobId)) {
-          throw new Wire.ProtocolException("job id '" + job + "' is not this job's '" + jobId + "'");
-        }
-        if (!MessageDigest.isEqual(mac, Wire.hmac(secret, job, rank, nonce))) {
-          throw new Wire.ProtocolException("authentication failed for rank " + rank + " (wrong job secret)");
-        }
-        if (rank < 0 || rank >= workers || peers[rank] != null) {
-          throw new Wire.ProtocolException("rank " + rank + " is invalid or already connected (workers: " + workers + ")");
-        }
-        out.writeInt(Wire.ACCEPT);
-        out.flush();
-        peers[rank] = s;
-        ins[rank] = in;
-        outs[rank] = out;
-        connected++;
-      } catch (IOException e) {
-        synchronized (this) {
-          rejected.add(e.getMessage());
+        if (abandoned.getAsBoolean()) {
+          throw new IOException("the worker stage ended after " + connected + " of " + workers + " workers connected");
         }
         try {
-          out.writeInt(Wire.REJECT);
-          out.writeUTF(String.valueOf(e.getMessage()));
-          out.flush();
-        } catch (IOException ignored) {
-          // the peer may be gone already
+          wait(Math.min(left, 200));
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted while waiting for workers", e);
         }
-        s.close();
       }
     }
+    socket.close();
   }
 
   /** Sends the adapter for {@code step} to every worker and gathers their pushes, in rank order. */
   public Push[] exchange(int step, float[] params) throws IOException {
+    ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
+    b.putInt(step);
+    Wire.putFloats(b, params);
+    byte[] body = b.array();
     List<Future<Push>> fs = new ArrayList<>();
     for (int r = 0; r < workers; r++) {
       final int rank = r;
-      fs.add(io.submit(() -> roundTrip(rank, step, params)));
+      fs.add(io.submit(() -> roundTrip(rank, step, body, params.length)));
     }
     Push[] out = new Push[workers];
     for (int r = 0; r < workers; r++) {
@@ -159,7 +266,12 @@ public final class GradientServer implements AutoCloseable {
       } catch (ExecutionException e) {
         fs.forEach(f -> f.cancel(true));
         Throwable c = e.getCause();
-        throw new IOException("step " + step + ", worker " + r + ": " + (c instanceof SocketTimeoutException ? "no answer within " + timeoutMs + " ms" : c.getMessage()), c);
+        if (c instanceof NonFiniteGradientException nf) {
+          throw new NonFiniteGradientException(step, nf.getMessage());
+        }
+        String why = c instanceof SocketTimeoutException ? "no answer within " + timeoutMs + " ms"
+            : c instanceof java.io.EOFException || c instanceof java.net.SocketException ? "the worker's connection closed (" + c + ")" : c.getMessage();
+        throw new IOException("step " + step + ", worker " + r + ": " + why, c);
       } catch (TimeoutException | InterruptedException e) {
         fs.forEach(f -> f.cancel(true));
         throw new IOException("step " + step + ", worker " + r + ": no answer within " + timeoutMs + " ms", e);
@@ -168,44 +280,44 @@ public final class GradientServer implements AutoCloseable {
     return out;
   }
 
-  private Push roundTrip(int rank, int step, float[] params) throws IOException {
-    DataOutputStream out = outs[rank];
-    out.writeInt(Wire.PARAMS);
-    out.writeInt(step);
-    Wire.writeFloats(out, params);
-    out.flush();
-    bytesSent.addAndGet(12L + 4L * params.length);
-    DataInputStream in = ins[rank];
-    int type = in.readInt();
-    if (type != Wire.PUSH) {
-      throw new Wire.ProtocolException("expected a gradient push but got message type " + type);
-    }
-    String job = in.readUTF();
-    int s = in.readInt();
-    long tokens = in.readLong();
-    double loss = in.readDouble();
-    long compute = in.readLong();
-    if (!job.equals(jobId)) {
-      throw new Wire.ProtocolException("push for job '" + job + "' rejected, this is job '" + jobId + "'");
-    }
+  private Push roundTrip(int rank, int step, byte[] params, int n) throws IOException {
+    Peer p = peers[rank];
+    p.toWorker().write(p.out(), Wire.PARAMS, params);
+    bytesSent.addAndGet(8L + params.length + Wire.MAC_BYTES);
+    ByteBuffer b = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.PUSH, Wire.PUSH_HEADER + 4 * n, "rank " + rank + "'s push"));
+    bytesReceived.addAndGet(8L + b.capacity() + Wire.MAC_BYTES);
+    int s = b.getInt();
+    long tokens = b.getLong();
+    double loss = b.getDouble();
+    long compute = b.getLong();
+    int flags = b.getInt();
     if (s != step) {
       throw new Wire.ProtocolException("push for step " + s + " rejected, the current step is " + step);
     }
-    if (tokens < 0 || !Double.isFinite(loss)) {
-      throw new Wire.ProtocolException("push rejected: tokens " + tokens + ", loss sum " + loss);
+    if (tokens < 0 || (flags & ~FLAG_OVERFLOW) != 0) {
+      throw new Wire.ProtocolException("push rejected: tokens " + tokens + ", flags " + flags);
     }
-    float[] g = Wire.readFloats(in, params.length, "push");
-    bytesReceived.addAndGet(48L + 4L * g.length);
-    return new Push(rank, g, tokens, loss, compute);
+    float[] g = Wire.getFloats(b, n);
+    if ((flags & FLAG_OVERFLOW) == 0) {
+      if (!Double.isFinite(loss)) {
+        throw new NonFiniteGradientException(step, "step " + step + ", rank " + rank + " pushed a non-finite loss sum " + loss);
+      }
+      for (int i = 0; i < n; i++) {
+        if (!Float.isFinite(g[i])) {
+          throw new NonFiniteGradientException(step, "step " + step + ", rank " + rank + " pushed a non-finite gradient (" + g[i] + ") for '"
+              + tensorAt.apply(i) + "'; the step is not applied");
+        }
+      }
+    }
+    return new Push(rank, g, tokens, loss, compute, flags);
   }
 
   /** Tells every worker that training is over. */
   public void finish() {
-    for (DataOutputStream out : outs) {
-      if (out != null) {
+    for (Peer p : peers) {
+      if (p != null) {
         try {
-          out.writeInt(Wire.DONE);
-          out.flush();
+          p.toWorker().write(p.out(), Wire.DONE, new byte[0]);
         } catch (IOException ignored) {
           // a worker that is gone needs no goodbye
         }
@@ -223,12 +335,14 @@ public final class GradientServer implements AutoCloseable {
 
   @Override
   public void close() throws IOException {
+    socket.close();
     io.shutdownNow();
-    for (Socket s : peers) {
-      if (s != null) {
-        s.close();
+    handshakes.shutdownNow();
+    deadlines.shutdownNow();
+    for (Peer p : peers) {
+      if (p != null) {
+        p.socket().close();
       }
     }
-    socket.close();
   }
 }

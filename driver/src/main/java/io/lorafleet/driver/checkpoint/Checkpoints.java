@@ -10,6 +10,8 @@ import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import io.lorafleet.worker.model.CausalLM;
 import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -38,34 +40,62 @@ public final class Checkpoints {
 
   private Checkpoints() {}
 
-  /** What a checkpoint restores. */
-  public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, Path dir) {}
+  /** What a checkpoint restores; {@code job} is what the run was (see trainer_state.json's "job"). */
+  public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, JsonNode job, Path dir) {}
+
+  /** What the driver saves at a step: the adapter, AdamW's moments and step count, and the data cursor. */
+  public record Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor) {}
 
   public static Path dirFor(Path output, int step) {
     return output.resolve(String.format("checkpoint-%d", step));
   }
 
-  public static void write(Path output, int step, LoraModel lora, float[] params, float[] m, float[] v, long optSteps, long seed, long cursor, int keep)
-      throws IOException {
-    Path fin = dirFor(output, step);
+  /**
+   * Writes checkpoint-&lt;step&gt; durably: every file into a hidden temporary directory, each file and
+   * the directory fsynced, renamed into place, and the output directory fsynced, before any older
+   * checkpoint beyond {@code keep} is pruned. A crash at any point leaves the previous checkpoints
+   * intact and at worst a temporary that the next run removes.
+   *
+   * @param job the run's identity, compared on --resume
+   * @param afterAdapter runs between the adapter and the rest (the fault-injection hook)
+   */
+  public static void write(Path output, LoraModel lora, Snapshot s, JsonNode job, int keep, Runnable afterAdapter) throws IOException {
+    Path fin = dirFor(output, s.step());
     Path tmp = output.resolve(".tmp-" + fin.getFileName());
     deleteTree(tmp);
     Files.createDirectories(tmp);
-    AdapterFormat.write(tmp, lora, params, Map.of("lorafleet.step", Integer.toString(step)));
-    SafetensorsWriter.write(tmp.resolve(OPTIMIZER), Map.of("exp_avg", Tensor.ofFloats(m, m.length), "exp_avg_sq", Tensor.ofFloats(v, v.length)), Map.of());
+    AdapterFormat.write(tmp, lora, s.params(), Map.of("lorafleet.step", Integer.toString(s.step())));
+    afterAdapter.run();
+    SafetensorsWriter.write(tmp.resolve(OPTIMIZER), Map.of("exp_avg", Tensor.ofFloats(s.m(), s.m().length), "exp_avg_sq",
+        Tensor.ofFloats(s.v(), s.v().length)), Map.of());
     ObjectNode st = JSON.createObjectNode();
-    st.put("step", step);
-    st.put("optimizer_steps", optSteps);
-    st.put("seed", seed);
-    st.put("data_cursor", cursor);
+    st.put("step", s.step());
+    st.put("optimizer_steps", s.optimizerSteps());
+    st.put("seed", s.seed());
+    st.put("data_cursor", s.cursor());
     st.put("adapter_sha256", sha256(tmp.resolve(AdapterFormat.WEIGHTS)));
     st.put("optimizer_sha256", sha256(tmp.resolve(OPTIMIZER)));
+    st.set("job", job);
     Files.writeString(tmp.resolve(STATE), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(st));
+    try (Stream<Path> files = Files.list(tmp)) {
+      for (Path f : files.toList()) {
+        fsync(f);
+      }
+    }
+    fsync(tmp);
     deleteTree(fin);
     Files.move(tmp, fin, StandardCopyOption.ATOMIC_MOVE);
+    fsync(output);
     List<Path> all = list(output);
     for (int i = 0; i + keep < all.size(); i++) {
       deleteTree(all.get(i));
+    }
+  }
+
+  /** Forces a file's or a directory's contents (a directory: its entries) to stable storage. */
+  static void fsync(Path p) throws IOException {
+    try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+      ch.force(true);
     }
   }
 
@@ -95,7 +125,7 @@ public final class Checkpoints {
         AdapterFormat.Loaded a = AdapterFormat.read(d, base);
         SafetensorsReader o = SafetensorsReader.open(d.resolve(OPTIMIZER));
         return Optional.of(new State(st.get("step").asInt(), a.values(), o.read("exp_avg").toFloatArray(), o.read("exp_avg_sq").toFloatArray(),
-            st.get("optimizer_steps").asLong(), d));
+            st.get("optimizer_steps").asLong(), st.path("job"), d));
       } catch (IOException | RuntimeException e) {
         LOG.warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
         System.err.println("warning: skipping corrupt checkpoint " + d + ": " + e.getMessage());

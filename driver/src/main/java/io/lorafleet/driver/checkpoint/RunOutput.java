@@ -4,7 +4,14 @@ import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.List;
+import java.util.Optional;
 import java.util.Set;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
@@ -39,6 +46,138 @@ public final class RunOutput {
     FileSystem fs = remote.getFileSystem(conf);
     fs.mkdirs(remote);
     return new RunOutput(Files.createTempDirectory("lorafleet-run-"), fs, remote);
+  }
+
+  /** The output as the user named it. */
+  public String uri() {
+    return fs == null ? local.toString() : remote.toString();
+  }
+
+  /** The names in the output (not the local stage), hidden temporaries included. */
+  public List<String> entries() throws IOException {
+    List<String> names = new ArrayList<>();
+    if (fs == null) {
+      try (var s = Files.list(local)) {
+        s.forEach(p -> names.add(p.getFileName().toString()));
+      }
+    } else {
+      for (FileStatus st : fs.listStatus(remote)) {
+        names.add(st.getPath().getName());
+      }
+    }
+    names.sort(null);
+    return names;
+  }
+
+  /** Deletes every entry of the output but {@code keep} (and clears the local stage). */
+  public void clear(String keep) throws IOException {
+    for (String n : entries()) {
+      if (!n.equals(keep)) {
+        delete(n);
+      }
+    }
+    if (fs != null) {
+      try (var s = Files.list(local)) {
+        for (Path p : s.toList()) {
+          Checkpoints.deleteTree(p);
+        }
+      }
+    }
+  }
+
+  /** Removes temporaries (".tmp-*") a crashed writer left in the output and its stage. */
+  public void cleanTemporaries() throws IOException {
+    for (String n : entries()) {
+      if (n.startsWith(".tmp-")) {
+        delete(n);
+      }
+    }
+    if (fs != null) {
+      try (var s = Files.list(local)) {
+        for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".tmp-")).toList()) {
+          Checkpoints.deleteTree(p);
+        }
+      }
+    }
+  }
+
+  /** Creates {@code name} holding {@code bytes} unless it exists; atomic on POSIX and HDFS. */
+  public boolean createExclusive(String name, byte[] bytes) throws IOException {
+    if (fs == null) {
+      try {
+        Files.write(local.resolve(name), bytes, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+        return true;
+      } catch (FileAlreadyExistsException e) {
+        return false;
+      }
+    }
+    try (var o = fs.create(new org.apache.hadoop.fs.Path(remote, name), false)) {
+      o.write(bytes);
+      return true;
+    } catch (org.apache.hadoop.fs.FileAlreadyExistsException e) {
+      return false;
+    } catch (IOException e) {
+      if (fs.exists(new org.apache.hadoop.fs.Path(remote, name))) {
+        return false;
+      }
+      throw e;
+    }
+  }
+
+  /** The bytes of file {@code name} in the output, or empty if it is absent. */
+  public Optional<byte[]> read(String name) throws IOException {
+    if (fs == null) {
+      try {
+        return Optional.of(Files.readAllBytes(local.resolve(name)));
+      } catch (NoSuchFileException e) {
+        return Optional.empty();
+      }
+    }
+    org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(remote, name);
+    try (var in = fs.open(p)) {
+      return Optional.of(in.readAllBytes());
+    } catch (java.io.FileNotFoundException e) {
+      return Optional.empty();
+    }
+  }
+
+  /** Replaces file {@code name} in the output by {@code bytes}, through a temporary and a rename. */
+  public void replace(String name, byte[] bytes) throws IOException {
+    if (fs == null) {
+      Path tmp = local.resolve(".tmp-" + name);
+      Files.write(tmp, bytes);
+      Files.move(tmp, local.resolve(name), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      return;
+    }
+    org.apache.hadoop.fs.Path tmp = new org.apache.hadoop.fs.Path(remote, ".tmp-" + name);
+    try (var o = fs.create(tmp, true)) {
+      o.write(bytes);
+    }
+    fs.delete(new org.apache.hadoop.fs.Path(remote, name), false);
+    if (!fs.rename(tmp, new org.apache.hadoop.fs.Path(remote, name))) {
+      throw new IOException("cannot rename " + tmp + " to " + name);
+    }
+  }
+
+  /** Deletes {@code name} (a file or a directory) from the output. */
+  public void delete(String name) throws IOException {
+    if (fs == null) {
+      Checkpoints.deleteTree(local.resolve(name));
+    } else {
+      fs.delete(new org.apache.hadoop.fs.Path(remote, name), true);
+    }
+  }
+
+  /** Copies file {@code name} from the output into the stage, if it exists there (a no-op for plain paths). */
+  public void pull(String name) throws IOException {
+    if (fs == null) {
+      return;
+    }
+    org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(remote, name);
+    if (fs.exists(p)) {
+      Files.deleteIfExists(local.resolve(name));
+      fs.copyToLocalFile(false, p, new org.apache.hadoop.fs.Path(local.resolve(name).toUri()), true);
+    }
   }
 
   /** The directory the run writes into (the output itself, or its local stage). */

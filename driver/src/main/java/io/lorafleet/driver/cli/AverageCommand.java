@@ -27,9 +27,20 @@ final class AverageCommand implements Callable<Integer> {
   @Option(names = "--mode", defaultValue = "cat", description = "factor, cat or svd") String mode;
   @Option(names = "--rank", defaultValue = "0", description = "svd: target rank (default: the adapters' r)") int rank;
   @Option(names = "--out", required = true) Path out;
+  @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
+
+  private List<Path> inputs() {
+    List<Path> in = new ArrayList<>(adapters);
+    in.add(model);
+    if (run != null) {
+      in.add(run);
+    }
+    return in;
+  }
 
   @Override
   public Integer call() throws Exception {
+    Outputs.claim(out, overwrite, inputs());
     List<Path> dirs = new ArrayList<>(adapters);
     if (run != null) {
       List<Path> all = Checkpoints.list(run);

@@ -59,14 +59,14 @@ final class BenchTrainCommand implements Callable<Integer> {
     ObjectNode report = json.createObjectNode();
     try {
       Prepare.run(spark, new PrepareOptions(List.of(out.resolve("text.jsonl").toString()), "jsonl", RecordFormat.TEXT, Map.of(), "", model.toString(),
-          out.resolve("data").toString(), seqLen, "drop", false, 0, 0, 4, 0));
+          out.resolve("data").toString(), seqLen, "drop", false, 0, 0, 4, 0).withOverwrite(true));
       report.put("model", "llama H" + hidden + " L" + layers + " FFN" + intermediate + " V" + vocab);
       report.put("global_batch", globalBatch + "x" + seqLen);
       report.put("master", spark.sparkContext().master());
       for (int n : new int[] {1, workers}) {
         TrainConfig cfg = new TrainConfig(model.toString(), out.resolve("data").toString(), out.resolve("run-" + n).toString(),
             "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", rank, 2.0 * rank, 0, n, steps, globalBatch, Math.max(1, globalBatch / n), 1e-3, 0,
-            "constant", "adamw", 0, 1.0, 1_000_000, 1, 0, 300_000, 1, false, "", 0, 0, 0, "svd");
+            "constant", "adamw", 0, 1.0, 1_000_000, 1, 0, 300_000, 1, false, "", 0, 0, 0, "svd").withRun(false, false, true); // the benchmark owns its runs
         var res = Trainer.run(spark, cfg, false);
         report.set("workers_" + n, summarize(out.resolve("run-" + n).resolve("metrics.jsonl"), warmup, res.adapter().length * 4L));
       }

@@ -21,9 +21,22 @@ final class EvalCommand implements Callable<Integer> {
   @Option(names = "--limit", defaultValue = "1000", description = "at most this many examples") int limit;
   @Option(names = "--partitions", defaultValue = "2") int partitions;
   @Option(names = "--out", defaultValue = "eval") Path out;
+  @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
+
+  private List<Path> inputs() {
+    List<Path> in = new ArrayList<>();
+    adapters.forEach(a -> in.add(Path.of(a)));
+    in.add(Path.of(model));
+    in.add(data);
+    if (run != null) {
+      in.add(run);
+    }
+    return in;
+  }
 
   @Override
   public Integer call() throws Exception {
+    Outputs.claim(out, overwrite, inputs());
     List<RunEvaluation.Row> todo = new ArrayList<>();
     if (run != null) {
       todo.addAll(RunEvaluation.runCandidates(run));

@@ -6,6 +6,7 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -15,9 +16,11 @@ final class MergeCommand implements Callable<Integer> {
   @Option(names = "--model", required = true) Path model;
   @Option(names = "--adapter", required = true) Path adapter;
   @Option(names = "--out", required = true) Path out;
+  @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
   @Override
   public Integer call() throws Exception {
+    Outputs.claim(out, overwrite, List.of(model, adapter));
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
       AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
       a.model().merge(a.values());

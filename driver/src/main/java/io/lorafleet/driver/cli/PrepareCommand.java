@@ -28,12 +28,15 @@ final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--shards", defaultValue = "8") int shards;
   @Option(names = "--max-bad-fraction", defaultValue = "0.1") double maxBadFraction;
   @Option(names = "--pack", description = "pack several examples into each --max-seq-len row (position ids restart per example)") boolean pack;
+  @Option(names = "--max-record-bytes", defaultValue = "" + PrepareOptions.DEFAULT_MAX_RECORD_BYTES,
+      description = "a record (JSONL line, CSV or Parquet row) longer than this is quarantined, never held whole") int maxRecordBytes;
+  @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
   @Option(names = "--local-threads", defaultValue = "2", description = "local[N] when not under spark-submit") int threads;
 
   @Override
   public Integer call() throws Exception {
     PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
-        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs);
+        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs, maxRecordBytes, overwrite);
     var spark = Spark.session("prepare", threads);
     try {
       var m = Prepare.run(spark, o);

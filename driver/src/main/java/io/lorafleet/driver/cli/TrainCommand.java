@@ -2,11 +2,17 @@ package io.lorafleet.driver.cli;
 
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraConfig;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train a LoRA adapter on N Spark workers; the driver all-reduces gradients and checkpoints.")
 final class TrainCommand implements Callable<Integer> {
@@ -34,7 +40,15 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--seed", defaultValue = "0") long seed;
   @Option(names = "--timeout-ms", defaultValue = "120000") int timeoutMs;
   @Option(names = "--max-attempts", defaultValue = "3") int maxAttempts;
-  @Option(names = "--resume") boolean resume;
+  @Option(names = "--resume", arity = "0..1", fallbackValue = "true", paramLabel = "auto",
+      description = "continue the newest valid checkpoint in --out (an error if there is none); --resume=auto starts afresh when there is none")
+  String resume = "false";
+  @Option(names = "--overwrite", description = "clear --out first if it already holds a run") boolean overwrite;
+  @Option(names = "--executor-wait-ms", defaultValue = "" + TrainConfig.DEFAULT_EXECUTOR_WAIT_MS,
+      description = "how long to wait for executors, at launch and for replacements after a lost one") int executorWaitMs;
+  @Option(names = "--gradient-ports", defaultValue = "", description = "port or LO-HI range for the driver's gradient channel (default: any free port)")
+  String gradientPorts;
+  @Spec CommandSpec spec;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
   @Option(names = "--eval-examples", defaultValue = "64") int evalExamples;
@@ -43,8 +57,13 @@ final class TrainCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    if (!List.of("false", "true", "auto").contains(resume)) {
+      throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
+    }
+    adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode);
+        optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts);
     var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);
@@ -53,5 +72,26 @@ final class TrainCommand implements Callable<Integer> {
       spark.stop();
     }
     return 0;
+  }
+
+  /**
+   * With --init-adapter, the LoRA flags not given take the adapter's values, so the run trains the
+   * adapter's own config; flags given that contradict it are refused by Trainer, by name.
+   */
+  void adoptInitAdapter() {
+    if (initAdapter.isEmpty()) {
+      return;
+    }
+    var parsed = spec.commandLine().getParseResult();
+    LoraConfig a = AdapterFormat.readConfig(Path.of(initAdapter));
+    if (!parsed.hasMatchedOption("--r")) {
+      r = a.r();
+    }
+    if (!parsed.hasMatchedOption("--lora-alpha")) {
+      alpha = a.loraAlpha();
+    }
+    if (!parsed.hasMatchedOption("--target-modules")) {
+      targets = String.join(",", a.targetModules());
+    }
   }
 }

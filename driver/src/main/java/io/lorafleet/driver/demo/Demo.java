@@ -66,17 +66,17 @@ public final class Demo {
     System.out.println("[3/7] prepare on Spark (training set with a 5% validation split; held-out set)");
     Path data = out.resolve("data");
     var manifest = Prepare.run(spark, new PrepareOptions(List.of(out.resolve("train.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), data.toString(), 64, "drop", false, 0, 0.05, 4, 0.01));
+        model.toString(), data.toString(), 64, "drop", false, 0, 0.05, 4, 0.01).withOverwrite(true));
     Path heldData = out.resolve("data-heldout");
     Prepare.run(spark, new PrepareOptions(List.of(out.resolve("heldout.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), heldData.toString(), 64, "drop", false, 0, 0.0, 2, 0.01));
+        model.toString(), heldData.toString(), 64, "drop", false, 0, 0.0, 2, 0.01).withOverwrite(true));
     System.out.println("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation / "
         + heldOut.size() + " held-out records");
     System.out.println("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
     System.out.println("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
     TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, 0,
-        120_000, 2, false, "", 50, 64, 4, "svd");
+        120_000, 2, false, "", 50, 64, 4, "svd").withRun(false, false, true); // the demo owns run/: a repeated demo replaces it
     Trainer.Result res = Trainer.run(spark, cfg, true);
     System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
     var rows = RunEvaluation.candidates(spark, model.toString(), RunEvaluation.runCandidates(out.resolve("run")),

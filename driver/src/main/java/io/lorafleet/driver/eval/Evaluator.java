@@ -77,10 +77,10 @@ public final class Evaluator {
     List<Integer> idx = IntStream.range(0, n).boxed().toList();
     String adapterPath = adapter.orElse("");
     return jsc.parallelize(idx, Math.max(1, Math.min(partitions, n))).mapPartitions(it -> {
-      List<Example> all = ModelCache.examples(splitDir);
+      CausalLM base = ModelCache.model(model, Device.cpu());
+      List<Example> all = ModelCache.examples(splitDir, base.config());
       List<Example> mine = new ArrayList<>();
       it.forEachRemaining(i -> mine.add(all.get(i)));
-      CausalLM base = ModelCache.model(model, Device.cpu());
       Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
       return List.of(local(base, a, mine, 16)).iterator();
     }).reduce(Scores::plus);

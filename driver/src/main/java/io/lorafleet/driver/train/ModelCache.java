@@ -2,6 +2,8 @@ package io.lorafleet.driver.train;
 
 import ai.djl.Device;
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.TokenLimits;
+import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.datasets.prepare.Prepare;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.Djl;
@@ -22,10 +24,20 @@ public final class ModelCache {
     return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, Djl.computeDtype(device)));
   }
 
+  /** A split's examples, unchecked (for counting them). */
   public static List<Example> examples(String splitDir) {
-    return DATA.computeIfAbsent(splitDir, d -> {
+    return examples(splitDir, TokenLimits.NONE);
+  }
+
+  /** A split's examples, every row checked against what {@code model} accepts. */
+  public static List<Example> examples(String splitDir, ModelConfig model) {
+    return examples(splitDir, new TokenLimits(model.vocabSize(), model.maxPositions()));
+  }
+
+  private static List<Example> examples(String splitDir, TokenLimits limits) {
+    return DATA.computeIfAbsent(splitDir + "|" + limits, k -> {
       try {
-        return List.copyOf(Prepare.readSplit(Path.of(d)));
+        return List.copyOf(Prepare.readSplit(Path.of(splitDir), limits));
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }

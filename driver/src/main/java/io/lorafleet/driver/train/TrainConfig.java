@@ -37,7 +37,24 @@ public record TrainConfig(
     int evalEvery,
     int evalExamples,
     int averageLast,
-    String averageMode) implements Serializable {
+    String averageMode,
+    boolean resumeAuto,
+    boolean overwrite,
+    int executorWaitMs,
+    String gradientPorts) implements Serializable {
+
+  /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
+  public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
+
+  /** A new run (no --resume=auto, no --overwrite), executors awaited for the default time, any gradient port. */
+  public TrainConfig(String model, String data, String output, String targetModules, int rank, double alpha, double dropout, int workers, int steps,
+      int globalBatch, int microBatch, double lr, int warmup, String schedule, String optimizer, double weightDecay, double clip, int checkpointEvery,
+      int keepCheckpoints, long seed, int timeoutMs, int maxAttempts, boolean resume, String initAdapter, int evalEvery, int evalExamples,
+      int averageLast, String averageMode) {
+    this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
+        clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "");
+  }
 
   public TrainConfig {
     positive("r", rank);
@@ -49,6 +66,14 @@ public record TrainConfig(
     positive("keep-checkpoints", keepCheckpoints);
     positive("timeout-ms", timeoutMs);
     positive("max-attempts", maxAttempts);
+    positive("executor-wait-ms", executorWaitMs);
+    if (resumeAuto && !resume) {
+      throw new IllegalArgumentException("--resume=auto implies --resume; found resumeAuto without resume");
+    }
+    if (resume && overwrite) {
+      throw new IllegalArgumentException("--resume continues the run in --out and --overwrite clears it; give one of them, not both");
+    }
+    io.lorafleet.driver.allreduce.PortRange.parse(gradientPorts); // validates the range
     if (globalBatch % workers != 0) {
       throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
     }
@@ -86,6 +111,33 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts);
+  }
+
+  /** The same job writing to {@code out}, for {@code n} steps. */
+  public TrainConfig withOutput(String out, int n) {
+    return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts);
+  }
+
+  /**
+   * The same job with other run-management settings.
+   *
+   * @param resume continue the newest valid checkpoint in the output
+   * @param auto with resume: start afresh when the output holds no valid checkpoint
+   * @param clear replace whatever the output holds
+   */
+  public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts);
+  }
+
+  /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
+  public TrainConfig withGradientPorts(String ports) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports);
   }
 }

@@ -4,43 +4,40 @@ import ai.djl.Device;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.checkpoint.OutputFailure;
+import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.tokenizer.Tokenizer;
-import io.lorafleet.worker.train.TrainStep;
-import java.io.BufferedWriter;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
-import java.util.concurrent.FutureTask;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.SparkSession;
-import scala.reflect.ClassTag$;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * {@code lorafleet train}: the driver's loop. It owns the fp32 master adapter and the optimizer,
  * launches one barrier stage of N worker tasks, and every step broadcasts the adapter, gathers the
  * gradient sums, reduces them to the token-weighted mean over the global batch, clips, and updates.
  * A failed barrier stage is not retried by Spark, so the driver relaunches it from the last
- * checkpoint, up to maxAttempts times.
+ * checkpoint; --max-attempts bounds the failures in a row that pass no new checkpoint. The output is
+ * locked for the run, and never mixed with another run's: see {@link RunLock} and --resume/--overwrite.
  */
 public final class Trainer {
   private static final ObjectMapper JSON = new ObjectMapper();
+  private static final Logger LOG = LoggerFactory.getLogger(Trainer.class);
+  static final String METRICS = "metrics.jsonl";
 
   private Trainer() {}
 
@@ -48,63 +45,103 @@ public final class Trainer {
   public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter) {}
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
-    RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
-    Path out = ro.local();
+    FaultPlan faults = FaultPlan.of(spark.sparkContext());
     CausalLM base = ModelCache.model(cfg.model(), Device.cpu());
-    LoraModel lora = LoraModel.create(base, cfg.lora()); // fails fast on bad targets
-    checkDataset(cfg);
+    LoraConfig lc = loraConfig(cfg);
+    LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
+    String dataset = checkDataset(cfg);
+    ObjectNode job = RunIdentity.job(cfg, dataset);
     checkSlots(spark, cfg);
+    RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
+    try (RunLock lock = RunLock.acquire(ro, cfg.resume() || cfg.overwrite(), RunLock.STALE_AFTER_MS)) {
+      return run(spark, cfg, progress, faults, base, lora, job, ro);
+    }
+  }
+
+  private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, CausalLM base, LoraModel lora, ObjectNode job,
+      RunOutput ro) throws IOException {
+    Path out = ro.local();
+    List<String> held = new ArrayList<>(ro.entries());
+    held.remove(RunLock.FILE);
+    if (cfg.overwrite()) {
+      ro.clear(RunLock.FILE);
+    } else if (!held.isEmpty() && !cfg.resume()) {
+      throw new IllegalArgumentException("--out " + ro.uri() + " already holds " + String.join(", ", held.subList(0, Math.min(6, held.size())))
+          + (held.size() > 6 ? ", ..." : "") + "; pass --resume to continue that run, --overwrite to replace it, or choose another --out");
+    }
+    ro.cleanTemporaries();
     float[] params = initialParams(cfg, lora, base);
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
     int start = 0;
     if (cfg.resume()) {
       ro.pullCheckpoints();
+      ro.pull(METRICS);
       var st = Checkpoints.latestValid(out, base);
       if (st.isPresent()) {
+        RunIdentity.check(st.get(), lora.config(), job);
         params = st.get().params();
         opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
         start = st.get().step();
         say(progress, "resuming from " + st.get().dir());
+      } else if (!cfg.resumeAuto()) {
+        throw new IllegalArgumentException("--resume: " + ro.uri() + " holds no valid checkpoint to continue; pass --resume=auto to start "
+            + "afresh when there is none");
       }
     }
     Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();
-    List<io.lorafleet.datasets.arrow.Example> val = validation(cfg);
-    ExecutorService ckpt = Executors.newSingleThreadExecutor(r -> new Thread(r, "lorafleet-checkpoint"));
+    List<io.lorafleet.datasets.arrow.Example> val = validation(cfg, base);
     int attempts = 0;
-    try (BufferedWriter metrics = Files.newBufferedWriter(out.resolve("metrics.jsonl"), StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+    int withoutProgress = 0;
+    int divergedAt = -1;
+    try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
+      final int first = start; // losses.get(i) is the loss of step first + i + 1
       while (start < cfg.steps()) {
         attempts++;
+        int from = start;
         try {
-          start = stage(spark, cfg, ro, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress);
+          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, val, metrics, ckpt, progress, faults, attempts, job);
+          start = stage.run(start);
+        } catch (OutputFailure e) {
+          throw e;
         } catch (IOException | RuntimeException e) {
-          if (attempts >= cfg.maxAttempts()) {
-            throw new IOException("training failed after " + attempts + " attempts; last error: " + e.getMessage(), e);
-          }
-          say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint");
-          checkSlots(spark, cfg);
-          waitFor(ckpt);
+          ckpt.drain(); // the relaunch resumes from the newest checkpoint, so it must be on disk; a failed one stops the run
           var st = Checkpoints.latestValid(out, base);
+          int resumeAt = st.map(Checkpoints.State::step).orElse(0);
+          // the budget counts failures in a row that passed no new checkpoint: a long run survives any number of preemptions
+          withoutProgress = resumeAt > from ? 1 : withoutProgress + 1;
+          int failedStep = first + losses.size();
+          boolean nonFinite = e instanceof GradientServer.NonFiniteGradientException || String.valueOf(e.getMessage()).contains("non-finite");
+          if (nonFinite && failedStep == divergedAt) {
+            throw new IOException("training diverged: step " + failedStep + " gave a non-finite gradient again after a relaunch from step " + resumeAt
+                + " (" + e.getMessage() + "); lower the learning rate or check the data", e);
+          }
+          divergedAt = nonFinite ? failedStep : -1;
+          if (withoutProgress >= cfg.maxAttempts()) {
+            throw new IOException("training failed after " + withoutProgress + " attempts without a new checkpoint (" + attempts + " in all); last error: "
+                + e.getMessage(), e);
+          }
+          say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint (step " + resumeAt + ")");
+          LOG.warn("training stage failed ({}); relaunching from step {}", e.getMessage(), resumeAt);
+          checkSlots(spark, cfg);
           if (st.isPresent()) {
             System.arraycopy(st.get().params(), 0, params, 0, params.length);
             opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
-            start = st.get().step();
           } else {
             System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
             opt.restore(new float[params.length], new float[params.length], 0);
-            start = 0;
           }
-          while (losses.size() > start) {
+          start = resumeAt;
+          while (first + losses.size() > start) {
             losses.remove(losses.size() - 1);
           }
           final int resumed = start;
           valLosses.removeIf(v -> v[0] > resumed);
+          metrics.restartAfter(start);
         }
       }
-      waitFor(ckpt);
-    } finally {
-      ckpt.shutdown();
+      ckpt.drain();
     }
     Path fin = out.resolve("adapter");
     AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
@@ -120,7 +157,7 @@ public final class Trainer {
     summary.put("trainable_parameters", params.length);
     summary.put("base_parameters", base.parameterCount());
     Files.writeString(out.resolve("run_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
-    for (String f : List.of("adapter", "averaged", "loss.svg", "metrics.jsonl", "run_summary.json")) {
+    for (String f : List.of("adapter", "averaged", "loss.svg", METRICS, "run_summary.json")) {
       ro.publish(f);
     }
     return new Result(params, losses, attempts, fin);
@@ -129,6 +166,34 @@ public final class Trainer {
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
   private static float[] initialParams(TrainConfig cfg, LoraModel lora, CausalLM base) {
     return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+  }
+
+  /**
+   * The LoRA config this run trains: the flags', or with --init-adapter that adapter's own (r, alpha,
+   * patterns, rsLoRA, bias, targets), so that its learned update keeps its meaning. Flags that
+   * contradict the adapter are refused by name (the CLI fills the ones not given from the adapter).
+   */
+  static LoraConfig loraConfig(TrainConfig cfg) {
+    if (cfg.initAdapter().isEmpty()) {
+      return cfg.lora();
+    }
+    LoraConfig a = AdapterFormat.readConfig(Path.of(cfg.initAdapter()));
+    LoraConfig flags = cfg.lora();
+    List<String> diffs = new ArrayList<>();
+    if (flags.r() != a.r()) {
+      diffs.add("--r " + flags.r() + " but the adapter has r " + a.r());
+    }
+    if (flags.loraAlpha() != a.loraAlpha()) {
+      diffs.add("--lora-alpha " + flags.loraAlpha() + " but the adapter has lora_alpha " + a.loraAlpha());
+    }
+    if (!new java.util.HashSet<>(flags.targetModules()).equals(new java.util.HashSet<>(a.targetModules()))) {
+      diffs.add("--target-modules " + String.join(",", flags.targetModules()) + " but the adapter targets " + String.join(",", a.targetModules()));
+    }
+    if (!diffs.isEmpty()) {
+      throw new IllegalArgumentException("--init-adapter " + cfg.initAdapter() + " contradicts the flags: " + String.join("; ", diffs)
+          + ". Drop those flags to adopt the adapter's config");
+    }
+    return a.withDropout(cfg.dropout()).withBaseModel(cfg.model());
   }
 
   /**
@@ -147,7 +212,7 @@ public final class Trainer {
     }
     int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
     int needed = (cfg.workers() + perExecutor - 1) / perExecutor;
-    long deadline = System.currentTimeMillis() + cfg.timeoutMs();
+    long deadline = System.currentTimeMillis() + cfg.executorWaitMs();
     while (true) {
       int executors = sc.statusTracker().getExecutorInfos().length - 1; // the driver is listed too
       if (executors >= needed) {
@@ -155,7 +220,7 @@ public final class Trainer {
       }
       if (System.currentTimeMillis() > deadline) {
         throw new IllegalArgumentException("--workers " + cfg.workers() + " needs " + needed + " executors but only " + executors
-            + " registered within " + cfg.timeoutMs() + " ms");
+            + " registered within --executor-wait-ms " + cfg.executorWaitMs());
       }
       try {
         Thread.sleep(200);
@@ -167,12 +232,12 @@ public final class Trainer {
   }
 
   /** The validation examples used by --eval-every (at most --eval-examples), or none. */
-  static List<io.lorafleet.datasets.arrow.Example> validation(TrainConfig cfg) {
+  static List<io.lorafleet.datasets.arrow.Example> validation(TrainConfig cfg, CausalLM base) {
     Path dir = Path.of(cfg.data(), "validation");
     if (cfg.evalEvery() == 0) {
       return List.of();
     }
-    List<io.lorafleet.datasets.arrow.Example> all = Files.isDirectory(dir) ? ModelCache.examples(dir.toString()) : List.of();
+    List<io.lorafleet.datasets.arrow.Example> all = Files.isDirectory(dir) ? ModelCache.examples(dir.toString(), base.config()) : List.of();
     if (all.isEmpty()) {
       throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + dir
           + " holds none; prepare with --val-fraction, or set --eval-every 0");
@@ -210,7 +275,8 @@ public final class Trainer {
     io.lorafleet.driver.report.SvgPlot.write(out.resolve("loss.svg"), "Training loss", "step", "loss (target tokens)", series, List.of());
   }
 
-  static void checkDataset(TrainConfig cfg) throws IOException {
+  /** Checks that the data was prepared with this model's tokenizer; returns the dataset's fingerprint. */
+  static String checkDataset(TrainConfig cfg) throws IOException {
     Path manifest = Path.of(cfg.data(), "manifest.json");
     if (!Files.isRegularFile(manifest)) {
       throw new IllegalArgumentException("--data " + cfg.data() + ": manifest.json is missing; run lorafleet prepare first");
@@ -222,166 +288,7 @@ public final class Trainer {
             + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");
       }
     }
-  }
-
-  private static void waitFor(ExecutorService ex) {
-    try {
-      ex.submit(() -> { }).get();
-    } catch (Exception e) {
-      throw new IllegalStateException(e);
-    }
-  }
-
-  /** Runs steps [start, steps) in one barrier stage; returns the step reached. */
-  private static int stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start,
-      List<Double> losses, List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt,
-      boolean progress) throws IOException {
-    byte[] secret = new byte[32];
-    new SecureRandom().nextBytes(secret);
-    String jobId = UUID.randomUUID().toString();
-    String host = spark.sparkContext().getConf().get("spark.driver.host", "127.0.0.1");
-    try (GradientServer server = new GradientServer("0.0.0.0", jobId, secret, cfg.workers(), cfg.timeoutMs())) {
-      JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
-          .rdd().barrier().mapPartitions(new WorkerTask(cfg, host, server.port(), jobId, secret), false, ClassTag$.MODULE$.apply(String.class));
-      ranks.setName("lorafleet barrier stage: gradient workers");
-      // A thread of its own inherits the job group (Spark local properties are inheritable), so a
-      // failed step can cancel exactly this stage and wait for its slots to free up.
-      String group = "lorafleet-train-" + jobId;
-      jsc.setJobGroup(group, "lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps(), true);
-      FutureTask<Object> job = new FutureTask<>(ranks::collect);
-      Thread runner = new Thread(job, "lorafleet-barrier-stage");
-      runner.setDaemon(true);
-      runner.start();
-      jsc.clearJobGroup();
-      try {
-        return steps(cfg, ro, lora, params, opt, sched, start, losses, valLosses, val, metrics, ckpt, progress, server, job);
-      } catch (IOException | RuntimeException e) {
-        jsc.cancelJobGroup(group);
-        try {
-          job.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
-        } catch (Exception ignored) {
-          // the stage failed or was cancelled: that is what we waited for
-        }
-        throw e;
-      }
-    }
-  }
-
-  /** ": <why the stage failed>" when the stage's job has failed (the task's own exception line), else "". */
-  static String stageFailure(FutureTask<Object> job) {
-    if (!job.isDone()) {
-      return "";
-    }
-    try {
-      job.get();
-      return "";
-    } catch (java.util.concurrent.ExecutionException e) {
-      String m = String.valueOf(e.getCause().getMessage());
-      for (String line : m.split("\n")) {
-        int at = line.indexOf("Exception: ");
-        if (at >= 0 && !line.contains("SparkException")) {
-          return ": " + line.substring(at + "Exception: ".length()).trim();
-        }
-      }
-      return ": " + m.split("\n")[0];
-    } catch (Exception e) {
-      return "";
-    }
-  }
-
-  /** The step loop of one stage; returns the step reached. */
-  private static int steps(TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, int start, List<Double> losses,
-      List<double[]> valLosses, List<io.lorafleet.datasets.arrow.Example> val, BufferedWriter metrics, ExecutorService ckpt, boolean progress,
-      GradientServer server, FutureTask<Object> job) throws IOException {
-    try {
-      server.awaitWorkers(job::isDone);
-    } catch (IOException e) {
-      throw new IOException(e.getMessage() + stageFailure(job), e);
-    }
-    long t0 = System.nanoTime();
-    int step = start;
-    for (; step < cfg.steps(); step++) {
-      if (job.isDone()) {
-        throw new IOException("the barrier stage ended before step " + step + stageFailure(job));
-      }
-      long ts = System.nanoTime();
-      long sentBefore = server.bytesSent() + server.bytesReceived();
-      GradientServer.Push[] pushes = server.exchange(step, params);
-      long tc = System.nanoTime();
-      double[] acc = new double[params.length];
-      long tokens = 0;
-      double lossSum = 0;
-      for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
-        float[] g = p.gradSum();
-        for (int i = 0; i < g.length; i++) {
-          acc[i] += g[i];
-        }
-        tokens += p.tokens();
-        lossSum += p.lossSum();
-      }
-      float[] grad = new float[params.length];
-      for (int i = 0; i < grad.length; i++) {
-        grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
-      }
-      double norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
-      double lr = sched.lr(step);
-      opt.step(params, grad, lr);
-      long to = System.nanoTime();
-      double loss = tokens == 0 ? 0 : lossSum / tokens;
-      losses.add(loss);
-      ObjectNode m = JSON.createObjectNode();
-      m.put("step", step + 1);
-      m.put("loss", loss);
-      m.put("lr", lr);
-      m.put("grad_norm", norm);
-      m.put("tokens", tokens);
-      m.put("step_ms", (to - ts) / 1e6);
-      m.put("exchange_ms", (tc - ts) / 1e6);
-      // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
-      long compute = java.util.Arrays.stream(pushes).mapToLong(GradientServer.Push::computeNanos).max().orElse(0);
-      m.put("compute_ms", compute / 1e6);
-      m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
-      m.put("optimizer_ms", (to - tc) / 1e6);
-      m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
-      if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
-        double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
-        valLosses.add(new double[] {step + 1, vl});
-        m.put("val_loss", vl);
-      }
-      metrics.write(JSON.writeValueAsString(m));
-      metrics.newLine();
-      metrics.flush();
-      int done = step + 1;
-      if (progress) {
-        double el = (System.nanoTime() - t0) / 1e9;
-        double eta = el / (done - start) * (cfg.steps() - done);
-        System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
-        System.out.flush();
-      }
-      if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
-        float[] p = params.clone();
-        float[] m1 = opt.firstMoment().clone();
-        float[] m2 = opt.secondMoment().clone();
-        long os = opt.stepCount();
-        ckpt.submit(() -> {
-          Checkpoints.write(ro.local(), done, lora, p, m1, m2, os, cfg.seed(), (long) done * cfg.globalBatch(), cfg.keepCheckpoints());
-          ro.publish("checkpoint-" + done);
-          ro.pruneCheckpoints();
-          return null;
-        });
-      }
-    }
-    server.finish();
-    if (progress) {
-      System.out.println();
-    }
-    try {
-      job.get();
-    } catch (Exception e) {
-      throw new IOException("barrier stage failed: " + e.getMessage(), e);
-    }
-    return step;
+    return RunIdentity.datasetFingerprint(manifest);
   }
 
   private static void say(boolean progress, String s) {

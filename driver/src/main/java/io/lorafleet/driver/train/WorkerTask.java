@@ -1,9 +1,13 @@
 package io.lorafleet.driver.train;
 
 import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.allreduce.GradientClient;
+import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.train.NonFiniteGradientException;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
 import java.io.Serializable;
@@ -23,13 +27,19 @@ import scala.runtime.AbstractFunction1;
  */
 final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
   private final TrainConfig cfg;
+  private final LoraConfig lora;
+  private final FaultPlan faults;
+  private final int attempt;
   private final String host;
   private final int port;
   private final String jobId;
   private final byte[] secret;
 
-  WorkerTask(TrainConfig cfg, String host, int port, String jobId, byte[] secret) {
+  WorkerTask(TrainConfig cfg, LoraConfig lora, String host, int port, String jobId, byte[] secret, FaultPlan faults, int attempt) {
     this.cfg = cfg;
+    this.lora = lora;
+    this.faults = faults;
+    this.attempt = attempt;
     this.host = host;
     this.port = port;
     this.jobId = jobId;
@@ -71,19 +81,37 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     int rank = ctx.partitionId();
     Device device = device(ctx);
     CausalLM model = ModelCache.model(cfg.model(), device);
-    LoraModel lora = LoraModel.create(model, cfg.lora());
-    var examples = ModelCache.examples(cfg.data() + "/train");
+    LoraModel lora = LoraModel.create(model, this.lora);
+    var examples = ModelCache.examples(cfg.data() + "/train", model.config());
     int steps = 0;
     try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
         ctx.killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
         int step = p.get().step();
+        faults.beforeWorkerStep(step, rank, attempt);
         var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
         long t0 = System.nanoTime();
-        StepResult r = TrainStep.run(lora, p.get().values(), GlobalBatch.microBatches(mine, cfg.microBatch()), dropoutSeed);
-        c.push(step, r.tokens(), r.lossSum(), System.nanoTime() - t0, r.gradSum());
+        StepResult r;
+        int flags = 0;
+        try {
+          r = TrainStep.run(lora, p.get().values(), GlobalBatch.microBatches(mine, cfg.microBatch()), dropoutSeed);
+        } catch (NonFiniteGradientException e) {
+          if (model.dtype() != DataType.FLOAT16) {
+            throw e; // fp32: the step diverged
+          }
+          // fp16: an overflow, reported as such (never as a NaN push); the driver skips the step
+          r = new StepResult(new float[lora.layout().size()], 0, 0);
+          flags = GradientServer.FLAG_OVERFLOW;
+        }
+        if (faults.overflows(step, rank, attempt)) {
+          flags = GradientServer.FLAG_OVERFLOW;
+        }
+        if (faults.poisons(step, rank, attempt)) {
+          r.gradSum()[r.gradSum().length - 1] = Float.NaN;
+        }
+        c.push(step, r.tokens(), r.lossSum(), System.nanoTime() - t0, flags, r.gradSum());
         steps++;
       }
     } catch (java.io.IOException e) {

@@ -40,7 +40,7 @@ class JobFileTest {
     assertEquals(3, t.workers);
     assertEquals(7, t.steps, "the command line overrides the file");
     assertEquals("q_proj,v_proj", t.targets);
-    assertTrue(t.resume);
+    assertEquals("true", t.resume);
     assertEquals(Map.of("spark.executor.cores", "4", "spark.task.resource.gpu.amount", "1"), t.sparkConf);
   }
 
@@ -63,5 +63,25 @@ class JobFileTest {
     assertTrue(lines[0].contains("unknown field 'learning-rate'") && lines[0].contains("lr"), lines[0]);
     assertTrue(lines[1].contains("Unknown option: '--bogus'"), lines[1]);
     assertTrue(lines[2].contains("r must be > 0 but found 0"), lines[2]);
+  }
+
+  @Test
+  void initAdapterFillsTheLoraFlagsNotGivenFromTheAdapter() throws Exception {
+    Path a = tmp.resolve("adapter");
+    Files.createDirectories(a);
+    Files.writeString(a.resolve("adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 32, \"target_modules\": [\"q_proj\", \"v_proj\"]}");
+    CommandLine cl = new CommandLine(new Main());
+    cl.parseArgs("train", "--model", "m", "--data", "d", "--out", "o", "--init-adapter", a.toString());
+    TrainCommand t = cl.getSubcommands().get("train").getCommand();
+    t.adoptInitAdapter();
+    assertEquals(4, t.r);
+    assertEquals(32.0, t.alpha);
+    assertEquals("q_proj,v_proj", t.targets);
+    cl = new CommandLine(new Main());
+    cl.parseArgs("train", "--model", "m", "--data", "d", "--out", "o", "--init-adapter", a.toString(), "--lora-alpha", "8");
+    t = cl.getSubcommands().get("train").getCommand();
+    t.adoptInitAdapter();
+    assertEquals(8.0, t.alpha, "a flag given stays, so that the trainer refuses the contradiction by name");
+    assertEquals(4, t.r);
   }
 }

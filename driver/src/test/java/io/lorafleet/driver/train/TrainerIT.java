@@ -38,7 +38,8 @@ class TrainerIT {
 
   @BeforeAll
   static void setUp() throws Exception {
-    spark = SparkSession.builder().master("local[3]").appName("trainer-it").config("spark.ui.enabled", "false").getOrCreate();
+    spark = SparkSession.builder().master("local[3]").appName("trainer-it").config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1").getOrCreate(); // the gradient channel then listens on loopback only
     model = dir.resolve("model");
     List<String> words = List.of("a", "b", "c", "d", "e", "f", "g", "h", "=");
     ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false), words, 3);
@@ -148,76 +149,215 @@ class TrainerIT {
     assertTrue(unmerged.examples() > 3);
   }
 
-  @Test
-  void aKilledWorkerIsRecoveredFromTheLastCheckpoint() throws Exception {
-    TrainConfig base = new TrainConfig(model.toString(), data.toString(), dir.resolve("steady").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 3, false, "", 0, 0, 0, "svd");
-    Trainer.Result steady = Trainer.run(spark, base, false);
-    TrainConfig killed = new TrainConfig(model.toString(), data.toString(), dir.resolve("killed").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12,
-        6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 3, false, "", 0, 0, 0, "svd");
-    java.util.Set<Long> tasks = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    org.apache.spark.scheduler.SparkListener listener = new org.apache.spark.scheduler.SparkListener() {
-      @Override
-      public void onTaskStart(org.apache.spark.scheduler.SparkListenerTaskStart e) {
-        tasks.add(e.taskInfo().taskId());
-      }
-    };
-    spark.sparkContext().addSparkListener(listener);
-    Path metrics = dir.resolve("killed/metrics.jsonl");
-    Thread killer = new Thread(() -> {
-      try {
-        while (!Files.exists(metrics) || Files.readAllLines(metrics).size() < 7) {
-          Thread.sleep(20);
-        }
-        long victim = tasks.stream().max(Long::compare).orElseThrow();
-        spark.sparkContext().killTaskAttempt(victim, true, "TrainerIT kills a worker at step 7");
-      } catch (Exception e) {
-        throw new RuntimeException(e);
-      }
-    });
-    killer.start();
-    Trainer.Result r;
+  /** Runs {@code cfg} with the faults of {@code spec} injected (see FaultPlan), on this thread's jobs only. */
+  static Trainer.Result withFaults(String spec, TrainConfig cfg) throws Exception {
+    spark.sparkContext().setLocalProperty(FaultPlan.CONF, spec);
     try {
-      r = Trainer.run(spark, killed, false);
+      return Trainer.run(spark, cfg, false);
     } finally {
-      killer.join(60_000);
-      spark.sparkContext().removeSparkListener(listener);
+      spark.sparkContext().setLocalProperty(FaultPlan.CONF, null);
     }
-    assertEquals(2, r.attempts(), "one relaunch after the kill");
-    long recorded = Files.readAllLines(metrics).size();
-    assertTrue(recorded >= 12 && recorded <= 12 + 3, "at most checkpoint-every (3) steps redone, recorded " + recorded);
-    assertEquals(steady.losses().size(), r.losses().size());
-    for (int i = 0; i < steady.losses().size(); i++) {
-      assertEquals(steady.losses().get(i), r.losses().get(i), 1e-5, "loss at step " + (i + 1));
+  }
+
+  static TrainConfig steady(String out, int maxAttempts) {
+    return new TrainConfig(model.toString(), data.toString(), dir.resolve(out).toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12, 6, 2, 0.05, 0,
+        "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, maxAttempts, false, "", 0, 0, 0, "svd");
+  }
+
+  static List<Integer> metricSteps(Path run) throws Exception {
+    List<Integer> steps = new java.util.ArrayList<>();
+    for (String line : Files.readAllLines(run.resolve("metrics.jsonl"))) {
+      steps.add(new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).get("step").asInt());
     }
-    assertArrayEquals(steady.adapter(), r.adapter(), 1e-5f);
+    return steps;
   }
 
   @Test
-  void theDriverGivesUpAfterMaxAttempts() {
-    TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), dir.resolve("doomed").toString(), "q_proj", 4, 8, 0, 2, 50, 6, 2, 0.05, 0,
-        "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, 2, false, "", 0, 0, 0, "svd");
-    org.apache.spark.scheduler.SparkListener killEveryTask = new org.apache.spark.scheduler.SparkListener() {
-      @Override
-      public void onTaskStart(org.apache.spark.scheduler.SparkListenerTaskStart e) {
-        long id = e.taskInfo().taskId();
-        new Thread(() -> {
-          try {
-            Thread.sleep(300);
-          } catch (InterruptedException ignored) {
-            return;
-          }
-          spark.sparkContext().killTaskAttempt(id, true, "TrainerIT kills every worker");
-        }).start();
-      }
-    };
-    spark.sparkContext().addSparkListener(killEveryTask);
-    try {
-      var e = assertThrows(java.io.IOException.class, () -> Trainer.run(spark, cfg, false));
-      assertTrue(e.getMessage().startsWith("training failed after 2 attempts; last error:"), e.getMessage());
-    } finally {
-      spark.sparkContext().removeSparkListener(killEveryTask);
+  void failedWorkersAreRecoveredFromTheLastCheckpointAndEachNewCheckpointRenewsTheBudget() throws Exception {
+    Trainer.Result steady = Trainer.run(spark, steady("steady", 2), false);
+    // Rank 1 fails at step index 4 (attempt 1), 8 (attempt 2) and 10 (attempt 3); checkpoints every 3 steps.
+    // Three failures with --max-attempts 2: each relaunch passed a new checkpoint, so the run goes on.
+    Trainer.Result r = withFaults("fail@4:rank=1:attempt=1,fail@8:rank=1:attempt=2,fail@10:rank=1:attempt=3", steady("killed", 2));
+    assertEquals(4, r.attempts(), "three relaunches");
+    assertEquals(java.util.stream.IntStream.rangeClosed(1, 12).boxed().toList(), metricSteps(dir.resolve("killed")),
+        "metrics.jsonl keeps one line per step across relaunches");
+    assertEquals(steady.losses().size(), r.losses().size());
+    for (int i = 0; i < steady.losses().size(); i++) {
+      assertEquals(steady.losses().get(i), r.losses().get(i), 1e-6, "loss at step " + (i + 1));
     }
+    assertArrayEquals(steady.adapter(), r.adapter(), 1e-6f);
+  }
+
+  @Test
+  void theDriverGivesUpAfterMaxAttemptsWithoutProgress() {
+    var e = assertThrows(java.io.IOException.class, () -> withFaults("fail@4:rank=0:attempt=*", steady("doomed", 2)));
+    assertTrue(e.getMessage().startsWith("training failed after 2 attempts without a new checkpoint (2 in all); last error:"), e.getMessage());
+    assertTrue(e.getMessage().contains("injected fault: rank 0 fails at step 4"), e.getMessage());
+  }
+
+  @Test
+  void aNonFinitePushNeverReachesTheOptimizer() throws Exception {
+    // once: the step fails naming the tensor, the relaunch recomputes it, and the run equals a clean one
+    Trainer.Result clean = Trainer.run(spark, steady("nan-clean", 2).withOutput(dir.resolve("nan-clean").toString(), 6), false);
+    Trainer.Result once = withFaults("nan@4:rank=1", steady("nan-once", 2).withOutput(dir.resolve("nan-once").toString(), 6));
+    assertEquals(2, once.attempts());
+    assertArrayEquals(clean.adapter(), once.adapter(), 1e-6f);
+    // at the same step again after the relaunch: divergence, not a transient fault; the run stops at once
+    var e = assertThrows(java.io.IOException.class, () -> withFaults("nan@4:rank=1:attempt=*",
+        steady("nan-always", 5).withOutput(dir.resolve("nan-always").toString(), 6)));
+    assertTrue(e.getMessage().startsWith("training diverged: step 4 gave a non-finite gradient again"), e.getMessage());
+    assertTrue(e.getMessage().contains("rank 1 pushed a non-finite gradient (NaN) for 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight'"),
+        e.getMessage());
+  }
+
+  @Test
+  void anFp16OverflowIsReportedAsSuchAndSkipsTheStep() throws Exception {
+    // an fp16 worker reports an overflow with a flag (never a NaN push); the driver skips that update, as torch's GradScaler does
+    Trainer.Result r = withFaults("overflow@2:rank=1", steady("overflow", 2).withOutput(dir.resolve("overflow").toString(), 4));
+    assertEquals(1, r.attempts(), "an overflow is not a failure");
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    List<String> lines = Files.readAllLines(dir.resolve("overflow/metrics.jsonl"));
+    for (int i = 0; i < lines.size(); i++) {
+      assertEquals(i == 2, json.readTree(lines.get(i)).path("skipped").asBoolean(false), "only step 3 is skipped: " + lines.get(i));
+    }
+    assertEquals(3, json.readTree(dir.resolve("overflow/checkpoint-4/trainer_state.json").toFile()).get("optimizer_steps").asInt(),
+        "three updates in four steps");
+  }
+
+  @Test
+  void anIdOutsideTheVocabularyIsReportedWithItsShardAndRow() throws Exception {
+    // a copy of the data whose largest shard has an id the model lacks in its last row (same manifest: the tokenizer check passes)
+    Path bad = dir.resolve("bad-ids");
+    try (var files = Files.walk(data)) {
+      for (Path f : files.toList()) {
+        Path to = bad.resolve(data.relativize(f).toString());
+        if (Files.isDirectory(f)) {
+          Files.createDirectories(to);
+        } else {
+          Files.copy(f, to);
+        }
+      }
+    }
+    Path shard;
+    try (var s = Files.list(bad.resolve("train"))) {
+      shard = s.filter(f -> f.toString().endsWith(".arrow")).max(java.util.Comparator.comparingInt(f -> io.lorafleet.datasets.arrow.ShardReader.read(f)
+          .size())).orElseThrow();
+    }
+    List<Example> rows = new java.util.ArrayList<>(io.lorafleet.datasets.arrow.ShardReader.read(shard));
+    int row = rows.size() - 1;
+    int[] ids = rows.get(row).inputIds().clone();
+    ids[1] = 999;
+    rows.set(row, new Example(ids, rows.get(row).labels()));
+    try (var out = Files.newOutputStream(shard)) {
+      io.lorafleet.datasets.arrow.ShardWriter.write(out, rows.iterator(), false);
+    }
+    TrainConfig c = new TrainConfig(model.toString(), bad.toString(), dir.resolve("bad-ids-run").toString(), "q_proj", 4, 8, 0, 2, 2, 6, 2, 0.05, 0,
+        "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 1, false, "", 0, 0, 0, "svd");
+    var e = assertThrows(java.io.IOException.class, () -> Trainer.run(spark, c, false));
+    assertTrue(e.getMessage().contains("split train, shard " + shard + ", row " + row + ": input_ids[1] is 999 but the model's vocabulary holds ids 0.."),
+        e.getMessage());
+  }
+
+  @Test
+  void anOutputThatHoldsARunIsNeverMixedWithAnother() throws Exception {
+    Trainer.run(spark, cfg("guard", 2, 2, "adamw", false), false);
+    var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("guard", 2, 4, "adamw", false), false));
+    assertTrue(e.getMessage().contains("already holds") && e.getMessage().contains("checkpoint-2") && e.getMessage().contains("--overwrite"),
+        e.getMessage());
+    assertEquals(List.of(1, 2), metricSteps(dir.resolve("guard")), "the refused run wrote nothing");
+    Trainer.run(spark, cfg("guard", 2, 3, "adamw", false).withRun(false, false, true), false);
+    assertEquals(List.of(1, 2, 3), metricSteps(dir.resolve("guard")), "--overwrite replaced the run");
+    assertEquals(List.of("checkpoint-2", "checkpoint-3"), Checkpoints.list(dir.resolve("guard")).stream().map(p -> p.getFileName().toString()).toList(),
+        "only the new run's checkpoints (every 2 steps and the last)");
+    assertTrue(Files.notExists(dir.resolve("guard/.lorafleet.lock")), "the lock is released");
+  }
+
+  @Test
+  void aLockKeepsASecondDriverOutAndAStaleOneIsBrokenOnlyByResumeOrOverwrite() throws Exception {
+    Trainer.run(spark, cfg("locked", 2, 2, "adamw", false), false);
+    Path lock = dir.resolve("locked/.lorafleet.lock");
+    String host = java.net.InetAddress.getLocalHost().getHostName();
+    // a live owner: this very JVM, as a second driver on the same host would see it
+    ProcessHandle me = ProcessHandle.current();
+    Files.writeString(lock, "{\"host\": \"" + host + "\", \"pid\": " + me.pid() + ", \"process_started\": \"" + me.info().startInstant().orElseThrow()
+        + "\", \"heartbeat_ms\": " + System.currentTimeMillis() + ", \"id\": \"other\"}");
+    var live = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 4, "adamw", true), false));
+    assertTrue(live.getMessage().contains("is locked by a running driver (pid " + me.pid()), live.getMessage());
+    // a dead owner on this host: a process that has exited
+    Process gone = new ProcessBuilder("true").start();
+    gone.waitFor();
+    Files.writeString(lock, "{\"host\": \"" + host + "\", \"pid\": " + gone.pid() + ", \"heartbeat_ms\": " + System.currentTimeMillis() + ", \"id\": \"x\"}");
+    var stale = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 4, "adamw", false).withRun(false, false, false),
+        false));
+    assertTrue(stale.getMessage().contains("holds a stale lock") && stale.getMessage().contains("is gone from this host"), stale.getMessage());
+    assertEquals(2, Trainer.run(spark, cfg("locked", 2, 4, "adamw", true), false).losses().size(), "--resume breaks it and continues");
+    // an owner on another host whose heartbeat stopped long ago
+    Files.writeString(lock, "{\"host\": \"elsewhere\", \"pid\": 1, \"heartbeat_ms\": " + (System.currentTimeMillis() - 3_600_000) + "}");
+    Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).withRun(false, false, true), false);
+    Files.writeString(lock, "{\"host\": \"elsewhere\", \"pid\": 1, \"heartbeat_ms\": " + System.currentTimeMillis() + "}");
+    var fresh = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).withRun(false, false, true),
+        false));
+    assertTrue(fresh.getMessage().contains("locked by a running driver"), "a recent heartbeat from another host is respected: " + fresh.getMessage());
+    Files.delete(lock);
+  }
+
+  @Test
+  void resumeChecksWhatItContinues() throws Exception {
+    var none = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("nothing-yet", 2, 2, "adamw", true), false));
+    assertTrue(none.getMessage().contains("holds no valid checkpoint") && none.getMessage().contains("--resume=auto"), none.getMessage());
+    assertEquals(2, Trainer.run(spark, cfg("nothing-yet", 2, 2, "adamw", true).withRun(true, true, false), false).losses().size(),
+        "--resume=auto starts afresh");
+    // the same adapter size (q_proj and o_proj are both 32x32) under other targets: refused, not silently loaded
+    TrainConfig other = new TrainConfig(model.toString(), data.toString(), dir.resolve("nothing-yet").toString(), "q_proj,o_proj,down_proj", 4, 8, 0, 2,
+        4, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, true, "", 0, 0, 0, "svd");
+    var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, other, false));
+    assertTrue(e.getMessage().contains("target_modules is [") && e.getMessage().contains("o_proj"), e.getMessage());
+    TrainConfig batch = new TrainConfig(model.toString(), data.toString(), dir.resolve("nothing-yet").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2,
+        4, 4, 2, 0.05, 7, "cosine", "adamw", 0.0, 0, 2, 3, 9, 60_000, 2, true, "", 0, 0, 0, "svd");
+    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, batch, false));
+    for (String field : List.of("global_batch is 6 in the checkpoint but 4", "seed is 7 in the checkpoint but 9", "schedule is constant", "warmup is 0")) {
+      assertTrue(e.getMessage().contains(field), field + " named in: " + e.getMessage());
+    }
+  }
+
+  @Test
+  void initAdapterAdoptsTheAdaptersConfigAndRefusesContradictions() throws Exception {
+    TrainConfig a32 = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha32").toString(), "q_proj,v_proj", 4, 32, 0, 2, 2, 6, 2,
+        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+    Trainer.Result first = Trainer.run(spark, a32, false);
+    TrainConfig contradicting = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha8").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6, 2,
+        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, contradicting, false));
+    assertTrue(e.getMessage().contains("--lora-alpha 8.0 but the adapter has lora_alpha 32.0"), e.getMessage());
+    TrainConfig agreeing = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha32-cont").toString(), "q_proj,v_proj", 4, 32, 0, 2, 1, 6,
+        2, 0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    Trainer.run(spark, agreeing, false);
+    assertEquals(32.0, AdapterFormat.readConfig(dir.resolve("alpha32-cont/adapter")).loraAlpha(), "the continued adapter keeps its alpha");
+  }
+
+  @Test
+  void aHostilePeerDuringARunChangesNothing() throws Exception {
+    int lo;
+    try (java.net.ServerSocket probe = new java.net.ServerSocket(0)) {
+      lo = probe.getLocalPort();
+    }
+    Trainer.Result clean = Trainer.run(spark, steady("hostile-clean", 2).withOutput(dir.resolve("hostile-clean").toString(), 6), false);
+    // relaunched once (fail@3) so the attacker meets two handshake windows
+    Trainer.Result cleanRelaunched = withFaults("fail@3:rank=1", steady("hostile-ref", 2).withOutput(dir.resolve("hostile-ref").toString(), 6));
+    assertArrayEquals(clean.adapter(), cleanRelaunched.adapter(), 1e-6f);
+    Hostile attacker = new Hostile("127.0.0.1", lo);
+    Thread t = new Thread(attacker, "hostile-peer");
+    t.setDaemon(true);
+    t.start();
+    Trainer.Result attacked;
+    try {
+      attacked = withFaults("fail@3:rank=1", steady("hostile", 2).withOutput(dir.resolve("hostile").toString(), 6).withGradientPorts(lo + "-" + lo));
+    } finally {
+      attacker.stop();
+      t.join(30_000);
+    }
+    assertTrue(attacker.reachedTheServer() > 0, "the attacker reached the gradient server: " + attacker.log());
+    assertArrayEquals(clean.adapter(), attacked.adapter(), 1e-6f);
   }
 
   @Test

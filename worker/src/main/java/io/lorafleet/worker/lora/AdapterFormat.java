@@ -206,20 +206,24 @@ public final class AdapterFormat {
       }
       keys.put(k, t.name());
     }
-    float[] flat = new float[model.layout().size()];
+    // Every tensor is checked against the header before anything is allocated: a config with an
+    // absurd r (or rank_pattern) fails here, naming the tensor, instead of allocating its layout.
     Set<String> used = new HashSet<>();
     for (FlatLayout.Slot s : model.layout().slots()) {
       String key = keys.get(s.key());
       if (key == null) {
         throw new IllegalArgumentException(wf + ": missing tensor '" + s.key() + "' that adapter_config.json implies for this base model");
       }
-      Tensor t = r.read(key);
-      if (!Arrays.equals(t.shape(), s.shape())) {
-        throw new IllegalArgumentException(wf + ": tensor '" + key + "' has shape " + Arrays.toString(t.shape())
-            + " but the base model expects " + Arrays.toString(s.shape()));
+      long[] shape = r.info(key).orElseThrow().shape();
+      if (!Arrays.equals(shape, s.shape())) {
+        throw new IllegalArgumentException(wf + ": tensor '" + key + "' has shape " + Arrays.toString(shape)
+            + " but adapter_config.json and the base model imply " + Arrays.toString(s.shape()));
       }
-      System.arraycopy(t.toFloatArray(), 0, flat, s.offset(), s.size());
       used.add(s.key());
+    }
+    float[] flat = new float[model.layout().size()];
+    for (FlatLayout.Slot s : model.layout().slots()) {
+      System.arraycopy(r.read(keys.get(s.key())).toFloatArray(), 0, flat, s.offset(), s.size());
     }
     for (String k : keys.keySet()) {
       if (!used.contains(k)) {

@@ -29,7 +29,7 @@ public record LoraConfig(
     String bias,
     boolean useRslora,
     String initLoraWeights,
-    String baseModelNameOrPath) {
+    String baseModelNameOrPath) implements java.io.Serializable {
 
   public LoraConfig {
     if (r <= 0) {

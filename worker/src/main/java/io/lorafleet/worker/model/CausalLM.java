@@ -114,8 +114,15 @@ public final class CausalLM implements AutoCloseable {
         throw new IllegalArgumentException(index + ": field weight_map must be an object of tensor name to shard file");
       }
       Map<String, SafetensorsReader> shards = new HashMap<>();
+      Path root = dir.toAbsolutePath().normalize();
       map.fields().forEachRemaining(e -> {
-        SafetensorsReader r = shards.computeIfAbsent(e.getValue().asText(), f -> SafetensorsReader.open(requireFile(dir, f)));
+        String f = e.getValue().asText();
+        Path shard = root.resolve(f).normalize();
+        if (!e.getValue().isTextual() || f.isEmpty() || !shard.getParent().equals(root)) {
+          throw new IllegalArgumentException(index + ": tensor '" + e.getKey() + "' is mapped to " + e.getValue()
+              + ", expected the name of a file in the model directory " + dir);
+        }
+        SafetensorsReader r = shards.computeIfAbsent(f, x -> SafetensorsReader.open(requireFile(dir, x)));
         if (r.info(e.getKey()).isEmpty()) {
           throw new IllegalArgumentException(index + ": tensor '" + e.getKey() + "' is mapped to " + e.getValue().asText() + " but that file does not hold it");
         }

@@ -32,7 +32,11 @@ public final class SafetensorsReader {
   /** The reference implementation's cap on the header size. */
   public static final long MAX_HEADER_BYTES = 100_000_000L;
 
-  private static final ObjectMapper JSON = new ObjectMapper();
+  // duplicate keys are refused (the reference's serde map keeps one silently; a file that names a
+  // tensor twice is ambiguous either way), and so is anything but whitespace after the object
+  private static final ObjectMapper JSON = new ObjectMapper()
+      .enable(com.fasterxml.jackson.core.JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+      .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
   private final Path file;
   private final Map<String, TensorInfo> tensors;
@@ -63,12 +67,18 @@ public final class SafetensorsReader {
       }
       ByteBuffer hdr = ByteBuffer.allocate((int) n);
       readFully(ch, hdr, 8);
-      String json = new String(hdr.array(), StandardCharsets.UTF_8);
+      String json;
+      try {
+        json = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+            .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT).decode(hdr.flip()).toString();
+      } catch (java.nio.charset.CharacterCodingException e) {
+        throw new SafetensorsException(file + ": header is not valid UTF-8 (" + e + ")");
+      }
       JsonNode root;
       try {
         root = JSON.readTree(json);
       } catch (JsonProcessingException e) {
-        throw new SafetensorsException(file + ": header is not valid JSON: " + e.getOriginalMessage());
+        throw new SafetensorsException(file + ": header is not valid JSON (expected one object, then only spaces): " + e.getOriginalMessage());
       }
       if (root == null || !root.isObject()) {
         throw new SafetensorsException(file + ": header must be a JSON object");
@@ -110,22 +120,32 @@ public final class SafetensorsReader {
     long[] shape = new long[s.size()];
     long numel = 1;
     for (int i = 0; i < shape.length; i++) {
-      if (!s.get(i).canConvertToLong() || s.get(i).asLong() < 0) {
+      if (!s.get(i).isIntegralNumber() || !s.get(i).canConvertToLong() || s.get(i).asLong() < 0) {
         throw new SafetensorsException(where + ": shape " + s + " must hold non-negative integers");
       }
       shape[i] = s.get(i).asLong();
-      numel = Math.multiplyExact(numel, shape[i]);
+      try {
+        numel = Math.multiplyExact(numel, shape[i]);
+      } catch (ArithmeticException overflow) {
+        throw new SafetensorsException(where + ": shape " + s + " has more elements than 2^63");
+      }
     }
     JsonNode o = v.get("data_offsets");
-    if (o.size() != 2 || !o.get(0).canConvertToLong() || !o.get(1).canConvertToLong()) {
-      throw new SafetensorsException(where + ": data_offsets " + o + " must be [begin, end]");
+    if (o.size() != 2 || !o.get(0).isIntegralNumber() || !o.get(1).isIntegralNumber() || !o.get(0).canConvertToLong()
+        || !o.get(1).canConvertToLong()) {
+      throw new SafetensorsException(where + ": data_offsets " + o + " must be [begin, end], two integers");
     }
     long begin = o.get(0).asLong();
     long end = o.get(1).asLong();
     if (begin < 0 || end < begin || end > dataLen) {
       throw new SafetensorsException(where + ": data_offsets [" + begin + ", " + end + "] out of range, the data section has " + dataLen + " bytes");
     }
-    long expected = numel * dtype.bytes();
+    long expected;
+    try {
+      expected = Math.multiplyExact(numel, (long) dtype.bytes());
+    } catch (ArithmeticException overflow) {
+      throw new SafetensorsException(where + ": " + dtype + " shape " + s + " needs more than 2^63 bytes");
+    }
     if (end - begin != expected) {
       throw new SafetensorsException(where + ": " + dtype + " shape " + s + " needs " + expected + " bytes but data_offsets span " + (end - begin));
     }

@@ -70,7 +70,7 @@ public final class TrainStep {
           sum += gv[k];
         }
         if (!Double.isFinite(sum)) {
-          throw new IllegalStateException("non-finite gradient for '" + slots.get(j).key() + "' ("
+          throw new NonFiniteGradientException("non-finite gradient for '" + slots.get(j).key() + "' ("
               + "loss " + TokenLoss.value(lossSum) + "): the step diverged or overflowed; "
               + "lower the learning rate");
         }

@@ -121,8 +121,19 @@ class MergeAndAdapterTest {
           TinyModels.config(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false)),
           TinyModels.tensors(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false), 1), ai.djl.Device.cpu(), DataType.FLOAT32)) {
         e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, wide));
-        assertTrue(e.getMessage().contains("has shape [2, 16] but the base model expects [2, 32]"), e.getMessage());
+        assertTrue(e.getMessage().contains("has shape [2, 16] but adapter_config.json and the base model imply [2, 32]"), e.getMessage());
       }
+      // an absurd r is refused from the header's shapes before the adapter is allocated
+      Path cfg = tmp.resolve(AdapterFormat.CONFIG);
+      var n = (com.fasterxml.jackson.databind.node.ObjectNode) new ObjectMapper().readTree(cfg.toFile());
+      n.put("r", 1_000_000);
+      Files.writeString(cfg, n.toString());
+      e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, llama));
+      assertTrue(e.getMessage().contains("lora_A.weight' has shape [2, 16] but adapter_config.json and the base model imply [1000000, 16]"), e.getMessage());
+      n.put("r", 1 << 30);
+      Files.writeString(cfg, n.toString());
+      e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, llama));
+      assertTrue(e.getMessage().contains("exceed one flat buffer"), e.getMessage());
     }
   }
 

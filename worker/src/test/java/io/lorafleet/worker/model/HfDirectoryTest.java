@@ -67,6 +67,15 @@ class HfDirectoryTest {
         CausalLM mem = CausalLM.fromTensors(TinyModels.config(TinyModels.LLAMA), rounded, Device.cpu(), DataType.FLOAT32)) {
       assertArrayEquals(logits(mem), logits(loaded));
     }
+    // an index that points outside the model directory is refused, naming the tensor and the path
+    String first = map.fieldNames().next();
+    for (String outside : new String[] {"../model-00001-of-00002.safetensors", "/etc/hostname", "sub/../../x.safetensors"}) {
+      map.put(first, outside);
+      Files.writeString(tmp.resolve(CausalLM.SAFETENSORS_INDEX), index.toString());
+      var e = assertThrows(IllegalArgumentException.class, () -> CausalLM.load(tmp, Device.cpu(), DataType.FLOAT32));
+      assertTrue(e.getMessage().contains("'" + first + "' is mapped to \"" + outside + "\"") && e.getMessage().contains("a file in the model directory"),
+          e.getMessage());
+    }
   }
 
   @Test

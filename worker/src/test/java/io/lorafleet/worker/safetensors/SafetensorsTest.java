@@ -84,6 +84,28 @@ class SafetensorsTest {
   }
 
   @Test
+  void headersAreReadAsStrictlyAsTheReferenceReaderReadsThem() throws Exception {
+    String a = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    // the reference writer pads the header with spaces: valid
+    assertEquals(2, SafetensorsReader.open(raw(a + "     ", 8)).read("a").toFloatArray().length);
+    rejects(raw(a + "  x", 8), "not valid JSON");
+    rejects(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2.9],\"data_offsets\":[0,8]}}", 8), "'a'", "shape [2.9] must hold non-negative integers");
+    rejects(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0.0,8]}}", 8), "'a'", "two integers");
+    rejects(raw(a.substring(0, a.length() - 1) + ",\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8), "Duplicate field 'a'");
+    // element count x dtype size overflowing 64 bits is refused, never wrapped into a small allocation
+    rejects(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8), "'a'", "more elements than 2^63");
+    rejects(raw("{\"a\":{\"dtype\":\"F64\",\"shape\":[1152921504606846976],\"data_offsets\":[0,8]}}", 8), "'a'", "more than 2^63 bytes");
+    // invalid UTF-8 in the header
+    byte[] h = a.getBytes(StandardCharsets.UTF_8);
+    h[3] = (byte) 0xff;
+    ByteBuffer b = ByteBuffer.allocate(8 + h.length + 8).order(ByteOrder.LITTLE_ENDIAN);
+    b.putLong(h.length).put(h);
+    Path f = tmp.resolve("utf8.safetensors");
+    Files.write(f, b.array());
+    rejects(f, "not valid UTF-8");
+  }
+
+  @Test
   void halfConversionsAreExactOnRepresentableValues() {
     for (float f : new float[] {0f, -0f, 1f, 0.5f, 65504f, 6.1035156e-5f, 5.9604645e-8f, -3.75f}) {
       assertEquals(f, Half.f16ToFloat(Half.floatToF16(f)), 0f, Arrays.toString(new float[] {f}));

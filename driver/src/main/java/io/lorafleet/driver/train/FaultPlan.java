@@ -1,0 +1,168 @@
+package io.lorafleet.driver.train;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import org.apache.spark.SparkContext;
+
+/**
+ * Faults injected at points a test names, never after a timer: "fail rank 1 at step 7 in the first
+ * attempt" happens at step 7 on every machine, however fast. Tests and the fault-injection suite
+ * set it as the Spark conf {@value #CONF} (or the job thread's local property of the same name);
+ * runs without it inject nothing.
+ *
+ * <p>Grammar: faults separated by ',', each {@code ACTION@STEP[:rank=R][:attempt=A|*]}. STEP is the
+ * 0-based step index (metrics.jsonl's step - 1); attempt defaults to 1 (the first barrier stage),
+ * '*' means every attempt; rank defaults to 0. Actions:
+ * <ul>
+ *   <li>{@code fail}: the worker task throws before computing the step;
+ *   <li>{@code nan}: the worker pushes a gradient holding NaN (a broken peer, or a diverged step);
+ *   <li>{@code overflow}: the worker reports an fp16 overflow for the step, as an fp16 worker does;
+ *   <li>{@code kill}: the worker sends SIGKILL to its own executor JVM (refused in local mode,
+ *       where that JVM is the driver);
+ *   <li>{@code kill-driver-in-checkpoint}: the driver SIGKILLs itself while writing checkpoint-STEP
+ *       (after the adapter file, before the optimizer state and the rename);
+ *   <li>{@code fill-disk-in-checkpoint}: while writing checkpoint-STEP, the driver fills the output's
+ *       filesystem with a temporary file (a real full disk: use it on a small tmpfs).
+ * </ul>
+ */
+public record FaultPlan(List<Fault> faults) implements Serializable {
+  public static final String CONF = "spark.lorafleet.faults";
+
+  /** Where a fault acts. */
+  public enum Action { FAIL, NAN, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT }
+
+  /** One fault; attempt 0 means every attempt. */
+  public record Fault(Action action, int step, int rank, int attempt) implements Serializable {}
+
+  public FaultPlan {
+    faults = List.copyOf(faults);
+  }
+
+  public static FaultPlan none() {
+    return new FaultPlan(List.of());
+  }
+
+  /** The plan of the calling thread's Spark job: its local property, else the application's conf. */
+  public static FaultPlan of(SparkContext sc) {
+    String spec = Optional.ofNullable(sc.getLocalProperty(CONF)).orElse(sc.getConf().get(CONF, ""));
+    FaultPlan plan = parse(spec);
+    if (sc.isLocal() && plan.faults().stream().anyMatch(f -> f.action() == Action.KILL)) {
+      throw new IllegalArgumentException(CONF + ": 'kill' would kill the driver in local mode (workers share its JVM); use 'fail'");
+    }
+    return plan;
+  }
+
+  public static FaultPlan parse(String spec) {
+    List<Fault> out = new ArrayList<>();
+    for (String part : spec.split(",")) {
+      String p = part.trim();
+      if (p.isEmpty()) {
+        continue;
+      }
+      String[] fields = p.split(":");
+      int at = fields[0].indexOf('@');
+      if (at < 0) {
+        throw new IllegalArgumentException(CONF + ": expected ACTION@STEP[:rank=R][:attempt=A|*] but found '" + p + "'");
+      }
+      Action action = switch (fields[0].substring(0, at)) {
+        case "fail" -> Action.FAIL;
+        case "kill" -> Action.KILL;
+        case "nan" -> Action.NAN;
+        case "overflow" -> Action.OVERFLOW;
+        case "kill-driver-in-checkpoint" -> Action.KILL_DRIVER_IN_CHECKPOINT;
+        case "fill-disk-in-checkpoint" -> Action.FILL_DISK_IN_CHECKPOINT;
+        default -> throw new IllegalArgumentException(CONF + ": unknown action '" + fields[0].substring(0, at)
+            + "', expected fail, nan, overflow, kill, kill-driver-in-checkpoint or fill-disk-in-checkpoint");
+      };
+      int step = number(p, fields[0].substring(at + 1));
+      int rank = 0;
+      int attempt = 1;
+      for (int i = 1; i < fields.length; i++) {
+        String[] kv = fields[i].split("=", 2);
+        if (kv.length == 2 && kv[0].equals("rank")) {
+          rank = number(p, kv[1]);
+        } else if (kv.length == 2 && kv[0].equals("attempt")) {
+          attempt = kv[1].equals("*") ? 0 : number(p, kv[1]);
+        } else {
+          throw new IllegalArgumentException(CONF + ": unknown field '" + fields[i] + "' in '" + p + "', expected rank=R or attempt=A|*");
+        }
+      }
+      out.add(new Fault(action, step, rank, attempt));
+    }
+    return new FaultPlan(out);
+  }
+
+  private static int number(String fault, String v) {
+    try {
+      int n = Integer.parseInt(v.trim());
+      if (n >= 0) {
+        return n;
+      }
+    } catch (NumberFormatException ignored) {
+      // reported below
+    }
+    throw new IllegalArgumentException(CONF + ": expected a non-negative integer but found '" + v + "' in '" + fault + "'");
+  }
+
+  private boolean hits(Action a, int step, int rank, int attempt) {
+    return faults.stream().anyMatch(f -> f.action() == a && f.step() == step && f.rank() == rank && (f.attempt() == 0 || f.attempt() == attempt));
+  }
+
+  /** Called by a worker before it computes {@code step}. */
+  void beforeWorkerStep(int step, int rank, int attempt) {
+    if (hits(Action.KILL, step, rank, attempt)) {
+      killThisJvm();
+    }
+    if (hits(Action.FAIL, step, rank, attempt)) {
+      throw new IllegalStateException("injected fault: rank " + rank + " fails at step " + step + " (attempt " + attempt + ")");
+    }
+  }
+
+  /** True when a worker must report an fp16 overflow at this step. */
+  boolean overflows(int step, int rank, int attempt) {
+    return hits(Action.OVERFLOW, step, rank, attempt);
+  }
+
+  /** True when a worker must replace its gradient by NaN at this step. */
+  boolean poisons(int step, int rank, int attempt) {
+    return hits(Action.NAN, step, rank, attempt);
+  }
+
+  /** Called by the driver between writing checkpoint-{@code step}'s adapter into {@code output} and the rest of it. */
+  public void inCheckpoint(int step, java.nio.file.Path output) {
+    if (faults.stream().anyMatch(f -> f.action() == Action.KILL_DRIVER_IN_CHECKPOINT && f.step() == step)) {
+      killThisJvm();
+    }
+    if (faults.stream().anyMatch(f -> f.action() == Action.FILL_DISK_IN_CHECKPOINT && f.step() == step)) {
+      fill(output.resolve(".tmp-filler"));
+    }
+  }
+
+  /** Appends to {@code file} until its filesystem is full. */
+  private static void fill(java.nio.file.Path file) {
+    byte[] block = new byte[1 << 16];
+    try (var out = java.nio.file.Files.newOutputStream(file, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND)) {
+      for (long written = 0; written < (1L << 34); written += block.length) {
+        out.write(block);
+        out.flush();
+      }
+    } catch (IOException full) {
+      return; // No space left on device: what was asked for
+    }
+    throw new IllegalStateException("fill-disk-in-checkpoint: wrote 16 GiB to " + file + " without filling its filesystem; use a small tmpfs");
+  }
+
+  /** SIGKILL, as the OOM killer or a preempted node delivers it: no shutdown hooks, no flushing. */
+  private static void killThisJvm() {
+    try {
+      new ProcessBuilder("kill", "-9", Long.toString(ProcessHandle.current().pid())).inheritIO().start().waitFor();
+      Thread.sleep(60_000); // the signal lands asynchronously
+    } catch (IOException | InterruptedException e) {
+      Runtime.getRuntime().halt(137);
+    }
+    Runtime.getRuntime().halt(137);
+  }
+}

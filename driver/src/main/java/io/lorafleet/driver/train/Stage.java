@@ -1,0 +1,266 @@
+package io.lorafleet.driver.train;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.allreduce.PortRange;
+import io.lorafleet.driver.checkpoint.CheckpointWriter;
+import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.checkpoint.OutputFailure;
+import io.lorafleet.driver.checkpoint.RunOutput;
+import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.driver.optim.Schedule;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.train.TrainStep;
+import java.io.IOException;
+import java.security.SecureRandom;
+import java.util.Arrays;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
+import java.util.concurrent.TimeUnit;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.rdd.RDD;
+import org.apache.spark.sql.SparkSession;
+import scala.reflect.ClassTag$;
+
+/**
+ * One barrier stage of a run: N worker tasks and the driver's step loop over the gradient channel.
+ * Each step the driver broadcasts the adapter, gathers the gradient sums, reduces them to the
+ * token-weighted mean over the global batch, clips, updates, logs the step and, every
+ * checkpoint-every steps, hands a snapshot to the checkpoint writer. Any failure ends the stage;
+ * {@link Trainer} decides whether to relaunch.
+ */
+final class Stage {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final SparkSession spark;
+  private final TrainConfig cfg;
+  private final RunOutput ro;
+  private final LoraModel lora;
+  private final float[] params;
+  private final AdamW opt;
+  private final Schedule sched;
+  private final List<Double> losses;
+  private final List<double[]> valLosses;
+  private final List<Example> val;
+  private final MetricsLog metrics;
+  private final CheckpointWriter ckpt;
+  private final boolean progress;
+  private final FaultPlan faults;
+  private final int attempt;
+  private final ObjectNode job;
+
+  Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
+      List<double[]> valLosses, List<Example> val, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
+      ObjectNode job) {
+    this.spark = spark;
+    this.cfg = cfg;
+    this.ro = ro;
+    this.lora = lora;
+    this.params = params;
+    this.opt = opt;
+    this.sched = sched;
+    this.losses = losses;
+    this.valLosses = valLosses;
+    this.val = val;
+    this.metrics = metrics;
+    this.ckpt = ckpt;
+    this.progress = progress;
+    this.faults = faults;
+    this.attempt = attempt;
+    this.job = job;
+  }
+
+  /**
+   * The address the gradient channel listens on: spark.driver.bindAddress if set (as Spark's own
+   * driver endpoints do), else spark.driver.host, which is also where workers connect.
+   */
+  static String[] addresses(org.apache.spark.SparkConf conf) {
+    String host = conf.get("spark.driver.host", "127.0.0.1");
+    return new String[] {conf.get("spark.driver.bindAddress", host), host};
+  }
+
+  /** Runs steps [start, steps); returns the step reached. */
+  int run(int start) throws IOException {
+    byte[] secret = new byte[32];
+    new SecureRandom().nextBytes(secret);
+    String jobId = UUID.randomUUID().toString();
+    String[] addr = addresses(spark.sparkContext().getConf());
+    FlatLayout layout = lora.layout();
+    try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.gradientPorts()), jobId, secret, cfg.workers(), cfg.timeoutMs(),
+        i -> tensorAt(layout, i))) {
+      JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
+          .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt), false,
+              ClassTag$.MODULE$.apply(String.class));
+      ranks.setName("lorafleet barrier stage: gradient workers");
+      // A thread of its own inherits the job group (Spark local properties are inheritable), so a
+      // failed step can cancel exactly this stage and wait for its slots to free up.
+      String group = "lorafleet-train-" + jobId;
+      jsc.setJobGroup(group, "lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps(), true);
+      FutureTask<Object> stage = new FutureTask<>(ranks::collect);
+      Thread runner = new Thread(stage, "lorafleet-barrier-stage");
+      runner.setDaemon(true);
+      runner.start();
+      jsc.clearJobGroup();
+      try {
+        return steps(start, server, stage);
+      } catch (IOException | RuntimeException e) {
+        jsc.cancelJobGroup(group);
+        try {
+          stage.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
+        } catch (Exception ignored) {
+          // the stage failed or was cancelled: that is what we waited for
+        }
+        throw e;
+      }
+    }
+  }
+
+  static String tensorAt(FlatLayout layout, int i) {
+    for (FlatLayout.Slot s : layout.slots()) {
+      if (i >= s.offset() && i < s.offset() + s.size()) {
+        return s.key();
+      }
+    }
+    return "element " + i;
+  }
+
+  /** ": <why the stage failed>" when the stage's job has failed (the task's own exception line), else "". */
+  static String failure(FutureTask<Object> job) {
+    if (!job.isDone()) {
+      return "";
+    }
+    try {
+      job.get();
+      return "";
+    } catch (ExecutionException e) {
+      String m = String.valueOf(e.getCause().getMessage());
+      for (String line : m.split("\n")) {
+        int at = line.indexOf("Exception: ");
+        if (at >= 0 && !line.contains("SparkException")) {
+          return ": " + line.substring(at + "Exception: ".length()).trim();
+        }
+      }
+      return ": " + m.split("\n")[0];
+    } catch (Exception e) {
+      return "";
+    }
+  }
+
+  private int steps(int start, GradientServer server, FutureTask<Object> stage) throws IOException {
+    try {
+      server.awaitWorkers(stage::isDone);
+    } catch (IOException e) {
+      throw new IOException(e.getMessage() + failure(stage), e);
+    }
+    long t0 = System.nanoTime();
+    int step = start;
+    for (; step < cfg.steps(); step++) {
+      ckpt.check();
+      if (stage.isDone()) {
+        throw new IOException("the barrier stage ended before step " + step + failure(stage));
+      }
+      long ts = System.nanoTime();
+      long sentBefore = server.bytesSent() + server.bytesReceived();
+      GradientServer.Push[] pushes;
+      try {
+        pushes = server.exchange(step, params);
+      } catch (GradientServer.NonFiniteGradientException e) {
+        throw e;
+      } catch (IOException e) {
+        // a worker that dropped its connection is failing its task: wait for Spark to say why
+        try {
+          stage.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
+        } catch (Exception ignored) {
+          // failure() reads it below
+        }
+        throw new IOException(e.getMessage() + failure(stage), e);
+      }
+      long tc = System.nanoTime();
+      boolean overflow = Arrays.stream(pushes).anyMatch(GradientServer.Push::overflow);
+      double[] acc = new double[params.length];
+      long tokens = 0;
+      double lossSum = 0;
+      for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
+        float[] g = p.gradSum();
+        for (int i = 0; i < g.length; i++) {
+          acc[i] += g[i];
+        }
+        tokens += p.tokens();
+        lossSum += p.lossSum();
+      }
+      double lr = sched.lr(step);
+      double norm = Double.NaN;
+      if (!overflow) { // an fp16 overflow skips the update, as torch's GradScaler does
+        float[] grad = new float[params.length];
+        for (int i = 0; i < grad.length; i++) {
+          grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
+        }
+        norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
+        opt.step(params, grad, lr);
+      }
+      long to = System.nanoTime();
+      double loss = tokens == 0 ? 0 : lossSum / tokens;
+      losses.add(loss);
+      ObjectNode m = JSON.createObjectNode();
+      m.put("step", step + 1);
+      m.put("loss", loss);
+      m.put("lr", lr);
+      m.put("grad_norm", norm);
+      m.put("tokens", tokens);
+      if (overflow) {
+        m.put("skipped", true);
+      }
+      m.put("step_ms", (to - ts) / 1e6);
+      m.put("exchange_ms", (tc - ts) / 1e6);
+      // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
+      long compute = Arrays.stream(pushes).mapToLong(GradientServer.Push::computeNanos).max().orElse(0);
+      m.put("compute_ms", compute / 1e6);
+      m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
+      m.put("optimizer_ms", (to - tc) / 1e6);
+      m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
+      if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
+        double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
+        valLosses.add(new double[] {step + 1, vl});
+        m.put("val_loss", vl);
+      }
+      try {
+        metrics.write(m);
+      } catch (IOException e) {
+        throw new OutputFailure("could not append step " + (step + 1) + " to " + ro.uri() + "/metrics.jsonl: " + e, e);
+      }
+      int done = step + 1;
+      if (progress) {
+        double el = (System.nanoTime() - t0) / 1e9;
+        double eta = el / (done - start) * (cfg.steps() - done);
+        System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
+        System.out.flush();
+      }
+      if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
+        Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
+            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch());
+        String name = "checkpoint-" + done;
+        ckpt.submit(ro.uri() + "/" + name, () -> {
+          Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
+          ro.publish(name);
+          ro.pruneCheckpoints();
+        });
+      }
+    }
+    server.finish();
+    if (progress) {
+      System.out.println();
+    }
+    try {
+      stage.get();
+    } catch (Exception e) {
+      throw new IOException("barrier stage failed: " + e.getMessage(), e);
+    }
+    return step;
+  }
+}
