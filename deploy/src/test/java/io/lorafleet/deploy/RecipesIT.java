@@ -97,4 +97,18 @@ class RecipesIT {
       assertTrue(Files.isExecutable(p), p + " must be executable");
     }
   }
+
+  @Test
+  void theRepositoryHoldsSourcesNotCommandOutputs() throws Exception {
+    Shell.Result r = Shell.run(List.of("git", "ls-files"), Map.of(), Files.createTempFile("ls-files", ".log"), 60);
+    org.junit.jupiter.api.Assumptions.assumeTrue(r.code() == 0, "not a git checkout");
+    List<String> files = r.output().lines().filter(l -> !l.isBlank()).toList();
+    List<String> allowedTop = List.of("pom.xml", "README.md", "driver", "worker", "datasets", "deploy", ".ci", ".gitignore", ".gitattributes",
+        ".editorconfig");
+    for (String f : files) {
+      String top = f.contains("/") ? f.substring(0, f.indexOf('/')) : f;
+      assertTrue(allowedTop.contains(top), "top-level entry " + top + " (" + f + ") is not part of the layout");
+      assertFalse(f.contains("__pycache__") || f.endsWith(".pyc") || f.contains("/target/") || f.endsWith(".log"), "generated file committed: " + f);
+    }
+  }
 }

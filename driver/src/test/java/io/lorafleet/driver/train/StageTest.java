@@ -1,0 +1,25 @@
+package io.lorafleet.driver.train;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import io.lorafleet.worker.lora.FlatLayout;
+import org.apache.spark.SparkConf;
+import org.junit.jupiter.api.Test;
+
+class StageTest {
+  @Test
+  void theGradientChannelListensOnTheDriversAddressNeverOnAllInterfaces() {
+    // workers connect to spark.driver.host; the listener binds spark.driver.bindAddress when set (as Spark's own endpoints do)
+    assertArrayEquals(new String[] {"10.1.2.3", "10.1.2.3"}, Stage.addresses(new SparkConf(false).set("spark.driver.host", "10.1.2.3")));
+    assertArrayEquals(new String[] {"192.168.0.5", "driver.svc"},
+        Stage.addresses(new SparkConf(false).set("spark.driver.host", "driver.svc").set("spark.driver.bindAddress", "192.168.0.5")));
+  }
+
+  @Test
+  void aFlatIndexIsNamedByItsTensor() {
+    FlatLayout l = FlatLayout.builder().add("a.lora_A.weight", 2, 3).add("a.lora_B.weight", 4, 2).build();
+    assertEquals("a.lora_A.weight", Stage.tensorAt(l, 5));
+    assertEquals("a.lora_B.weight", Stage.tensorAt(l, 6));
+  }
+}
