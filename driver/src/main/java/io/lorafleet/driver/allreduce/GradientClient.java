@@ -13,8 +13,11 @@ import java.util.Optional;
 
 /** A worker's end of the gradient channel; see {@link Wire} for the protocol. */
 public final class GradientClient implements AutoCloseable {
-  /** The adapter values the driver sent for a step. */
-  public record Params(int step, float[] values) {}
+  /**
+   * The adapter values the driver sent: for a training step, or, with {@code evaluate}, for
+   * validation loss after step {@code step}.
+   */
+  public record Params(int step, float[] values, boolean evaluate) {}
 
   private final Socket socket;
   private final DataInputStream in;
@@ -85,9 +88,10 @@ public final class GradientClient implements AutoCloseable {
       fromServer.read(in, Wire.DONE, 0, "end of training");
       return Optional.empty();
     }
-    ByteBuffer b = ByteBuffer.wrap(fromServer.read(in, Wire.PARAMS, Wire.PARAMS_HEADER + 4 * size, "adapter broadcast"));
+    boolean evaluate = type == Wire.EVAL;
+    ByteBuffer b = ByteBuffer.wrap(fromServer.read(in, evaluate ? Wire.EVAL : Wire.PARAMS, Wire.PARAMS_HEADER + 4 * size, "adapter broadcast"));
     int step = b.getInt();
-    return Optional.of(new Params(step, Wire.getFloats(b, size)));
+    return Optional.of(new Params(step, Wire.getFloats(b, size), evaluate));
   }
 
   /**
@@ -99,6 +103,11 @@ public final class GradientClient implements AutoCloseable {
     b.putInt(step).putLong(tokens).putDouble(lossSum).putLong(computeNanos).putInt(flags);
     Wire.putFloats(b, gradSum);
     toServer.write(out, Wire.PUSH, b.array());
+  }
+
+  /** Answers an evaluation request: this worker's validation loss sum and target tokens. */
+  public void pushEval(int step, long tokens, double lossSum) throws IOException {
+    toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_RESULT_BYTES).putInt(step).putLong(tokens).putDouble(lossSum).array());
   }
 
   /** Replaces the session key this client signs with; tests use it to send pushes whose MAC fails. */

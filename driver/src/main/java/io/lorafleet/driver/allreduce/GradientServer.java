@@ -312,6 +312,48 @@ public final class GradientServer implements AutoCloseable {
     return new Push(rank, g, tokens, loss, compute, flags);
   }
 
+  /**
+   * Validation loss of {@code params} after step {@code step}: every worker evaluates its share of
+   * the validation examples; returns the loss sum and the target-token count, added in rank order.
+   */
+  public double[] evaluate(int step, float[] params) throws IOException {
+    ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
+    b.putInt(step);
+    Wire.putFloats(b, params);
+    byte[] body = b.array();
+    List<Future<double[]>> fs = new ArrayList<>();
+    for (int r = 0; r < workers; r++) {
+      final int rank = r;
+      fs.add(io.submit(() -> {
+        Peer p = peers[rank];
+        p.toWorker().write(p.out(), Wire.EVAL, body);
+        ByteBuffer a = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.EVAL_RESULT, Wire.EVAL_RESULT_BYTES, "rank " + rank + "'s validation loss"));
+        int s = a.getInt();
+        long tokens = a.getLong();
+        double loss = a.getDouble();
+        if (s != step || tokens < 0 || !Double.isFinite(loss)) {
+          throw new Wire.ProtocolException("validation result rejected: step " + s + " (expected " + step + "), tokens " + tokens + ", loss sum " + loss);
+        }
+        return new double[] {loss, tokens};
+      }));
+    }
+    double[] sum = new double[2];
+    for (int r = 0; r < workers; r++) {
+      try {
+        double[] x = fs.get(r).get(timeoutMs + 1000L, TimeUnit.MILLISECONDS);
+        sum[0] += x[0];
+        sum[1] += x[1];
+      } catch (ExecutionException e) {
+        fs.forEach(f -> f.cancel(true));
+        throw new IOException("validation after step " + step + ", worker " + r + ": " + e.getCause().getMessage(), e.getCause());
+      } catch (TimeoutException | InterruptedException e) {
+        fs.forEach(f -> f.cancel(true));
+        throw new IOException("validation after step " + step + ", worker " + r + ": no answer within " + timeoutMs + " ms", e);
+      }
+    }
+    return sum;
+  }
+
   /** Tells every worker that training is over. */
   public void finish() {
     for (Peer p : peers) {

@@ -26,8 +26,10 @@ import javax.crypto.spec.SecretKeySpec;
  * <p>Messages. Both directions then derive a session key from the secret and both nonces, and every
  * message is TYPE, LENGTH, BODY and HMAC(session key of that direction, sequence number|TYPE|BODY).
  * The sequence number is counted by both ends, never sent, so a replayed, reordered or altered
- * message fails its MAC. The server sends PARAMS(step, n floats) and DONE; a worker sends
- * PUSH(step, target tokens, loss sum, compute nanoseconds, flags, n floats). Floats travel
+ * message fails its MAC. The server sends PARAMS(step, n floats), EVAL(step, n floats) and DONE; a
+ * worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds, flags, n
+ * floats) and EVAL with EVAL_RESULT(step, target tokens, loss sum) over its share of the
+ * validation examples. Floats travel
  * little-endian in bulk. A length other than the one the adapter implies is refused before any
  * allocation.
  */
@@ -39,6 +41,10 @@ final class Wire {
   static final int PARAMS = 3;
   static final int PUSH = 4;
   static final int DONE = 5;
+  static final int EVAL = 6;
+  static final int EVAL_RESULT = 7;
+  /** EVAL_RESULT: step, target tokens, loss sum. */
+  static final int EVAL_RESULT_BYTES = 4 + 8 + 8;
   static final int NONCE_BYTES = 16;
   static final int MAC_BYTES = 32;
   /** PUSH header: step, tokens, loss sum, compute nanoseconds, flags. */
@@ -127,7 +133,7 @@ final class Wire {
     }
 
     private static int headerOf(int type) {
-      return type == PUSH ? PUSH_HEADER : type == PARAMS ? PARAMS_HEADER : 0;
+      return type == PUSH ? PUSH_HEADER : type == PARAMS || type == EVAL ? PARAMS_HEADER : 0;
     }
   }
 

@@ -7,7 +7,7 @@ import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.BaseModel;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -51,7 +51,7 @@ public final class AdapterAverager {
     return w;
   }
 
-  public static Result combine(CausalLM base, List<Source> sources, double[] weights, boolean normalize, String mode, int svdRank) {
+  public static Result combine(BaseModel base, List<Source> sources, double[] weights, boolean normalize, String mode, int svdRank) {
     if (sources.isEmpty()) {
       throw new IllegalArgumentException("no adapters to combine");
     }
@@ -159,7 +159,7 @@ public final class AdapterAverager {
   }
 
   /** cat (svdRank < 0) or svd: per module, stack the factors with w_i·s_i folded into B. */
-  private static Result exact(CausalLM base, List<Source> sources, double[] w, int svdRank) {
+  private static Result exact(BaseModel base, List<Source> sources, double[] w, int svdRank) {
     LoraModel ref = sources.get(0).adapter().model();
     List<double[][]> newA = new ArrayList<>();
     List<double[][]> newB = new ArrayList<>();

@@ -8,7 +8,7 @@ import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.BaseModel;
 import java.io.IOException;
 import java.nio.channels.FileChannel;
 import java.nio.file.StandardOpenOption;
@@ -112,7 +112,7 @@ public final class Checkpoints {
   }
 
   /** The newest checkpoint whose files verify; corrupt ones are skipped with a warning. */
-  public static Optional<State> latestValid(Path output, CausalLM base) throws IOException {
+  public static Optional<State> latestValid(Path output, BaseModel base) throws IOException {
     List<Path> all = list(output);
     for (int i = all.size() - 1; i >= 0; i--) {
       Path d = all.get(i);

@@ -1,11 +1,9 @@
 package io.lorafleet.driver.cli;
 
-import ai.djl.Device;
-import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.average.AdapterAverager;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.worker.lora.AdapterFormat;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ModelSkeleton;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -74,16 +72,15 @@ final class AverageCommand implements Callable<Integer> {
     } else {
       java.util.Arrays.fill(w, 1.0);
     }
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
-      List<AdapterAverager.Source> src = new ArrayList<>();
-      for (Path d : dirs) {
-        src.add(new AdapterAverager.Source(d.toString(), AdapterFormat.read(d, base)));
-      }
-      var r = AdapterAverager.combine(base, src, w, !combine, mode, rank);
-      AdapterFormat.write(out, r.model(), r.values(), r.metadata());
-      System.out.printf("combined %d adapters (%s) into %s%s%n", dirs.size(), mode, out,
-          mode.equals("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
+    ModelSkeleton base = ModelSkeleton.read(model); // averaging needs the base's structure, not its weights
+    List<AdapterAverager.Source> src = new ArrayList<>();
+    for (Path d : dirs) {
+      src.add(new AdapterAverager.Source(d.toString(), AdapterFormat.read(d, base)));
     }
+    var r = AdapterAverager.combine(base, src, w, !combine, mode, rank);
+    AdapterFormat.write(out, r.model(), r.values(), r.metadata());
+    System.out.printf("combined %d adapters (%s) into %s%s%n", dirs.size(), mode, out,
+        mode.equals("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
     return 0;
   }
 }

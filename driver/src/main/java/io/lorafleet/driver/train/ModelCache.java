@@ -4,6 +4,7 @@ import ai.djl.Device;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.arrow.TokenLimits;
 import io.lorafleet.worker.model.ModelConfig;
+import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.datasets.prepare.Prepare;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.Djl;
@@ -17,8 +18,14 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class ModelCache {
   private static final ConcurrentHashMap<String, CausalLM> MODELS = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, List<Example>> DATA = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, ModelSkeleton> SKELETONS = new ConcurrentHashMap<>();
 
   private ModelCache() {}
+
+  /** The base's structure (config.json and safetensors headers), without weights: what the driver holds. */
+  public static ModelSkeleton skeleton(String dir) {
+    return SKELETONS.computeIfAbsent(dir, d -> ModelSkeleton.read(Path.of(d)));
+  }
 
   public static CausalLM model(String dir, Device device) {
     return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, Djl.computeDtype(device)));

@@ -2,7 +2,6 @@ package io.lorafleet.driver.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.allreduce.PortRange;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
@@ -13,7 +12,6 @@ import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.train.TrainStep;
 import java.io.IOException;
 import java.security.SecureRandom;
 import java.util.Arrays;
@@ -46,7 +44,6 @@ final class Stage {
   private final Schedule sched;
   private final List<Double> losses;
   private final List<double[]> valLosses;
-  private final List<Example> val;
   private final MetricsLog metrics;
   private final CheckpointWriter ckpt;
   private final boolean progress;
@@ -55,7 +52,7 @@ final class Stage {
   private final ObjectNode job;
 
   Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
-      List<double[]> valLosses, List<Example> val, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
+      List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
       ObjectNode job) {
     this.spark = spark;
     this.cfg = cfg;
@@ -66,7 +63,6 @@ final class Stage {
     this.sched = sched;
     this.losses = losses;
     this.valLosses = valLosses;
-    this.val = val;
     this.metrics = metrics;
     this.ckpt = ckpt;
     this.progress = progress;
@@ -224,8 +220,10 @@ final class Stage {
       m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
       m.put("optimizer_ms", (to - tc) / 1e6);
       m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
-      if (!val.isEmpty() && (step + 1) % cfg.evalEvery() == 0) {
-        double vl = TrainStep.evaluate(lora, params, GlobalBatch.microBatches(val, cfg.microBatch())).meanLoss();
+      if (cfg.evalEvery() > 0 && (step + 1) % cfg.evalEvery() == 0) {
+        // on the workers, which hold the base; the driver adds their sums
+        double[] v = server.evaluate(step + 1, params);
+        double vl = v[1] == 0 ? 0 : v[0] / v[1];
         valLosses.add(new double[] {step + 1, vl});
         m.put("val_loss", vl);
       }

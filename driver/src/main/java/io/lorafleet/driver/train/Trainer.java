@@ -1,6 +1,5 @@
 package io.lorafleet.driver.train;
 
-import ai.djl.Device;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
@@ -14,7 +13,8 @@ import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.BaseModel;
+import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -46,7 +46,7 @@ public final class Trainer {
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
-    CausalLM base = ModelCache.model(cfg.model(), Device.cpu());
+    ModelSkeleton base = ModelCache.skeleton(cfg.model()); // config and headers: the driver holds no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
     String dataset = checkDataset(cfg);
@@ -58,7 +58,7 @@ public final class Trainer {
     }
   }
 
-  private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, CausalLM base, LoraModel lora, ObjectNode job,
+  private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, ModelSkeleton base, LoraModel lora, ObjectNode job,
       RunOutput ro) throws IOException {
     Path out = ro.local();
     List<String> held = new ArrayList<>(ro.entries());
@@ -91,7 +91,7 @@ public final class Trainer {
     Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();
-    List<io.lorafleet.datasets.arrow.Example> val = validation(cfg, base);
+    checkValidation(cfg);
     int attempts = 0;
     int withoutProgress = 0;
     int divergedAt = -1;
@@ -101,7 +101,7 @@ public final class Trainer {
         attempts++;
         int from = start;
         try {
-          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, val, metrics, ckpt, progress, faults, attempts, job);
+          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job);
           start = stage.run(start);
         } catch (OutputFailure e) {
           throw e;
@@ -164,7 +164,7 @@ public final class Trainer {
   }
 
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
-  private static float[] initialParams(TrainConfig cfg, LoraModel lora, CausalLM base) {
+  private static float[] initialParams(TrainConfig cfg, LoraModel lora, BaseModel base) {
     return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
   }
 
@@ -231,22 +231,20 @@ public final class Trainer {
     }
   }
 
-  /** The validation examples used by --eval-every (at most --eval-examples), or none. */
-  static List<io.lorafleet.datasets.arrow.Example> validation(TrainConfig cfg, CausalLM base) {
-    Path dir = Path.of(cfg.data(), "validation");
+  /** --eval-every needs a validation split; its size is read from the manifest (the driver reads no data). */
+  static void checkValidation(TrainConfig cfg) throws IOException {
     if (cfg.evalEvery() == 0) {
-      return List.of();
+      return;
     }
-    List<io.lorafleet.datasets.arrow.Example> all = Files.isDirectory(dir) ? ModelCache.examples(dir.toString(), base.config()) : List.of();
-    if (all.isEmpty()) {
-      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + dir
+    long n = JSON.readTree(Path.of(cfg.data(), "manifest.json").toFile()).at("/splits/validation/records").asLong(0);
+    if (n == 0) {
+      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + Path.of(cfg.data(), "validation")
           + " holds none; prepare with --val-fraction, or set --eval-every 0");
     }
-    return all.subList(0, Math.min(all.size(), cfg.evalExamples()));
   }
 
   /** --average-last K: the last K checkpoints combined into averaged/ (svd keeps the run's rank). */
-  static void averageLast(TrainConfig cfg, CausalLM base, Path out) throws IOException {
+  static void averageLast(TrainConfig cfg, BaseModel base, Path out) throws IOException {
     List<Path> all = Checkpoints.list(out);
     List<Path> last = all.subList(Math.max(0, all.size() - cfg.averageLast()), all.size());
     List<io.lorafleet.driver.average.AdapterAverager.Source> src = new ArrayList<>();

@@ -75,6 +75,16 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     return Device.gpu(id);
   }
 
+  /** This rank's share of the first --eval-examples validation examples: every workers-th one, from its rank. */
+  private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) {
+    var all = ModelCache.examples(cfg.data() + "/validation", model.config());
+    List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
+    for (int i = rank; i < Math.min(all.size(), cfg.evalExamples()); i += cfg.workers()) {
+      mine.add(all.get(i));
+    }
+    return mine;
+  }
+
   @Override
   public Iterator<String> apply(Iterator<Integer> ignored) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
@@ -89,6 +99,11 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       while ((p = c.next()).isPresent()) {
         ctx.killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
         int step = p.get().step();
+        if (p.get().evaluate()) {
+          StepResult v = TrainStep.evaluate(lora, p.get().values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.microBatch()));
+          c.pushEval(step, v.tokens(), v.lossSum());
+          continue;
+        }
         faults.beforeWorkerStep(step, rank, attempt);
         var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;

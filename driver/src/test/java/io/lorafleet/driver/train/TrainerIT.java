@@ -128,7 +128,15 @@ class TrainerIT {
     Path avg = dir.resolve("avg/averaged");
     assertTrue(Files.isRegularFile(avg.resolve(AdapterFormat.WEIGHTS)), "--average-last writes averaged/");
     assertTrue(Files.isRegularFile(dir.resolve("avg/loss.svg")));
-    assertTrue(Files.readString(dir.resolve("avg/metrics.jsonl")).contains("\"val_loss\""), "--eval-every 2 records validation loss");
+    // validation loss is computed by the workers (the driver holds no weights): it equals a local evaluation of the final adapter
+    List<String> lines = Files.readAllLines(dir.resolve("avg/metrics.jsonl"));
+    double reported = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(lines.size() - 1)).get("val_loss").asDouble();
+    try (CausalLM local = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      LoraModel l = LoraModel.create(local, c.lora());
+      List<Example> val = Prepare.readSplit(vdata.resolve("validation"));
+      double expected = TrainStep.evaluate(l, r.adapter(), GlobalBatch.microBatches(val.subList(0, Math.min(val.size(), 4)), 2)).meanLoss();
+      assertEquals(expected, reported, 1e-5 * Math.abs(expected), "val_loss of step 6 over the first --eval-examples 4");
+    }
     String split = vdata.resolve("validation").toString();
     var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
     assertEquals(List.of("base", "checkpoint-2", "checkpoint-4", "checkpoint-6", "averaged", "adapter"), rows.stream().map(io.lorafleet.driver.eval.RunEvaluation.Row::label).toList());

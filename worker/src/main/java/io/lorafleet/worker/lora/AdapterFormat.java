@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.worker.model.Architecture;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.BaseModel;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
@@ -78,7 +78,7 @@ public final class AdapterFormat {
     n.putNull("auto_mapping");
     n.put("base_model_name_or_path", c.baseModelNameOrPath());
     n.put("bias", c.bias());
-    n.put("fan_in_fan_out", model.base().config().arch() == Architecture.GPT2);
+    n.put("fan_in_fan_out", model.structure().config().arch() == Architecture.GPT2);
     n.put("inference_mode", true);
     if (c.initLoraWeights().equals("gaussian")) {
       n.put("init_lora_weights", "gaussian");
@@ -183,7 +183,7 @@ public final class AdapterFormat {
   }
 
   /** Reads an adapter for {@code base}, checking every tensor's presence and shape against it. */
-  public static Loaded read(Path dir, CausalLM base) {
+  public static Loaded read(Path dir, BaseModel base) {
     LoraConfig config = readConfig(dir);
     LoraModel model;
     try {

@@ -3,6 +3,7 @@ package io.lorafleet.worker.lora;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.model.BaseModel;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearSpec;
@@ -26,15 +27,15 @@ import java.util.stream.Collectors;
  * layer; a regex must match the whole path. Only the factors (and biases, if asked) are trainable.
  */
 public final class LoraModel implements Trainable {
-  private final CausalLM base;
+  private final BaseModel structure;
   private final LoraConfig config;
   private final List<LoraTarget> targets;
   private final List<String> biases;
   private final FlatLayout layout;
   private final Map<String, float[]> mergedOriginalBias = new HashMap<>();
 
-  private LoraModel(CausalLM base, LoraConfig config, List<LoraTarget> targets, List<String> biases) {
-    this.base = base;
+  private LoraModel(BaseModel structure, LoraConfig config, List<LoraTarget> targets, List<String> biases) {
+    this.structure = structure;
     this.config = config;
     this.targets = List.copyOf(targets);
     this.biases = List.copyOf(biases);
@@ -44,7 +45,7 @@ public final class LoraModel implements Trainable {
       b.add(t.keyB(), t.module().out(), t.rank());
     }
     for (String bias : biases) {
-      b.add(biasKey(bias), base.paramSpec(bias).orElseThrow().hfShape());
+      b.add(biasKey(bias), structure.paramSpec(bias).orElseThrow().hfShape());
     }
     this.layout = b.build();
   }
@@ -63,8 +64,12 @@ public final class LoraModel implements Trainable {
     return AdapterFormat.PREFIX + bias;
   }
 
-  /** Resolves the config against the model; a target that matches nothing names the modules that exist. */
-  public static LoraModel create(CausalLM base, LoraConfig config) {
+  /**
+   * Resolves the config against the model; a target that matches nothing names the modules that
+   * exist. On a {@link io.lorafleet.worker.model.ModelSkeleton} the result has a layout and PEFT
+   * I/O but cannot train or merge (that needs the loaded {@link CausalLM}).
+   */
+  public static LoraModel create(BaseModel base, LoraConfig config) {
     List<LinearSpec> all = base.linears();
     Set<Integer> layers = new LinkedHashSet<>(config.layersToTransform());
     int maxLayer = base.config().layers() - 1;
@@ -111,9 +116,19 @@ public final class LoraModel implements Trainable {
     return new LoraModel(base, config, targets, biases);
   }
 
+  /** The loaded base; only a LoraModel created on a {@link CausalLM} has one. */
   @Override
   public CausalLM base() {
-    return base;
+    if (structure instanceof CausalLM m) {
+      return m;
+    }
+    throw new IllegalStateException("this adapter was built on the structure of the base only (no weights loaded): it can be read, written "
+        + "and averaged, not trained or merged");
+  }
+
+  /** The base model's structure: config, tensors and projections. */
+  public BaseModel structure() {
+    return structure;
   }
 
   public LoraConfig config() {
@@ -149,7 +164,7 @@ public final class LoraModel implements Trainable {
     }
     for (String bias : biases) {
       FlatLayout.Slot s = layout.slot(biasKey(bias)).orElseThrow();
-      System.arraycopy(base.hfTensor(bias).toFloatArray(), 0, flat, s.offset(), s.size());
+      System.arraycopy(structure.hfTensor(bias).toFloatArray(), 0, flat, s.offset(), s.size());
     }
     return flat;
   }
@@ -159,9 +174,9 @@ public final class LoraModel implements Trainable {
     List<NDArray> leaves = new ArrayList<>();
     List<NDArray> used = new ArrayList<>(); // the leaves in the compute dtype (a recorded cast under fp16)
     for (FlatLayout.Slot s : layout.slots()) {
-      NDArray a = Trainable.leaf(step, layout, flat, s, base.dtype(), grad);
+      NDArray a = Trainable.leaf(step, layout, flat, s, base().dtype(), grad);
       leaves.add(a);
-      used.add(Ops.cast(a, base.dtype()));
+      used.add(Ops.cast(a, base().dtype()));
     }
     Map<String, LoraDelta.Factors> factors = new LinkedHashMap<>();
     for (int i = 0; i < targets.size(); i++) {
@@ -195,6 +210,7 @@ public final class LoraModel implements Trainable {
   }
 
   private void apply(float[] flat, int sign) {
+    CausalLM base = base();
     try (NDManager m = base.manager().newSubManager()) {
       for (LoraTarget t : targets) {
         NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base.dtype(), false);

@@ -29,7 +29,7 @@ import java.util.stream.Collectors;
  * (see {@link ParamSpec}), and the architecture's forward pass. Loaded once per executor JVM and
  * shared by every step; steps pass a {@link ForwardContext} with their own scope.
  */
-public final class CausalLM implements AutoCloseable {
+public final class CausalLM implements BaseModel, AutoCloseable {
   public static final String SAFETENSORS = "model.safetensors";
   public static final String SAFETENSORS_INDEX = "model.safetensors.index.json";
 
@@ -45,7 +45,7 @@ public final class CausalLM implements AutoCloseable {
 
   private CausalLM(ModelConfig config, NDManager manager, DataType dtype, Function<ParamSpec, float[]> source) {
     this.config = config;
-    this.decoder = config.arch() == Architecture.LLAMA ? new LlamaDecoder() : new Gpt2Decoder();
+    this.decoder = Decoder.of(config);
     this.params = List.copyOf(decoder.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
     this.linears = decoder.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
@@ -91,7 +91,7 @@ public final class CausalLM implements AutoCloseable {
     }
   }
 
-  private static Path requireFile(Path dir, String name) {
+  static Path requireFile(Path dir, String name) {
     Path f = dir.resolve(name);
     if (!Files.isRegularFile(f)) {
       throw new IllegalArgumentException(dir + ": not a Hugging Face model directory, " + name + " is missing");
@@ -100,7 +100,7 @@ public final class CausalLM implements AutoCloseable {
   }
 
   /** Maps every tensor name to the (single or sharded) safetensors file that holds it. */
-  private static Map<String, SafetensorsReader> openWeights(Path dir) {
+  static Map<String, SafetensorsReader> openWeights(Path dir) {
     Map<String, SafetensorsReader> out = new HashMap<>();
     Path index = dir.resolve(SAFETENSORS_INDEX);
     if (Files.isRegularFile(index)) {
@@ -142,7 +142,7 @@ public final class CausalLM implements AutoCloseable {
   }
 
   /** GPT-2 checkpoints come with and without the "transformer." prefix. */
-  private static List<String> hfKeyCandidates(ModelConfig c, String name) {
+  static List<String> hfKeyCandidates(ModelConfig c, String name) {
     List<String> keys = new ArrayList<>(List.of(name));
     if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
       keys.add(name.substring("transformer.".length()));
@@ -172,6 +172,7 @@ public final class CausalLM implements AutoCloseable {
     return t;
   }
 
+  @Override
   public ModelConfig config() {
     return config;
   }
@@ -184,14 +185,17 @@ public final class CausalLM implements AutoCloseable {
     return manager;
   }
 
+  @Override
   public List<ParamSpec> params() {
     return params;
   }
 
+  @Override
   public Optional<ParamSpec> paramSpec(String name) {
     return Optional.ofNullable(paramByName.get(name));
   }
 
+  @Override
   public List<LinearSpec> linears() {
     return List.copyOf(linears.values());
   }
@@ -204,10 +208,6 @@ public final class CausalLM implements AutoCloseable {
     return l;
   }
 
-  public long parameterCount() {
-    return params.stream().mapToLong(ParamSpec::numel).sum();
-  }
-
   /** The frozen base tensor in compute layout. Callers must not use it as a first operand in a step. */
   public NDArray weight(String name) {
     NDArray w = weights.get(name);
@@ -218,6 +218,7 @@ public final class CausalLM implements AutoCloseable {
   }
 
   /** A base tensor back in HF layout, as fp32 host data (for export). */
+  @Override
   public Tensor hfTensor(String name) {
     ParamSpec p = paramByName.get(name);
     float[] data = weight(name).toType(DataType.FLOAT32, false).toFloatArray();

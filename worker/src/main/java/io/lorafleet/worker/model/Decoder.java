@@ -6,6 +6,11 @@ import java.util.Optional;
 
 /** An architecture's tensor inventory and forward pass. Implementations hold no state of their own. */
 interface Decoder {
+  /** The decoder of {@code c}'s architecture. */
+  static Decoder of(ModelConfig c) {
+    return c.arch() == Architecture.LLAMA ? new LlamaDecoder() : new Gpt2Decoder();
+  }
+
   /** Every tensor the checkpoint must hold, in HF names and layout. */
   List<ParamSpec> params(ModelConfig c);
 

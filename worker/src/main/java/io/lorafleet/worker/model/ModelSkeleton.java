@@ -1,0 +1,93 @@
+package io.lorafleet.worker.model;
+
+import io.lorafleet.worker.safetensors.SafetensorsReader;
+import io.lorafleet.worker.safetensors.Tensor;
+import io.lorafleet.worker.safetensors.TensorInfo;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.stream.Collectors;
+
+/**
+ * A model directory's structure without its weights: config.json plus the safetensors headers
+ * (names, shapes, dtypes), checked as {@link CausalLM#load} checks them, but with no tensor data read
+ * (the headers of a 70B checkpoint are a few megabytes). A single small tensor can be read on
+ * request. This is what the driver holds: its memory does not grow with the base.
+ */
+public final class ModelSkeleton implements BaseModel {
+  private final Path dir;
+  private final ModelConfig config;
+  private final List<ParamSpec> params;
+  private final Map<String, ParamSpec> paramByName;
+  private final List<LinearSpec> linears;
+  private final Map<String, SafetensorsReader> byTensor;
+  private final Map<String, String> keyOf;
+
+  private ModelSkeleton(Path dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
+    this.dir = dir;
+    this.config = config;
+    Decoder decoder = Decoder.of(config);
+    this.params = List.copyOf(decoder.params(config));
+    this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
+    this.linears = List.copyOf(decoder.linears(config));
+    this.byTensor = byTensor;
+    this.keyOf = new LinkedHashMap<>();
+    for (ParamSpec p : params) {
+      String key = CausalLM.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst()
+          .orElseThrow(() -> new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
+              + ") required by model_type " + config.modelType()));
+      TensorInfo t = byTensor.get(key).info(key).orElseThrow();
+      if (!Arrays.equals(t.shape(), p.hfShape())) {
+        throw new IllegalArgumentException(byTensor.get(key).file() + ": tensor '" + p.name() + "' has shape " + Arrays.toString(t.shape())
+            + " but config.json implies " + Arrays.toString(p.hfShape()));
+      }
+      if (!t.dtype().isFloat()) {
+        throw new IllegalArgumentException(byTensor.get(key).file() + ": tensor '" + p.name() + "' has dtype " + t.dtype()
+            + ", expected F32, F16 or BF16");
+      }
+      keyOf.put(p.name(), key);
+    }
+  }
+
+  /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */
+  public static ModelSkeleton read(Path dir) {
+    ModelConfig config = ModelConfig.read(CausalLM.requireFile(dir, "config.json"));
+    return new ModelSkeleton(dir, config, CausalLM.openWeights(dir));
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
+  @Override
+  public ModelConfig config() {
+    return config;
+  }
+
+  @Override
+  public List<ParamSpec> params() {
+    return params;
+  }
+
+  @Override
+  public Optional<ParamSpec> paramSpec(String name) {
+    return Optional.ofNullable(paramByName.get(name));
+  }
+
+  @Override
+  public List<LinearSpec> linears() {
+    return linears;
+  }
+
+  @Override
+  public Tensor hfTensor(String name) {
+    String key = keyOf.get(name);
+    if (key == null) {
+      throw new IllegalArgumentException("no tensor named '" + name + "' in this " + config.modelType() + " model");
+    }
+    return byTensor.get(key).read(key);
+  }
+}
