@@ -38,6 +38,11 @@ public final class ShardReader {
   }
 
   static List<Example> read(InputStream in, String where, TokenLimits limits) throws IOException {
+    return read(in, where, limits, 0);
+  }
+
+  /** @param firstRow the shard-relative number of the stream's first row, for error messages */
+  static List<Example> read(InputStream in, String where, TokenLimits limits, long firstRow) throws IOException {
     List<Example> out = new ArrayList<>();
     try (BufferAllocator alloc = new RootAllocator(); ArrowStreamReader r = new ArrowStreamReader(in, alloc)) {
       VectorSchemaRoot root = r.getVectorSchemaRoot();
@@ -53,7 +58,7 @@ public final class ShardReader {
         ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
         for (int i = 0; i < root.getRowCount(); i++) {
           Example e = new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
-          limits.check(e, where + ", row " + out.size());
+          limits.check(e, where + ", row " + (firstRow + out.size()));
           out.add(e);
         }
       }

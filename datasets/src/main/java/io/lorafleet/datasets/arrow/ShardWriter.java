@@ -12,17 +12,25 @@ import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.complex.ListVector;
 import org.apache.arrow.vector.ipc.ArrowStreamWriter;
 
-/** Writes examples as one Arrow IPC stream in record batches of {@link #BATCH_ROWS} rows. */
+/**
+ * Writes examples as one Arrow IPC stream in record batches of {@link #BATCH_ROWS} rows, and says
+ * where each batch lies ({@link ShardIndex}), so that readers can fetch one batch of a shard. A
+ * batch is the unit a worker reads and caches: small enough that a window of them stays small.
+ */
 public final class ShardWriter {
-  static final int BATCH_ROWS = 1024;
+  static final int BATCH_ROWS = 256;
 
   private ShardWriter() {}
 
-  /** Streams examples out batch by batch: only {@link #BATCH_ROWS} rows are held at a time. */
-  public static void write(OutputStream out, Iterator<Example> examples, boolean packed) throws IOException {
+  /** Streams examples out batch by batch: only {@link #BATCH_ROWS} rows are held at a time. Returns where the batches lie. */
+  public static ShardIndex write(OutputStream target, Iterator<Example> examples, boolean packed) throws IOException {
+    Counting out = new Counting(target);
+    List<ShardIndex.Block> blocks = new ArrayList<>();
+    long schemaBytes;
     try (BufferAllocator alloc = new RootAllocator(); VectorSchemaRoot root = VectorSchemaRoot.create(ShardFormat.schema(packed), alloc);
         ArrowStreamWriter w = new ArrowStreamWriter(root, null, out)) {
       w.start();
+      schemaBytes = out.count;
       boolean first = true;
       while (first || examples.hasNext()) {
         List<Example> chunk = new ArrayList<>(BATCH_ROWS);
@@ -37,9 +45,33 @@ public final class ShardWriter {
           fill((ListVector) root.getVector(ShardFormat.POSITION_IDS), chunk, 2);
         }
         root.setRowCount(chunk.size());
+        long at = out.count;
         w.writeBatch(); // an empty shard still holds one empty batch, as datasets writes it
+        blocks.add(new ShardIndex.Block(at, out.count - at, chunk.size()));
       }
       w.end();
+    }
+    return new ShardIndex(schemaBytes, blocks);
+  }
+
+  /** Counts the bytes written through it: the writer's position in the stream. */
+  private static final class Counting extends java.io.FilterOutputStream {
+    long count;
+
+    Counting(OutputStream out) {
+      super(out);
+    }
+
+    @Override
+    public void write(int b) throws IOException {
+      out.write(b);
+      count++;
+    }
+
+    @Override
+    public void write(byte[] b, int off, int len) throws IOException {
+      out.write(b, off, len);
+      count += len;
     }
   }
 

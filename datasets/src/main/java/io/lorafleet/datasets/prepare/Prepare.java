@@ -372,9 +372,11 @@ public final class Prepare {
     String name = ShardFormat.shardName(shard, n);
     org.apache.spark.TaskContext task = org.apache.spark.TaskContext.get();
     Path tmp = new Path(dir, "." + name + "." + (task == null ? 0 : task.taskAttemptId()) + ".tmp");
+    io.lorafleet.datasets.arrow.ShardIndex index;
     try (OutputStream s = fs.create(tmp, true)) {
-      ShardWriter.write(s, examples, packLen > 0);
+      index = ShardWriter.write(s, examples, packLen > 0);
     }
+    writeJson(fs, new Path(dir, name + io.lorafleet.datasets.arrow.ShardIndex.SUFFIX), index.toJson());
     Path fin = new Path(dir, name);
     fs.delete(fin, false);
     if (!fs.rename(tmp, fin)) {

@@ -27,6 +27,10 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--lora-dropout", defaultValue = "0.0") double dropout;
   @Option(names = "--workers", defaultValue = "2") int workers;
   @Option(names = "--steps", defaultValue = "100") int steps;
+  @Option(names = "--epochs", defaultValue = "0", description = "train this many passes over the training split instead of --steps (0: use --steps)")
+  int epochs;
+  @Option(names = "--shuffle-window", defaultValue = "" + TrainConfig.DEFAULT_SHUFFLE_WINDOW,
+      description = "record batches whose rows are shuffled together each epoch (each worker holds about this many)") int shuffleWindow;
   @Option(names = "--global-batch", defaultValue = "8") int globalBatch;
   @Option(names = "--micro-batch", defaultValue = "4") int microBatch;
   @Option(names = "--lr", defaultValue = "1e-3") double lr;
@@ -63,7 +67,7 @@ final class TrainCommand implements Callable<Integer> {
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts);
+        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
     var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);

@@ -2,6 +2,8 @@ package io.lorafleet.driver.eval;
 
 import ai.djl.Device;
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.SplitReader;
+import io.lorafleet.datasets.arrow.TokenLimits;
 import io.lorafleet.driver.train.GlobalBatch;
 import io.lorafleet.driver.train.ModelCache;
 import io.lorafleet.worker.generate.Generator;
@@ -72,15 +74,25 @@ public final class Evaluator {
    */
   public static Scores distributed(SparkSession spark, String model, Optional<String> adapter, String splitDir, int partitions, int limit) {
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-    int n = Math.min(limit, ModelCache.examples(splitDir).size());
+    // the driver reads the shard indexes only; each task reads its own rows' batches
+    var conf = new org.apache.spark.util.SerializableConfiguration(jsc.hadoopConfiguration());
+    long rows;
+    try {
+      rows = SplitReader.open(splitDir, conf.value(), TokenLimits.NONE, 1).rows();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(splitDir + ": " + e.getMessage(), e);
+    }
+    int n = (int) Math.min(limit, rows);
     jsc.setJobDescription("lorafleet eval: " + adapter.orElse("base " + model) + " on " + n + " examples of " + splitDir);
     List<Integer> idx = IntStream.range(0, n).boxed().toList();
     String adapterPath = adapter.orElse("");
     return jsc.parallelize(idx, Math.max(1, Math.min(partitions, n))).mapPartitions(it -> {
       CausalLM base = ModelCache.model(model, Device.cpu());
-      List<Example> all = ModelCache.examples(splitDir, base.config());
+      SplitReader split = SplitReader.open(splitDir, conf.value(), new TokenLimits(base.config().vocabSize(), base.config().maxPositions()), 4);
       List<Example> mine = new ArrayList<>();
-      it.forEachRemaining(i -> mine.add(all.get(i)));
+      while (it.hasNext()) {
+        mine.add(split.row(it.next()));
+      }
       Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
       return List.of(local(base, a, mine, 16)).iterator();
     }).reduce(Scores::plus);

@@ -1,28 +1,32 @@
 package io.lorafleet.driver.train;
 
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.SplitReader;
+import java.io.IOException;
 import io.lorafleet.worker.model.Batch;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Which examples a worker trains on at a step. The global batch of step s is examples
- * [s·G, (s+1)·G) of the split, wrapping around; worker r of N takes its contiguous G/N of them.
- * Every worker runs the same number of micro-batches every step, and the union over workers does
- * not depend on N, so N workers compute exactly the update one worker would.
+ * Which examples a worker trains on at a step. The global batch of step s is the rows at positions
+ * [s·G, (s+1)·G) of the run's {@link EpochOrder} (epoch after epoch); worker r of N takes its
+ * contiguous G/N of them. Every worker runs the same number of micro-batches every step, and the
+ * union over workers does not depend on N, so N workers compute exactly the update one worker would.
  */
 public final class GlobalBatch {
   private GlobalBatch() {}
 
-  public static List<Example> slice(List<Example> all, int step, int globalBatch, int workers, int rank) {
-    if (all.isEmpty()) {
-      throw new IllegalArgumentException("the training split holds no examples");
-    }
+  public static List<Example> slice(SplitReader split, EpochOrder order, int step, int globalBatch, int workers, int rank) {
     int per = globalBatch / workers;
     List<Example> out = new ArrayList<>(per);
     long start = (long) step * globalBatch + (long) rank * per;
     for (int i = 0; i < per; i++) {
-      out.add(all.get((int) ((start + i) % all.size())));
+      long row = order.rowAt(start + i);
+      try {
+        out.add(split.row(row));
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException("step " + step + ", rank " + rank + ": cannot read row " + row + " of the training split: " + e, e);
+      }
     }
     return out;
   }

@@ -1,24 +1,22 @@
 package io.lorafleet.driver.train;
 
 import ai.djl.Device;
-import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.arrow.SplitReader;
 import io.lorafleet.datasets.arrow.TokenLimits;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
-import io.lorafleet.datasets.prepare.Prepare;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.Djl;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 
-/** Per-executor-JVM caches: the frozen base is loaded once, whatever the number of stages and attempts. */
+/** Per-executor-JVM caches: the frozen base is loaded once, whatever the number of stages and attempts; splits are opened once. */
 public final class ModelCache {
   private static final ConcurrentHashMap<String, CausalLM> MODELS = new ConcurrentHashMap<>();
-  private static final ConcurrentHashMap<String, List<Example>> DATA = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, ModelSkeleton> SKELETONS = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, SplitReader> SPLITS = new ConcurrentHashMap<>();
 
   private ModelCache() {}
 
@@ -31,23 +29,26 @@ public final class ModelCache {
     return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, Djl.computeDtype(device)));
   }
 
-  /** A split's examples, unchecked (for counting them). */
-  public static List<Example> examples(String splitDir) {
-    return examples(splitDir, TokenLimits.NONE);
-  }
-
-  /** A split's examples, every row checked against what {@code model} accepts. */
-  public static List<Example> examples(String splitDir, ModelConfig model) {
-    return examples(splitDir, new TokenLimits(model.vocabSize(), model.maxPositions()));
-  }
-
-  private static List<Example> examples(String splitDir, TokenLimits limits) {
-    return DATA.computeIfAbsent(splitDir + "|" + limits, k -> {
+  /**
+   * A split for random access, shared by the tasks of this JVM; rows are checked against what
+   * {@code model} accepts as they are decoded. It keeps {@code cacheBlocks} decoded batches.
+   * {@code dataset} (the manifest's fingerprint) tells a split prepared again at the same path.
+   */
+  public static SplitReader split(String splitDir, String dataset, ModelConfig model, org.apache.hadoop.conf.Configuration conf, int cacheBlocks) {
+    TokenLimits limits = new TokenLimits(model.vocabSize(), model.maxPositions());
+    String key = splitDir + "|" + limits + "|" + cacheBlocks;
+    SplitReader cached = SPLITS.get(key + "|" + dataset);
+    if (cached != null) {
+      return cached;
+    }
+    SPLITS.keySet().removeIf(k -> k.startsWith(key + "|")); // the same path prepared again: drop the old reader and its batches
+    return SPLITS.computeIfAbsent(key + "|" + dataset, k -> {
       try {
-        return List.copyOf(Prepare.readSplit(Path.of(splitDir), limits));
+        return SplitReader.open(splitDir, conf, limits, cacheBlocks);
       } catch (IOException e) {
-        throw new UncheckedIOException(e);
+        throw new UncheckedIOException(splitDir + ": " + e.getMessage(), e);
       }
     });
   }
+
 }

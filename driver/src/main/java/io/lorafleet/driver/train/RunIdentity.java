@@ -37,6 +37,8 @@ final class RunIdentity {
     // a constant schedule does not depend on the run's length, so such a run may be extended
     j.put("total_steps", cfg.schedule().equals("constant") ? 0 : cfg.steps());
     j.put("dataset_fingerprint", datasetFingerprint);
+    j.put("data_order", "block-shuffle-1"); // EpochOrder's scheme: its positions are the data cursor
+    j.put("shuffle_window", cfg.shuffleWindow());
     return j;
   }
 
@@ -71,11 +73,10 @@ final class RunIdentity {
     }
   }
 
-  /** The dataset's fingerprint: SHA-256 of its manifest.json (which lists every input, option and split count). */
-  static String datasetFingerprint(Path manifest) throws IOException {
+  /** A dataset's fingerprint: SHA-256 of its manifest.json (which lists every input, option and split count). */
+  static String fingerprint(byte[] manifest) {
     try {
-      var md = java.security.MessageDigest.getInstance("SHA-256");
-      return java.util.HexFormat.of().formatHex(md.digest(java.nio.file.Files.readAllBytes(manifest)));
+      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(manifest));
     } catch (java.security.NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
     }

@@ -91,7 +91,8 @@ final class Stage {
         i -> tensorAt(layout, i))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
       RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
-          .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt), false,
+          .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt,
+              spark.sparkContext().hadoopConfiguration(), job.get("dataset_fingerprint").asText()), false,
               ClassTag$.MODULE$.apply(String.class));
       ranks.setName("lorafleet barrier stage: gradient workers");
       // A thread of its own inherits the job group (Spark local properties are inheritable), so a

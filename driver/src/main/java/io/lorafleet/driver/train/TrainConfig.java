@@ -41,7 +41,9 @@ public record TrainConfig(
     boolean resumeAuto,
     boolean overwrite,
     int executorWaitMs,
-    String gradientPorts) implements Serializable {
+    String gradientPorts,
+    int epochs,
+    int shuffleWindow) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
@@ -53,8 +55,11 @@ public record TrainConfig(
       int averageLast, String averageMode) {
     this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
         clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "");
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW);
   }
+
+  /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
+  public static final int DEFAULT_SHUFFLE_WINDOW = 8;
 
   public TrainConfig {
     positive("r", rank);
@@ -67,6 +72,10 @@ public record TrainConfig(
     positive("timeout-ms", timeoutMs);
     positive("max-attempts", maxAttempts);
     positive("executor-wait-ms", executorWaitMs);
+    positive("shuffle-window", shuffleWindow);
+    if (epochs < 0) {
+      throw new IllegalArgumentException("--epochs must be >= 0 (0: run --steps) but found " + epochs);
+    }
     if (resumeAuto && !resume) {
       throw new IllegalArgumentException("--resume=auto implies --resume; found resumeAuto without resume");
     }
@@ -111,14 +120,21 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
+  }
+
+  /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
+  public TrainConfig withSteps(int n) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow);
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
     return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
   }
 
   /**
@@ -131,13 +147,13 @@ public record TrainConfig(
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts);
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow);
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow);
   }
 }

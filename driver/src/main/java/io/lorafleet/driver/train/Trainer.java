@@ -49,8 +49,14 @@ public final class Trainer {
     ModelSkeleton base = ModelCache.skeleton(cfg.model()); // config and headers: the driver holds no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
-    String dataset = checkDataset(cfg);
-    ObjectNode job = RunIdentity.job(cfg, dataset);
+    Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
+    TrainConfig given = cfg;
+    cfg = checkDataset(cfg, manifest);
+    if (given.epochs() > 0) {
+      say(progress, given.epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.globalBatch() + ": " + cfg.steps()
+          + " steps");
+    }
+    ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
     checkSlots(spark, cfg);
     RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
     try (RunLock lock = RunLock.acquire(ro, cfg.resume() || cfg.overwrite(), RunLock.STALE_AFTER_MS)) {
@@ -91,7 +97,6 @@ public final class Trainer {
     Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();
-    checkValidation(cfg);
     int attempts = 0;
     int withoutProgress = 0;
     int divergedAt = -1;
@@ -231,18 +236,6 @@ public final class Trainer {
     }
   }
 
-  /** --eval-every needs a validation split; its size is read from the manifest (the driver reads no data). */
-  static void checkValidation(TrainConfig cfg) throws IOException {
-    if (cfg.evalEvery() == 0) {
-      return;
-    }
-    long n = JSON.readTree(Path.of(cfg.data(), "manifest.json").toFile()).at("/splits/validation/records").asLong(0);
-    if (n == 0) {
-      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + Path.of(cfg.data(), "validation")
-          + " holds none; prepare with --val-fraction, or set --eval-every 0");
-    }
-  }
-
   /** --average-last K: the last K checkpoints combined into averaged/ (svd keeps the run's rank). */
   static void averageLast(TrainConfig cfg, BaseModel base, Path out) throws IOException {
     List<Path> all = Checkpoints.list(out);
@@ -273,20 +266,54 @@ public final class Trainer {
     io.lorafleet.driver.report.SvgPlot.write(out.resolve("loss.svg"), "Training loss", "step", "loss (target tokens)", series, List.of());
   }
 
-  /** Checks that the data was prepared with this model's tokenizer; returns the dataset's fingerprint. */
-  static String checkDataset(TrainConfig cfg) throws IOException {
-    Path manifest = Path.of(cfg.data(), "manifest.json");
-    if (!Files.isRegularFile(manifest)) {
-      throw new IllegalArgumentException("--data " + cfg.data() + ": manifest.json is missing; run lorafleet prepare first");
+  /** A prepared dataset's manifest.json, read through Hadoop's FileSystem API (--data may be any URI), and its fingerprint. */
+  record Manifest(com.fasterxml.jackson.databind.JsonNode json, String fingerprint) {
+    static Manifest read(TrainConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
+      org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(cfg.data(), "manifest.json");
+      org.apache.hadoop.fs.FileSystem fs = p.getFileSystem(conf);
+      if (!fs.isFile(p)) {
+        throw new IllegalArgumentException("--data " + cfg.data() + ": manifest.json is missing; run lorafleet prepare first");
+      }
+      byte[] bytes;
+      try (var in = fs.open(p)) {
+        bytes = in.readAllBytes();
+      }
+      return new Manifest(JSON.readTree(bytes), RunIdentity.fingerprint(bytes));
     }
-    String fp = JSON.readTree(manifest.toFile()).path("tokenizer_fingerprint").asText();
+
+    long rows(String split) {
+      return json.at("/splits/" + split + "/rows").asLong(json.at("/splits/" + split + "/records").asLong(0));
+    }
+  }
+
+  /**
+   * Checks the dataset against the job: prepared with this model's tokenizer, a validation split for
+   * --eval-every; resolves --epochs into steps. The driver reads the manifest only, never the rows.
+   */
+  static TrainConfig checkDataset(TrainConfig cfg, Manifest m) throws IOException {
+    String fp = m.json().path("tokenizer_fingerprint").asText();
     try (Tokenizer tok = Tokenizer.load(Path.of(cfg.model()))) {
       if (!fp.equals(tok.fingerprint())) {
         throw new IllegalArgumentException("--data " + cfg.data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.model()
             + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");
       }
     }
-    return RunIdentity.datasetFingerprint(manifest);
+    if (cfg.evalEvery() > 0 && m.rows("validation") == 0) {
+      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + cfg.data() + "/validation"
+          + " holds none; prepare with --val-fraction, or set --eval-every 0");
+    }
+    if (cfg.epochs() == 0) {
+      return cfg;
+    }
+    long rows = m.rows("train");
+    if (rows == 0) {
+      throw new IllegalArgumentException("--data " + cfg.data() + ": the training split holds no rows");
+    }
+    long steps = (cfg.epochs() * rows + cfg.globalBatch() - 1) / cfg.globalBatch();
+    if (steps > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("--epochs " + cfg.epochs() + " over " + rows + " rows is " + steps + " steps, more than " + Integer.MAX_VALUE);
+    }
+    return cfg.withSteps((int) steps);
   }
 
   private static void say(boolean progress, String s) {

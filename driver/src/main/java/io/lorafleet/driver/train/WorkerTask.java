@@ -34,9 +34,14 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   private final int port;
   private final String jobId;
   private final byte[] secret;
+  private final org.apache.spark.util.SerializableConfiguration hadoop;
+  private final String dataset;
 
-  WorkerTask(TrainConfig cfg, LoraConfig lora, String host, int port, String jobId, byte[] secret, FaultPlan faults, int attempt) {
+  WorkerTask(TrainConfig cfg, LoraConfig lora, String host, int port, String jobId, byte[] secret, FaultPlan faults, int attempt,
+      org.apache.hadoop.conf.Configuration hadoop, String dataset) {
     this.cfg = cfg;
+    this.dataset = dataset;
+    this.hadoop = new org.apache.spark.util.SerializableConfiguration(hadoop);
     this.lora = lora;
     this.faults = faults;
     this.attempt = attempt;
@@ -75,12 +80,12 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     return Device.gpu(id);
   }
 
-  /** This rank's share of the first --eval-examples validation examples: every workers-th one, from its rank. */
-  private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) {
-    var all = ModelCache.examples(cfg.data() + "/validation", model.config());
+  /** This rank's share of the first --eval-examples validation rows: every workers-th one, from its rank. */
+  private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) throws java.io.IOException {
+    var split = ModelCache.split(cfg.data() + "/validation", dataset, model.config(), hadoop.value(), cfg.shuffleWindow());
     List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
-    for (int i = rank; i < Math.min(all.size(), cfg.evalExamples()); i += cfg.workers()) {
-      mine.add(all.get(i));
+    for (long i = rank; i < Math.min(split.rows(), cfg.evalExamples()); i += cfg.workers()) {
+      mine.add(split.row(i));
     }
     return mine;
   }
@@ -92,7 +97,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     Device device = device(ctx);
     CausalLM model = ModelCache.model(cfg.model(), device);
     LoraModel lora = LoraModel.create(model, this.lora);
-    var examples = ModelCache.examples(cfg.data() + "/train", model.config());
+    // twice the shuffle window: the group being consumed stays cached while the next one is read
+    var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());
+    EpochOrder order = new EpochOrder(split.blockRows(), cfg.seed(), cfg.shuffleWindow());
     int steps = 0;
     try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
       Optional<GradientClient.Params> p;
@@ -105,7 +112,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
           continue;
         }
         faults.beforeWorkerStep(step, rank, attempt);
-        var mine = GlobalBatch.slice(examples, step, cfg.globalBatch(), cfg.workers(), rank);
+        var mine = GlobalBatch.slice(split, order, step, cfg.globalBatch(), cfg.workers(), rank);
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
         long t0 = System.nanoTime();
         StepResult r;

@@ -64,6 +64,13 @@ class TrainerIT {
         0.05, 0, "constant", opt, 0.0, 0, 2, 3, 7, 60_000, 2, resume, "", 0, 0, 0, "svd");
   }
 
+  /** Step 0's global batch (6 rows) for seed 7, as one worker reads it: the rows at positions 0..5 of epoch 0's order. */
+  static List<Example> firstGlobalBatch() throws Exception {
+    var split = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
+        io.lorafleet.datasets.arrow.TokenLimits.NONE, 16);
+    return GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 1, 0);
+  }
+
   @Test
   void nWorkersMakeTheSameUpdateAsOne() throws Exception {
     float[][] results = new float[4][];
@@ -76,8 +83,7 @@ class TrainerIT {
       float[] p = lora.initialParams(7);
       float[] b0 = lora.initialParams(7);
       // B starts at zero, so give the step a non-trivial starting point: compare the first update from the true init
-      List<Example> all = Prepare.readSplit(data.resolve("train"));
-      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(GlobalBatch.slice(all, 0, 6, 1, 0), 6), -1);
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
       for (int i = 0; i < p.length; i++) {
         p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
       }
@@ -256,14 +262,29 @@ class TrainerIT {
     int[] ids = rows.get(row).inputIds().clone();
     ids[1] = 999;
     rows.set(row, new Example(ids, rows.get(row).labels()));
+    io.lorafleet.datasets.arrow.ShardIndex index;
     try (var out = Files.newOutputStream(shard)) {
-      io.lorafleet.datasets.arrow.ShardWriter.write(out, rows.iterator(), false);
+      index = io.lorafleet.datasets.arrow.ShardWriter.write(out, rows.iterator(), false);
     }
+    Files.writeString(shard.resolveSibling(shard.getFileName() + io.lorafleet.datasets.arrow.ShardIndex.SUFFIX), index.toJson().toString());
     TrainConfig c = new TrainConfig(model.toString(), bad.toString(), dir.resolve("bad-ids-run").toString(), "q_proj", 4, 8, 0, 2, 2, 6, 2, 0.05, 0,
         "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 1, false, "", 0, 0, 0, "svd");
     var e = assertThrows(java.io.IOException.class, () -> Trainer.run(spark, c, false));
-    assertTrue(e.getMessage().contains("split train, shard " + shard + ", row " + row + ": input_ids[1] is 999 but the model's vocabulary holds ids 0.."),
+    assertTrue(e.getMessage().contains("split train, shard ") && e.getMessage().contains(shard.getFileName() + ", row " + row
+        + ": input_ids[1] is 999 but the model's vocabulary holds ids 0.."),
         e.getMessage());
+  }
+
+  @Test
+  void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
+    // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
+    TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1);
+    Trainer.Result r = Trainer.run(spark, byEpochs, false);
+    assertEquals(3, r.losses().size());
+    TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1);
+    assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
   }
 
   @Test
@@ -402,7 +423,7 @@ class TrainerIT {
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       float[] p = AdapterFormat.read(first.finalAdapter(), base).values().clone();
-      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(GlobalBatch.slice(Prepare.readSplit(data.resolve("train")), 0, 6, 1, 0), 6), -1);
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
       for (int i = 0; i < p.length; i++) {
         p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
       }
