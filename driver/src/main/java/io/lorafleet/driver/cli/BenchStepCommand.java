@@ -19,10 +19,11 @@ final class BenchStepCommand implements Callable<Integer> {
   @Option(names = "--target-modules", defaultValue = "all-linear", split = ",") java.util.List<String> targets;
   @Option(names = "--warmup", defaultValue = "2") int warmup;
   @Option(names = "--steps", defaultValue = "10") int steps;
+  @Option(names = "--gradient-checkpointing", description = "LoRA alone with layer checkpointing, blockwise attention and a chunked loss") boolean checkpointing;
 
   @Override
   public Integer call() throws Exception {
-    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps));
+    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing));
     System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
     return 0;
   }

@@ -27,6 +27,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--lora-dropout", defaultValue = "0.0") double dropout;
   @Option(names = "--workers", defaultValue = "2") int workers;
   @Option(names = "--steps", defaultValue = "100") int steps;
+  @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
+      + "attention and a chunked loss (Llama family; about a third more compute)") boolean gradientCheckpointing;
   @Option(names = "--epochs", defaultValue = "0", description = "train this many passes over the training split instead of --steps (0: use --steps)")
   int epochs;
   @Option(names = "--shuffle-window", defaultValue = "" + TrainConfig.DEFAULT_SHUFFLE_WINDOW,
@@ -67,7 +69,7 @@ final class TrainCommand implements Callable<Integer> {
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
+        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing);
     var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);

@@ -43,7 +43,8 @@ public record TrainConfig(
     int executorWaitMs,
     String gradientPorts,
     int epochs,
-    int shuffleWindow) implements Serializable {
+    int shuffleWindow,
+    boolean gradientCheckpointing) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
@@ -55,7 +56,7 @@ public record TrainConfig(
       int averageLast, String averageMode) {
     this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
         clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW);
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false);
   }
 
   /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
@@ -120,21 +121,28 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing);
+  }
+
+  /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
+  public TrainConfig withGradientCheckpointing(boolean on) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on);
   }
 
   /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
   public TrainConfig withSteps(int n) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing);
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
     return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing);
   }
 
   /**
@@ -147,13 +155,13 @@ public record TrainConfig(
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow);
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing);
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing);
   }
 }

@@ -7,6 +7,7 @@ import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.train.CheckpointedStep;
 import io.lorafleet.worker.train.NonFiniteGradientException;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
@@ -118,7 +119,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
         StepResult r;
         int flags = 0;
         try {
-          r = TrainStep.run(lora, p.get().values(), GlobalBatch.microBatches(mine, cfg.microBatch()), dropoutSeed);
+          var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
+          r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.get().values(), micro, dropoutSeed, CheckpointedStep.DEFAULT)
+              : TrainStep.run(lora, p.get().values(), micro, dropoutSeed);
         } catch (NonFiniteGradientException e) {
           if (model.dtype() != DataType.FLOAT16) {
             throw e; // fp32: the step diverged

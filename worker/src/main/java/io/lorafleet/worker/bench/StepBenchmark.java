@@ -14,6 +14,7 @@ import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.train.FullModel;
+import io.lorafleet.worker.train.CheckpointedStep;
 import io.lorafleet.worker.train.TrainStep;
 import io.lorafleet.worker.train.Trainable;
 import java.io.IOException;
@@ -40,7 +41,9 @@ import java.util.Random;
 public final class StepBenchmark {
   private StepBenchmark() {}
 
-  public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps) {}
+  /** @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length */
+  public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
+      boolean checkpointing) {}
 
   public static Map<String, Object> run(Settings s) throws IOException {
     Map<String, Object> out = new LinkedHashMap<>();
@@ -62,6 +65,23 @@ public final class StepBenchmark {
       float[] loraParams = lora.initialParams(1);
       warmUp(lora, loraParams, batch, s);
       long loraPeak = peakRssKb();
+      if (s.checkpointing()) {
+        // LoRA alone: layer checkpointing, blockwise attention and a chunked loss (full fine-tuning is not run)
+        double[] step = new double[s.steps()];
+        for (int i = 0; i < s.steps(); i++) {
+          step[i] = timeStep(lora, loraParams, batch, s);
+        }
+        double sec = median(step);
+        out.put("gradient_checkpointing", true);
+        out.put("lora_trainable_parameters", lora.layout().size());
+        out.put("lora_tokens_per_s", round(tokens / sec));
+        out.put("rss_after_load_mb", rssBase / 1024);
+        out.put("peak_rss_lora_mb", loraPeak / 1024);
+        // the forward pass runs twice (once without a graph, once recomputed), so about 3x forward of work
+        out.put("lora_achieved_gflops", round(3 * fwd / sec / 1e9));
+        out.put("lora_fraction_of_peak", round(3 * fwd / sec / peak));
+        return out;
+      }
       FullModel full = new FullModel(m);
       float[] fullParams = full.currentParams();
       warmUp(full, fullParams, batch, s);
@@ -119,13 +139,22 @@ public final class StepBenchmark {
 
   static void warmUp(Trainable t, float[] params, Batch b, Settings s) {
     for (int i = 0; i < s.warmup(); i++) {
-      TrainStep.run(t, params, List.of(b), -1);
+      timeStep(t, params, b, s);
     }
   }
 
   static double timeStep(Trainable t, float[] params, Batch b) {
     long t0 = System.nanoTime();
     TrainStep.run(t, params, List.of(b), -1);
+    return (System.nanoTime() - t0) / 1e9;
+  }
+
+  static double timeStep(Trainable t, float[] params, Batch b, Settings s) {
+    if (!s.checkpointing() || !(t instanceof LoraModel lora)) {
+      return timeStep(t, params, b);
+    }
+    long t0 = System.nanoTime();
+    CheckpointedStep.run(lora, params, List.of(b), -1, CheckpointedStep.DEFAULT);
     return (System.nanoTime() - t0) / 1e9;
   }
 

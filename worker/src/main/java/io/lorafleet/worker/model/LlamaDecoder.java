@@ -71,29 +71,55 @@ final class LlamaDecoder implements Decoder {
     int b = positions.length;
     int t = positions[0].length;
     int past = cache.map(KvCache::length).orElse(0);
-    NDArray[] rope = Ops.ropeTables(ctx.manager(), positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()),
-        c.ropeScaling().positionScale(), m.dtype());
+    NDArray[] rope = ropeTables(m, ctx, positions);
     NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
     NDArray h = m.embed(ctx, "model.embed_tokens.weight", ids); // (B, T, H)
     int rep = c.heads() / c.kvHeads();
     for (int i = 0; i < c.layers(); i++) {
-      String p = layer(i);
-      NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "input_layernorm.weight"), c.normEps());
-      NDArray q = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.q_proj"), c.heads(), c.headDim()), rope[0], rope[1]); // (B, nh, T, hd)
-      NDArray k = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.k_proj"), c.kvHeads(), c.headDim()), rope[0], rope[1]); // (B, nkv, T, hd)
-      NDArray v = Ops.heads(m.linear(ctx, x, p + "self_attn.v_proj"), c.kvHeads(), c.headDim());
+      NDArray[] qkv = qkv(m, ctx, i, h, rope);
+      NDArray k = qkv[1];
+      NDArray v = qkv[2];
       if (cache.isPresent()) {
         NDArray[] kv = cache.get().append(i, k, v);
         k = kv[0];
         v = kv[1];
       }
-      NDArray a = Ops.attention(q, Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask); // (B, T, nh·hd)
-      h = h.add(m.linear(ctx, a, p + "self_attn.o_proj"));
-      x = Ops.rmsNorm(h, m.param(ctx, p + "post_attention_layernorm.weight"), c.normEps());
-      NDArray g = Ops.silu(m.linear(ctx, x, p + "mlp.gate_proj")).mul(m.linear(ctx, x, p + "mlp.up_proj"));
-      h = h.add(m.linear(ctx, g, p + "mlp.down_proj"));
+      NDArray a = Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask); // (B, T, nh·hd)
+      h = rest(m, ctx, i, h, a);
     }
     cache.ifPresent(kc -> kc.advance(t));
+    return head(m, ctx, h);
+  }
+
+  static NDArray[] ropeTables(CausalLM m, ForwardContext ctx, int[][] positions) {
+    ModelConfig c = m.config();
+    return Ops.ropeTables(ctx.manager(), positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()), c.ropeScaling().positionScale(), m.dtype());
+  }
+
+  /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd) and k, v (B, nkv, T, hd), rotary applied to q and k. */
+  static NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
+    ModelConfig c = m.config();
+    String p = layer(i);
+    NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "input_layernorm.weight"), c.normEps());
+    NDArray q = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.q_proj"), c.heads(), c.headDim()), rope[0], rope[1]);
+    NDArray k = Ops.rope(Ops.heads(m.linear(ctx, x, p + "self_attn.k_proj"), c.kvHeads(), c.headDim()), rope[0], rope[1]);
+    NDArray v = Ops.heads(m.linear(ctx, x, p + "self_attn.v_proj"), c.kvHeads(), c.headDim());
+    return new NDArray[] {q, k, v};
+  }
+
+  /** The rest of layer i: its input h plus o_proj of the attention output a (B, T, nh·hd), then the MLP block. */
+  static NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+    ModelConfig c = m.config();
+    String p = layer(i);
+    h = h.add(m.linear(ctx, a, p + "self_attn.o_proj"));
+    NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "post_attention_layernorm.weight"), c.normEps());
+    NDArray g = Ops.silu(m.linear(ctx, x, p + "mlp.gate_proj")).mul(m.linear(ctx, x, p + "mlp.up_proj"));
+    return h.add(m.linear(ctx, g, p + "mlp.down_proj"));
+  }
+
+  /** Final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
+  static NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+    ModelConfig c = m.config();
     h = Ops.rmsNorm(h, m.param(ctx, "model.norm.weight"), c.normEps());
     return c.tieWordEmbeddings() ? m.tiedHead(ctx, h, "model.embed_tokens.weight") : m.linear(ctx, h, "lm_head");
   }

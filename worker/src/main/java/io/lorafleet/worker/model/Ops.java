@@ -136,6 +136,29 @@ public final class Ops {
   }
 
   /**
+   * Rows [r0, r1) of the training mask ({@link #mask} with no cache), (B|1, 1, r1 − r0, T): what a
+   * block of queries needs, so blockwise attention never builds the T × T mask either.
+   */
+  public static NDArray maskRows(NDManager m, int batch, int t, int r0, int r1, Optional<int[][]> segments, int window, DataType dtype) {
+    int rows = segments.isPresent() ? batch : 1;
+    int n = r1 - r0;
+    float[] v = new float[rows * n * t];
+    for (int b = 0; b < rows; b++) {
+      for (int i = r0; i < r1; i++) {
+        for (int j = 0; j < t; j++) {
+          boolean ok = j <= i && (window == 0 || i - j < window);
+          if (ok && segments.isPresent()) {
+            int[] seg = segments.get()[b];
+            ok = seg[j] == seg[i];
+          }
+          v[(b * n + i - r0) * t + j] = ok ? 0f : (float) MASKED;
+        }
+      }
+    }
+    return m.create(v, new Shape(rows, 1, n, t)).toType(dtype, false);
+  }
+
+  /**
    * cos and signed sin tables (B, 1, T, hd) for HF's rotate-half RoPE: emb = cat(pos·inv, pos·inv);
    * the sin table carries rotate_half's sign, cat(−sin, sin), for {@link #rope}.
    */

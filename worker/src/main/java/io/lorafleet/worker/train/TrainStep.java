@@ -20,6 +20,17 @@ public final class TrainStep {
    * @param dropoutSeed a seed unique to this (step, worker); micro-batch i uses dropoutSeed + i
    */
   public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed) {
+    return accumulate(trainable, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(trainable, params, batch, seed, grad));
+  }
+
+  /** One micro-batch's forward and backward: adds its gradient into grad, returns its loss sum. */
+  @FunctionalInterface
+  interface MicroStep {
+    double run(Batch batch, long seed, float[] grad);
+  }
+
+  /** Runs {@code step} over the micro-batches, micro-batch i with dropout seed dropoutSeed + i, adding gradients and losses. */
+  static StepResult accumulate(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed, MicroStep step) {
     FlatLayout layout = trainable.layout();
     if (params.length != layout.size()) {
       throw new IllegalArgumentException("parameter buffer has " + params.length + " floats but the layout needs " + layout.size());
@@ -29,7 +40,7 @@ public final class TrainStep {
     long tokens = 0;
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
-      loss += microBatch(trainable, params, batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
+      loss += step.run(batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
       tokens += batch.targetTokens();
     }
     return new StepResult(grad, loss, tokens);
@@ -58,24 +69,30 @@ public final class TrainStep {
       } finally {
         JniUtils.setGradMode(gradMode);
       }
-      List<FlatLayout.Slot> slots = trainable.layout().slots();
-      for (int j = 0; j < slots.size(); j++) {
-        NDArray g = bound.leaves().get(j).getGradient();
-        g.attach(step);
-        float[] gv = g.toType(DataType.FLOAT32, false).toFloatArray();
-        int off = slots.get(j).offset();
-        double sum = 0; // non-finite if any entry is NaN or infinite
-        for (int k = 0; k < gv.length; k++) {
-          grad[off + k] += gv[k];
-          sum += gv[k];
-        }
-        if (!Double.isFinite(sum)) {
-          throw new NonFiniteGradientException("non-finite gradient for '" + slots.get(j).key() + "' ("
-              + "loss " + TokenLoss.value(lossSum) + "): the step diverged or overflowed; "
-              + "lower the learning rate");
-        }
+      double loss = TokenLoss.value(lossSum);
+      collect(trainable, bound, grad, loss);
+      return loss;
+    }
+  }
+
+  /** Adds the leaves' gradients into {@code grad}; a non-finite one fails the step, naming the tensor. */
+  static void collect(Trainable trainable, Trainable.Bound bound, float[] grad, double loss) {
+    List<FlatLayout.Slot> slots = trainable.layout().slots();
+    for (int j = 0; j < slots.size(); j++) {
+      NDArray leaf = bound.leaves().get(j);
+      NDArray g = leaf.getGradient();
+      g.attach(leaf.getManager());
+      float[] gv = g.toType(DataType.FLOAT32, false).toFloatArray();
+      int off = slots.get(j).offset();
+      double sum = 0; // non-finite if any entry is NaN or infinite
+      for (int k = 0; k < gv.length; k++) {
+        grad[off + k] += gv[k];
+        sum += gv[k];
       }
-      return TokenLoss.value(lossSum);
+      if (!Double.isFinite(sum)) {
+        throw new NonFiniteGradientException("non-finite gradient for '" + slots.get(j).key() + "' (loss " + loss + "): the step diverged or "
+            + "overflowed; lower the learning rate");
+      }
     }
   }
 

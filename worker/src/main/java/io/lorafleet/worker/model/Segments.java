@@ -1,0 +1,70 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+
+/**
+ * One batch's forward pass of a Llama-family model in pieces: the embedding, each layer's attention
+ * inputs, attention for any block of query rows, the rest of each layer, and the output layer for
+ * any block of tokens. {@link io.lorafleet.worker.train.CheckpointedStep} recomputes these pieces
+ * in its backward pass so that no step holds all layers' activations, a T × T attention matrix or
+ * the (B, T, V) logits at once; composed in order they are exactly {@link CausalLM#forward}.
+ */
+public final class Segments {
+  private final CausalLM m;
+  private final ForwardContext ctx;
+  private final Batch batch;
+  private final NDArray[] rope;
+  private final int rep;
+
+  Segments(CausalLM m, ForwardContext ctx, Batch batch) {
+    if (m.config().arch() != Architecture.LLAMA) {
+      throw new IllegalArgumentException("--gradient-checkpointing supports the Llama family (llama, mistral, qwen2), not " + m.config().modelType());
+    }
+    this.m = m;
+    this.ctx = ctx;
+    this.batch = batch;
+    this.rope = LlamaDecoder.ropeTables(m, ctx, batch.positionIds());
+    this.rep = m.config().heads() / m.config().kvHeads();
+  }
+
+  public int layers() {
+    return m.config().layers();
+  }
+
+  public int seqLen() {
+    return batch.seqLen();
+  }
+
+  /** The input embeddings (B, T, H). */
+  public NDArray embed() {
+    NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
+    return m.embed(ctx, "model.embed_tokens.weight", ids);
+  }
+
+  /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */
+  public NDArray[] qkv(int layer, NDArray h) {
+    return LlamaDecoder.qkv(m, ctx, layer, h, rope);
+  }
+
+  /**
+   * Attention output rows [r0, r1) (B, r1 − r0, nh·hd): those queries against every key, under the
+   * causal, window and segment masks; the block's mask lives in {@code scope}.
+   */
+  public NDArray attend(NDManager scope, NDArray q, NDArray k, NDArray v, int r0, int r1) {
+    NDArray mask = Ops.maskRows(scope, batch.size(), batch.seqLen(), r0, r1, batch.segmentIds(), m.config().slidingWindow(), m.dtype());
+    NDArray qb = r0 == 0 && r1 == batch.seqLen() ? q : q.get(new NDIndex(":, :, {}:{}", r0, r1));
+    return Ops.attention(qb, Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask);
+  }
+
+  /** The rest of layer i: h + o_proj(a), then the MLP block. */
+  public NDArray rest(int layer, NDArray h, NDArray a) {
+    return LlamaDecoder.rest(m, ctx, layer, h, a);
+  }
+
+  /** Logits (B, T', V) of hidden states h (B, T', H). */
+  public NDArray head(NDArray h) {
+    return LlamaDecoder.head(m, ctx, h);
+  }
+}

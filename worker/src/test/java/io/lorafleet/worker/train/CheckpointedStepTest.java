@@ -1,0 +1,110 @@
+package io.lorafleet.worker.train;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ModelConfig;
+import io.lorafleet.worker.model.TinyModelSpec;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The memory-flat step (layer checkpointing, blockwise attention, chunked loss) computes the plain
+ * step's gradient: every tensor within 1e-6 of its largest entry (float32), and float64 finite
+ * differences (as in GradientCheckTest). Blocks and chunks of 3 and 4 tokens make every piece run
+ * several times on these short rows.
+ */
+class CheckpointedStepTest {
+  static final CheckpointedStep.Plan SMALL = new CheckpointedStep.Plan(3, 4);
+
+  static CausalLM model(String arch, long seed, DataType dtype) {
+    if (!arch.equals("mistral")) {
+      return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : TinyModels.LLAMA, seed, dtype);
+    }
+    // Mistral with a sliding window (3) shorter than the rows
+    TinyModelSpec spec = new TinyModelSpec("mistral", 2, 16, 4, 2, 24, 37, 64, false);
+    var json = spec.configJson(1, 2);
+    json.put("sliding_window", 3);
+    return CausalLM.fromTensors(ModelConfig.fromJson(json, "mistral"), TinyModels.tensors(spec, seed), Device.cpu(), dtype);
+  }
+
+  /** Unpadded, right-padded, and packed rows (segments restart positions). */
+  static List<Batch> batches() {
+    Batch padded = Batch.of(new int[][] {{1, 5, 9, 13, 17, 21, 2, 8, 3}, {1, 30, 31, 32, 33}},
+        new int[][] {{-100, -100, -100, 13, 17, 21, 2, 8, 3}, {-100, -100, 31, 32, 33}});
+    Batch packed = Batch.packed(new int[][] {{1, 4, 6, 2, 1, 7, 8, 9, 2}}, new int[][] {{-100, -100, 6, 2, -100, -100, 8, 9, 2}},
+        new int[][] {{0, 1, 2, 3, 0, 1, 2, 3, 4}});
+    return List.of(padded, packed);
+  }
+
+  static float[] perturbed(LoraModel lora, long seed) {
+    float[] p = lora.initialParams(seed);
+    Random rng = new Random(seed);
+    for (int i = 0; i < p.length; i++) {
+      p[i] += (float) (rng.nextGaussian() * 0.2); // B = 0 at init would make dL/dA vanish
+    }
+    return p;
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "qwen2", "mistral"})
+  void theGradientEqualsThePlainStepsWithDropoutPaddingAndPacking(String arch) {
+    try (CausalLM m = model(arch, 7, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2));
+      float[] p = perturbed(lora, 3);
+      StepResult plain = TrainStep.run(lora, p, batches(), 42);
+      StepResult flat = CheckpointedStep.run(lora, p, batches(), 42, SMALL);
+      assertEquals(plain.tokens(), flat.tokens());
+      assertEquals(plain.lossSum(), flat.lossSum(), 1e-5 * Math.abs(plain.lossSum()));
+      for (FlatLayout.Slot s : lora.layout().slots()) {
+        double max = 0;
+        for (int i = s.offset(); i < s.offset() + s.size(); i++) {
+          max = Math.max(max, Math.abs(plain.gradSum()[i]));
+        }
+        for (int i = s.offset(); i < s.offset() + s.size(); i++) {
+          assertEquals(plain.gradSum()[i], flat.gradSum()[i], 1e-6 * max + 1e-12, s.key() + "[" + (i - s.offset()) + "]");
+        }
+      }
+      assertTrue(plain.lossSum() > 0);
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "mistral"})
+  void theGradientMatchesFiniteDifferences(String arch) {
+    final float h = 0x1p-14f;
+    try (CausalLM m = model(arch, 8, DataType.FLOAT64)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("q_proj", "v_proj", "o_proj", "down_proj", "lm_head")));
+      float[] p = perturbed(lora, 4);
+      List<Batch> b = batches();
+      StepResult r = CheckpointedStep.run(lora, p, b, -1, SMALL);
+      Random rng = new Random(9);
+      double maxAbs = 0;
+      for (FlatLayout.Slot s : lora.layout().slots()) {
+        for (int k = 0; k < 3; k++) {
+          int i = s.offset() + rng.nextInt(s.size());
+          float orig = p[i];
+          p[i] = orig + h;
+          double up = TrainStep.evaluate(lora, p, b).lossSum();
+          p[i] = orig - h;
+          double down = TrainStep.evaluate(lora, p, b).lossSum();
+          p[i] = orig;
+          double numeric = (up - down) / (2.0 * h);
+          maxAbs = Math.max(maxAbs, Math.abs(numeric));
+          assertEquals(numeric, r.gradSum()[i], 1e-6 + 1e-4 * Math.abs(numeric), s.key() + "[" + (i - s.offset()) + "]");
+        }
+      }
+      assertTrue(maxAbs > 1e-4, "gradients checked must be non-trivial, max |g| = " + maxAbs);
+    }
+  }
+}
