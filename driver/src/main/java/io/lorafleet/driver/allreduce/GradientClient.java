@@ -17,7 +17,7 @@ public final class GradientClient implements AutoCloseable {
    * The adapter values the driver sent: for a training step, or, with {@code evaluate}, for
    * validation loss after step {@code step}.
    */
-  public record Params(int step, float[] values, boolean evaluate) {}
+  public record Params(int step, float[] values, boolean evaluate, double lossScale) {}
 
   private final Socket socket;
   private final DataInputStream in;
@@ -91,12 +91,13 @@ public final class GradientClient implements AutoCloseable {
     boolean evaluate = type == Wire.EVAL;
     ByteBuffer b = ByteBuffer.wrap(fromServer.read(in, evaluate ? Wire.EVAL : Wire.PARAMS, Wire.PARAMS_HEADER + 4 * size, "adapter broadcast"));
     int step = b.getInt();
-    return Optional.of(new Params(step, Wire.getFloats(b, size), evaluate));
+    double scale = b.getDouble();
+    return Optional.of(new Params(step, Wire.getFloats(b, size), evaluate, scale));
   }
 
   /**
    * @param computeNanos the worker's forward+backward time for this step (for the driver's metrics)
-   * @param flags {@link GradientServer#FLAG_OVERFLOW} or 0
+   * @param flags {@link GradientServer#FLAG_OVERFLOW} and {@link GradientServer#FLAG_SCALED}, or 0
    */
   public void push(int step, long tokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
     ByteBuffer b = ByteBuffer.allocate(Wire.PUSH_HEADER + 4 * gradSum.length);

@@ -37,12 +37,18 @@ import java.util.function.IntFunction;
 public final class GradientServer implements AutoCloseable {
   /** Push flag: the worker's fp16 gradient overflowed (a normal event under loss scaling: skip the step). */
   public static final int FLAG_OVERFLOW = 1;
+  /** Push flag: the worker computed in fp16 and back-propagated the scaled loss; its gradient is scaled. */
+  public static final int FLAG_SCALED = 2;
   private static final int MAX_PENDING_HANDSHAKES = 64;
 
   /** One worker's push for a step. */
   public record Push(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos, int flags) {
     public boolean overflow() {
       return (flags & FLAG_OVERFLOW) != 0;
+    }
+
+    public boolean scaled() {
+      return (flags & FLAG_SCALED) != 0;
     }
   }
 
@@ -250,8 +256,13 @@ public final class GradientServer implements AutoCloseable {
 
   /** Sends the adapter for {@code step} to every worker and gathers their pushes, in rank order. */
   public Push[] exchange(int step, float[] params) throws IOException {
+    return exchange(step, params, 1.0);
+  }
+
+  /** As {@link #exchange(int, float[])}; workers computing in fp16 back-propagate {@code lossScale} times the loss. */
+  public Push[] exchange(int step, float[] params, double lossScale) throws IOException {
     ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
-    b.putInt(step);
+    b.putInt(step).putDouble(lossScale);
     Wire.putFloats(b, params);
     byte[] body = b.array();
     List<Future<Push>> fs = new ArrayList<>();
@@ -294,7 +305,7 @@ public final class GradientServer implements AutoCloseable {
     if (s != step) {
       throw new Wire.ProtocolException("push for step " + s + " rejected, the current step is " + step);
     }
-    if (tokens < 0 || (flags & ~FLAG_OVERFLOW) != 0) {
+    if (tokens < 0 || (flags & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0) {
       throw new Wire.ProtocolException("push rejected: tokens " + tokens + ", flags " + flags);
     }
     float[] g = Wire.getFloats(b, n);
@@ -318,7 +329,7 @@ public final class GradientServer implements AutoCloseable {
    */
   public double[] evaluate(int step, float[] params) throws IOException {
     ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
-    b.putInt(step);
+    b.putInt(step).putDouble(1.0);
     Wire.putFloats(b, params);
     byte[] body = b.array();
     List<Future<double[]>> fs = new ArrayList<>();

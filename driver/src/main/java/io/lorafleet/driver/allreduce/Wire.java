@@ -26,7 +26,8 @@ import javax.crypto.spec.SecretKeySpec;
  * <p>Messages. Both directions then derive a session key from the secret and both nonces, and every
  * message is TYPE, LENGTH, BODY and HMAC(session key of that direction, sequence number|TYPE|BODY).
  * The sequence number is counted by both ends, never sent, so a replayed, reordered or altered
- * message fails its MAC. The server sends PARAMS(step, n floats), EVAL(step, n floats) and DONE; a
+ * message fails its MAC. The server sends PARAMS(step, loss scale, n floats), EVAL(step, loss scale, n
+ * floats) and DONE; a
  * worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds, flags, n
  * floats) and EVAL with EVAL_RESULT(step, target tokens, loss sum) over its share of the
  * validation examples. Floats travel
@@ -49,7 +50,8 @@ final class Wire {
   static final int MAC_BYTES = 32;
   /** PUSH header: step, tokens, loss sum, compute nanoseconds, flags. */
   static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4;
-  static final int PARAMS_HEADER = 4;
+  /** PARAMS and EVAL header: step, loss scale. */
+  static final int PARAMS_HEADER = 4 + 8;
   private static final SecureRandom RANDOM = new SecureRandom();
 
   private Wire() {}

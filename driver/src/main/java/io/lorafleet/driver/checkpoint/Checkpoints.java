@@ -41,10 +41,12 @@ public final class Checkpoints {
   private Checkpoints() {}
 
   /** What a checkpoint restores; {@code job} is what the run was (see trainer_state.json's "job"). */
-  public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, JsonNode job, Path dir) {}
+  public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, double lossScale, int lossScaleCleanSteps, JsonNode job,
+      Path dir) {}
 
-  /** What the driver saves at a step: the adapter, AdamW's moments and step count, and the data cursor. */
-  public record Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor) {}
+  /** What the driver saves at a step: the adapter, AdamW's moments and step count, the data cursor and the fp16 loss scale. */
+  public record Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor, double lossScale,
+      int lossScaleCleanSteps) {}
 
   public static Path dirFor(Path output, int step) {
     return output.resolve(String.format("checkpoint-%d", step));
@@ -73,6 +75,8 @@ public final class Checkpoints {
     st.put("optimizer_steps", s.optimizerSteps());
     st.put("seed", s.seed());
     st.put("data_cursor", s.cursor());
+    st.put("loss_scale", s.lossScale());
+    st.put("loss_scale_clean_steps", s.lossScaleCleanSteps());
     st.put("adapter_sha256", sha256(tmp.resolve(AdapterFormat.WEIGHTS)));
     st.put("optimizer_sha256", sha256(tmp.resolve(OPTIMIZER)));
     st.set("job", job);
@@ -125,7 +129,8 @@ public final class Checkpoints {
         AdapterFormat.Loaded a = AdapterFormat.read(d, base);
         SafetensorsReader o = SafetensorsReader.open(d.resolve(OPTIMIZER));
         return Optional.of(new State(st.get("step").asInt(), a.values(), o.read("exp_avg").toFloatArray(), o.read("exp_avg_sq").toFloatArray(),
-            st.get("optimizer_steps").asLong(), st.path("job"), d));
+            st.get("optimizer_steps").asLong(), st.path("loss_scale").asDouble(io.lorafleet.driver.optim.LossScaler.INITIAL),
+            st.path("loss_scale_clean_steps").asInt(0), st.path("job"), d));
       } catch (IOException | RuntimeException e) {
         LOG.warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
         System.err.println("warning: skipping corrupt checkpoint " + d + ": " + e.getMessage());

@@ -29,6 +29,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--steps", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
       + "attention and a chunked loss (Llama family; about a third more compute)") boolean gradientCheckpointing;
+  @Option(names = "--initial-loss-scale", defaultValue = "65536", description = "fp16 compute: the first loss scale (GradScaler's init_scale)")
+  double initialLossScale;
   @Option(names = "--epochs", defaultValue = "0", description = "train this many passes over the training split instead of --steps (0: use --steps)")
   int epochs;
   @Option(names = "--shuffle-window", defaultValue = "" + TrainConfig.DEFAULT_SHUFFLE_WINDOW,
@@ -69,7 +71,7 @@ final class TrainCommand implements Callable<Integer> {
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing);
+        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
     var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);

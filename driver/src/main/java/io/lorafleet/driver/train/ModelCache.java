@@ -26,7 +26,8 @@ public final class ModelCache {
   }
 
   public static CausalLM model(String dir, Device device) {
-    return MODELS.computeIfAbsent(dir + "@" + device, k -> CausalLM.load(Path.of(dir), device, Djl.computeDtype(device)));
+    var dtype = Djl.computeDtype(device);
+    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype, k -> CausalLM.load(Path.of(dir), device, dtype));
   }
 
   /**

@@ -9,6 +9,7 @@ import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraModel;
@@ -50,10 +51,11 @@ final class Stage {
   private final FaultPlan faults;
   private final int attempt;
   private final ObjectNode job;
+  private final LossScaler scaler;
 
   Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
       List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
-      ObjectNode job) {
+      ObjectNode job, LossScaler scaler) {
     this.spark = spark;
     this.cfg = cfg;
     this.ro = ro;
@@ -69,6 +71,7 @@ final class Stage {
     this.faults = faults;
     this.attempt = attempt;
     this.job = job;
+    this.scaler = scaler;
   }
 
   /**
@@ -166,7 +169,7 @@ final class Stage {
       long sentBefore = server.bytesSent() + server.bytesReceived();
       GradientServer.Push[] pushes;
       try {
-        pushes = server.exchange(step, params);
+        pushes = server.exchange(step, params, scaler.scale());
       } catch (GradientServer.NonFiniteGradientException e) {
         throw e;
       } catch (IOException e) {
@@ -180,16 +183,22 @@ final class Stage {
       }
       long tc = System.nanoTime();
       boolean overflow = Arrays.stream(pushes).anyMatch(GradientServer.Push::overflow);
+      boolean scaled = Arrays.stream(pushes).anyMatch(GradientServer.Push::scaled);
+      double scale = scaler.scale();
       double[] acc = new double[params.length];
       long tokens = 0;
       double lossSum = 0;
       for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
         float[] g = p.gradSum();
+        double unscale = p.scaled() ? 1.0 / scale : 1.0; // before clipping, as GradScaler.unscale_
         for (int i = 0; i < g.length; i++) {
-          acc[i] += g[i];
+          acc[i] += g[i] * unscale;
         }
         tokens += p.tokens();
         lossSum += p.lossSum();
+      }
+      if (scaled) {
+        scaler.update(overflow);
       }
       double lr = sched.lr(step);
       double norm = Double.NaN;
@@ -212,6 +221,9 @@ final class Stage {
       m.put("tokens", tokens);
       if (overflow) {
         m.put("skipped", true);
+      }
+      if (scaled) {
+        m.put("loss_scale", scale);
       }
       m.put("step_ms", (to - ts) / 1e6);
       m.put("exchange_ms", (tc - ts) / 1e6);
@@ -242,7 +254,7 @@ final class Stage {
       }
       if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
-            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch());
+            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps());
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));

@@ -9,6 +9,7 @@ import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
@@ -78,6 +79,7 @@ public final class Trainer {
     ro.cleanTemporaries();
     float[] params = initialParams(cfg, lora, base);
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
+    LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     int start = 0;
     if (cfg.resume()) {
       ro.pullCheckpoints();
@@ -87,6 +89,7 @@ public final class Trainer {
         RunIdentity.check(st.get(), lora.config(), job);
         params = st.get().params();
         opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
+        scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
         start = st.get().step();
         say(progress, "resuming from " + st.get().dir());
       } else if (!cfg.resumeAuto()) {
@@ -106,7 +109,7 @@ public final class Trainer {
         attempts++;
         int from = start;
         try {
-          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job);
+          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job, scaler);
           start = stage.run(start);
         } catch (OutputFailure e) {
           throw e;
@@ -133,9 +136,11 @@ public final class Trainer {
           if (st.isPresent()) {
             System.arraycopy(st.get().params(), 0, params, 0, params.length);
             opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
+            scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
           } else {
             System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
             opt.restore(new float[params.length], new float[params.length], 0);
+            scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
           }
           start = resumeAt;
           while (first + losses.size() > start) {

@@ -117,21 +117,24 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
         long t0 = System.nanoTime();
         StepResult r;
-        int flags = 0;
+        // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
+        boolean fp16 = model.dtype() == DataType.FLOAT16;
+        double scale = fp16 ? p.get().lossScale() : 1.0;
+        int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
         try {
           var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
-          r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.get().values(), micro, dropoutSeed, CheckpointedStep.DEFAULT)
-              : TrainStep.run(lora, p.get().values(), micro, dropoutSeed);
+          r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.get().values(), micro, dropoutSeed, scale)
+              : TrainStep.run(lora, p.get().values(), micro, dropoutSeed, scale);
         } catch (NonFiniteGradientException e) {
           if (model.dtype() != DataType.FLOAT16) {
             throw e; // fp32: the step diverged
           }
           // fp16: an overflow, reported as such (never as a NaN push); the driver skips the step
           r = new StepResult(new float[lora.layout().size()], 0, 0);
-          flags = GradientServer.FLAG_OVERFLOW;
+          flags |= GradientServer.FLAG_OVERFLOW;
         }
         if (faults.overflows(step, rank, attempt)) {
-          flags = GradientServer.FLAG_OVERFLOW;
+          flags |= GradientServer.FLAG_OVERFLOW;
         }
         if (faults.poisons(step, rank, attempt)) {
           r.gradSum()[r.gradSum().length - 1] = Float.NaN;

@@ -279,15 +279,67 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536);
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536);
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);
     assertArrayEquals(r.adapter(), flat.adapter(), 1e-6f);
+  }
+
+  @Test
+  void fp16WorkersScaleTheLossAsGradScalerDoes() throws Exception {
+    // fp16 compute on the CPU (as on a GPU): workers back-propagate the driver's loss scale and flag their pushes
+    System.setProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY, "fp16");
+    Trainer.Result fp16;
+    Trainer.Result resumed;
+    try {
+      fp16 = withFaults("overflow@2:rank=1", steady("fp16", 2).withOutput(dir.resolve("fp16").toString(), 4));
+      resumed = Trainer.run(spark, steady("fp16", 2).withOutput(dir.resolve("fp16").toString(), 6).withRun(true, false, false), false);
+    } finally {
+      System.clearProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY);
+    }
+    assertEquals(2, resumed.losses().size());
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    List<String> lines = Files.readAllLines(dir.resolve("fp16/metrics.jsonl"));
+    double[] scales = new double[lines.size()];
+    for (int i = 0; i < scales.length; i++) {
+      scales[i] = json.readTree(lines.get(i)).get("loss_scale").asDouble();
+    }
+    // 2^16 at first; every skipped step (a real fp16 overflow, or the one injected at step 3) halves the scale for the next,
+    // a clean one keeps it; the resumed steps 5 and 6 continue from checkpoint-4's scale
+    assertEquals(6, scales.length);
+    assertEquals(65536.0, scales[0]);
+    for (int i = 1; i < scales.length; i++) {
+      boolean skipped = json.readTree(lines.get(i - 1)).path("skipped").asBoolean(false);
+      assertEquals(skipped ? scales[i - 1] / 2 : scales[i - 1], scales[i], "loss scale at step " + (i + 1) + " after " + lines.get(i - 1));
+    }
+    assertTrue(json.readTree(lines.get(2)).get("skipped").asBoolean(), "the injected overflow skips step 3");
+    double saved = json.readTree(dir.resolve("fp16/checkpoint-4/trainer_state.json").toFile()).get("loss_scale").asDouble();
+    assertEquals(scales[4], saved, "checkpoint-4 holds the scale that step 5 used");
+    // at a scale that does not overflow, an fp16 step's unscaled update tracks the fp32 step's (SGD: the update is the gradient)
+    System.setProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY, "fp16");
+    Trainer.Result half;
+    try {
+      half = Trainer.run(spark, cfg("fp16-sgd", 2, 1, "sgd", false).withInitialLossScale(256), false);
+    } finally {
+      System.clearProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY);
+    }
+    Trainer.Result full = Trainer.run(spark, cfg("fp32-sgd", 2, 1, "sgd", false), false);
+    assertEquals(full.losses().get(0), half.losses().get(0), 1e-2 * full.losses().get(0), "loss at step 1");
+    float[] init = LoraModel.create(ModelCache.skeleton(model.toString()), cfg("x", 1, 1, "sgd", false).lora()).initialParams(7);
+    double err = 0;
+    double norm = 0;
+    for (int i = 0; i < init.length; i++) {
+      double d32 = full.adapter()[i] - init[i];
+      double d16 = half.adapter()[i] - init[i];
+      err += (d16 - d32) * (d16 - d32);
+      norm += d32 * d32;
+    }
+    assertTrue(norm > 0 && Math.sqrt(err / norm) < 2e-2, "fp16 update differs from fp32's by " + Math.sqrt(err / norm) + " (relative)");
   }
 
   @Test

@@ -50,12 +50,22 @@ public final class Segments {
 
   /**
    * Attention output rows [r0, r1) (B, r1 − r0, nh·hd): those queries against every key, under the
-   * causal, window and segment masks; the block's mask lives in {@code scope}.
+   * causal, window and segment masks. Every array it makes (the block's mask, scores and
+   * probabilities, the repeated keys and values) lives in {@code scope}, so closing it frees the
+   * block: blocks never add up to a T × T matrix.
    */
   public NDArray attend(NDManager scope, NDArray q, NDArray k, NDArray v, int r0, int r1) {
     NDArray mask = Ops.maskRows(scope, batch.size(), batch.seqLen(), r0, r1, batch.segmentIds(), m.config().slidingWindow(), m.dtype());
-    NDArray qb = r0 == 0 && r1 == batch.seqLen() ? q : q.get(new NDIndex(":, :, {}:{}", r0, r1));
-    return Ops.attention(qb, Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask);
+    NDArray qb = q.get(new NDIndex(":, :, {}:{}", r0, r1)); // a view; the ops below take their manager from it
+    qb.attach(scope);
+    return Ops.attention(qb, scoped(Ops.repeatKv(k, rep), k, scope), scoped(Ops.repeatKv(v, rep), v, scope), mask);
+  }
+
+  private static NDArray scoped(NDArray made, NDArray from, NDManager scope) {
+    if (made != from) {
+      made.attach(scope);
+    }
+    return made;
   }
 
   /** The rest of layer i: h + o_proj(a), then the MLP block. */

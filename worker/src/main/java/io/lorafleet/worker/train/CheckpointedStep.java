@@ -41,16 +41,35 @@ public final class CheckpointedStep {
     }
   }
 
-  public static final Plan DEFAULT = new Plan(256, 512);
+  /** The bytes one attention block's scores, or one loss chunk's logits, may take (fp32): 16 MiB. */
+  public static final long PIECE_BYTES = 16L << 20;
+
+  /**
+   * A plan whose attention scores (B, nh, block, T) and chunk logits (B, chunk, V) each stay within
+   * {@link #PIECE_BYTES}, so the transient memory of a step does not grow with T or V (at least 16 rows a piece).
+   */
+  public static Plan bounded(Batch batch, io.lorafleet.worker.model.ModelConfig c) {
+    long b = batch.size();
+    long t = batch.seqLen();
+    int block = (int) Math.max(16, Math.min(t, PIECE_BYTES / (4L * b * c.heads() * t)));
+    int chunk = (int) Math.max(16, Math.min(t, PIECE_BYTES / (4L * b * c.vocabSize())));
+    return new Plan(block, chunk);
+  }
 
   private CheckpointedStep() {}
 
-  /** As {@link TrainStep#run}, with bounded activation memory. */
-  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, Plan plan) {
-    return TrainStep.accumulate(lora, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(lora, params, batch, seed, grad, plan));
+  /** As {@link TrainStep#run}, with bounded activation memory; each micro-batch gets a {@link #bounded} plan. */
+  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, double lossScale) {
+    return TrainStep.accumulate(lora, params, microBatches, dropoutSeed,
+        (batch, seed, grad) -> microBatch(lora, params, batch, seed, grad, bounded(batch, lora.base().config()), lossScale));
   }
 
-  private static double microBatch(LoraModel lora, float[] params, Batch batch, long seed, float[] grad, Plan plan) {
+  /** With a given plan (tests use small pieces so that short rows take several). */
+  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, Plan plan) {
+    return TrainStep.accumulate(lora, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(lora, params, batch, seed, grad, plan, 1.0));
+  }
+
+  private static double microBatch(LoraModel lora, float[] params, Batch batch, long seed, float[] grad, Plan plan, double lossScale) {
     CausalLM m = lora.base();
     boolean gradMode = JniUtils.isGradMode();
     try (NDManager step = m.manager().newSubManager()) {
@@ -85,7 +104,7 @@ public final class CheckpointedStep {
             NDArray part = c0 == 0 && c1 == t ? last : moved(last.get(new NDIndex(":, {}:{}", c0, c1)), chunk);
             NDArray ls = TokenLoss.sum(chunk, seg.head(part), batch, c0);
             loss += TokenLoss.value(ls);
-            backward(ls, chunk.ones(ls.getShape(), ls.getDataType()));
+            backward(ls, TrainStep.seedGradient(chunk, ls, lossScale));
           }
         }
         dh = moved(last.getGradient(), step);
@@ -126,17 +145,18 @@ public final class CheckpointedStep {
     }
   }
 
-  /** The attention output (B, T, nh·hd), a block of query rows at a time (with the current grad mode). */
+  /**
+   * The attention output (B, T, nh·hd), a block of query rows at a time (with the current grad
+   * mode); each block's arrays are freed before the next, and only its output is kept, in {@code scope}.
+   */
   private static NDArray attention(Segments seg, NDManager scope, NDArray[] qkv, int t, int blockRows) {
-    if (blockRows >= t) {
-      return seg.attend(scope, qkv[0], qkv[1], qkv[2], 0, t);
-    }
-    NDArray out = null;
+    ai.djl.ndarray.NDList parts = new ai.djl.ndarray.NDList();
     for (int r0 = 0; r0 < t; r0 += blockRows) {
-      NDArray b = seg.attend(scope, qkv[0], qkv[1], qkv[2], r0, Math.min(t, r0 + blockRows));
-      out = out == null ? b : out.concat(b, 1);
+      try (NDManager block = scope.newSubManager()) {
+        parts.add(moved(seg.attend(block, qkv[0], qkv[1], qkv[2], r0, Math.min(t, r0 + blockRows)), scope));
+      }
     }
-    return out;
+    return parts.size() == 1 ? parts.get(0) : ai.djl.ndarray.NDArrays.concat(parts, 1);
   }
 
   /** A detached copy of {@code a} that autograd treats as a leaf, in {@code scope}. */

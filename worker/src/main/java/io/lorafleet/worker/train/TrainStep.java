@@ -20,7 +20,15 @@ public final class TrainStep {
    * @param dropoutSeed a seed unique to this (step, worker); micro-batch i uses dropoutSeed + i
    */
   public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed) {
-    return accumulate(trainable, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(trainable, params, batch, seed, grad));
+    return run(trainable, params, microBatches, dropoutSeed, 1.0);
+  }
+
+  /**
+   * As {@link #run(Trainable, float[], List, long)}, back-propagating {@code lossScale} times the loss
+   * (fp16 loss scaling): the gradient sums come back scaled, the loss sum does not.
+   */
+  public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed, double lossScale) {
+    return accumulate(trainable, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(trainable, params, batch, seed, grad, lossScale));
   }
 
   /** One micro-batch's forward and backward: adds its gradient into grad, returns its loss sum. */
@@ -54,7 +62,7 @@ public final class TrainStep {
    * share an executor JVM (local[N], several cores per executor) train at the same time. The frozen
    * base they share is only read.
    */
-  private static double microBatch(Trainable trainable, float[] params, Batch batch, long seed, float[] grad) {
+  private static double microBatch(Trainable trainable, float[] params, Batch batch, long seed, float[] grad, double lossScale) {
     try (NDManager step = trainable.base().manager().newSubManager()) {
       Trainable.Bound bound;
       NDArray lossSum;
@@ -65,7 +73,7 @@ public final class TrainStep {
         bound = trainable.bind(step, params, true, seed);
         NDArray logits = trainable.base().forward(bound.context(), batch);
         lossSum = TokenLoss.sum(step, logits, batch);
-        JniUtils.backward((PtNDArray) lossSum, (PtNDArray) step.ones(lossSum.getShape(), lossSum.getDataType()), false, false);
+        JniUtils.backward((PtNDArray) lossSum, (PtNDArray) seedGradient(step, lossSum, lossScale), false, false);
       } finally {
         JniUtils.setGradMode(gradMode);
       }
@@ -73,6 +81,11 @@ public final class TrainStep {
       collect(trainable, bound, grad, loss);
       return loss;
     }
+  }
+
+  /** The gradient the backward pass starts from: d(scale · loss)/d(loss). */
+  static NDArray seedGradient(NDManager m, NDArray loss, double lossScale) {
+    return m.full(loss.getShape(), (float) lossScale, loss.getDataType());
   }
 
   /** Adds the leaves' gradients into {@code grad}; a non-finite one fails the step, naming the tensor. */
