@@ -65,6 +65,9 @@ public final class StepBenchmark {
       float[] loraParams = lora.initialParams(1);
       warmUp(lora, loraParams, batch, s);
       long loraPeak = peakRssKb();
+      var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(m, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.batch(), s.seqLen(), 1, 4,
+          s.checkpointing()));
+      out.put("plan_predicted_peak_lora_mb", predicted.get("worker_peak_mb"));
       if (s.checkpointing()) {
         // LoRA alone: layer checkpointing, blockwise attention and a chunked loss (full fine-tuning is not run)
         double[] step = new double[s.steps()];

@@ -1,0 +1,63 @@
+package io.lorafleet.driver.cli;
+
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.ModelSkeleton;
+import io.lorafleet.worker.plan.MemoryPlan;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "plan", mixinStandardHelpOptions = true,
+    description = "Predict a LoRA job's peak memory per worker and on the driver from config.json and the safetensors headers; "
+        + "with --worker-memory-mb, fail with advice when it will not fit.")
+final class PlanCommand implements Callable<Integer> {
+  @Option(names = "--model", required = true) Path model;
+  @Option(names = "--seq-len", required = true) int seqLen;
+  @Option(names = "--micro-batch", defaultValue = "4") int microBatch;
+  @Option(names = "--workers", defaultValue = "2") int workers;
+  @Option(names = "--r", defaultValue = "8") int r;
+  @Option(names = "--target-modules", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
+  @Option(names = "--gradient-checkpointing") boolean checkpointing;
+  @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
+  @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
+
+  @Override
+  public Integer call() {
+    if (!dtype.equals("fp32") && !dtype.equals("fp16")) {
+      throw new IllegalArgumentException("--dtype must be fp32 or fp16 but found '" + dtype + "'");
+    }
+    ModelSkeleton base = ModelSkeleton.read(model);
+    LoraModel lora = LoraModel.create(base, LoraConfig.of(r, 2.0 * r, Arrays.stream(targets.split(",")).map(String::trim).toList()));
+    int bytes = dtype.equals("fp16") ? 2 : 4;
+    Map<String, Long> p = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing));
+    System.out.printf("%s: %,d parameters, %d layers, hidden %d, vocab %d; LoRA r%d: %,d trainable%n", model, base.parameterCount(),
+        base.config().layers(), base.config().hidden(), base.config().vocabSize(), r, lora.layout().size());
+    System.out.printf("micro-batch %d x %d tokens, %s%s, %d workers%n", microBatch, seqLen, dtype, checkpointing ? ", gradient checkpointing" : "",
+        workers);
+    p.forEach((k, v) -> System.out.printf("  %-26s %,10d MB%n", k, v));
+    if (workerMemory > 0 && p.get("worker_peak_mb") > workerMemory) {
+      StringBuilder advice = new StringBuilder();
+      if (!checkpointing) {
+        long with = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true)).get("worker_peak_mb");
+        advice.append("--gradient-checkpointing (").append(with).append(" MB); ");
+      }
+      if (microBatch > 1) {
+        long half = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing))
+            .get("worker_peak_mb");
+        advice.append("--micro-batch ").append(Math.max(1, microBatch / 2)).append(" (").append(half).append(" MB); ");
+      }
+      if (bytes == 4) {
+        advice.append("fp16 compute on a GPU (--dtype fp16: ")
+            .append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing)).get("worker_peak_mb"))
+            .append(" MB); ");
+      }
+      throw new IllegalArgumentException("a worker needs about " + p.get("worker_peak_mb") + " MB but has " + workerMemory + " MB; try "
+          + advice.toString().replaceAll("; $", ""));
+    }
+    return 0;
+  }
+}

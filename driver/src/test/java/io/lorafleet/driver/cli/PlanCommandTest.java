@@ -1,0 +1,39 @@
+package io.lorafleet.driver.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.ModelSkeleton;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.plan.MemoryPlan;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class PlanCommandTest {
+  @TempDir Path tmp;
+
+  @Test
+  void aJobThatWillNotFitFailsWithAdvice() throws Exception {
+    Path model = tmp.resolve("m");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 64, 4, 2, 96, 1, 8192, false), List.of("a", "b", "c"), 1);
+    ModelSkeleton base = ModelSkeleton.read(model);
+    LoraModel lora = LoraModel.create(base, LoraConfig.of(8, 16, List.of("q_proj", "v_proj")));
+    var plain = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(4, 8192, 2, 4, false));
+    var flat = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(4, 8192, 2, 4, true));
+    var shorter = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(4, 4096, 2, 4, false));
+    assertTrue(plain.get("worker_activations_mb") > 3.5 * shorter.get("worker_activations_mb"), "attention makes plain activations grow with T^2");
+    assertTrue(flat.get("worker_peak_mb") < plain.get("worker_peak_mb") / 4, "checkpointing: " + flat + " vs " + plain);
+    var r = OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "8192", "--micro-batch", "4", "--target-modules", "q_proj,v_proj",
+        "--worker-memory-mb", Long.toString(plain.get("worker_peak_mb") / 2));
+    assertEquals(2, r.getKey());
+    assertTrue(r.getValue().contains("a worker needs about " + plain.get("worker_peak_mb") + " MB") && r.getValue().contains("--gradient-checkpointing ("
+        + flat.get("worker_peak_mb") + " MB)") && r.getValue().contains("--micro-batch 2"), r.getValue());
+    assertEquals(0, OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "8192", "--micro-batch", "4", "--target-modules", "q_proj,v_proj",
+        "--gradient-checkpointing", "--worker-memory-mb", Long.toString(plain.get("worker_peak_mb") / 2)).getKey());
+  }
+}
