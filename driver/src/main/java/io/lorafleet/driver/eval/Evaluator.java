@@ -87,7 +87,7 @@ public final class Evaluator {
     List<Integer> idx = IntStream.range(0, n).boxed().toList();
     String adapterPath = adapter.orElse("");
     return jsc.parallelize(idx, Math.max(1, Math.min(partitions, n))).mapPartitions(it -> {
-      CausalLM base = ModelCache.model(model, Device.cpu());
+      CausalLM base = ModelCache.model(model, Device.cpu(), conf.value());
       SplitReader split = SplitReader.open(splitDir, conf.value(), new TokenLimits(base.config().vocabSize(), base.config().maxPositions()), 4);
       List<Example> mine = new ArrayList<>();
       while (it.hasNext()) {

@@ -22,7 +22,29 @@ public final class ModelCache {
 
   /** The base's structure (config.json and safetensors headers), without weights: what the driver holds. */
   public static ModelSkeleton skeleton(String dir) {
-    return SKELETONS.computeIfAbsent(dir, d -> ModelSkeleton.read(Path.of(d)));
+    return skeleton(dir, new org.apache.hadoop.conf.Configuration());
+  }
+
+  /** As {@link #skeleton(String)}; a Hadoop URI's headers are read remotely. */
+  public static ModelSkeleton skeleton(String dir, org.apache.hadoop.conf.Configuration conf) {
+    return SKELETONS.computeIfAbsent(dir, d -> {
+      if (!ModelFiles.remote(d)) {
+        return ModelSkeleton.read(Path.of(d));
+      }
+      try {
+        return ModelFiles.skeleton(d, conf);
+      } catch (IOException e) {
+        throw new UncheckedIOException("--model " + d + ": " + e.getMessage(), e);
+      }
+    });
+  }
+
+  /** The loaded base of {@code dir}, a local directory or a Hadoop URI (copied once to this node first). */
+  public static CausalLM model(String dir, Device device, org.apache.hadoop.conf.Configuration conf) {
+    if (!ModelFiles.remote(dir)) {
+      return model(dir, device);
+    }
+    return model(ModelFiles.local(dir, conf).toString(), device);
   }
 
   public static CausalLM model(String dir, Device device) {

@@ -47,12 +47,12 @@ public final class Trainer {
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
-    ModelSkeleton base = ModelCache.skeleton(cfg.model()); // config and headers: the driver holds no weights
+    ModelSkeleton base = ModelCache.skeleton(cfg.model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
     TrainConfig given = cfg;
-    cfg = checkDataset(cfg, manifest);
+    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.model(), spark.sparkContext().hadoopConfiguration()));
     if (given.epochs() > 0) {
       say(progress, given.epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.globalBatch() + ": " + cfg.steps()
           + " steps");
@@ -295,9 +295,9 @@ public final class Trainer {
    * Checks the dataset against the job: prepared with this model's tokenizer, a validation split for
    * --eval-every; resolves --epochs into steps. The driver reads the manifest only, never the rows.
    */
-  static TrainConfig checkDataset(TrainConfig cfg, Manifest m) throws IOException {
+  static TrainConfig checkDataset(TrainConfig cfg, Manifest m, Path tokenizerDir) throws IOException {
     String fp = m.json().path("tokenizer_fingerprint").asText();
-    try (Tokenizer tok = Tokenizer.load(Path.of(cfg.model()))) {
+    try (Tokenizer tok = Tokenizer.load(tokenizerDir)) {
       if (!fp.equals(tok.fingerprint())) {
         throw new IllegalArgumentException("--data " + cfg.data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.model()
             + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");

@@ -96,7 +96,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     BarrierTaskContext ctx = BarrierTaskContext.get();
     int rank = ctx.partitionId();
     Device device = device(ctx);
-    CausalLM model = ModelCache.model(cfg.model(), device);
+    CausalLM model = ModelCache.model(cfg.model(), device, hadoop.value());
     LoraModel lora = LoraModel.create(model, this.lora);
     // twice the shuffle window: the group being consumed stays cached while the next one is read
     var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());

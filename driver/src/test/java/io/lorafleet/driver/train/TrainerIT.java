@@ -343,6 +343,35 @@ class TrainerIT {
   }
 
   @Test
+  void aModelOnAHadoopUriIsReadRemotelyByTheDriverAndCopiedOncePerNode() throws Exception {
+    Path cache = dir.resolve("model-cache");
+    System.setProperty("lorafleet.model.cache", cache.toString());
+    try {
+      TrainConfig local = cfg("uri-local", 2, 2, "adamw", false);
+      TrainConfig remote = new TrainConfig(model.toUri().toString(), data.toUri().toString(), dir.resolve("uri-remote").toString(), "q_proj,v_proj,down_proj",
+          4, 8, 0, 2, 2, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+      float[] expected = Trainer.run(spark, local, false).adapter();
+      assertArrayEquals(expected, Trainer.run(spark, remote, false).adapter(), 0f, "the same model, whichever way it is named");
+      List<Path> entries;
+      try (var s = Files.list(cache)) {
+        entries = s.filter(Files::isDirectory).toList();
+      }
+      assertEquals(1, entries.size(), "one copy per node: " + entries);
+      var manifest = new com.fasterxml.jackson.databind.ObjectMapper().readTree(entries.get(0).resolve(ModelFiles.MANIFEST).toFile());
+      assertTrue(manifest.toString().contains("model.safetensors") && manifest.toString().contains("sha256"), manifest.toString());
+      long stamp = Files.getLastModifiedTime(entries.get(0).resolve(ModelFiles.MANIFEST)).toMillis();
+      // a copy cut short (a crash, a full disk) is not trusted: it is copied again
+      Path weights = entries.get(0).resolve("model.safetensors");
+      Files.write(weights, java.util.Arrays.copyOf(Files.readAllBytes(weights), 100));
+      assertArrayEquals(expected, Trainer.run(spark, remote.withOutput(dir.resolve("uri-remote-2").toString(), 2), false).adapter(), 0f);
+      assertTrue(Files.size(entries.get(0).resolve("model.safetensors")) > 100, "copied again");
+      assertTrue(Files.getLastModifiedTime(entries.get(0).resolve(ModelFiles.MANIFEST)).toMillis() >= stamp);
+    } finally {
+      System.clearProperty("lorafleet.model.cache");
+    }
+  }
+
+  @Test
   void anOutputThatHoldsARunIsNeverMixedWithAnother() throws Exception {
     Trainer.run(spark, cfg("guard", 2, 2, "adamw", false), false);
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("guard", 2, 4, "adamw", false), false));

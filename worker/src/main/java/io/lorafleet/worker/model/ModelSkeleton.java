@@ -18,7 +18,7 @@ import java.util.stream.Collectors;
  * request. This is what the driver holds: its memory does not grow with the base.
  */
 public final class ModelSkeleton implements BaseModel {
-  private final Path dir;
+  private final String dir;
   private final ModelConfig config;
   private final List<ParamSpec> params;
   private final Map<String, ParamSpec> paramByName;
@@ -26,7 +26,7 @@ public final class ModelSkeleton implements BaseModel {
   private final Map<String, SafetensorsReader> byTensor;
   private final Map<String, String> keyOf;
 
-  private ModelSkeleton(Path dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
+  private ModelSkeleton(String dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
     this.dir = dir;
     this.config = config;
     Decoder decoder = Decoder.of(config);
@@ -55,10 +55,19 @@ public final class ModelSkeleton implements BaseModel {
   /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */
   public static ModelSkeleton read(Path dir) {
     ModelConfig config = ModelConfig.read(CausalLM.requireFile(dir, "config.json"));
-    return new ModelSkeleton(dir, config, CausalLM.openWeights(dir));
+    return new ModelSkeleton(dir.toString(), config, CausalLM.openWeights(dir));
   }
 
-  public Path dir() {
+  /**
+   * A skeleton from a config and opened safetensors headers, keyed by tensor name: for a model
+   * that is not a local directory (a Hadoop URI whose headers were read remotely).
+   */
+  public static ModelSkeleton of(String where, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
+    return new ModelSkeleton(where, config, Map.copyOf(byTensor));
+  }
+
+  /** Where the model lives (a path or a URI). */
+  public String dir() {
     return dir;
   }
 

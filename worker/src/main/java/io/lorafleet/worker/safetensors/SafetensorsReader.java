@@ -38,26 +38,51 @@ public final class SafetensorsReader {
       .enable(com.fasterxml.jackson.core.JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
       .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
-  private final Path file;
+  /** Reads bytes [pos, pos + buf.remaining()) of the file into buf: a local channel, or a remote filesystem's positioned read. */
+  @FunctionalInterface
+  public interface Ranges {
+    void read(long pos, ByteBuffer buf) throws IOException;
+  }
+
+  private final String file;
+  private final Ranges ranges;
   private final Map<String, TensorInfo> tensors;
   private final Map<String, String> metadata;
   private final long dataStart;
 
-  private SafetensorsReader(Path file, Map<String, TensorInfo> tensors, Map<String, String> metadata, long dataStart) {
+  private SafetensorsReader(String file, Ranges ranges, Map<String, TensorInfo> tensors, Map<String, String> metadata, long dataStart) {
     this.file = file;
+    this.ranges = ranges;
     this.tensors = tensors;
     this.metadata = metadata;
     this.dataStart = dataStart;
   }
 
   public static SafetensorsReader open(Path file) {
-    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-      long size = ch.size();
+    long size;
+    try {
+      size = java.nio.file.Files.size(file);
+    } catch (IOException e) {
+      throw new SafetensorsException(file + ": cannot read: " + e.getMessage(), e);
+    }
+    return open(file.toString(), size, (pos, buf) -> {
+      try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+        readFully(ch, buf, pos);
+      }
+    });
+  }
+
+  /**
+   * Opens a safetensors file of {@code size} bytes read through {@code ranges} (a file on HDFS or
+   * S3, say): only its header is read now, each tensor's bytes when asked for.
+   */
+  public static SafetensorsReader open(String file, long size, Ranges ranges) {
+    try {
       if (size < 8) {
         throw new SafetensorsException(file + ": truncated file: " + size + " bytes, expected at least 8 for the header length");
       }
       ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-      readFully(ch, lenBuf, 0);
+      ranges.read(0, lenBuf);
       long n = lenBuf.getLong(0);
       if (n <= 0 || n > MAX_HEADER_BYTES) {
         throw new SafetensorsException(file + ": header length " + n + " is invalid, expected 1.." + MAX_HEADER_BYTES);
@@ -66,7 +91,7 @@ public final class SafetensorsReader {
         throw new SafetensorsException(file + ": truncated file: header length " + n + " exceeds the file size " + size);
       }
       ByteBuffer hdr = ByteBuffer.allocate((int) n);
-      readFully(ch, hdr, 8);
+      ranges.read(8, hdr);
       String json;
       try {
         json = StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
@@ -104,13 +129,13 @@ public final class SafetensorsReader {
         infos.put(e.getKey(), parseEntry(file, e.getKey(), e.getValue(), dataLen));
       }
       checkTiling(file, infos, dataLen);
-      return new SafetensorsReader(file, Collections.unmodifiableMap(infos), Collections.unmodifiableMap(meta), dataStart);
+      return new SafetensorsReader(file, ranges, Collections.unmodifiableMap(infos), Collections.unmodifiableMap(meta), dataStart);
     } catch (IOException e) {
       throw new SafetensorsException(file + ": cannot read: " + e.getMessage(), e);
     }
   }
 
-  private static TensorInfo parseEntry(Path file, String name, JsonNode v, long dataLen) {
+  private static TensorInfo parseEntry(String file, String name, JsonNode v, long dataLen) {
     String where = file + ": tensor '" + name + "'";
     if (!v.isObject() || !v.path("dtype").isTextual() || !v.path("shape").isArray() || !v.path("data_offsets").isArray()) {
       throw new SafetensorsException(where + ": entry must have dtype (string), shape (array) and data_offsets (array)");
@@ -152,7 +177,7 @@ public final class SafetensorsReader {
     return new TensorInfo(name, dtype, shape, begin, end);
   }
 
-  private static void checkTiling(Path file, Map<String, TensorInfo> infos, long dataLen) {
+  private static void checkTiling(String file, Map<String, TensorInfo> infos, long dataLen) {
     List<TensorInfo> sorted = new ArrayList<>(infos.values());
     sorted.sort(Comparator.comparingLong(TensorInfo::begin).thenComparingLong(TensorInfo::end));
     long pos = 0;
@@ -181,7 +206,8 @@ public final class SafetensorsReader {
     }
   }
 
-  public Path file() {
+  /** The file, as named when opened (a path or a URI). */
+  public String file() {
     return file;
   }
 
@@ -207,8 +233,8 @@ public final class SafetensorsReader {
       throw new SafetensorsException(file + ": tensor '" + name + "' has " + t.byteSize() + " bytes, more than one Java array holds");
     }
     ByteBuffer buf = ByteBuffer.allocate((int) t.byteSize());
-    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-      readFully(ch, buf, dataStart + t.begin());
+    try {
+      ranges.read(dataStart + t.begin(), buf);
     } catch (IOException e) {
       throw new SafetensorsException(file + ": cannot read tensor '" + name + "': " + e.getMessage(), e);
     }
