@@ -229,8 +229,9 @@ public final class GradientServer implements AutoCloseable {
 
   /**
    * As {@link #awaitWorkers()}, but gives up as soon as {@code abandoned} says the workers will not
-   * come (their stage has already failed), instead of waiting for the timeout. Once every rank is
-   * in, the server stops listening.
+   * come (their stage has already failed), instead of waiting for the timeout. Connections that
+   * arrive later are still answered, and refused (every rank is taken), so a late or hostile peer
+   * gets the same treatment during the whole stage.
    */
   public void awaitWorkers(BooleanSupplier abandoned) throws IOException {
     long deadline = System.currentTimeMillis() + timeoutMs;
@@ -251,7 +252,6 @@ public final class GradientServer implements AutoCloseable {
         }
       }
     }
-    socket.close();
   }
 
   /** Sends the adapter for {@code step} to every worker and gathers their pushes, in rank order. */

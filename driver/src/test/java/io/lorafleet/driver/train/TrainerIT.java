@@ -455,16 +455,14 @@ class TrainerIT {
       lo = probe.getLocalPort();
     }
     Trainer.Result clean = Trainer.run(spark, steady("hostile-clean", 2).withOutput(dir.resolve("hostile-clean").toString(), 6), false);
-    // relaunched once (fail@3) so the attacker meets two handshake windows
-    Trainer.Result cleanRelaunched = withFaults("fail@3:rank=1", steady("hostile-ref", 2).withOutput(dir.resolve("hostile-ref").toString(), 6));
-    assertArrayEquals(clean.adapter(), cleanRelaunched.adapter(), 1e-6f);
     Hostile attacker = new Hostile("127.0.0.1", lo);
     Thread t = new Thread(attacker, "hostile-peer");
     t.setDaemon(true);
     t.start();
     Trainer.Result attacked;
     try {
-      attacked = withFaults("fail@3:rank=1", steady("hostile", 2).withOutput(dir.resolve("hostile").toString(), 6).withGradientPorts(lo + "-" + lo));
+      // the server answers (and refuses) connections for the whole stage, so the attacks land during the run, whatever its pace
+      attacked = Trainer.run(spark, steady("hostile", 2).withOutput(dir.resolve("hostile").toString(), 6).withGradientPorts(lo + "-" + lo), false);
     } finally {
       attacker.stop();
       t.join(30_000);
