@@ -69,6 +69,21 @@ class StandaloneClusterIT {
   }
 
   @Test
+  void waitingForExecutorsHasItsOwnTimeout() throws Exception {
+    // 3 workers on a cluster of two 1-core workers: the third executor never comes, and the wait ends at --executor-wait-ms
+    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/submit.sh").toString(), "--state", state.toString(), "--"));
+    cmd.addAll(train("too-many", 2, 2));
+    cmd.set(cmd.indexOf("--workers") + 1, "3");
+    cmd.set(cmd.indexOf("--global-batch") + 1, "3");
+    cmd.set(cmd.indexOf("--micro-batch") + 1, "1");
+    cmd.addAll(List.of("--executor-wait-ms", "3000"));
+    Shell.Result r = Shell.run(cmd, env, dir.resolve("too-many.log"), 300);
+    assertEquals(2, r.code(), r.output());
+    assertTrue(r.output().contains("--workers 3 needs 3 executors but only ") && r.output().contains(" registered within --executor-wait-ms 3000"),
+        r.output());
+  }
+
+  @Test
   void submitToLocalSpark() throws Exception {
     List<String> cmd = new ArrayList<>(List.of(Fixtures.launcher(), "submit", "--"));
     cmd.addAll(train("local-run", 4, 2));
