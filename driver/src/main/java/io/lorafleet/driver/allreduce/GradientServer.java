@@ -84,7 +84,9 @@ public final class GradientServer implements AutoCloseable {
   private final AtomicInteger pending = new AtomicInteger();
   private final AtomicLong bytesSent = new AtomicLong();
   private final AtomicLong bytesReceived = new AtomicLong();
+  /** The first refusals' reasons; a flood of strangers must not grow the driver's memory. */
   private final List<String> rejected = new ArrayList<>();
+  private static final int KEPT_REASONS = 100;
   private final Thread acceptor;
 
   public GradientServer(String bindHost, String jobId, byte[] secret, int workers, int timeoutMs) throws IOException {
@@ -125,7 +127,7 @@ public final class GradientServer implements AutoCloseable {
     return socket.getLocalPort();
   }
 
-  /** Reasons for refused connections so far (kept on the driver, never told to the peer). */
+  /** Reasons for the first refused connections (kept on the driver, never told to the peer). */
   public synchronized List<String> rejected() {
     return List.copyOf(rejected);
   }
@@ -201,7 +203,9 @@ public final class GradientServer implements AutoCloseable {
 
   private void refuse(Socket s, String why) {
     synchronized (this) {
-      rejected.add(why);
+      if (rejected.size() < KEPT_REASONS) {
+        rejected.add(why);
+      }
     }
     try {
       s.setSoTimeout(100);

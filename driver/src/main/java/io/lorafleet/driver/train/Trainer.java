@@ -50,9 +50,16 @@ public final class Trainer {
     ModelSkeleton base = ModelCache.skeleton(cfg.model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
-    Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
     TrainConfig given = cfg;
-    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.model(), spark.sparkContext().hadoopConfiguration()));
+    Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
+    Path tokenizer = ModelFiles.tokenizerDir(cfg.model(), spark.sparkContext().hadoopConfiguration());
+    try {
+      cfg = checkDataset(cfg, manifest, tokenizer);
+    } finally {
+      if (ModelFiles.remote(given.model())) {
+        Checkpoints.deleteTree(tokenizer); // a temporary copy of a remote model's tokenizer files
+      }
+    }
     if (given.epochs() > 0) {
       say(progress, given.epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.globalBatch() + ": " + cfg.steps()
           + " steps");
