@@ -28,7 +28,7 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--workers", defaultValue = "2") int workers;
   @Option(names = "--steps", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
-      + "attention and a chunked loss (Llama family; about a third more compute)") boolean gradientCheckpointing;
+      + "attention and a chunked loss (about a third more compute)") boolean gradientCheckpointing;
   @Option(names = "--initial-loss-scale", defaultValue = "65536", description = "fp16 compute: the first loss scale (GradScaler's init_scale)")
   double initialLossScale;
   @Option(names = "--epochs", defaultValue = "0", description = "train this many passes over the training split instead of --steps (0: use --steps)")

@@ -260,7 +260,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     return decoder.forward(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache));
   }
 
-  /** This batch's forward pass in recomputable pieces (Llama family), for training with bounded activation memory. */
+  /** This batch's forward pass in recomputable pieces, for training with bounded activation memory. */
   public Segments segments(ForwardContext ctx, Batch batch) {
     return new Segments(this, ctx, batch);
   }

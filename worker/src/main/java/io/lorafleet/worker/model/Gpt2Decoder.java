@@ -59,6 +59,26 @@ final class Gpt2Decoder implements Decoder {
     int b = positions.length;
     int t = positions[0].length;
     int past = cache.map(KvCache::length).orElse(0);
+    NDArray h = embed(m, ctx, ids, positions); // (B, T, H)
+    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
+    for (int i = 0; i < c.layers(); i++) {
+      NDArray[] qkv = qkv(m, ctx, i, h);
+      NDArray k = qkv[1];
+      NDArray v = qkv[2];
+      if (cache.isPresent()) {
+        NDArray[] kv = cache.get().append(i, k, v);
+        k = kv[0];
+        v = kv[1];
+      }
+      h = rest(m, ctx, i, h, Ops.attention(qkv[0], k, v, mask));
+    }
+    cache.ifPresent(kc -> kc.advance(t));
+    return head(m, ctx, h);
+  }
+
+  /** Token plus learned position embeddings (B, T, H). */
+  static NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+    ModelConfig c = m.config();
     for (int[] row : positions) {
       for (int p : row) {
         if (p >= c.maxPositions()) {
@@ -67,27 +87,31 @@ final class Gpt2Decoder implements Decoder {
       }
     }
     NDArray pos = ctx.manager().create(positions).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    NDArray h = m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos)); // (B, T, H)
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
-    int hd = c.headDim();
-    for (int i = 0; i < c.layers(); i++) {
-      String p = layer(i);
-      NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_1.weight"), m.param(ctx, p + "ln_1.bias"), c.normEps());
-      NDArray qkv = m.linear(ctx, x, p + "attn.c_attn"); // (B, T, 3H)
-      var parts = qkv.split(3, 2);
-      NDArray q = Ops.heads(parts.get(0), c.heads(), hd);
-      NDArray k = Ops.heads(parts.get(1), c.heads(), hd);
-      NDArray v = Ops.heads(parts.get(2), c.heads(), hd);
-      if (cache.isPresent()) {
-        NDArray[] kv = cache.get().append(i, k, v);
-        k = kv[0];
-        v = kv[1];
-      }
-      h = h.add(m.linear(ctx, Ops.attention(q, k, v, mask), p + "attn.c_proj"));
-      x = Ops.layerNorm(h, m.param(ctx, p + "ln_2.weight"), m.param(ctx, p + "ln_2.bias"), c.normEps());
-      h = h.add(m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.c_fc")), p + "mlp.c_proj"));
-    }
-    cache.ifPresent(kc -> kc.advance(t));
+    return m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos));
+  }
+
+  /** Layer i's q, k, v (B, nh, T, hd) from its input h: ln_1, then the fused c_attn split in three. */
+  static NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h) {
+    ModelConfig c = m.config();
+    String p = layer(i);
+    NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_1.weight"), m.param(ctx, p + "ln_1.bias"), c.normEps());
+    var parts = m.linear(ctx, x, p + "attn.c_attn").split(3, 2); // (B, T, 3H) in three
+    return new NDArray[] {Ops.heads(parts.get(0), c.heads(), c.headDim()), Ops.heads(parts.get(1), c.heads(), c.headDim()),
+        Ops.heads(parts.get(2), c.heads(), c.headDim())};
+  }
+
+  /** The rest of layer i: h + c_proj(a), then ln_2 and the GELU MLP. */
+  static NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+    ModelConfig c = m.config();
+    String p = layer(i);
+    h = h.add(m.linear(ctx, a, p + "attn.c_proj"));
+    NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_2.weight"), m.param(ctx, p + "ln_2.bias"), c.normEps());
+    return h.add(m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.c_fc")), p + "mlp.c_proj"));
+  }
+
+  /** ln_f and the tied output layer, for any tokens of h (B, T', H). */
+  static NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+    ModelConfig c = m.config();
     h = Ops.layerNorm(h, m.param(ctx, "transformer.ln_f.weight"), m.param(ctx, "transformer.ln_f.bias"), c.normEps());
     return m.tiedHead(ctx, h, "transformer.wte.weight");
   }

@@ -5,7 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 
 /**
- * One batch's forward pass of a Llama-family model in pieces: the embedding, each layer's attention
+ * One batch's forward pass (Llama family or GPT-2) in pieces: the embedding, each layer's attention
  * inputs, attention for any block of query rows, the rest of each layer, and the output layer for
  * any block of tokens. {@link io.lorafleet.worker.train.CheckpointedStep} recomputes these pieces
  * in its backward pass so that no step holds all layers' activations, a T × T attention matrix or
@@ -17,15 +17,14 @@ public final class Segments {
   private final Batch batch;
   private final NDArray[] rope;
   private final int rep;
+  private final boolean llama;
 
   Segments(CausalLM m, ForwardContext ctx, Batch batch) {
-    if (m.config().arch() != Architecture.LLAMA) {
-      throw new IllegalArgumentException("--gradient-checkpointing supports the Llama family (llama, mistral, qwen2), not " + m.config().modelType());
-    }
     this.m = m;
     this.ctx = ctx;
     this.batch = batch;
-    this.rope = LlamaDecoder.ropeTables(m, ctx, batch.positionIds());
+    this.llama = m.config().arch() == Architecture.LLAMA;
+    this.rope = llama ? LlamaDecoder.ropeTables(m, ctx, batch.positionIds()) : new NDArray[0];
     this.rep = m.config().heads() / m.config().kvHeads();
   }
 
@@ -40,12 +39,12 @@ public final class Segments {
   /** The input embeddings (B, T, H). */
   public NDArray embed() {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return m.embed(ctx, "model.embed_tokens.weight", ids);
+    return llama ? m.embed(ctx, "model.embed_tokens.weight", ids) : Gpt2Decoder.embed(m, ctx, ids, batch.positionIds());
   }
 
   /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */
   public NDArray[] qkv(int layer, NDArray h) {
-    return LlamaDecoder.qkv(m, ctx, layer, h, rope);
+    return llama ? LlamaDecoder.qkv(m, ctx, layer, h, rope) : Gpt2Decoder.qkv(m, ctx, layer, h);
   }
 
   /**
@@ -70,11 +69,11 @@ public final class Segments {
 
   /** The rest of layer i: h + o_proj(a), then the MLP block. */
   public NDArray rest(int layer, NDArray h, NDArray a) {
-    return LlamaDecoder.rest(m, ctx, layer, h, a);
+    return llama ? LlamaDecoder.rest(m, ctx, layer, h, a) : Gpt2Decoder.rest(m, ctx, layer, h, a);
   }
 
   /** Logits (B, T', V) of hidden states h (B, T', H). */
   public NDArray head(NDArray h) {
-    return LlamaDecoder.head(m, ctx, h);
+    return llama ? LlamaDecoder.head(m, ctx, h) : Gpt2Decoder.head(m, ctx, h);
   }
 }

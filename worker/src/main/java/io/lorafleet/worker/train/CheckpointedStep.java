@@ -12,7 +12,7 @@ import io.lorafleet.worker.model.Segments;
 import java.util.List;
 
 /**
- * A training step whose activation memory stays flat with sequence length (Llama family). The
+ * A training step whose activation memory stays flat with sequence length (Llama family, GPT-2). The
  * gradient equals {@link TrainStep}'s; what changes is what is held at once:
  * <ul>
  *   <li>activation checkpointing per layer (Chen et al. 2016): the forward pass runs without a graph

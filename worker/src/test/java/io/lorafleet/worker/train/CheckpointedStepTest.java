@@ -29,7 +29,7 @@ class CheckpointedStepTest {
 
   static CausalLM model(String arch, long seed, DataType dtype) {
     if (!arch.equals("mistral")) {
-      return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : TinyModels.LLAMA, seed, dtype);
+      return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA, seed, dtype);
     }
     // Mistral with a sliding window (3) shorter than the rows
     TinyModelSpec spec = new TinyModelSpec("mistral", 2, 16, 4, 2, 24, 37, 64, false);
@@ -57,7 +57,7 @@ class CheckpointedStepTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "mistral"})
+  @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2"})
   void theGradientEqualsThePlainStepsWithDropoutPaddingAndPacking(String arch) {
     try (CausalLM m = model(arch, 7, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2));
@@ -80,11 +80,12 @@ class CheckpointedStepTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "mistral"})
+  @ValueSource(strings = {"llama", "mistral", "gpt2"})
   void theGradientMatchesFiniteDifferences(String arch) {
     final float h = 0x1p-14f;
     try (CausalLM m = model(arch, 8, DataType.FLOAT64)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("q_proj", "v_proj", "o_proj", "down_proj", "lm_head")));
+      List<String> targets = arch.equals("gpt2") ? List.of("c_attn", "c_proj", "c_fc") : List.of("q_proj", "v_proj", "o_proj", "down_proj", "lm_head");
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, targets).withBias(arch.equals("gpt2") ? "all" : "none"));
       float[] p = perturbed(lora, 4);
       List<Batch> b = batches();
       StepResult r = CheckpointedStep.run(lora, p, b, -1, SMALL);
