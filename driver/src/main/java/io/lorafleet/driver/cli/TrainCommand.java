@@ -72,6 +72,10 @@ final class TrainCommand implements Callable<Integer> {
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+    if (gradientCheckpointing) {
+      // as the launcher does for its own JVM: executors return freed activation blocks to the system
+      sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
+    }
     var spark = Spark.session("train", workers, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);

@@ -102,6 +102,13 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());
     EpochOrder order = new EpochOrder(split.blockRows(), cfg.seed(), cfg.shuffleWindow());
     int steps = 0;
+    // Read-ahead: while step s computes, the batches holding step s + 1's rows are read and decoded into
+    // the split's cache (bounded at twice the shuffle window); a failed read-ahead is left for the step itself to report.
+    java.util.concurrent.ExecutorService prefetch = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+      Thread t = new Thread(r, "lorafleet-prefetch-rank-" + rank);
+      t.setDaemon(true);
+      return t;
+    });
     try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
@@ -114,6 +121,15 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
         }
         faults.beforeWorkerStep(step, rank, attempt);
         var mine = GlobalBatch.slice(split, order, step, cfg.globalBatch(), cfg.workers(), rank);
+        if (step + 1 < cfg.steps()) {
+          prefetch.execute(() -> {
+            try {
+              GlobalBatch.slice(split, order, step + 1, cfg.globalBatch(), cfg.workers(), rank);
+            } catch (RuntimeException later) {
+              // the next step reads these rows again and reports the error there
+            }
+          });
+        }
         long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
         long t0 = System.nanoTime();
         StepResult r;
@@ -144,6 +160,8 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       }
     } catch (java.io.IOException e) {
       throw new IllegalStateException("rank " + rank + ": gradient channel to " + host + ":" + port + " failed: " + e.getMessage(), e);
+    } finally {
+      prefetch.shutdownNow();
     }
     return CollectionConverters.asScala(List.of("rank " + rank + " on " + device + " ran " + steps + " steps").iterator());
   }
