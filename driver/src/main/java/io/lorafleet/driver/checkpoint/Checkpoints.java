@@ -139,7 +139,8 @@ public final class Checkpoints {
     return Optional.empty();
   }
 
-  static String sha256(Path f) throws IOException {
+  /** SHA-256 of a file's bytes, in hex. */
+  public static String sha256(Path f) throws IOException {
     try {
       MessageDigest md = MessageDigest.getInstance("SHA-256");
       try (var in = Files.newInputStream(f)) {
@@ -150,6 +151,15 @@ public final class Checkpoints {
         }
       }
       return HexFormat.of().formatHex(md.digest());
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** SHA-256 of {@code bytes}, in hex. */
+  public static String sha256(byte[] bytes) {
+    try {
+      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
     }

@@ -85,7 +85,7 @@ public final class ModelFiles {
     }
     Path root = Path.of(System.getProperty("lorafleet.model.cache", System.getProperty("java.io.tmpdir") + "/lorafleet-model-cache"));
     Files.createDirectories(root);
-    String key = sha256(model.getBytes(java.nio.charset.StandardCharsets.UTF_8)).substring(0, 24);
+    String key = Checkpoints.sha256(model.getBytes(java.nio.charset.StandardCharsets.UTF_8)).substring(0, 24);
     Path entry = root.resolve(key);
     try (FileChannel ch = FileChannel.open(root.resolve(key + ".lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
         FileLock lock = ch.lock()) {
@@ -109,7 +109,7 @@ public final class ModelFiles {
         if (Files.size(to) != f.getValue()) {
           throw new IOException(f.getKey() + ": copied " + Files.size(to) + " bytes but the source holds " + f.getValue());
         }
-        String written = sha256(to);
+        String written = Checkpoints.sha256(to);
         if (!written.equals(sha)) {
           throw new IOException(f.getKey() + ": the copy's SHA-256 " + written + " differs from the source's " + sha);
         }
@@ -217,15 +217,4 @@ public final class ModelFiles {
     }
   }
 
-  private static String sha256(byte[] b) {
-    return HexFormat.of().formatHex(digest().digest(b));
-  }
-
-  private static String sha256(Path f) throws IOException {
-    MessageDigest md = digest();
-    try (InputStream in = new DigestInputStream(Files.newInputStream(f), md)) {
-      in.transferTo(OutputStream.nullOutputStream());
-    }
-    return HexFormat.of().formatHex(md.digest());
-  }
 }

@@ -75,10 +75,6 @@ final class RunIdentity {
 
   /** A dataset's fingerprint: SHA-256 of its manifest.json (which lists every input, option and split count). */
   static String fingerprint(byte[] manifest) {
-    try {
-      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(manifest));
-    } catch (java.security.NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
+    return Checkpoints.sha256(manifest);
   }
 }
