@@ -18,27 +18,15 @@ public final class ShardReader {
   private ShardReader() {}
 
   public static List<Example> read(Path shard) {
-    return read(shard, TokenLimits.NONE, "");
-  }
-
-  /**
-   * Reads a shard, checking every row against {@code limits}; errors name the split, the shard and
-   * the row (0-based within the shard).
-   */
-  public static List<Example> read(Path shard, TokenLimits limits, String split) {
     try (InputStream in = Files.newInputStream(shard)) {
-      return read(in, (split.isEmpty() ? "" : "split " + split + ", ") + "shard " + shard, limits);
+      return read(in, shard.toString());
     } catch (IOException e) {
       throw new IllegalArgumentException(shard + ": cannot read Arrow shard: " + e.getMessage(), e);
     }
   }
 
   public static List<Example> read(InputStream in, String where) throws IOException {
-    return read(in, where, TokenLimits.NONE);
-  }
-
-  static List<Example> read(InputStream in, String where, TokenLimits limits) throws IOException {
-    return read(in, where, limits, 0);
+    return read(in, where, TokenLimits.NONE, 0);
   }
 
   /** @param firstRow the shard-relative number of the stream's first row, for error messages */

@@ -443,17 +443,12 @@ public final class Prepare {
     conf.destroy();
   }
 
-  /** Loads a prepared split's examples in shard order, for drivers and tests. */
+  /** Loads a prepared split's examples in shard order (small splits: tests and tools; training streams them with SplitReader). */
   public static List<Example> readSplit(java.nio.file.Path dir) throws IOException {
-    return readSplit(dir, io.lorafleet.datasets.arrow.TokenLimits.NONE);
-  }
-
-  /** As {@link #readSplit(java.nio.file.Path)}, checking every row against a model's {@code limits}. */
-  public static List<Example> readSplit(java.nio.file.Path dir, io.lorafleet.datasets.arrow.TokenLimits limits) throws IOException {
     List<Example> out = new ArrayList<>();
     try (var s = java.nio.file.Files.list(dir)) {
       for (java.nio.file.Path f : s.filter(x -> x.getFileName().toString().endsWith(".arrow")).sorted().toList()) {
-        out.addAll(io.lorafleet.datasets.arrow.ShardReader.read(f, limits, dir.getFileName().toString()));
+        out.addAll(io.lorafleet.datasets.arrow.ShardReader.read(f));
       }
     }
     return out;

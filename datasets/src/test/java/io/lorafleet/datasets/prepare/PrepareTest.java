@@ -312,12 +312,16 @@ class PrepareTest {
     Path in = tmp.resolve("r.jsonl");
     Files.writeString(in, "{\"context\": \"what is two plus three\", \"target\": \"five\"}\n");
     Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("r"), 1));
-    var e = assertThrows(IllegalArgumentException.class, () -> Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(4, 64)));
+    var e = assertThrows(IllegalArgumentException.class, () -> split(tmp.resolve("r/train"), new TokenLimits(4, 64)).rows(0, 1));
     assertTrue(e.getMessage().startsWith("split train, shard ") && e.getMessage().contains(", row 0: input_ids[1] is ")
         && e.getMessage().contains("but the model's vocabulary holds ids 0..3"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(1000, 4)));
+    e = assertThrows(IllegalArgumentException.class, () -> split(tmp.resolve("r/train"), new TokenLimits(1000, 4)).rows(0, 1));
     assertTrue(e.getMessage().contains("row 0: the row holds 8 tokens but the model's context is 4"), e.getMessage());
-    assertEquals(1, Prepare.readSplit(tmp.resolve("r/train"), new TokenLimits(1000, 64)).size());
+    assertEquals(1, split(tmp.resolve("r/train"), new TokenLimits(1000, 64)).rows(0, 1).size());
+  }
+
+  static io.lorafleet.datasets.arrow.SplitReader split(Path dir, TokenLimits limits) throws java.io.IOException {
+    return io.lorafleet.datasets.arrow.SplitReader.open(dir.toString(), new org.apache.hadoop.conf.Configuration(), limits, 2);
   }
 
   static byte[] concat(byte[] a, byte[] b) {
