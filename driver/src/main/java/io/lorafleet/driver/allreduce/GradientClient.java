@@ -23,24 +23,36 @@ public final class GradientClient implements AutoCloseable {
   private final DataInputStream in;
   private final DataOutputStream out;
   private final int size;
+  private final Transport transport;
+  private final byte[] params;
+  private byte[] pushed = new byte[0];
   private Wire.Channel fromServer;
   private Wire.Channel toServer;
 
-  private GradientClient(Socket s, int size) throws IOException {
+  private GradientClient(Socket s, int size, Transport transport) throws IOException {
     this.socket = s;
     this.in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
     this.out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
     this.size = size;
+    this.transport = transport;
+    this.params = new byte[4 * size];
   }
 
+  /** One rank's connection, pushing fp32. */
   public static GradientClient connect(String host, int port, String jobId, byte[] secret, int rank, int size, int timeoutMs) throws IOException {
+    return connect(host, port, jobId, secret, new SumTree.Node(rank, rank + 1), size, timeoutMs, Transport.FP32);
+  }
+
+  /** The connection that speaks for the ranks of {@code node}, pushing their sum in {@code transport}. */
+  public static GradientClient connect(String host, int port, String jobId, byte[] secret, SumTree.Node node, int size, int timeoutMs,
+      Transport transport) throws IOException {
     Socket s = new Socket();
     try {
       s.connect(new InetSocketAddress(host, port), timeoutMs);
       s.setTcpNoDelay(true);
       s.setSoTimeout(timeoutMs);
-      GradientClient c = new GradientClient(s, size);
-      c.handshake(host + ":" + port, jobId, secret, rank);
+      GradientClient c = new GradientClient(s, size, transport);
+      c.handshake(host + ":" + port, jobId, secret, node);
       return c;
     } catch (IOException | RuntimeException e) {
       s.close();
@@ -48,7 +60,7 @@ public final class GradientClient implements AutoCloseable {
     }
   }
 
-  private void handshake(String where, String jobId, byte[] secret, int rank) throws IOException {
+  private void handshake(String where, String jobId, byte[] secret, SumTree.Node node) throws IOException {
     if (in.readInt() != Wire.MAGIC) {
       throw new IOException(where + " is not a lorafleet gradient server");
     }
@@ -62,21 +74,22 @@ public final class GradientClient implements AutoCloseable {
     byte[] clientNonce = Wire.nonce();
     out.writeInt(Wire.MAGIC);
     out.writeInt(Wire.VERSION);
-    out.writeInt(rank);
+    out.writeInt(node.lo());
+    out.writeInt(node.hi());
     out.write(clientNonce);
-    out.write(Wire.hmac(secret, "hello", jobId, rank, serverNonce, clientNonce));
+    out.write(Wire.hmac(secret, "hello", jobId, node, serverNonce, clientNonce));
     out.flush();
     int answer = in.readInt();
     if (answer != Wire.ACCEPT) {
-      throw new IOException("gradient server " + where + " refused rank " + rank + " (wrong job secret, a rank already taken, or a late connection)");
+      throw new IOException("gradient server " + where + " refused " + node + " (wrong job secret, a rank already taken, or a late connection)");
     }
     byte[] proof = new byte[Wire.MAC_BYTES];
     in.readFully(proof);
-    if (!MessageDigest.isEqual(proof, Wire.hmac(secret, "accept", jobId, rank, serverNonce, clientNonce))) {
-      throw new IOException(where + " accepted rank " + rank + " without proving it holds the job secret; not this job's driver");
+    if (!MessageDigest.isEqual(proof, Wire.hmac(secret, "accept", jobId, node, serverNonce, clientNonce))) {
+      throw new IOException(where + " accepted " + node + " without proving it holds the job secret; not this job's driver");
     }
-    fromServer = Wire.Channel.of(secret, "s2c", jobId, rank, serverNonce, clientNonce);
-    toServer = Wire.Channel.of(secret, "c2s", jobId, rank, serverNonce, clientNonce);
+    fromServer = Wire.Channel.of(secret, "s2c", jobId, node, serverNonce, clientNonce);
+    toServer = Wire.Channel.of(secret, "c2s", jobId, node, serverNonce, clientNonce);
   }
 
   /** The next step's adapter, or empty when the driver says training is done. */
@@ -89,10 +102,13 @@ public final class GradientClient implements AutoCloseable {
       return Optional.empty();
     }
     boolean evaluate = type == Wire.EVAL;
-    ByteBuffer b = ByteBuffer.wrap(fromServer.read(in, evaluate ? Wire.EVAL : Wire.PARAMS, Wire.PARAMS_HEADER + 4 * size, "adapter broadcast"));
-    int step = b.getInt();
-    double scale = b.getDouble();
-    return Optional.of(new Params(step, Wire.getFloats(b, size), evaluate, scale));
+    int t = evaluate ? Wire.EVAL : Wire.PARAMS;
+    ByteBuffer b = ByteBuffer.wrap(fromServer.readHead(in, t, Wire.PARAMS_HEADER, params.length, "adapter broadcast"));
+    in.readFully(params);
+    fromServer.verify(in, t, b.array(), params.length, Wire.Digest.of(params, 0, params.length), "adapter broadcast");
+    float[] values = new float[size];
+    Transport.FP32.decode(params, 0, size, values, 0);
+    return Optional.of(new Params(b.getInt(), values, evaluate, b.getDouble()));
   }
 
   /**
@@ -100,10 +116,27 @@ public final class GradientClient implements AutoCloseable {
    * @param flags {@link GradientServer#FLAG_OVERFLOW} and {@link GradientServer#FLAG_SCALED}, or 0
    */
   public void push(int step, long tokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
-    ByteBuffer b = ByteBuffer.allocate(Wire.PUSH_HEADER + 4 * gradSum.length);
-    b.putInt(step).putLong(tokens).putDouble(lossSum).putLong(computeNanos).putInt(flags);
-    Wire.putFloats(b, gradSum);
-    toServer.write(out, Wire.PUSH, b.array());
+    push(step, tokens, lossSum, computeNanos, flags, -1, gradSum);
+  }
+
+  /**
+   * As {@link #push(int, long, double, long, int, float[])} for a pre-reduced sum;
+   * {@code nonFiniteRank} names the first rank of it whose own gradient held NaN or infinity (-1: none).
+   */
+  public void push(int step, long tokens, double lossSum, long computeNanos, int flags, int nonFiniteRank, float[] gradSum) throws IOException {
+    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(lossSum).putLong(computeNanos).putInt(flags)
+        .putInt(nonFiniteRank).array();
+    int n = gradSum.length;
+    int bytes = (int) transport.bytes(n);
+    if (pushed.length != bytes) {
+      pushed = new byte[bytes];
+    }
+    // encoded in chunks on every core (chunk starts are multiples of the fp16 block)
+    Kernels.parallel(Kernels.tasks(n), c -> {
+      int from = c * Kernels.TASK;
+      transport.encode(gradSum, from, Math.min(Kernels.TASK, n - from), pushed, (int) transport.offset(from));
+    });
+    toServer.write(out, Wire.PUSH, header, pushed, bytes, Wire.Digest.of(pushed, 0, bytes));
   }
 
   /** Answers an evaluation request: this worker's validation loss sum and target tokens. */

@@ -12,7 +12,9 @@ import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.security.MessageDigest;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -30,9 +32,12 @@ import java.util.function.IntFunction;
  * The driver's end of the per-step gradient channel (BarrierTaskContext.allGather costs ~1 s a
  * call, so steps do not use it); {@link Wire} has the protocol. Handshakes run concurrently, each
  * under an overall deadline, so a peer that connects and trickles bytes delays nobody. Each step the
- * server broadcasts the adapter and gathers every worker's gradient sum. A push with the wrong step,
- * size or MAC, or holding NaN or infinity, fails the step with a clear error and is never applied;
- * a worker that does not answer within the timeout fails the step instead of hanging the job.
+ * server broadcasts the adapter (encoded and digested once for all workers) and reduces the pushes
+ * while they stream in ({@link StreamingReduce}), in the fixed order of {@link SumTree}. A peer
+ * speaks for one rank or for a tree node its executor pre-reduced; the peers' nodes must cover the
+ * ranks exactly. A push with the wrong step, size or tag, or holding NaN or infinity, fails the
+ * step with a clear error and is never applied; a worker that does not answer within the timeout
+ * fails the step instead of hanging the job.
  */
 public final class GradientServer implements AutoCloseable {
   /** Push flag: the worker's fp16 gradient overflowed (a normal event under loss scaling: skip the step). */
@@ -41,22 +46,19 @@ public final class GradientServer implements AutoCloseable {
   public static final int FLAG_SCALED = 2;
   private static final int MAX_PENDING_HANDSHAKES = 64;
 
-  /** One worker's push for a step. */
-  public record Push(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos, int flags) {
-    public boolean overflow() {
-      return (flags & FLAG_OVERFLOW) != 0;
-    }
-
-    public boolean scaled() {
-      return (flags & FLAG_SCALED) != 0;
-    }
-  }
+  /**
+   * What one step's pushes came to: the gradient sum over every rank (valid until the next
+   * exchange, which reuses the buffer), its Σ sum², target tokens, loss sum, the slowest rank's
+   * compute time, and where the driver's time went.
+   */
+  public record Gathered(float[] sum, double sumSquares, long tokens, double lossSum, long computeNanos, boolean overflow, boolean scaled,
+      int pushes, long broadcastNanos, long reduceNanos, long digestNanos) {}
 
   /** A push held NaN or infinity: the step must not reach the optimizer. */
   public static final class NonFiniteGradientException extends IOException {
     private final int step;
 
-    NonFiniteGradientException(int step, String m) {
+    public NonFiniteGradientException(int step, String m) {
       super(m);
       this.step = step;
     }
@@ -66,8 +68,8 @@ public final class GradientServer implements AutoCloseable {
     }
   }
 
-  /** An authenticated worker's connection. */
-  private record Peer(Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
+  /** An authenticated worker's connection, speaking for the ranks of {@code node}. */
+  private record Peer(SumTree.Node node, Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
 
   private final ServerSocket socket;
   private final String jobId;
@@ -76,8 +78,15 @@ public final class GradientServer implements AutoCloseable {
   private final int timeoutMs;
   private final int handshakeMs;
   private final IntFunction<String> tensorAt;
-  private final Peer[] peers;
+  private final Transport transport;
+  /** Connected peers by their node's first rank; each rank is covered at most once. */
+  private final java.util.TreeMap<Integer, Peer> peers = new java.util.TreeMap<>();
+  private final boolean[] covered;
   private int connected;
+  private List<Peer> inputs;
+  private StreamingReduce.Buffers buffers;
+  private float[] sum = new float[0];
+  private byte[] broadcast = new byte[0];
   private final ExecutorService io;
   private final ExecutorService handshakes;
   private final ScheduledExecutorService deadlines;
@@ -90,16 +99,17 @@ public final class GradientServer implements AutoCloseable {
   private final Thread acceptor;
 
   public GradientServer(String bindHost, String jobId, byte[] secret, int workers, int timeoutMs) throws IOException {
-    this(bindHost, PortRange.ANY, jobId, secret, workers, timeoutMs, i -> "element " + i);
+    this(bindHost, PortRange.ANY, jobId, secret, workers, timeoutMs, i -> "element " + i, Transport.FP32);
   }
 
   /**
    * @param bindHost the driver's address (never the wildcard on a cluster: the channel has no reason
    *     to listen on other interfaces)
    * @param tensorAt the name of the tensor holding flat element i, for error messages
+   * @param transport how the workers encode their pushes
    */
-  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int workers, int timeoutMs, IntFunction<String> tensorAt)
-      throws IOException {
+  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int workers, int timeoutMs, IntFunction<String> tensorAt,
+      Transport transport) throws IOException {
     this.socket = ports.bind(InetAddress.getByName(bindHost));
     this.jobId = jobId;
     this.secret = secret.clone();
@@ -107,7 +117,8 @@ public final class GradientServer implements AutoCloseable {
     this.timeoutMs = timeoutMs;
     this.handshakeMs = Math.min(timeoutMs, 30_000);
     this.tensorAt = tensorAt;
-    this.peers = new Peer[workers];
+    this.transport = transport;
+    this.covered = new boolean[workers];
     this.io = Executors.newFixedThreadPool(workers, daemon("lorafleet-gradient-io"));
     this.handshakes = Executors.newCachedThreadPool(daemon("lorafleet-gradient-handshake"));
     this.deadlines = Executors.newSingleThreadScheduledExecutor(daemon("lorafleet-gradient-deadline"));
@@ -177,26 +188,37 @@ public final class GradientServer implements AutoCloseable {
     if (version != Wire.VERSION) {
       throw new Wire.ProtocolException("protocol version " + version + ", this driver speaks " + Wire.VERSION);
     }
-    int rank = in.readInt();
+    SumTree.Node node;
+    try {
+      node = new SumTree.Node(in.readInt(), in.readInt());
+    } catch (IllegalArgumentException e) {
+      throw new Wire.ProtocolException(e.getMessage());
+    }
     byte[] clientNonce = new byte[Wire.NONCE_BYTES];
     in.readFully(clientNonce);
     byte[] mac = new byte[Wire.MAC_BYTES];
     in.readFully(mac);
-    if (!MessageDigest.isEqual(mac, Wire.hmac(secret, "hello", jobId, rank, serverNonce, clientNonce))) {
-      throw new Wire.ProtocolException("authentication failed for a peer claiming rank " + rank);
+    if (!MessageDigest.isEqual(mac, Wire.hmac(secret, "hello", jobId, node, serverNonce, clientNonce))) {
+      throw new Wire.ProtocolException("authentication failed for a peer claiming " + node);
     }
-    Peer p = new Peer(s, in, out, Wire.Channel.of(secret, "s2c", jobId, rank, serverNonce, clientNonce),
-        Wire.Channel.of(secret, "c2s", jobId, rank, serverNonce, clientNonce));
+    Peer p = new Peer(node, s, in, out, Wire.Channel.of(secret, "s2c", jobId, node, serverNonce, clientNonce),
+        Wire.Channel.of(secret, "c2s", jobId, node, serverNonce, clientNonce));
     synchronized (this) {
-      if (rank < 0 || rank >= workers || peers[rank] != null) {
-        throw new Wire.ProtocolException("rank " + rank + " is invalid or already connected (workers: " + workers + ")");
+      if (node.hi() > workers || !SumTree.isNode(workers, node)) {
+        throw new Wire.ProtocolException(node + " is not a node of the summation tree over " + workers + " workers");
+      }
+      for (int r = node.lo(); r < node.hi(); r++) {
+        if (covered[r]) {
+          throw new Wire.ProtocolException(node + ": rank " + r + " is already connected (workers: " + workers + ")");
+        }
       }
       out.writeInt(Wire.ACCEPT);
-      out.write(Wire.hmac(secret, "accept", jobId, rank, serverNonce, clientNonce));
+      out.write(Wire.hmac(secret, "accept", jobId, node, serverNonce, clientNonce));
       out.flush();
       s.setSoTimeout(timeoutMs);
-      peers[rank] = p;
-      connected++;
+      java.util.Arrays.fill(covered, node.lo(), node.hi(), true);
+      peers.put(node.lo(), p);
+      connected += node.size();
       notifyAll();
     }
   }
@@ -255,94 +277,158 @@ public final class GradientServer implements AutoCloseable {
           throw new IOException("interrupted while waiting for workers", e);
         }
       }
+      inputs = List.copyOf(peers.values());
     }
   }
 
-  /** Sends the adapter for {@code step} to every worker and gathers their pushes, in rank order. */
-  public Push[] exchange(int step, float[] params) throws IOException {
+  /** The connections pushing each step: one per rank, or one per pre-reduced node. */
+  public synchronized int pushesPerStep() {
+    return peers.size();
+  }
+
+  /** Sends the adapter for {@code step} to every worker and reduces their pushes. */
+  public Gathered exchange(int step, float[] params) throws IOException {
     return exchange(step, params, 1.0);
   }
 
   /** As {@link #exchange(int, float[])}; workers computing in fp16 back-propagate {@code lossScale} times the loss. */
-  public Push[] exchange(int step, float[] params, double lossScale) throws IOException {
-    ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
-    b.putInt(step).putDouble(lossScale);
-    Wire.putFloats(b, params);
-    byte[] body = b.array();
-    List<Future<Push>> fs = new ArrayList<>();
-    for (int r = 0; r < workers; r++) {
-      final int rank = r;
-      fs.add(io.submit(() -> roundTrip(rank, step, body, params.length)));
+  public Gathered exchange(int step, float[] params, double lossScale) throws IOException {
+    int n = params.length;
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putDouble(lossScale).array();
+    byte[] digest = encodeBroadcast(params);
+    if (buffers == null || buffers.inputs != inputs.size() || sum.length != n) {
+      buffers = new StreamingReduce.Buffers(inputs.size(), n, transport);
+      sum = new float[n];
     }
-    Push[] out = new Push[workers];
-    for (int r = 0; r < workers; r++) {
-      try {
-        out[r] = fs.get(r).get(timeoutMs + 1000L, TimeUnit.MILLISECONDS);
-      } catch (ExecutionException e) {
-        fs.forEach(f -> f.cancel(true));
-        Throwable c = e.getCause();
-        if (c instanceof NonFiniteGradientException nf) {
-          throw new NonFiniteGradientException(step, nf.getMessage());
+    List<SumTree.Node> nodes = inputs.stream().map(Peer::node).toList();
+    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(workers), transport, buffers, sum, timeoutMs, tensorAt);
+    long[] written = new long[inputs.size()];
+    List<Future<StreamingReduce.Header>> fs = new ArrayList<>();
+    for (int i = 0; i < inputs.size(); i++) {
+      final int input = i;
+      fs.add(io.submit(() -> {
+        try {
+          return roundTrip(input, step, header, n, digest, reduce, written);
+        } catch (IOException | RuntimeException e) {
+          reduce.fail(e);
+          throw e;
         }
-        String why = c instanceof SocketTimeoutException ? "no answer within " + timeoutMs + " ms"
-            : c instanceof java.io.EOFException || c instanceof java.net.SocketException ? "the worker's connection closed (" + c + ")" : c.getMessage();
-        throw new IOException("step " + step + ", worker " + r + ": " + why, c);
-      } catch (TimeoutException | InterruptedException e) {
-        fs.forEach(f -> f.cancel(true));
-        throw new IOException("step " + step + ", worker " + r + ": no answer within " + timeoutMs + " ms", e);
-      }
+      }));
     }
-    return out;
+    StreamingReduce.Header[] got = new StreamingReduce.Header[inputs.size()];
+    for (int i = 0; i < inputs.size(); i++) {
+      got[i] = await(fs, i, step, "");
+    }
+    if (reduce.nonFinite().isPresent()) {
+      buffers = null; // nothing is reused after a failed step
+      throw new NonFiniteGradientException(step, reduce.nonFinite().get());
+    }
+    Map<SumTree.Node, Double> losses = new HashMap<>();
+    long tokens = 0;
+    long compute = 0;
+    int flags = 0;
+    int scaled = 0;
+    for (int i = 0; i < got.length; i++) {
+      losses.put(nodes.get(i), got[i].lossSum());
+      tokens += got[i].tokens();
+      compute = Math.max(compute, got[i].computeNanos());
+      flags |= got[i].flags();
+      scaled += (got[i].flags() & FLAG_SCALED) != 0 ? 1 : 0;
+    }
+    if (scaled != 0 && scaled != got.length) {
+      throw new Wire.ProtocolException("step " + step + ": " + scaled + " of " + got.length + " pushes hold loss-scaled fp16 gradients and the rest "
+          + "do not; every worker of a job must compute in the same dtype");
+    }
+    double loss = SumTree.sum(SumTree.root(workers), losses::get);
+    if ((flags & FLAG_OVERFLOW) == 0 && !Double.isFinite(loss)) {
+      throw new NonFiniteGradientException(step, "step " + step + " gave a non-finite loss sum " + loss);
+    }
+    long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
+    return new Gathered(sum, reduce.sumSquares(), tokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, got.length, broadcastNanos,
+        reduce.reduceNanos(), reduce.digestNanos());
   }
 
-  private Push roundTrip(int rank, int step, byte[] params, int n) throws IOException {
-    Peer p = peers[rank];
-    p.toWorker().write(p.out(), Wire.PARAMS, params);
-    bytesSent.addAndGet(8L + params.length + Wire.MAC_BYTES);
-    ByteBuffer b = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.PUSH, Wire.PUSH_HEADER + 4 * n, "rank " + rank + "'s push"));
-    bytesReceived.addAndGet(8L + b.capacity() + Wire.MAC_BYTES);
-    int s = b.getInt();
-    long tokens = b.getLong();
-    double loss = b.getDouble();
-    long compute = b.getLong();
-    int flags = b.getInt();
-    if (s != step) {
-      throw new Wire.ProtocolException("push for step " + s + " rejected, the current step is " + step);
+  /** Encodes the adapter into the broadcast buffer (fp32 little-endian) and returns its payload digest, computed once. */
+  private byte[] encodeBroadcast(float[] params) {
+    if (broadcast.length != 4 * params.length) {
+      broadcast = new byte[4 * params.length];
     }
-    if (tokens < 0 || (flags & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0) {
-      throw new Wire.ProtocolException("push rejected: tokens " + tokens + ", flags " + flags);
-    }
-    float[] g = Wire.getFloats(b, n);
-    if ((flags & FLAG_OVERFLOW) == 0) {
-      if (!Double.isFinite(loss)) {
-        throw new NonFiniteGradientException(step, "step " + step + ", rank " + rank + " pushed a non-finite loss sum " + loss);
+    int tasks = Kernels.tasks(params.length);
+    Kernels.parallel(tasks, t -> {
+      int from = t * Kernels.TASK;
+      int len = Math.min(Kernels.TASK, params.length - from);
+      Transport.FP32.encode(params, from, len, broadcast, 4 * from);
+    });
+    return Wire.Digest.of(broadcast, 0, broadcast.length);
+  }
+
+  private <T> T await(List<Future<T>> fs, int i, int step, String what) throws IOException {
+    String who = what + "step " + step + ", " + inputs.get(i).node();
+    try {
+      return fs.get(i).get(timeoutMs + 1000L, TimeUnit.MILLISECONDS);
+    } catch (ExecutionException e) {
+      fs.forEach(f -> f.cancel(true));
+      buffers = null;
+      Throwable c = e.getCause();
+      if (c instanceof NonFiniteGradientException nf) {
+        throw new NonFiniteGradientException(step, nf.getMessage());
       }
-      for (int i = 0; i < n; i++) {
-        if (!Float.isFinite(g[i])) {
-          throw new NonFiniteGradientException(step, "step " + step + ", rank " + rank + " pushed a non-finite gradient (" + g[i] + ") for '"
-              + tensorAt.apply(i) + "'; the step is not applied");
-        }
-      }
+      String why = c instanceof SocketTimeoutException ? "no answer within " + timeoutMs + " ms"
+          : c instanceof java.io.EOFException || c instanceof java.net.SocketException ? "the worker's connection closed (" + c + ")" : c.getMessage();
+      throw new IOException(who + ": " + why, c);
+    } catch (TimeoutException | InterruptedException e) {
+      fs.forEach(f -> f.cancel(true));
+      buffers = null;
+      throw new IOException(who + ": no answer within " + timeoutMs + " ms", e);
     }
-    return new Push(rank, g, tokens, loss, compute, flags);
+  }
+
+  private StreamingReduce.Header roundTrip(int i, int step, byte[] header, int n, byte[] digest, StreamingReduce reduce, long[] written)
+      throws IOException {
+    Peer p = inputs.get(i);
+    long t0 = System.nanoTime();
+    p.toWorker().write(p.out(), Wire.PARAMS, header, broadcast, 4 * n, digest);
+    written[i] = System.nanoTime() - t0;
+    bytesSent.addAndGet(8L + header.length + 4L * n + Wire.MAC_BYTES);
+    String what = p.node() + "'s push";
+    long payload = transport.bytes(n);
+    byte[] h;
+    try {
+      h = p.fromWorker().readHead(p.in(), Wire.PUSH, Wire.PUSH_HEADER, payload, what);
+    } catch (Wire.LengthException e) {
+      long found = e.found() - Wire.PUSH_HEADER;
+      throw new Wire.ProtocolException(what + " holds " + e.found() + " bytes but " + (Wire.PUSH_HEADER + payload) + " were expected"
+          + transport.values(found).stream().mapToObj(v -> ": it holds " + v + " " + transport.flag() + " values but the adapter has " + n)
+              .findFirst().orElse(""));
+    }
+    ByteBuffer b = ByteBuffer.wrap(h);
+    StreamingReduce.Header got = new StreamingReduce.Header(b.getInt(), b.getLong(), b.getDouble(), b.getLong(), b.getInt(), b.getInt());
+    if (got.step() != step) {
+      throw new Wire.ProtocolException("push for step " + got.step() + " rejected, the current step is " + step);
+    }
+    if (got.tokens() < 0 || (got.flags() & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0 || (got.culprit() != -1 && !p.node().contains(got.culprit()))) {
+      throw new Wire.ProtocolException("push rejected: tokens " + got.tokens() + ", flags " + got.flags() + ", non-finite rank " + got.culprit());
+    }
+    Wire.Digest d = new Wire.Digest();
+    reduce.receive(i, got, p.in(), d);
+    p.fromWorker().verify(p.in(), Wire.PUSH, h, payload, d.finish(), what);
+    bytesReceived.addAndGet(8L + h.length + payload + Wire.MAC_BYTES);
+    return got;
   }
 
   /**
    * Validation loss of {@code params} after step {@code step}: every worker evaluates its share of
-   * the validation examples; returns the loss sum and the target-token count, added in rank order.
+   * the validation examples; returns the loss sum and the target-token count, added over the tree.
    */
   public double[] evaluate(int step, float[] params) throws IOException {
-    ByteBuffer b = ByteBuffer.allocate(Wire.PARAMS_HEADER + 4 * params.length);
-    b.putInt(step).putDouble(1.0);
-    Wire.putFloats(b, params);
-    byte[] body = b.array();
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putDouble(1.0).array();
+    byte[] digest = encodeBroadcast(params);
     List<Future<double[]>> fs = new ArrayList<>();
-    for (int r = 0; r < workers; r++) {
-      final int rank = r;
+    for (int i = 0; i < inputs.size(); i++) {
+      Peer p = inputs.get(i);
       fs.add(io.submit(() -> {
-        Peer p = peers[rank];
-        p.toWorker().write(p.out(), Wire.EVAL, body);
-        ByteBuffer a = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.EVAL_RESULT, Wire.EVAL_RESULT_BYTES, "rank " + rank + "'s validation loss"));
+        p.toWorker().write(p.out(), Wire.EVAL, header, broadcast, broadcast.length, digest);
+        ByteBuffer a = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.EVAL_RESULT, Wire.EVAL_RESULT_BYTES, p.node() + "'s validation loss"));
         int s = a.getInt();
         long tokens = a.getLong();
         double loss = a.getDouble();
@@ -352,32 +438,23 @@ public final class GradientServer implements AutoCloseable {
         return new double[] {loss, tokens};
       }));
     }
-    double[] sum = new double[2];
-    for (int r = 0; r < workers; r++) {
-      try {
-        double[] x = fs.get(r).get(timeoutMs + 1000L, TimeUnit.MILLISECONDS);
-        sum[0] += x[0];
-        sum[1] += x[1];
-      } catch (ExecutionException e) {
-        fs.forEach(f -> f.cancel(true));
-        throw new IOException("validation after step " + step + ", worker " + r + ": " + e.getCause().getMessage(), e.getCause());
-      } catch (TimeoutException | InterruptedException e) {
-        fs.forEach(f -> f.cancel(true));
-        throw new IOException("validation after step " + step + ", worker " + r + ": no answer within " + timeoutMs + " ms", e);
-      }
+    Map<SumTree.Node, Double> loss = new HashMap<>();
+    long tokens = 0;
+    for (int i = 0; i < inputs.size(); i++) {
+      double[] x = await(fs, i, step, "validation after ");
+      loss.put(inputs.get(i).node(), x[0]);
+      tokens += (long) x[1];
     }
-    return sum;
+    return new double[] {SumTree.sum(SumTree.root(workers), loss::get), tokens};
   }
 
   /** Tells every worker that training is over. */
   public void finish() {
-    for (Peer p : peers) {
-      if (p != null) {
-        try {
-          p.toWorker().write(p.out(), Wire.DONE, new byte[0]);
-        } catch (IOException ignored) {
-          // a worker that is gone needs no goodbye
-        }
+    for (Peer p : inputs == null ? List.<Peer>of() : inputs) {
+      try {
+        p.toWorker().write(p.out(), Wire.DONE, new byte[0]);
+      } catch (IOException ignored) {
+        // a worker that is gone needs no goodbye
       }
     }
   }
@@ -396,8 +473,8 @@ public final class GradientServer implements AutoCloseable {
     io.shutdownNow();
     handshakes.shutdownNow();
     deadlines.shutdownNow();
-    for (Peer p : peers) {
-      if (p != null) {
+    synchronized (this) {
+      for (Peer p : peers.values()) {
         p.socket().close();
       }
     }

@@ -17,26 +17,29 @@ import javax.crypto.spec.SecretKeySpec;
  * The gradient channel's protocol (version {@value #VERSION}).
  *
  * <p>Handshake. The server sends MAGIC, VERSION and a 16-byte nonce. The worker answers MAGIC,
- * VERSION, its rank, a 16-byte nonce of its own and HMAC-SHA256(secret, "hello"|version|job|rank|
- * both nonces). The job id never travels in clear, and a recorded handshake replays against a new
- * server nonce in vain. The server answers ACCEPT plus its own proof, HMAC(secret, "accept"|…), so
- * the worker knows it reached the driver; or REJECT and nothing else, so a stranger learns nothing
- * about the job.
+ * VERSION, the ranks [lo, hi) it speaks for (one rank, or a node of {@link SumTree} whose sum its
+ * executor pre-reduced), a 16-byte nonce of its own and HMAC-SHA256(secret, "hello"|version|job|
+ * lo-hi|both nonces). The job id never travels in clear, and a recorded handshake replays against a
+ * new server nonce in vain. The server answers ACCEPT plus its own proof, HMAC(secret, "accept"|…),
+ * so the worker knows it reached the driver; or REJECT and nothing else, so a stranger learns
+ * nothing about the job.
  *
- * <p>Messages. Both directions then derive a session key from the secret and both nonces, and every
- * message is TYPE, LENGTH, BODY and HMAC(session key of that direction, sequence number|TYPE|BODY).
- * The sequence number is counted by both ends, never sent, so a replayed, reordered or altered
- * message fails its MAC. The server sends PARAMS(step, loss scale, n floats), EVAL(step, loss scale, n
- * floats) and DONE; a
- * worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds, flags, n
- * floats) and EVAL with EVAL_RESULT(step, target tokens, loss sum) over its share of the
- * validation examples. Floats travel
- * little-endian in bulk. A length other than the one the adapter implies is refused before any
- * allocation.
+ * <p>Messages. Both directions then derive a session key from the secret and both nonces. Every
+ * message is TYPE, LENGTH, HEADER, PAYLOAD and a tag, HMAC(session key of that direction,
+ * sequence number|TYPE|header length|payload length|HEADER|digest(PAYLOAD)), where digest is
+ * SHA-256 over the SHA-256 of each 1 MiB piece of the payload. Pieces hash in parallel and as they
+ * stream in, and a broadcast's digest is computed once for all workers, so integrity costs one
+ * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
+ * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
+ * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, loss scale | n fp32)
+ * and DONE; a worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds,
+ * flags | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, target tokens,
+ * loss sum) over its share of the validation examples. Values travel little-endian. A length other
+ * than the one the adapter implies is refused before any allocation.
  */
 final class Wire {
   static final int MAGIC = 0x4c4f5241; // "LORA"
-  static final int VERSION = 2;
+  static final int VERSION = 3;
   static final int ACCEPT = 1;
   static final int REJECT = 2;
   static final int PARAMS = 3;
@@ -48,10 +51,12 @@ final class Wire {
   static final int EVAL_RESULT_BYTES = 4 + 8 + 8;
   static final int NONCE_BYTES = 16;
   static final int MAC_BYTES = 32;
-  /** PUSH header: step, tokens, loss sum, compute nanoseconds, flags. */
-  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4;
+  /** PUSH header: step, tokens, loss sum, compute nanoseconds, flags, the first rank whose gradient held NaN or infinity (-1: none). */
+  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4 + 4;
   /** PARAMS and EVAL header: step, loss scale. */
   static final int PARAMS_HEADER = 4 + 8;
+  /** Payload bytes per digested piece. */
+  static final int PIECE = 1 << 20;
   private static final SecureRandom RANDOM = new SecureRandom();
 
   private Wire() {}
@@ -62,9 +67,10 @@ final class Wire {
     return n;
   }
 
-  static byte[] hmac(byte[] key, String label, String jobId, int rank, byte[] serverNonce, byte[] clientNonce) {
+  /** HMAC of a handshake step for the peer speaking for {@code node}. */
+  static byte[] hmac(byte[] key, String label, String jobId, SumTree.Node node, byte[] serverNonce, byte[] clientNonce) {
     Mac mac = mac(key);
-    mac.update((label + "|" + VERSION + "|" + jobId + "|" + rank + "|").getBytes(StandardCharsets.UTF_8));
+    mac.update((label + "|" + VERSION + "|" + jobId + "|" + node.lo() + "-" + node.hi() + "|").getBytes(StandardCharsets.UTF_8));
     mac.update(serverNonce);
     mac.update(clientNonce);
     return mac.doFinal();
@@ -80,6 +86,59 @@ final class Wire {
     }
   }
 
+  static MessageDigest sha256() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** The digest of a payload fed in order, in pieces of any size. */
+  static final class Digest {
+    private final MessageDigest piece = sha256();
+    private final MessageDigest all = sha256();
+    private int inPiece;
+
+    void update(byte[] b, int off, int len) {
+      while (len > 0) {
+        int n = Math.min(len, PIECE - inPiece);
+        piece.update(b, off, n);
+        inPiece += n;
+        off += n;
+        len -= n;
+        if (inPiece == PIECE) {
+          all.update(piece.digest());
+          inPiece = 0;
+        }
+      }
+    }
+
+    byte[] finish() {
+      if (inPiece > 0) {
+        all.update(piece.digest());
+        inPiece = 0;
+      }
+      return all.digest();
+    }
+
+    /** The digest of b[off, off + len), its pieces hashed on every core. */
+    static byte[] of(byte[] b, int off, int len) {
+      int pieces = (len + PIECE - 1) / PIECE;
+      byte[][] d = new byte[pieces][];
+      Kernels.parallel(pieces, p -> {
+        MessageDigest m = sha256();
+        m.update(b, off + p * PIECE, Math.min(PIECE, len - p * PIECE));
+        d[p] = m.digest();
+      });
+      MessageDigest all = sha256();
+      for (byte[] x : d) {
+        all.update(x);
+      }
+      return all.digest();
+    }
+  }
+
   /** One direction of an authenticated session: its key and its message counter. */
   static final class Channel {
     private final Mac mac;
@@ -90,73 +149,87 @@ final class Wire {
     }
 
     /** The session channel for {@code direction} ("s2c" or "c2s"). */
-    static Channel of(byte[] secret, String direction, String jobId, int rank, byte[] serverNonce, byte[] clientNonce) {
-      return new Channel(hmac(secret, direction, jobId, rank, serverNonce, clientNonce));
+    static Channel of(byte[] secret, String direction, String jobId, SumTree.Node node, byte[] serverNonce, byte[] clientNonce) {
+      return new Channel(hmac(secret, direction, jobId, node, serverNonce, clientNonce));
     }
 
-    private byte[] tag(int type, byte[] body, int len) {
-      mac.update(ByteBuffer.allocate(12).putLong(seq).putInt(type).array());
-      mac.update(body, 0, len);
+    private byte[] tag(int type, byte[] header, long payloadLength, byte[] digest) {
+      mac.update(ByteBuffer.allocate(24).putLong(seq).putInt(type).putInt(header.length).putLong(payloadLength).array());
+      mac.update(header);
+      mac.update(digest);
       seq++;
       return mac.doFinal();
     }
 
-    void write(DataOutputStream out, int type, byte[] body) throws IOException {
+    /** Writes a message whose payload is payload[0, length) and whose payload digest is {@code digest}. */
+    void write(DataOutputStream out, int type, byte[] header, byte[] payload, int length, byte[] digest) throws IOException {
       out.writeInt(type);
-      out.writeInt(body.length);
-      out.write(body);
-      out.write(tag(type, body, body.length));
+      out.writeInt(header.length + length);
+      out.write(header);
+      out.write(payload, 0, length);
+      out.write(tag(type, header, length, digest));
       out.flush();
     }
 
+    /** Writes a message without payload. */
+    void write(DataOutputStream out, int type, byte[] header) throws IOException {
+      write(out, type, header, new byte[0], 0, Digest.of(new byte[0], 0, 0));
+    }
+
     /**
-     * Reads one message of {@code type} whose body must be {@code length} bytes; anything else (other
-     * type, other length, a MAC that does not verify) is refused. Returns the body.
+     * Reads the type, length and header of a message of {@code type} whose payload must be
+     * {@code payloadLength} bytes; anything else is refused. The caller then reads the payload and
+     * calls {@link #verify}.
      */
-    byte[] read(DataInputStream in, int type, int length, String what) throws IOException {
+    byte[] readHead(DataInputStream in, int type, int headerLength, long payloadLength, String what) throws IOException {
       int t = in.readInt();
       if (t != type) {
         throw new ProtocolException("expected " + what + " (message type " + type + ") but got message type " + t);
       }
       int n = in.readInt();
-      if (n != length) {
-        throw new ProtocolException(what + " holds " + n + " bytes but " + length + " were expected ("
-            + (length - headerOf(type)) / 4 + " floats)" + (n >= headerOf(type) && (n - headerOf(type)) % 4 == 0
-                ? ": it holds " + (n - headerOf(type)) / 4 + " floats but the adapter has " + (length - headerOf(type)) / 4 : ""));
+      if (n != headerLength + payloadLength) {
+        throw new LengthException(what + " holds " + n + " bytes but " + (headerLength + payloadLength) + " were expected", n);
       }
-      byte[] body = new byte[n];
-      in.readFully(body);
+      byte[] header = new byte[headerLength];
+      in.readFully(header);
+      return header;
+    }
+
+    /** Reads a message's tag and checks it against the header and payload digest read. */
+    void verify(DataInputStream in, int type, byte[] header, long payloadLength, byte[] digest, String what) throws IOException {
       byte[] got = new byte[MAC_BYTES];
       in.readFully(got);
-      if (!MessageDigest.isEqual(got, tag(t, body, n))) {
+      if (!MessageDigest.isEqual(got, tag(type, header, payloadLength, digest))) {
         throw new ProtocolException(what + ": message authentication failed (altered, replayed or forged)");
       }
-      return body;
     }
 
-    private static int headerOf(int type) {
-      return type == PUSH ? PUSH_HEADER : type == PARAMS || type == EVAL ? PARAMS_HEADER : 0;
+    /** Reads a whole message without payload: its header. */
+    byte[] read(DataInputStream in, int type, int headerLength, String what) throws IOException {
+      byte[] header = readHead(in, type, headerLength, 0, what);
+      verify(in, type, header, 0, Digest.of(new byte[0], 0, 0), what);
+      return header;
     }
-  }
-
-  static void putFloats(ByteBuffer b, float[] v) {
-    b.order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().put(v);
-    b.position(b.position() + 4 * v.length);
-    b.order(ByteOrder.BIG_ENDIAN);
-  }
-
-  static float[] getFloats(ByteBuffer b, int n) {
-    float[] v = new float[n];
-    b.order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(v);
-    b.position(b.position() + 4 * n);
-    b.order(ByteOrder.BIG_ENDIAN);
-    return v;
   }
 
   /** A peer broke the protocol: wrong credentials, step, size, or a message that fails its MAC. */
-  static final class ProtocolException extends IOException {
+  static class ProtocolException extends IOException {
     ProtocolException(String m) {
       super(m);
+    }
+  }
+
+  /** A message of the right type but the wrong length. */
+  static final class LengthException extends ProtocolException {
+    private final int found;
+
+    LengthException(String m, int found) {
+      super(m);
+      this.found = found;
+    }
+
+    int found() {
+      return found;
     }
   }
 }

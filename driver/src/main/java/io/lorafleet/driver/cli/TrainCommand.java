@@ -56,6 +56,10 @@ final class TrainCommand implements Callable<Integer> {
       description = "how long to wait for executors, at launch and for replacements after a lost one") int executorWaitMs;
   @Option(names = "--gradient-ports", defaultValue = "", description = "port or LO-HI range for the driver's gradient channel (default: any free port)")
   String gradientPorts;
+  @Option(names = "--grad-transport", defaultValue = "fp32", description = "how gradients travel to the driver: fp32 (exact), bf16 or fp16 "
+      + "(half the bytes; the driver still accumulates and updates in fp32)") String gradTransport;
+  @Option(names = "--pre-reduce", defaultValue = "executor", description = "executor: the workers of one executor add their gradients before "
+      + "one push and share one pull (bit-identical to none); none: every worker pushes its own") String preReduce;
   @Spec CommandSpec spec;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
@@ -71,7 +75,8 @@ final class TrainCommand implements Callable<Integer> {
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
+        gradTransport, preReduce);
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");

@@ -1,11 +1,24 @@
 package io.lorafleet.driver.optim;
 
+import io.lorafleet.driver.allreduce.Kernels;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
 /**
- * AdamW (Loshchilov & Hutter 2019) on one flat fp32 buffer, owned by the driver. Decoupled weight
- * decay, bias-corrected moments, as torch.optim.AdamW. SGD is AdamW's special case with
- * {@code sgd=true} (plain p ← p − lr·(g + wd·p)).
+ * AdamW (Loshchilov & Hutter 2019) on one flat fp32 buffer, owned by the driver: decoupled weight
+ * decay and bias-corrected moments in fp32, with torch.optim.AdamW's operations in torch's order
+ * ({@code p *= 1 - lr·wd; m.lerp_(g, 1 - β1); v = v·β2 + (1 - β2)·g·g;
+ * p += -(lr/bc1)·m / (√v/√bc2 + ε)}). SGD is the special case {@code sgd=true}
+ * ({@code p -= lr·(g + wd·p)}).
+ *
+ * <p>The update is one pass over p, m, v and the gradient sum, vectorized (the JDK's Vector API)
+ * and split over every core in fixed chunks. Each lane computes what the scalar tail computes, with
+ * no fused multiply-add, so the result does not depend on the vector width or the thread count. The
+ * gradient arrives as the reduced sum with the factors that make it the clipped mean, so no
+ * separate gradient buffer is written.
  */
 public final class AdamW {
+  private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   private final double beta1;
   private final double beta2;
   private final double eps;
@@ -27,22 +40,75 @@ public final class AdamW {
 
   /** One update of {@code p} in place with gradient {@code g} at learning rate {@code lr}. */
   public void step(float[] p, float[] g, double lr) {
-    t++;
-    if (sgd) {
-      for (int i = 0; i < p.length; i++) {
-        p[i] -= (float) (lr * (g[i] + weightDecay * p[i]));
-      }
-      return;
+    step(p, g, 1f, 1f, lr);
+  }
+
+  /**
+   * One update of {@code p} in place with gradient {@code (sum[i]·scale)·clip}: the reduced sum, the
+   * factor that makes it a mean (and unscales fp16), then the clipping coefficient, each a float
+   * multiply as torch would do them on the mean gradient.
+   */
+  public void step(float[] p, float[] sum, float scale, float clip, double lr) {
+    if (p.length != m.length || sum.length < p.length) {
+      throw new IllegalArgumentException("AdamW holds state for " + m.length + " values but got " + p.length + " parameters and " + sum.length
+          + " gradient values");
     }
-    double bc1 = 1 - Math.pow(beta1, t);
-    double bc2 = 1 - Math.pow(beta2, t);
-    for (int i = 0; i < p.length; i++) {
-      p[i] *= (float) (1 - lr * weightDecay);
-      m[i] = (float) (beta1 * m[i] + (1 - beta1) * g[i]);
-      v[i] = (float) (beta2 * v[i] + (1 - beta2) * g[i] * g[i]);
-      double mh = m[i] / bc1;
-      double vh = v[i] / bc2;
-      p[i] -= (float) (lr * mh / (Math.sqrt(vh) + eps));
+    t++;
+    Coefficients c = sgd ? new Coefficients(scale, clip, 0, 0, 0, 0, (float) lr, (float) weightDecay, 0, 0)
+        : new Coefficients(scale, clip, (float) (1 - lr * weightDecay), (float) (1 - beta1), (float) beta2, (float) (1 - beta2),
+            (float) (lr / (1 - Math.pow(beta1, t))), 0, (float) Math.sqrt(1 - Math.pow(beta2, t)), (float) eps);
+    Kernels.parallel(Kernels.tasks(p.length), k -> {
+      int from = k * Kernels.TASK;
+      int to = Math.min(p.length, from + Kernels.TASK);
+      if (sgd) {
+        sgd(p, sum, c, from, to);
+      } else {
+        adamw(p, sum, m, v, c, from, to);
+      }
+    });
+  }
+
+  /** The per-step constants, in fp32 as the kernels use them. */
+  private record Coefficients(float scale, float clip, float decay, float oneMinusBeta1, float beta2, float oneMinusBeta2, float stepSize,
+      float weightDecay, float bc2Sqrt, float eps) {}
+
+  private static void adamw(float[] p, float[] s, float[] m, float[] v, Coefficients c, int from, int to) {
+    float negStep = -c.stepSize();
+    int i = from;
+    for (int end = from + F.loopBound(to - from); i < end; i += F.length()) {
+      FloatVector g = FloatVector.fromArray(F, s, i).mul(c.scale()).mul(c.clip());
+      FloatVector pv = FloatVector.fromArray(F, p, i).mul(c.decay());
+      FloatVector mv = FloatVector.fromArray(F, m, i);
+      mv = mv.add(g.sub(mv).mul(c.oneMinusBeta1()));
+      FloatVector vv = FloatVector.fromArray(F, v, i).mul(c.beta2()).add(g.mul(c.oneMinusBeta2()).mul(g));
+      FloatVector denom = vv.sqrt().div(c.bc2Sqrt()).add(c.eps());
+      pv = pv.add(mv.mul(negStep).div(denom));
+      pv.intoArray(p, i);
+      mv.intoArray(m, i);
+      vv.intoArray(v, i);
+    }
+    for (; i < to; i++) {
+      float g = s[i] * c.scale() * c.clip();
+      float pi = p[i] * c.decay();
+      float mi = m[i] + (g - m[i]) * c.oneMinusBeta1();
+      float vi = v[i] * c.beta2() + g * c.oneMinusBeta2() * g;
+      float denom = (float) Math.sqrt(vi) / c.bc2Sqrt() + c.eps();
+      p[i] = pi + mi * negStep / denom;
+      m[i] = mi;
+      v[i] = vi;
+    }
+  }
+
+  private static void sgd(float[] p, float[] s, Coefficients c, int from, int to) {
+    int i = from;
+    for (int end = from + F.loopBound(to - from); i < end; i += F.length()) {
+      FloatVector g = FloatVector.fromArray(F, s, i).mul(c.scale()).mul(c.clip());
+      FloatVector pv = FloatVector.fromArray(F, p, i);
+      pv.sub(g.add(pv.mul(c.weightDecay())).mul(c.stepSize())).intoArray(p, i);
+    }
+    for (; i < to; i++) {
+      float g = s[i] * c.scale() * c.clip();
+      p[i] = p[i] - (g + p[i] * c.weightDecay()) * c.stepSize();
     }
   }
 
@@ -68,18 +134,20 @@ public final class AdamW {
     t = steps;
   }
 
+  /**
+   * The factor torch.nn.utils.clip_grad_norm_ multiplies the gradient by when its global L2 norm is
+   * {@code norm}: {@code maxNorm/(norm + 1e-6)} above maxNorm, else 1 (and 1 when maxNorm is 0).
+   */
+  public static float clipCoefficient(double norm, double maxNorm) {
+    return maxNorm > 0 && norm > maxNorm ? (float) (maxNorm / (norm + 1e-6)) : 1f;
+  }
+
   /** Scales g so its global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_); returns the norm before. */
   public static double clipByGlobalNorm(float[] g, double maxNorm) {
-    double ss = 0;
-    for (float x : g) {
-      ss += (double) x * x;
-    }
-    double norm = Math.sqrt(ss);
-    if (maxNorm > 0 && norm > maxNorm) {
-      float s = (float) (maxNorm / (norm + 1e-6));
-      for (int i = 0; i < g.length; i++) {
-        g[i] *= s;
-      }
+    double norm = Math.sqrt(Kernels.sumSquares(g));
+    float c = clipCoefficient(norm, maxNorm);
+    if (c != 1f) {
+      Kernels.parallel(Kernels.tasks(g.length), k -> Kernels.scale(g, c, k * Kernels.TASK, Math.min(g.length, (k + 1) * Kernels.TASK)));
     }
     return norm;
   }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.allreduce.PortRange;
+import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
@@ -91,7 +92,7 @@ final class Stage {
     String[] addr = addresses(spark.sparkContext().getConf());
     FlatLayout layout = lora.layout();
     try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.gradientPorts()), jobId, secret, cfg.workers(), cfg.timeoutMs(),
-        i -> tensorAt(layout, i))) {
+        i -> tensorAt(layout, i), Transport.parse(cfg.gradTransport()))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
       RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
           .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt,
@@ -167,9 +168,9 @@ final class Stage {
       }
       long ts = System.nanoTime();
       long sentBefore = server.bytesSent() + server.bytesReceived();
-      GradientServer.Push[] pushes;
+      GradientServer.Gathered g;
       try {
-        pushes = server.exchange(step, params, scaler.scale());
+        g = server.exchange(step, params, scaler.scale());
       } catch (GradientServer.NonFiniteGradientException e) {
         throw e;
       } catch (IOException e) {
@@ -182,33 +183,25 @@ final class Stage {
         throw new IOException(e.getMessage() + failure(stage), e);
       }
       long tc = System.nanoTime();
-      boolean overflow = Arrays.stream(pushes).anyMatch(GradientServer.Push::overflow);
-      boolean scaled = Arrays.stream(pushes).anyMatch(GradientServer.Push::scaled);
+      boolean overflow = g.overflow();
+      boolean scaled = g.scaled();
       double scale = scaler.scale();
-      double[] acc = new double[params.length];
-      long tokens = 0;
-      double lossSum = 0;
-      for (GradientServer.Push p : pushes) { // rank order: the sum is the same on every run
-        float[] g = p.gradSum();
-        double unscale = p.scaled() ? 1.0 / scale : 1.0; // before clipping, as GradScaler.unscale_
-        for (int i = 0; i < g.length; i++) {
-          acc[i] += g[i] * unscale;
-        }
-        tokens += p.tokens();
-        lossSum += p.lossSum();
-      }
+      long tokens = g.tokens();
+      double lossSum = g.lossSum();
       if (scaled) {
         scaler.update(overflow);
       }
       double lr = sched.lr(step);
       double norm = Double.NaN;
       if (!overflow) { // an fp16 overflow skips the update, as torch's GradScaler does
-        float[] grad = new float[params.length];
-        for (int i = 0; i < grad.length; i++) {
-          grad[i] = tokens == 0 ? 0f : (float) (acc[i] / tokens);
+        // the mean gradient is sum·mean, unscaled before clipping as GradScaler.unscale_ does
+        double mean = tokens == 0 ? 0 : (scaled ? 1.0 / scale : 1.0) / tokens;
+        norm = Math.sqrt(g.sumSquares()) * mean;
+        if (!Double.isFinite(norm)) {
+          throw new GradientServer.NonFiniteGradientException(step, "step " + step + ": the reduced gradient overflowed fp32 (norm " + norm
+              + "); the step is not applied");
         }
-        norm = AdamW.clipByGlobalNorm(grad, cfg.clip());
-        opt.step(params, grad, lr);
+        opt.step(params, g.sum(), (float) mean, AdamW.clipCoefficient(norm, cfg.clip()), lr);
       }
       long to = System.nanoTime();
       double loss = tokens == 0 ? 0 : lossSum / tokens;
@@ -228,10 +221,12 @@ final class Stage {
       m.put("step_ms", (to - ts) / 1e6);
       m.put("exchange_ms", (tc - ts) / 1e6);
       // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
-      long compute = Arrays.stream(pushes).mapToLong(GradientServer.Push::computeNanos).max().orElse(0);
+      long compute = g.computeNanos();
       m.put("compute_ms", compute / 1e6);
       m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
       m.put("optimizer_ms", (to - tc) / 1e6);
+      m.put("reduce_ms", g.reduceNanos() / 1e6); // summed over the I/O threads that reduced chunks, inside exchange_ms
+      m.put("pushes", g.pushes());
       m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
       if (cfg.evalEvery() > 0 && (step + 1) % cfg.evalEvery() == 0) {
         // on the workers, which hold the base; the driver adds their sums

@@ -46,7 +46,9 @@ public record TrainConfig(
     int epochs,
     int shuffleWindow,
     boolean gradientCheckpointing,
-    double initialLossScale) implements Serializable {
+    double initialLossScale,
+    String gradTransport,
+    String preReduce) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
@@ -58,7 +60,7 @@ public record TrainConfig(
       int averageLast, String averageMode) {
     this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
         clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL);
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor");
   }
 
   /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
@@ -89,6 +91,10 @@ public record TrainConfig(
       throw new IllegalArgumentException("--resume continues the run in --out and --overwrite clears it; give one of them, not both");
     }
     io.lorafleet.driver.allreduce.PortRange.parse(gradientPorts); // validates the range
+    io.lorafleet.driver.allreduce.Transport.parse(gradTransport); // validates the name
+    if (!List.of("executor", "none").contains(preReduce)) {
+      throw new IllegalArgumentException("--pre-reduce must be executor or none but found '" + preReduce + "'");
+    }
     if (globalBatch % workers != 0) {
       throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
     }
@@ -126,35 +132,35 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce);
   }
 
   /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
   public TrainConfig withGradientCheckpointing(boolean on) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce);
   }
 
   /** The same job starting fp16 loss scaling at {@code scale} (torch's GradScaler init_scale). */
   public TrainConfig withInitialLossScale(double scale) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce);
   }
 
   /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
   public TrainConfig withSteps(int n) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce);
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
     return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce);
   }
 
   /**
@@ -167,13 +173,21 @@ public record TrainConfig(
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce);
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce);
+  }
+
+  /** The same job with gradients sent as {@code transport} and pre-reduced per {@code preReduce} (executor or none). */
+  public TrainConfig withGradientChannel(String transport, String preReduce) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
+        transport, preReduce);
   }
 }

@@ -4,6 +4,8 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.allreduce.GradientClient;
 import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.allreduce.SumTree;
+import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
@@ -12,7 +14,10 @@ import io.lorafleet.worker.train.NonFiniteGradientException;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
 import java.io.Serializable;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.BooleanSupplier;
 import java.util.Optional;
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.TaskContext;
@@ -23,8 +28,9 @@ import scala.runtime.AbstractFunction1;
 
 /**
  * The body of one barrier task: bind to the GPU Spark assigned (or the CPU), load the frozen base
- * once per executor, connect to the driver's gradient channel, and for every step it announces,
- * compute this rank's gradient sum and push it.
+ * once per executor, and for every step the driver announces compute this rank's gradient sum. The
+ * tasks of one executor form a group ({@link ExecutorGroup}): its leader alone talks to the driver
+ * and pushes the group's sum.
  */
 final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
   private final TrainConfig cfg;
@@ -91,17 +97,51 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     return mine;
   }
 
+  /** Where this task sits: its rank (which rows and dropout seeds it owns) and the tree node it pushes with. */
+  record Placement(int rank, SumTree.Node node) {
+    boolean leader() {
+      return rank == node.lo();
+    }
+  }
+
+  /**
+   * Ranks follow the executors: every task reports its executor, and rank r is the r-th task in
+   * (executor, partition) order, so each executor's tasks hold consecutive ranks. With pre-reduction
+   * they push as the largest tree nodes inside that run; without it, each rank alone. Rows, dropout
+   * and the summation order are keyed by rank, so the update does not depend on the placement.
+   */
+  static Placement place(String[] executors, int partition, boolean preReduce) {
+    int n = executors.length;
+    Integer[] order = java.util.stream.IntStream.range(0, n).boxed().toArray(Integer[]::new);
+    java.util.Arrays.sort(order, java.util.Comparator.<Integer, String>comparing(p -> executors[p]).thenComparing(p -> p));
+    int rank = java.util.Arrays.asList(order).indexOf(partition);
+    if (!preReduce) {
+      return new Placement(rank, new SumTree.Node(rank, rank + 1));
+    }
+    java.util.BitSet mine = new java.util.BitSet(n);
+    for (int r = 0; r < n; r++) {
+      if (executors[order[r]].equals(executors[partition])) {
+        mine.set(r);
+      }
+    }
+    SumTree.Node node = SumTree.cover(n, mine).stream().filter(x -> x.contains(rank)).findFirst().orElseThrow();
+    return new Placement(rank, node);
+  }
+
   @Override
   public Iterator<String> apply(Iterator<Integer> ignored) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
-    int rank = ctx.partitionId();
+    boolean preReduce = cfg.preReduce().equals("executor") && cfg.workers() > 1;
+    String executor = org.apache.spark.SparkEnv.get().executorId();
+    // one allGather per stage (about a second): where every task runs
+    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(cfg.workers()), ctx.partitionId(), preReduce);
+    int rank = at.rank();
     Device device = device(ctx);
     CausalLM model = ModelCache.model(cfg.model(), device, hadoop.value());
     LoraModel lora = LoraModel.create(model, this.lora);
     // twice the shuffle window: the group being consumed stays cached while the next one is read
     var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());
     EpochOrder order = new EpochOrder(split.blockRows(), cfg.seed(), cfg.shuffleWindow());
-    int steps = 0;
     // Read-ahead: while step s computes, the batches holding step s + 1's rows are read and decoded into
     // the split's cache (bounded at twice the shuffle window); a failed read-ahead is left for the step itself to report.
     java.util.concurrent.ExecutorService prefetch = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
@@ -109,60 +149,174 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       t.setDaemon(true);
       return t;
     });
-    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, rank, lora.layout().size(), cfg.timeoutMs())) {
-      Optional<GradientClient.Params> p;
-      while ((p = c.next()).isPresent()) {
-        ctx.killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
-        int step = p.get().step();
-        if (p.get().evaluate()) {
-          StepResult v = TrainStep.evaluate(lora, p.get().values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.microBatch()));
-          c.pushEval(step, v.tokens(), v.lossSum());
-          continue;
-        }
-        faults.beforeWorkerStep(step, rank, attempt);
-        var mine = GlobalBatch.slice(split, order, step, cfg.globalBatch(), cfg.workers(), rank);
-        if (step + 1 < cfg.steps()) {
-          prefetch.execute(() -> {
-            try {
-              GlobalBatch.slice(split, order, step + 1, cfg.globalBatch(), cfg.workers(), rank);
-            } catch (RuntimeException later) {
-              // the next step reads these rows again and reports the error there
-            }
-          });
-        }
-        long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
-        long t0 = System.nanoTime();
-        StepResult r;
-        // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
-        boolean fp16 = model.dtype() == DataType.FLOAT16;
-        double scale = fp16 ? p.get().lossScale() : 1.0;
-        int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
-        try {
-          var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
-          r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.get().values(), micro, dropoutSeed, scale)
-              : TrainStep.run(lora, p.get().values(), micro, dropoutSeed, scale);
-        } catch (NonFiniteGradientException e) {
-          if (model.dtype() != DataType.FLOAT16) {
-            throw e; // fp32: the step diverged
-          }
-          // fp16: an overflow, reported as such (never as a NaN push); the driver skips the step
-          r = new StepResult(new float[lora.layout().size()], 0, 0);
-          flags |= GradientServer.FLAG_OVERFLOW;
-        }
-        if (faults.overflows(step, rank, attempt)) {
-          flags |= GradientServer.FLAG_OVERFLOW;
-        }
-        if (faults.poisons(step, rank, attempt)) {
-          r.gradSum()[r.gradSum().length - 1] = Float.NaN;
-        }
-        c.push(step, r.tokens(), r.lossSum(), System.nanoTime() - t0, flags, r.gradSum());
-        steps++;
+    Steps work = new Steps(model, lora, split, order, rank, prefetch);
+    ExecutorGroup group = ExecutorGroup.join(jobId, at.node(), cfg.timeoutMs());
+    BooleanSupplier cancelled = ctx::isInterrupted;
+    int steps = 0;
+    try {
+      if (at.leader()) {
+        steps = lead(group, work, cancelled);
+      } else {
+        steps = follow(group, work, cancelled);
       }
-    } catch (java.io.IOException e) {
+    } catch (java.io.IOException | RuntimeException e) {
+      group.fail(e);
+      if (e instanceof RuntimeException re) {
+        throw re;
+      }
       throw new IllegalStateException("rank " + rank + ": gradient channel to " + host + ":" + port + " failed: " + e.getMessage(), e);
     } finally {
       prefetch.shutdownNow();
+      if (at.leader()) {
+        ExecutorGroup.leave(jobId, at.node());
+      }
     }
-    return CollectionConverters.asScala(List.of("rank " + rank + " on " + device + " ran " + steps + " steps").iterator());
+    return CollectionConverters.asScala(List.of("rank " + rank + " (" + at.node() + ", executor " + executor + ") on " + device + " ran " + steps
+        + " steps").iterator());
+  }
+
+  private static String[] sameExecutor(int n) {
+    String[] all = new String[n];
+    java.util.Arrays.fill(all, "");
+    return all;
+  }
+
+  /** The leader: the only connection to the driver; pushes its node's sum. */
+  private int lead(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
+    SumTree.Node node = group.node();
+    int steps = 0;
+    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, node, work.lora.layout().size(), cfg.timeoutMs(),
+        Transport.parse(cfg.gradTransport()))) {
+      Optional<GradientClient.Params> p;
+      while ((p = c.next()).isPresent()) {
+        group.publish(p);
+        ExecutorGroup.Contribution own = work.run(p.get());
+        Map<Integer, ExecutorGroup.Contribution> all = new HashMap<>(group.gather(cancelled));
+        all.put(own.rank(), own);
+        Map<SumTree.Node, Double> loss = new HashMap<>();
+        long tokens = 0;
+        long compute = 0;
+        int flags = 0;
+        for (ExecutorGroup.Contribution x : all.values()) {
+          loss.put(new SumTree.Node(x.rank(), x.rank() + 1), x.lossSum());
+          tokens += x.tokens();
+          compute = Math.max(compute, x.computeNanos());
+          flags |= x.flags();
+        }
+        double lossSum = SumTree.sum(node, loss::get);
+        if (p.get().evaluate()) {
+          c.pushEval(p.get().step(), tokens, lossSum);
+          continue;
+        }
+        Map<SumTree.Node, float[]> grads = new HashMap<>();
+        int nonFinite = -1;
+        for (int r = node.lo(); r < node.hi(); r++) { // before the sum, which would hide whose it was
+          float[] g = all.get(r).gradSum();
+          grads.put(new SumTree.Node(r, r + 1), g);
+          if (nonFinite < 0 && !node.leaf() && (flags & GradientServer.FLAG_OVERFLOW) == 0
+              && io.lorafleet.driver.allreduce.Kernels.firstNonFinite(g, 0, g.length) >= 0) {
+            nonFinite = r;
+          }
+        }
+        float[] sum = node.leaf() ? own.gradSum() : sumOf(node, grads);
+        c.push(p.get().step(), tokens, lossSum, compute, flags, nonFinite, sum);
+        steps++;
+      }
+      group.publish(Optional.empty());
+    }
+    return steps;
+  }
+
+  /** Adds the members' gradients over the tree, in parallel chunks (elementwise, so any chunking gives the same bits). */
+  private static float[] sumOf(SumTree.Node node, Map<SumTree.Node, float[]> grads) {
+    int n = grads.values().iterator().next().length;
+    float[][] result = new float[1][];
+    io.lorafleet.driver.allreduce.Kernels.parallel(io.lorafleet.driver.allreduce.Kernels.tasks(n), t -> {
+      int from = t * io.lorafleet.driver.allreduce.Kernels.TASK;
+      float[] r = SumTree.sum(node, grads, from, Math.min(n, from + io.lorafleet.driver.allreduce.Kernels.TASK));
+      result[0] = r;
+    });
+    return result[0];
+  }
+
+  /** A member: computes what the leader hands it, and hands back its result. */
+  private int follow(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
+    int steps = 0;
+    long seen = 0;
+    while (true) {
+      ExecutorGroup.Round r = group.next(seen, cancelled);
+      seen = r.number();
+      if (r.params().isEmpty()) {
+        return steps;
+      }
+      group.contribute(seen, work.run(r.params().get()));
+      steps += r.params().get().evaluate() ? 0 : 1;
+    }
+  }
+
+  /** One rank's work for a broadcast: a training step's gradient sum, or its share of the validation loss. */
+  private final class Steps {
+    private final CausalLM model;
+    private final LoraModel lora;
+    private final io.lorafleet.datasets.arrow.SplitReader split;
+    private final EpochOrder order;
+    private final int rank;
+    private final java.util.concurrent.ExecutorService prefetch;
+
+    Steps(CausalLM model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, int rank,
+        java.util.concurrent.ExecutorService prefetch) {
+      this.model = model;
+      this.lora = lora;
+      this.split = split;
+      this.order = order;
+      this.rank = rank;
+      this.prefetch = prefetch;
+    }
+
+    ExecutorGroup.Contribution run(GradientClient.Params p) throws java.io.IOException {
+      BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
+      int step = p.step();
+      if (p.evaluate()) {
+        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.microBatch()));
+        return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), v.lossSum(), 0, 0);
+      }
+      faults.beforeWorkerStep(step, rank, attempt);
+      var mine = GlobalBatch.slice(split, order, step, cfg.globalBatch(), cfg.workers(), rank);
+      if (step + 1 < cfg.steps()) {
+        prefetch.execute(() -> {
+          try {
+            GlobalBatch.slice(split, order, step + 1, cfg.globalBatch(), cfg.workers(), rank);
+          } catch (RuntimeException later) {
+            // the next step reads these rows again and reports the error there
+          }
+        });
+      }
+      long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
+      long t0 = System.nanoTime();
+      StepResult r;
+      // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
+      boolean fp16 = model.dtype() == DataType.FLOAT16;
+      double scale = fp16 ? p.lossScale() : 1.0;
+      int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
+      try {
+        var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
+        r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
+            : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
+      } catch (NonFiniteGradientException e) {
+        if (model.dtype() != DataType.FLOAT16) {
+          throw e; // fp32: the step diverged
+        }
+        // fp16: an overflow, reported as such (never as a NaN push); the driver skips the step
+        r = new StepResult(new float[lora.layout().size()], 0, 0);
+        flags |= GradientServer.FLAG_OVERFLOW;
+      }
+      if (faults.overflows(step, rank, attempt)) {
+        flags |= GradientServer.FLAG_OVERFLOW;
+      }
+      if (faults.poisons(step, rank, attempt)) {
+        r.gradSum()[r.gradSum().length - 1] = Float.NaN;
+      }
+      return new ExecutorGroup.Contribution(rank, r.gradSum(), r.tokens(), r.lossSum(), System.nanoTime() - t0, flags);
+    }
   }
 }

@@ -31,7 +31,7 @@ class GradientServerTest {
     });
   }
 
-  static CompletableFuture<GradientServer.Push[]> exchangeAsync(GradientServer s, int step, float[] params) {
+  static CompletableFuture<GradientServer.Gathered> exchangeAsync(GradientServer s, int step, float[] params) {
     return CompletableFuture.supplyAsync(() -> {
       try {
         return s.exchange(step, params);
@@ -51,9 +51,13 @@ class GradientServerTest {
   }
 
   static byte[] hello(int version, int rank, byte[] clientNonce, byte[] mac) {
-    var b = java.nio.ByteBuffer.allocate(12 + clientNonce.length + mac.length);
-    b.putInt(Wire.MAGIC).putInt(version).putInt(rank).put(clientNonce).put(mac);
+    var b = java.nio.ByteBuffer.allocate(16 + clientNonce.length + mac.length);
+    b.putInt(Wire.MAGIC).putInt(version).putInt(rank).putInt(rank + 1).put(clientNonce).put(mac);
     return b.array();
+  }
+
+  static SumTree.Node rank(int r) {
+    return new SumTree.Node(r, r + 1);
   }
 
   @Test
@@ -76,16 +80,17 @@ class GradientServerTest {
         accept.get();
         assertEquals(3, s.rejected().size(), s.rejected().toString());
         assertTrue(s.rejected().get(0).contains("authentication failed"), s.rejected().toString());
-        CompletableFuture<GradientServer.Push[]> ex = exchangeAsync(s, 0, new float[] {1, 2, 3});
+        CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[] {1, 2, 3});
         var p = c.next().orElseThrow();
         assertArrayEquals(new float[] {1, 2, 3}, p.values());
         c.push(0, 5, 2.5, 1_000_000L, 0, new float[] {0.5f, 0.25f, 0.125f});
-        GradientServer.Push[] pushes = ex.get();
-        assertArrayEquals(new float[] {0.5f, 0.25f, 0.125f}, pushes[0].gradSum());
-        assertEquals(5, pushes[0].tokens());
-        assertEquals(1_000_000L, pushes[0].computeNanos());
+        GradientServer.Gathered pushes = ex.get();
+        assertArrayEquals(new float[] {0.5f, 0.25f, 0.125f}, pushes.sum());
+        assertEquals(5, pushes.tokens());
+        assertEquals(1_000_000L, pushes.computeNanos());
+        assertEquals(0.25 + 0.0625 + 0.015625, pushes.sumSquares(), 1e-12);
         // A push for the wrong step fails the step and is not applied.
-        CompletableFuture<GradientServer.Push[]> bad = exchangeAsync(s, 1, new float[] {1, 2, 3});
+        CompletableFuture<GradientServer.Gathered> bad = exchangeAsync(s, 1, new float[] {1, 2, 3});
         c.next().orElseThrow();
         c.push(7, 5, 1.0, 0L, 0, new float[] {1, 1, 1});
         var err = assertThrows(ExecutionException.class, bad::get);
@@ -100,11 +105,11 @@ class GradientServerTest {
       CompletableFuture<Void> accept = acceptAsync(s);
       try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, 0, 2, 5_000)) {
         accept.get();
-        CompletableFuture<GradientServer.Push[]> ex = exchangeAsync(s, 0, new float[] {1, 2});
+        CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[] {1, 2});
         c.next();
         c.push(0, 1, 1.0, 0L, 0, new float[] {1, 2, 3, 4});
         var err = assertThrows(ExecutionException.class, ex::get);
-        assertTrue(err.getCause().getMessage().contains("it holds 4 floats but the adapter has 2"), err.getCause().getMessage());
+        assertTrue(err.getCause().getMessage().contains("it holds 4 fp32 values but the adapter has 2"), err.getCause().getMessage());
       }
     }
     try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 1, 1_000)) {
@@ -119,23 +124,23 @@ class GradientServerTest {
 
   @Test
   void everyMessageIsAuthenticatedAndNonFinitePushesAreRefusedByTensor() throws Exception {
-    try (GradientServer s = new GradientServer("127.0.0.1", PortRange.ANY, "job", SECRET, 1, 5_000, i -> i < 2 ? "layer.lora_A.weight" : "layer.lora_B.weight")) {
+    try (GradientServer s = new GradientServer("127.0.0.1", PortRange.ANY, "job", SECRET, 1, 5_000, i -> i < 2 ? "layer.lora_A.weight" : "layer.lora_B.weight", Transport.FP32)) {
       CompletableFuture<Void> accept = acceptAsync(s);
       try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, 0, 3, 5_000)) {
         accept.get();
-        CompletableFuture<GradientServer.Push[]> nan = exchangeAsync(s, 0, new float[] {1, 2, 3});
+        CompletableFuture<GradientServer.Gathered> nan = exchangeAsync(s, 0, new float[] {1, 2, 3});
         c.next();
         c.push(0, 4, 1.0, 0L, 0, new float[] {0, 0, Float.NaN});
         var err = assertThrows(ExecutionException.class, nan::get);
         assertInstanceOf(GradientServer.NonFiniteGradientException.class, err.getCause().getCause());
         assertTrue(err.getCause().getMessage().contains("non-finite gradient (NaN) for 'layer.lora_B.weight'"), err.getCause().getMessage());
         // An overflow flagged as such (fp16 under loss scaling) is not an error: the driver skips the step.
-        CompletableFuture<GradientServer.Push[]> over = exchangeAsync(s, 1, new float[] {1, 2, 3});
+        CompletableFuture<GradientServer.Gathered> over = exchangeAsync(s, 1, new float[] {1, 2, 3});
         c.next();
         c.push(1, 4, Double.POSITIVE_INFINITY, 0L, GradientServer.FLAG_OVERFLOW, new float[] {Float.POSITIVE_INFINITY, 0, 0});
-        assertTrue(over.get()[0].overflow());
+        assertTrue(over.get().overflow());
         // A push signed with another key (altered or injected on the wire) fails its MAC.
-        CompletableFuture<GradientServer.Push[]> forged = exchangeAsync(s, 2, new float[] {1, 2, 3});
+        CompletableFuture<GradientServer.Gathered> forged = exchangeAsync(s, 2, new float[] {1, 2, 3});
         c.next();
         c.forgeSessionKey();
         c.push(2, 4, 1.0, 0L, 0, new float[] {1, 1, 1});
@@ -160,7 +165,7 @@ class GradientServerTest {
       DataInputStream firstIn = new DataInputStream(first.getInputStream());
       byte[] n1 = serverNonce(firstIn);
       byte[] cn = new byte[16];
-      recorded = hello(Wire.VERSION, 0, cn, Wire.hmac(SECRET, "hello", "job", 0, n1, cn));
+      recorded = hello(Wire.VERSION, 0, cn, Wire.hmac(SECRET, "hello", "job", rank(0), n1, cn));
       first.getOutputStream().write(recorded);
       assertEquals(Wire.ACCEPT, firstIn.readInt());
       try (Socket replay = new Socket("127.0.0.1", s.port())) {
@@ -173,7 +178,7 @@ class GradientServerTest {
       try (Socket old = new Socket("127.0.0.1", s.port())) {
         DataInputStream in = new DataInputStream(old.getInputStream());
         byte[] n = serverNonce(in);
-        old.getOutputStream().write(hello(1, 1, cn, Wire.hmac(SECRET, "hello", "job", 1, n, cn)));
+        old.getOutputStream().write(hello(1, 1, cn, Wire.hmac(SECRET, "hello", "job", rank(1), n, cn)));
         assertEquals(Wire.REJECT, in.readInt());
       }
       try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, 1, 2, 30_000)) {
@@ -196,7 +201,7 @@ class GradientServerTest {
         serverNonce(in);
         DataOutputStream out = new DataOutputStream(slow.getOutputStream());
         // one byte every 100 ms restarts no timer: the deadline covers the handshake as a whole
-        byte[] valid = hello(Wire.VERSION, 0, new byte[16], new byte[32]); // well-formed, 60 bytes: 6 s at this pace
+        byte[] valid = hello(Wire.VERSION, 0, new byte[16], new byte[32]); // well-formed, 64 bytes: 6.4 s at this pace
         IOException cut = assertThrows(IOException.class, () -> {
           for (int i = 0; i < valid.length; i++) {
             out.write(valid[i]);
@@ -214,6 +219,100 @@ class GradientServerTest {
     }
   }
 
+  /** Pushes of several chunks each (more than the ring holds), from the given nodes; returns the driver's sum. */
+  static GradientServer.Gathered reduceOver(int workers, java.util.List<SumTree.Node> nodes, float[][] perRank, Transport t) throws Exception {
+    int n = perRank[0].length;
+    try (GradientServer s = new GradientServer("127.0.0.1", PortRange.ANY, "job", SECRET, workers, 30_000, i -> "t", t)) {
+      CompletableFuture<Void> accept = acceptAsync(s);
+      java.util.List<GradientClient> clients = new java.util.ArrayList<>();
+      for (SumTree.Node x : nodes) {
+        clients.add(GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, x, n, 30_000, t));
+      }
+      accept.get();
+      assertEquals(nodes.size(), s.pushesPerStep());
+      CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[n]);
+      java.util.List<CompletableFuture<Void>> pushes = new java.util.ArrayList<>();
+      for (int k = 0; k < nodes.size(); k++) {
+        GradientClient c = clients.get(k);
+        SumTree.Node x = nodes.get(k);
+        pushes.add(CompletableFuture.runAsync(() -> {
+          try {
+            c.next().orElseThrow();
+            java.util.Map<SumTree.Node, float[]> leaves = new java.util.HashMap<>();
+            for (int r = x.lo(); r < x.hi(); r++) {
+              leaves.put(rank(r), perRank[r].clone());
+            }
+            c.push(0, x.size(), x.size(), 0, 0, SumTree.sum(x, leaves, 0, n));
+          } catch (IOException e) {
+            throw new RuntimeException(e);
+          }
+        }));
+      }
+      GradientServer.Gathered g = ex.get();
+      pushes.forEach(CompletableFuture::join);
+      for (GradientClient c : clients) {
+        c.close();
+      }
+      return new GradientServer.Gathered(g.sum().clone(), g.sumSquares(), g.tokens(), g.lossSum(), g.computeNanos(), g.overflow(), g.scaled(),
+          g.pushes(), 0, 0, 0);
+    }
+  }
+
+  @Test
+  void streamedPushesReduceToTheTreeSumWhateverTheGrouping() throws Exception {
+    int n = 6 * StreamingReduce.CHUNK + 7; // more chunks than the ring's depth, and a partial one
+    float[][] g = new float[4][n];
+    java.util.Random rnd = new java.util.Random(2);
+    for (float[] x : g) {
+      for (int i = 0; i < n; i++) {
+        x[i] = (float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(7) - 3));
+      }
+    }
+    java.util.Map<SumTree.Node, float[]> leaves = new java.util.HashMap<>();
+    for (int r = 0; r < 4; r++) {
+      leaves.put(rank(r), g[r].clone());
+    }
+    float[] expected = SumTree.sum(SumTree.root(4), leaves, 0, n);
+    GradientServer.Gathered flat = reduceOver(4, java.util.List.of(rank(0), rank(1), rank(2), rank(3)), g, Transport.FP32);
+    assertArrayEquals(expected, flat.sum(), 0f);
+    assertEquals(4, flat.tokens());
+    double squares = 0;
+    for (float x : expected) {
+      squares += (double) x * x;
+    }
+    assertEquals(squares, flat.sumSquares(), 1e-6 * squares);
+    GradientServer.Gathered grouped = reduceOver(4, java.util.List.of(new SumTree.Node(0, 2), new SumTree.Node(2, 4)), g, Transport.FP32);
+    assertArrayEquals(expected, grouped.sum(), 0f, "pre-reduced pairs give the flat path's bits");
+    assertEquals(2, grouped.pushes());
+    GradientServer.Gathered mixed = reduceOver(4, java.util.List.of(rank(0), rank(1), new SumTree.Node(2, 4)), g, Transport.FP32);
+    assertArrayEquals(expected, mixed.sum(), 0f);
+    // bf16 on the wire: each push within 2^-8 of itself, accumulated in fp32
+    GradientServer.Gathered bf16 = reduceOver(4, java.util.List.of(rank(0), rank(1), rank(2), rank(3)), g, Transport.BF16);
+    double err = 0;
+    for (int i = 0; i < n; i++) {
+      double bound = 0;
+      for (float[] x : g) {
+        bound += Math.abs(x[i]) * 0x1p-8;
+      }
+      err = Math.max(err, Math.abs(bf16.sum()[i] - expected[i]) - bound - 4 * Math.ulp(expected[i]));
+    }
+    assertTrue(err <= 0, "bf16 sum exceeds its bound by " + err);
+  }
+
+  @Test
+  void aNodeThatIsNotInTheTreeOrOverlapsIsRefused() throws Exception {
+    try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 6, 5_000)) {
+      IOException straddles = assertThrows(IOException.class,
+          () -> GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(1, 3), 2, 5_000, Transport.FP32));
+      assertTrue(straddles.getMessage().contains("refused ranks 1..2"), straddles.getMessage());
+      try (GradientClient pair = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(4, 6), 2, 5_000, Transport.FP32)) {
+        assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, rank(5), 2, 5_000, Transport.FP32));
+      }
+      assertTrue(s.rejected().get(0).contains("not a node of the summation tree over 6 workers"), s.rejected().toString());
+      assertTrue(s.rejected().get(1).contains("rank 5 is already connected"), s.rejected().toString());
+    }
+  }
+
   @Test
   void aPortRangeIsHonoured() throws Exception {
     int lo;
@@ -221,9 +320,9 @@ class GradientServerTest {
       lo = probe.getLocalPort();
     }
     PortRange range = new PortRange(lo, lo);
-    try (GradientServer a = new GradientServer("127.0.0.1", range, "job", SECRET, 1, 1_000, i -> "")) {
+    try (GradientServer a = new GradientServer("127.0.0.1", range, "job", SECRET, 1, 1_000, i -> "", Transport.FP32)) {
       assertEquals(lo, a.port());
-      var e = assertThrows(java.net.BindException.class, () -> new GradientServer("127.0.0.1", range, "job", SECRET, 1, 1_000, i -> ""));
+      var e = assertThrows(java.net.BindException.class, () -> new GradientServer("127.0.0.1", range, "job", SECRET, 1, 1_000, i -> "", Transport.FP32));
       assertTrue(e.getMessage().contains("no free port in --gradient-ports " + lo + "-" + lo), e.getMessage());
     }
     assertEquals(new PortRange(40000, 40100), PortRange.parse("40000-40100"));

@@ -20,7 +20,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 final class Hostile implements Runnable {
   private static final int MAGIC = 0x4c4f5241;
-  private static final int VERSION = 2;
+  private static final int VERSION = 3;
   private final String host;
   private final int port;
   private volatile boolean stop;
@@ -73,8 +73,8 @@ final class Hostile implements Runnable {
             out.write(junk);
           }
           case 2 -> { // a well-formed hello with a wrong MAC
-            ByteBuffer b = ByteBuffer.allocate(12 + 16 + 32);
-            b.putInt(MAGIC).putInt(VERSION).putInt(0);
+            ByteBuffer b = ByteBuffer.allocate(16 + 16 + 32);
+            b.putInt(MAGIC).putInt(VERSION).putInt(0).putInt(1);
             out.write(b.array());
           }
           case 3 -> out.write(hello); // the server's own hello, replayed at it

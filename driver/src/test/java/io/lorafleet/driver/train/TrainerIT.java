@@ -279,11 +279,11 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor");
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor");
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);

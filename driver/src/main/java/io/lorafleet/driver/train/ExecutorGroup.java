@@ -1,0 +1,111 @@
+package io.lorafleet.driver.train;
+
+import io.lorafleet.driver.allreduce.GradientClient;
+import io.lorafleet.driver.allreduce.SumTree;
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.BooleanSupplier;
+
+/**
+ * The workers of one executor that push as one {@link SumTree} node: its first rank (the leader)
+ * holds the only connection to the driver, hands each adapter broadcast to the others in the same
+ * JVM, and pushes the node's sum of their gradients, added in the tree's order. Members never touch
+ * the network. A failure anywhere in the group wakes everyone in it, so Spark's barrier-stage
+ * failure handling sees every task end.
+ */
+final class ExecutorGroup {
+  private static final Map<String, ExecutorGroup> GROUPS = new ConcurrentHashMap<>();
+
+  /** One rank's result for a round: a training step's gradient sum, or a validation loss (gradSum empty). */
+  record Contribution(int rank, float[] gradSum, long tokens, double lossSum, long computeNanos, int flags) {}
+
+  /** A round: the broadcast it carries (empty: training is over). */
+  record Round(long number, Optional<GradientClient.Params> params) {}
+
+  private final SumTree.Node node;
+  private final long timeoutMs;
+  private long round;
+  private Optional<GradientClient.Params> current = Optional.empty();
+  private final Map<Integer, Contribution> contributions = new HashMap<>();
+  private Throwable failed;
+
+  private ExecutorGroup(SumTree.Node node, long timeoutMs) {
+    this.node = node;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** The group of {@code node} in stage {@code jobId}, made by whichever of its tasks comes first. */
+  static ExecutorGroup join(String jobId, SumTree.Node node, long timeoutMs) {
+    return GROUPS.computeIfAbsent(jobId + "/" + node.lo() + "-" + node.hi(), k -> new ExecutorGroup(node, timeoutMs));
+  }
+
+  static void leave(String jobId, SumTree.Node node) {
+    GROUPS.remove(jobId + "/" + node.lo() + "-" + node.hi());
+  }
+
+  SumTree.Node node() {
+    return node;
+  }
+
+  /** Leader: hands the next broadcast (empty at the end) to the members. */
+  synchronized void publish(Optional<GradientClient.Params> p) {
+    round++;
+    current = p;
+    contributions.clear();
+    notifyAll();
+  }
+
+  /** Member: waits for the round after {@code seen}. */
+  synchronized Round next(long seen, BooleanSupplier cancelled) throws IOException {
+    await(() -> round > seen, cancelled, "the adapter from " + node + "'s leader, rank " + node.lo());
+    return new Round(round, current);
+  }
+
+  /** Member: hands in its result for round {@code r}. */
+  synchronized void contribute(long r, Contribution c) {
+    if (r == round) {
+      contributions.put(c.rank(), c);
+      notifyAll();
+    }
+  }
+
+  /** Leader: the members' results for the current round, by rank (the leader's own excluded). */
+  synchronized Map<Integer, Contribution> gather(BooleanSupplier cancelled) throws IOException {
+    await(() -> contributions.size() == node.size() - 1, cancelled, "the gradients of " + node + " on this executor");
+    return Map.copyOf(contributions);
+  }
+
+  /** Anyone: the group cannot go on. */
+  synchronized void fail(Throwable why) {
+    if (failed == null) {
+      failed = why;
+    }
+    notifyAll();
+  }
+
+  private void await(BooleanSupplier ready, BooleanSupplier cancelled, String what) throws IOException {
+    long deadline = System.currentTimeMillis() + timeoutMs;
+    while (!ready.getAsBoolean()) {
+      if (failed != null) {
+        throw new IOException("a worker of " + node + " on this executor failed: " + failed.getMessage(), failed);
+      }
+      if (cancelled.getAsBoolean()) {
+        throw new InterruptedIOException("the task was cancelled while waiting for " + what);
+      }
+      long left = deadline - System.currentTimeMillis();
+      if (left <= 0) {
+        throw new java.net.SocketTimeoutException("no sign of " + what + " within " + timeoutMs + " ms");
+      }
+      try {
+        wait(Math.min(left, 200));
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new InterruptedIOException("interrupted while waiting for " + what);
+      }
+    }
+  }
+}
