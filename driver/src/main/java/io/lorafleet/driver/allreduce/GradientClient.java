@@ -139,6 +139,32 @@ public final class GradientClient implements AutoCloseable {
     toServer.write(out, Wire.PUSH, header, pushed, bytes, Wire.Digest.of(pushed, 0, bytes));
   }
 
+  /**
+   * For a simulated worker ({@link CommBenchmark}): reads the next broadcast into {@code scratch}
+   * piece by piece and drops it, without checking its tag; false when the driver says training is
+   * done. A real worker uses {@link #next()}.
+   */
+  boolean skipNext(byte[] scratch) throws IOException {
+    int type = in.readInt();
+    int n = in.readInt();
+    if (type == Wire.DONE) {
+      return false;
+    }
+    for (long left = n; left > 0; ) {
+      int k = (int) Math.min(scratch.length, left);
+      in.readFully(scratch, 0, k);
+      left -= k;
+    }
+    in.readFully(scratch, 0, Wire.MAC_BYTES);
+    return true;
+  }
+
+  /** For a simulated worker: pushes a payload encoded and digested once, reused every step. */
+  void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
+    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1).array();
+    toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
+  }
+
   /** Answers an evaluation request: this worker's validation loss sum and target tokens. */
   public void pushEval(int step, long tokens, double lossSum) throws IOException {
     toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_RESULT_BYTES).putInt(step).putLong(tokens).putDouble(lossSum).array());
