@@ -21,12 +21,17 @@ final class Fixtures {
 
   /** Starts master + 2 workers (1 core, 1g each; {@code gpus} GPUs each) and returns the daemons' pids. */
   static List<Long> startCluster(Path state, int gpus, Map<String, String> env, Path log) throws Exception {
+    return startCluster(state, gpus, 1, "1g", env, log);
+  }
+
+  /** Starts master + 2 workers of {@code cores} cores and {@code memory} each, and returns the daemons' pids. */
+  static List<Long> startCluster(Path state, int gpus, int cores, String memory, Map<String, String> env, Path log) throws Exception {
     int port;
     try (ServerSocket s = new ServerSocket(0)) {
       port = s.getLocalPort();
     }
-    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", "2", "--cores", "1",
-        "--memory", "1g", "--port", Integer.toString(port), "--state", state.toString()));
+    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", "2", "--cores", Integer.toString(cores),
+        "--memory", memory, "--port", Integer.toString(port), "--state", state.toString()));
     if (gpus > 0) {
       cmd.addAll(List.of("--gpus", Integer.toString(gpus)));
     }

@@ -24,7 +24,7 @@ public final class GradientClient implements AutoCloseable {
   private final DataOutputStream out;
   private final int size;
   private final Transport transport;
-  private final byte[] params;
+  private byte[] params = new byte[0];
   private byte[] pushed = new byte[0];
   private Wire.Channel fromServer;
   private Wire.Channel toServer;
@@ -35,7 +35,6 @@ public final class GradientClient implements AutoCloseable {
     this.out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
     this.size = size;
     this.transport = transport;
-    this.params = new byte[4 * size];
   }
 
   /** One rank's connection, pushing fp32. */
@@ -103,6 +102,9 @@ public final class GradientClient implements AutoCloseable {
     }
     boolean evaluate = type == Wire.EVAL;
     int t = evaluate ? Wire.EVAL : Wire.PARAMS;
+    if (params.length != 4 * size) {
+      params = new byte[4 * size];
+    }
     ByteBuffer b = ByteBuffer.wrap(fromServer.readHead(in, t, Wire.PARAMS_HEADER, params.length, "adapter broadcast"));
     in.readFully(params);
     fromServer.verify(in, t, b.array(), params.length, Wire.Digest.of(params, 0, params.length), "adapter broadcast");

@@ -71,6 +71,56 @@ class TrainerIT {
     return GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 1, 0);
   }
 
+  static int[] pushesPerStep(Path run) throws Exception {
+    return Files.readAllLines(run.resolve("metrics.jsonl")).stream()
+        .mapToInt(l -> new com.fasterxml.jackson.databind.ObjectMapper().readTree(l).get("pushes").asInt()).toArray();
+  }
+
+  @Test
+  void preReductionChangesNoBitAndCompressedGradientsStayWithinTheirBound() throws Exception {
+    // local[N]: every task runs in one executor, so with pre-reduction the 3 ranks push once, as the tree's root
+    Trainer.Result flat = Trainer.run(spark, cfg("flat3", 3, 2, "adamw", false).withGradientChannel("fp32", "none"), false);
+    Trainer.Result grouped = Trainer.run(spark, cfg("grouped3", 3, 2, "adamw", false), false);
+    assertArrayEquals(new int[] {3, 3}, pushesPerStep(dir.resolve("flat3")));
+    assertArrayEquals(new int[] {1, 1}, pushesPerStep(dir.resolve("grouped3")));
+    assertArrayEquals(flat.adapter(), grouped.adapter(), 0f, "the same additions in the same order");
+    assertEquals(flat.losses(), grouped.losses());
+    // One SGD step, so the update is -lr times the mean gradient. Each rank's gradient, recomputed here, bounds
+    // the error: bf16 rounds each value within 2^-8 of itself, block-scaled fp16 within 2^-11 (or 2^-39 of its block's largest).
+    float[] init = LoraModel.create(ModelCache.skeleton(model.toString()), cfg("x", 1, 1, "sgd", false).lora()).initialParams(7);
+    float[][] perRank = new float[2][];
+    long tokens = 0;
+    var split = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
+        io.lorafleet.datasets.arrow.TokenLimits.NONE, 16);
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
+      for (int r = 0; r < 2; r++) {
+        var rows = GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 2, r);
+        StepResult res = TrainStep.run(lora, init.clone(), GlobalBatch.microBatches(rows, 2), -1);
+        perRank[r] = res.gradSum();
+        tokens += res.tokens();
+      }
+    }
+    float[] exact = Trainer.run(spark, cfg("sgd-fp32", 2, 1, "sgd", false), false).adapter();
+    for (String t : new String[] {"bf16", "fp16"}) {
+      float[] got = Trainer.run(spark, cfg("sgd-" + t, 2, 1, "sgd", false).withGradientChannel(t, "none"), false).adapter();
+      double relative = 0;
+      double norm = 0;
+      double worst = 0;
+      for (int i = 0; i < init.length; i++) {
+        double spread = Math.abs(perRank[0][i]) + Math.abs(perRank[1][i]);
+        double bound = 0.05 / tokens * (t.equals("bf16") ? spread * 0x1p-8 : spread * 0x1p-11 + 1e-9) + 4 * Math.ulp(exact[i]);
+        worst = Math.max(worst, Math.abs(got[i] - exact[i]) / bound);
+        relative += Math.pow(got[i] - exact[i], 2);
+        norm += Math.pow(exact[i] - init[i], 2);
+      }
+      assertTrue(worst <= 1, t + ": an update value is " + worst + " times its bound");
+      assertTrue(norm > 0 && Math.sqrt(relative / norm) < (t.equals("bf16") ? 0x1p-8 : 0x1p-11) * 2,
+          t + ": the update is off by " + Math.sqrt(relative / norm) + " of its norm");
+      System.out.printf("%s transport: update relative error %.3g (max %.3g of the per-value bound)%n", t, Math.sqrt(relative / norm), worst);
+    }
+  }
+
   @Test
   void nWorkersMakeTheSameUpdateAsOne() throws Exception {
     float[][] results = new float[4][];
