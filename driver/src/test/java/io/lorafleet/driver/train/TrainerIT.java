@@ -72,8 +72,12 @@ class TrainerIT {
   }
 
   static int[] pushesPerStep(Path run) throws Exception {
-    return Files.readAllLines(run.resolve("metrics.jsonl")).stream()
-        .mapToInt(l -> new com.fasterxml.jackson.databind.ObjectMapper().readTree(l).get("pushes").asInt()).toArray();
+    List<String> lines = Files.readAllLines(run.resolve("metrics.jsonl"));
+    int[] out = new int[lines.size()];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(i)).get("pushes").asInt();
+    }
+    return out;
   }
 
   @Test
