@@ -26,9 +26,10 @@ import java.util.Map;
  * </ul>
  * The sum is multiplied by {@value #ALLOCATOR} for the allocator's fragmentation (glibc keeps freed
  * blocks in its arenas), a factor fitted to bench-step's measured peaks; the README gives the
- * predictions beside the measurements. Driver: the fp32 adapter, AdamW's two moments, the float64
- * reduction buffer, one push buffer per worker and three checkpoint copies, over a Spark driver's
- * own {@value #DRIVER_RUNTIME_MB} MB.
+ * predictions beside the measurements. Driver: the fp32 adapter, AdamW's two moments, the gradient
+ * sum, the encoded broadcast and three checkpoint copies, plus 5 MiB per push (the streaming
+ * reduce's ring of 4 chunks of 1 MiB and a wire buffer), over a Spark driver's own
+ * {@value #DRIVER_RUNTIME_MB} MB.
  */
 public final class MemoryPlan {
   static final long RUNTIME_MB = 620;
@@ -88,7 +89,7 @@ public final class MemoryPlan {
     out.put("worker_activations_mb", activations / MB);
     out.put("worker_logits_mb", logits / MB);
     out.put("worker_peak_mb", RUNTIME_MB + baseParams * 4 / MB + Math.round((weights + loraBytes + activations + logits) * ALLOCATOR / MB));
-    long driver = 4L * p * (1 + 2 + 2 + s.workers() + 3 + 1);
+    long driver = 4L * p * (1 + 2 + 1 + 1 + 3) + s.workers() * 5L * MB;
     out.put("driver_adapter_state_mb", driver / MB);
     out.put("driver_peak_mb", DRIVER_RUNTIME_MB + driver / MB);
     return out;
