@@ -23,6 +23,10 @@ import picocli.CommandLine.Model.OptionSpec;
  * standalone, Kubernetes and YARN runs alike.
  */
 final class JobFile {
+  /** PEFT LoraConfig fields lorafleet does not implement: refused by name rather than as unknown. */
+  private static final Set<String> UNSUPPORTED_PEFT = Set.of("exclude_modules", "layers_pattern", "modules_to_save", "lora_bias", "layer_replication",
+      "trainable_token_indices", "megatron_config", "loftq_config", "eva_config", "corda_config");
+
   private JobFile() {}
 
   /** Arguments equivalent to {@code file} for the command {@code spec}. */
@@ -55,6 +59,13 @@ final class JobFile {
         continue;
       }
       OptionSpec opt = spec.findOption("--" + key);
+      if (opt == null && key.contains("_")) { // PEFT's and transformers' spelling: use_rslora for --use-rslora
+        opt = spec.findOption("--" + key.replace('_', '-'));
+        key = key.replace('_', '-');
+      }
+      if (opt == null && UNSUPPORTED_PEFT.contains(key.replace('-', '_'))) {
+        throw new IllegalArgumentException(file + ": field '" + e.getKey() + "' is a PEFT LoraConfig option that lorafleet does not support");
+      }
       if (opt == null || key.equals("config")) {
         Set<String> known = new TreeSet<>();
         spec.options().forEach(o -> {
@@ -75,7 +86,15 @@ final class JobFile {
         continue;
       }
       if (v.isObject()) {
-        throw new IllegalArgumentException(file + ": field '" + key + "' must be a value or a list but found a mapping");
+        if (!opt.typeInfo().isMap()) {
+          throw new IllegalArgumentException(file + ": field '" + key + "' must be a value or a list but found a mapping");
+        }
+        for (Iterator<Map.Entry<String, JsonNode>> m = v.fields(); m.hasNext(); ) { // rank_pattern: {q_proj: 8}
+          Map.Entry<String, JsonNode> kv = m.next();
+          args.add("--" + key);
+          args.add(kv.getKey() + "=" + kv.getValue().asText());
+        }
+        continue;
       }
       List<String> parts = new ArrayList<>();
       if (v.isArray()) {

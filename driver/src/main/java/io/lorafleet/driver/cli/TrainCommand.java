@@ -60,6 +60,20 @@ final class TrainCommand implements Callable<Integer> {
       + "(half the bytes; the driver still accumulates and updates in fp32)") String gradTransport;
   @Option(names = "--pre-reduce", defaultValue = "executor", description = "executor: the workers of one executor add their gradients before "
       + "one push and share one pull (bit-identical to none); none: every worker pushes its own") String preReduce;
+  @Option(names = "--use-rslora", description = "PEFT's use_rslora: scale the update by lora_alpha/sqrt(r) instead of lora_alpha/r") boolean useRslora;
+  @Option(names = "--bias", defaultValue = "none", description = "PEFT's bias: none, lora_only (train the biases of adapted modules) or all") String bias;
+  @Option(names = "--rank-pattern", paramLabel = "NAME=R", description = "PEFT's rank_pattern: rank R for modules whose path ends in NAME (a regex); repeatable")
+  Map<String, Integer> rankPattern = new LinkedHashMap<>();
+  @Option(names = "--alpha-pattern", paramLabel = "NAME=A", description = "PEFT's alpha_pattern: lora_alpha A for modules whose path ends in NAME; repeatable")
+  Map<String, Double> alphaPattern = new LinkedHashMap<>();
+  @Option(names = "--layers-to-transform", split = ",", description = "PEFT's layers_to_transform: adapt only these decoder layers (e.g. 0,1,2)")
+  List<Integer> layersToTransform = new java.util.ArrayList<>();
+  @Option(names = "--init-lora-weights", defaultValue = "true", description = "PEFT's init_lora_weights: true (Kaiming-uniform A, B = 0), "
+      + "gaussian (A ~ N(0, 1/r^2), B = 0) or false (A and B both random, for tests)") String initLoraWeights;
+  @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
+      + "decay), as PEFT's create_loraplus_optimizer; 0 is plain LoRA") double loraplusLrRatio;
+  @Option(names = "--use-dora", description = "PEFT's use_dora (not supported yet: refused)") boolean useDora;
+  @Option(names = "--peft-type", defaultValue = "lora", description = "lora (vera and adalora are not supported yet: refused)") String peftType;
   @Spec CommandSpec spec;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
@@ -72,11 +86,18 @@ final class TrainCommand implements Callable<Integer> {
     if (!List.of("false", "true", "auto").contains(resume)) {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
+    if (useDora) {
+      throw new IllegalArgumentException("--use-dora: DoRA is not supported yet; train plain LoRA (drop --use-dora)");
+    }
+    if (!peftType.equalsIgnoreCase("lora")) {
+      throw new IllegalArgumentException("--peft-type " + peftType + ": only lora is supported yet (vera and adalora are not)");
+    }
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce);
+        gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
+        initLoraWeights, loraplusLrRatio));
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
@@ -109,6 +130,21 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (!parsed.hasMatchedOption("--target-modules")) {
       targets = String.join(",", a.targetModules());
+    }
+    if (!parsed.hasMatchedOption("--use-rslora")) {
+      useRslora = a.useRslora();
+    }
+    if (!parsed.hasMatchedOption("--bias")) {
+      bias = a.bias();
+    }
+    if (!parsed.hasMatchedOption("--rank-pattern")) {
+      rankPattern = new LinkedHashMap<>(a.rankPattern());
+    }
+    if (!parsed.hasMatchedOption("--alpha-pattern")) {
+      alphaPattern = new LinkedHashMap<>(a.alphaPattern());
+    }
+    if (!parsed.hasMatchedOption("--layers-to-transform")) {
+      layersToTransform = new java.util.ArrayList<>(a.layersToTransform());
     }
   }
 }

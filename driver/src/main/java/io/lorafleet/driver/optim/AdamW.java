@@ -1,6 +1,7 @@
 package io.lorafleet.driver.optim;
 
 import io.lorafleet.driver.allreduce.Kernels;
+import java.util.List;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -26,9 +27,30 @@ public final class AdamW {
   private final boolean sgd;
   private final float[] m;
   private final float[] v;
+  private final List<Group> groups;
   private long t;
 
+  /**
+   * Values [from, to) of the flat buffer that train at {@code lrScale} times the learning rate, with
+   * or without weight decay: torch's parameter groups over one flat buffer (LoRA+ puts lora_B and
+   * biases in their own).
+   */
+  public record Group(int from, int to, double lrScale, boolean decay) {
+    public Group {
+      if (from < 0 || to < from || !(lrScale > 0)) {
+        throw new IllegalArgumentException("a parameter group covers [from, to) with a positive lr scale but found [" + from + ", " + to + ") at "
+            + lrScale);
+      }
+    }
+  }
+
+  /** One group: every value at the learning rate, with weight decay. */
   public AdamW(int size, double beta1, double beta2, double eps, double weightDecay, boolean sgd) {
+    this(size, beta1, beta2, eps, weightDecay, sgd, List.of(new Group(0, size, 1.0, true)));
+  }
+
+  /** @param groups parameter groups that tile [0, size) in order */
+  public AdamW(int size, double beta1, double beta2, double eps, double weightDecay, boolean sgd, List<Group> groups) {
     this.beta1 = beta1;
     this.beta2 = beta2;
     this.eps = eps;
@@ -36,6 +58,17 @@ public final class AdamW {
     this.sgd = sgd;
     this.m = new float[size];
     this.v = new float[size];
+    int at = 0;
+    for (Group g : groups) {
+      if (g.from() != at) {
+        throw new IllegalArgumentException("parameter groups must tile the buffer in order: a group starts at " + g.from() + ", expected " + at);
+      }
+      at = g.to();
+    }
+    if (at != size) {
+      throw new IllegalArgumentException("parameter groups cover " + at + " values but the buffer holds " + size);
+    }
+    this.groups = List.copyOf(groups);
   }
 
   /** One update of {@code p} in place with gradient {@code g} at learning rate {@code lr}. */
@@ -54,18 +87,42 @@ public final class AdamW {
           + " gradient values");
     }
     t++;
-    Coefficients c = sgd ? new Coefficients(scale, clip, 0, 0, 0, 0, (float) lr, (float) weightDecay, 0, 0)
-        : new Coefficients(scale, clip, (float) (1 - lr * weightDecay), (float) (1 - beta1), (float) beta2, (float) (1 - beta2),
-            (float) (lr / (1 - Math.pow(beta1, t))), 0, (float) Math.sqrt(1 - Math.pow(beta2, t)), (float) eps);
+    Coefficients[] cs = new Coefficients[groups.size()];
+    for (int i = 0; i < cs.length; i++) {
+      double glr = lr * groups.get(i).lrScale();
+      double wd = groups.get(i).decay() ? weightDecay : 0;
+      cs[i] = sgd ? new Coefficients(scale, clip, 0, 0, 0, 0, (float) glr, (float) wd, 0, 0)
+          : new Coefficients(scale, clip, (float) (1 - glr * wd), (float) (1 - beta1), (float) beta2, (float) (1 - beta2),
+              (float) (glr / (1 - Math.pow(beta1, t))), 0, (float) Math.sqrt(1 - Math.pow(beta2, t)), (float) eps);
+    }
     Kernels.parallel(Kernels.tasks(p.length), k -> {
       int from = k * Kernels.TASK;
       int to = Math.min(p.length, from + Kernels.TASK);
-      if (sgd) {
-        sgd(p, sum, c, from, to);
-      } else {
-        adamw(p, sum, m, v, c, from, to);
+      for (int gi = firstGroup(from); gi < groups.size() && groups.get(gi).from() < to; gi++) {
+        int a = Math.max(from, groups.get(gi).from());
+        int b = Math.min(to, groups.get(gi).to());
+        if (sgd) {
+          sgd(p, sum, cs[gi], a, b);
+        } else {
+          adamw(p, sum, m, v, cs[gi], a, b);
+        }
       }
     });
+  }
+
+  /** The group holding value i (groups tile the buffer in order). */
+  private int firstGroup(int i) {
+    int lo = 0;
+    int hi = groups.size() - 1;
+    while (lo < hi) {
+      int mid = (lo + hi + 1) >>> 1;
+      if (groups.get(mid).from() <= i) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
   }
 
   /** The per-step constants, in fp32 as the kernels use them. */

@@ -39,6 +39,9 @@ final class RunIdentity {
     j.put("dataset_fingerprint", datasetFingerprint);
     j.put("data_order", "block-shuffle-1"); // EpochOrder's scheme: its positions are the data cursor
     j.put("shuffle_window", cfg.shuffleWindow());
+    if (cfg.loraOptions().loraplusLrRatio() > 0) { // present only when set, so runs from before LoRA+ still resume
+      j.put("loraplus_lr_ratio", cfg.loraOptions().loraplusLrRatio());
+    }
     return j;
   }
 

@@ -85,7 +85,7 @@ public final class Trainer {
     }
     ro.cleanTemporaries();
     float[] params = initialParams(cfg, lora, base);
-    AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"));
+    AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
     LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     int start = 0;
     if (cfg.resume()) {
@@ -190,6 +190,12 @@ public final class Trainer {
    * patterns, rsLoRA, bias, targets), so that its learned update keeps its meaning. Flags that
    * contradict the adapter are refused by name (the CLI fills the ones not given from the adapter).
    */
+  private static void differ(List<String> diffs, String flag, Object given, String field, Object adapter) {
+    if (!java.util.Objects.equals(given, adapter)) {
+      diffs.add(flag + " " + given + " but the adapter has " + field + " " + adapter);
+    }
+  }
+
   static LoraConfig loraConfig(TrainConfig cfg) {
     if (cfg.initAdapter().isEmpty()) {
       return cfg.lora();
@@ -206,6 +212,11 @@ public final class Trainer {
     if (!new java.util.HashSet<>(flags.targetModules()).equals(new java.util.HashSet<>(a.targetModules()))) {
       diffs.add("--target-modules " + String.join(",", flags.targetModules()) + " but the adapter targets " + String.join(",", a.targetModules()));
     }
+    differ(diffs, "--use-rslora", flags.useRslora(), "use_rslora", a.useRslora());
+    differ(diffs, "--bias", flags.bias(), "bias", a.bias());
+    differ(diffs, "--rank-pattern", flags.rankPattern(), "rank_pattern", a.rankPattern());
+    differ(diffs, "--alpha-pattern", flags.alphaPattern(), "alpha_pattern", a.alphaPattern());
+    differ(diffs, "--layers-to-transform", flags.layersToTransform(), "layers_to_transform", a.layersToTransform());
     if (!diffs.isEmpty()) {
       throw new IllegalArgumentException("--init-adapter " + cfg.initAdapter() + " contradicts the flags: " + String.join("; ", diffs)
           + ". Drop those flags to adopt the adapter's config");

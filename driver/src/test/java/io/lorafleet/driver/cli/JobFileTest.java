@@ -84,4 +84,49 @@ class JobFileTest {
     assertEquals(8.0, t.alpha, "a flag given stays, so that the trainer refuses the contradiction by name");
     assertEquals(4, t.r);
   }
+  @Test
+  void jobFilesTakePeftsOwnNames() throws Exception {
+    Path job = tmp.resolve("peft.yaml");
+    Files.writeString(job, """
+        model: /models/m
+        data: /data/d
+        out: /runs/r
+        r: 16
+        lora_alpha: 32
+        lora_dropout: 0.05
+        target_modules: '.*\\.layers\\.[01]\\..*(q_proj|v_proj)'
+        use_rslora: true
+        bias: lora_only
+        rank_pattern: {q_proj: 4, v_proj: 8}
+        alpha_pattern: {v_proj: 2.5}
+        layers_to_transform: [0, 1]
+        init_lora_weights: false
+        loraplus_lr_ratio: 16
+        """);
+    CommandLine cl = new CommandLine(new Main());
+    cl.parseArgs(Main.withJobFile(cl, new String[] {"train", "--config", job.toString()}));
+    TrainCommand t = cl.getSubcommands().get("train").getCommand();
+    assertEquals(16, t.r);
+    assertEquals(32.0, t.alpha);
+    assertTrue(t.useRslora);
+    assertEquals("lora_only", t.bias);
+    assertEquals(Map.of("q_proj", 4, "v_proj", 8), t.rankPattern);
+    assertEquals(Map.of("v_proj", 2.5), t.alphaPattern);
+    assertEquals(java.util.List.of(0, 1), t.layersToTransform);
+    assertEquals("false", t.initLoraWeights);
+    assertEquals(16.0, t.loraplusLrRatio);
+    assertEquals(".*\\.layers\\.[01]\\..*(q_proj|v_proj)", t.targets);
+    var lora = new io.lorafleet.driver.train.TrainConfig("/models/m", "d", "o", t.targets, t.r, t.alpha, 0, 1, 1, 1, 1, 1e-3, 0, "constant",
+        "adamw", 0, 0, 1, 1, 0, 1000, 1, false, "", 0, 0, 0, "svd").withLoraOptions(new io.lorafleet.driver.train.LoraOptions(t.useRslora, t.bias,
+        t.rankPattern, t.alphaPattern, t.layersToTransform, t.initLoraWeights, t.loraplusLrRatio)).lora();
+    assertTrue(lora.targetRegex(), "a string with regex characters is one regex, as PEFT takes a string");
+    assertTrue(lora.useRslora());
+    assertEquals("false", lora.initLoraWeights());
+    assertEquals(4, lora.rankFor("model.layers.0.self_attn.q_proj"));
+    assertEquals(2.5 / Math.sqrt(8), lora.scaleFor("model.layers.1.self_attn.v_proj"), 1e-12);
+    Files.writeString(job, "model: m\nmodules_to_save: [lm_head]\n");
+    var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> Main.withJobFile(new CommandLine(new Main()), new String[] {"train", "--config", job.toString()}));
+    assertTrue(e.getMessage().contains("'modules_to_save' is a PEFT LoraConfig option that lorafleet does not support"), e.getMessage());
+  }
 }

@@ -89,4 +89,35 @@ class AdamWTest {
     assertEquals(1f, AdamW.clipCoefficient(50, 0), "0 disables clipping");
     assertTrue(AdamW.clipCoefficient(2.0, 1.0) < 0.5f);
   }
+  /** LoRA+: a group at 4 × lr without weight decay updates as its own AdamW would, bit for bit; the rest is untouched by the grouping. */
+  @Test
+  void parameterGroupsAreSeparateOptimizersOverOneBuffer() {
+    int n = io.lorafleet.driver.allreduce.Kernels.TASK + 1000; // the group boundary falls inside a parallel task
+    int split = n - 777;
+    Random rnd = new Random(8);
+    float[] p = new float[n];
+    for (int i = 0; i < n; i++) {
+      p[i] = (float) rnd.nextGaussian();
+    }
+    float[] a = java.util.Arrays.copyOfRange(p, 0, split);
+    float[] b = java.util.Arrays.copyOfRange(p, split, n);
+    AdamW grouped = new AdamW(n, 0.9, 0.999, 1e-8, 0.1, false, java.util.List.of(new AdamW.Group(0, split, 1.0, true),
+        new AdamW.Group(split, n, 4.0, false)));
+    AdamW first = new AdamW(split, 0.9, 0.999, 1e-8, 0.1, false);
+    AdamW second = new AdamW(n - split, 0.9, 0.999, 1e-8, 0.0, false);
+    for (int t = 0; t < 3; t++) {
+      float[] g = new float[n];
+      for (int i = 0; i < n; i++) {
+        g[i] = (float) rnd.nextGaussian();
+      }
+      grouped.step(p, g, 1e-3);
+      first.step(a, java.util.Arrays.copyOfRange(g, 0, split), 1e-3);
+      second.step(b, java.util.Arrays.copyOfRange(g, split, n), 4e-3);
+    }
+    assertArrayEquals(a, java.util.Arrays.copyOfRange(p, 0, split), 0f);
+    assertArrayEquals(b, java.util.Arrays.copyOfRange(p, split, n), 0f);
+    var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> new AdamW(10, 0.9, 0.999, 1e-8, 0, false, java.util.List.of(new AdamW.Group(0, 4, 1, true), new AdamW.Group(5, 10, 1, true))));
+    assertTrue(e.getMessage().contains("a group starts at 5, expected 4"), e.getMessage());
+  }
 }

@@ -126,6 +126,37 @@ class TrainerIT {
   }
 
   @Test
+  void peftOptionsTrainOnTwoWorkersAsOnOneAreWrittenAsPeftWritesThemAndLoraPlusScalesB() throws Exception {
+    // rsLoRA, a rank and an alpha pattern, one layer only, and A and B both random (so that both get a gradient at step 1)
+    LoraOptions o = new LoraOptions(true, "none", Map.of("v_proj", 2), Map.of("down_proj", 4.0), List.of(1), "false", 0);
+    float[] one = Trainer.run(spark, cfg("opts1", 1, 1, "sgd", false).withLoraOptions(o), false).adapter();
+    float[] two = Trainer.run(spark, cfg("opts2", 2, 1, "sgd", false).withLoraOptions(o), false).adapter();
+    assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
+    var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("opts2/adapter/adapter_config.json").toFile());
+    assertTrue(conf.get("use_rslora").asBoolean(), conf.toString());
+    assertEquals(2, conf.get("rank_pattern").get("v_proj").asInt());
+    assertEquals(4.0, conf.get("alpha_pattern").get("down_proj").asDouble());
+    assertEquals("[1]", conf.get("layers_to_transform").toString());
+    assertTrue(conf.get("init_lora_weights").isBoolean() && !conf.get("init_lora_weights").asBoolean());
+    LoraModel lora = LoraModel.create(ModelCache.skeleton(model.toString()), cfg("x", 1, 1, "sgd", false).withLoraOptions(o).lora());
+    assertTrue(lora.layout().slots().stream().allMatch(sl -> sl.key().contains(".layers.1.")), "layers_to_transform [1]");
+    float[] init = lora.initialParams(7);
+    float[] plus = Trainer.run(spark, cfg("loraplus", 2, 1, "sgd", false).withLoraOptions(new LoraOptions(true, "none", Map.of("v_proj", 2),
+        Map.of("down_proj", 4.0), List.of(1), "false", 4)), false).adapter();
+    for (var sl : lora.layout().slots()) {
+      for (int i = sl.offset(); i < sl.offset() + sl.size(); i++) {
+        double plain = two[i] - init[i];
+        double fast = plus[i] - init[i];
+        if (sl.key().contains("lora_B")) {
+          assertEquals(4 * plain, fast, 1e-5 * Math.abs(plain) + 2e-7, sl.key() + ": LoRA+ trains B at 4 x lr");
+        } else {
+          assertEquals(two[i], plus[i], 0f, sl.key() + ": A at lr");
+        }
+      }
+    }
+  }
+
+  @Test
   void nWorkersMakeTheSameUpdateAsOne() throws Exception {
     float[][] results = new float[4][];
     for (int n : new int[] {1, 2, 3}) {
@@ -333,11 +364,11 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor");
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT);
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor");
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT);
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);

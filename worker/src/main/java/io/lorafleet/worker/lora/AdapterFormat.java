@@ -80,10 +80,10 @@ public final class AdapterFormat {
     n.put("bias", c.bias());
     n.put("fan_in_fan_out", model.structure().config().arch() == Architecture.GPT2);
     n.put("inference_mode", true);
-    if (c.initLoraWeights().equals("gaussian")) {
-      n.put("init_lora_weights", "gaussian");
-    } else {
-      n.put("init_lora_weights", true);
+    switch (c.initLoraWeights()) {
+      case "gaussian" -> n.put("init_lora_weights", "gaussian");
+      case "false" -> n.put("init_lora_weights", false);
+      default -> n.put("init_lora_weights", true);
     }
     n.putNull("layers_pattern");
     if (c.layersToTransform().isEmpty()) {
@@ -136,7 +136,12 @@ public final class AdapterFormat {
       throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA");
     }
     if (n.path("use_dora").asBoolean(false)) {
-      throw new IllegalArgumentException(f + ": use_dora is true; DoRA adapters are not supported");
+      throw new IllegalArgumentException(f + ": use_dora is true; DoRA adapters are not supported yet");
+    }
+    JsonNode lp = n.get("layers_pattern");
+    if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
+      throw new IllegalArgumentException(f + ": layers_pattern is " + lp + "; this PEFT option is not supported, expected null (lorafleet "
+          + "numbers the layers of the model's own decoder stack)");
     }
     // PEFT options that change what the adapter computes or holds; applying the adapter without
     // them would silently give another model, so they are refused by name.
@@ -172,11 +177,10 @@ public final class AdapterFormat {
     Map<String, Double> alphas = new TreeMap<>();
     n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
     JsonNode init = n.get("init_lora_weights");
-    String initMode = init != null && init.isTextual() && init.asText().equals("gaussian") ? "gaussian" : "kaiming";
     try {
       return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
-          layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), initMode,
-          n.path("base_model_name_or_path").asText(""));
+          layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), "kaiming",
+          n.path("base_model_name_or_path").asText("")).withInit(init == null || init.isNull() ? "true" : init.asText());
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }

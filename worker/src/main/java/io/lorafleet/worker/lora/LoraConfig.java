@@ -15,7 +15,9 @@ import java.util.Optional;
  * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
  * @param alphaPattern regex → alpha
  * @param bias "none", "lora_only" or "all"
- * @param initLoraWeights "kaiming" (PEFT's default, A ~ U(±1/√in)) or "gaussian" (A ~ N(0, 1/r)); B is zero
+ * @param initLoraWeights "kaiming" (PEFT's {@code true}: A ~ U(±1/√in), B = 0), "gaussian" (A ~ N(0, (1/r)²), B = 0) or
+ *     "false" (PEFT's {@code false}: no LoRA init, so A and B keep nn.Linear's, U(±1/√in) and U(±1/√r); the adapter
+ *     changes the model from the start, for tests)
  */
 public record LoraConfig(
     int r,
@@ -50,8 +52,8 @@ public record LoraConfig(
     if (!List.of("none", "lora_only", "all").contains(bias)) {
       throw new IllegalArgumentException("bias must be none, lora_only or all but found '" + bias + "'");
     }
-    if (!List.of("kaiming", "gaussian").contains(initLoraWeights)) {
-      throw new IllegalArgumentException("init_lora_weights must be kaiming (true) or gaussian but found '" + initLoraWeights + "'");
+    if (!List.of("kaiming", "gaussian", "false").contains(initLoraWeights)) {
+      throw new IllegalArgumentException("init_lora_weights must be true, gaussian or false but found '" + initLoraWeights + "'");
     }
     rankPattern.forEach((k, v) -> {
       if (v <= 0) {
@@ -91,6 +93,24 @@ public record LoraConfig(
 
   public LoraConfig withLayers(List<Integer> layers) {
     return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+  }
+
+  /** {@code true} (Kaiming-uniform A), {@code gaussian} or {@code false}, as PEFT spells them. */
+  public LoraConfig withInit(String peftValue) {
+    String mode = switch (peftValue) {
+      case "true", "kaiming" -> "kaiming";
+      case "gaussian" -> "gaussian";
+      case "false" -> "false";
+      default -> throw new IllegalArgumentException("init_lora_weights must be true, gaussian or false but found '" + peftValue + "'"
+          + (List.of("pissa", "olora", "loftq", "eva", "corda").stream().anyMatch(peftValue.toLowerCase(java.util.Locale.ROOT)::startsWith)
+              ? "; PEFT's " + peftValue + " initialization is not supported" : ""));
+    };
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath);
+  }
+
+  /** Target modules as PEFT takes them: names (exact or ".name" suffix), "all-linear", or one regex over the full module path. */
+  public LoraConfig withTargets(List<String> targets, boolean regex) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
   }
 
   public LoraConfig withBaseModel(String path) {

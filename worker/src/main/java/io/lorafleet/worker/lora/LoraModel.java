@@ -149,7 +149,10 @@ public final class LoraModel implements Trainable {
     return layout;
   }
 
-  /** PEFT's init: A Kaiming-uniform(a=√5), i.e. U(±1/√in), or N(0, 1/r) for "gaussian"; B = 0; biases from the base. */
+  /**
+   * PEFT's init: A Kaiming-uniform(a=√5), i.e. U(±1/√in), or N(0, 1/r) for "gaussian", and B = 0;
+   * for "false", A and B as nn.Linear leaves them, U(±1/√in) and U(±1/√r). Biases from the base.
+   */
   public float[] initialParams(long seed) {
     float[] flat = new float[layout.size()];
     Random rng = new Random(seed);
@@ -160,6 +163,13 @@ public final class LoraModel implements Trainable {
         flat[a.offset() + i] = config.initLoraWeights().equals("gaussian")
             ? (float) (rng.nextGaussian() / t.rank())
             : (float) ((rng.nextDouble() * 2 - 1) * bound);
+      }
+      if (config.initLoraWeights().equals("false")) {
+        FlatLayout.Slot b = layout.slot(t.keyB()).orElseThrow();
+        double boundB = 1.0 / Math.sqrt(t.rank());
+        for (int i = 0; i < b.size(); i++) {
+          flat[b.offset() + i] = (float) ((rng.nextDouble() * 2 - 1) * boundB);
+        }
       }
     }
     for (String bias : biases) {

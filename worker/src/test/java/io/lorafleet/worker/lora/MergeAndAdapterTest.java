@@ -148,7 +148,12 @@ class MergeAndAdapterTest {
       Map<String, String> cases = Map.of(
           "{\"modules_to_save\": [\"lm_head\"]}", "modules_to_save is [\"lm_head\"]",
           "{\"lora_bias\": true}", "lora_bias is true",
-          "{\"exclude_modules\": \"q_proj\"}", "exclude_modules is \"q_proj\"");
+          "{\"exclude_modules\": \"q_proj\"}", "exclude_modules is \"q_proj\"",
+          "{\"layers_pattern\": \"layers\"}", "layers_pattern is \"layers\"",
+          "{\"init_lora_weights\": \"pissa_niter_4\"}", "PEFT's pissa_niter_4 initialization is not supported",
+          "{\"init_lora_weights\": \"olora\"}", "PEFT's olora initialization is not supported",
+          "{\"use_dora\": true}", "use_dora is true",
+          "{\"peft_type\": \"VERA\"}", "peft_type is 'VERA'");
       for (var c : cases.entrySet()) {
         var n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(original);
         n.setAll((com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(c.getKey()));
@@ -161,6 +166,32 @@ class MergeAndAdapterTest {
       n.putArray("exclude_modules");
       Files.writeString(cfg, n.toString());
       assertEquals(lora.layout().size(), AdapterFormat.read(tmp, llama).values().length, "null and empty are PEFT's defaults");
+    }
+  }
+  @Test
+  void initLoraWeightsFalseStartsFromRandomFactorsAndIsWrittenAsPeftWritesIt() throws Exception {
+    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj", "v_proj")).withInit("false"));
+      float[] p = lora.initialParams(5);
+      FlatLayout.Slot b = lora.layout().slots().stream().filter(s -> s.key().contains("lora_B")).findFirst().orElseThrow();
+      double bound = 1 / Math.sqrt(2);
+      double max = 0;
+      for (int i = b.offset(); i < b.offset() + b.size(); i++) {
+        max = Math.max(max, Math.abs(p[i]));
+      }
+      assertTrue(max > 0 && max <= bound, "B ~ U(±1/sqrt(r)) as nn.Linear leaves it: " + max);
+      AdapterFormat.write(tmp, lora, p, Map.of());
+      var n = new ObjectMapper().readTree(tmp.resolve(AdapterFormat.CONFIG).toFile());
+      assertTrue(n.get("init_lora_weights").isBoolean() && !n.get("init_lora_weights").asBoolean(), n.toString());
+      assertEquals("false", AdapterFormat.readConfig(tmp).initLoraWeights());
+      byte[] first = Files.readAllBytes(tmp.resolve(AdapterFormat.WEIGHTS));
+      var loaded = AdapterFormat.read(tmp, llama);
+      Path again = tmp.resolve("again");
+      AdapterFormat.write(again, loaded.model(), loaded.values(), Map.of());
+      org.junit.jupiter.api.Assertions.assertArrayEquals(first, Files.readAllBytes(again.resolve(AdapterFormat.WEIGHTS)));
+      assertEquals(Files.readString(tmp.resolve(AdapterFormat.CONFIG)), Files.readString(again.resolve(AdapterFormat.CONFIG)));
+      assertEquals("gaussian", LoraConfig.of(2, 4, List.of("q_proj")).withInit("gaussian").initLoraWeights());
+      assertEquals("kaiming", LoraConfig.of(2, 4, List.of("q_proj")).withInit("true").initLoraWeights());
     }
   }
 }

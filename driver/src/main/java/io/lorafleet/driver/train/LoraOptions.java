@@ -1,0 +1,63 @@
+package io.lorafleet.driver.train;
+
+import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.lora.LoraConfig;
+import java.io.Serializable;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The PEFT LoraConfig options a run sets beyond r, alpha, dropout and target modules, with PEFT's
+ * meanings (peft/tuners/lora/config.py), and LoRA+'s learning-rate ratio (PEFT's
+ * create_loraplus_optimizer, Hayou et al. 2024).
+ *
+ * @param initLoraWeights "true", "gaussian" or "false", as PEFT spells them
+ * @param loraplusLrRatio 0 for plain LoRA; else lora_B and every 1-D trainable tensor train at this
+ *     times the learning rate, and 1-D tensors (biases) without weight decay
+ */
+public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
+    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio) implements Serializable {
+  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0);
+
+  public LoraOptions {
+    if (loraplusLrRatio < 0 || Double.isNaN(loraplusLrRatio)) {
+      throw new IllegalArgumentException("--loraplus-lr-ratio must be >= 0 (0: plain LoRA) but found " + loraplusLrRatio);
+    }
+    for (int layer : layersToTransform) {
+      if (layer < 0) {
+        throw new IllegalArgumentException("--layers-to-transform takes layer indices >= 0 but found " + layer);
+      }
+    }
+    rankPattern = new TreeMap<>(rankPattern);
+    alphaPattern = new TreeMap<>(alphaPattern);
+    layersToTransform = new ArrayList<>(layersToTransform);
+  }
+
+  /** {@code c} with these options, validated by LoraConfig. */
+  LoraConfig apply(LoraConfig c) {
+    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights);
+  }
+
+  /**
+   * The optimizer's parameter groups over the flat layout: with LoRA+, lora_B at ratio × lr with
+   * weight decay and 1-D tensors (trained biases) at ratio × lr without; everything else at lr.
+   */
+  List<AdamW.Group> groups(FlatLayout layout) {
+    List<AdamW.Group> out = new ArrayList<>();
+    for (FlatLayout.Slot s : layout.slots()) {
+      boolean oneD = s.shape().length == 1;
+      boolean fast = loraplusLrRatio > 0 && (s.key().contains("lora_B") || oneD);
+      AdamW.Group g = new AdamW.Group(s.offset(), s.offset() + s.size(), fast ? loraplusLrRatio : 1.0, !(fast && oneD));
+      AdamW.Group last = out.isEmpty() ? null : out.get(out.size() - 1);
+      if (last != null && last.to() == g.from() && last.lrScale() == g.lrScale() && last.decay() == g.decay()) {
+        out.set(out.size() - 1, new AdamW.Group(last.from(), g.to(), g.lrScale(), g.decay())); // one run of like values
+      } else {
+        out.add(g);
+      }
+    }
+    return out;
+  }
+}
