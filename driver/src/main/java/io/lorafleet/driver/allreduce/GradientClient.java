@@ -15,9 +15,14 @@ import java.util.Optional;
 public final class GradientClient implements AutoCloseable {
   /**
    * The adapter values the driver sent: for a training step, or, with {@code evaluate}, for
-   * validation loss after step {@code step}.
+   * validation loss after step {@code step}, or, with {@code initialize}, for DoRA's initial
+   * magnitudes ({@link #pushInit}).
    */
-  public record Params(int step, float[] values, boolean evaluate, double lossScale) {}
+  public record Params(int step, float[] values, boolean evaluate, double lossScale, boolean initialize) {
+    public Params(int step, float[] values, boolean evaluate, double lossScale) {
+      this(step, values, evaluate, lossScale, false);
+    }
+  }
 
   private final Socket socket;
   private final DataInputStream in;
@@ -101,7 +106,8 @@ public final class GradientClient implements AutoCloseable {
       return Optional.empty();
     }
     boolean evaluate = type == Wire.EVAL;
-    int t = evaluate ? Wire.EVAL : Wire.PARAMS;
+    boolean initialize = type == Wire.INIT;
+    int t = evaluate ? Wire.EVAL : initialize ? Wire.INIT : Wire.PARAMS;
     if (params.length != 4 * size) {
       params = new byte[4 * size];
     }
@@ -110,7 +116,7 @@ public final class GradientClient implements AutoCloseable {
     fromServer.verify(in, t, b.array(), params.length, Wire.Digest.of(params, 0, params.length), "adapter broadcast");
     float[] values = new float[size];
     Transport.FP32.decode(params, 0, size, values, 0);
-    return Optional.of(new Params(b.getInt(), values, evaluate, b.getDouble()));
+    return Optional.of(new Params(b.getInt(), values, evaluate, b.getDouble(), initialize));
   }
 
   /**
@@ -165,6 +171,13 @@ public final class GradientClient implements AutoCloseable {
   void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
     byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1).array();
     toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
+  }
+
+  /** Answers an INIT request: the adapter with DoRA's initial magnitudes set. */
+  public void pushInit(float[] values) throws IOException {
+    byte[] payload = new byte[4 * values.length];
+    Transport.FP32.encode(values, 0, values.length, payload, 0);
+    toServer.write(out, Wire.INIT_RESULT, new byte[0], payload, payload.length, Wire.Digest.of(payload, 0, payload.length));
   }
 
   /** Answers an evaluation request: this worker's validation loss sum and target tokens. */

@@ -448,6 +448,28 @@ public final class GradientServer implements AutoCloseable {
     return new double[] {SumTree.sum(SumTree.root(workers), loss::get), tokens};
   }
 
+  /**
+   * DoRA: sends the adapter to the worker of rank 0 and returns what it answers, the adapter with
+   * the initial magnitudes that only the base weights give (the driver holds none).
+   */
+  public float[] initialize(float[] params) throws IOException {
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(-1).putDouble(1.0).array();
+    byte[] digest = encodeBroadcast(params);
+    Peer p = inputs.get(0);
+    List<Future<float[]>> fs = List.of(io.submit(() -> {
+      p.toWorker().write(p.out(), Wire.INIT, header, broadcast, broadcast.length, digest);
+      String what = p.node() + "'s initial magnitudes";
+      byte[] h = p.fromWorker().readHead(p.in(), Wire.INIT_RESULT, 0, broadcast.length, what);
+      byte[] payload = new byte[broadcast.length];
+      p.in().readFully(payload);
+      p.fromWorker().verify(p.in(), Wire.INIT_RESULT, h, payload.length, Wire.Digest.of(payload, 0, payload.length), what);
+      float[] out = new float[params.length];
+      Transport.FP32.decode(payload, 0, params.length, out, 0);
+      return out;
+    }));
+    return await(fs, 0, -1, "initialization before ");
+  }
+
   /** Tells every worker that training is over. */
   public void finish() {
     for (Peer p : inputs == null ? List.<Peer>of() : inputs) {

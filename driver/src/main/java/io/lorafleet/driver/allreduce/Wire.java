@@ -34,7 +34,9 @@ import javax.crypto.spec.SecretKeySpec;
  * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, loss scale | n fp32)
  * and DONE; a worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds,
  * flags | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, target tokens,
- * loss sum) over its share of the validation examples. Values travel little-endian. A length other
+ * loss sum) over its share of the validation examples. Before the first step of a DoRA run, the
+ * server sends INIT(step, loss scale | n fp32) to the worker of rank 0, which answers
+ * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
  * than the one the adapter implies is refused before any allocation.
  */
 final class Wire {
@@ -47,6 +49,10 @@ final class Wire {
   static final int DONE = 5;
   static final int EVAL = 6;
   static final int EVAL_RESULT = 7;
+  /** DoRA: the server asks one worker for the initial magnitudes of the adapter it sends (step -1, loss scale 1 | n fp32). */
+  static final int INIT = 8;
+  /** The answer to INIT: the adapter with its magnitudes set (n fp32). */
+  static final int INIT_RESULT = 9;
   /** EVAL_RESULT: step, target tokens, loss sum. */
   static final int EVAL_RESULT_BYTES = 4 + 8 + 8;
   static final int NONCE_BYTES = 16;

@@ -74,6 +74,12 @@ public final class AdapterAverager {
         w[i] /= total;
       }
     }
+    for (Source s : sources) {
+      if (s.adapter().model().config().useDora()) {
+        // a DoRA update is m·(W0+ΔW)/‖W0+ΔW‖: neither averaging the factors and magnitudes nor the exact ΔW average gives the average model
+        throw new IllegalArgumentException(s.name() + " is a DoRA adapter (use_dora); averaging and combining DoRA adapters is not supported");
+      }
+    }
     checkCompatible(sources);
     LoraModel first = sources.get(0).adapter().model();
     Result r = switch (mode) {
@@ -249,7 +255,7 @@ public final class AdapterAverager {
     });
     LoraConfig c = ref.config();
     LoraConfig cfg = new LoraConfig(r0, r0, 0.0, c.targetModules(), c.targetRegex(), c.layersToTransform(), rankPattern, alphaPattern, c.bias(),
-        false, c.initLoraWeights(), c.baseModelNameOrPath());
+        false, c.initLoraWeights(), c.baseModelNameOrPath(), false);
     LoraModel model = LoraModel.create(base, cfg);
     float[] values = new float[model.layout().size()];
     for (int t = 0; t < model.targets().size(); t++) {

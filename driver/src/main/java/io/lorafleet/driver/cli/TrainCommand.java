@@ -72,7 +72,7 @@ final class TrainCommand implements Callable<Integer> {
       + "gaussian (A ~ N(0, 1/r^2), B = 0) or false (A and B both random, for tests)") String initLoraWeights;
   @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
       + "decay), as PEFT's create_loraplus_optimizer; 0 is plain LoRA") double loraplusLrRatio;
-  @Option(names = "--use-dora", description = "PEFT's use_dora (not supported yet: refused)") boolean useDora;
+  @Option(names = "--use-dora", description = "PEFT's use_dora: DoRA, a trainable magnitude per output row over the LoRA-updated direction") boolean useDora;
   @Option(names = "--peft-type", defaultValue = "lora", description = "lora (vera and adalora are not supported yet: refused)") String peftType;
   @Spec CommandSpec spec;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
@@ -86,9 +86,6 @@ final class TrainCommand implements Callable<Integer> {
     if (!List.of("false", "true", "auto").contains(resume)) {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
-    if (useDora) {
-      throw new IllegalArgumentException("--use-dora: DoRA is not supported yet; train plain LoRA (drop --use-dora)");
-    }
     if (!peftType.equalsIgnoreCase("lora")) {
       throw new IllegalArgumentException("--peft-type " + peftType + ": only lora is supported yet (vera and adalora are not)");
     }
@@ -97,7 +94,7 @@ final class TrainCommand implements Callable<Integer> {
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
         gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
-        initLoraWeights, loraplusLrRatio));
+        initLoraWeights, loraplusLrRatio, useDora));
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
@@ -136,6 +133,9 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (!parsed.hasMatchedOption("--bias")) {
       bias = a.bias();
+    }
+    if (!parsed.hasMatchedOption("--use-dora")) {
+      useDora = a.useDora();
     }
     if (!parsed.hasMatchedOption("--rank-pattern")) {
       rankPattern = new LinkedHashMap<>(a.rankPattern());

@@ -15,12 +15,13 @@ import java.util.TreeMap;
  * create_loraplus_optimizer, Hayou et al. 2024).
  *
  * @param initLoraWeights "true", "gaussian" or "false", as PEFT spells them
- * @param loraplusLrRatio 0 for plain LoRA; else lora_B and every 1-D trainable tensor train at this
- *     times the learning rate, and 1-D tensors (biases) without weight decay
+ * @param loraplusLrRatio 0 for plain LoRA; else lora_B and every 1-D trainable tensor (biases, DoRA
+ *     magnitudes) train at this times the learning rate, and biases without weight decay
+ * @param useDora DoRA (PEFT's use_dora)
  */
 public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
-    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio) implements Serializable {
-  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0);
+    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora) implements Serializable {
+  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false);
 
   public LoraOptions {
     if (loraplusLrRatio < 0 || Double.isNaN(loraplusLrRatio)) {
@@ -38,19 +39,20 @@ public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> r
 
   /** {@code c} with these options, validated by LoraConfig. */
   LoraConfig apply(LoraConfig c) {
-    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights);
+    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora);
   }
 
   /**
-   * The optimizer's parameter groups over the flat layout: with LoRA+, lora_B at ratio × lr with
-   * weight decay and 1-D tensors (trained biases) at ratio × lr without; everything else at lr.
+   * The optimizer's parameter groups over the flat layout: with LoRA+, lora_B and 1-D tensors at
+   * ratio × lr, biases among them without weight decay (DoRA magnitudes keep it); everything else at lr.
    */
   List<AdamW.Group> groups(FlatLayout layout) {
     List<AdamW.Group> out = new ArrayList<>();
     for (FlatLayout.Slot s : layout.slots()) {
       boolean oneD = s.shape().length == 1;
       boolean fast = loraplusLrRatio > 0 && (s.key().contains("lora_B") || oneD);
-      AdamW.Group g = new AdamW.Group(s.offset(), s.offset() + s.size(), fast ? loraplusLrRatio : 1.0, !(fast && oneD));
+      boolean bias = s.key().endsWith(".bias"); // PEFT's groupB_no_decay: 1-D tensors named bias
+      AdamW.Group g = new AdamW.Group(s.offset(), s.offset() + s.size(), fast ? loraplusLrRatio : 1.0, !(fast && bias));
       AdamW.Group last = out.isEmpty() ? null : out.get(out.size() - 1);
       if (last != null && last.to() == g.from() && last.lrScale() == g.lrScale() && last.decay() == g.decay()) {
         out.set(out.size() - 1, new AdamW.Group(last.from(), g.to(), g.lrScale(), g.decay())); // one run of like values

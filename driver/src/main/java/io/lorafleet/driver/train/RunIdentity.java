@@ -58,6 +58,7 @@ final class RunIdentity {
     same(diffs, "alpha_pattern", had.alphaPattern(), lora.alphaPattern());
     same(diffs, "bias", had.bias(), lora.bias());
     same(diffs, "use_rslora", had.useRslora(), lora.useRslora());
+    same(diffs, "use_dora", had.useDora(), lora.useDora());
     JsonNode was = st.job();
     if (was == null || !was.isObject() || was.isEmpty()) {
       throw new IllegalArgumentException("--resume: " + st.dir() + " records no job settings (written by an older lorafleet); "

@@ -122,6 +122,21 @@ final class Stage {
     }
   }
 
+  /** DoRA: takes the magnitudes the worker of rank 0 computed from the base weights, and nothing else it sent. */
+  private void initializeMagnitudes(GradientServer server) throws IOException {
+    float[] got = server.initialize(params);
+    for (var t : lora.targets()) {
+      FlatLayout.Slot s = lora.layout().slot(t.keyM()).orElseThrow();
+      for (int i = s.offset(); i < s.offset() + s.size(); i++) {
+        if (!(got[i] > 0) || !Float.isFinite(got[i])) {
+          throw new IOException("the initial DoRA magnitude " + t.keyM() + "[" + (i - s.offset()) + "] came back as " + got[i]
+              + ", expected a positive row norm: the base weight has an all-zero or non-finite row");
+        }
+      }
+      System.arraycopy(got, s.offset(), params, s.offset(), s.size());
+    }
+  }
+
   static String tensorAt(FlatLayout layout, int i) {
     for (FlatLayout.Slot s : layout.slots()) {
       if (i >= s.offset() && i < s.offset() + s.size()) {
@@ -158,6 +173,9 @@ final class Stage {
       server.awaitWorkers(stage::isDone);
     } catch (IOException e) {
       throw new IOException(e.getMessage() + failure(stage), e);
+    }
+    if (lora.needsMagnitudes(params)) {
+      initializeMagnitudes(server);
     }
     long t0 = System.nanoTime();
     int step = start;

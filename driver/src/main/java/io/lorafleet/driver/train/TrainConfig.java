@@ -111,6 +111,10 @@ public record TrainConfig(
     if (clip < 0) {
       throw new IllegalArgumentException("--clip must be >= 0 (0 disables) but found " + clip);
     }
+    if (loraOptions.useDora() && averageLast > 0) {
+      throw new IllegalArgumentException("--average-last " + averageLast + " with --use-dora: averaging DoRA adapters is not supported "
+          + "(the magnitude of an average is not the average of the magnitudes); drop --average-last");
+    }
     toLora(targetModules, rank, alpha, dropout, model, loraOptions); // validates r, alpha, dropout, target names and PEFT's options
   }
 

@@ -189,6 +189,10 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
         Transport.parse(cfg.gradTransport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
+        if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
+          c.pushInit(work.lora.withMagnitudes(p.get().values()));
+          continue;
+        }
         group.publish(p);
         ExecutorGroup.Contribution own = work.run(p.get());
         Map<Integer, ExecutorGroup.Contribution> all = new HashMap<>(group.gather(cancelled));

@@ -128,7 +128,7 @@ class TrainerIT {
   @Test
   void peftOptionsTrainOnTwoWorkersAsOnOneAreWrittenAsPeftWritesThemAndLoraPlusScalesB() throws Exception {
     // rsLoRA, a rank and an alpha pattern, one layer only, and A and B both random (so that both get a gradient at step 1)
-    LoraOptions o = new LoraOptions(true, "none", Map.of("v_proj", 2), Map.of("down_proj", 4.0), List.of(1), "false", 0);
+    LoraOptions o = new LoraOptions(true, "none", Map.of("v_proj", 2), Map.of("down_proj", 4.0), List.of(1), "false", 0, false);
     float[] one = Trainer.run(spark, cfg("opts1", 1, 1, "sgd", false).withLoraOptions(o), false).adapter();
     float[] two = Trainer.run(spark, cfg("opts2", 2, 1, "sgd", false).withLoraOptions(o), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
@@ -142,7 +142,7 @@ class TrainerIT {
     assertTrue(lora.layout().slots().stream().allMatch(sl -> sl.key().contains(".layers.1.")), "layers_to_transform [1]");
     float[] init = lora.initialParams(7);
     float[] plus = Trainer.run(spark, cfg("loraplus", 2, 1, "sgd", false).withLoraOptions(new LoraOptions(true, "none", Map.of("v_proj", 2),
-        Map.of("down_proj", 4.0), List.of(1), "false", 4)), false).adapter();
+        Map.of("down_proj", 4.0), List.of(1), "false", 4, false)), false).adapter();
     for (var sl : lora.layout().slots()) {
       for (int i = sl.offset(); i < sl.offset() + sl.size(); i++) {
         double plain = two[i] - init[i];
@@ -154,6 +154,33 @@ class TrainerIT {
         }
       }
     }
+  }
+
+  @Test
+  void doraTrainsOnTwoWorkersAsOnOneProcessWithMagnitudesFromTheWorkers() throws Exception {
+    LoraOptions dora = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "false", 0, true);
+    float[] one = Trainer.run(spark, cfg("dora1", 1, 1, "sgd", false).withLoraOptions(dora), false).adapter();
+    float[] two = Trainer.run(spark, cfg("dora2", 2, 1, "sgd", false).withLoraOptions(dora), false).adapter();
+    assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      // one process: magnitudes from the loaded weights, then the same SGD step
+      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).withLoraOptions(dora).lora());
+      float[] p = lora.initialParams(7);
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
+      for (int i = 0; i < p.length; i++) {
+        p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
+      }
+      assertArrayEquals(p, two, 1e-6f, "the driver's run equals a single process's");
+      var m = lora.layout().slots().stream().filter(sl -> sl.key().endsWith("lora_magnitude_vector")).findFirst().orElseThrow();
+      float[] init = lora.initialParams(7);
+      assertTrue(two[m.offset()] != init[m.offset()], "the magnitudes train");
+    }
+    var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("dora2/adapter/adapter_config.json").toFile());
+    assertTrue(conf.get("use_dora").asBoolean(), conf.toString());
+    var e = assertThrows(IllegalArgumentException.class, () -> new TrainConfig(model.toString(), data.toString(),
+        dir.resolve("dora-avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false,
+        "", 0, 0, 2, "svd").withLoraOptions(dora));
+    assertTrue(e.getMessage().contains("averaging DoRA adapters is not supported"), e.getMessage());
   }
 
   @Test

@@ -108,7 +108,7 @@ public final class AdapterFormat {
       new TreeSet<>(c.targetModules()).forEach(t::add);
     }
     n.put("task_type", "CAUSAL_LM");
-    n.put("use_dora", false);
+    n.put("use_dora", c.useDora());
     n.put("use_rslora", c.useRslora());
     return n;
   }
@@ -134,9 +134,6 @@ public final class AdapterFormat {
     String type = n.path("peft_type").asText("");
     if (!type.equals("LORA")) {
       throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA");
-    }
-    if (n.path("use_dora").asBoolean(false)) {
-      throw new IllegalArgumentException(f + ": use_dora is true; DoRA adapters are not supported yet");
     }
     JsonNode lp = n.get("layers_pattern");
     if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
@@ -180,7 +177,7 @@ public final class AdapterFormat {
     try {
       return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
           layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), "kaiming",
-          n.path("base_model_name_or_path").asText("")).withInit(init == null || init.isNull() ? "true" : init.asText());
+          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false)).withInit(init == null || init.isNull() ? "true" : init.asText());
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }

@@ -15,6 +15,7 @@ import java.util.Optional;
  * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
  * @param alphaPattern regex → alpha
  * @param bias "none", "lora_only" or "all"
+ * @param useDora DoRA (Liu et al. 2024, PEFT's use_dora): a trainable magnitude per output row; see {@link LoraDelta}
  * @param initLoraWeights "kaiming" (PEFT's {@code true}: A ~ U(±1/√in), B = 0), "gaussian" (A ~ N(0, (1/r)²), B = 0) or
  *     "false" (PEFT's {@code false}: no LoRA init, so A and B keep nn.Linear's, U(±1/√in) and U(±1/√r); the adapter
  *     changes the model from the start, for tests)
@@ -31,7 +32,8 @@ public record LoraConfig(
     String bias,
     boolean useRslora,
     String initLoraWeights,
-    String baseModelNameOrPath) implements java.io.Serializable {
+    String baseModelNameOrPath,
+    boolean useDora) implements java.io.Serializable {
 
   public LoraConfig {
     if (r <= 0) {
@@ -72,27 +74,27 @@ public record LoraConfig(
   }
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
-    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "");
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false);
   }
 
   public LoraConfig withDropout(double p) {
-    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
   }
 
   public LoraConfig withBias(String b) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
   }
 
   public LoraConfig withRslora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora);
   }
 
   public LoraConfig withPatterns(Map<String, Integer> ranks, Map<String, Double> alphas) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
   }
 
   public LoraConfig withLayers(List<Integer> layers) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
   }
 
   /** {@code true} (Kaiming-uniform A), {@code gaussian} or {@code false}, as PEFT spells them. */
@@ -105,16 +107,20 @@ public record LoraConfig(
           + (List.of("pissa", "olora", "loftq", "eva", "corda").stream().anyMatch(peftValue.toLowerCase(java.util.Locale.ROOT)::startsWith)
               ? "; PEFT's " + peftValue + " initialization is not supported" : ""));
     };
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora);
   }
 
   /** Target modules as PEFT takes them: names (exact or ".name" suffix), "all-linear", or one regex over the full module path. */
   public LoraConfig withTargets(List<String> targets, boolean regex) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath);
+    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+  }
+
+  public LoraConfig withDora(boolean on) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on);
   }
 
   public LoraConfig withBaseModel(String path) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora);
   }
 
   /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */

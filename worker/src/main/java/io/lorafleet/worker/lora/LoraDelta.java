@@ -11,15 +11,24 @@ import io.lorafleet.worker.model.Ops;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.SplittableRandom;
 
 /**
  * The LoRA term of a projection (Hu et al. 2021, eq. 3): delta(x) = s · dropout(x)·Aᵀ·Bᵀ, with A
  * (r, in), B (out, r), x (..., in). Dropout masks come from a seeded host RNG so that a step is
  * reproducible on any device and after resume.
+ *
+ * <p>DoRA (Liu et al. 2024), as PEFT's DoraLinearLayer.forward: with g = m/‖W0 + s·B·A‖ per output
+ * (the norm detached), y' = y + (g − 1)·(y − b) + g·s·(x·Aᵀ)·Bᵀ, where y = x·W0 + b is the frozen
+ * projection. Under dropout the middle term is recomputed on dropout(x) without the bias,
+ * (g − 1)·dropout(x)·W0, as PEFT does, and the LoRA term reads dropout(x) too.
  */
 final class LoraDelta implements LinearDelta {
-  record Factors(NDArray a, NDArray b, double scale, int index) {}
+  /** DoRA's magnitude m (out), the detached norm (out), the frozen weight W0 (in, out) and bias. */
+  record Dora(NDArray magnitude, NDArray norm, NDArray weight, Optional<NDArray> bias) {}
+
+  record Factors(NDArray a, NDArray b, double scale, int index, Optional<Dora> dora) {}
 
   private final NDManager manager;
   private final Map<String, Factors> factors;
@@ -45,16 +54,26 @@ final class LoraDelta implements LinearDelta {
       return y;
     }
     NDArray xa;
+    NDArray in = x;
     List<String> group = groups.get(module.inputGroup());
     if (group != null && group.size() > 1) {
       xa = fusedProduct(module.inputGroup(), group, x).get(module.name());
     } else {
-      NDArray in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
+      in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
       xa = in.matMul(f.a().transpose()); // (..., r)
     }
-    // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
-    // adding in the product itself (addmm) save two full-size passes
-    return CausalLM.addmm(y, xa, f.b().mul(Ops.constant(f.b(), f.scale())));
+    NDArray sb = f.b().mul(Ops.constant(f.b(), f.scale()));
+    if (f.dora().isEmpty()) {
+      // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
+      // adding in the product itself (addmm) save two full-size passes
+      return CausalLM.addmm(y, xa, sb);
+    }
+    Dora d = f.dora().get();
+    NDArray g = d.magnitude().div(d.norm()); // (out)
+    // the frozen term without its bias: y − b, or, under dropout, dropout(x)·W0
+    NDArray base = in != x ? in.matMul(d.weight()) : d.bias().map(y::sub).orElse(y);
+    NDArray lora = xa.matMul(sb.transpose()); // (..., out)
+    return y.add(base.mul(g.sub(Ops.constant(g, 1.0))).add(lora.mul(g)));
   }
 
   /**

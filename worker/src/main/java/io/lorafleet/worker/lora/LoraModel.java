@@ -16,6 +16,7 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Random;
 import java.util.Set;
 import java.util.stream.Collectors;
@@ -33,16 +34,24 @@ public final class LoraModel implements Trainable {
   private final List<String> biases;
   private final FlatLayout layout;
   private final Map<String, float[]> mergedOriginalBias = new HashMap<>();
+  /** DoRA: each merged module's ‖W0 + ΔW‖ per row, which unmerge divides back out (PEFT caches it the same way). */
+  private final Map<String, NDArray> mergedNorms = new HashMap<>();
+  /** DoRA, for gradient checks only: the values whose ‖W0 + s·B·A‖ every forward pass uses, or null for the current ones. */
+  private final float[] normsAt;
 
-  private LoraModel(BaseModel structure, LoraConfig config, List<LoraTarget> targets, List<String> biases) {
+  private LoraModel(BaseModel structure, LoraConfig config, List<LoraTarget> targets, List<String> biases, float[] normsAt) {
     this.structure = structure;
     this.config = config;
     this.targets = List.copyOf(targets);
     this.biases = List.copyOf(biases);
+    this.normsAt = normsAt;
     FlatLayout.Builder b = FlatLayout.builder();
     for (LoraTarget t : targets) {
       b.add(t.keyA(), t.rank(), t.module().in());
       b.add(t.keyB(), t.module().out(), t.rank());
+      if (config.useDora()) {
+        b.add(t.keyM(), t.module().out());
+      }
     }
     for (String bias : biases) {
       b.add(biasKey(bias), structure.paramSpec(bias).orElseThrow().hfShape());
@@ -113,7 +122,15 @@ public final class LoraModel implements Trainable {
         biases.add(p.name());
       }
     }
-    return new LoraModel(base, config, targets, biases);
+    return new LoraModel(base, config, targets, biases, null);
+  }
+
+  /**
+   * This DoRA model with ‖W0 + s·B·A‖ fixed at {@code at}'s values in every forward pass: the
+   * function whose finite differences the (detached-norm) analytic gradient equals. For gradient checks.
+   */
+  public LoraModel withNormsFixedAt(float[] at) {
+    return new LoraModel(structure, config, targets, biases, at.clone());
   }
 
   /** The loaded base; only a LoraModel created on a {@link CausalLM} has one. */
@@ -176,7 +193,46 @@ public final class LoraModel implements Trainable {
       FlatLayout.Slot s = layout.slot(biasKey(bias)).orElseThrow();
       System.arraycopy(structure.hfTensor(bias).toFloatArray(), 0, flat, s.offset(), s.size());
     }
+    if (config.useDora()) {
+      if (structure instanceof CausalLM) {
+        return withMagnitudes(flat);
+      }
+      for (LoraTarget t : targets) { // the weights live on the workers: Trainer has them fill these in (withMagnitudes)
+        FlatLayout.Slot m = layout.slot(t.keyM()).orElseThrow();
+        java.util.Arrays.fill(flat, m.offset(), m.offset() + m.size(), Float.NaN);
+      }
+    }
     return flat;
+  }
+
+  /** DoRA: whether {@code flat}'s magnitudes are still to be initialized (NaN, as {@link #initialParams} leaves them without weights). */
+  public boolean needsMagnitudes(float[] flat) {
+    return config.useDora() && targets.stream().anyMatch(t -> Float.isNaN(flat[layout.slot(t.keyM()).orElseThrow().offset()]));
+  }
+
+  /**
+   * DoRA's initial magnitudes, as PEFT's DoraLinearLayer.update_layer: m = ‖W0 + s·B·A‖ per output
+   * row of torch's [out, in] weight (for GPT-2's Conv1D, of its transpose), from {@code flat}'s A
+   * and B; ‖W0‖ when B = 0. Returns a copy of flat with the magnitudes set.
+   */
+  public float[] withMagnitudes(float[] flat) {
+    float[] out = flat.clone();
+    try (NDManager m = base().manager().newSubManager()) {
+      for (LoraTarget t : targets) {
+        NDArray n = rowNorms(m, t, flat);
+        FlatLayout.Slot slot = layout.slot(t.keyM()).orElseThrow();
+        System.arraycopy(n.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray(), 0, out, slot.offset(), slot.size());
+      }
+    }
+    return out;
+  }
+
+  /** ‖W0 + s·B·A‖ over the input dimension, (out): the stored weight is (in, out), so the norm runs down its columns. */
+  private NDArray rowNorms(NDManager m, LoraTarget t, float[] flat) {
+    NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base().dtype(), false);
+    NDArray b = m.create(layout.slice(flat, layout.slot(t.keyB()).orElseThrow()), new Shape(t.module().out(), t.rank())).toType(base().dtype(), false);
+    NDArray w = base().weight(t.module().weightKey()).add(a.transpose().matMul(b.transpose()).mul(t.scale())); // (in, out)
+    return w.square().sum(new int[] {0}).sqrt();
   }
 
   @Override
@@ -188,14 +244,26 @@ public final class LoraModel implements Trainable {
       leaves.add(a);
       used.add(Ops.cast(a, base().dtype()));
     }
+    Map<String, NDArray> byKey = new HashMap<>();
+    for (int i = 0; i < used.size(); i++) {
+      byKey.put(layout.slots().get(i).key(), used.get(i));
+    }
+    Map<String, NDArray> overrides = new HashMap<>();
+    for (String bias : biases) {
+      overrides.put(bias, byKey.get(biasKey(bias)));
+    }
     Map<String, LoraDelta.Factors> factors = new LinkedHashMap<>();
     for (int i = 0; i < targets.size(); i++) {
       LoraTarget t = targets.get(i);
-      factors.put(t.module().name(), new LoraDelta.Factors(used.get(2 * i), used.get(2 * i + 1), t.scale(), i));
-    }
-    Map<String, NDArray> overrides = new HashMap<>();
-    for (int i = 0; i < biases.size(); i++) {
-      overrides.put(biases.get(i), used.get(2 * targets.size() + i));
+      Optional<LoraDelta.Dora> dora = Optional.empty();
+      if (config.useDora()) {
+        // ‖W0 + s·B·A‖ per output, detached as PEFT detaches it (DoRA paper, section 4.3), from this pass's values or the fixed ones
+        NDArray norm = normsAt == null ? rowNorms(step, t, flat).stopGradient() : rowNorms(step, t, normsAt);
+        NDArray w = base().weight(t.module().weightKey());
+        Optional<NDArray> bias = t.module().biasKey().map(k -> overrides.getOrDefault(k, base().weight(k)));
+        dora = Optional.of(new LoraDelta.Dora(byKey.get(t.keyM()), norm, w, bias));
+      }
+      factors.put(t.module().name(), new LoraDelta.Factors(byKey.get(t.keyA()), byKey.get(t.keyB()), t.scale(), i, dora));
     }
     Map<String, List<String>> groups = new LinkedHashMap<>();
     for (LoraTarget t : targets) {
@@ -225,8 +293,28 @@ public final class LoraModel implements Trainable {
       for (LoraTarget t : targets) {
         NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base.dtype(), false);
         NDArray b = m.create(layout.slice(flat, layout.slot(t.keyB()).orElseThrow()), new Shape(t.module().out(), t.rank())).toType(base.dtype(), false);
-        NDArray delta = a.transpose().matMul(b.transpose()).mul(sign * t.scale()); // (in, out), the compute layout
-        base.weight(t.module().weightKey()).addi(delta);
+        NDArray delta = a.transpose().matMul(b.transpose()).mul(t.scale()); // (in, out), the compute layout
+        NDArray w = base.weight(t.module().weightKey());
+        if (!config.useDora()) {
+          w.addi(delta.mul(sign));
+        } else if (sign > 0) { // W' = (m/n)·(W0 + ΔW), n = ‖W0 + ΔW‖ per output (PEFT's DoRA merge)
+          NDArray mag = m.create(layout.slice(flat, layout.slot(t.keyM()).orElseThrow()), new Shape(t.module().out())).toType(base.dtype(), false);
+          w.addi(delta);
+          NDArray n = w.square().sum(new int[] {0}).sqrt();
+          w.muli(mag.div(n));
+          NDArray kept = n.duplicate();
+          kept.attach(base.manager());
+          mergedNorms.put(t.module().name(), kept);
+        } else { // W0 = W'·(n/m) − ΔW with the n cached at merge
+          NDArray mag = m.create(layout.slice(flat, layout.slot(t.keyM()).orElseThrow()), new Shape(t.module().out())).toType(base.dtype(), false);
+          NDArray n = mergedNorms.remove(t.module().name());
+          if (n == null) {
+            throw new IllegalStateException(t.module().name() + " was not merged by this model: a DoRA unmerge needs the norms of its merge");
+          }
+          w.muli(n.div(mag));
+          w.subi(delta);
+          n.close();
+        }
       }
       for (String bias : biases) {
         NDArray w = base.weight(bias);

@@ -8,6 +8,11 @@ public record LoraTarget(LinearSpec module, int rank, double scale) {
     return AdapterFormat.PREFIX + module.name() + ".lora_A.weight";
   }
 
+  /** DoRA's magnitude m (out), saved by PEFT without the ".weight" of its module. */
+  public String keyM() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_magnitude_vector";
+  }
+
   public String keyB() {
     return AdapterFormat.PREFIX + module.name() + ".lora_B.weight";
   }

@@ -100,6 +100,21 @@ class GradientCheckTest {
     }
   }
 
+  /** DoRA's norm is detached by design (PEFT, DoRA paper section 4.3): the check differences the loss with the norm held at its value. */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "qwen2", "gpt2"})
+  void doraGradientsMatchFiniteDifferencesWithTheNormHeld(String arch) {
+    try (CausalLM m = TinyModels.model(spec(arch), 10, DataType.FLOAT64)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDora(true).withInit("false"));
+      float[] p = lora.initialParams(3);
+      Random rng = new Random(7);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.05);
+      }
+      check(lora.withNormsFixedAt(p), p, 3, 14);
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void fullFineTuningGradients(String arch) {
