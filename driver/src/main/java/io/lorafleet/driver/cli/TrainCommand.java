@@ -24,7 +24,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--target-modules", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
   @Option(names = "--r", defaultValue = "8") int r;
   @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
-  @Option(names = "--lora-dropout", defaultValue = "0.0") double dropout;
+  @Option(names = {"--lora-dropout", "--vera-dropout"}, defaultValue = "0.0", description = "dropout on the adapter's input (PEFT's "
+      + "lora_dropout, or vera_dropout with --peft-type vera)") double dropout;
   @Option(names = "--workers", defaultValue = "2") int workers;
   @Option(names = "--steps", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
@@ -73,7 +74,11 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
       + "decay), as PEFT's create_loraplus_optimizer; 0 is plain LoRA") double loraplusLrRatio;
   @Option(names = "--use-dora", description = "PEFT's use_dora: DoRA, a trainable magnitude per output row over the LoRA-updated direction") boolean useDora;
-  @Option(names = "--peft-type", defaultValue = "lora", description = "lora (vera and adalora are not supported yet: refused)") String peftType;
+  @Option(names = "--peft-type", defaultValue = "lora", description = "lora, or vera (shared frozen random projections, trainable scaling "
+      + "vectors; --r defaults to 256 as in PEFT); adalora is not supported yet") String peftType;
+  @Option(names = "--d-initial", defaultValue = "0.1", description = "VeRA: the initial value of every lambda_d (PEFT's d_initial)") double dInitial;
+  @Option(names = "--projection-prng-key", defaultValue = "0", description = "VeRA: the seed of the shared projections (PEFT's projection_prng_key)")
+  long projectionPrngKey;
   @Spec CommandSpec spec;
   @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
@@ -86,15 +91,21 @@ final class TrainCommand implements Callable<Integer> {
     if (!List.of("false", "true", "auto").contains(resume)) {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
-    if (!peftType.equalsIgnoreCase("lora")) {
-      throw new IllegalArgumentException("--peft-type " + peftType + ": only lora is supported yet (vera and adalora are not)");
+    if (!peftType.equalsIgnoreCase("lora") && !peftType.equalsIgnoreCase("vera")) {
+      throw new IllegalArgumentException("--peft-type must be lora or vera but found '" + peftType + "'"
+          + (peftType.equalsIgnoreCase("adalora") ? " (AdaLoRA is not supported yet)" : ""));
+    }
+    boolean vera = peftType.equalsIgnoreCase("vera");
+    if (vera && !spec.commandLine().getParseResult().hasMatchedOption("--r") && initAdapter.isEmpty()) {
+      r = 256; // VeraConfig's default rank
     }
     adoptInitAdapter();
     TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
         gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
-        initLoraWeights, loraplusLrRatio, useDora));
+        initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
+            : io.lorafleet.worker.lora.LoraConfig.Vera.OFF));
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
@@ -136,6 +147,11 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (!parsed.hasMatchedOption("--use-dora")) {
       useDora = a.useDora();
+    }
+    if (!parsed.hasMatchedOption("--peft-type")) {
+      peftType = a.peftType().toLowerCase(java.util.Locale.ROOT);
+      dInitial = a.vera().dInitial();
+      projectionPrngKey = a.vera().projectionPrngKey();
     }
     if (!parsed.hasMatchedOption("--rank-pattern")) {
       rankPattern = new LinkedHashMap<>(a.rankPattern());

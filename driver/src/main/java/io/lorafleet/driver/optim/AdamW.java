@@ -37,10 +37,15 @@ public final class AdamW {
    */
   public record Group(int from, int to, double lrScale, boolean decay) {
     public Group {
-      if (from < 0 || to < from || !(lrScale > 0)) {
-        throw new IllegalArgumentException("a parameter group covers [from, to) with a positive lr scale but found [" + from + ", " + to + ") at "
+      if (from < 0 || to < from || !(lrScale >= 0)) {
+        throw new IllegalArgumentException("a parameter group covers [from, to) with an lr scale >= 0 but found [" + from + ", " + to + ") at "
             + lrScale);
       }
+    }
+
+    /** Values that never train (VeRA's shared projections): no update, no moments. */
+    public static Group frozen(int from, int to) {
+      return new Group(from, to, 0, false);
     }
   }
 
@@ -99,6 +104,9 @@ public final class AdamW {
       int from = k * Kernels.TASK;
       int to = Math.min(p.length, from + Kernels.TASK);
       for (int gi = firstGroup(from); gi < groups.size() && groups.get(gi).from() < to; gi++) {
+        if (groups.get(gi).lrScale() == 0) {
+          continue; // frozen
+        }
         int a = Math.max(from, groups.get(gi).from());
         int b = Math.min(to, groups.get(gi).to());
         if (sgd) {

@@ -18,10 +18,18 @@ import java.util.TreeMap;
  * @param loraplusLrRatio 0 for plain LoRA; else lora_B and every 1-D trainable tensor (biases, DoRA
  *     magnitudes) train at this times the learning rate, and biases without weight decay
  * @param useDora DoRA (PEFT's use_dora)
+ * @param vera VeRA's settings ({@link LoraConfig.Vera#OFF} for LoRA)
  */
 public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
-    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora) implements Serializable {
-  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false);
+    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora, LoraConfig.Vera vera)
+    implements Serializable {
+  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false, LoraConfig.Vera.OFF);
+
+  /** As the canonical constructor, for LoRA (no VeRA). */
+  public LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
+      List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora) {
+    this(useRslora, bias, rankPattern, alphaPattern, layersToTransform, initLoraWeights, loraplusLrRatio, useDora, LoraConfig.Vera.OFF);
+  }
 
   public LoraOptions {
     if (loraplusLrRatio < 0 || Double.isNaN(loraplusLrRatio)) {
@@ -39,7 +47,7 @@ public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> r
 
   /** {@code c} with these options, validated by LoraConfig. */
   LoraConfig apply(LoraConfig c) {
-    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora);
+    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora).withVera(vera);
   }
 
   /**
@@ -49,6 +57,10 @@ public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> r
   List<AdamW.Group> groups(FlatLayout layout) {
     List<AdamW.Group> out = new ArrayList<>();
     for (FlatLayout.Slot s : layout.slots()) {
+      if (s.frozen()) {
+        out.add(AdamW.Group.frozen(s.offset(), s.offset() + s.size()));
+        continue;
+      }
       boolean oneD = s.shape().length == 1;
       boolean fast = loraplusLrRatio > 0 && (s.key().contains("lora_B") || oneD);
       boolean bias = s.key().endsWith(".bias"); // PEFT's groupB_no_decay: 1-D tensors named bias

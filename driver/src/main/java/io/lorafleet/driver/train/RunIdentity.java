@@ -59,6 +59,8 @@ final class RunIdentity {
     same(diffs, "bias", had.bias(), lora.bias());
     same(diffs, "use_rslora", had.useRslora(), lora.useRslora());
     same(diffs, "use_dora", had.useDora(), lora.useDora());
+    same(diffs, "peft_type", had.peftType(), lora.peftType());
+    same(diffs, "vera", had.vera(), lora.vera());
     JsonNode was = st.job();
     if (was == null || !was.isObject() || was.isEmpty()) {
       throw new IllegalArgumentException("--resume: " + st.dir() + " records no job settings (written by an older lorafleet); "

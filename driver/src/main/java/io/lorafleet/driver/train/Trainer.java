@@ -215,6 +215,7 @@ public final class Trainer {
     differ(diffs, "--use-rslora", flags.useRslora(), "use_rslora", a.useRslora());
     differ(diffs, "--bias", flags.bias(), "bias", a.bias());
     differ(diffs, "--use-dora", flags.useDora(), "use_dora", a.useDora());
+    differ(diffs, "--peft-type", flags.peftType(), "peft_type", a.peftType());
     differ(diffs, "--rank-pattern", flags.rankPattern(), "rank_pattern", a.rankPattern());
     differ(diffs, "--alpha-pattern", flags.alphaPattern(), "alpha_pattern", a.alphaPattern());
     differ(diffs, "--layers-to-transform", flags.layersToTransform(), "layers_to_transform", a.layersToTransform());

@@ -156,6 +156,16 @@ class TrainerIT {
     }
   }
 
+  /** The reference for one step: the whole first global batch in this process, SGD at lr 0.05, as cfg(...) trains. */
+  static float[] sgdStepInOneProcess(LoraModel lora, float[] start) throws Exception {
+    float[] p = start.clone();
+    StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
+    for (int i = 0; i < p.length; i++) {
+      p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
+    }
+    return p;
+  }
+
   @Test
   void doraTrainsOnTwoWorkersAsOnOneProcessWithMagnitudesFromTheWorkers() throws Exception {
     LoraOptions dora = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "false", 0, true);
@@ -165,11 +175,7 @@ class TrainerIT {
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
       // one process: magnitudes from the loaded weights, then the same SGD step
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).withLoraOptions(dora).lora());
-      float[] p = lora.initialParams(7);
-      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
-      for (int i = 0; i < p.length; i++) {
-        p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
-      }
+      float[] p = sgdStepInOneProcess(lora, lora.initialParams(7));
       assertArrayEquals(p, two, 1e-6f, "the driver's run equals a single process's");
       var m = lora.layout().slots().stream().filter(sl -> sl.key().endsWith("lora_magnitude_vector")).findFirst().orElseThrow();
       float[] init = lora.initialParams(7);
@@ -181,6 +187,31 @@ class TrainerIT {
         dir.resolve("dora-avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false,
         "", 0, 0, 2, "svd").withLoraOptions(dora));
     assertTrue(e.getMessage().contains("averaging DoRA adapters is not supported"), e.getMessage());
+  }
+
+  @Test
+  void veraTrainsOnTwoWorkersAsOnOneProcessAndItsProjectionsStayFrozen() throws Exception {
+    LoraOptions vera = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false,
+        io.lorafleet.worker.lora.LoraConfig.Vera.of(0.1, 5));
+    float[] one = Trainer.run(spark, cfg("vera1", 1, 2, "adamw", false).withLoraOptions(vera), false).adapter();
+    float[] two = Trainer.run(spark, cfg("vera2", 2, 2, "adamw", false).withLoraOptions(vera), false).adapter();
+    assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).withLoraOptions(vera).lora());
+      float[] p = lora.initialParams(7);
+      for (var sl : lora.layout().slots()) {
+        for (int i = sl.offset(); i < sl.offset() + sl.size(); i++) {
+          if (sl.frozen()) {
+            assertEquals(p[i], two[i], 0f, sl.key() + " is frozen");
+          }
+        }
+      }
+      float[] sgd = Trainer.run(spark, cfg("vera-sgd", 2, 1, "sgd", false).withLoraOptions(vera), false).adapter();
+      assertArrayEquals(sgdStepInOneProcess(lora, p), sgd, 1e-6f, "the driver's SGD step equals a single process's");
+    }
+    var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("vera2/adapter/adapter_config.json").toFile());
+    assertEquals("VERA", conf.get("peft_type").asText(), conf.toString());
+    assertEquals(5, conf.get("projection_prng_key").asInt());
   }
 
   @Test

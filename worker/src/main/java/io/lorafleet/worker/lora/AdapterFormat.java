@@ -73,6 +73,9 @@ public final class AdapterFormat {
 
   static ObjectNode configJson(LoraModel model) {
     LoraConfig c = model.config();
+    if (c.vera().on()) {
+      return veraConfigJson(model);
+    }
     ObjectNode n = JSON.createObjectNode();
     n.putObject("alpha_pattern").setAll(toNodes(c.alphaPattern()));
     n.putNull("auto_mapping");
@@ -86,12 +89,7 @@ public final class AdapterFormat {
       default -> n.put("init_lora_weights", true);
     }
     n.putNull("layers_pattern");
-    if (c.layersToTransform().isEmpty()) {
-      n.putNull("layers_to_transform");
-    } else {
-      ArrayNode l = n.putArray("layers_to_transform");
-      c.layersToTransform().forEach(l::add);
-    }
+    putLayers(n, c);
     n.put("lora_alpha", c.loraAlpha());
     n.put("lora_dropout", c.loraDropout());
     n.putNull("modules_to_save");
@@ -99,6 +97,48 @@ public final class AdapterFormat {
     n.put("r", c.r());
     n.putObject("rank_pattern").setAll(toNodes(c.rankPattern()));
     n.putNull("revision");
+    putTargets(n, c);
+    n.put("task_type", "CAUSAL_LM");
+    n.put("use_dora", c.useDora());
+    n.put("use_rslora", c.useRslora());
+    return n;
+  }
+
+  /** asdict(VeraConfig) as PEFT writes it (peft/tuners/vera/config.py); the projections are always saved. */
+  private static ObjectNode veraConfigJson(LoraModel model) {
+    LoraConfig c = model.config();
+    ObjectNode n = JSON.createObjectNode();
+    n.putNull("auto_mapping");
+    n.put("base_model_name_or_path", c.baseModelNameOrPath());
+    n.put("bias", c.bias().equals("lora_only") ? "vera_only" : c.bias());
+    n.put("d_initial", c.vera().dInitial());
+    n.put("fan_in_fan_out", model.structure().config().arch() == Architecture.GPT2);
+    n.put("inference_mode", true);
+    n.put("init_weights", true);
+    n.putNull("layers_pattern");
+    putLayers(n, c);
+    n.putNull("modules_to_save");
+    n.put("peft_type", "VERA");
+    n.put("projection_prng_key", c.vera().projectionPrngKey());
+    n.put("r", c.r());
+    n.putNull("revision");
+    n.put("save_projection", true);
+    putTargets(n, c);
+    n.put("task_type", "CAUSAL_LM");
+    n.put("vera_dropout", c.loraDropout());
+    return n;
+  }
+
+  private static void putLayers(ObjectNode n, LoraConfig c) {
+    if (c.layersToTransform().isEmpty()) {
+      n.putNull("layers_to_transform");
+    } else {
+      ArrayNode l = n.putArray("layers_to_transform");
+      c.layersToTransform().forEach(l::add);
+    }
+  }
+
+  private static void putTargets(ObjectNode n, LoraConfig c) {
     if (c.targetRegex()) {
       n.put("target_modules", c.targetModules().get(0));
     } else if (c.targetModules().equals(List.of("all-linear"))) {
@@ -107,10 +147,6 @@ public final class AdapterFormat {
       ArrayNode t = n.putArray("target_modules");
       new TreeSet<>(c.targetModules()).forEach(t::add);
     }
-    n.put("task_type", "CAUSAL_LM");
-    n.put("use_dora", c.useDora());
-    n.put("use_rslora", c.useRslora());
-    return n;
   }
 
   private static Map<String, JsonNode> toNodes(Map<String, ? extends Number> m) {
@@ -132,8 +168,13 @@ public final class AdapterFormat {
       throw new IllegalArgumentException(f + ": must hold a JSON object");
     }
     String type = n.path("peft_type").asText("");
-    if (!type.equals("LORA")) {
-      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA");
+    if (!type.equals("LORA") && !type.equals("VERA")) {
+      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA or VERA");
+    }
+    boolean vera = type.equals("VERA");
+    if (vera && !n.path("save_projection").asBoolean(true)) {
+      throw new IllegalArgumentException(f + ": save_projection is false; a VeRA adapter without its projections cannot be rebuilt here "
+          + "(they come from torch's generator), expected true");
     }
     JsonNode lp = n.get("layers_pattern");
     if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
@@ -175,9 +216,18 @@ public final class AdapterFormat {
     n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
     JsonNode init = n.get("init_lora_weights");
     try {
+      if (vera) { // VeraConfig: r (default 256), vera_dropout, d_initial, projection_prng_key; bias vera_only is LoRA's lora_only
+        int r = n.path("r").asInt(256);
+        String bias = n.path("bias").asText("none");
+        return new LoraConfig(r, r, n.path("vera_dropout").asDouble(0), targets, regex, layers, Map.of(), Map.of(),
+            bias.equals("vera_only") ? "lora_only" : bias, false, "kaiming",
+            n.path("base_model_name_or_path").asText(""), false,
+            LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)));
+      }
       return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
           layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), "kaiming",
-          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false)).withInit(init == null || init.isNull() ? "true" : init.asText());
+          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false), LoraConfig.Vera.OFF)
+          .withInit(init == null || init.isNull() ? "true" : init.asText());
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }

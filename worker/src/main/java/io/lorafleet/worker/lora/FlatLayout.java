@@ -17,10 +17,18 @@ import java.util.Optional;
  * layout: every base tensor in checkpoint order and HF shape.
  */
 public final class FlatLayout {
-  /** One tensor: its checkpoint key, its shape and its offset in the buffer. */
-  public record Slot(String key, long[] shape, int offset, int size) {
+  /**
+   * One tensor: its checkpoint key, its shape and its offset in the buffer. A {@code frozen} slot
+   * travels and is saved with the adapter but never trains (VeRA's shared projections): it gets no
+   * gradient and the optimizer leaves it alone.
+   */
+  public record Slot(String key, long[] shape, int offset, int size, boolean frozen) {
     public Slot {
       shape = shape.clone();
+    }
+
+    public Slot(String key, long[] shape, int offset, int size) {
+      this(key, shape, offset, size, false);
     }
 
     @Override
@@ -78,6 +86,15 @@ public final class FlatLayout {
     private long offset;
 
     public Builder add(String key, long... shape) {
+      return add(key, false, shape);
+    }
+
+    /** A slot that is saved and sent but never trained. */
+    public Builder addFrozen(String key, long... shape) {
+      return add(key, true, shape);
+    }
+
+    private Builder add(String key, boolean frozen, long... shape) {
       long n = 1;
       for (long d : shape) {
         n *= d;
@@ -85,7 +102,7 @@ public final class FlatLayout {
       if (offset + n > Integer.MAX_VALUE - 8) {
         throw new IllegalArgumentException("trainable parameters exceed one flat buffer (2^31 floats) at " + key);
       }
-      slots.add(new Slot(key, shape, (int) offset, (int) n));
+      slots.add(new Slot(key, shape, (int) offset, (int) n, frozen));
       offset += n;
       return this;
     }

@@ -15,6 +15,7 @@ import java.util.Optional;
  * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
  * @param alphaPattern regex → alpha
  * @param bias "none", "lora_only" or "all"
+ * @param vera VeRA instead of LoRA's own factors ({@link Vera#OFF} for LoRA)
  * @param useDora DoRA (Liu et al. 2024, PEFT's use_dora): a trainable magnitude per output row; see {@link LoraDelta}
  * @param initLoraWeights "kaiming" (PEFT's {@code true}: A ~ U(±1/√in), B = 0), "gaussian" (A ~ N(0, (1/r)²), B = 0) or
  *     "false" (PEFT's {@code false}: no LoRA init, so A and B keep nn.Linear's, U(±1/√in) and U(±1/√r); the adapter
@@ -33,7 +34,22 @@ public record LoraConfig(
     boolean useRslora,
     String initLoraWeights,
     String baseModelNameOrPath,
-    boolean useDora) implements java.io.Serializable {
+    boolean useDora,
+    Vera vera) implements java.io.Serializable {
+
+  /**
+   * VeRA (Kopiczko et al. 2024; PEFT's VeraConfig): when {@code on}, r is the rank of the shared
+   * frozen projections vera_A (r, max in) and vera_B (max out, r), drawn from {@code
+   * projectionPrngKey}; each layer trains λ_b (out, from 0) and λ_d (r, from {@code dInitial}), and
+   * ΔW = diag(λ_b)·B·diag(λ_d)·A on the slices of the projections, with no alpha scaling.
+   */
+  public record Vera(boolean on, double dInitial, long projectionPrngKey) implements java.io.Serializable {
+    public static final Vera OFF = new Vera(false, 0.1, 0);
+
+    public static Vera of(double dInitial, long projectionPrngKey) {
+      return new Vera(true, dInitial, projectionPrngKey);
+    }
+  }
 
   public LoraConfig {
     if (r <= 0) {
@@ -67,6 +83,14 @@ public record LoraConfig(
         throw new IllegalArgumentException("alpha_pattern['" + k + "'] must be > 0 but found " + v);
       }
     });
+    if (vera.on() && (useDora || useRslora || !rankPattern.isEmpty() || !alphaPattern.isEmpty() || !initLoraWeights.equals("kaiming"))) {
+      throw new IllegalArgumentException("VeRA takes none of use_dora, use_rslora, rank_pattern, alpha_pattern or init_lora_weights "
+          + "(found use_dora " + useDora + ", use_rslora " + useRslora + ", rank_pattern " + rankPattern + ", alpha_pattern " + alphaPattern
+          + ", init_lora_weights " + initLoraWeights + ")");
+    }
+    if (vera.on() && !(vera.dInitial() == vera.dInitial())) {
+      throw new IllegalArgumentException("d_initial must be a number but found " + vera.dInitial());
+    }
     targetModules = List.copyOf(targetModules);
     layersToTransform = List.copyOf(layersToTransform);
     rankPattern = Map.copyOf(rankPattern);
@@ -74,27 +98,27 @@ public record LoraConfig(
   }
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
-    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false);
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false, Vera.OFF);
   }
 
   public LoraConfig withDropout(double p) {
-    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   public LoraConfig withBias(String b) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   public LoraConfig withRslora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   public LoraConfig withPatterns(Map<String, Integer> ranks, Map<String, Double> alphas) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   public LoraConfig withLayers(List<Integer> layers) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   /** {@code true} (Kaiming-uniform A), {@code gaussian} or {@code false}, as PEFT spells them. */
@@ -107,20 +131,30 @@ public record LoraConfig(
           + (List.of("pissa", "olora", "loftq", "eva", "corda").stream().anyMatch(peftValue.toLowerCase(java.util.Locale.ROOT)::startsWith)
               ? "; PEFT's " + peftValue + " initialization is not supported" : ""));
     };
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora, vera);
   }
 
   /** Target modules as PEFT takes them: names (exact or ".name" suffix), "all-linear", or one regex over the full module path. */
   public LoraConfig withTargets(List<String> targets, boolean regex) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
   }
 
   public LoraConfig withDora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on, vera);
+  }
+
+  /** This config as VeRA ({@link Vera#OFF}: LoRA); r becomes the shared projections' rank. */
+  public LoraConfig withVera(Vera v) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, v);
+  }
+
+  /** "LORA" or "VERA", as PEFT's peft_type. */
+  public String peftType() {
+    return vera.on() ? "VERA" : "LORA";
   }
 
   public LoraConfig withBaseModel(String path) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora, vera);
   }
 
   /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */
@@ -142,6 +176,9 @@ public record LoraConfig(
 
   /** The LoRA scaling s in ΔW = s·B·A. */
   public double scaleFor(String module) {
+    if (vera.on()) {
+      return 1.0; // VeRA scales through λ_b and λ_d
+    }
     int rank = rankFor(module);
     double alpha = alphaFor(module);
     return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;

@@ -19,6 +19,9 @@ import java.util.SplittableRandom;
  * (r, in), B (out, r), x (..., in). Dropout masks come from a seeded host RNG so that a step is
  * reproducible on any device and after resume.
  *
+ * <p>VeRA (Kopiczko et al. 2024), as PEFT's vera Linear.forward: y + λ_b ⊙ ((λ_d ⊙ dropout(x)·Aᵀ)·Bᵀ),
+ * where A and B are slices of the shared frozen projections.
+ *
  * <p>DoRA (Liu et al. 2024), as PEFT's DoraLinearLayer.forward: with g = m/‖W0 + s·B·A‖ per output
  * (the norm detached), y' = y + (g − 1)·(y − b) + g·s·(x·Aᵀ)·Bᵀ, where y = x·W0 + b is the frozen
  * projection. Under dropout the middle term is recomputed on dropout(x) without the bias,
@@ -28,7 +31,10 @@ final class LoraDelta implements LinearDelta {
   /** DoRA's magnitude m (out), the detached norm (out), the frozen weight W0 (in, out) and bias. */
   record Dora(NDArray magnitude, NDArray norm, NDArray weight, Optional<NDArray> bias) {}
 
-  record Factors(NDArray a, NDArray b, double scale, int index, Optional<Dora> dora) {}
+  /** VeRA's per-module scales: λ_b (out) and λ_d (r); a and b are then the slices of the shared projections. */
+  record Vera(NDArray lambdaB, NDArray lambdaD) {}
+
+  record Factors(NDArray a, NDArray b, double scale, int index, Optional<Dora> dora, Optional<Vera> vera) {}
 
   private final NDManager manager;
   private final Map<String, Factors> factors;
@@ -61,6 +67,9 @@ final class LoraDelta implements LinearDelta {
     } else {
       in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
       xa = in.matMul(f.a().transpose()); // (..., r)
+    }
+    if (f.vera().isPresent()) { // PEFT's VeRA: y + λ_b ⊙ ((λ_d ⊙ dropout(x)·Aᵀ)·Bᵀ)
+      return y.add(xa.mul(f.vera().get().lambdaD()).matMul(f.b().transpose()).mul(f.vera().get().lambdaB()));
     }
     NDArray sb = f.b().mul(Ops.constant(f.b(), f.scale()));
     if (f.dora().isEmpty()) {

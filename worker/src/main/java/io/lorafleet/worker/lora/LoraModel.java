@@ -28,6 +28,9 @@ import java.util.stream.Collectors;
  * layer; a regex must match the whole path. Only the factors (and biases, if asked) are trainable.
  */
 public final class LoraModel implements Trainable {
+  /** VeRA's shared projections, as PEFT saves them (save_projection). */
+  public static final String VERA_A = "base_model.vera_A";
+  public static final String VERA_B = "base_model.vera_B";
   private final BaseModel structure;
   private final LoraConfig config;
   private final List<LoraTarget> targets;
@@ -46,11 +49,21 @@ public final class LoraModel implements Trainable {
     this.biases = List.copyOf(biases);
     this.normsAt = normsAt;
     FlatLayout.Builder b = FlatLayout.builder();
-    for (LoraTarget t : targets) {
-      b.add(t.keyA(), t.rank(), t.module().in());
-      b.add(t.keyB(), t.module().out(), t.rank());
-      if (config.useDora()) {
-        b.add(t.keyM(), t.module().out());
+    if (config.vera().on()) {
+      // VeRA: the shared projections, sized for the widest adapted module, then λ_b and λ_d per module
+      b.addFrozen(VERA_A, config.r(), targets.stream().mapToInt(t -> t.module().in()).max().orElse(0));
+      b.addFrozen(VERA_B, targets.stream().mapToInt(t -> t.module().out()).max().orElse(0), config.r());
+      for (LoraTarget t : targets) {
+        b.add(t.keyLambdaB(), t.module().out());
+        b.add(t.keyLambdaD(), t.rank());
+      }
+    } else {
+      for (LoraTarget t : targets) {
+        b.add(t.keyA(), t.rank(), t.module().in());
+        b.add(t.keyB(), t.module().out(), t.rank());
+        if (config.useDora()) {
+          b.add(t.keyM(), t.module().out());
+        }
       }
     }
     for (String bias : biases) {
@@ -173,7 +186,10 @@ public final class LoraModel implements Trainable {
   public float[] initialParams(long seed) {
     float[] flat = new float[layout.size()];
     Random rng = new Random(seed);
-    for (LoraTarget t : targets) {
+    if (config.vera().on()) {
+      initVera(flat);
+    }
+    for (LoraTarget t : config.vera().on() ? List.<LoraTarget>of() : targets) {
       FlatLayout.Slot a = layout.slot(t.keyA()).orElseThrow();
       double bound = 1.0 / Math.sqrt(t.module().in());
       for (int i = 0; i < a.size(); i++) {
@@ -205,6 +221,26 @@ public final class LoraModel implements Trainable {
     return flat;
   }
 
+  /**
+   * VeRA's init, as PEFT's: vera_A and vera_B Kaiming-uniform with gain √2, U(±√(6/fan_in)), drawn
+   * from projection_prng_key alone (so every run with that key shares them; the stream is Java's, not
+   * torch's, which is why the projections are always saved); λ_b = 0, λ_d = d_initial.
+   */
+  private void initVera(float[] flat) {
+    Random prng = new Random(config.vera().projectionPrngKey());
+    for (String key : List.of(VERA_A, VERA_B)) {
+      FlatLayout.Slot s = layout.slot(key).orElseThrow();
+      double bound = Math.sqrt(6.0 / s.shape()[1]);
+      for (int i = 0; i < s.size(); i++) {
+        flat[s.offset() + i] = (float) ((prng.nextDouble() * 2 - 1) * bound);
+      }
+    }
+    for (LoraTarget t : targets) {
+      FlatLayout.Slot d = layout.slot(t.keyLambdaD()).orElseThrow();
+      java.util.Arrays.fill(flat, d.offset(), d.offset() + d.size(), (float) config.vera().dInitial());
+    }
+  }
+
   /** DoRA: whether {@code flat}'s magnitudes are still to be initialized (NaN, as {@link #initialParams} leaves them without weights). */
   public boolean needsMagnitudes(float[] flat) {
     return config.useDora() && targets.stream().anyMatch(t -> Float.isNaN(flat[layout.slot(t.keyM()).orElseThrow().offset()]));
@@ -229,10 +265,26 @@ public final class LoraModel implements Trainable {
 
   /** ‖W0 + s·B·A‖ over the input dimension, (out): the stored weight is (in, out), so the norm runs down its columns. */
   private NDArray rowNorms(NDManager m, LoraTarget t, float[] flat) {
-    NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base().dtype(), false);
-    NDArray b = m.create(layout.slice(flat, layout.slot(t.keyB()).orElseThrow()), new Shape(t.module().out(), t.rank())).toType(base().dtype(), false);
-    NDArray w = base().weight(t.module().weightKey()).add(a.transpose().matMul(b.transpose()).mul(t.scale())); // (in, out)
+    NDArray w = base().weight(t.module().weightKey()).add(delta(m, t, flat)); // (in, out)
     return w.square().sum(new int[] {0}).sqrt();
+  }
+
+  private NDArray tensor(NDManager m, float[] flat, String key) {
+    FlatLayout.Slot s = layout.slot(key).orElseThrow();
+    return m.create(layout.slice(flat, s), new Shape(s.shape())).toType(base().dtype(), false);
+  }
+
+  /**
+   * ΔWᵀ of one target in the compute layout (in, out): s·Aᵀ·Bᵀ for LoRA, and for VeRA
+   * (A_sliced ᵀ·diag(λ_d))·B_slicedᵀ·diag(λ_b), with A_sliced = vera_A[:, :in], B_sliced = vera_B[:out, :].
+   */
+  private NDArray delta(NDManager m, LoraTarget t, float[] flat) {
+    if (config.vera().on()) {
+      NDArray a = tensor(m, flat, VERA_A).get(new ai.djl.ndarray.index.NDIndex(":, :" + t.module().in())); // (r, in)
+      NDArray b = tensor(m, flat, VERA_B).get(new ai.djl.ndarray.index.NDIndex(":" + t.module().out() + ", :")); // (out, r)
+      return a.transpose().mul(tensor(m, flat, t.keyLambdaD())).matMul(b.transpose()).mul(tensor(m, flat, t.keyLambdaB()));
+    }
+    return tensor(m, flat, t.keyA()).transpose().matMul(tensor(m, flat, t.keyB()).transpose()).mul(t.scale());
   }
 
   @Override
@@ -263,10 +315,17 @@ public final class LoraModel implements Trainable {
         Optional<NDArray> bias = t.module().biasKey().map(k -> overrides.getOrDefault(k, base().weight(k)));
         dora = Optional.of(new LoraDelta.Dora(byKey.get(t.keyM()), norm, w, bias));
       }
-      factors.put(t.module().name(), new LoraDelta.Factors(byKey.get(t.keyA()), byKey.get(t.keyB()), t.scale(), i, dora));
+      if (config.vera().on()) {
+        NDArray a = byKey.get(VERA_A).get(new ai.djl.ndarray.index.NDIndex(":, :" + t.module().in())); // (r, in)
+        NDArray b = byKey.get(VERA_B).get(new ai.djl.ndarray.index.NDIndex(":" + t.module().out() + ", :")); // (out, r)
+        factors.put(t.module().name(), new LoraDelta.Factors(a, b, 1.0, i, dora,
+            Optional.of(new LoraDelta.Vera(byKey.get(t.keyLambdaB()), byKey.get(t.keyLambdaD())))));
+      } else {
+        factors.put(t.module().name(), new LoraDelta.Factors(byKey.get(t.keyA()), byKey.get(t.keyB()), t.scale(), i, dora, Optional.empty()));
+      }
     }
     Map<String, List<String>> groups = new LinkedHashMap<>();
-    for (LoraTarget t : targets) {
+    for (LoraTarget t : config.vera().on() ? List.<LoraTarget>of() : targets) { // VeRA's A is shared: nothing to fuse
       groups.computeIfAbsent(t.module().inputGroup(), g -> new ArrayList<>()).add(t.module().name());
     }
     ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropoutSeed));
@@ -291,9 +350,7 @@ public final class LoraModel implements Trainable {
     CausalLM base = base();
     try (NDManager m = base.manager().newSubManager()) {
       for (LoraTarget t : targets) {
-        NDArray a = m.create(layout.slice(flat, layout.slot(t.keyA()).orElseThrow()), new Shape(t.rank(), t.module().in())).toType(base.dtype(), false);
-        NDArray b = m.create(layout.slice(flat, layout.slot(t.keyB()).orElseThrow()), new Shape(t.module().out(), t.rank())).toType(base.dtype(), false);
-        NDArray delta = a.transpose().matMul(b.transpose()).mul(t.scale()); // (in, out), the compute layout
+        NDArray delta = delta(m, t, flat); // (in, out), the compute layout
         NDArray w = base.weight(t.module().weightKey());
         if (!config.useDora()) {
           w.addi(delta.mul(sign));

@@ -13,6 +13,16 @@ public record LoraTarget(LinearSpec module, int rank, double scale) {
     return AdapterFormat.PREFIX + module.name() + ".lora_magnitude_vector";
   }
 
+  /** VeRA's per-layer λ_b (out). */
+  public String keyLambdaB() {
+    return AdapterFormat.PREFIX + module.name() + ".vera_lambda_b";
+  }
+
+  /** VeRA's per-layer λ_d (r). */
+  public String keyLambdaD() {
+    return AdapterFormat.PREFIX + module.name() + ".vera_lambda_d";
+  }
+
   public String keyB() {
     return AdapterFormat.PREFIX + module.name() + ".lora_B.weight";
   }

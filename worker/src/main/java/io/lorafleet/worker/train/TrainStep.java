@@ -92,6 +92,9 @@ public final class TrainStep {
   static void collect(Trainable trainable, Trainable.Bound bound, float[] grad, double loss) {
     List<FlatLayout.Slot> slots = trainable.layout().slots();
     for (int j = 0; j < slots.size(); j++) {
+      if (slots.get(j).frozen()) {
+        continue; // no gradient: it stays 0 in the push
+      }
       NDArray leaf = bound.leaves().get(j);
       NDArray g = leaf.getGradient();
       g.attach(leaf.getManager());

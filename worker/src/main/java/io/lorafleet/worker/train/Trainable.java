@@ -35,7 +35,7 @@ public interface Trainable {
    */
   static NDArray leaf(NDManager step, FlatLayout layout, float[] flat, FlatLayout.Slot s, DataType compute, boolean grad) {
     NDArray a = step.create(layout.slice(flat, s), new Shape(s.shape())).toType(Djl.masterDtype(compute), false);
-    if (grad) {
+    if (grad && !s.frozen()) {
       a.setRequiresGradient(true);
     }
     return a;

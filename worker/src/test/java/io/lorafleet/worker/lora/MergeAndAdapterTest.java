@@ -55,6 +55,16 @@ class MergeAndAdapterTest {
     }
   }
 
+  /** The adapter in {@code a} reads back to {@code p} and writes again to the same bytes (weights and config). */
+  static void assertRoundTripsByteForByte(Path a, CausalLM m, float[] p) throws java.io.IOException {
+    AdapterFormat.Loaded back = AdapterFormat.read(a, m);
+    assertArrayEquals(p, back.values());
+    Path again = a.resolveSibling(a.getFileName() + "-again");
+    AdapterFormat.write(again, back.model(), back.values(), Map.of());
+    assertArrayEquals(Files.readAllBytes(a.resolve(AdapterFormat.WEIGHTS)), Files.readAllBytes(again.resolve(AdapterFormat.WEIGHTS)));
+    assertEquals(Files.readString(a.resolve(AdapterFormat.CONFIG)), Files.readString(again.resolve(AdapterFormat.CONFIG)));
+  }
+
   /** Merged logits equal unmerged ones (1e-4), the adapter matters, and unmerge restores W (to {@code wTolerance}) and the logits. */
   static void assertMergeIsExact(CausalLM m, LoraModel lora, float[] p, float wTolerance) {
     float[] base = logits(m, lora, null);
@@ -156,7 +166,7 @@ class MergeAndAdapterTest {
           "{\"layers_pattern\": \"layers\"}", "layers_pattern is \"layers\"",
           "{\"init_lora_weights\": \"pissa_niter_4\"}", "PEFT's pissa_niter_4 initialization is not supported",
           "{\"init_lora_weights\": \"olora\"}", "PEFT's olora initialization is not supported",
-          "{\"peft_type\": \"VERA\"}", "peft_type is 'VERA'");
+          "{\"peft_type\": \"ADALORA\"}", "peft_type is 'ADALORA', expected LORA or VERA");
       for (var c : cases.entrySet()) {
         var n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(original);
         n.setAll((com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(c.getKey()));

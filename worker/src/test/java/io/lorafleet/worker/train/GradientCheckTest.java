@@ -43,7 +43,7 @@ class GradientCheckTest {
     int checked = 0;
     double maxAbs = 0;
     for (FlatLayout.Slot s : t.layout().slots()) {
-      for (int k = 0; k < samplesPerSlot; k++) {
+      for (int k = 0; k < samplesPerSlot && !s.frozen(); k++) {
         int i = s.offset() + rng.nextInt(s.size());
         float orig = params[i];
         params[i] = orig + H;
@@ -112,6 +112,28 @@ class GradientCheckTest {
         p[i] += (float) (rng.nextGaussian() * 0.05);
       }
       check(lora.withNormsFixedAt(p), p, 3, 14);
+    }
+  }
+
+  /** VeRA: λ_b and λ_d get gradients; the shared projections are frozen and get none. */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gpt2"})
+  void veraGradientsMatchFiniteDifferences(String arch) {
+    try (CausalLM m = TinyModels.model(spec(arch), 11, DataType.FLOAT64)) {
+      LoraModel vera = LoraModel.create(m, LoraConfig.of(5, 5, List.of("all-linear")).withBias("lora_only")
+          .withVera(LoraConfig.Vera.of(0.1, 3)));
+      float[] p = vera.initialParams(3);
+      Random rng = new Random(8);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.3); // λ_b = 0 at init would make dL/dλ_d vanish
+      }
+      StepResult r = TrainStep.run(vera, p, List.of(batch()), -1);
+      for (FlatLayout.Slot s : vera.layout().slots()) {
+        for (int i = s.offset(); s.frozen() && i < s.offset() + s.size(); i++) {
+          assertEquals(0f, r.gradSum()[i], s.key() + " is frozen");
+        }
+      }
+      check(vera, p, 3, 15);
     }
   }
 
