@@ -20,10 +20,11 @@ final class BenchStepCommand implements Callable<Integer> {
   @Option(names = "--warmup", defaultValue = "2") int warmup;
   @Option(names = "--steps", defaultValue = "10") int steps;
   @Option(names = "--gradient-checkpointing", description = "LoRA alone with layer checkpointing, blockwise attention and a chunked loss") boolean checkpointing;
+  @Option(names = "--variants", description = "LoRA against DoRA (same r) and VeRA (r 256) instead of against full fine-tuning") boolean variants;
 
   @Override
   public Integer call() throws Exception {
-    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing));
+    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, variants));
     System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
     return 0;
   }

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
@@ -41,9 +42,17 @@ import java.util.Random;
 public final class StepBenchmark {
   private StepBenchmark() {}
 
-  /** @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length */
+  /**
+   * @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length
+   * @param variants LoRA against DoRA (same rank) and VeRA (PEFT's default rank 256) instead of against full fine-tuning
+   */
   public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
-      boolean checkpointing) {}
+      boolean checkpointing, boolean variants) {
+    public Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
+        boolean checkpointing) {
+      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false);
+    }
+  }
 
   public static Map<String, Object> run(Settings s) throws IOException {
     Map<String, Object> out = new LinkedHashMap<>();
@@ -85,6 +94,10 @@ public final class StepBenchmark {
         out.put("lora_fraction_of_peak", round(3 * fwd / sec / peak));
         return out;
       }
+      if (s.variants()) {
+        variants(s, m, lora, loraParams, batch, tokens, out);
+        return out;
+      }
       FullModel full = new FullModel(m);
       float[] fullParams = full.currentParams();
       warmUp(full, fullParams, batch, s);
@@ -116,6 +129,41 @@ public final class StepBenchmark {
       out.put("full_fraction_of_peak", round(3 * fwd / fullSec / peak));
     }
     return out;
+  }
+
+  /**
+   * LoRA, DoRA and VeRA steps interleaved on one model and batch; each variant's time is reported
+   * against LoRA's as the median of per-round ratios (a slow spell slows a whole round).
+   */
+  private static void variants(Settings s, CausalLM m, LoraModel lora, float[] loraParams, Batch batch, long tokens, Map<String, Object> out) {
+    LoraModel dora = LoraModel.create(m, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()).withDora(true));
+    LoraModel vera = LoraModel.create(m, LoraConfig.of(256, 256, s.targets()).withVera(LoraConfig.Vera.of(0.1, 0)));
+    float[] doraParams = dora.initialParams(1);
+    float[] veraParams = vera.initialParams(1);
+    warmUp(dora, doraParams, batch, s);
+    warmUp(vera, veraParams, batch, s);
+    double[] l = new double[s.steps()];
+    double[] d = new double[s.steps()];
+    double[] v = new double[s.steps()];
+    double[] dr = new double[s.steps()];
+    double[] vr = new double[s.steps()];
+    for (int i = 0; i < s.steps(); i++) {
+      l[i] = timeStep(lora, loraParams, batch);
+      d[i] = timeStep(dora, doraParams, batch);
+      v[i] = timeStep(vera, veraParams, batch);
+      dr[i] = d[i] / l[i];
+      vr[i] = v[i] / l[i];
+    }
+    java.util.Arrays.sort(dr);
+    java.util.Arrays.sort(vr);
+    out.put("lora_trainable_parameters", lora.layout().size());
+    out.put("dora_trainable_parameters", dora.layout().size());
+    out.put("vera_trainable_parameters", vera.layout().slots().stream().filter(x -> !x.frozen()).mapToInt(FlatLayout.Slot::size).sum());
+    out.put("lora_tokens_per_s", round(tokens / median(l)));
+    out.put("dora_tokens_per_s", round(tokens / median(d)));
+    out.put("vera_r256_tokens_per_s", round(tokens / median(v)));
+    out.put("dora_step_time_vs_lora", round(median(dr)) + " (" + round(dr[0]) + " to " + round(dr[dr.length - 1]) + ")");
+    out.put("vera_step_time_vs_lora", round(median(vr)) + " (" + round(vr[0]) + " to " + round(vr[vr.length - 1]) + ")");
   }
 
   static double forwardFlopsPerToken(CausalLM m, int t) {
