@@ -75,6 +75,9 @@ public final class AdapterAverager {
       }
     }
     for (Source s : sources) {
+      if (s.adapter().model().config().adalora().on()) {
+        throw new IllegalArgumentException(s.name() + " is an AdaLoRA adapter; averaging and combining AdaLoRA adapters is not supported");
+      }
       if (s.adapter().model().config().vera().on()) {
         throw new IllegalArgumentException(s.name() + " is a VeRA adapter; averaging and combining VeRA adapters is not supported");
       }
@@ -258,7 +261,7 @@ public final class AdapterAverager {
     });
     LoraConfig c = ref.config();
     LoraConfig cfg = new LoraConfig(r0, r0, 0.0, c.targetModules(), c.targetRegex(), c.layersToTransform(), rankPattern, alphaPattern, c.bias(),
-        false, c.initLoraWeights(), c.baseModelNameOrPath(), false, LoraConfig.Vera.OFF);
+        false, c.initLoraWeights(), c.baseModelNameOrPath(), false, LoraConfig.Vera.OFF, LoraConfig.Adalora.OFF);
     LoraModel model = LoraModel.create(base, cfg);
     float[] values = new float[model.layout().size()];
     for (int t = 0; t < model.targets().size(); t++) {

@@ -76,6 +76,34 @@ public final class AdapterFormat {
     if (c.vera().on()) {
       return veraConfigJson(model);
     }
+    ObjectNode n = loraConfigJson(model);
+    if (c.adalora().on()) { // asdict(AdaLoraConfig): LoraConfig's fields and its own (peft/tuners/adalora/config.py)
+      LoraConfig.Adalora a = c.adalora();
+      n.put("peft_type", "ADALORA");
+      n.put("beta1", a.beta1());
+      n.put("beta2", a.beta2());
+      n.put("deltaT", a.deltaT());
+      n.put("init_r", a.initR());
+      n.put("orth_reg_weight", a.orthRegWeight());
+      n.put("target_r", a.targetR());
+      n.put("tfinal", a.tfinal());
+      n.put("tinit", a.tinit());
+      n.put("total_step", a.totalStep());
+      if (a.rankPattern().isEmpty()) {
+        n.putNull("rank_pattern");
+      } else {
+        ObjectNode rp = n.putObject("rank_pattern");
+        a.rankPattern().forEach((k, v) -> {
+          ArrayNode l = rp.putArray(k);
+          v.forEach(l::add);
+        });
+      }
+    }
+    return n;
+  }
+
+  private static ObjectNode loraConfigJson(LoraModel model) {
+    LoraConfig c = model.config();
     ObjectNode n = JSON.createObjectNode();
     n.putObject("alpha_pattern").setAll(toNodes(c.alphaPattern()));
     n.putNull("auto_mapping");
@@ -168,8 +196,8 @@ public final class AdapterFormat {
       throw new IllegalArgumentException(f + ": must hold a JSON object");
     }
     String type = n.path("peft_type").asText("");
-    if (!type.equals("LORA") && !type.equals("VERA")) {
-      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA or VERA");
+    if (!type.equals("LORA") && !type.equals("VERA") && !type.equals("ADALORA")) {
+      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA, VERA or ADALORA");
     }
     boolean vera = type.equals("VERA");
     if (vera && !n.path("save_projection").asBoolean(true)) {
@@ -211,7 +239,16 @@ public final class AdapterFormat {
       lt.forEach(x -> layers.add(x.asInt()));
     }
     Map<String, Integer> ranks = new TreeMap<>();
-    n.path("rank_pattern").fields().forEachRemaining(e -> ranks.put(e.getKey(), e.getValue().asInt()));
+    Map<String, List<Boolean>> kept = new TreeMap<>();
+    n.path("rank_pattern").fields().forEachRemaining(e -> {
+      if (type.equals("ADALORA")) { // the allocation: one boolean per initial rank
+        List<Boolean> b = new ArrayList<>();
+        e.getValue().forEach(x -> b.add(x.asBoolean()));
+        kept.put(e.getKey(), b);
+      } else {
+        ranks.put(e.getKey(), e.getValue().asInt());
+      }
+    });
     Map<String, Double> alphas = new TreeMap<>();
     n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
     JsonNode init = n.get("init_lora_weights");
@@ -222,11 +259,15 @@ public final class AdapterFormat {
         return new LoraConfig(r, r, n.path("vera_dropout").asDouble(0), targets, regex, layers, Map.of(), Map.of(),
             bias.equals("vera_only") ? "lora_only" : bias, false, "kaiming",
             n.path("base_model_name_or_path").asText(""), false,
-            LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)));
+            LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)), LoraConfig.Adalora.OFF);
       }
+      LoraConfig.Adalora ada = !type.equals("ADALORA") ? LoraConfig.Adalora.OFF
+          : new LoraConfig.Adalora(true, n.path("init_r").asInt(12), n.path("target_r").asInt(8), n.path("tinit").asInt(0), n.path("tfinal").asInt(0),
+              n.path("deltaT").asInt(1), n.path("beta1").asDouble(0.85), n.path("beta2").asDouble(0.85), n.path("orth_reg_weight").asDouble(0.5),
+              n.path("total_step").asInt(0), kept);
       return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
           layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), "kaiming",
-          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false), LoraConfig.Vera.OFF)
+          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false), LoraConfig.Vera.OFF, ada)
           .withInit(init == null || init.isNull() ? "true" : init.asText());
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);

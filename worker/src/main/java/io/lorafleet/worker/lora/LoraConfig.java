@@ -35,7 +35,53 @@ public record LoraConfig(
     String initLoraWeights,
     String baseModelNameOrPath,
     boolean useDora,
-    Vera vera) implements java.io.Serializable {
+    Vera vera,
+    Adalora adalora) implements java.io.Serializable {
+
+  /**
+   * AdaLoRA (Zhang et al. 2023; PEFT's AdaLoraConfig): when {@code on}, each module trains A (k, in),
+   * E (k, 1) and B (out, k) with ΔW = B·(A⊙E)·lora_alpha/(init_r + 1e-5), k = init_r while training,
+   * and the driver masks E to a shrinking rank budget ({@code targetR} per module on average) by
+   * importance. {@code rankPattern} is the allocation, as PEFT saves it: per "&lt;module&gt;.lora_E", one
+   * boolean per initial rank; a saved adapter holds only the kept ranks.
+   */
+  public record Adalora(boolean on, int initR, int targetR, int tinit, int tfinal, int deltaT, double beta1, double beta2, double orthRegWeight,
+      int totalStep, Map<String, List<Boolean>> rankPattern) implements java.io.Serializable {
+    public static final Adalora OFF = new Adalora(false, 12, 8, 0, 0, 1, 0.85, 0.85, 0.5, 1, Map.of());
+
+    public Adalora {
+      if (on) {
+        if (initR <= 0 || targetR <= 0 || targetR > initR) {
+          throw new IllegalArgumentException("AdaLoRA needs 0 < target_r <= init_r but found target_r " + targetR + ", init_r " + initR);
+        }
+        if (totalStep <= 0 || tinit < 0 || tfinal < 0 || tinit >= totalStep - tfinal) {
+          throw new IllegalArgumentException("AdaLoRA needs total_step > 0 and tinit < total_step - tfinal but found total_step " + totalStep
+              + ", tinit " + tinit + ", tfinal " + tfinal);
+        }
+        if (deltaT <= 0 || !(beta1 > 0 && beta1 < 1) || !(beta2 > 0 && beta2 < 1) || orthRegWeight < 0) {
+          throw new IllegalArgumentException("AdaLoRA needs deltaT > 0, beta1 and beta2 in (0, 1) and orth_reg_weight >= 0 but found deltaT "
+              + deltaT + ", beta1 " + beta1 + ", beta2 " + beta2 + ", orth_reg_weight " + orthRegWeight);
+        }
+      }
+      Map<String, List<Boolean>> copy = new java.util.TreeMap<>();
+      rankPattern.forEach((k, v) -> copy.put(k, List.copyOf(v)));
+      rankPattern = java.util.Collections.unmodifiableMap(copy);
+    }
+
+    public static Adalora of(int initR, int targetR, int tinit, int tfinal, int deltaT, double beta1, double beta2, double orthRegWeight, int totalStep) {
+      return new Adalora(true, initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight, totalStep, Map.of());
+    }
+
+    public Adalora withRankPattern(Map<String, List<Boolean>> pattern) {
+      return new Adalora(on, initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight, totalStep, pattern);
+    }
+
+    /** The kept ranks of {@code module}: init_r before any allocation. */
+    public int rankOf(String module) {
+      List<Boolean> kept = rankPattern.get(module + ".lora_E");
+      return kept == null ? initR : (int) kept.stream().filter(b -> b).count();
+    }
+  }
 
   /**
    * VeRA (Kopiczko et al. 2024; PEFT's VeraConfig): when {@code on}, r is the rank of the shared
@@ -88,6 +134,10 @@ public record LoraConfig(
           + "(found use_dora " + useDora + ", use_rslora " + useRslora + ", rank_pattern " + rankPattern + ", alpha_pattern " + alphaPattern
           + ", init_lora_weights " + initLoraWeights + ")");
     }
+    if (adalora.on() && (vera.on() || useDora || useRslora || !rankPattern.isEmpty() || !alphaPattern.isEmpty())) {
+      throw new IllegalArgumentException("AdaLoRA takes none of VeRA, use_dora, use_rslora or a LoRA rank/alpha pattern (its rank_pattern is "
+          + "its own allocation)");
+    }
     if (vera.on() && !(vera.dInitial() == vera.dInitial())) {
       throw new IllegalArgumentException("d_initial must be a number but found " + vera.dInitial());
     }
@@ -98,27 +148,27 @@ public record LoraConfig(
   }
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
-    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false, Vera.OFF);
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false, Vera.OFF, Adalora.OFF);
   }
 
   public LoraConfig withDropout(double p) {
-    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   public LoraConfig withBias(String b) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   public LoraConfig withRslora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   public LoraConfig withPatterns(Map<String, Integer> ranks, Map<String, Double> alphas) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   public LoraConfig withLayers(List<Integer> layers) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   /** {@code true} (Kaiming-uniform A), {@code gaussian} or {@code false}, as PEFT spells them. */
@@ -131,30 +181,35 @@ public record LoraConfig(
           + (List.of("pissa", "olora", "loftq", "eva", "corda").stream().anyMatch(peftValue.toLowerCase(java.util.Locale.ROOT)::startsWith)
               ? "; PEFT's " + peftValue + " initialization is not supported" : ""));
     };
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   /** Target modules as PEFT takes them: names (exact or ".name" suffix), "all-linear", or one regex over the full module path. */
   public LoraConfig withTargets(List<String> targets, boolean regex) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
   }
 
   public LoraConfig withDora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on, vera, adalora);
   }
 
   /** This config as VeRA ({@link Vera#OFF}: LoRA); r becomes the shared projections' rank. */
   public LoraConfig withVera(Vera v) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, v);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, v, adalora);
   }
 
-  /** "LORA" or "VERA", as PEFT's peft_type. */
+  /** "LORA", "VERA" or "ADALORA", as PEFT's peft_type. */
   public String peftType() {
-    return vera.on() ? "VERA" : "LORA";
+    return vera.on() ? "VERA" : adalora.on() ? "ADALORA" : "LORA";
+  }
+
+  /** This config as AdaLoRA ({@link Adalora#OFF}: LoRA). */
+  public LoraConfig withAdalora(Adalora a) {
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, a);
   }
 
   public LoraConfig withBaseModel(String path) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora, vera);
+    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora, vera, adalora);
   }
 
   /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */
@@ -167,6 +222,9 @@ public record LoraConfig(
   }
 
   public int rankFor(String module) {
+    if (adalora.on()) {
+      return adalora.rankOf(module);
+    }
     return patternValue(rankPattern, module).orElse(r);
   }
 
@@ -178,6 +236,9 @@ public record LoraConfig(
   public double scaleFor(String module) {
     if (vera.on()) {
       return 1.0; // VeRA scales through λ_b and λ_d
+    }
+    if (adalora.on()) { // PEFT's SVDLinear: scaling (lora_alpha itself) over ranknum, which stays init_r after truncation
+      return loraAlpha / (adalora.initR() + 1e-5);
     }
     int rank = rankFor(module);
     double alpha = alphaFor(module);

@@ -57,6 +57,12 @@ public final class LoraModel implements Trainable {
         b.add(t.keyLambdaB(), t.module().out());
         b.add(t.keyLambdaD(), t.rank());
       }
+    } else if (config.adalora().on()) {
+      for (LoraTarget t : targets) {
+        b.add(t.keyAdaA(), t.rank(), t.module().in());
+        b.add(t.keyAdaE(), t.rank(), 1);
+        b.add(t.keyAdaB(), t.module().out(), t.rank());
+      }
     } else {
       for (LoraTarget t : targets) {
         b.add(t.keyA(), t.rank(), t.module().in());
@@ -189,7 +195,17 @@ public final class LoraModel implements Trainable {
     if (config.vera().on()) {
       initVera(flat);
     }
-    for (LoraTarget t : config.vera().on() ? List.<LoraTarget>of() : targets) {
+    if (config.adalora().on()) { // PEFT's AdaLoraLayer.reset_lora_parameters: E = 0, A and B ~ N(0, 0.02²)
+      for (LoraTarget t : targets) {
+        for (String key : List.of(t.keyAdaA(), t.keyAdaB())) {
+          FlatLayout.Slot s = layout.slot(key).orElseThrow();
+          for (int i = 0; i < s.size(); i++) {
+            flat[s.offset() + i] = (float) (rng.nextGaussian() * 0.02);
+          }
+        }
+      }
+    }
+    for (LoraTarget t : config.vera().on() || config.adalora().on() ? List.<LoraTarget>of() : targets) {
       FlatLayout.Slot a = layout.slot(t.keyA()).orElseThrow();
       double bound = 1.0 / Math.sqrt(t.module().in());
       for (int i = 0; i < a.size(); i++) {
@@ -241,6 +257,51 @@ public final class LoraModel implements Trainable {
     }
   }
 
+  /** An adapter and its values. */
+  public record Values(LoraModel model, float[] values) {}
+
+  /**
+   * AdaLoRA: this adapter cut down to the ranks {@code pattern} keeps (per "&lt;module&gt;.lora_E", one
+   * boolean per rank of this model), as PEFT's resize_state_dict_by_rank_pattern saves it: rows of A
+   * and E, columns of B. The pattern goes into the config; ranknum, and so the scaling, stays init_r.
+   */
+  public Values truncate(float[] flat, Map<String, List<Boolean>> pattern) {
+    LoraModel cut = create(structure, config.withAdalora(config.adalora().withRankPattern(pattern)));
+    float[] out = new float[cut.layout().size()];
+    for (LoraTarget t : targets) {
+      List<Boolean> keep = pattern.get(t.module().name() + ".lora_E");
+      if (keep == null || keep.size() != t.rank()) {
+        throw new IllegalArgumentException("the rank pattern holds " + (keep == null ? "nothing" : keep.size() + " ranks") + " for " + t.module().name()
+            + ".lora_E but the module has " + t.rank());
+      }
+      FlatLayout.Slot a = layout.slot(t.keyAdaA()).orElseThrow();
+      FlatLayout.Slot e = layout.slot(t.keyAdaE()).orElseThrow();
+      FlatLayout.Slot b = layout.slot(t.keyAdaB()).orElseThrow();
+      FlatLayout.Slot ca = cut.layout().slot(t.keyAdaA()).orElseThrow();
+      FlatLayout.Slot ce = cut.layout().slot(t.keyAdaE()).orElseThrow();
+      FlatLayout.Slot cb = cut.layout().slot(t.keyAdaB()).orElseThrow();
+      int in = t.module().in();
+      int k = (int) ce.shape()[0];
+      int j = 0;
+      for (int r = 0; r < t.rank(); r++) {
+        if (!keep.get(r)) {
+          continue;
+        }
+        System.arraycopy(flat, a.offset() + r * in, out, ca.offset() + j * in, in);
+        out[ce.offset() + j] = flat[e.offset() + r];
+        for (int o = 0; o < t.module().out(); o++) {
+          out[cb.offset() + o * k + j] = flat[b.offset() + o * t.rank() + r];
+        }
+        j++;
+      }
+    }
+    for (String bias : biases) {
+      FlatLayout.Slot from = layout.slot(biasKey(bias)).orElseThrow();
+      System.arraycopy(flat, from.offset(), out, cut.layout().slot(cut.biasKey(bias)).orElseThrow().offset(), from.size());
+    }
+    return new Values(cut, out);
+  }
+
   /** DoRA: whether {@code flat}'s magnitudes are still to be initialized (NaN, as {@link #initialParams} leaves them without weights). */
   public boolean needsMagnitudes(float[] flat) {
     return config.useDora() && targets.stream().anyMatch(t -> Float.isNaN(flat[layout.slot(t.keyM()).orElseThrow().offset()]));
@@ -284,6 +345,10 @@ public final class LoraModel implements Trainable {
       NDArray b = tensor(m, flat, VERA_B).get(new ai.djl.ndarray.index.NDIndex(":" + t.module().out() + ", :")); // (out, r)
       return a.transpose().mul(tensor(m, flat, t.keyLambdaD())).matMul(b.transpose()).mul(tensor(m, flat, t.keyLambdaB()));
     }
+    if (config.adalora().on()) {
+      NDArray ae = tensor(m, flat, t.keyAdaA()).mul(tensor(m, flat, t.keyAdaE())); // (k, in) ⊙ (k, 1)
+      return ae.transpose().matMul(tensor(m, flat, t.keyAdaB()).transpose()).mul(t.scale());
+    }
     return tensor(m, flat, t.keyA()).transpose().matMul(tensor(m, flat, t.keyB()).transpose()).mul(t.scale());
   }
 
@@ -320,6 +385,9 @@ public final class LoraModel implements Trainable {
         NDArray b = byKey.get(VERA_B).get(new ai.djl.ndarray.index.NDIndex(":" + t.module().out() + ", :")); // (out, r)
         factors.put(t.module().name(), new LoraDelta.Factors(a, b, 1.0, i, dora,
             Optional.of(new LoraDelta.Vera(byKey.get(t.keyLambdaB()), byKey.get(t.keyLambdaD())))));
+      } else if (config.adalora().on()) { // PEFT's SVDLinear: x·(A⊙E)ᵀ·Bᵀ·scaling/ranknum
+        factors.put(t.module().name(), new LoraDelta.Factors(byKey.get(t.keyAdaA()).mul(byKey.get(t.keyAdaE())), byKey.get(t.keyAdaB()), t.scale(), i,
+            dora, Optional.empty()));
       } else {
         factors.put(t.module().name(), new LoraDelta.Factors(byKey.get(t.keyA()), byKey.get(t.keyB()), t.scale(), i, dora, Optional.empty()));
       }

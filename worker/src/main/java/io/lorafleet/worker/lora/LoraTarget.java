@@ -13,6 +13,19 @@ public record LoraTarget(LinearSpec module, int rank, double scale) {
     return AdapterFormat.PREFIX + module.name() + ".lora_magnitude_vector";
   }
 
+  /** AdaLoRA's factors, which PEFT keeps as bare parameters: keys without ".weight". */
+  public String keyAdaA() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_A";
+  }
+
+  public String keyAdaE() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_E";
+  }
+
+  public String keyAdaB() {
+    return AdapterFormat.PREFIX + module.name() + ".lora_B";
+  }
+
   /** VeRA's per-layer λ_b (out). */
   public String keyLambdaB() {
     return AdapterFormat.PREFIX + module.name() + ".vera_lambda_b";

@@ -139,6 +139,21 @@ class GradientCheckTest {
 
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
+  void adaloraGradientsMatchFiniteDifferences(String arch) {
+    try (CausalLM m = TinyModels.model(spec(arch), 12, DataType.FLOAT64)) {
+      LoraModel ada = LoraModel.create(m, LoraConfig.of(8, 6, List.of("all-linear")).withBias("lora_only")
+          .withAdalora(LoraConfig.Adalora.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10)));
+      float[] p = ada.initialParams(3);
+      Random rng = new Random(9);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.3); // E = 0 at init would make dL/dA and dL/dB vanish
+      }
+      check(ada, p, 3, 16);
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gpt2"})
   void fullFineTuningGradients(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 9, DataType.FLOAT64)) {
       FullModel full = new FullModel(m);
