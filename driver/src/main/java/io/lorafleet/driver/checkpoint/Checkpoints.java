@@ -42,11 +42,17 @@ public final class Checkpoints {
 
   /** What a checkpoint restores; {@code job} is what the run was (see trainer_state.json's "job"). */
   public record State(int step, float[] params, float[] m, float[] v, long optimizerSteps, double lossScale, int lossScaleCleanSteps, JsonNode job,
-      Path dir) {}
+      Path dir, Map<String, float[]> extra, JsonNode trainerState) {}
 
   /** What the driver saves at a step: the adapter, AdamW's moments and step count, the data cursor and the fp16 loss scale. */
   public record Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor, double lossScale,
-      int lossScaleCleanSteps) {}
+      int lossScaleCleanSteps, Map<String, float[]> extra, ObjectNode extraState) {
+    /** Without optimizer state beyond AdamW's. */
+    public Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor, double lossScale,
+        int lossScaleCleanSteps) {
+      this(step, params, m, v, optimizerSteps, seed, cursor, lossScale, lossScaleCleanSteps, Map.of(), JSON.createObjectNode());
+    }
+  }
 
   public static Path dirFor(Path output, int step) {
     return output.resolve(String.format("checkpoint-%d", step));
@@ -68,8 +74,11 @@ public final class Checkpoints {
     Files.createDirectories(tmp);
     AdapterFormat.write(tmp, lora, s.params(), Map.of("lorafleet.step", Integer.toString(s.step())));
     afterAdapter.run();
-    SafetensorsWriter.write(tmp.resolve(OPTIMIZER), Map.of("exp_avg", Tensor.ofFloats(s.m(), s.m().length), "exp_avg_sq",
-        Tensor.ofFloats(s.v(), s.v().length)), Map.of());
+    Map<String, Tensor> opt = new java.util.TreeMap<>();
+    opt.put("exp_avg", Tensor.ofFloats(s.m(), s.m().length));
+    opt.put("exp_avg_sq", Tensor.ofFloats(s.v(), s.v().length));
+    s.extra().forEach((k, v) -> opt.put(k, Tensor.ofFloats(v, v.length)));
+    SafetensorsWriter.write(tmp.resolve(OPTIMIZER), opt, Map.of());
     ObjectNode st = JSON.createObjectNode();
     st.put("step", s.step());
     st.put("optimizer_steps", s.optimizerSteps());
@@ -77,6 +86,7 @@ public final class Checkpoints {
     st.put("data_cursor", s.cursor());
     st.put("loss_scale", s.lossScale());
     st.put("loss_scale_clean_steps", s.lossScaleCleanSteps());
+    st.setAll(s.extraState());
     st.put("adapter_sha256", sha256(tmp.resolve(AdapterFormat.WEIGHTS)));
     st.put("optimizer_sha256", sha256(tmp.resolve(OPTIMIZER)));
     st.set("job", job);
@@ -128,9 +138,15 @@ public final class Checkpoints {
         }
         AdapterFormat.Loaded a = AdapterFormat.read(d, base);
         SafetensorsReader o = SafetensorsReader.open(d.resolve(OPTIMIZER));
+        Map<String, float[]> extra = new java.util.TreeMap<>();
+        for (String k : o.tensors().keySet()) {
+          if (!k.equals("exp_avg") && !k.equals("exp_avg_sq")) {
+            extra.put(k, o.read(k).toFloatArray());
+          }
+        }
         return Optional.of(new State(st.get("step").asInt(), a.values(), o.read("exp_avg").toFloatArray(), o.read("exp_avg_sq").toFloatArray(),
             st.get("optimizer_steps").asLong(), st.path("loss_scale").asDouble(io.lorafleet.driver.optim.LossScaler.INITIAL),
-            st.path("loss_scale_clean_steps").asInt(0), st.path("job"), d));
+            st.path("loss_scale_clean_steps").asInt(0), st.path("job"), d, extra, st));
       } catch (IOException | RuntimeException e) {
         LOG.warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
         System.err.println("warning: skipping corrupt checkpoint " + d + ": " + e.getMessage());

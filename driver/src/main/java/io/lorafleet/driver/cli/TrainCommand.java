@@ -74,8 +74,17 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
       + "decay), as PEFT's create_loraplus_optimizer; 0 is plain LoRA") double loraplusLrRatio;
   @Option(names = "--use-dora", description = "PEFT's use_dora: DoRA, a trainable magnitude per output row over the LoRA-updated direction") boolean useDora;
-  @Option(names = "--peft-type", defaultValue = "lora", description = "lora, or vera (shared frozen random projections, trainable scaling "
-      + "vectors; --r defaults to 256 as in PEFT); adalora is not supported yet") String peftType;
+  @Option(names = "--peft-type", defaultValue = "lora", description = "lora; vera (shared frozen random projections, trainable scaling "
+      + "vectors; --r defaults to 256 as in PEFT); or adalora (ranks allocated by importance on the driver, see --init-r)") String peftType;
+  @Option(names = "--init-r", defaultValue = "12", description = "AdaLoRA: the initial rank of every module (PEFT's init_r)") int initR;
+  @Option(names = "--target-r", defaultValue = "8", description = "AdaLoRA: the average rank the budget falls to (PEFT's target_r)") int targetR;
+  @Option(names = "--tinit", defaultValue = "0", description = "AdaLoRA: steps before the budget starts to fall") int tinit;
+  @Option(names = "--tfinal", defaultValue = "0", description = "AdaLoRA: final steps at the fixed allocation") int tfinal;
+  @Option(names = {"--delta-t", "--deltaT"}, defaultValue = "1", description = "AdaLoRA: steps between two allocations (PEFT's deltaT)") int deltaT;
+  @Option(names = "--beta1", defaultValue = "0.85", description = "AdaLoRA: smoothing of the sensitivity") double beta1;
+  @Option(names = "--beta2", defaultValue = "0.85", description = "AdaLoRA: smoothing of the uncertainty") double beta2;
+  @Option(names = "--orth-reg-weight", defaultValue = "0.5", description = "AdaLoRA: weight of the orthogonal regularization") double orthRegWeight;
+  @Option(names = "--total-step", defaultValue = "0", description = "AdaLoRA: the schedule's total steps (0: --steps)") int totalStep;
   @Option(names = "--d-initial", defaultValue = "0.1", description = "VeRA: the initial value of every lambda_d (PEFT's d_initial)") double dInitial;
   @Option(names = "--projection-prng-key", defaultValue = "0", description = "VeRA: the seed of the shared projections (PEFT's projection_prng_key)")
   long projectionPrngKey;
@@ -91,10 +100,10 @@ final class TrainCommand implements Callable<Integer> {
     if (!List.of("false", "true", "auto").contains(resume)) {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
-    if (!peftType.equalsIgnoreCase("lora") && !peftType.equalsIgnoreCase("vera")) {
-      throw new IllegalArgumentException("--peft-type must be lora or vera but found '" + peftType + "'"
-          + (peftType.equalsIgnoreCase("adalora") ? " (AdaLoRA is not supported yet)" : ""));
+    if (!java.util.List.of("lora", "vera", "adalora").contains(peftType.toLowerCase(java.util.Locale.ROOT))) {
+      throw new IllegalArgumentException("--peft-type must be lora, vera or adalora but found '" + peftType + "'");
     }
+    boolean adalora = peftType.equalsIgnoreCase("adalora");
     boolean vera = peftType.equalsIgnoreCase("vera");
     if (vera && !spec.commandLine().getParseResult().hasMatchedOption("--r") && initAdapter.isEmpty()) {
       r = 256; // VeraConfig's default rank
@@ -105,7 +114,8 @@ final class TrainCommand implements Callable<Integer> {
         averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
         gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
         initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
-            : io.lorafleet.worker.lora.LoraConfig.Vera.OFF));
+            : io.lorafleet.worker.lora.LoraConfig.Vera.OFF, adalora ? io.lorafleet.worker.lora.LoraConfig.Adalora.of(initR, targetR, tinit, tfinal,
+                deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF));
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
@@ -152,6 +162,21 @@ final class TrainCommand implements Callable<Integer> {
       peftType = a.peftType().toLowerCase(java.util.Locale.ROOT);
       dInitial = a.vera().dInitial();
       projectionPrngKey = a.vera().projectionPrngKey();
+      if (a.adalora().on()) {
+        if (!a.adalora().rankPattern().isEmpty()) {
+          throw new IllegalArgumentException("--init-adapter " + initAdapter + " is an AdaLoRA adapter cut to its allocated ranks; continuing its "
+              + "training is not supported (train from a checkpoint of its run, which keeps every rank)");
+        }
+        initR = a.adalora().initR();
+        targetR = a.adalora().targetR();
+        tinit = a.adalora().tinit();
+        tfinal = a.adalora().tfinal();
+        deltaT = a.adalora().deltaT();
+        beta1 = a.adalora().beta1();
+        beta2 = a.adalora().beta2();
+        orthRegWeight = a.adalora().orthRegWeight();
+        totalStep = a.adalora().totalStep();
+      }
     }
     if (!parsed.hasMatchedOption("--rank-pattern")) {
       rankPattern = new LinkedHashMap<>(a.rankPattern());

@@ -19,16 +19,25 @@ import java.util.TreeMap;
  *     magnitudes) train at this times the learning rate, and biases without weight decay
  * @param useDora DoRA (PEFT's use_dora)
  * @param vera VeRA's settings ({@link LoraConfig.Vera#OFF} for LoRA)
+ * @param adalora AdaLoRA's settings ({@link LoraConfig.Adalora#OFF} for LoRA)
  */
 public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
-    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora, LoraConfig.Vera vera)
-    implements Serializable {
-  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false, LoraConfig.Vera.OFF);
+    List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora, LoraConfig.Vera vera,
+    LoraConfig.Adalora adalora) implements Serializable {
+  public static final LoraOptions DEFAULT = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false, LoraConfig.Vera.OFF,
+      LoraConfig.Adalora.OFF);
 
   /** As the canonical constructor, for LoRA (no VeRA). */
   public LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
       List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora) {
-    this(useRslora, bias, rankPattern, alphaPattern, layersToTransform, initLoraWeights, loraplusLrRatio, useDora, LoraConfig.Vera.OFF);
+    this(useRslora, bias, rankPattern, alphaPattern, layersToTransform, initLoraWeights, loraplusLrRatio, useDora, LoraConfig.Vera.OFF,
+        LoraConfig.Adalora.OFF);
+  }
+
+  /** With VeRA's settings. */
+  public LoraOptions(boolean useRslora, String bias, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
+      List<Integer> layersToTransform, String initLoraWeights, double loraplusLrRatio, boolean useDora, LoraConfig.Vera vera) {
+    this(useRslora, bias, rankPattern, alphaPattern, layersToTransform, initLoraWeights, loraplusLrRatio, useDora, vera, LoraConfig.Adalora.OFF);
   }
 
   public LoraOptions {
@@ -47,7 +56,7 @@ public record LoraOptions(boolean useRslora, String bias, Map<String, Integer> r
 
   /** {@code c} with these options, validated by LoraConfig. */
   LoraConfig apply(LoraConfig c) {
-    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora).withVera(vera);
+    return c.withRslora(useRslora).withBias(bias).withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora).withVera(vera).withAdalora(adalora);
   }
 
   /**

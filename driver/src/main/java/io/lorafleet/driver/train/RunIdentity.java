@@ -61,6 +61,8 @@ final class RunIdentity {
     same(diffs, "use_dora", had.useDora(), lora.useDora());
     same(diffs, "peft_type", had.peftType(), lora.peftType());
     same(diffs, "vera", had.vera(), lora.vera());
+    // AdaLoRA's rank_pattern changes as it allocates: everything else must match
+    same(diffs, "adalora", had.adalora().withRankPattern(java.util.Map.of()), lora.adalora().withRankPattern(java.util.Map.of()));
     JsonNode was = st.job();
     if (was == null || !was.isObject() || was.isEmpty()) {
       throw new IllegalArgumentException("--resume: " + st.dir() + " records no job settings (written by an older lorafleet); "

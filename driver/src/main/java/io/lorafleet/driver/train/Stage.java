@@ -53,10 +53,12 @@ final class Stage {
   private final int attempt;
   private final ObjectNode job;
   private final LossScaler scaler;
+  /** AdaLoRA's allocation, which runs on the driver after each optimizer step. */
+  private final java.util.Optional<io.lorafleet.driver.optim.RankAllocator> ranks;
 
   Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
       List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
-      ObjectNode job, LossScaler scaler) {
+      ObjectNode job, LossScaler scaler, java.util.Optional<io.lorafleet.driver.optim.RankAllocator> ranks) {
     this.spark = spark;
     this.cfg = cfg;
     this.ro = ro;
@@ -73,6 +75,7 @@ final class Stage {
     this.attempt = attempt;
     this.job = job;
     this.scaler = scaler;
+    this.ranks = ranks;
   }
 
   /**
@@ -214,12 +217,21 @@ final class Stage {
       if (!overflow) { // an fp16 overflow skips the update, as torch's GradScaler does
         // the mean gradient is sum·mean, unscaled before clipping as GradScaler.unscale_ does
         double mean = tokens == 0 ? 0 : (scaled ? 1.0 / scale : 1.0) / tokens;
-        norm = Math.sqrt(g.sumSquares()) * mean;
+        double squares = g.sumSquares();
+        if (ranks.isPresent() && mean > 0) { // AdaLoRA's orthogonal regularization, added once, here, to the mean gradient
+          ranks.get().addOrthogonalRegularization(params, g.sum(), (float) mean);
+          squares = io.lorafleet.driver.allreduce.Kernels.sumSquares(g.sum());
+        }
+        norm = Math.sqrt(squares) * mean;
         if (!Double.isFinite(norm)) {
           throw new GradientServer.NonFiniteGradientException(step, "step " + step + ": the reduced gradient overflowed fp32 (norm " + norm
               + "); the step is not applied");
         }
-        opt.step(params, g.sum(), (float) mean, AdamW.clipCoefficient(norm, cfg.clip()), lr);
+        float clip = AdamW.clipCoefficient(norm, cfg.clip());
+        opt.step(params, g.sum(), (float) mean, clip, lr);
+        if (ranks.isPresent()) { // importance from the step's own (clipped) gradient and the updated values, as PEFT after optimizer.step()
+          ranks.get().afterStep(params, g.sum(), (float) mean * clip, step);
+        }
       }
       long to = System.nanoTime();
       double loss = tokens == 0 ? 0 : lossSum / tokens;
@@ -267,7 +279,9 @@ final class Stage {
       }
       if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
-            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps());
+            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps(),
+            ranks.map(io.lorafleet.driver.optim.RankAllocator::checkpointTensors).orElse(java.util.Map.of()),
+            ranks.map(io.lorafleet.driver.optim.RankAllocator::checkpointState).orElse(JSON.createObjectNode()));
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));

@@ -111,9 +111,10 @@ public record TrainConfig(
     if (clip < 0) {
       throw new IllegalArgumentException("--clip must be >= 0 (0 disables) but found " + clip);
     }
-    if (loraOptions.useDora() && averageLast > 0) {
-      throw new IllegalArgumentException("--average-last " + averageLast + " with --use-dora: averaging DoRA adapters is not supported "
-          + "(the magnitude of an average is not the average of the magnitudes); drop --average-last");
+    if (averageLast > 0 && (loraOptions.useDora() || loraOptions.vera().on() || loraOptions.adalora().on())) {
+      throw new IllegalArgumentException("--average-last " + averageLast + " with " + (loraOptions.useDora() ? "--use-dora: averaging DoRA adapters "
+          + "is not supported (the magnitude of an average is not the average of the magnitudes)" : "--peft-type " + (loraOptions.vera().on() ? "vera"
+              : "adalora") + ": averaging those adapters is not supported") + "; drop --average-last");
     }
     toLora(targetModules, rank, alpha, dropout, model, loraOptions); // validates r, alpha, dropout, target names and PEFT's options
   }

@@ -9,6 +9,7 @@ import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
+import io.lorafleet.driver.optim.RankAllocator;
 import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
@@ -23,6 +24,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import org.apache.spark.sql.SparkSession;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -87,6 +89,7 @@ public final class Trainer {
     float[] params = initialParams(cfg, lora, base);
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
     LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
+    Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
     int start = 0;
     if (cfg.resume()) {
       ro.pullCheckpoints();
@@ -97,6 +100,7 @@ public final class Trainer {
         params = st.get().params();
         opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
         scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
+        ranks.ifPresent(r -> r.restore(st.get().extra(), st.get().trainerState()));
         start = st.get().step();
         say(progress, "resuming from " + st.get().dir());
       } else if (!cfg.resumeAuto()) {
@@ -116,7 +120,8 @@ public final class Trainer {
         attempts++;
         int from = start;
         try {
-          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job, scaler);
+          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job, scaler,
+              ranks);
           start = stage.run(start);
         } catch (OutputFailure e) {
           throw e;
@@ -144,10 +149,12 @@ public final class Trainer {
             System.arraycopy(st.get().params(), 0, params, 0, params.length);
             opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
             scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
+            ranks.ifPresent(r -> r.restore(st.get().extra(), st.get().trainerState()));
           } else {
             System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
             opt.restore(new float[params.length], new float[params.length], 0);
             scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
+            ranks = ranks.map(r -> new RankAllocator(lora));
           }
           start = resumeAt;
           while (first + losses.size() > start) {
@@ -161,7 +168,12 @@ public final class Trainer {
       ckpt.drain();
     }
     Path fin = out.resolve("adapter");
-    AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+    if (ranks.isPresent() && !ranks.get().pattern().isEmpty()) { // AdaLoRA: saved cut down to the kept ranks, as PEFT saves it
+      var cut = lora.truncate(params, ranks.get().pattern());
+      AdapterFormat.write(fin, cut.model(), cut.values(), Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+    } else {
+      AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+    }
     if (cfg.averageLast() > 0) {
       averageLast(cfg, base, out);
     }

@@ -215,6 +215,39 @@ class TrainerIT {
   }
 
   @Test
+  void adaloraAllocatesRanksOnTheDriverOnTwoWorkersAsOnOneAndResumesExactly() throws Exception {
+    // init_r 2, target_r 1 on 6 modules: budget 12 -> 6 over steps 2..4 (tinit 1, tfinal 2, total 6), fixed after
+    LoraOptions ada = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false, io.lorafleet.worker.lora.LoraConfig.Vera.OFF,
+        io.lorafleet.worker.lora.LoraConfig.Adalora.of(2, 1, 1, 2, 1, 0.85, 0.85, 0.5, 6));
+    Trainer.Result one = Trainer.run(spark, cfg("ada1", 1, 6, "adamw", false).withLoraOptions(ada), false);
+    Trainer.Result two = Trainer.run(spark, cfg("ada2", 2, 6, "adamw", false).withLoraOptions(ada), false);
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    var conf1 = json.readTree(dir.resolve("ada1/adapter/adapter_config.json").toFile());
+    var conf2 = json.readTree(dir.resolve("ada2/adapter/adapter_config.json").toFile());
+    assertEquals("ADALORA", conf2.get("peft_type").asText());
+    assertEquals(conf1.get("rank_pattern"), conf2.get("rank_pattern"), "the same allocation on 1 and 2 workers");
+    float[] a1 = io.lorafleet.worker.lora.AdapterFormat.read(dir.resolve("ada1/adapter"), ModelCache.skeleton(model.toString())).values();
+    float[] a2 = io.lorafleet.worker.lora.AdapterFormat.read(dir.resolve("ada2/adapter"), ModelCache.skeleton(model.toString())).values();
+    assertArrayEquals(a1, a2, 1e-6f, "2 workers make the 1-worker updates");
+    int kept = 0;
+    int total = 0;
+    for (var e : (Iterable<java.util.Map.Entry<String, com.fasterxml.jackson.databind.JsonNode>>) () -> conf2.get("rank_pattern").fields()) {
+      for (var b : e.getValue()) {
+        kept += b.asBoolean() ? 1 : 0;
+        total++;
+      }
+    }
+    assertEquals(12, total, conf2.toString());
+    assertTrue(kept <= 6 && kept > 0, "the target budget of 6 ranks: " + conf2.get("rank_pattern"));
+    // resume: 4 steps, then on to 6 from checkpoint-4, gives the uninterrupted run's adapter and allocation
+    Trainer.run(spark, cfg("ada-part", 2, 4, "adamw", false).withLoraOptions(ada), false);
+    Trainer.run(spark, cfg("ada-part", 2, 6, "adamw", true).withLoraOptions(ada), false);
+    assertEquals(conf2.get("rank_pattern"), json.readTree(dir.resolve("ada-part/adapter/adapter_config.json").toFile()).get("rank_pattern"));
+    float[] resumed = io.lorafleet.worker.lora.AdapterFormat.read(dir.resolve("ada-part/adapter"), ModelCache.skeleton(model.toString())).values();
+    assertArrayEquals(a2, resumed, 1e-6f, "the importance state and the allocation are checkpointed");
+  }
+
+  @Test
   void nWorkersMakeTheSameUpdateAsOne() throws Exception {
     float[][] results = new float[4][];
     for (int n : new int[] {1, 2, 3}) {
