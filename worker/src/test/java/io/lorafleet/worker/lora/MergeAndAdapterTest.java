@@ -166,7 +166,7 @@ class MergeAndAdapterTest {
           "{\"layers_pattern\": \"layers\"}", "layers_pattern is \"layers\"",
           "{\"init_lora_weights\": \"pissa_niter_4\"}", "PEFT's pissa_niter_4 initialization is not supported",
           "{\"init_lora_weights\": \"olora\"}", "PEFT's olora initialization is not supported",
-          "{\"peft_type\": \"ADALORA\"}", "peft_type is 'ADALORA', expected LORA or VERA");
+          "{\"peft_type\": \"IA3\"}", "peft_type is 'IA3', expected LORA, VERA or ADALORA");
       for (var c : cases.entrySet()) {
         var n = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(original);
         n.setAll((com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(c.getKey()));
