@@ -60,23 +60,41 @@ class CheckpointedStepTest {
   @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2"})
   void theGradientEqualsThePlainStepsWithDropoutPaddingAndPacking(String arch) {
     try (CausalLM m = model(arch, 7, DataType.FLOAT32)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2));
-      float[] p = perturbed(lora, 3);
-      StepResult plain = TrainStep.run(lora, p, batches(), 42);
-      StepResult flat = CheckpointedStep.run(lora, p, batches(), 42, SMALL);
-      assertEquals(plain.tokens(), flat.tokens());
-      assertEquals(plain.lossSum(), flat.lossSum(), 1e-5 * Math.abs(plain.lossSum()));
-      for (FlatLayout.Slot s : lora.layout().slots()) {
-        double max = 0;
-        for (int i = s.offset(); i < s.offset() + s.size(); i++) {
-          max = Math.max(max, Math.abs(plain.gradSum()[i]));
-        }
-        for (int i = s.offset(); i < s.offset() + s.size(); i++) {
-          assertEquals(plain.gradSum()[i], flat.gradSum()[i], 1e-6 * max + 1e-12, s.key() + "[" + (i - s.offset()) + "]");
-        }
-      }
-      assertTrue(plain.lossSum() > 0);
+      assertCheckpointedEqualsPlain(LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2)));
     }
+  }
+
+  /** DoRA (its dropout branch included), VeRA (frozen projections) and AdaLoRA take the checkpointed path too. */
+  @ParameterizedTest
+  @ValueSource(strings = {"dora", "vera", "adalora"})
+  void everyVariantGivesThePlainStepsGradient(String variant) {
+    try (CausalLM m = model("llama", 7, DataType.FLOAT32)) {
+      LoraConfig c = LoraConfig.of(3, 6, List.of("all-linear")).withDropout(0.2);
+      c = switch (variant) {
+        case "dora" -> c.withDora(true);
+        case "vera" -> c.withVera(LoraConfig.Vera.of(0.1, 1));
+        default -> c.withAdalora(LoraConfig.Adalora.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10));
+      };
+      assertCheckpointedEqualsPlain(LoraModel.create(m, c));
+    }
+  }
+
+  static void assertCheckpointedEqualsPlain(LoraModel lora) {
+    float[] p = perturbed(lora, 3);
+    StepResult plain = TrainStep.run(lora, p, batches(), 42);
+    StepResult flat = CheckpointedStep.run(lora, p, batches(), 42, SMALL);
+    assertEquals(plain.tokens(), flat.tokens());
+    assertEquals(plain.lossSum(), flat.lossSum(), 1e-5 * Math.abs(plain.lossSum()));
+    for (FlatLayout.Slot s : lora.layout().slots()) {
+      double max = 0;
+      for (int i = s.offset(); i < s.offset() + s.size(); i++) {
+        max = Math.max(max, Math.abs(plain.gradSum()[i]));
+      }
+      for (int i = s.offset(); i < s.offset() + s.size(); i++) {
+        assertEquals(plain.gradSum()[i], flat.gradSum()[i], 1e-6 * max + 1e-12, s.key() + "[" + (i - s.offset()) + "]");
+      }
+    }
+    assertTrue(plain.lossSum() > 0);
   }
 
   @ParameterizedTest
