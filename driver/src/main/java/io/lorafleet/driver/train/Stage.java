@@ -3,6 +3,7 @@ package io.lorafleet.driver.train;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.allreduce.Kernels;
 import io.lorafleet.driver.allreduce.PortRange;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
@@ -11,13 +12,15 @@ import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.LossScaler;
+import io.lorafleet.driver.optim.RankAllocator;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraModel;
 import java.io.IOException;
 import java.security.SecureRandom;
-import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
@@ -54,11 +57,11 @@ final class Stage {
   private final ObjectNode job;
   private final LossScaler scaler;
   /** AdaLoRA's allocation, which runs on the driver after each optimizer step. */
-  private final java.util.Optional<io.lorafleet.driver.optim.RankAllocator> ranks;
+  private final Optional<RankAllocator> ranks;
 
   Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
       List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
-      ObjectNode job, LossScaler scaler, java.util.Optional<io.lorafleet.driver.optim.RankAllocator> ranks) {
+      ObjectNode job, LossScaler scaler, Optional<RankAllocator> ranks) {
     this.spark = spark;
     this.cfg = cfg;
     this.ro = ro;
@@ -220,7 +223,7 @@ final class Stage {
         double squares = g.sumSquares();
         if (ranks.isPresent() && mean > 0) { // AdaLoRA's orthogonal regularization, added once, here, to the mean gradient
           ranks.get().addOrthogonalRegularization(params, g.sum(), (float) mean);
-          squares = io.lorafleet.driver.allreduce.Kernels.sumSquares(g.sum());
+          squares = Kernels.sumSquares(g.sum());
         }
         norm = Math.sqrt(squares) * mean;
         if (!Double.isFinite(norm)) {
@@ -280,8 +283,8 @@ final class Stage {
       if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
             opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps(),
-            ranks.map(io.lorafleet.driver.optim.RankAllocator::checkpointTensors).orElse(java.util.Map.of()),
-            ranks.map(io.lorafleet.driver.optim.RankAllocator::checkpointState).orElse(JSON.createObjectNode()));
+            ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
+            ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode()));
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));

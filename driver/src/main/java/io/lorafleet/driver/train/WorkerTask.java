@@ -4,6 +4,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.allreduce.GradientClient;
 import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.allreduce.Kernels;
 import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.worker.lora.LoraConfig;
@@ -17,8 +18,8 @@ import java.io.Serializable;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.function.BooleanSupplier;
 import java.util.Optional;
+import java.util.function.BooleanSupplier;
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.TaskContext;
 import org.apache.spark.resource.ResourceInformation;
@@ -218,7 +219,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
           float[] g = all.get(r).gradSum();
           grads.put(new SumTree.Node(r, r + 1), g);
           if (nonFinite < 0 && !node.leaf() && (flags & GradientServer.FLAG_OVERFLOW) == 0
-              && io.lorafleet.driver.allreduce.Kernels.firstNonFinite(g, 0, g.length) >= 0) {
+              && Kernels.firstNonFinite(g, 0, g.length) >= 0) {
             nonFinite = r;
           }
         }
@@ -235,9 +236,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   private static float[] sumOf(SumTree.Node node, Map<SumTree.Node, float[]> grads) {
     int n = grads.values().iterator().next().length;
     float[][] result = new float[1][];
-    io.lorafleet.driver.allreduce.Kernels.parallel(io.lorafleet.driver.allreduce.Kernels.tasks(n), t -> {
-      int from = t * io.lorafleet.driver.allreduce.Kernels.TASK;
-      float[] r = SumTree.sum(node, grads, from, Math.min(n, from + io.lorafleet.driver.allreduce.Kernels.TASK));
+    Kernels.parallel(Kernels.tasks(n), t -> {
+      int from = t * Kernels.TASK;
+      float[] r = SumTree.sum(node, grads, from, Math.min(n, from + Kernels.TASK));
       result[0] = r;
     });
     return result[0];
