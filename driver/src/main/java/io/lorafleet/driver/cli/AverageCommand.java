@@ -14,7 +14,7 @@ import picocli.CommandLine.Option;
 @Command(name = "average", mixinStandardHelpOptions = true,
     description = "Average checkpoints (or combine adapters of different tasks) into one PEFT adapter: factor, cat (exact) or svd (exact, truncated).")
 final class AverageCommand implements Callable<Integer> {
-  @Option(names = "--model", required = true) Path model;
+  @Option(names = "--model", description = "base model directory (its structure: no weights are loaded)", required = true) Path model;
   @Option(names = "--adapters", split = ",", description = "explicit adapter directories") List<Path> adapters = new ArrayList<>();
   @Option(names = "--run", description = "a train output directory whose checkpoints to average") Path run;
   @Option(names = "--last", defaultValue = "0", description = "with --run: the last K checkpoints") int last;
@@ -24,7 +24,7 @@ final class AverageCommand implements Callable<Integer> {
   @Option(names = "--combine", description = "use the weights as given (a task combination), not normalised to sum 1") boolean combine;
   @Option(names = "--mode", defaultValue = "cat", description = "factor, cat or svd") String mode;
   @Option(names = "--rank", defaultValue = "0", description = "svd: target rank (default: the adapters' r)") int rank;
-  @Option(names = "--out", required = true) Path out;
+  @Option(names = "--out", description = "the averaged or combined adapter directory to write", required = true) Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
   private List<Path> inputs() {

@@ -13,8 +13,8 @@ import picocli.CommandLine.Option;
         + "pushing P values a step (time split into broadcast, receive, reduce, digest and optimizer; bytes; driver CPU), plus the driver's "
         + "reduce+clip+AdamW for one gradient against this machine's memory bandwidth.")
 final class BenchCommCommand implements Callable<Integer> {
-  @Option(names = "--workers", defaultValue = "1,2,4,8,16,32", split = ",") List<Integer> workers;
-  @Option(names = "--params", defaultValue = "1000000,10000000,42000000", split = ",") List<Integer> params;
+  @Option(names = "--workers", description = "simulated worker counts to run", defaultValue = "1,2,4,8,16,32", split = ",") List<Integer> workers;
+  @Option(names = "--params", description = "adapter sizes (values per push) to run", defaultValue = "1000000,10000000,42000000", split = ",") List<Integer> params;
   @Option(names = "--grad-transport", defaultValue = "fp32", split = ",", description = "one or more of fp32, bf16, fp16") List<String> transports;
   @Option(names = "--steps", defaultValue = "3", description = "measured steps per configuration, after one warm-up") int steps;
 

@@ -20,11 +20,11 @@ import picocli.CommandLine.Option;
 @Command(name = "bench-prepare", mixinStandardHelpOptions = true,
     description = "Benchmark prepare: records/s and tokens/s on a generated JSONL dataset (default 200k context-target records).")
 final class BenchPrepareCommand implements Callable<Integer> {
-  @Option(names = "--out", defaultValue = "lorafleet-bench-prepare") Path out;
-  @Option(names = "--records", defaultValue = "200000") int records;
+  @Option(names = "--out", description = "the benchmark's directory (replaced on every run)", defaultValue = "lorafleet-bench-prepare") Path out;
+  @Option(names = "--records", description = "generated records", defaultValue = "200000") int records;
   @Option(names = "--files", defaultValue = "4", description = "input files the records are spread over") int files;
-  @Option(names = "--shards", defaultValue = "8") int shards;
-  @Option(names = "--local-threads", defaultValue = "2") int threads;
+  @Option(names = "--shards", description = "shards per split", defaultValue = "8") int shards;
+  @Option(names = "--local-threads", description = "local Spark threads", defaultValue = "2") int threads;
 
   @Override
   public Integer call() throws Exception {

@@ -9,16 +9,16 @@ import picocli.CommandLine.Option;
 @Command(name = "bench-step", mixinStandardHelpOptions = true,
     description = "Benchmark a LoRA training step against a full fine-tuning step on one model and batch (tokens/s, peak RSS, FLOP/s vs matmul peak).")
 final class BenchStepCommand implements Callable<Integer> {
-  @Option(names = "--hidden", defaultValue = "512") int hidden;
-  @Option(names = "--layers", defaultValue = "4") int layers;
-  @Option(names = "--intermediate", defaultValue = "1376") int intermediate;
-  @Option(names = "--vocab", defaultValue = "8192") int vocab;
-  @Option(names = "--seq-len", defaultValue = "256") int seqLen;
-  @Option(names = "--batch", defaultValue = "4") int batch;
-  @Option(names = "--r", defaultValue = "16") int rank;
-  @Option(names = "--target-modules", defaultValue = "all-linear", split = ",") java.util.List<String> targets;
-  @Option(names = "--warmup", defaultValue = "2") int warmup;
-  @Option(names = "--steps", defaultValue = "10") int steps;
+  @Option(names = "--hidden", description = "hidden size of the benchmark model", defaultValue = "512") int hidden;
+  @Option(names = "--layers", description = "decoder layers", defaultValue = "4") int layers;
+  @Option(names = "--intermediate", description = "MLP intermediate size", defaultValue = "1376") int intermediate;
+  @Option(names = "--vocab", description = "vocabulary size", defaultValue = "8192") int vocab;
+  @Option(names = "--seq-len", description = "tokens per example", defaultValue = "256") int seqLen;
+  @Option(names = "--batch", description = "examples per step", defaultValue = "4") int batch;
+  @Option(names = "--r", description = "LoRA rank", defaultValue = "16") int rank;
+  @Option(names = "--target-modules", description = "modules to adapt", defaultValue = "all-linear", split = ",") java.util.List<String> targets;
+  @Option(names = "--warmup", description = "untimed steps of each kind first", defaultValue = "2") int warmup;
+  @Option(names = "--steps", description = "timed steps of each kind", defaultValue = "10") int steps;
   @Option(names = "--gradient-checkpointing", description = "LoRA alone with layer checkpointing, blockwise attention and a chunked loss") boolean checkpointing;
   @Option(names = "--variants", description = "LoRA against DoRA (same r) and VeRA (r 256) instead of against full fine-tuning") boolean variants;
 

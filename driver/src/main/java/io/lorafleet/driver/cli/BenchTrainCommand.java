@@ -23,16 +23,16 @@ import picocli.CommandLine.Option;
 @Command(name = "bench-train", mixinStandardHelpOptions = true,
     description = "Benchmark distributed steps: 1 worker against N on the same global batch; communication share of step time, bytes per step against adapter size.")
 final class BenchTrainCommand implements Callable<Integer> {
-  @Option(names = "--out", defaultValue = "lorafleet-bench") Path out;
-  @Option(names = "--hidden", defaultValue = "256") int hidden;
-  @Option(names = "--layers", defaultValue = "4") int layers;
-  @Option(names = "--intermediate", defaultValue = "688") int intermediate;
-  @Option(names = "--vocab", defaultValue = "4096") int vocab;
-  @Option(names = "--seq-len", defaultValue = "128") int seqLen;
-  @Option(names = "--global-batch", defaultValue = "8") int globalBatch;
-  @Option(names = "--r", defaultValue = "16") int rank;
-  @Option(names = "--workers", defaultValue = "2") int workers;
-  @Option(names = "--steps", defaultValue = "12") int steps;
+  @Option(names = "--out", description = "the benchmark's directory (replaced on every run)", defaultValue = "lorafleet-bench") Path out;
+  @Option(names = "--hidden", description = "hidden size of the benchmark model", defaultValue = "256") int hidden;
+  @Option(names = "--layers", description = "decoder layers", defaultValue = "4") int layers;
+  @Option(names = "--intermediate", description = "MLP intermediate size", defaultValue = "688") int intermediate;
+  @Option(names = "--vocab", description = "vocabulary size", defaultValue = "4096") int vocab;
+  @Option(names = "--seq-len", description = "tokens per example", defaultValue = "128") int seqLen;
+  @Option(names = "--global-batch", description = "examples per step", defaultValue = "8") int globalBatch;
+  @Option(names = "--r", description = "LoRA rank", defaultValue = "16") int rank;
+  @Option(names = "--workers", description = "workers of the distributed run (compared with 1)", defaultValue = "2") int workers;
+  @Option(names = "--steps", description = "steps per run (the first 2 are left out of the timing)", defaultValue = "12") int steps;
   @Option(names = "--warmup-steps", defaultValue = "2", description = "steps left out of the averages") int warmup;
 
   @Override

@@ -8,11 +8,11 @@ import picocli.CommandLine.Option;
 
 @Command(name = "demo", mixinStandardHelpOptions = true, description = "Run the end-to-end demo on embedded local Spark: model, task, prepare, 2-worker LoRA training, evaluation.")
 final class DemoCommand implements Callable<Integer> {
-  @Option(names = "--out", defaultValue = "lorafleet-demo") Path out;
+  @Option(names = "--out", description = "the demo's directory (replaced on every run)", defaultValue = "lorafleet-demo") Path out;
   @Option(names = "--pretrain-steps", defaultValue = "1500", description = "full fine-tuning steps that give the base its copy skill") int pretrainSteps;
-  @Option(names = "--steps", defaultValue = "600") int steps;
-  @Option(names = "--train-size", defaultValue = "3000") int trainSize;
-  @Option(names = "--eval-size", defaultValue = "100") int evalSize;
+  @Option(names = "--steps", description = "LoRA training steps", defaultValue = "600") int steps;
+  @Option(names = "--train-size", description = "generated training pairs", defaultValue = "3000") int trainSize;
+  @Option(names = "--eval-size", description = "held-out questions", defaultValue = "100") int evalSize;
 
   @Override
   public Integer call() throws Exception {

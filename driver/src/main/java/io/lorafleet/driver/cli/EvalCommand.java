@@ -15,12 +15,12 @@ import picocli.CommandLine.Option;
 final class EvalCommand implements Callable<Integer> {
   @Option(names = "--model", required = true, description = "base model directory (or a merged model)") String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") Path data;
-  @Option(names = "--split", defaultValue = "validation") String split;
+  @Option(names = "--split", description = "the split of --data to evaluate", defaultValue = "validation") String split;
   @Option(names = "--adapter", description = "adapter directories to compare with the base") List<String> adapters = new ArrayList<>();
   @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/ and adapter/") Path run;
   @Option(names = "--limit", defaultValue = "1000", description = "at most this many examples") int limit;
-  @Option(names = "--partitions", defaultValue = "2") int partitions;
-  @Option(names = "--out", defaultValue = "eval") Path out;
+  @Option(names = "--partitions", description = "Spark partitions (parallel evaluation tasks)", defaultValue = "2") int partitions;
+  @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
   private List<Path> inputs() {

@@ -18,13 +18,13 @@ import picocli.CommandLine.Option;
 
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate from the base model, with any number of adapters in turn (the base is loaded once).")
 final class GenerateCommand implements Callable<Integer> {
-  @Option(names = "--model", required = true) Path model;
+  @Option(names = "--model", description = "base model directory", required = true) Path model;
   @Option(names = "--adapter", description = "adapter directories; repeat to compare") List<Path> adapters = new ArrayList<>();
-  @Option(names = "--prompt", required = true) List<String> prompts;
-  @Option(names = "--max-new-tokens", defaultValue = "32") int maxNew;
-  @Option(names = "--temperature", defaultValue = "0") double temperature;
-  @Option(names = "--top-p", defaultValue = "1.0") double topP;
-  @Option(names = "--seed", defaultValue = "0") long seed;
+  @Option(names = "--prompt", description = "prompt text (repeatable)", required = true) List<String> prompts;
+  @Option(names = "--max-new-tokens", description = "tokens to generate per prompt", defaultValue = "32") int maxNew;
+  @Option(names = "--temperature", description = "sampling temperature (0: greedy)", defaultValue = "0") double temperature;
+  @Option(names = "--top-p", description = "nucleus sampling mass", defaultValue = "1.0") double topP;
+  @Option(names = "--seed", description = "seed of the sampler", defaultValue = "0") long seed;
 
   @Override
   public Integer call() {

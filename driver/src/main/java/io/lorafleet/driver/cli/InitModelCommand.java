@@ -13,15 +13,15 @@ import picocli.CommandLine.Option;
 @Command(name = "init-model", mixinStandardHelpOptions = true, description = "Write a small randomly initialised HF model directory (config.json, model.safetensors, tokenizer.json).")
 final class InitModelCommand implements Callable<Integer> {
   @Option(names = "--arch", required = true, description = "llama, mistral, qwen2 or gpt2") String arch;
-  @Option(names = "--layers", defaultValue = "2") int layers;
-  @Option(names = "--hidden", defaultValue = "64") int hidden;
-  @Option(names = "--heads", defaultValue = "4") int heads;
+  @Option(names = "--layers", description = "decoder layers", defaultValue = "2") int layers;
+  @Option(names = "--hidden", description = "hidden size", defaultValue = "64") int hidden;
+  @Option(names = "--heads", description = "attention heads", defaultValue = "4") int heads;
   @Option(names = "--kv-heads", description = "defaults to --heads") Integer kvHeads;
   @Option(names = "--intermediate", description = "defaults to 4 x hidden (gpt2) or 8/3 x hidden (llama)") Integer intermediate;
-  @Option(names = "--max-positions", defaultValue = "512") int maxPositions;
+  @Option(names = "--max-positions", description = "longest sequence the model accepts (max_position_embeddings)", defaultValue = "512") int maxPositions;
   @Option(names = "--vocab-file", required = true, description = "a text file whose whitespace-separated words form the word-level vocabulary") Path vocabFile;
-  @Option(names = "--seed", defaultValue = "0") long seed;
-  @Option(names = "--out", required = true) Path out;
+  @Option(names = "--seed", description = "seed of the random weights", defaultValue = "0") long seed;
+  @Option(names = "--out", description = "the HF model directory to write (config.json, model.safetensors, tokenizer.json)", required = true) Path out;
 
   @Override
   public Integer call() throws Exception {

@@ -17,9 +17,17 @@ public final class Main implements Runnable {
     new CommandLine(this).usage(System.out);
   }
 
+  /** The command line, with every subcommand's help showing each option's default. */
+  static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new Main());
+    cl.getCommandSpec().usageMessage().showDefaultValues(true);
+    cl.getSubcommands().values().forEach(c -> c.getCommandSpec().usageMessage().showDefaultValues(true));
+    return cl;
+  }
+
   /** Runs the CLI and returns its exit code: 0 ok, 1 the command failed, 2 bad usage. */
   public static int execute(String... args) {
-    CommandLine cl = new CommandLine(new Main());
+    CommandLine cl = commandLine();
     cl.setParameterExceptionHandler((ex, a) -> {
       PrintWriter err = ex.getCommandLine().getErr();
       err.println("lorafleet: " + ex.getMessage().split("\n")[0] + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");

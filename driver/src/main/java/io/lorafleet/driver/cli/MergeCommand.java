@@ -13,9 +13,9 @@ import picocli.CommandLine.Option;
 
 @Command(name = "merge", mixinStandardHelpOptions = true, description = "Merge an adapter into its base (W + s*B*A) and export an HF model directory.")
 final class MergeCommand implements Callable<Integer> {
-  @Option(names = "--model", required = true) Path model;
-  @Option(names = "--adapter", required = true) Path adapter;
-  @Option(names = "--out", required = true) Path out;
+  @Option(names = "--model", description = "base model directory", required = true) Path model;
+  @Option(names = "--adapter", description = "the PEFT adapter to merge into it", required = true) Path adapter;
+  @Option(names = "--out", description = "the merged HF model directory to write", required = true) Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
   @Override

@@ -15,13 +15,13 @@ import picocli.CommandLine.Option;
     description = "Predict a LoRA job's peak memory per worker and on the driver from config.json and the safetensors headers; "
         + "with --worker-memory-mb, fail with advice when it will not fit.")
 final class PlanCommand implements Callable<Integer> {
-  @Option(names = "--model", required = true) Path model;
-  @Option(names = "--seq-len", required = true) int seqLen;
-  @Option(names = "--micro-batch", defaultValue = "4") int microBatch;
-  @Option(names = "--workers", defaultValue = "2") int workers;
-  @Option(names = "--r", defaultValue = "8") int r;
-  @Option(names = "--target-modules", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
-  @Option(names = "--gradient-checkpointing") boolean checkpointing;
+  @Option(names = "--model", description = "base model directory or Hadoop URI (its headers only)", required = true) Path model;
+  @Option(names = "--seq-len", description = "tokens per example", required = true) int seqLen;
+  @Option(names = "--micro-batch", description = "examples per forward/backward pass", defaultValue = "4") int microBatch;
+  @Option(names = "--workers", description = "training workers", defaultValue = "2") int workers;
+  @Option(names = "--r", description = "LoRA rank", defaultValue = "8") int r;
+  @Option(names = "--target-modules", description = "modules to adapt (names, all-linear or a regex)", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
+  @Option(names = "--gradient-checkpointing", description = "plan for train --gradient-checkpointing") boolean checkpointing;
   @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
   @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
 

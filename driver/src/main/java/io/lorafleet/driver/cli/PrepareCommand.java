@@ -18,15 +18,15 @@ final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--column", description = "map a logical field to a column, e.g. --column context=question") Map<String, String> columns = new LinkedHashMap<>();
   @Option(names = "--template", defaultValue = "", description = "prompt template with {field} placeholders") String template;
   @Option(names = "--model", required = true, description = "HF model directory whose tokenizer.json to use") String model;
-  @Option(names = "--out", required = true) String out;
-  @Option(names = "--max-seq-len", defaultValue = "512") int maxSeqLen;
+  @Option(names = "--out", description = "output directory: Arrow shards per split, manifest.json and the quarantine", required = true) String out;
+  @Option(names = "--max-seq-len", description = "longest tokenized example; longer ones are handled by --truncation", defaultValue = "512") int maxSeqLen;
   @Option(names = "--truncation", defaultValue = "truncate-context", description = "drop or truncate-context") String truncation;
   @Option(names = "--train-on-inputs", description = "put loss on the context too") boolean trainOnInputs;
-  @Option(names = "--seed", defaultValue = "0") long seed;
-  @Option(names = "--val-fraction", defaultValue = "0.0") double valFraction;
+  @Option(names = "--seed", description = "seed of the shuffle and of the validation split", defaultValue = "0") long seed;
+  @Option(names = "--val-fraction", description = "fraction of the records held out as the validation split (0: none)", defaultValue = "0.0") double valFraction;
   @Option(names = "--val-input", split = ",", description = "a separate validation input (instead of --val-fraction)") List<String> valInputs = new java.util.ArrayList<>();
-  @Option(names = "--shards", defaultValue = "8") int shards;
-  @Option(names = "--max-bad-fraction", defaultValue = "0.1") double maxBadFraction;
+  @Option(names = "--shards", description = "Arrow shards per split", defaultValue = "8") int shards;
+  @Option(names = "--max-bad-fraction", description = "fail when more than this fraction of the records is quarantined", defaultValue = "0.1") double maxBadFraction;
   @Option(names = "--pack", description = "pack several examples into each --max-seq-len row (position ids restart per example)") boolean pack;
   @Option(names = "--max-record-bytes", defaultValue = "" + PrepareOptions.DEFAULT_MAX_RECORD_BYTES,
       description = "a record (JSONL line, CSV or Parquet row) longer than this is quarantined, never held whole") int maxRecordBytes;

@@ -18,16 +18,16 @@ import picocli.CommandLine.Spec;
 final class TrainCommand implements Callable<Integer> {
   @Option(names = "--config", description = "a YAML or JSON job file: fields are these flags without '--', plus a 'spark' map of Spark confs; flags override it") String config;
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") Map<String, String> sparkConf = new LinkedHashMap<>();
-  @Option(names = "--model", required = true) String model;
+  @Option(names = "--model", description = "base model: an HF model directory or a Hadoop filesystem URI", required = true) String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
-  @Option(names = "--out", required = true) String out;
-  @Option(names = "--target-modules", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
-  @Option(names = "--r", defaultValue = "8") int r;
-  @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
+  @Option(names = "--out", description = "run directory: checkpoints, metrics.jsonl, adapter/ (any Hadoop filesystem URI)", required = true) String out;
+  @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
+  @Option(names = "--r", description = "LoRA rank (PEFT's r)", defaultValue = "8") int r;
+  @Option(names = "--lora-alpha", description = "LoRA scaling numerator: the update is lora_alpha/r times B·A", defaultValue = "16") double alpha;
   @Option(names = {"--lora-dropout", "--vera-dropout"}, defaultValue = "0.0", description = "dropout on the adapter's input (PEFT's "
       + "lora_dropout, or vera_dropout with --peft-type vera)") double dropout;
-  @Option(names = "--workers", defaultValue = "2") int workers;
-  @Option(names = "--steps", defaultValue = "100") int steps;
+  @Option(names = "--workers", description = "training tasks, one per GPU or CPU slot", defaultValue = "2") int workers;
+  @Option(names = "--steps", description = "optimizer steps (see --epochs)", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
       + "attention and a chunked loss (about a third more compute)") boolean gradientCheckpointing;
   @Option(names = "--initial-loss-scale", defaultValue = "65536", description = "fp16 compute: the first loss scale (GradScaler's init_scale)")
@@ -36,19 +36,19 @@ final class TrainCommand implements Callable<Integer> {
   int epochs;
   @Option(names = "--shuffle-window", defaultValue = "" + TrainConfig.DEFAULT_SHUFFLE_WINDOW,
       description = "record batches whose rows are shuffled together each epoch (each worker holds about this many)") int shuffleWindow;
-  @Option(names = "--global-batch", defaultValue = "8") int globalBatch;
-  @Option(names = "--micro-batch", defaultValue = "4") int microBatch;
-  @Option(names = "--lr", defaultValue = "1e-3") double lr;
-  @Option(names = "--warmup", defaultValue = "0") int warmup;
-  @Option(names = "--schedule", defaultValue = "cosine") String schedule;
-  @Option(names = "--optimizer", defaultValue = "adamw") String optimizer;
-  @Option(names = "--weight-decay", defaultValue = "0.0") double weightDecay;
-  @Option(names = "--clip", defaultValue = "1.0") double clip;
-  @Option(names = "--checkpoint-every", defaultValue = "10") int checkpointEvery;
-  @Option(names = "--keep-checkpoints", defaultValue = "5") int keep;
-  @Option(names = "--seed", defaultValue = "0") long seed;
-  @Option(names = "--timeout-ms", defaultValue = "120000") int timeoutMs;
-  @Option(names = "--max-attempts", defaultValue = "3") int maxAttempts;
+  @Option(names = "--global-batch", description = "examples per optimizer step, over all workers (a multiple of --workers)", defaultValue = "8") int globalBatch;
+  @Option(names = "--micro-batch", description = "examples per forward/backward pass on a worker (gradient accumulation makes up the rest)", defaultValue = "4") int microBatch;
+  @Option(names = "--lr", description = "peak learning rate", defaultValue = "1e-3") double lr;
+  @Option(names = "--warmup", description = "warm-up steps of the schedule", defaultValue = "0") int warmup;
+  @Option(names = "--schedule", description = "learning-rate schedule: cosine, linear or constant", defaultValue = "cosine") String schedule;
+  @Option(names = "--optimizer", description = "adamw or sgd, run on the driver", defaultValue = "adamw") String optimizer;
+  @Option(names = "--weight-decay", description = "AdamW's decoupled weight decay", defaultValue = "0.0") double weightDecay;
+  @Option(names = "--clip", description = "clip the global gradient norm to this (0: no clipping)", defaultValue = "1.0") double clip;
+  @Option(names = "--checkpoint-every", description = "steps between checkpoints", defaultValue = "10") int checkpointEvery;
+  @Option(names = "--keep-checkpoints", description = "checkpoints kept; older ones are pruned", defaultValue = "5") int keep;
+  @Option(names = "--seed", description = "seed of the adapter init, the data order and dropout", defaultValue = "0") long seed;
+  @Option(names = "--timeout-ms", description = "how long the driver waits for a worker's answer before failing the step", defaultValue = "120000") int timeoutMs;
+  @Option(names = "--max-attempts", description = "stage relaunches in a row without a new checkpoint before the run fails", defaultValue = "3") int maxAttempts;
   @Option(names = "--resume", arity = "0..1", fallbackValue = "true", paramLabel = "auto",
       description = "continue the newest valid checkpoint in --out (an error if there is none); --resume=auto starts afresh when there is none")
   String resume = "false";
@@ -89,9 +89,9 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--projection-prng-key", defaultValue = "0", description = "VeRA: the seed of the shared projections (PEFT's projection_prng_key)")
   long projectionPrngKey;
   @Spec CommandSpec spec;
-  @Option(names = "--init-adapter", defaultValue = "") String initAdapter;
+  @Option(names = "--init-adapter", description = "start from this PEFT adapter (its LoRA config is adopted)", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
-  @Option(names = "--eval-examples", defaultValue = "64") int evalExamples;
+  @Option(names = "--eval-examples", description = "validation examples for --eval-every", defaultValue = "64") int evalExamples;
   @Option(names = "--average-last", defaultValue = "0", description = "average the last K checkpoints into averaged/") int averageLast;
   @Option(names = "--average-mode", defaultValue = "svd", description = "factor, cat or svd") String averageMode;
 

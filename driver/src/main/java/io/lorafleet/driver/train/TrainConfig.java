@@ -105,6 +105,7 @@ public record TrainConfig(
     if (!List.of("factor", "cat", "svd").contains(averageMode)) {
       throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + averageMode + "'");
     }
+    new io.lorafleet.driver.optim.Schedule(schedule, lr, warmup, steps); // validates the schedule's name, the peak and the warm-up
     if (!List.of("adamw", "sgd").contains(optimizer)) {
       throw new IllegalArgumentException("--optimizer must be adamw or sgd but found '" + optimizer + "'");
     }
