@@ -110,6 +110,10 @@ public final class Prepare {
       splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
     }
     out.unpersist();
+    // what datasets' DatasetDict.save_to_disk writes at the root, so load_from_disk(out) opens both splits
+    ObjectNode dict = JSON.createObjectNode();
+    dict.putArray("splits").add("train").add("validation");
+    writeJson(fs, new Path(outDir, "dataset_dict.json"), dict);
     Path mf = new Path(outDir, MANIFEST);
     try (OutputStream s = fs.create(mf, true)) {
       s.write(JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(manifest));

@@ -64,6 +64,10 @@ class PrepareTest {
       assertEquals(tok.fingerprint(), m.get("tokenizer_fingerprint").asText());
     }
     assertEquals(2, m.at("/splits/train/target_tokens").asLong());
+    // datasets' DatasetDict layout: load_from_disk(out) finds both splits
+    assertEquals("{\"splits\":[\"train\",\"validation\"]}",
+        new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("out/dataset_dict.json").toFile()).toString());
+    assertTrue(Files.isRegularFile(tmp.resolve("out/validation/state.json")), "each split is a save_to_disk directory, the empty one too");
     try (var files = Files.walk(tmp.resolve("out"))) {
       assertEquals(List.of(), files.filter(f -> f.getFileName().toString().endsWith(".crc")).toList(), "no checksum side files in the output");
     }

@@ -46,11 +46,11 @@ public final class Checkpoints {
 
   /** What the driver saves at a step: the adapter, AdamW's moments and step count, the data cursor and the fp16 loss scale. */
   public record Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor, double lossScale,
-      int lossScaleCleanSteps, Map<String, float[]> extra, ObjectNode extraState) {
-    /** Without optimizer state beyond AdamW's. */
+      int lossScaleCleanSteps, Map<String, float[]> extra, ObjectNode extraState, Map<String, String> files) {
+    /** Without optimizer state beyond AdamW's and without other files. */
     public Snapshot(int step, float[] params, float[] m, float[] v, long optimizerSteps, long seed, long cursor, double lossScale,
         int lossScaleCleanSteps) {
-      this(step, params, m, v, optimizerSteps, seed, cursor, lossScale, lossScaleCleanSteps, Map.of(), JSON.createObjectNode());
+      this(step, params, m, v, optimizerSteps, seed, cursor, lossScale, lossScaleCleanSteps, Map.of(), JSON.createObjectNode(), Map.of());
     }
   }
 
@@ -87,6 +87,9 @@ public final class Checkpoints {
     st.put("loss_scale", s.lossScale());
     st.put("loss_scale_clean_steps", s.lossScaleCleanSteps());
     st.setAll(s.extraState());
+    for (Map.Entry<String, String> f : s.files().entrySet()) { // the run's resolved configuration, and the like
+      Files.writeString(tmp.resolve(f.getKey()), f.getValue());
+    }
     st.put("adapter_sha256", sha256(tmp.resolve(AdapterFormat.WEIGHTS)));
     st.put("optimizer_sha256", sha256(tmp.resolve(OPTIMIZER)));
     st.set("job", job);

@@ -58,10 +58,12 @@ final class Stage {
   private final LossScaler scaler;
   /** AdaLoRA's allocation, which runs on the driver after each optimizer step. */
   private final Optional<RankAllocator> ranks;
+  /** train_config.yaml: the run's resolved configuration, written into every checkpoint. */
+  private final String resolvedConfig;
 
   Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
       List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
-      ObjectNode job, LossScaler scaler, Optional<RankAllocator> ranks) {
+      ObjectNode job, LossScaler scaler, Optional<RankAllocator> ranks, String resolvedConfig) {
     this.spark = spark;
     this.cfg = cfg;
     this.ro = ro;
@@ -79,6 +81,7 @@ final class Stage {
     this.job = job;
     this.scaler = scaler;
     this.ranks = ranks;
+    this.resolvedConfig = resolvedConfig;
   }
 
   /**
@@ -284,7 +287,7 @@ final class Stage {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
             opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps(),
             ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
-            ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode()));
+            ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode()), Map.of(ResolvedConfig.FILE, resolvedConfig));
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));

@@ -90,6 +90,9 @@ public final class Trainer {
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
     LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
+    String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
+    Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
+    ro.publish(ResolvedConfig.FILE);
     int start = 0;
     if (cfg.resume()) {
       ro.pullCheckpoints();
@@ -121,7 +124,7 @@ public final class Trainer {
         int from = start;
         try {
           Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job, scaler,
-              ranks);
+              ranks, resolved);
           start = stage.run(start);
         } catch (OutputFailure e) {
           throw e;

@@ -289,6 +289,10 @@ class TrainerIT {
     assertTrue(Files.isRegularFile(resumed.finalAdapter().resolve(AdapterFormat.WEIGHTS)));
     assertTrue(full.get(5) < full.get(0), "loss falls: " + full);
     assertTrue(Checkpoints.list(dir.resolve("full")).size() <= 3, "retention keeps the last 3");
+    assertTrue(Files.readString(dir.resolve("full/train_config.yaml")).contains("globalBatch: 6"), "the resolved configuration");
+    for (Path c : Checkpoints.list(dir.resolve("full"))) {
+      assertTrue(Files.isRegularFile(c.resolve("train_config.yaml")), c + " carries the configuration");
+    }
   }
 
   @Test
