@@ -57,6 +57,35 @@ final class MetricsLog implements Closeable {
     out = Files.newBufferedWriter(file, StandardOpenOption.APPEND);
   }
 
+  /**
+   * The steps so far (through {@code step}) as transformers' Trainer keeps them in
+   * trainer_state.json's log_history: {step, loss, learning_rate, grad_norm}, and {step, eval_loss}
+   * where a validation loss was measured.
+   */
+  com.fasterxml.jackson.databind.node.ArrayNode logHistory(int step) throws IOException {
+    var history = JSON.createArrayNode();
+    for (String line : Files.readAllLines(file)) {
+      JsonNode n;
+      try {
+        n = JSON.readTree(line);
+      } catch (IOException torn) {
+        continue;
+      }
+      if (n == null || n.path("step").asInt(Integer.MAX_VALUE) > step) {
+        continue;
+      }
+      var e = history.addObject();
+      e.put("step", n.get("step").asInt());
+      e.set("loss", n.get("loss"));
+      e.set("learning_rate", n.get("lr"));
+      e.set("grad_norm", n.get("grad_norm"));
+      if (n.has("val_loss")) {
+        history.addObject().put("step", n.get("step").asInt()).set("eval_loss", n.get("val_loss"));
+      }
+    }
+    return history;
+  }
+
   void write(JsonNode line) throws IOException {
     out.write(JSON.writeValueAsString(line));
     out.newLine();

@@ -146,6 +146,23 @@ final class Stage {
     }
   }
 
+  /** trainer_state.json's fields beyond lorafleet's: transformers' global_step, max_steps and log_history, and AdaLoRA's allocation. */
+  private ObjectNode hfState(int done) throws IOException {
+    ObjectNode n = ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode());
+    n.put("global_step", done);
+    n.put("max_steps", cfg.steps());
+    n.set("log_history", metrics.logHistory(done));
+    return n;
+  }
+
+  /** Whether the progress line goes to a terminal; otherwise (a cluster's log, a pipe) it is printed as whole lines. */
+  private static final boolean TERMINAL = System.console() != null;
+
+  /** Steps between progress lines in a log: about 20 lines a run. */
+  static int logEvery(int steps) {
+    return Math.max(1, steps / 20);
+  }
+
   static String tensorAt(FlatLayout layout, int i) {
     for (FlatLayout.Slot s : layout.slots()) {
       if (i >= s.offset() && i < s.offset() + s.size()) {
@@ -280,14 +297,19 @@ final class Stage {
       if (progress) {
         double el = (System.nanoTime() - t0) / 1e9;
         double eta = el / (done - start) * (cfg.steps() - done);
-        System.out.printf("\rstep %d/%d  loss %.4f  %.0f tok/s  eta %.0fs   ", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
-        System.out.flush();
+        String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
+        if (TERMINAL) { // one line redrawn in place
+          System.out.print("\r" + line + "   ");
+          System.out.flush();
+        } else if (done % logEvery(cfg.steps()) == 0 || done == cfg.steps()) { // a log (a cluster's, a file): whole lines, now and then
+          System.out.println(line);
+        }
       }
       if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
             opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps(),
             ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
-            ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode()), Map.of(ResolvedConfig.FILE, resolvedConfig));
+            hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
@@ -297,7 +319,7 @@ final class Stage {
       }
     }
     server.finish();
-    if (progress) {
+    if (progress && TERMINAL) {
       System.out.println();
     }
     try {

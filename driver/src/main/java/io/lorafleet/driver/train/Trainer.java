@@ -70,12 +70,12 @@ public final class Trainer {
     checkSlots(spark, cfg);
     RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
     try (RunLock lock = RunLock.acquire(ro, cfg.resume() || cfg.overwrite(), RunLock.STALE_AFTER_MS)) {
-      return run(spark, cfg, progress, faults, base, lora, job, ro);
+      return run(spark, cfg, progress, faults, base, lora, job, ro, manifest);
     }
   }
 
   private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, ModelSkeleton base, LoraModel lora, ObjectNode job,
-      RunOutput ro) throws IOException {
+      RunOutput ro, Manifest manifest) throws IOException {
     Path out = ro.local();
     List<String> held = new ArrayList<>(ro.entries());
     held.remove(RunLock.FILE);
@@ -177,8 +177,10 @@ public final class Trainer {
     } else {
       AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
     }
+    ModelCard.write(fin, cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     if (cfg.averageLast() > 0) {
       averageLast(cfg, base, out);
+      ModelCard.write(out.resolve("averaged"), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     }
     plot(out, losses, valLosses);
     ObjectNode summary = JSON.createObjectNode();

@@ -248,6 +248,23 @@ class TrainerIT {
   }
 
   @Test
+  void withoutATerminalProgressIsWholeLogLines() throws Exception {
+    java.io.PrintStream old = System.out;
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    System.setOut(new java.io.PrintStream(out, true));
+    try {
+      Trainer.run(spark, cfg("progress", 2, 4, "adamw", false), true); // Surefire's JVM has no console
+    } finally {
+      System.setOut(old);
+    }
+    String printed = out.toString();
+    assertTrue(!printed.contains("\r"), "no carriage returns in a log: " + printed);
+    for (int s = 1; s <= 4; s++) {
+      assertTrue(printed.contains("step " + s + "/4  loss "), "a line for step " + s + " (one every max(1, steps/20)): " + printed);
+    }
+  }
+
+  @Test
   void nWorkersMakeTheSameUpdateAsOne() throws Exception {
     float[][] results = new float[4][];
     for (int n : new int[] {1, 2, 3}) {
@@ -292,6 +309,14 @@ class TrainerIT {
     assertTrue(Files.readString(dir.resolve("full/train_config.yaml")).contains("globalBatch: 6"), "the resolved configuration");
     for (Path c : Checkpoints.list(dir.resolve("full"))) {
       assertTrue(Files.isRegularFile(c.resolve("train_config.yaml")), c + " carries the configuration");
+      // transformers' Trainer fields, so that HF tools read the state
+      var st = new com.fasterxml.jackson.databind.ObjectMapper().readTree(c.resolve("trainer_state.json").toFile());
+      int step = st.get("step").asInt();
+      assertEquals(step, st.get("global_step").asInt());
+      assertEquals(6, st.get("max_steps").asInt());
+      assertEquals(step, st.get("log_history").size(), st.toString());
+      assertEquals(full.get(step - 1), st.get("log_history").get(step - 1).get("loss").asDouble(), 1e-12);
+      assertEquals(0.05, st.get("log_history").get(0).get("learning_rate").asDouble(), 1e-12);
     }
   }
 
@@ -314,6 +339,13 @@ class TrainerIT {
     Path avg = dir.resolve("avg/averaged");
     assertTrue(Files.isRegularFile(avg.resolve(AdapterFormat.WEIGHTS)), "--average-last writes averaged/");
     assertTrue(Files.isRegularFile(dir.resolve("avg/loss.svg")));
+    for (String a : List.of("avg/adapter", "avg/averaged")) { // model cards, Hub-style
+      String card = Files.readString(dir.resolve(a).resolve("README.md"));
+      assertTrue(card.startsWith("---\nbase_model: \"" + model + "\"\nlibrary_name: peft\ntags:\n- lora\n- lorafleet\n---\n"), card);
+      var mf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(vdata.resolve("manifest.json").toFile());
+      assertTrue(card.contains("| train | " + mf.at("/splits/train/records").asLong() + " |")
+          && card.contains("| validation | " + mf.at("/splits/validation/records").asLong() + " |") && card.contains("## Validation loss"), card);
+    }
     // validation loss is computed by the workers (the driver holds no weights): it equals a local evaluation of the final adapter
     List<String> lines = Files.readAllLines(dir.resolve("avg/metrics.jsonl"));
     double reported = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(lines.size() - 1)).get("val_loss").asDouble();
