@@ -88,6 +88,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--d-initial", defaultValue = "0.1", description = "VeRA: the initial value of every lambda_d (PEFT's d_initial)") double dInitial;
   @Option(names = "--projection-prng-key", defaultValue = "0", description = "VeRA: the seed of the shared projections (PEFT's projection_prng_key)")
   long projectionPrngKey;
+  @Option(names = "--base-model-id", defaultValue = "", description = "what adapters record as base_model_name_or_path (a Hub id such as "
+      + "meta-llama/Llama-3.1-8B); default: --model as given") String baseModelId;
   @Spec CommandSpec spec;
   @Option(names = "--init-adapter", description = "start from this PEFT adapter (its LoRA config is adopted)", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
@@ -115,7 +117,8 @@ final class TrainCommand implements Callable<Integer> {
         gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
         initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
             : io.lorafleet.worker.lora.LoraConfig.Vera.OFF, adalora ? io.lorafleet.worker.lora.LoraConfig.Adalora.of(initR, targetR, tinit, tfinal,
-                deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF));
+                deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF),
+        baseModelId);
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");

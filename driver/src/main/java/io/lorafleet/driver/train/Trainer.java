@@ -240,7 +240,7 @@ public final class Trainer {
       throw new IllegalArgumentException("--init-adapter " + cfg.initAdapter() + " contradicts the flags: " + String.join("; ", diffs)
           + ". Drop those flags to adopt the adapter's config");
     }
-    return a.withDropout(cfg.dropout()).withBaseModel(cfg.model());
+    return a.withDropout(cfg.dropout()).withBaseModel(cfg.baseModelName());
   }
 
   /**

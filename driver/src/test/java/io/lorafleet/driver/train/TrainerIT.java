@@ -334,14 +334,16 @@ class TrainerIT {
         .withEval(1), false));
     assertTrue(noVal.getMessage().contains("needs validation examples"), noVal.getMessage());
     TrainConfig c = new TrainConfig(model.toString(), vdata.toString(), dir.resolve("avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 6, 6, 2,
-        0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 2, 4, 3, "svd");
+        0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 2, 4, 3, "svd").withBaseModelId("lorafleet/tiny-llama");
     Trainer.Result r = Trainer.run(spark, c, false);
     Path avg = dir.resolve("avg/averaged");
     assertTrue(Files.isRegularFile(avg.resolve(AdapterFormat.WEIGHTS)), "--average-last writes averaged/");
     assertTrue(Files.isRegularFile(dir.resolve("avg/loss.svg")));
     for (String a : List.of("avg/adapter", "avg/averaged")) { // model cards, Hub-style
       String card = Files.readString(dir.resolve(a).resolve("README.md"));
-      assertTrue(card.startsWith("---\nbase_model: \"" + model + "\"\nlibrary_name: peft\ntags:\n- lora\n- lorafleet\n---\n"), card);
+      assertTrue(card.startsWith("---\nbase_model: \"lorafleet/tiny-llama\"\nlibrary_name: peft\ntags:\n- lora\n- lorafleet\n---\n"), card);
+      assertEquals("lorafleet/tiny-llama", new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve(a).resolve("adapter_config.json")
+          .toFile()).get("base_model_name_or_path").asText(), "--base-model-id");
       var mf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(vdata.resolve("manifest.json").toFile());
       assertTrue(card.contains("| train | " + mf.at("/splits/train/records").asLong() + " |")
           && card.contains("| validation | " + mf.at("/splits/validation/records").asLong() + " |") && card.contains("## Validation loss"), card);
@@ -491,11 +493,11 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "");
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "");
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);
