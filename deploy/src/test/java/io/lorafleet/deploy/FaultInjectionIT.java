@@ -36,19 +36,16 @@ class FaultInjectionIT {
   static final int STEPS = 12;
   static final int EVERY = 3;
   @TempDir static Path dir;
+  static Fixtures.Cluster cluster;
   static Path state;
   static Map<String, String> env;
-  static List<Long> daemons = new ArrayList<>();
-  static Thread hook;
   static Map<String, float[]> uninterrupted;
 
   @BeforeAll
   static void startCluster() throws Exception {
-    state = dir.resolve("cluster");
-    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
-    hook = new Thread(() -> Fixtures.stopCluster(state, dir.resolve("stop.log")));
-    Runtime.getRuntime().addShutdownHook(hook);
-    daemons.addAll(Fixtures.startCluster(state, 0, env, dir.resolve("start.log")));
+    cluster = Fixtures.Cluster.start(dir, 1, "1g");
+    state = cluster.state;
+    env = cluster.env;
     Fixtures.modelAndData(dir, env);
     Shell.ok(onCluster("baseline"), env, dir.resolve("baseline.log"), 300);
     uninterrupted = adapter(dir.resolve("baseline"));
@@ -56,9 +53,7 @@ class FaultInjectionIT {
 
   @AfterAll
   static void stopCluster() throws Exception {
-    Fixtures.stopCluster(state, dir.resolve("stop.log"));
-    Runtime.getRuntime().removeShutdownHook(hook);
-    Fixtures.assertStopped(daemons, state);
+    cluster.stop();
   }
 
   static List<String> train(Path out, String... extra) {

@@ -15,6 +15,40 @@ import java.util.concurrent.TimeUnit;
 final class Fixtures {
   private Fixtures() {}
 
+  /**
+   * A standalone cluster (master + 2 workers) for one test class, under dir/cluster, with the env its
+   * commands need. A shutdown hook stops it if the JVM exits early; {@link #stop} stops it and checks
+   * that none of its processes is left.
+   */
+  static final class Cluster {
+    final Path state;
+    final Map<String, String> env;
+    private final Path dir;
+    private final List<Long> daemons = new ArrayList<>();
+    private final Thread hook;
+
+    private Cluster(Path dir) {
+      this.dir = dir;
+      this.state = dir.resolve("cluster");
+      this.env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
+      this.hook = new Thread(() -> stopCluster(state, dir.resolve("stop.log")));
+    }
+
+    /** Workers of {@code cores} cores and {@code memory} each. */
+    static Cluster start(Path dir, int cores, String memory) throws Exception {
+      Cluster c = new Cluster(dir);
+      Runtime.getRuntime().addShutdownHook(c.hook);
+      c.daemons.addAll(startCluster(c.state, 0, cores, memory, c.env, dir.resolve("start.log")));
+      return c;
+    }
+
+    void stop() throws Exception {
+      stopCluster(state, dir.resolve("stop.log"));
+      Runtime.getRuntime().removeShutdownHook(hook);
+      assertStopped(daemons, state);
+    }
+  }
+
   static String launcher() {
     return Shell.ROOT.resolve("deploy/bin/lorafleet").toString();
   }

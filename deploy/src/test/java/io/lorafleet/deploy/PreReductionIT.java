@@ -24,26 +24,21 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class PreReductionIT {
   @TempDir static Path dir;
+  static Fixtures.Cluster cluster;
   static Path state;
   static Map<String, String> env;
-  static List<Long> daemons = new ArrayList<>();
-  static Thread hook;
 
   @BeforeAll
   static void startCluster() throws Exception {
-    state = dir.resolve("cluster");
-    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
-    hook = new Thread(() -> Fixtures.stopCluster(state, dir.resolve("stop.log")));
-    Runtime.getRuntime().addShutdownHook(hook);
-    daemons.addAll(Fixtures.startCluster(state, 0, 2, "2g", env, dir.resolve("start.log")));
+    cluster = Fixtures.Cluster.start(dir, 2, "2g");
+    state = cluster.state;
+    env = cluster.env;
     Fixtures.modelAndData(dir, env);
   }
 
   @AfterAll
   static void stopCluster() throws Exception {
-    Fixtures.stopCluster(state, dir.resolve("stop.log"));
-    Runtime.getRuntime().removeShutdownHook(hook);
-    Fixtures.assertStopped(daemons, state);
+    cluster.stop();
   }
 
   static Shell.Result train(String out, String preReduce, String... extra) throws Exception {

@@ -23,30 +23,21 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class StandaloneClusterIT {
   @TempDir static Path dir;
+  static Fixtures.Cluster cluster;
   static Path state;
   static Map<String, String> env;
-  static List<Long> daemons = new ArrayList<>();
-  static Thread hook;
 
   @BeforeAll
   static void startCluster() throws Exception {
-    state = dir.resolve("cluster");
-    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
-    hook = new Thread(StandaloneClusterIT::stopQuietly);
-    Runtime.getRuntime().addShutdownHook(hook);
-    daemons.addAll(Fixtures.startCluster(state, 0, env, dir.resolve("start.log")));
+    cluster = Fixtures.Cluster.start(dir, 1, "1g");
+    state = cluster.state;
+    env = cluster.env;
     Fixtures.modelAndData(dir, env);
-  }
-
-  static void stopQuietly() {
-    Fixtures.stopCluster(state, dir.resolve("stop.log"));
   }
 
   @AfterAll
   static void stopCluster() throws Exception {
-    stopQuietly();
-    Runtime.getRuntime().removeShutdownHook(hook);
-    Fixtures.assertStopped(daemons, state);
+    cluster.stop();
   }
 
   List<String> train(String out, int steps, int every) {

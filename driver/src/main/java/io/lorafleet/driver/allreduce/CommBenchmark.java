@@ -46,9 +46,7 @@ public final class CommBenchmark {
     double best = 0;
     for (int rep = 0; rep < 10; rep++) {
       long t0 = System.nanoTime();
-      Kernels.parallel(Kernels.tasks(n), t -> {
-        int from = t * Kernels.TASK;
-        int to = Math.min(n, from + Kernels.TASK);
+      Kernels.chunks(n, (from, to) -> {
         int i = from;
         for (int end = from + Kernels.F.loopBound(to - from); i < end; i += Kernels.F.length()) {
           jdk.incubator.vector.FloatVector.fromArray(Kernels.F, a, i).add(jdk.incubator.vector.FloatVector.fromArray(Kernels.F, b, i).mul(3f))
@@ -82,11 +80,9 @@ public final class CommBenchmark {
     for (int r = 0; r < reps; r++) {
       long t0 = System.nanoTime();
       double[] squares = new double[Kernels.tasks(p)];
-      Kernels.parallel(squares.length, t -> { // decode into the sum and square it, chunk by chunk
-        int from = t * Kernels.TASK;
-        int len = Math.min(Kernels.TASK, p - from);
-        Transport.FP32.decode(wire, 4 * from, len, sum, from);
-        squares[t] = Kernels.sumSquares(sum, from, from + len);
+      Kernels.chunks(p, (from, to) -> { // decode into the sum and square it, chunk by chunk
+        Transport.FP32.decode(wire, 4 * from, to - from, sum, from);
+        squares[from / Kernels.TASK] = Kernels.sumSquares(sum, from, to);
       });
       long t1 = System.nanoTime();
       double norm = Math.sqrt(Arrays.stream(squares).sum()) / 1000;

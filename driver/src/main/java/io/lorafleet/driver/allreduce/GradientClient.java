@@ -140,10 +140,7 @@ public final class GradientClient implements AutoCloseable {
       pushed = new byte[bytes];
     }
     // encoded in chunks on every core (chunk starts are multiples of the fp16 block)
-    Kernels.parallel(Kernels.tasks(n), c -> {
-      int from = c * Kernels.TASK;
-      transport.encode(gradSum, from, Math.min(Kernels.TASK, n - from), pushed, (int) transport.offset(from));
-    });
+    Kernels.chunks(n, (from, to) -> transport.encode(gradSum, from, to - from, pushed, (int) transport.offset(from)));
     toServer.write(out, Wire.PUSH, header, pushed, bytes, Wire.Digest.of(pushed, 0, bytes));
   }
 

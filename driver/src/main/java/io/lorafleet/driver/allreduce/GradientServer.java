@@ -353,12 +353,7 @@ public final class GradientServer implements AutoCloseable {
     if (broadcast.length != 4 * params.length) {
       broadcast = new byte[4 * params.length];
     }
-    int tasks = Kernels.tasks(params.length);
-    Kernels.parallel(tasks, t -> {
-      int from = t * Kernels.TASK;
-      int len = Math.min(Kernels.TASK, params.length - from);
-      Transport.FP32.encode(params, from, len, broadcast, 4 * from);
-    });
+    Kernels.chunks(params.length, (from, to) -> Transport.FP32.encode(params, from, to - from, broadcast, 4 * from));
     return Wire.Digest.of(broadcast, 0, broadcast.length);
   }
 

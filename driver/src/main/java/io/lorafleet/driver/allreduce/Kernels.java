@@ -89,9 +89,8 @@ public final class Kernels {
 
   /** Σ a[i]² over the whole array, on all cores, in the same fixed order as one thread. */
   public static double sumSquares(float[] a) {
-    int tasks = tasks(a.length);
-    double[] part = new double[tasks];
-    parallel(tasks, t -> part[t] = sumSquares(a, t * TASK, Math.min(a.length, (t + 1) * TASK)));
+    double[] part = new double[tasks(a.length)];
+    chunks(a.length, (from, to) -> part[from / TASK] = sumSquares(a, from, to));
     double s = 0;
     for (double p : part) {
       s += p;
@@ -101,6 +100,20 @@ public final class Kernels {
 
   public static int tasks(int n) {
     return (n + TASK - 1) / TASK;
+  }
+
+  /** A piece of work on values [from, to). */
+  @FunctionalInterface
+  public interface Range {
+    void run(int from, int to);
+  }
+
+  /**
+   * Runs {@code body} on the fixed chunks [k·TASK, min(n, (k+1)·TASK)) of [0, n), on every core;
+   * chunk k starts at a multiple of {@link #TASK} (so of fp16's transport block), whatever the core count.
+   */
+  public static void chunks(int n, Range body) {
+    parallel(tasks(n), k -> body.run(k * TASK, Math.min(n, (k + 1) * TASK)));
   }
 
   /** Runs {@code task} for 0..tasks-1 on the common fork-join pool (every core), the caller included. */

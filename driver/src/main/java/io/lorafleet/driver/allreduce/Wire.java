@@ -102,6 +102,8 @@ final class Wire {
 
   /** The digest of a payload fed in order, in pieces of any size. */
   static final class Digest {
+    /** The digest of an empty payload, which messages without one (DONE, EVAL_RESULT) carry; never written to. */
+    static final byte[] EMPTY = of(new byte[0], 0, 0);
     private final MessageDigest piece = sha256();
     private final MessageDigest all = sha256();
     private int inPiece;
@@ -179,7 +181,7 @@ final class Wire {
 
     /** Writes a message without payload. */
     void write(DataOutputStream out, int type, byte[] header) throws IOException {
-      write(out, type, header, new byte[0], 0, Digest.of(new byte[0], 0, 0));
+      write(out, type, header, new byte[0], 0, Digest.EMPTY);
     }
 
     /**
@@ -213,7 +215,7 @@ final class Wire {
     /** Reads a whole message without payload: its header. */
     byte[] read(DataInputStream in, int type, int headerLength, String what) throws IOException {
       byte[] header = readHead(in, type, headerLength, 0, what);
-      verify(in, type, header, 0, Digest.of(new byte[0], 0, 0), what);
+      verify(in, type, header, 0, Digest.EMPTY, what);
       return header;
     }
   }

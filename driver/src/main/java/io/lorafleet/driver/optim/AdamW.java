@@ -100,9 +100,7 @@ public final class AdamW {
           : new Coefficients(scale, clip, (float) (1 - glr * wd), (float) (1 - beta1), (float) beta2, (float) (1 - beta2),
               (float) (glr / (1 - Math.pow(beta1, t))), 0, (float) Math.sqrt(1 - Math.pow(beta2, t)), (float) eps);
     }
-    Kernels.parallel(Kernels.tasks(p.length), k -> {
-      int from = k * Kernels.TASK;
-      int to = Math.min(p.length, from + Kernels.TASK);
+    Kernels.chunks(p.length, (from, to) -> {
       for (int gi = firstGroup(from); gi < groups.size() && groups.get(gi).from() < to; gi++) {
         if (groups.get(gi).lrScale() == 0) {
           continue; // frozen
@@ -212,7 +210,7 @@ public final class AdamW {
     double norm = Math.sqrt(Kernels.sumSquares(g));
     float c = clipCoefficient(norm, maxNorm);
     if (c != 1f) {
-      Kernels.parallel(Kernels.tasks(g.length), k -> Kernels.scale(g, c, k * Kernels.TASK, Math.min(g.length, (k + 1) * Kernels.TASK)));
+      Kernels.chunks(g.length, (from, to) -> Kernels.scale(g, c, from, to));
     }
     return norm;
   }

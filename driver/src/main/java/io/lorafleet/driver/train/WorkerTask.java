@@ -232,16 +232,14 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     return steps;
   }
 
-  /** Adds the members' gradients over the tree, in parallel chunks (elementwise, so any chunking gives the same bits). */
+  /**
+   * Adds the members' gradients over the tree, in parallel chunks (elementwise, so any chunking gives
+   * the same bits), into the buffer of the node's first rank, which holds the sum afterwards.
+   */
   private static float[] sumOf(SumTree.Node node, Map<SumTree.Node, float[]> grads) {
-    int n = grads.values().iterator().next().length;
-    float[][] result = new float[1][];
-    Kernels.parallel(Kernels.tasks(n), t -> {
-      int from = t * Kernels.TASK;
-      float[] r = SumTree.sum(node, grads, from, Math.min(n, from + Kernels.TASK));
-      result[0] = r;
-    });
-    return result[0];
+    float[] first = grads.get(new SumTree.Node(node.lo(), node.lo() + 1));
+    Kernels.chunks(first.length, (from, to) -> SumTree.sum(node, grads, from, to));
+    return first;
   }
 
   /** A member: computes what the leader hands it, and hands back its result. */

@@ -71,22 +71,14 @@ class TrainerIT {
     return GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 1, 0);
   }
 
-  static int[] pushesPerStep(Path run) throws Exception {
-    List<String> lines = Files.readAllLines(run.resolve("metrics.jsonl"));
-    int[] out = new int[lines.size()];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(i)).get("pushes").asInt();
-    }
-    return out;
-  }
 
   @Test
   void preReductionChangesNoBitAndCompressedGradientsStayWithinTheirBound() throws Exception {
     // local[N]: every task runs in one executor, so with pre-reduction the 3 ranks push once, as the tree's root
     Trainer.Result flat = Trainer.run(spark, cfg("flat3", 3, 2, "adamw", false).withGradientChannel("fp32", "none"), false);
     Trainer.Result grouped = Trainer.run(spark, cfg("grouped3", 3, 2, "adamw", false), false);
-    assertArrayEquals(new int[] {3, 3}, pushesPerStep(dir.resolve("flat3")));
-    assertArrayEquals(new int[] {1, 1}, pushesPerStep(dir.resolve("grouped3")));
+    assertEquals(List.of(3, 3), metric(dir.resolve("flat3"), "pushes"));
+    assertEquals(List.of(1, 1), metric(dir.resolve("grouped3"), "pushes"));
     assertArrayEquals(flat.adapter(), grouped.adapter(), 0f, "the same additions in the same order");
     assertEquals(flat.losses(), grouped.losses());
     // One SGD step, so the update is -lr times the mean gradient. Each rank's gradient, recomputed here, bounds
@@ -392,12 +384,13 @@ class TrainerIT {
         "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, maxAttempts, false, "", 0, 0, 0, "svd");
   }
 
-  static List<Integer> metricSteps(Path run) throws Exception {
-    List<Integer> steps = new java.util.ArrayList<>();
+  /** One integer field of every line of run/metrics.jsonl. */
+  static List<Integer> metric(Path run, String field) throws Exception {
+    List<Integer> values = new java.util.ArrayList<>();
     for (String line : Files.readAllLines(run.resolve("metrics.jsonl"))) {
-      steps.add(new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).get("step").asInt());
+      values.add(new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).get(field).asInt());
     }
-    return steps;
+    return values;
   }
 
   @Test
@@ -407,7 +400,7 @@ class TrainerIT {
     // Three failures with --max-attempts 2: each relaunch passed a new checkpoint, so the run goes on.
     Trainer.Result r = withFaults("fail@4:rank=1:attempt=1,fail@8:rank=1:attempt=2,fail@10:rank=1:attempt=3", steady("killed", 2));
     assertEquals(4, r.attempts(), "three relaunches");
-    assertEquals(java.util.stream.IntStream.rangeClosed(1, 12).boxed().toList(), metricSteps(dir.resolve("killed")),
+    assertEquals(java.util.stream.IntStream.rangeClosed(1, 12).boxed().toList(), metric(dir.resolve("killed"), "step"),
         "metrics.jsonl keeps one line per step across relaunches");
     assertEquals(steady.losses().size(), r.losses().size());
     for (int i = 0; i < steady.losses().size(); i++) {
@@ -591,9 +584,9 @@ class TrainerIT {
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("guard", 2, 4, "adamw", false), false));
     assertTrue(e.getMessage().contains("already holds") && e.getMessage().contains("checkpoint-2") && e.getMessage().contains("--overwrite"),
         e.getMessage());
-    assertEquals(List.of(1, 2), metricSteps(dir.resolve("guard")), "the refused run wrote nothing");
+    assertEquals(List.of(1, 2), metric(dir.resolve("guard"), "step"), "the refused run wrote nothing");
     Trainer.run(spark, cfg("guard", 2, 3, "adamw", false).withRun(false, false, true), false);
-    assertEquals(List.of(1, 2, 3), metricSteps(dir.resolve("guard")), "--overwrite replaced the run");
+    assertEquals(List.of(1, 2, 3), metric(dir.resolve("guard"), "step"), "--overwrite replaced the run");
     assertEquals(List.of("checkpoint-2", "checkpoint-3"), Checkpoints.list(dir.resolve("guard")).stream().map(p -> p.getFileName().toString()).toList(),
         "only the new run's checkpoints (every 2 steps and the last)");
     assertTrue(Files.notExists(dir.resolve("guard/.lorafleet.lock")), "the lock is released");
