@@ -90,9 +90,6 @@ public final class Trainer {
     AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
     LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
-    String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
-    Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
-    ro.publish(ResolvedConfig.FILE);
     int start = 0;
     if (cfg.resume()) {
       ro.pullCheckpoints();
@@ -111,6 +108,10 @@ public final class Trainer {
             + "afresh when there is none");
       }
     }
+    // after the resume check: a refused --resume leaves the run's own configuration in place
+    String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
+    Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
+    ro.publish(ResolvedConfig.FILE);
     Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();

@@ -638,6 +638,8 @@ class TrainerIT {
     for (String field : List.of("global_batch is 6 in the checkpoint but 4", "seed is 7 in the checkpoint but 9", "schedule is constant", "warmup is 0")) {
       assertTrue(e.getMessage().contains(field), field + " named in: " + e.getMessage());
     }
+    assertTrue(Files.readString(dir.resolve("nothing-yet/train_config.yaml")).contains("globalBatch: 6"),
+        "a refused --resume leaves the run's own train_config.yaml");
   }
 
   @Test
