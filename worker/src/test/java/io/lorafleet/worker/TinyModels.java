@@ -41,6 +41,16 @@ public final class TinyModels {
     return out;
   }
 
+  /** An adapter's initial values plus N(0, 0.1) noise, so that B ≠ 0 and every factor matters. */
+  public static float[] trained(io.lorafleet.worker.lora.LoraModel lora, long seed) {
+    float[] p = lora.initialParams(seed);
+    Random r = new Random(seed);
+    for (int i = 0; i < p.length; i++) {
+      p[i] += (float) (r.nextGaussian() * 0.1);
+    }
+    return p;
+  }
+
   public static CausalLM model(TinyModelSpec spec, long seed, DataType dtype) {
     return CausalLM.fromTensors(config(spec), tensors(spec, seed), Device.cpu(), dtype);
   }

@@ -21,10 +21,16 @@ final class BenchStepCommand implements Callable<Integer> {
   @Option(names = "--steps", description = "timed steps of each kind", defaultValue = "10") int steps;
   @Option(names = "--gradient-checkpointing", description = "LoRA alone with layer checkpointing, blockwise attention and a chunked loss") boolean checkpointing;
   @Option(names = "--variants", description = "LoRA against DoRA (same r) and VeRA (r 256) instead of against full fine-tuning") boolean variants;
+  @picocli.CommandLine.Mixin QuantizeOptions quantize;
+  @Option(names = "--model", defaultValue = "", description = "with --quantize: an HF model directory to load (default: a random model of "
+      + "--hidden/--layers/... written to a temporary directory)") String model;
+  @Option(names = "--baseline", negatable = true, defaultValue = "true", fallbackValue = "true", description = "with --quantize: also load the "
+      + "base in fp32 and time LoRA over it, interleaved") boolean baseline;
 
   @Override
   public Integer call() throws Exception {
-    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, variants));
+    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, variants,
+        quantize.quantization(), model, baseline));
     System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
     return 0;
   }

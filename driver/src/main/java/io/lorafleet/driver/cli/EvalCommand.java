@@ -22,6 +22,20 @@ final class EvalCommand implements Callable<Integer> {
   @Option(names = "--partitions", description = "Spark partitions (parallel evaluation tasks)", defaultValue = "2") int partitions;
   @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
+  @picocli.CommandLine.Mixin QuantizeOptions quantize;
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+  /** The base as the run trained over it: --quantize when given, else what the run's train_config.yaml records. */
+  private io.lorafleet.worker.quant.Quantization quantization() throws java.io.IOException {
+    Path resolved = run == null ? null : run.resolve("train_config.yaml");
+    if (resolved == null || spec.commandLine().getParseResult().hasMatchedOption("--quantize") || !resolved.toFile().isFile()) {
+      return quantize.quantization();
+    }
+    var q = new com.fasterxml.jackson.databind.ObjectMapper(new com.fasterxml.jackson.dataformat.yaml.YAMLFactory()).readTree(resolved.toFile())
+        .path("train").path("quantize");
+    return q.isObject() ? io.lorafleet.worker.quant.Quantization.of(q.path("method").asText("none"), q.path("doubleQuant").asBoolean(true))
+        : quantize.quantization();
+  }
 
   private List<Path> inputs() {
     List<Path> in = new ArrayList<>();
@@ -52,7 +66,7 @@ final class EvalCommand implements Callable<Integer> {
     }
     var spark = Spark.session("eval", partitions);
     try {
-      var rows = RunEvaluation.candidates(spark, model, todo, splitDir.toString(), partitions, limit);
+      var rows = RunEvaluation.candidates(spark, model, quantization(), todo, splitDir.toString(), partitions, limit);
       System.out.print(RunEvaluation.write(out, rows));
       System.out.println("wrote " + out.resolve("eval.json") + " and " + out.resolve("eval_loss.svg"));
     } finally {

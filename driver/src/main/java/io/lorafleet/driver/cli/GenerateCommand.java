@@ -25,11 +25,12 @@ final class GenerateCommand implements Callable<Integer> {
   @Option(names = "--temperature", description = "sampling temperature (0: greedy)", defaultValue = "0") double temperature;
   @Option(names = "--top-p", description = "nucleus sampling mass", defaultValue = "1.0") double topP;
   @Option(names = "--seed", description = "seed of the sampler", defaultValue = "0") long seed;
+  @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
   @Override
   public Integer call() {
     Sampling s = new Sampling(maxNew, temperature, topP, seed);
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
+    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
       List<Optional<Path>> runs = new ArrayList<>();
       runs.add(Optional.empty());
       adapters.forEach(a -> runs.add(Optional.of(a)));

@@ -24,6 +24,7 @@ final class PlanCommand implements Callable<Integer> {
   @Option(names = "--gradient-checkpointing", description = "plan for train --gradient-checkpointing") boolean checkpointing;
   @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
   @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
+  @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
   @Override
   public Integer call() {
@@ -33,26 +34,41 @@ final class PlanCommand implements Callable<Integer> {
     ModelSkeleton base = ModelSkeleton.read(model);
     LoraModel lora = LoraModel.create(base, LoraConfig.of(r, 2.0 * r, Arrays.stream(targets.split(",")).map(String::trim).toList()));
     int bytes = dtype.equals("fp16") ? 2 : 4;
-    Map<String, Long> p = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing));
+    var stored = io.lorafleet.worker.quant.QuantizedCheckpoint.of(base.config().raw(), model + "/config.json");
+    if (quantize.quantization().on() && !(stored instanceof io.lorafleet.worker.quant.QuantizedCheckpoint.None)) {
+      throw new IllegalArgumentException(model + " is stored quantized (" + stored.tag() + "); drop --quantize");
+    }
+    String q = quantize.quantization().on() ? quantize.quantization().tag() : stored.tag();
+    Map<String, Long> p = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
     System.out.printf("%s: %,d parameters, %d layers, hidden %d, vocab %d; LoRA r%d: %,d trainable%n", model, base.parameterCount(),
         base.config().layers(), base.config().hidden(), base.config().vocabSize(), r, lora.layout().size());
     System.out.printf("micro-batch %d x %d tokens, %s%s, %d workers%n", microBatch, seqLen, dtype, checkpointing ? ", gradient checkpointing" : "",
         workers);
+    long baseBytes = MemoryPlan.baseBytes(base, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
+    System.out.printf(java.util.Locale.ROOT, "base: %s, %.3f bytes per parameter (%.3f of its %s size)%n", q, (double) baseBytes / base.parameterCount(),
+        (double) baseBytes / (base.parameterCount() * (long) bytes), dtype);
+    if (!q.equals("none")) {
+      System.out.printf(java.util.Locale.ROOT, "  quantized projections: %.4f bytes per parameter%n", MemoryPlan.quantizedBytesPerParam(q));
+    }
     p.forEach((k, v) -> System.out.printf("  %-26s %,10d MB%n", k, v));
     if (workerMemory > 0 && p.get("worker_peak_mb") > workerMemory) {
       StringBuilder advice = new StringBuilder();
       if (!checkpointing) {
-        long with = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true)).get("worker_peak_mb");
+        long with = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true, q)).get("worker_peak_mb");
         advice.append("--gradient-checkpointing (").append(with).append(" MB); ");
       }
       if (microBatch > 1) {
-        long half = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing))
+        long half = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing, q))
             .get("worker_peak_mb");
         advice.append("--micro-batch ").append(Math.max(1, microBatch / 2)).append(" (").append(half).append(" MB); ");
       }
+      if (q.equals("none")) {
+        advice.append("--quantize nf4 (").append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing,
+            "nf4-dq")).get("worker_peak_mb")).append(" MB); ");
+      }
       if (bytes == 4) {
         advice.append("fp16 compute on a GPU (--dtype fp16: ")
-            .append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing)).get("worker_peak_mb"))
+            .append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing, q)).get("worker_peak_mb"))
             .append(" MB); ");
       }
       throw new IllegalArgumentException("a worker needs about " + p.get("worker_peak_mb") + " MB but has " + workerMemory + " MB; try "

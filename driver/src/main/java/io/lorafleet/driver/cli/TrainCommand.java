@@ -91,6 +91,7 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--base-model-id", defaultValue = "", description = "what adapters record as base_model_name_or_path (a Hub id such as "
       + "meta-llama/Llama-3.1-8B); default: --model as given") String baseModelId;
   @Spec CommandSpec spec;
+  @picocli.CommandLine.Mixin QuantizeOptions quantize;
   @Option(names = "--init-adapter", description = "start from this PEFT adapter (its LoRA config is adopted)", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
   @Option(names = "--eval-examples", description = "validation examples for --eval-every", defaultValue = "64") int evalExamples;
@@ -118,7 +119,7 @@ final class TrainCommand implements Callable<Integer> {
         initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
             : io.lorafleet.worker.lora.LoraConfig.Vera.OFF, adalora ? io.lorafleet.worker.lora.LoraConfig.Adalora.of(initR, targetR, tinit, tfinal,
                 deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF),
-        baseModelId);
+        baseModelId, quantize.quantization());
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");

@@ -79,7 +79,7 @@ public final class Demo {
         120_000, 2, false, "", 50, 64, 4, "svd").withRun(false, false, true); // the demo owns run/: a repeated demo replaces it
     Trainer.Result res = Trainer.run(spark, cfg, true);
     System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
-    var rows = RunEvaluation.candidates(spark, model.toString(), RunEvaluation.runCandidates(out.resolve("run")),
+    var rows = RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, RunEvaluation.runCandidates(out.resolve("run")),
         heldData.resolve("train").toString(), 2, evalSize);
     String table = RunEvaluation.write(out, rows);
     ObjectNode report = JSON.createObjectNode();
@@ -102,7 +102,7 @@ public final class Demo {
     report.put("steps", steps);
     report.put("first_loss", res.losses().get(0));
     report.put("final_loss", res.losses().get(res.losses().size() - 1));
-    report.put("averaging", JSON.readTree(AdapterFormat.read(out.resolve("run/averaged"), ModelCache.model(model.toString(), Device.cpu()))
+    report.put("averaging", JSON.readTree(AdapterFormat.read(out.resolve("run/averaged"), ModelCache.model(model.toString(), Device.cpu(), io.lorafleet.worker.quant.Quantization.NONE))
         .metadata().get("lorafleet.combine")));
     System.out.println("[7/7] results");
     ArrayNode samples = report.putArray("samples");

@@ -72,7 +72,7 @@ public final class Evaluator {
    * Distributed evaluation: the split's examples are spread over {@code partitions} Spark tasks;
    * each executor loads the base once and the adapter per task.
    */
-  public static Scores distributed(SparkSession spark, String model, Optional<String> adapter, String splitDir, int partitions, int limit) {
+  public static Scores distributed(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, Optional<String> adapter, String splitDir, int partitions, int limit) {
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
     // the driver reads the shard indexes only; each task reads its own rows' batches
     var conf = new org.apache.spark.util.SerializableConfiguration(jsc.hadoopConfiguration());
@@ -87,7 +87,7 @@ public final class Evaluator {
     List<Integer> idx = IntStream.range(0, n).boxed().toList();
     String adapterPath = adapter.orElse("");
     return jsc.parallelize(idx, Math.max(1, Math.min(partitions, n))).mapPartitions(it -> {
-      CausalLM base = ModelCache.model(model, Device.cpu(), conf.value());
+      CausalLM base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
       SplitReader split = SplitReader.open(splitDir, conf.value(), new TokenLimits(base.config().vocabSize(), base.config().maxPositions()), 4);
       List<Example> mine = new ArrayList<>();
       while (it.hasNext()) {

@@ -27,10 +27,10 @@ public final class RunEvaluation {
   /** One evaluated candidate: a label, its step (-1 when it has none) and its scores. */
   public record Row(String label, int step, Optional<String> adapter, Scores scores) {}
 
-  public static List<Row> candidates(SparkSession spark, String model, List<Row> todo, String split, int partitions, int limit) {
+  public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, List<Row> todo, String split, int partitions, int limit) {
     List<Row> out = new ArrayList<>();
     for (Row r : todo) {
-      out.add(new Row(r.label(), r.step(), r.adapter(), Evaluator.distributed(spark, model, r.adapter(), split, partitions, limit)));
+      out.add(new Row(r.label(), r.step(), r.adapter(), Evaluator.distributed(spark, model, quantize, r.adapter(), split, partitions, limit)));
     }
     return out;
   }

@@ -7,6 +7,7 @@ import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.Djl;
+import io.lorafleet.worker.quant.Quantization;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Path;
@@ -39,17 +40,17 @@ public final class ModelCache {
     });
   }
 
-  /** The loaded base of {@code dir}, a local directory or a Hadoop URI (copied once to this node first). */
-  public static CausalLM model(String dir, Device device, org.apache.hadoop.conf.Configuration conf) {
+  /** The loaded base of {@code dir}, a local directory or a Hadoop URI (copied once to this node first), quantized as asked. */
+  public static CausalLM model(String dir, Device device, org.apache.hadoop.conf.Configuration conf, Quantization quantize) {
     if (!ModelFiles.remote(dir)) {
-      return model(dir, device);
+      return model(dir, device, quantize);
     }
-    return model(ModelFiles.local(dir, conf).toString(), device);
+    return model(ModelFiles.local(dir, conf).toString(), device, quantize);
   }
 
-  public static CausalLM model(String dir, Device device) {
+  public static CausalLM model(String dir, Device device, Quantization quantize) {
     var dtype = Djl.computeDtype(device);
-    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype, k -> CausalLM.load(Path.of(dir), device, dtype));
+    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype + "@" + quantize.tag(), k -> CausalLM.load(Path.of(dir), device, dtype, quantize));
   }
 
   /**

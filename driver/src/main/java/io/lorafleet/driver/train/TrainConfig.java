@@ -2,6 +2,7 @@ package io.lorafleet.driver.train;
 
 import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.quant.Quantization;
 import java.io.Serializable;
 import java.util.Arrays;
 import java.util.List;
@@ -50,7 +51,8 @@ public record TrainConfig(
     String gradTransport,
     String preReduce,
     LoraOptions loraOptions,
-    String baseModelId) implements Serializable {
+    String baseModelId,
+    Quantization quantize) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
@@ -62,7 +64,7 @@ public record TrainConfig(
       int averageLast, String averageMode) {
     this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
         clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor", LoraOptions.DEFAULT, "");
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor", LoraOptions.DEFAULT, "", Quantization.NONE);
   }
 
   /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
@@ -118,6 +120,10 @@ public record TrainConfig(
           + "is not supported (the magnitude of an average is not the average of the magnitudes)" : "--peft-type " + (loraOptions.vera().on() ? "vera"
               : "adalora") + ": averaging those adapters is not supported") + "; drop --average-last");
     }
+    if (quantize.on() && loraOptions.useDora()) {
+      throw new IllegalArgumentException("--use-dora with --quantize " + quantize.method() + ": DoRA over a quantized base is not supported yet; "
+          + "drop one of them");
+    }
     toLora(targetModules, rank, alpha, dropout, model, loraOptions); // validates r, alpha, dropout, target names and PEFT's options
   }
 
@@ -156,35 +162,35 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
   public TrainConfig withGradientCheckpointing(boolean on) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job starting fp16 loss scaling at {@code scale} (torch's GradScaler init_scale). */
   public TrainConfig withInitialLossScale(double scale) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
   public TrainConfig withSteps(int n) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
     return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /**
@@ -197,14 +203,14 @@ public record TrainConfig(
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job with gradients sent as {@code transport} and pre-reduced per {@code preReduce} (executor or none). */
@@ -212,7 +218,7 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        transport, preReduce, loraOptions, baseModelId);
+        transport, preReduce, loraOptions, baseModelId, quantize);
   }
 
   /** The same job recording {@code id} (a Hub id such as meta-llama/Llama-3.1-8B) as the adapters' base_model_name_or_path. */
@@ -220,7 +226,7 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, id);
+        gradTransport, preReduce, loraOptions, id, quantize);
   }
 
   /** What adapters record as base_model_name_or_path: --base-model-id, or --model as given. */
@@ -233,6 +239,14 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, o, baseModelId);
+        gradTransport, preReduce, o, baseModelId, quantize);
+  }
+
+  /** This job over a base quantized at load (QLoRA with nf4). */
+  public TrainConfig withQuantize(Quantization q) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
+        gradTransport, preReduce, loraOptions, baseModelId, q);
   }
 }

@@ -52,6 +52,10 @@ public final class Trainer {
     ModelSkeleton base = ModelCache.skeleton(cfg.model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
+    if (lc.useDora() && base.config().raw().hasNonNull("quantization_config")) {
+      throw new IllegalArgumentException("--use-dora over " + cfg.model() + ", which is stored quantized: DoRA over a quantized base is not "
+          + "supported yet");
+    }
     TrainConfig given = cfg;
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
     Path tokenizer = ModelFiles.tokenizerDir(cfg.model(), spark.sparkContext().hadoopConfiguration());

@@ -138,7 +138,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
     Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(cfg.workers()), ctx.partitionId(), preReduce);
     int rank = at.rank();
     Device device = device(ctx);
-    CausalLM model = ModelCache.model(cfg.model(), device, hadoop.value());
+    CausalLM model = ModelCache.model(cfg.model(), device, hadoop.value(), cfg.quantize());
     LoraModel lora = LoraModel.create(model, this.lora);
     // twice the shuffle window: the group being consumed stays cached while the next one is read
     var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());

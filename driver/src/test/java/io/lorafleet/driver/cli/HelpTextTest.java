@@ -33,7 +33,7 @@ class HelpTextTest {
     System.setErr(new java.io.PrintStream(err, true));
     try {
       for (String[] bad : new String[][] {{"--schedule", "wsd"}, {"--optimizer", "lion"}, {"--average-mode", "mean"}, {"--grad-transport", "int8"},
-          {"--peft-type", "ia3"}}) {
+          {"--peft-type", "ia3"}, {"--quantize", "int8"}}) {
         assertEquals(2, Main.execute("train", "--model", "m", "--data", "d", "--out", "o", bad[0], bad[1]), String.join(" ", bad));
       }
     } finally {
@@ -42,7 +42,7 @@ class HelpTextTest {
     String said = err.toString();
     for (String want : new String[] {"lr schedule must be constant, linear or cosine but found 'wsd'", "--optimizer must be adamw or sgd but found 'lion'",
         "--average-mode must be factor, cat or svd but found 'mean'", "--grad-transport must be fp32, bf16 or fp16 but found 'int8'",
-        "--peft-type must be lora, vera or adalora but found 'ia3'"}) {
+        "--peft-type must be lora, vera or adalora but found 'ia3'", "--quantize must be none or nf4 but found 'int8'"}) {
       assertTrue(said.contains(want), said);
     }
   }

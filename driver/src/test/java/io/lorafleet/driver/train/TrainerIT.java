@@ -2,6 +2,7 @@ package io.lorafleet.driver.train;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -115,6 +116,37 @@ class TrainerIT {
           t + ": the update is off by " + Math.sqrt(relative / norm) + " of its norm");
       System.out.printf("%s transport: update relative error %.3g (max %.3g of the per-value bound)%n", t, Math.sqrt(relative / norm), worst);
     }
+  }
+
+  /**
+   * QLoRA: over the base quantized to NF4 at load, 2 workers make the 1-worker update; the same base
+   * stored by lorafleet quantize (bitsandbytes' layout) trains to the same bits; the adapter is an
+   * ordinary PEFT adapter, and differs from one trained over the fp32 base.
+   */
+  @Test
+  void qloraOverAnNf4BaseTrainsOnTwoWorkersAsOnOneAndAsOverTheStoredCheckpoint() throws Exception {
+    var nf4 = io.lorafleet.worker.quant.Quantization.NF4;
+    float[] one = Trainer.run(spark, cfg("qlora1", 1, 2, "adamw", false).withQuantize(nf4), false).adapter();
+    Trainer.Result two = Trainer.run(spark, cfg("qlora2", 2, 2, "adamw", false).withQuantize(nf4), false);
+    assertArrayEquals(one, two.adapter(), 1e-6f, "2 workers make the 1-worker update");
+    Path stored = dir.resolve("model-nf4");
+    io.lorafleet.worker.quant.QuantizeModel.write(model, stored, true);
+    TrainConfig c = cfg("qlora-stored", 2, 2, "adamw", false);
+    TrainConfig overStored = new TrainConfig(stored.toString(), c.data(), c.output(), c.targetModules(), c.rank(), c.alpha(), c.dropout(), c.workers(),
+        c.steps(), c.globalBatch(), c.microBatch(), c.lr(), c.warmup(), c.schedule(), c.optimizer(), c.weightDecay(), c.clip(), c.checkpointEvery(),
+        c.keepCheckpoints(), c.seed(), c.timeoutMs(), c.maxAttempts(), false, "", 0, 0, 0, "svd");
+    assertArrayEquals(two.adapter(), Trainer.run(spark, overStored, false).adapter(), 0f, "the stored checkpoint dequantizes to the same weights");
+    float[] fp = Trainer.run(spark, cfg("qlora-fp32", 2, 2, "adamw", false), false).adapter();
+    assertFalse(java.util.Arrays.equals(fp, two.adapter()), "the quantized base changes the gradients");
+    var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(two.finalAdapter().resolve("adapter_config.json").toFile());
+    assertEquals("LORA", conf.get("peft_type").asText());
+    try (var base = io.lorafleet.worker.model.CausalLM.load(model, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
+      assertArrayEquals(two.adapter(), io.lorafleet.worker.lora.AdapterFormat.read(two.finalAdapter(), base).values(), "it loads onto the fp32 base");
+    }
+    assertTrue(Files.readString(dir.resolve("qlora2/train_config.yaml")).matches("(?s).*method: \"?nf4.*"), "train_config.yaml records --quantize");
+    var e = assertThrows(IllegalArgumentException.class, () -> cfg("x", 1, 1, "sgd", false).withQuantize(nf4)
+        .withLoraOptions(new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, true)));
+    assertTrue(e.getMessage().contains("--use-dora") && e.getMessage().contains("--quantize nf4"), e.getMessage());
   }
 
   @Test
@@ -350,7 +382,7 @@ class TrainerIT {
       assertEquals(expected, reported, 1e-5 * Math.abs(expected), "val_loss of step 6 over the first --eval-examples 4");
     }
     String split = vdata.resolve("validation").toString();
-    var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
+    var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
     assertEquals(List.of("base", "checkpoint-2", "checkpoint-4", "checkpoint-6", "averaged", "adapter"), rows.stream().map(io.lorafleet.driver.eval.RunEvaluation.Row::label).toList());
     io.lorafleet.driver.eval.RunEvaluation.write(dir.resolve("avg-eval"), rows);
     assertTrue(Files.readString(dir.resolve("avg-eval/eval.json")).contains("\"averaged\""));
@@ -361,8 +393,8 @@ class TrainerIT {
       a.model().merge(a.values());
       io.lorafleet.worker.model.ModelDirectory.export(merged, base, model);
     }
-    var unmerged = io.lorafleet.driver.eval.Evaluator.distributed(spark, model.toString(), java.util.Optional.of(r.finalAdapter().toString()), split, 2, 100);
-    var mergedScores = io.lorafleet.driver.eval.Evaluator.distributed(spark, merged.toString(), java.util.Optional.empty(), split, 2, 100);
+    var unmerged = io.lorafleet.driver.eval.Evaluator.distributed(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, java.util.Optional.of(r.finalAdapter().toString()), split, 2, 100);
+    var mergedScores = io.lorafleet.driver.eval.Evaluator.distributed(spark, merged.toString(), io.lorafleet.worker.quant.Quantization.NONE, java.util.Optional.empty(), split, 2, 100);
     assertEquals(unmerged.loss(), mergedScores.loss(), 1e-4);
     assertEquals(unmerged.exact(), mergedScores.exact());
     assertEquals(Prepare.readSplit(vdata.resolve("validation")).size(), unmerged.examples());
@@ -486,11 +518,11 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "");
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE);
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "");
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE);
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);

@@ -14,6 +14,7 @@ import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.quant.Quantization;
 import io.lorafleet.worker.train.FullModel;
 import io.lorafleet.worker.train.CheckpointedStep;
 import io.lorafleet.worker.train.TrainStep;
@@ -47,14 +48,17 @@ public final class StepBenchmark {
    * @param variants LoRA against DoRA (same rank) and VeRA (PEFT's default rank 256) instead of against full fine-tuning
    */
   public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
-      boolean checkpointing, boolean variants) {
+      boolean checkpointing, boolean variants, Quantization quantize, String modelDir, boolean baseline) {
     public Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
         boolean checkpointing) {
-      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false);
+      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false, Quantization.NONE, "", true);
     }
   }
 
   public static Map<String, Object> run(Settings s) throws IOException {
+    if (s.quantize().on()) {
+      return quantized(s);
+    }
     Map<String, Object> out = new LinkedHashMap<>();
     TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(), Math.max(s.seqLen(), 512), false);
     ModelConfig cfg = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
@@ -164,6 +168,100 @@ public final class StepBenchmark {
     out.put("vera_r256_tokens_per_s", round(tokens / median(v)));
     out.put("dora_step_time_vs_lora", round(median(dr)) + " (" + round(dr[0]) + " to " + round(dr[dr.length - 1]) + ")");
     out.put("vera_step_time_vs_lora", round(median(vr)) + " (" + round(vr[0]) + " to " + round(vr[vr.length - 1]) + ")");
+  }
+
+  /**
+   * LoRA over a quantized base against LoRA over the same base in fp32: the bytes of the quantized
+   * projections and of the whole base against fp32, the peak RSS of the quantized run (read before
+   * the fp32 base is loaded), and the step time as the median of interleaved per-pair ratios. The
+   * base is {@code modelDir}, or a random model of the settings' shape written to a temporary
+   * directory; both are loaded from files, tensor by tensor, as a worker loads them.
+   */
+  static Map<String, Object> quantized(Settings s) throws IOException {
+    Map<String, Object> out = new LinkedHashMap<>();
+    Path dir;
+    Path tmp = null;
+    if (!s.modelDir().isEmpty()) {
+      dir = Path.of(s.modelDir());
+    } else {
+      TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(),
+          Math.max(s.seqLen(), 512), false);
+      tmp = Files.createTempDirectory("lorafleet-bench-quant");
+      dir = tmp;
+      ModelConfig c = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
+      ModelDirectory.write(dir, spec.configJson(1, 2), ModelDirectory.randomTensors(c, 1));
+    }
+    try {
+      long rssStart = rssKb();
+      try (CausalLM q = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32, s.quantize())) {
+        ModelConfig cfg = q.config();
+        out.put("model", cfg.modelType() + " H" + cfg.hidden() + " L" + cfg.layers() + " FFN" + cfg.intermediate() + " V" + cfg.vocabSize());
+        out.put("batch", s.batch() + "x" + s.seqLen());
+        out.put("lora_targets", String.join(",", s.targets()) + " r" + s.rank());
+        out.put("quantization", q.quantization());
+        out.put("gradient_checkpointing", s.checkpointing());
+        out.put("threads", Runtime.getRuntime().availableProcessors());
+        CausalLM.Bytes b = q.bytes();
+        out.put("base_parameters", b.params());
+        out.put("quantized_parameters", b.quantizedParams());
+        out.put("quantized_modules_bytes", b.quantizedBytes());
+        out.put("quantized_modules_bits_per_parameter", round(8.0 * b.quantizedBytes() / b.quantizedParams()));
+        out.put("quantized_modules_vs_fp32", round4((double) b.quantizedBytes() / (4.0 * b.quantizedParams())));
+        out.put("base_bytes", b.total());
+        out.put("base_bytes_per_parameter", round4((double) b.total() / b.params()));
+        out.put("base_vs_fp32", round4((double) b.total() / (4.0 * b.params())));
+        Batch batch = batch(s, cfg.vocabSize());
+        long tokens = (long) s.batch() * s.seqLen();
+        LoraModel lora = LoraModel.create(q, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+        float[] p = lora.initialParams(1);
+        out.put("rss_after_quantized_load_mb", rssKb() / 1024);
+        warmUp(lora, p, batch, s);
+        out.put("peak_rss_quantized_lora_mb", peakRssKb() / 1024);
+        out.put("rss_at_start_mb", rssStart / 1024);
+        var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(q, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.batch(), s.seqLen(), 1, 4,
+            s.checkpointing(), q.quantization()));
+        out.put("plan_predicted_peak_quantized_lora_mb", predicted.get("worker_peak_mb"));
+        if (!s.baseline()) {
+          double[] t = new double[s.steps()];
+          for (int i = 0; i < s.steps(); i++) {
+            t[i] = timeStep(lora, p, batch, s);
+          }
+          out.put("quantized_lora_tokens_per_s", round(tokens / median(t)));
+          return out;
+        }
+        try (CausalLM fp = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+          LoraModel fpLora = LoraModel.create(fp, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+          warmUp(fpLora, p, batch, s);
+          out.put("peak_rss_with_fp32_base_too_mb", peakRssKb() / 1024);
+          double[] qt = new double[s.steps()];
+          double[] ft = new double[s.steps()];
+          double[] ratio = new double[s.steps()];
+          for (int i = 0; i < s.steps(); i++) {
+            qt[i] = timeStep(lora, p, batch, s);
+            ft[i] = timeStep(fpLora, p, batch, s);
+            ratio[i] = qt[i] / ft[i];
+          }
+          java.util.Arrays.sort(ratio);
+          out.put("quantized_lora_tokens_per_s", round(tokens / median(qt)));
+          out.put("fp32_lora_tokens_per_s", round(tokens / median(ft)));
+          out.put("quantized_step_time_vs_fp32", round(median(ratio)) + " (" + round(ratio[0]) + " to " + round(ratio[ratio.length - 1]) + ")");
+        }
+      }
+      return out;
+    } finally {
+      if (tmp != null) {
+        try (var files = Files.list(tmp)) {
+          for (Path f : files.toList()) {
+            Files.delete(f);
+          }
+        }
+        Files.delete(tmp);
+      }
+    }
+  }
+
+  private static double round4(double v) {
+    return Math.round(v * 10000) / 10000.0;
   }
 
   static double forwardFlopsPerToken(CausalLM m, int t) {

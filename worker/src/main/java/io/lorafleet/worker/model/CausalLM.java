@@ -8,6 +8,11 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.quant.GptqTensor;
+import io.lorafleet.worker.quant.Nf4Tensor;
+import io.lorafleet.worker.quant.Quantization;
+import io.lorafleet.worker.quant.QuantizedCheckpoint;
+import io.lorafleet.worker.quant.QuantizedLinear;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import io.lorafleet.worker.safetensors.Tensor;
 import io.lorafleet.worker.safetensors.TensorInfo;
@@ -41,9 +46,18 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   private final NDManager manager;
   private final DataType dtype;
   private final Map<String, NDArray> weights;
+  private final Map<String, QuantizedLinear> quantized;
+  private final String quantization;
   private final Map<String, NDArray> transposed = new java.util.concurrent.ConcurrentHashMap<>();
 
-  private CausalLM(ModelConfig config, NDManager manager, DataType dtype, Function<ParamSpec, float[]> source) {
+  /** Where a base's tensors come from: a quantized form for a projection weight, or HF-layout floats. */
+  private interface Source {
+    Optional<QuantizedLinear> quantized(LinearSpec projection, ParamSpec weight);
+
+    float[] dense(ParamSpec p);
+  }
+
+  private CausalLM(ModelConfig config, NDManager manager, DataType dtype, String quantization, Source source) {
     this.config = config;
     this.decoder = Decoder.of(config);
     this.params = List.copyOf(decoder.params(config));
@@ -51,19 +65,54 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     this.linears = decoder.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
     this.manager = manager;
     this.dtype = dtype;
+    this.quantization = quantization;
     this.weights = new LinkedHashMap<>();
+    this.quantized = new LinkedHashMap<>();
+    Map<String, LinearSpec> quantizable = new HashMap<>();
+    for (LinearSpec l : linears.values()) {
+      if (l.quantizable()) {
+        quantizable.put(l.weightKey(), l);
+      }
+    }
     for (ParamSpec p : params) {
-      float[] hf = source.apply(p);
+      Optional<QuantizedLinear> q = quantizable.containsKey(p.name()) ? source.quantized(quantizable.get(p.name()), p) : Optional.empty();
+      if (q.isPresent()) {
+        quantized.put(p.name(), q.get());
+        continue;
+      }
+      float[] hf = source.dense(p);
       float[] data = p.transposed() ? transpose(hf, (int) p.hfShape()[0], (int) p.hfShape()[1]) : hf;
       weights.put(p.name(), manager.create(data, new Shape(p.computeShape())).toType(dtype, false));
     }
   }
 
+  /** A projection weight as torch's [out, in]: nn.Linear's HF layout, or GPT-2's Conv1D [in, out] transposed, as transformers quantizes it. */
+  private static float[] outIn(ParamSpec p, LinearSpec l, float[] hf) {
+    return p.transposed() ? hf : transpose(hf, l.in(), l.out());
+  }
+
   /** Builds a model from host tensors keyed by HF name (used by init-model and tests). */
   public static CausalLM fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype) {
+    return fromTensors(config, tensors, device, dtype, Quantization.NONE);
+  }
+
+  /** As {@link #fromTensors(ModelConfig, Map, Device, DataType)}, quantizing the projections as {@link #load} does. */
+  public static CausalLM fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype, Quantization quantize) {
     NDManager m = Djl.newManager(device, "causal-lm");
     try {
-      return new CausalLM(config, m, dtype, p -> checked(p, Optional.ofNullable(tensors.get(p.name())), "the given tensors"));
+      return new CausalLM(config, m, dtype, quantize.tag(), new Source() {
+        @Override
+        public Optional<QuantizedLinear> quantized(LinearSpec l, ParamSpec p) {
+          return quantize.on()
+              ? Optional.of(Nf4Tensor.quantize(outIn(p, l, dense(p)), new long[] {l.out(), l.in()}, quantize.doubleQuant(), "float32").upload(m))
+              : Optional.empty();
+        }
+
+        @Override
+        public float[] dense(ParamSpec p) {
+          return checked(p, Optional.ofNullable(tensors.get(p.name())), "the given tensors");
+        }
+      });
     } catch (RuntimeException e) {
       m.close();
       throw e;
@@ -72,18 +121,55 @@ public final class CausalLM implements BaseModel, AutoCloseable {
 
   /** Loads an HF model directory: config.json plus model.safetensors or a sharded index. */
   public static CausalLM load(Path dir, Device device, DataType dtype) {
-    ModelConfig config = ModelConfig.read(requireFile(dir, "config.json"));
+    return load(dir, device, dtype, Quantization.NONE);
+  }
+
+  /**
+   * Loads an HF model directory, quantizing its projections (not embeddings, norms or lm_head) as
+   * {@code quantize} says. A checkpoint stored quantized (bitsandbytes NF4, GPTQ INT4; see
+   * {@link QuantizedCheckpoint}) is read as stored, and {@code quantize} must then be none.
+   */
+  public static CausalLM load(Path dir, Device device, DataType dtype, Quantization quantize) {
+    Path configFile = requireFile(dir, "config.json");
+    ModelConfig config = ModelConfig.read(configFile);
+    QuantizedCheckpoint stored = QuantizedCheckpoint.of(config.raw(), configFile.toString());
+    if (quantize.on() && !(stored instanceof QuantizedCheckpoint.None)) {
+      throw new IllegalArgumentException(dir + " is stored quantized (quantization_config.quant_method "
+          + config.raw().path("quantization_config").path("quant_method") + "); it cannot be quantized again with --quantize " + quantize.method()
+          + ", drop --quantize");
+    }
     Map<String, SafetensorsReader> byTensor = openWeights(dir);
+    Function<String, Optional<Tensor>> get = k -> Optional.ofNullable(byTensor.get(k)).map(r -> r.read(k));
     NDManager m = Djl.newManager(device, "causal-lm:" + dir.getFileName());
+    String tag = quantize.on() ? quantize.tag() : stored.tag();
     try {
-      return new CausalLM(config, m, dtype, p -> {
-        Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
-        if (key.isEmpty()) {
-          throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
-              + ") required by model_type " + config.modelType());
+      return new CausalLM(config, m, dtype, tag, new Source() {
+        @Override
+        public Optional<QuantizedLinear> quantized(LinearSpec l, ParamSpec p) {
+          String where = Optional.ofNullable(byTensor.get(p.name())).map(r -> r.file().toString()).orElse(dir.toString());
+          long[] outIn = {l.out(), l.in()};
+          if (stored instanceof QuantizedCheckpoint.Bnb4 && byTensor.containsKey(p.name() + Nf4Tensor.STATE_KEY)) {
+            return Optional.of(Nf4Tensor.fromTensors(p.name(), get, outIn, where).upload(m));
+          }
+          if (stored instanceof QuantizedCheckpoint.Gptq g && byTensor.containsKey(l.name() + ".qweight")) {
+            return Optional.of(GptqTensor.fromTensors(l.name(), get, l.out(), l.in(), g.config(), where).upload(m));
+          }
+          if (quantize.on()) {
+            return Optional.of(Nf4Tensor.quantize(outIn(p, l, dense(p)), outIn, quantize.doubleQuant(), "float32").upload(m));
+          }
+          return Optional.empty();
         }
-        SafetensorsReader r = byTensor.get(key.get());
-        return checked(p, Optional.of(r.read(key.get())), r.file().toString());
+
+        @Override
+        public float[] dense(ParamSpec p) {
+          Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
+          if (key.isEmpty()) {
+            throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
+                + ") required by model_type " + config.modelType());
+          }
+          SafetensorsReader r = byTensor.get(key.get());
+          return checked(p, Optional.of(r.read(key.get())), r.file().toString());
+        }
       });
     } catch (RuntimeException e) {
       m.close();
@@ -162,7 +248,8 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     return tensor.toFloatArray();
   }
 
-  static float[] transpose(float[] a, int rows, int cols) {
+  /** A row-major [rows, cols] matrix transposed to [cols, rows]. */
+  public static float[] transpose(float[] a, int rows, int cols) {
     float[] t = new float[a.length];
     for (int r = 0; r < rows; r++) {
       for (int c = 0; c < cols; c++) {
@@ -211,16 +298,81 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   /** The frozen base tensor in compute layout. Callers must not use it as a first operand in a step. */
   public NDArray weight(String name) {
     NDArray w = weights.get(name);
+    if (w == null && quantized.containsKey(name)) {
+      throw new IllegalStateException("'" + name + "' is stored " + quantization + "; it has no full-precision tensor (dequantize() the model "
+          + "first, as merge does)");
+    }
     if (w == null) {
       throw new IllegalArgumentException("no tensor named '" + name + "' in this " + config.modelType() + " model");
     }
     return w;
   }
 
-  /** A base tensor back in HF layout, as fp32 host data (for export). */
+  /** How the projections are held: none, nf4, nf4-dq or gptq-int4. */
+  public String quantization() {
+    return quantization;
+  }
+
+  public boolean isQuantized() {
+    return !quantized.isEmpty();
+  }
+
+  /** Device bytes of the base: the quantized projections' stored forms, and every other tensor in the compute dtype. */
+  public Bytes bytes() {
+    long q = 0;
+    long qParams = 0;
+    for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
+      q += e.getValue().bytes();
+      qParams += paramByName.get(e.getKey()).numel();
+    }
+    long dense = 0;
+    long denseParams = 0;
+    for (NDArray w : weights.values()) {
+      dense += w.size() * w.getDataType().getNumOfBytes();
+      denseParams += w.size();
+    }
+    return new Bytes(qParams, q, denseParams, dense);
+  }
+
+  /** A base's device bytes, split into quantized projections and the rest. */
+  public record Bytes(long quantizedParams, long quantizedBytes, long denseParams, long denseBytes) {
+    public long params() {
+      return quantizedParams + denseParams;
+    }
+
+    public long total() {
+      return quantizedBytes + denseBytes;
+    }
+  }
+
+  /**
+   * Replaces every quantized projection with its dequantized weight in the compute dtype, in place:
+   * what a merge needs (W + s·B·A) and what exporting a quantized base as full precision writes.
+   */
+  public void dequantize() {
+    try (NDManager scope = manager.newSubManager()) {
+      for (Map.Entry<String, QuantizedLinear> e : quantized.entrySet()) {
+        ParamSpec p = paramByName.get(e.getKey());
+        long[] cs = p.computeShape(); // (in, out)
+        float[] outIn = e.getValue().dequantize(scope, DataType.FLOAT32).toFloatArray();
+        weights.put(p.name(), manager.create(transpose(outIn, (int) cs[1], (int) cs[0]), new Shape(cs)).toType(dtype, false));
+      }
+    }
+    quantized.clear();
+  }
+
+  /** A base tensor back in HF layout, as fp32 host data (for export); a quantized projection is dequantized. */
   @Override
   public Tensor hfTensor(String name) {
     ParamSpec p = paramByName.get(name);
+    QuantizedLinear q = quantized.get(name);
+    if (q != null) {
+      try (NDManager scope = manager.newSubManager()) {
+        float[] outIn = q.dequantize(scope, DataType.FLOAT32).toFloatArray();
+        long[] hf = p.hfShape();
+        return Tensor.ofFloats(p.transposed() ? outIn : transpose(outIn, (int) hf[1], (int) hf[0]), hf);
+      }
+    }
     float[] data = weight(name).toType(DataType.FLOAT32, false).toFloatArray();
     if (p.transposed()) {
       data = transpose(data, (int) p.hfShape()[1], (int) p.hfShape()[0]);
@@ -276,9 +428,28 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   /** y = x·W (+ b) (+ delta(x)) for the named projection; x (..., in) → (..., out). */
   NDArray linear(ForwardContext ctx, NDArray x, String module) {
     LinearSpec spec = linearSpec(module);
+    QuantizedLinear q = quantized.get(spec.weightKey());
+    if (q != null && ctx.override(spec.weightKey()).isEmpty()) {
+      return ctx.delta().addTo(spec, x, quantizedLinear(ctx, x, spec, q));
+    }
     NDArray w = param(ctx, spec.weightKey()); // (in, out)
     NDArray y = spec.hasBias() ? addmm(param(ctx, spec.name() + ".bias"), x, w.transpose()) : x.matMul(w);
     return ctx.delta().addTo(spec, x, y);
+  }
+
+  /**
+   * x·Wᵀ (+ b) over a quantized weight: W (out, in) is dequantized in the compute dtype in a scope of
+   * its own, used, and freed, so that one projection's full-precision weight exists at a time (the
+   * graph keeps it for the input gradient while it is needed; the base gets no gradient).
+   */
+  private NDArray quantizedLinear(ForwardContext ctx, NDArray x, LinearSpec spec, QuantizedLinear q) {
+    try (NDManager scope = x.getManager().newSubManager()) {
+      NDArray w = q.dequantize(scope, dtype); // (out, in)
+      if (spec.hasBias()) {
+        return addmm(param(ctx, spec.name() + ".bias"), x, w);
+      }
+      return x.matMul(w.transpose());
+    }
   }
 
   /**

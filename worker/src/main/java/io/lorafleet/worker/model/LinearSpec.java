@@ -23,6 +23,15 @@ public record LinearSpec(String name, int layer, int in, int out, boolean hasBia
     return hasBias ? Optional.of(name + ".bias") : Optional.empty();
   }
 
+  /**
+   * Whether a quantized base stores this projection quantized: every projection of the decoder
+   * stack, not {@code lm_head} (bitsandbytes and transformers keep the output layer, embeddings and
+   * norms in full precision).
+   */
+  public boolean quantizable() {
+    return layer >= 0;
+  }
+
   /** The last path component, which PEFT's target_modules names match. */
   public String shortName() {
     return name.substring(name.lastIndexOf('.') + 1);

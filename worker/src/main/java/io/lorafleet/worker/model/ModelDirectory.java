@@ -3,6 +3,7 @@ package io.lorafleet.worker.model;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.safetensors.DType;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import java.io.IOException;
@@ -32,19 +33,48 @@ public final class ModelDirectory {
     Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
   }
 
-  /** Writes a model's current base tensors (e.g. after a merge) with the config it was loaded with. */
+  /** Writes a model's current base tensors (e.g. after a merge) in fp32 with the config it was loaded with. */
   public static void export(Path dir, CausalLM model, Path tokenizerSource) throws IOException {
+    export(dir, model, tokenizerSource, DType.F32);
+  }
+
+  /**
+   * Writes a model's current base tensors in {@code dtype} (F32, F16 or BF16, rounded to nearest
+   * even), with the config it was loaded with, less any quantization_config: a quantized base is
+   * written dequantized, as full precision.
+   */
+  public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype) throws IOException {
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     for (ParamSpec p : model.params()) {
-      tensors.put(p.name(), model.hfTensor(p.name()));
+      tensors.put(p.name(), convert(model.hfTensor(p.name()), dtype));
     }
-    write(dir, model.config().raw().deepCopy().put("torch_dtype", "float32"), tensors);
+    ObjectNode config = model.config().raw().deepCopy();
+    config.remove("quantization_config");
+    write(dir, config.put("torch_dtype", switch (dtype) {
+      case F32 -> "float32";
+      case F16 -> "float16";
+      case BF16 -> "bfloat16";
+      default -> throw new IllegalArgumentException("export dtype must be F32, F16 or BF16 but found " + dtype);
+    }), tensors);
     for (String f : TOKENIZER_FILES) {
       Path src = tokenizerSource.resolve(f);
       if (Files.isRegularFile(src)) {
         Files.copy(src, dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
       }
     }
+  }
+
+  /** An fp32 tensor in F32, F16 or BF16 (round to nearest even). */
+  static Tensor convert(Tensor t, DType dtype) {
+    if (dtype == DType.F32) {
+      return t;
+    }
+    float[] v = t.toFloatArray();
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(v.length * 2).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    for (float x : v) {
+      b.putShort(dtype == DType.F16 ? io.lorafleet.worker.safetensors.Half.floatToF16(x) : io.lorafleet.worker.safetensors.Half.floatToBf16(x));
+    }
+    return new Tensor(dtype, t.shape(), b.array());
   }
 
   /**

@@ -35,7 +35,14 @@ public final class ModelSkeleton implements BaseModel {
     this.linears = List.copyOf(decoder.linears(config));
     this.byTensor = byTensor;
     this.keyOf = new LinkedHashMap<>();
+    io.lorafleet.worker.quant.QuantizedCheckpoint stored = io.lorafleet.worker.quant.QuantizedCheckpoint.of(config.raw(), dir + "/config.json");
+    Map<String, LinearSpec> quantizable = new java.util.HashMap<>();
+    linears.stream().filter(LinearSpec::quantizable).forEach(l -> quantizable.put(l.weightKey(), l));
     for (ParamSpec p : params) {
+      LinearSpec l = quantizable.get(p.name());
+      if (l != null && storedQuantized(stored, l, byTensor)) {
+        continue; // its parts are checked where the weights are loaded; the driver never reads them
+      }
       String key = CausalLM.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst()
           .orElseThrow(() -> new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
               + ") required by model_type " + config.modelType()));
@@ -50,6 +57,12 @@ public final class ModelSkeleton implements BaseModel {
       }
       keyOf.put(p.name(), key);
     }
+  }
+
+  /** Whether the checkpoint holds projection {@code l} in a quantized form (bitsandbytes' quant_state, GPTQ's qweight). */
+  private static boolean storedQuantized(io.lorafleet.worker.quant.QuantizedCheckpoint stored, LinearSpec l, Map<String, SafetensorsReader> byTensor) {
+    return stored instanceof io.lorafleet.worker.quant.QuantizedCheckpoint.Bnb4 && byTensor.containsKey(l.weightKey() + io.lorafleet.worker.quant.Nf4Tensor.STATE_KEY)
+        || stored instanceof io.lorafleet.worker.quant.QuantizedCheckpoint.Gptq && byTensor.containsKey(l.name() + ".qweight");
   }
 
   /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */

@@ -14,7 +14,11 @@ import java.util.Map;
  * <ul>
  *   <li>runtime: the JVM, libtorch and MKL, measured at {@value #RUNTIME_MB} MB after start;
  *   <li>weights: every tensor at s, plus the JVM heap that held them in fp32 while they were read
- *       (the JVM keeps a heap it has grown);
+ *       (the JVM keeps a heap it has grown). A quantized base's projections take
+ *       {@link #quantizedBytesPerParam} instead, and each is dequantized for its matmul: without
+ *       checkpointing the graph keeps every dequantized weight until the backward pass (B·s per
+ *       projection parameter), with it only one layer's; the lookup itself needs 12 bytes per
+ *       parameter of the largest projection (int64 indices and fp32 codes);
  *   <li>lora: the flat fp32 adapter, its leaves, gradient, accumulator and push buffer (5 × 4 bytes);
  *   <li>activations: what autograd saves per layer and token (the inputs of the norms, projections
  *       and activations: 6·H + 2·Q + 2·KV + 5·I values) plus the attention probabilities (nh·T fp32
@@ -38,25 +42,68 @@ public final class MemoryPlan {
   static final long PIECE = 16L << 20;
   private static final long MB = 1L << 20;
 
-  /** The job's shapes: micro-batch rows and sequence length, workers, compute bytes per value, checkpointing. */
-  public record Shapes(int microBatch, int seqLen, int workers, int dtypeBytes, boolean checkpointing) {
+  /**
+   * The job's shapes: micro-batch rows and sequence length, workers, compute bytes per value,
+   * checkpointing, and how the base's projections are held (none, nf4, nf4-dq or gptq-int4).
+   */
+  public record Shapes(int microBatch, int seqLen, int workers, int dtypeBytes, boolean checkpointing, String quantization) {
     public Shapes {
       if (microBatch <= 0 || seqLen <= 0 || workers <= 0 || (dtypeBytes != 2 && dtypeBytes != 4)) {
         throw new IllegalArgumentException("micro-batch, seq-len and workers must be > 0 and dtype bytes 2 or 4 but found " + microBatch + ", " + seqLen
             + ", " + workers + ", " + dtypeBytes);
       }
+      quantizedBytesPerParam(quantization); // validates the name
     }
+
+    /** A full-precision base. */
+    public Shapes(int microBatch, int seqLen, int workers, int dtypeBytes, boolean checkpointing) {
+      this(microBatch, seqLen, workers, dtypeBytes, checkpointing, "none");
+    }
+  }
+
+  /**
+   * Device bytes per parameter of a quantized projection: NF4 is 4 bits plus an fp32 absmax per 64
+   * (4.5 bits), with double quantization an 8-bit absmax per 64 and an fp32 one per 256 blocks
+   * (4.127 bits); GPTQ INT4 as lorafleet holds it is 4 bits plus an fp32 zero and scale per group
+   * of 128 inputs (4.5 bits). 0 for none.
+   */
+  public static double quantizedBytesPerParam(String quantization) {
+    return switch (quantization) {
+      case "none" -> 0;
+      case "nf4" -> 0.5 + 4.0 / 64;
+      case "nf4-dq" -> 0.5 + 1.0 / 64 + 4.0 / (64 * 256);
+      case "gptq-int4" -> 0.5 + 8.0 / 128;
+      default -> throw new IllegalArgumentException("quantization must be none, nf4, nf4-dq or gptq-int4 but found '" + quantization + "'");
+    };
+  }
+
+  /** The base's device bytes under {@code s}: quantized projections at their packed size, every other tensor at the compute dtype. */
+  public static long baseBytes(BaseModel base, Shapes s) {
+    long q = quantizedParams(base, s);
+    return Math.round(q * quantizedBytesPerParam(s.quantization())) + (base.parameterCount() - q) * s.dtypeBytes();
+  }
+
+  private static long quantizedParams(BaseModel base, Shapes s) {
+    return s.quantization().equals("none") ? 0
+        : base.linears().stream().filter(io.lorafleet.worker.model.LinearSpec::quantizable).mapToLong(l -> (long) l.in() * l.out()).sum();
   }
 
   private MemoryPlan() {}
 
   /** Per-term predictions in MB (worker_*, driver_*), with worker_peak_mb and driver_peak_mb. */
   public static Map<String, Long> predict(BaseModel base, LoraModel lora, Shapes s) {
-    return predict(base.config(), base.parameterCount(), lora.layout().size(), s);
+    long dequantized = 0;
+    long quantized = quantizedParams(base, s);
+    if (quantized > 0) {
+      long largest = base.linears().stream().filter(io.lorafleet.worker.model.LinearSpec::quantizable).mapToLong(l -> (long) l.in() * l.out()).max()
+          .orElse(0);
+      long perLayer = quantized / base.config().layers();
+      dequantized = (s.checkpointing() ? perLayer : quantized) * s.dtypeBytes() + 12 * largest;
+    }
+    return predict(base.config(), base.parameterCount(), baseBytes(base, s), dequantized, lora.layout().size(), s);
   }
 
-  /** As {@link #predict(BaseModel, LoraModel, Shapes)}, from the config and the two parameter counts. */
-  public static Map<String, Long> predict(ModelConfig c, long baseParams, long adapterFloats, Shapes s) {
+  private static Map<String, Long> predict(ModelConfig c, long baseParams, long baseBytes, long dequantized, long adapterFloats, Shapes s) {
     long b = s.microBatch();
     long t = s.seqLen();
     long h = c.hidden();
@@ -66,7 +113,7 @@ public final class MemoryPlan {
     long v = c.vocabSize();
     long layers = c.layers();
     long p = adapterFloats;
-    long weights = baseParams * s.dtypeBytes();
+    long weights = baseBytes + dequantized;
     long loraBytes = 5L * 4 * p;
     long perTokenLayer = (6 * h + 2 * q + 2 * kv + 5 * i) * s.dtypeBytes();
     long probsPerLayer = b * c.heads() * t * t * 4;
@@ -83,7 +130,10 @@ public final class MemoryPlan {
     }
     Map<String, Long> out = new LinkedHashMap<>();
     out.put("worker_runtime_mb", RUNTIME_MB);
-    out.put("worker_weights_mb", weights / MB);
+    out.put("worker_weights_mb", baseBytes / MB);
+    if (dequantized > 0) {
+      out.put("worker_dequantized_mb", dequantized / MB);
+    }
     out.put("worker_load_heap_mb", baseParams * 4 / MB);
     out.put("worker_lora_mb", loraBytes / MB);
     out.put("worker_activations_mb", activations / MB);

@@ -22,6 +22,10 @@ public final class FullModel implements Trainable {
   private final FlatLayout layout;
 
   public FullModel(CausalLM base) {
+    if (base.isQuantized()) {
+      throw new IllegalArgumentException("full fine-tuning needs a full-precision base, but this one is stored " + base.quantization()
+          + "; train LoRA over it (QLoRA), or load it without --quantize");
+    }
     this.base = base;
     FlatLayout.Builder b = FlatLayout.builder();
     base.params().forEach(p -> b.add(p.name(), p.hfShape()));

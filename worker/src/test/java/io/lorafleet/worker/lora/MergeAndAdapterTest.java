@@ -30,12 +30,7 @@ class MergeAndAdapterTest {
   static final Batch BATCH = Batch.of(new int[][] {{1, 4, 8, 15, 16, 23, 36}}, new int[][] {{-100, -100, 8, 15, 16, 23, 36}});
 
   static float[] trained(LoraModel lora, long seed) {
-    float[] p = lora.initialParams(seed);
-    Random r = new Random(seed);
-    for (int i = 0; i < p.length; i++) {
-      p[i] += (float) (r.nextGaussian() * 0.1);
-    }
-    return p;
+    return TinyModels.trained(lora, seed);
   }
 
   static float[] logits(CausalLM m, LoraModel lora, float[] p) {

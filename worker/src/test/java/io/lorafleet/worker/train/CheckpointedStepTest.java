@@ -64,6 +64,18 @@ class CheckpointedStepTest {
     }
   }
 
+  /** QLoRA: over an NF4 base each projection is dequantized inside its layer's scope, in the forward pass and again in the recomputation. */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gpt2"})
+  void overAnNf4BaseTheGradientEqualsThePlainSteps(String arch) {
+    TinyModelSpec spec = arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
+    try (CausalLM m = CausalLM.fromTensors(TinyModels.config(spec), TinyModels.tensors(spec, 8), Device.cpu(), DataType.FLOAT32,
+        io.lorafleet.worker.quant.Quantization.NF4)) {
+      assertTrue(m.isQuantized());
+      assertCheckpointedEqualsPlain(LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withDropout(0.2)));
+    }
+  }
+
   /** DoRA (its dropout branch included), VeRA (frozen projections) and AdaLoRA take the checkpointed path too. */
   @ParameterizedTest
   @ValueSource(strings = {"dora", "vera", "adalora"})

@@ -152,6 +152,32 @@ class GradientCheckTest {
     }
   }
 
+  /**
+   * QLoRA: LoRA gradients over an NF4 (double-quantized) base and over a GPTQ INT4 base (v1 zeros,
+   * act-order permutation), in float64 over the dequantized weights. The base gets no gradient.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama-nf4", "gpt2-nf4", "llama-gptq", "gpt2-gptq"})
+  void loraGradientsOverQuantizedBasesMatchFiniteDifferences(String which) throws Exception {
+    String arch = which.substring(0, which.indexOf('-'));
+    CausalLM m = which.endsWith("nf4")
+        ? CausalLM.fromTensors(TinyModels.config(spec(arch)), TinyModels.tensors(spec(arch), 13), ai.djl.Device.cpu(), DataType.FLOAT64,
+            io.lorafleet.worker.quant.Quantization.NF4)
+        : CausalLM.load(io.lorafleet.worker.QuantFixtures.gptq(tmp.resolve(which), spec(arch), 13, 8, true, false), ai.djl.Device.cpu(), DataType.FLOAT64);
+    try (m) {
+      assertTrue(m.isQuantized());
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
+      float[] p = lora.initialParams(3);
+      Random rng = new Random(10);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.2);
+      }
+      check(lora, p, 3, 17);
+    }
+  }
+
+  @org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp;
+
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void fullFineTuningGradients(String arch) {

@@ -1,0 +1,90 @@
+package io.lorafleet.worker.quant;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LinearSpec;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.ModelSkeleton;
+import io.lorafleet.worker.model.ParamSpec;
+import io.lorafleet.worker.safetensors.DType;
+import io.lorafleet.worker.safetensors.SafetensorsWriter;
+import io.lorafleet.worker.safetensors.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * {@code lorafleet quantize}: a full-precision HF model directory rewritten in the layout that
+ * transformers saves a bitsandbytes 4-bit model in (see {@link Nf4Tensor}); embeddings, norms,
+ * biases and {@code lm_head} are copied as stored, and config.json gains quantization_config.
+ */
+public final class QuantizeModel {
+  private QuantizeModel() {}
+
+  /** Summary of a written checkpoint: how many weights were quantized and the bytes before and after. */
+  public record Written(int quantizedTensors, long quantizedParams, long quantizedBytes, long otherBytes) {}
+
+  public static Written write(Path src, Path out, boolean doubleQuant) throws IOException {
+    ModelSkeleton skeleton = ModelSkeleton.read(src);
+    if (skeleton.config().raw().hasNonNull("quantization_config")) {
+      throw new IllegalArgumentException(src + "/config.json already has a quantization_config; expected a full-precision model");
+    }
+    Map<String, LinearSpec> quantizable = new HashMap<>();
+    skeleton.linears().stream().filter(LinearSpec::quantizable).forEach(l -> quantizable.put(l.weightKey(), l));
+    Map<String, Tensor> tensors = new LinkedHashMap<>();
+    int count = 0;
+    long params = 0;
+    long qBytes = 0;
+    long other = 0;
+    String computeDtype = "float32";
+    for (ParamSpec p : skeleton.params()) {
+      Tensor t = skeleton.hfTensor(p.name());
+      LinearSpec l = quantizable.get(p.name());
+      if (l == null) {
+        tensors.put(p.name(), t);
+        other += t.data().length;
+        continue;
+      }
+      float[] hf = t.toFloatArray();
+      float[] outIn = p.transposed() ? hf : CausalLM.transpose(hf, l.in(), l.out()); // GPT-2's Conv1D [in, out] → [out, in], as transformers quantizes it
+      String dtype = torchName(t.dtype());
+      computeDtype = dtype;
+      Nf4Tensor q = Nf4Tensor.quantize(outIn, new long[] {l.out(), l.in()}, doubleQuant, dtype);
+      tensors.putAll(q.toTensors(p.name()));
+      count++;
+      params += p.numel();
+      qBytes += q.bytes();
+    }
+    Files.createDirectories(out);
+    SafetensorsWriter.write(out.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    ObjectNode config = skeleton.config().raw().deepCopy();
+    config.set("quantization_config", QuantizedCheckpoint.bnb4Config(doubleQuant, computeDtype));
+    Path tmp = Files.createTempFile(out, ".config", ".tmp");
+    Files.writeString(tmp, new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(config) + "\n");
+    Files.move(tmp, out.resolve("config.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    for (String f : ModelDirectory.TOKENIZER_FILES) {
+      Path from = src.resolve(f);
+      if (Files.isRegularFile(from)) {
+        Files.copy(from, out.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
+    return new Written(count, params, qBytes, other);
+  }
+
+  /** torch's dtype name, as bitsandbytes records a weight's original dtype ("float16"). */
+  static String torchName(DType d) {
+    return switch (d) {
+      case F32 -> "float32";
+      case F16 -> "float16";
+      case BF16 -> "bfloat16";
+      case F64 -> "float64";
+      default -> throw new IllegalArgumentException("not a float dtype: " + d);
+    };
+  }
+}
