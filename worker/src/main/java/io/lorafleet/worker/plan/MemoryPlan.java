@@ -14,7 +14,9 @@ import java.util.Map;
  * <ul>
  *   <li>runtime: the JVM, libtorch and MKL, measured at {@value #RUNTIME_MB} MB after start;
  *   <li>weights: every tensor at s, plus the JVM heap that held them in fp32 while they were read
- *       (the JVM keeps a heap it has grown). A quantized base's projections take
+ *       (the JVM keeps a heap it has grown; when projections are quantized at load, each tensor's
+ *       host copies are dropped as it is quantized, and the heap grew to about 6 times the largest
+ *       fp32 tensor in bench-step's 1.1B run, to which that factor is fitted). A quantized base's projections take
  *       {@link #quantizedBytesPerParam} instead, and each is dequantized for its matmul: without
  *       checkpointing the graph keeps every dequantized weight until the backward pass (B·s per
  *       projection parameter), with it only one layer's; the lookup itself needs 12 bytes per
@@ -100,10 +102,14 @@ public final class MemoryPlan {
       long perLayer = quantized / base.config().layers();
       dequantized = (s.checkpointing() ? perLayer : quantized) * s.dtypeBytes() + 12 * largest;
     }
-    return predict(base.config(), base.parameterCount(), baseBytes(base, s), dequantized, lora.layout().size(), s);
+    long loadHeap = 4 * base.parameterCount();
+    if (quantized > 0) {
+      loadHeap = Math.min(loadHeap, 6 * 4 * base.params().stream().mapToLong(io.lorafleet.worker.model.ParamSpec::numel).max().orElse(0));
+    }
+    return predict(base.config(), loadHeap, baseBytes(base, s), dequantized, lora.layout().size(), s);
   }
 
-  private static Map<String, Long> predict(ModelConfig c, long baseParams, long baseBytes, long dequantized, long adapterFloats, Shapes s) {
+  private static Map<String, Long> predict(ModelConfig c, long loadHeap, long baseBytes, long dequantized, long adapterFloats, Shapes s) {
     long b = s.microBatch();
     long t = s.seqLen();
     long h = c.hidden();
@@ -134,11 +140,11 @@ public final class MemoryPlan {
     if (dequantized > 0) {
       out.put("worker_dequantized_mb", dequantized / MB);
     }
-    out.put("worker_load_heap_mb", baseParams * 4 / MB);
+    out.put("worker_load_heap_mb", loadHeap / MB);
     out.put("worker_lora_mb", loraBytes / MB);
     out.put("worker_activations_mb", activations / MB);
     out.put("worker_logits_mb", logits / MB);
-    out.put("worker_peak_mb", RUNTIME_MB + baseParams * 4 / MB + Math.round((weights + loraBytes + activations + logits) * ALLOCATOR / MB));
+    out.put("worker_peak_mb", RUNTIME_MB + loadHeap / MB + Math.round((weights + loraBytes + activations + logits) * ALLOCATOR / MB));
     long driver = 4L * p * (1 + 2 + 1 + 1 + 3) + s.workers() * 5L * MB;
     out.put("driver_adapter_state_mb", driver / MB);
     out.put("driver_peak_mb", DRIVER_RUNTIME_MB + driver / MB);

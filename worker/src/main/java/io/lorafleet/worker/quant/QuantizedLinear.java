@@ -27,8 +27,9 @@ public interface QuantizedLinear {
       @Override
       public NDArray dequantize(NDManager scope, DataType dtype) {
         try (NDManager tmp = scope.newSubManager()) {
-          NDArray w = decode.apply(tmp).toType(dtype, true);
-          w.attach(scope);
+          NDArray w = decode.apply(tmp);
+          w = w.getDataType() == dtype ? w : w.toType(dtype, false);
+          w.attach(scope); // a view keeps its storage alive when tmp closes the arrays it came from
           return w;
         }
       }
