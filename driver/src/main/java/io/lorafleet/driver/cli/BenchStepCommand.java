@@ -22,8 +22,8 @@ final class BenchStepCommand implements Callable<Integer> {
   @Option(names = "--gradient-checkpointing", description = "LoRA alone with layer checkpointing, blockwise attention and a chunked loss") boolean checkpointing;
   @Option(names = "--variants", description = "LoRA against DoRA (same r) and VeRA (r 256) instead of against full fine-tuning") boolean variants;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
-  @Option(names = "--model", defaultValue = "", description = "with --quantize: an HF model directory to load (default: a random model of "
-      + "--hidden/--layers/... written to a temporary directory)") String model;
+  @Option(names = "--model", defaultValue = "", description = "an HF model directory to load (quantized with --quantize, or as stored), "
+      + "LoRA alone over it; default: a random model of --hidden/--layers/... (written to a temporary directory with --quantize)") String model;
   @Option(names = "--baseline", negatable = true, defaultValue = "true", fallbackValue = "true", description = "with --quantize: also load the "
       + "base in fp32 and time LoRA over it, interleaved") boolean baseline;
 

@@ -56,8 +56,8 @@ public final class StepBenchmark {
   }
 
   public static Map<String, Object> run(Settings s) throws IOException {
-    if (s.quantize().on()) {
-      return quantized(s);
+    if (s.quantize().on() || !s.modelDir().isEmpty()) {
+      return fromFiles(s);
     }
     Map<String, Object> out = new LinkedHashMap<>();
     TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(), Math.max(s.seqLen(), 512), false);
@@ -171,13 +171,14 @@ public final class StepBenchmark {
   }
 
   /**
-   * LoRA over a quantized base against LoRA over the same base in fp32: the bytes of the quantized
-   * projections and of the whole base against fp32, the peak RSS of the quantized run (read before
-   * the fp32 base is loaded), and the step time as the median of interleaved per-pair ratios. The
-   * base is {@code modelDir}, or a random model of the settings' shape written to a temporary
-   * directory; both are loaded from files, tensor by tensor, as a worker loads them.
+   * LoRA over a base loaded from files, tensor by tensor, as a worker loads it (quantized or not),
+   * and for a quantized base against LoRA over the same base in fp32: the bytes of the quantized
+   * projections and of the whole base against fp32, the peak RSS of the run over the loaded base
+   * (read before any fp32 base is loaded), and the step time as the median of interleaved
+   * per-pair ratios. The base is {@code modelDir}, or a random model of the settings' shape
+   * written to a temporary directory.
    */
-  static Map<String, Object> quantized(Settings s) throws IOException {
+  static Map<String, Object> fromFiles(Settings s) throws IOException {
     Map<String, Object> out = new LinkedHashMap<>();
     Path dir;
     Path tmp = null;
@@ -203,10 +204,12 @@ public final class StepBenchmark {
         out.put("threads", Runtime.getRuntime().availableProcessors());
         CausalLM.Bytes b = q.bytes();
         out.put("base_parameters", b.params());
-        out.put("quantized_parameters", b.quantizedParams());
-        out.put("quantized_modules_bytes", b.quantizedBytes());
-        out.put("quantized_modules_bits_per_parameter", round(8.0 * b.quantizedBytes() / b.quantizedParams()));
-        out.put("quantized_modules_vs_fp32", round4((double) b.quantizedBytes() / (4.0 * b.quantizedParams())));
+        if (b.quantizedParams() > 0) {
+          out.put("quantized_parameters", b.quantizedParams());
+          out.put("quantized_modules_bytes", b.quantizedBytes());
+          out.put("quantized_modules_bits_per_parameter", round(8.0 * b.quantizedBytes() / b.quantizedParams()));
+          out.put("quantized_modules_vs_fp32", round4((double) b.quantizedBytes() / (4.0 * b.quantizedParams())));
+        }
         out.put("base_bytes", b.total());
         out.put("base_bytes_per_parameter", round4((double) b.total() / b.params()));
         out.put("base_vs_fp32", round4((double) b.total() / (4.0 * b.params())));
@@ -214,19 +217,19 @@ public final class StepBenchmark {
         long tokens = (long) s.batch() * s.seqLen();
         LoraModel lora = LoraModel.create(q, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
         float[] p = lora.initialParams(1);
-        out.put("rss_after_quantized_load_mb", rssKb() / 1024);
+        out.put("rss_after_load_mb", rssKb() / 1024);
         warmUp(lora, p, batch, s);
-        out.put("peak_rss_quantized_lora_mb", peakRssKb() / 1024);
+        out.put("peak_rss_lora_mb", peakRssKb() / 1024);
         out.put("rss_at_start_mb", rssStart / 1024);
         var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(q, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.batch(), s.seqLen(), 1, 4,
             s.checkpointing(), q.quantization()));
-        out.put("plan_predicted_peak_quantized_lora_mb", predicted.get("worker_peak_mb"));
-        if (!s.baseline()) {
+        out.put("plan_predicted_peak_lora_mb", predicted.get("worker_peak_mb"));
+        if (!s.baseline() || !q.isQuantized()) {
           double[] t = new double[s.steps()];
           for (int i = 0; i < s.steps(); i++) {
             t[i] = timeStep(lora, p, batch, s);
           }
-          out.put("quantized_lora_tokens_per_s", round(tokens / median(t)));
+          out.put("lora_tokens_per_s", round(tokens / median(t)));
           return out;
         }
         try (CausalLM fp = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
@@ -242,9 +245,9 @@ public final class StepBenchmark {
             ratio[i] = qt[i] / ft[i];
           }
           java.util.Arrays.sort(ratio);
-          out.put("quantized_lora_tokens_per_s", round(tokens / median(qt)));
-          out.put("fp32_lora_tokens_per_s", round(tokens / median(ft)));
-          out.put("quantized_step_time_vs_fp32", round(median(ratio)) + " (" + round(ratio[0]) + " to " + round(ratio[ratio.length - 1]) + ")");
+          out.put("lora_tokens_per_s", round(tokens / median(qt)));
+          out.put("fp32_base_lora_tokens_per_s", round(tokens / median(ft)));
+          out.put("step_time_vs_fp32_base", round(median(ratio)) + " (" + round(ratio[0]) + " to " + round(ratio[ratio.length - 1]) + ")");
         }
       }
       return out;

@@ -14,9 +14,10 @@ import java.util.Map;
  * <ul>
  *   <li>runtime: the JVM, libtorch and MKL, measured at {@value #RUNTIME_MB} MB after start;
  *   <li>weights: every tensor at s, plus the JVM heap that held them in fp32 while they were read
- *       (the JVM keeps a heap it has grown; when projections are quantized at load, each tensor's
- *       host copies are dropped as it is quantized, and the heap grew to about 6 times the largest
- *       fp32 tensor in bench-step's 1.1B run, to which that factor is fitted). A quantized base's projections take
+ *       (the JVM keeps a heap it has grown; fitted to bench-step's models, made in its own heap).
+ *       Quantized at load, each tensor's host copies are dropped as it is quantized, and the heap
+ *       grew to about 6 times the largest fp32 tensor when bench-step loaded a 1.1B base, to which
+ *       that factor is fitted. A quantized base's projections take
  *       {@link #quantizedBytesPerParam} instead, and each is dequantized for its matmul: without
  *       checkpointing the graph keeps every dequantized weight until the backward pass (B·s per
  *       projection parameter), with it only one layer's; the lookup itself needs 12 bytes per
