@@ -25,10 +25,31 @@ public final class QuantFixtures {
   private QuantFixtures() {}
 
   public static Path gptq(Path dir, TinyModelSpec spec, long seed, int groupSize, boolean descAct, boolean v2) throws Exception {
-    Map<String, Tensor> dense = TinyModels.tensors(spec, seed);
+    return write(dir, spec.configJson(1, 2), TinyModels.tensors(spec, seed), seed, groupSize, descAct, v2);
+  }
+
+  /** A GPTQ copy of the full-precision model directory {@code src}, tokenizer files included. */
+  public static Path gptq(Path src, Path dir, long seed, int groupSize, boolean descAct, boolean v2) throws Exception {
+    io.lorafleet.worker.model.ModelSkeleton s = io.lorafleet.worker.model.ModelSkeleton.read(src);
+    Map<String, Tensor> dense = new LinkedHashMap<>();
+    for (ParamSpec p : s.params()) {
+      dense.put(p.name(), s.hfTensor(p.name()));
+    }
+    write(dir, s.config().raw().deepCopy(), dense, seed, groupSize, descAct, v2);
+    for (String f : ModelDirectory.TOKENIZER_FILES) {
+      if (java.nio.file.Files.isRegularFile(src.resolve(f))) {
+        java.nio.file.Files.copy(src.resolve(f), dir.resolve(f));
+      }
+    }
+    return dir;
+  }
+
+  private static Path write(Path dir, ObjectNode config, Map<String, Tensor> dense, long seed, int groupSize, boolean descAct, boolean v2)
+      throws Exception {
     Map<String, Tensor> out = new LinkedHashMap<>(dense);
     Random rng = new Random(seed);
-    try (CausalLM m = CausalLM.fromTensors(TinyModels.config(spec), dense, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
+    io.lorafleet.worker.model.ModelConfig mc = io.lorafleet.worker.model.ModelConfig.fromJson(config, dir.toString());
+    try (CausalLM m = CausalLM.fromTensors(mc, dense, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
       for (LinearSpec l : m.linears()) {
         if (!l.quantizable()) {
           continue;
@@ -40,7 +61,6 @@ public final class QuantFixtures {
         out.putAll(pack(l.name(), w, l.out(), l.in(), groupSize, descAct, v2, rng));
       }
     }
-    ObjectNode config = spec.configJson(1, 2);
     ObjectNode q = config.putObject("quantization_config");
     q.put("quant_method", "gptq").put("bits", 4).put("group_size", groupSize).put("desc_act", descAct).put("sym", false)
         .put("checkpoint_format", v2 ? "gptq_v2" : "gptq");

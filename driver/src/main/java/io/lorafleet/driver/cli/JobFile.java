@@ -2,6 +2,7 @@ package io.lorafleet.driver.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -29,25 +30,86 @@ final class JobFile {
 
   private JobFile() {}
 
+  /**
+   * transformers' TrainingArguments and Axolotl's names for lorafleet's flags. Each means what it
+   * means there: the schedules follow transformers' definitions, per_device_train_batch_size is the
+   * micro-batch, and gradient_accumulation_steps is checked against (or sets) the global batch.
+   */
+  static final Map<String, String> ALIASES = Map.ofEntries(Map.entry("learning_rate", "lr"), Map.entry("lr_scheduler_type", "schedule"),
+      Map.entry("warmup_steps", "warmup"), Map.entry("max_grad_norm", "clip"), Map.entry("save_steps", "checkpoint-every"),
+      Map.entry("save_total_limit", "keep-checkpoints"), Map.entry("eval_steps", "eval-every"), Map.entry("max_steps", "steps"),
+      Map.entry("per_device_train_batch_size", "micro-batch"), Map.entry("num_train_epochs", "epochs"), Map.entry("lora_r", "r"),
+      Map.entry("lora_target_modules", "target-modules"));
+  static final String ACCUMULATION = "gradient_accumulation_steps";
+
+  private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+
   /** Arguments equivalent to {@code file} for the command {@code spec}. */
   static List<String> toArgs(Path file, CommandSpec spec) {
+    return toArgs(read(file), file.toString(), spec);
+  }
+
+  /** A job file's mapping. */
+  static ObjectNode read(Path file) {
     if (!Files.isRegularFile(file)) {
       throw new IllegalArgumentException("--config " + file + ": no such file");
     }
     JsonNode root;
     try {
-      root = new ObjectMapper(new YAMLFactory()).readTree(file.toFile());
+      root = YAML.readTree(file.toFile());
     } catch (IOException e) {
       throw new IllegalArgumentException("--config " + file + ": not valid YAML or JSON: " + e.getMessage().split("\n")[0]);
     }
     if (root == null || !root.isObject()) {
       throw new IllegalArgumentException("--config " + file + ": must hold a mapping of field: value");
     }
+    return (ObjectNode) root;
+  }
+
+  /**
+   * torchtune-style overrides after the command, {@code key=value} (a dotted {@code section.key=value}
+   * for {@code run}), set into {@code root}: a value is read as YAML, so {@code lr=1e-4},
+   * {@code target_modules=[q_proj,v_proj]} and {@code use_rslora=true} take their types.
+   */
+  static void override(ObjectNode root, List<String> overrides) {
+    for (String o : overrides) {
+      int eq = o.indexOf('=');
+      String key = o.substring(0, eq);
+      JsonNode v;
+      try {
+        v = YAML.readTree(o.substring(eq + 1));
+      } catch (IOException e) {
+        v = null;
+      }
+      if (v == null || v.isMissingNode()) {
+        v = com.fasterxml.jackson.databind.node.TextNode.valueOf(o.substring(eq + 1));
+      }
+      ObjectNode at = root;
+      String[] path = key.split("\\.");
+      for (int i = 0; i < path.length - 1; i++) {
+        at = at.has(path[i]) && at.get(path[i]).isObject() ? (ObjectNode) at.get(path[i]) : at.putObject(path[i]);
+      }
+      at.set(path[path.length - 1], v);
+    }
+  }
+
+  /** Whether a command-line token is a {@code key=value} override rather than an option or an option's value. */
+  static boolean isOverride(String token) {
+    return token.matches("[A-Za-z_][A-Za-z0-9_.-]*=.*");
+  }
+
+  /** Arguments equivalent to the mapping {@code root} (a job file's, or a section of one) for the command {@code spec}. */
+  static List<String> toArgs(ObjectNode root, String file, CommandSpec spec) {
+    root = root.deepCopy();
+    accumulation(root, file, spec);
     List<String> args = new ArrayList<>();
     for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
       Map.Entry<String, JsonNode> e = it.next();
-      String key = e.getKey();
+      String key = ALIASES.containsKey(e.getKey()) && spec.findOption("--" + ALIASES.get(e.getKey())) != null ? ALIASES.get(e.getKey()) : e.getKey();
       JsonNode v = e.getValue();
+      if (key.equals("epochs") && v.isNumber() && v.asDouble() != Math.rint(v.asDouble())) {
+        throw new IllegalArgumentException(file + ": field '" + e.getKey() + "' is " + v + "; lorafleet trains whole epochs, expected an integer");
+      }
       if (key.equals("spark")) {
         if (!v.isObject()) {
           throw new IllegalArgumentException(file + ": field 'spark' must be a mapping of Spark conf to value");
@@ -106,5 +168,37 @@ final class JobFile {
       args.add(String.join(",", parts));
     }
     return args;
+  }
+
+  /**
+   * gradient_accumulation_steps, as in transformers: global batch = accumulation × micro-batch ×
+   * workers. Sets global-batch when the file gives none, and refuses one that disagrees.
+   */
+  private static void accumulation(ObjectNode root, String file, CommandSpec spec) {
+    JsonNode acc = root.remove(ACCUMULATION);
+    if (acc == null) {
+      return;
+    }
+    if (!acc.canConvertToInt() || acc.asInt() <= 0 || spec.findOption("--global-batch") == null) {
+      throw new IllegalArgumentException(file + ": field '" + ACCUMULATION + "' must be a positive integer for train but found " + acc);
+    }
+    long micro = number(root, spec, "micro-batch", "per_device_train_batch_size");
+    long workers = number(root, spec, "workers", "workers");
+    long global = (long) acc.asInt() * micro * workers;
+    JsonNode given = root.has("global-batch") ? root.get("global-batch") : root.get("global_batch");
+    if (given != null && given.asLong() != global) {
+      throw new IllegalArgumentException(file + ": " + ACCUMULATION + " " + acc + " with micro-batch " + micro + " and " + workers + " workers makes a "
+          + "global batch of " + global + " but global-batch is " + given + "; give one of them, or make them agree");
+    }
+    root.put("global-batch", global);
+  }
+
+  private static long number(ObjectNode root, CommandSpec spec, String flag, String alias) {
+    for (String k : List.of(flag, flag.replace('-', '_'), alias)) {
+      if (root.has(k)) {
+        return root.get(k).asLong();
+      }
+    }
+    return Long.parseLong(spec.findOption("--" + flag).defaultValue());
   }
 }

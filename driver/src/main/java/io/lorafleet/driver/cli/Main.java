@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
 /** {@code lorafleet}: the CLI entry point, also the main class for spark-submit. */
 @Command(name = "lorafleet", mixinStandardHelpOptions = true, version = "lorafleet 0.1.0",
     description = "Distributed LoRA fine-tuning on Spark.",
-    subcommands = {InitModelCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, MergeCommand.class, AverageCommand.class, EvalCommand.class, DemoCommand.class, PlanCommand.class, BenchStepCommand.class, BenchTrainCommand.class, BenchPrepareCommand.class, BenchCommCommand.class, QuantizeCommand.class})
+    subcommands = {InitModelCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, MergeCommand.class, AverageCommand.class, EvalCommand.class, DemoCommand.class, PlanCommand.class, BenchStepCommand.class, BenchTrainCommand.class, BenchPrepareCommand.class, BenchCommCommand.class, QuantizeCommand.class, RunCommand.class})
 public final class Main implements Runnable {
   @Override
   public void run() {
@@ -52,22 +52,43 @@ public final class Main implements Runnable {
   }
 
   /**
-   * Expands "--config FILE" of a subcommand into that subcommand's flags, placed before the command
-   * line's own so that those override the file (picocli keeps the last value of an option).
+   * Expands "--config FILE" of a subcommand, and torchtune-style {@code key=value} overrides after it,
+   * into that subcommand's flags: the file's fields with the overrides set into them, placed before
+   * the command line's own flags so that those override both (picocli keeps the last value).
    */
   static String[] withJobFile(CommandLine cl, String[] args) {
-    List<String> a = new ArrayList<>(List.of(args));
-    int at = a.indexOf("--config");
-    if (at < 1 || at + 1 >= a.size() || !cl.getSubcommands().containsKey(a.get(0))) {
+    if (args.length == 0 || args[0].equals("run") || !cl.getSubcommands().containsKey(args[0])) {
       return args;
     }
-    CommandLine sub = cl.getSubcommands().get(a.get(0));
-    List<String> fromFile = JobFile.toArgs(Path.of(a.get(at + 1)), sub.getCommandSpec());
-    a.remove(at + 1);
-    a.remove(at);
-    a.addAll(1, fromFile);
+    CommandLine sub = cl.getSubcommands().get(args[0]);
+    List<String> rest = new ArrayList<>();
+    List<String> overrides = new ArrayList<>();
+    Path config = null;
+    for (int i = 1; i < args.length; i++) {
+      if (args[i].equals("--config") && i + 1 < args.length) {
+        config = Path.of(args[++i]);
+      } else if (JobFile.isOverride(args[i]) && !takesValue(sub, args[i - 1])) {
+        overrides.add(args[i]);
+      } else {
+        rest.add(args[i]);
+      }
+    }
+    if (config == null && overrides.isEmpty()) {
+      return args;
+    }
+    var root = config == null ? new com.fasterxml.jackson.databind.ObjectMapper().createObjectNode() : JobFile.read(config);
+    JobFile.override(root, overrides);
+    List<String> out = new ArrayList<>(List.of(args[0]));
+    out.addAll(JobFile.toArgs(root, config == null ? "the key=value overrides" : config.toString(), sub.getCommandSpec()));
+    out.addAll(rest);
     sub.setOverwrittenOptionsAllowed(true);
-    return a.toArray(String[]::new);
+    return out.toArray(String[]::new);
+  }
+
+  /** Whether {@code token} is an option of {@code sub} that takes a value (the next token is that value). */
+  private static boolean takesValue(CommandLine sub, String token) {
+    var o = sub.getCommandSpec().findOption(token);
+    return o != null && o.arity().max() > 0;
   }
 
   static String message(Throwable t) {

@@ -12,6 +12,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "prepare", mixinStandardHelpOptions = true, description = "Tokenize raw records into label-masked Arrow shards on Spark.")
 final class PrepareCommand implements Callable<Integer> {
+  @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") java.util.Map<String, String> sparkConf = new java.util.LinkedHashMap<>();
   @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
   @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
   @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text, pretokenized or chat") String format;
@@ -37,7 +38,7 @@ final class PrepareCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
         trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs, maxRecordBytes, overwrite);
-    var spark = Spark.session("prepare", threads);
+    var spark = Spark.session("prepare", threads, sparkConf);
     try {
       var m = Prepare.run(spark, o);
       System.out.printf("prepared %d train and %d validation records (%d quarantined) into %s%n", m.at("/splits/train/records").asLong(),

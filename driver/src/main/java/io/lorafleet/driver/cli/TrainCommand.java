@@ -39,8 +39,17 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--global-batch", description = "examples per optimizer step, over all workers (a multiple of --workers)", defaultValue = "8") int globalBatch;
   @Option(names = "--micro-batch", description = "examples per forward/backward pass on a worker (gradient accumulation makes up the rest)", defaultValue = "4") int microBatch;
   @Option(names = "--lr", description = "peak learning rate", defaultValue = "1e-3") double lr;
-  @Option(names = "--warmup", description = "warm-up steps of the schedule", defaultValue = "0") int warmup;
-  @Option(names = "--schedule", description = "learning-rate schedule: cosine, linear or constant", defaultValue = "cosine") String schedule;
+  @Option(names = "--warmup", description = "warm-up steps: the learning rate rises as lr*step/warmup from 0 (transformers' warmup_steps)",
+      defaultValue = "0") int warmup;
+  @Option(names = "--warmup-ratio", description = "warm-up as a fraction of the steps, ceil(steps*ratio), when --warmup is 0 (transformers' "
+      + "warmup_ratio)", defaultValue = "0") double warmupRatio;
+  @Option(names = "--schedule", description = "learning-rate schedule, as transformers defines it: linear, cosine, cosine_with_min_lr, constant "
+      + "(no warm-up) or constant_with_warmup", defaultValue = "cosine") String schedule;
+  @Option(names = "--min-lr-rate", description = "cosine_with_min_lr: the floor as a fraction of --lr (transformers' min_lr_rate)",
+      defaultValue = "0") double minLrRate;
+  @Option(names = "--adam-beta1", description = "AdamW's beta1", defaultValue = "0.9") double adamBeta1;
+  @Option(names = "--adam-beta2", description = "AdamW's beta2", defaultValue = "0.999") double adamBeta2;
+  @Option(names = "--adam-epsilon", description = "AdamW's epsilon", defaultValue = "1e-8") double adamEpsilon;
   @Option(names = "--optimizer", description = "adamw or sgd, run on the driver", defaultValue = "adamw") String optimizer;
   @Option(names = "--weight-decay", description = "AdamW's decoupled weight decay", defaultValue = "0.0") double weightDecay;
   @Option(names = "--clip", description = "clip the global gradient norm to this (0: no clipping)", defaultValue = "1.0") double clip;
@@ -119,7 +128,7 @@ final class TrainCommand implements Callable<Integer> {
         initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
             : io.lorafleet.worker.lora.LoraConfig.Vera.OFF, adalora ? io.lorafleet.worker.lora.LoraConfig.Adalora.of(initR, targetR, tinit, tfinal,
                 deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF),
-        baseModelId, quantize.quantization());
+        baseModelId, quantize.quantization(), new io.lorafleet.driver.train.OptimizerOptions(adamBeta1, adamBeta2, adamEpsilon, warmupRatio, minLrRate));
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");

@@ -52,7 +52,8 @@ public record TrainConfig(
     String preReduce,
     LoraOptions loraOptions,
     String baseModelId,
-    Quantization quantize) implements Serializable {
+    Quantization quantize,
+    OptimizerOptions optimizerOptions) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
@@ -64,7 +65,7 @@ public record TrainConfig(
       int averageLast, String averageMode) {
     this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
         clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor", LoraOptions.DEFAULT, "", Quantization.NONE);
+        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor", LoraOptions.DEFAULT, "", Quantization.NONE, OptimizerOptions.DEFAULT);
   }
 
   /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
@@ -108,7 +109,7 @@ public record TrainConfig(
     if (!List.of("factor", "cat", "svd").contains(averageMode)) {
       throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + averageMode + "'");
     }
-    new io.lorafleet.driver.optim.Schedule(schedule, lr, warmup, steps); // validates the schedule's name, the peak and the warm-up
+    schedule(schedule, lr, warmup, steps, optimizerOptions); // validates the schedule's name, the peak, the warm-up and the floor
     if (!List.of("adamw", "sgd").contains(optimizer)) {
       throw new IllegalArgumentException("--optimizer must be adamw or sgd but found '" + optimizer + "'");
     }
@@ -162,35 +163,35 @@ public record TrainConfig(
   public TrainConfig withEval(int every) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
   public TrainConfig withGradientCheckpointing(boolean on) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job starting fp16 loss scaling at {@code scale} (torch's GradScaler init_scale). */
   public TrainConfig withInitialLossScale(double scale) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
   public TrainConfig withSteps(int n) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
     return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /**
@@ -203,14 +204,14 @@ public record TrainConfig(
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize);
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job with gradients sent as {@code transport} and pre-reduced per {@code preReduce} (executor or none). */
@@ -218,7 +219,7 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        transport, preReduce, loraOptions, baseModelId, quantize);
+        transport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
   }
 
   /** The same job recording {@code id} (a Hub id such as meta-llama/Llama-3.1-8B) as the adapters' base_model_name_or_path. */
@@ -226,7 +227,7 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, id, quantize);
+        gradTransport, preReduce, loraOptions, id, quantize, optimizerOptions);
   }
 
   /** What adapters record as base_model_name_or_path: --base-model-id, or --model as given. */
@@ -239,7 +240,25 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, o, baseModelId, quantize);
+        gradTransport, preReduce, o, baseModelId, quantize, optimizerOptions);
+  }
+
+  /** The learning-rate schedule of this job (transformers' definitions; warm-up from --warmup or --warmup-ratio). */
+  public io.lorafleet.driver.optim.Schedule lrSchedule() {
+    return schedule(schedule, lr, warmup, steps, optimizerOptions);
+  }
+
+  private static io.lorafleet.driver.optim.Schedule schedule(String kind, double lr, int warmup, int steps, OptimizerOptions o) {
+    return new io.lorafleet.driver.optim.Schedule(kind, lr, io.lorafleet.driver.optim.Schedule.warmupSteps(warmup, o.warmupRatio(), steps), steps,
+        o.minLrRate());
+  }
+
+  /** This job with Adam's betas and epsilon, --warmup-ratio and --min-lr-rate. */
+  public TrainConfig withOptimizerOptions(OptimizerOptions o) {
+    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
+        gradTransport, preReduce, loraOptions, baseModelId, quantize, o);
   }
 
   /** This job over a base quantized at load (QLoRA with nf4). */
@@ -247,6 +266,6 @@ public record TrainConfig(
     return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
         optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
         averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, baseModelId, q);
+        gradTransport, preReduce, loraOptions, baseModelId, q, optimizerOptions);
   }
 }

@@ -91,7 +91,8 @@ public final class Trainer {
     }
     ro.cleanTemporaries();
     float[] params = initialParams(cfg, lora, base);
-    AdamW opt = new AdamW(params.length, 0.9, 0.999, 1e-8, cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
+    AdamW opt = new AdamW(params.length, cfg.optimizerOptions().adamBeta1(), cfg.optimizerOptions().adamBeta2(),
+        cfg.optimizerOptions().adamEpsilon(), cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
     LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
     int start = 0;
@@ -116,7 +117,7 @@ public final class Trainer {
     String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
     Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
     ro.publish(ResolvedConfig.FILE);
-    Schedule sched = new Schedule(cfg.schedule(), cfg.lr(), cfg.warmup(), cfg.steps());
+    Schedule sched = cfg.lrSchedule();
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();
     int attempts = 0;

@@ -129,4 +129,87 @@ class JobFileTest {
         () -> Main.withJobFile(new CommandLine(new Main()), new String[] {"train", "--config", job.toString()}));
     assertTrue(e.getMessage().contains("'modules_to_save' is a PEFT LoraConfig option that lorafleet does not support"), e.getMessage());
   }
+
+  static TrainCommand parsed(String... args) {
+    CommandLine cl = new CommandLine(new Main());
+    cl.parseArgs(Main.withJobFile(cl, args));
+    return cl.getSubcommands().get("train").getCommand();
+  }
+
+  @Test
+  void huggingFaceAndAxolotlNamesAreAliases() throws Exception {
+    Path job = tmp.resolve("hf.yaml");
+    Files.writeString(job, """
+        model: /models/m
+        data: /data/d
+        out: /runs/r
+        workers: 2
+        learning_rate: 2.0e-4
+        lr_scheduler_type: constant_with_warmup
+        warmup_steps: 5
+        warmup_ratio: 0.03
+        max_grad_norm: 0.3
+        weight_decay: 0.01
+        save_steps: 25
+        save_total_limit: 3
+        eval_steps: 50
+        max_steps: 400
+        per_device_train_batch_size: 2
+        gradient_accumulation_steps: 4
+        num_train_epochs: 3
+        adam_beta1: 0.8
+        adam_beta2: 0.95
+        adam_epsilon: 1.0e-6
+        lora_r: 32
+        lora_alpha: 64
+        lora_dropout: 0.1
+        lora_target_modules: [q_proj, v_proj]
+        seed: 42
+        """);
+    TrainCommand t = parsed("train", "--config", job.toString());
+    assertEquals(2e-4, t.lr);
+    assertEquals("constant_with_warmup", t.schedule);
+    assertEquals(5, t.warmup);
+    assertEquals(0.03, t.warmupRatio);
+    assertEquals(0.3, t.clip);
+    assertEquals(0.01, t.weightDecay);
+    assertEquals(25, t.checkpointEvery);
+    assertEquals(3, t.keep);
+    assertEquals(50, t.evalEvery);
+    assertEquals(400, t.steps);
+    assertEquals(2, t.microBatch);
+    assertEquals(16, t.globalBatch, "gradient_accumulation_steps 4 x micro-batch 2 x 2 workers");
+    assertEquals(3, t.epochs);
+    assertEquals(0.8, t.adamBeta1);
+    assertEquals(0.95, t.adamBeta2);
+    assertEquals(1e-6, t.adamEpsilon);
+    assertEquals(32, t.r);
+    assertEquals(64.0, t.alpha);
+    assertEquals(0.1, t.dropout);
+    assertEquals("q_proj,v_proj", t.targets);
+    assertEquals(42, t.seed);
+
+    Files.writeString(job, "model: m\nworkers: 2\nper_device_train_batch_size: 2\ngradient_accumulation_steps: 4\nglobal-batch: 8\n");
+    var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> parsed("train", "--config", job.toString()));
+    assertTrue(e.getMessage().contains("gradient_accumulation_steps 4") && e.getMessage().contains("global batch of 16")
+        && e.getMessage().contains("global-batch is 8"), e.getMessage());
+    Files.writeString(job, "model: m\nnum_train_epochs: 2.5\n");
+    e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> parsed("train", "--config", job.toString()));
+    assertTrue(e.getMessage().contains("num_train_epochs") && e.getMessage().contains("2.5"), e.getMessage());
+  }
+
+  @Test
+  void keyValueOverridesFollowTheCommand() throws Exception {
+    Path job = tmp.resolve("job.yaml");
+    Files.writeString(job, "model: /models/m\ndata: /data/d\nout: /runs/r\nlr: 0.1\nsteps: 5\n");
+    TrainCommand t = parsed("train", "--config", job.toString(), "lr=1e-4", "target_modules=[q_proj,k_proj]", "use_rslora=true", "learning_rate=3e-4",
+        "--spark-conf", "spark.a=b", "--steps", "9");
+    assertEquals(3e-4, t.lr, "overrides apply in order, after the file");
+    assertEquals("q_proj,k_proj", t.targets);
+    assertTrue(t.useRslora);
+    assertEquals(9, t.steps, "flags still win");
+    assertEquals(Map.of("spark.a", "b"), t.sparkConf, "an option's own key=value value stays the option's");
+    t = parsed("train", "--model", "m", "--data", "d", "--out", "o", "lora_r=4");
+    assertEquals(4, t.r, "overrides work without a job file");
+  }
 }

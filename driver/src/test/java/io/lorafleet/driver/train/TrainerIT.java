@@ -144,6 +144,16 @@ class TrainerIT {
       assertArrayEquals(two.adapter(), io.lorafleet.worker.lora.AdapterFormat.read(two.finalAdapter(), base).values(), "it loads onto the fp32 base");
     }
     assertTrue(Files.readString(dir.resolve("qlora2/train_config.yaml")).matches("(?s).*method: \"?nf4.*"), "train_config.yaml records --quantize");
+    // a GPTQ INT4 base (v1 zeros, act-order g_idx) trains on 2 workers as on 1 as well
+    Path gptq = io.lorafleet.worker.QuantFixtures.gptq(model, dir.resolve("model-gptq"), 5, 16, true, false);
+    float[][] byWorkers = new float[2][];
+    for (int w = 1; w <= 2; w++) {
+      TrainConfig g = cfg("gptq" + w, w, 2, "adamw", false);
+      byWorkers[w - 1] = Trainer.run(spark, new TrainConfig(gptq.toString(), g.data(), g.output(), g.targetModules(), g.rank(), g.alpha(), g.dropout(),
+          g.workers(), g.steps(), g.globalBatch(), g.microBatch(), g.lr(), g.warmup(), g.schedule(), g.optimizer(), g.weightDecay(), g.clip(),
+          g.checkpointEvery(), g.keepCheckpoints(), g.seed(), g.timeoutMs(), g.maxAttempts(), false, "", 0, 0, 0, "svd"), false).adapter();
+    }
+    assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "GPTQ: 2 workers make the 1-worker update");
     var e = assertThrows(IllegalArgumentException.class, () -> cfg("x", 1, 1, "sgd", false).withQuantize(nf4)
         .withLoraOptions(new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, true)));
     assertTrue(e.getMessage().contains("--use-dora") && e.getMessage().contains("--quantize nf4"), e.getMessage());
@@ -518,11 +528,11 @@ class TrainerIT {
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
     TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE, OptimizerOptions.DEFAULT);
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
     TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE);
+        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE, OptimizerOptions.DEFAULT);
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
     Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);

@@ -1,0 +1,68 @@
+package io.lorafleet.driver.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** lorafleet run job.yaml: prepare, train and eval sections in order, on local Spark, with section.key=value overrides. */
+class RunCommandTest {
+  @TempDir Path tmp;
+
+  @Test
+  void sectionsRunInOrderWithTheSharedSparkMapAndOverrides() throws Exception {
+    Path model = tmp.resolve("model");
+    List<String> words = List.of("a", "b", "c", "d", "=");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 1, 16, 2, 2, 32, 1, 32, false), words, 1);
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 20; i++) {
+      sb.append("{\"context\": \"").append(words.get(i % 4)).append(" =\", \"target\": \"").append(words.get((i + 1) % 4)).append("\"}\n");
+    }
+    Files.writeString(tmp.resolve("d.jsonl"), sb);
+    Path job = tmp.resolve("job.yaml");
+    Files.writeString(job, """
+        spark:
+          spark.ui.enabled: false
+        prepare:
+          input: [%1$s/d.jsonl]
+          model: %1$s/model
+          out: %1$s/data
+          max_seq_len: 16
+          val_fraction: 0.2
+          shards: 2
+        train:
+          model: %1$s/model
+          data: %1$s/data
+          out: %1$s/run
+          workers: 1
+          max_steps: 50
+          per_device_train_batch_size: 2
+          gradient_accumulation_steps: 2
+          learning_rate: 0.01
+          lr_scheduler_type: constant
+          checkpoint_every: 1
+        eval:
+          model: %1$s/model
+          run: %1$s/run
+          data: %1$s/data
+          out: %1$s/eval
+        """.formatted(tmp));
+    assertEquals(0, Main.execute("run", job.toString(), "train.max_steps=2", "train.save_total_limit=1"));
+    assertTrue(Files.isRegularFile(tmp.resolve("data/manifest.json")));
+    assertTrue(Files.isDirectory(tmp.resolve("run/adapter")));
+    assertTrue(Files.isDirectory(tmp.resolve("run/checkpoint-2")) && !Files.exists(tmp.resolve("run/checkpoint-1")),
+        "the overrides made 2 steps and kept 1 checkpoint");
+    String cfg = Files.readString(tmp.resolve("run/train_config.yaml"));
+    assertTrue(cfg.contains("globalBatch: 4") && cfg.matches("(?s).*spark.ui.enabled: \"?false.*"), cfg);
+    assertTrue(Files.isRegularFile(tmp.resolve("eval/eval.json")));
+    Files.writeString(job, "trian:\n  model: m\n");
+    assertEquals(2, Main.execute("run", job.toString()), "an unknown section is refused");
+    assertEquals(2, Main.execute("run", job.toString(), "lr=1"), "a run override names its section");
+  }
+}
