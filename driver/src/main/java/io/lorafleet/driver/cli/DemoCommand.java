@@ -13,12 +13,13 @@ final class DemoCommand implements Callable<Integer> {
   @Option(names = "--steps", description = "LoRA training steps", defaultValue = "600") int steps;
   @Option(names = "--train-size", description = "generated training pairs", defaultValue = "3000") int trainSize;
   @Option(names = "--eval-size", description = "held-out questions", defaultValue = "100") int evalSize;
+  @Option(names = "--seed", description = "seed of the base's weights and pretraining, the task's data and the LoRA run", defaultValue = "0") long seed;
 
   @Override
   public Integer call() throws Exception {
     var spark = Spark.session("demo", 2);
     try {
-      Demo.run(spark, out, pretrainSteps, steps, trainSize, evalSize);
+      Demo.run(spark, out, pretrainSteps, steps, trainSize, evalSize, seed);
     } finally {
       spark.stop();
     }

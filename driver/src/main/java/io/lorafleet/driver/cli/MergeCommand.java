@@ -22,9 +22,33 @@ final class MergeCommand implements Callable<Integer> {
   @Option(names = "--dtype", defaultValue = "fp32", description = "dtype of the exported weights: fp32, fp16 or bf16 (rounded to nearest even)")
   String dtype;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
+  @Option(names = "--max-shard-size", defaultValue = "5GB", description = "shard the weights past this size, with model.safetensors.index.json, "
+      + "as save_pretrained does (e.g. 5GB, 500MB, 2GiB)") String maxShardSize;
+
+  /** transformers' size strings: a number and B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024). */
+  static long bytes(String size) {
+    var m = java.util.regex.Pattern.compile("(\\d+(?:\\.\\d+)?)\\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)").matcher(size.trim());
+    if (!m.matches()) {
+      throw new IllegalArgumentException("--max-shard-size must be a number and a unit (B, KB, MB, GB, KiB, MiB, GiB) such as 5GB, but found '"
+          + size + "'");
+    }
+    double unit = switch (m.group(2)) {
+      case "B" -> 1;
+      case "KB" -> 1e3;
+      case "MB" -> 1e6;
+      case "GB" -> 1e9;
+      case "TB" -> 1e12;
+      case "KiB" -> 1024;
+      case "MiB" -> 1024 * 1024;
+      case "GiB" -> Math.pow(1024, 3);
+      default -> Math.pow(1024, 4);
+    };
+    return (long) (Double.parseDouble(m.group(1)) * unit);
+  }
 
   @Override
   public Integer call() throws Exception {
+    long shardBytes = bytes(maxShardSize);
     DType exported = switch (dtype) {
       case "fp32" -> DType.F32;
       case "fp16" -> DType.F16;
@@ -39,7 +63,7 @@ final class MergeCommand implements Callable<Integer> {
         base.dequantize();
       }
       a.model().merge(a.values());
-      ModelDirectory.export(out, base, model, exported);
+      ModelDirectory.export(out, base, model, exported, shardBytes);
     }
     System.out.println("merged model written to " + out);
     return 0;

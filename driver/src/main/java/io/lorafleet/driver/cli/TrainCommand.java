@@ -18,6 +18,8 @@ import picocli.CommandLine.Spec;
 final class TrainCommand implements Callable<Integer> {
   @Option(names = "--config", description = "a YAML or JSON job file: fields are these flags without '--', plus a 'spark' map of Spark confs; flags override it") String config;
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") Map<String, String> sparkConf = new LinkedHashMap<>();
+  @Option(names = "--spark-ui", description = "keep Spark's web UI on in local mode (port 4040, or spark.ui.port), with lorafleet's training gauges "
+      + "at /metrics/prometheus") boolean sparkUi;
   @Option(names = "--model", description = "base model: an HF model directory or a Hadoop filesystem URI", required = true) String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
   @Option(names = "--out", description = "run directory: checkpoints, metrics.jsonl, adapter/ (any Hadoop filesystem URI)", required = true) String out;
@@ -132,6 +134,9 @@ final class TrainCommand implements Callable<Integer> {
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
+    }
+    if (sparkUi) {
+      Spark.withUiAndMetrics(sparkConf);
     }
     var spark = Spark.session("train", workers, sparkConf);
     try {

@@ -40,24 +40,25 @@ public final class Demo {
 
   private Demo() {}
 
-  public static ObjectNode run(SparkSession spark, Path out, int pretrainSteps, int steps, int trainSize, int evalSize) throws IOException {
+  /** The demo, with every seed derived from {@code seed}: the base's weights and pretraining, the generated task and the LoRA run. */
+  public static ObjectNode run(SparkSession spark, Path out, int pretrainSteps, int steps, int trainSize, int evalSize, long seed) throws IOException {
     Files.createDirectories(out);
     Path model = out.resolve("base-model");
     System.out.println("[1/7] base model: Llama-shaped (2 layers, hidden 96), pre-trained by full fine-tuning on a synthetic copy corpus -> " + model);
-    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 96, 4, 2, 256, 1, 128, false), SqlTask.vocabulary(), 11);
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 96, 4, 2, 256, 1, 128, false), SqlTask.vocabulary(), 11 + 1000 * seed);
     long t0 = System.nanoTime();
-    double pre = Pretrain.run(model, pretrainSteps, 32, 3e-3, 5);
+    double pre = Pretrain.run(model, pretrainSteps, 32, 3e-3, 5 + 1000 * seed);
     System.out.printf("      %d full fine-tuning steps in %.0f s, final copy loss %.3f%n", pretrainSteps, (System.nanoTime() - t0) / 1e9, pre);
     System.out.println("[2/7] task: " + trainSize + " generated NL-to-SQL pairs, " + evalSize + " held out");
     StringBuilder sb = new StringBuilder();
-    for (SqlTask.Pair p : SqlTask.generate(trainSize, 1)) {
+    for (SqlTask.Pair p : SqlTask.generate(trainSize, 1 + 1000 * seed)) {
       sb.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
     }
     Files.writeString(out.resolve("train.jsonl"), sb);
     // held-out questions never seen in training
     java.util.Set<String> seen = new java.util.HashSet<>();
-    SqlTask.generate(trainSize, 1).forEach(p -> seen.add(p.question()));
-    List<SqlTask.Pair> heldOut = SqlTask.generate(evalSize * 2, 2).stream().filter(p -> !seen.contains(p.question())).limit(evalSize).toList();
+    SqlTask.generate(trainSize, 1 + 1000 * seed).forEach(p -> seen.add(p.question()));
+    List<SqlTask.Pair> heldOut = SqlTask.generate(evalSize * 2, 2 + 1000 * seed).stream().filter(p -> !seen.contains(p.question())).limit(evalSize).toList();
     StringBuilder ho = new StringBuilder();
     for (SqlTask.Pair p : heldOut) {
       ho.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
@@ -75,7 +76,7 @@ public final class Demo {
     System.out.println("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
     System.out.println("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
     TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, 0,
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, seed,
         120_000, 2, false, "", 50, 64, 4, "svd").withRun(false, false, true); // the demo owns run/: a repeated demo replaces it
     Trainer.Result res = Trainer.run(spark, cfg, true);
     System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");

@@ -25,14 +25,17 @@ import org.apache.spark.SparkContext;
  *   <li>{@code kill-driver-in-checkpoint}: the driver SIGKILLs itself while writing checkpoint-STEP
  *       (after the adapter file, before the optimizer state and the rename);
  *   <li>{@code fill-disk-in-checkpoint}: while writing checkpoint-STEP, the driver fills the output's
- *       filesystem with a temporary file (a real full disk: use it on a small tmpfs).
+ *       filesystem with a temporary file (a real full disk: use it on a small tmpfs);
+ *   <li>{@code pause}: after step STEP is recorded (metrics.jsonl, the metrics gauges), the driver
+ *       writes {@code _paused-STEP} into the run directory and waits until {@code _resume-STEP}
+ *       appears there, so that a test can look at a live run at a known step.
  * </ul>
  */
 public record FaultPlan(List<Fault> faults) implements Serializable {
   public static final String CONF = "spark.lorafleet.faults";
 
   /** Where a fault acts. */
-  public enum Action { FAIL, NAN, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT }
+  public enum Action { FAIL, NAN, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT, PAUSE }
 
   /** One fault; attempt 0 means every attempt. */
   public record Fault(Action action, int step, int rank, int attempt) implements Serializable {}
@@ -74,8 +77,9 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
         case "overflow" -> Action.OVERFLOW;
         case "kill-driver-in-checkpoint" -> Action.KILL_DRIVER_IN_CHECKPOINT;
         case "fill-disk-in-checkpoint" -> Action.FILL_DISK_IN_CHECKPOINT;
+        case "pause" -> Action.PAUSE;
         default -> throw new IllegalArgumentException(CONF + ": unknown action '" + fields[0].substring(0, at)
-            + "', expected fail, nan, overflow, kill, kill-driver-in-checkpoint or fill-disk-in-checkpoint");
+            + "', expected fail, nan, overflow, kill, kill-driver-in-checkpoint, fill-disk-in-checkpoint or pause");
       };
       int step = number(p, fields[0].substring(at + 1));
       int rank = 0;
@@ -138,6 +142,28 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
     }
     if (faults.stream().anyMatch(f -> f.action() == Action.FILL_DISK_IN_CHECKPOINT && f.step() == step)) {
       fill(output.resolve(".tmp-filler"));
+    }
+  }
+
+  /** Called by the driver once step {@code step} is recorded: a pause there holds the run until the test releases it. */
+  void afterDriverStep(int step, int attempt, java.nio.file.Path runDir) {
+    if (!hits(Action.PAUSE, step, 0, attempt)) {
+      return;
+    }
+    java.nio.file.Path paused = runDir.resolve("_paused-" + step);
+    java.nio.file.Path resume = runDir.resolve("_resume-" + step);
+    try {
+      java.nio.file.Files.writeString(paused, "");
+      while (!java.nio.file.Files.exists(resume)) {
+        Thread.sleep(20); // waiting on the test's signal, not on a timer
+      }
+      java.nio.file.Files.delete(paused);
+      java.nio.file.Files.delete(resume);
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while paused at step " + step, e);
     }
   }
 

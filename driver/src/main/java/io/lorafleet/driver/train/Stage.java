@@ -293,6 +293,8 @@ final class Stage {
       } catch (IOException e) {
         throw new OutputFailure("could not append step " + (step + 1) + " to " + ro.uri() + "/metrics.jsonl: " + e, e);
       }
+      io.lorafleet.driver.metrics.TrainingGauges.step(m);
+      faults.afterDriverStep(step, attempt, ro.local());
       int done = step + 1;
       if (progress) {
         double el = (System.nanoTime() - t0) / 1e9;
@@ -314,6 +316,7 @@ final class Stage {
         ckpt.submit(ro.uri() + "/" + name, () -> {
           Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
           ro.publish(name);
+          io.lorafleet.driver.metrics.TrainingGauges.checkpointed();
           ro.pruneCheckpoints();
         });
       }

@@ -49,6 +49,7 @@ public final class Trainer {
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
+    io.lorafleet.driver.metrics.TrainingGauges.reset();
     ModelSkeleton base = ModelCache.skeleton(cfg.model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets

@@ -89,4 +89,49 @@ class QuantizeCommandTest {
     assertEquals(0, Main.execute("generate", "--model", q.toString(), "--adapter", adapter.toString(), "--prompt", "a b", "--max-new-tokens", "3"));
     assertEquals(0, Main.execute("plan", "--model", model.toString(), "--seq-len", "32", "--quantize", "nf4", "--gradient-checkpointing"));
   }
+
+  @Test
+  void bf16MergeIsShardedPastMaxShardSizeAndReadsBack() throws Exception {
+    Path model = tmp.resolve("m");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 64, 4, 2, 96, 1, 64, false), List.of("a", "b", "c", "d", "e", "f"), 4);
+    LoraModel lora = LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(4, 8, List.of("q_proj", "v_proj")));
+    float[] p = lora.initialParams(3);
+    for (int i = 0; i < p.length; i++) {
+      p[i] += 0.01f * (i % 7);
+    }
+    Path adapter = tmp.resolve("adapter");
+    AdapterFormat.write(adapter, lora, p, Map.of());
+    Path fp32 = tmp.resolve("fp32");
+    Path bf16 = tmp.resolve("bf16");
+    assertEquals(0, Main.execute("merge", "--model", model.toString(), "--adapter", adapter.toString(), "--out", fp32.toString()));
+    assertEquals(0, Main.execute("merge", "--model", model.toString(), "--adapter", adapter.toString(), "--out", bf16.toString(), "--dtype", "bf16",
+        "--max-shard-size", "20KB"));
+    assertTrue(fp32.resolve(CausalLM.SAFETENSORS).toFile().isFile(), "under the default 5GB: one file");
+    JsonNode index = new ObjectMapper().readTree(bf16.resolve(CausalLM.SAFETENSORS_INDEX).toFile());
+    java.util.TreeSet<String> shards = new java.util.TreeSet<>();
+    index.get("weight_map").fields().forEachRemaining(e -> shards.add(e.getValue().asText()));
+    assertTrue(shards.size() > 1 && shards.first().equals(String.format("model-00001-of-%05d.safetensors", shards.size())), shards.toString());
+    long total = 0;
+    for (String f : shards) {
+      SafetensorsReader r = SafetensorsReader.open(bf16.resolve(f));
+      for (var t : r.tensors().values()) {
+        assertEquals(DType.BF16, t.dtype());
+        total += r.read(t.name()).data().length;
+      }
+    }
+    assertEquals(total, index.get("metadata").get("total_size").asLong());
+    assertEquals("bfloat16", new ObjectMapper().readTree(bf16.resolve("config.json").toFile()).get("torch_dtype").asText());
+    try (CausalLM a = CausalLM.load(fp32, Device.cpu(), DataType.FLOAT32); CausalLM b = CausalLM.load(bf16, Device.cpu(), DataType.FLOAT32)) {
+      for (var spec : a.params()) {
+        float[] want = a.hfTensor(spec.name()).toFloatArray();
+        float[] got = b.hfTensor(spec.name()).toFloatArray();
+        for (int i = 0; i < want.length; i++) {
+          float rounded = Float.intBitsToFloat((io.lorafleet.worker.safetensors.Half.floatToBf16(want[i]) & 0xffff) << 16);
+          assertEquals(rounded, got[i], spec.name() + "[" + i + "] is the bf16 rounding of the fp32 merge");
+        }
+      }
+    }
+    assertEquals(2, Main.execute("merge", "--model", model.toString(), "--adapter", adapter.toString(), "--out", tmp.resolve("x").toString(),
+        "--max-shard-size", "lots"));
+  }
 }

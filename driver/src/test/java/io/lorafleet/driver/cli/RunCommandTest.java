@@ -3,11 +3,8 @@ package io.lorafleet.driver.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.lorafleet.worker.model.ModelDirectory;
-import io.lorafleet.worker.model.TinyModelSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -17,14 +14,8 @@ class RunCommandTest {
 
   @Test
   void sectionsRunInOrderWithTheSharedSparkMapAndOverrides() throws Exception {
+    io.lorafleet.driver.TinyJob.write(tmp, 1, 20);
     Path model = tmp.resolve("model");
-    List<String> words = List.of("a", "b", "c", "d", "=");
-    ModelDirectory.initModel(model, new TinyModelSpec("llama", 1, 16, 2, 2, 32, 1, 32, false), words, 1);
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < 20; i++) {
-      sb.append("{\"context\": \"").append(words.get(i % 4)).append(" =\", \"target\": \"").append(words.get((i + 1) % 4)).append("\"}\n");
-    }
-    Files.writeString(tmp.resolve("d.jsonl"), sb);
     Path job = tmp.resolve("job.yaml");
     Files.writeString(job, """
         spark:

@@ -26,8 +26,43 @@ public final class ModelDirectory {
 
   /** Writes config.json and model.safetensors (with metadata {"format": "pt"}). */
   public static void write(Path dir, ObjectNode config, Map<String, Tensor> tensors) throws IOException {
+    write(dir, config, tensors, Long.MAX_VALUE);
+  }
+
+  /**
+   * Writes config.json and the tensors, as transformers' save_pretrained shards them: one
+   * model.safetensors when they fit in {@code maxShardBytes}, else model-0000i-of-0000n.safetensors
+   * filled in order (a tensor larger than the limit gets a shard of its own) and
+   * model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
+   */
+  public static void write(Path dir, ObjectNode config, Map<String, Tensor> tensors, long maxShardBytes) throws IOException {
     Files.createDirectories(dir);
-    SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    List<Map<String, Tensor>> shards = new java.util.ArrayList<>();
+    long size = 0;
+    long total = 0;
+    for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+      long b = e.getValue().data().length;
+      if (shards.isEmpty() || size > 0 && size + b > maxShardBytes) {
+        shards.add(new LinkedHashMap<>());
+        size = 0;
+      }
+      shards.get(shards.size() - 1).put(e.getKey(), e.getValue());
+      size += b;
+      total += b;
+    }
+    if (shards.size() <= 1) {
+      SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    } else {
+      ObjectNode index = JSON.createObjectNode();
+      index.putObject("metadata").put("total_size", total);
+      ObjectNode map = index.putObject("weight_map");
+      for (int i = 0; i < shards.size(); i++) {
+        String name = String.format(java.util.Locale.ROOT, "model-%05d-of-%05d.safetensors", i + 1, shards.size());
+        SafetensorsWriter.write(dir.resolve(name), shards.get(i), Map.of("format", "pt"));
+        shards.get(i).keySet().forEach(k -> map.put(k, name));
+      }
+      Files.writeString(dir.resolve(CausalLM.SAFETENSORS_INDEX), JSON.writeValueAsString(index) + "\n");
+    }
     Path tmp = Files.createTempFile(dir, ".config", ".tmp");
     Files.writeString(tmp, JSON.writeValueAsString(config) + "\n");
     Files.move(tmp, dir.resolve("config.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -44,6 +79,11 @@ public final class ModelDirectory {
    * written dequantized, as full precision.
    */
   public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype) throws IOException {
+    export(dir, model, tokenizerSource, dtype, Long.MAX_VALUE);
+  }
+
+  /** As {@link #export(Path, CausalLM, Path, DType)}, sharded past {@code maxShardBytes} (see {@link #write(Path, ObjectNode, Map, long)}). */
+  public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype, long maxShardBytes) throws IOException {
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     for (ParamSpec p : model.params()) {
       tensors.put(p.name(), convert(model.hfTensor(p.name()), dtype));
@@ -55,7 +95,7 @@ public final class ModelDirectory {
       case F16 -> "float16";
       case BF16 -> "bfloat16";
       default -> throw new IllegalArgumentException("export dtype must be F32, F16 or BF16 but found " + dtype);
-    }), tensors);
+    }), tensors, maxShardBytes);
     for (String f : TOKENIZER_FILES) {
       Path src = tokenizerSource.resolve(f);
       if (Files.isRegularFile(src)) {

@@ -1,0 +1,78 @@
+package io.lorafleet.driver.metrics;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.datasets.prepare.RecordFormat;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * lorafleet train --spark-ui, paused at step 3 through the fault plan's pause hook (not by timing):
+ * Spark's PrometheusServlet serves lorafleet's gauges, which parse as Prometheus text and equal
+ * that step's metrics.jsonl line.
+ */
+class MetricsIT {
+  @TempDir Path dir;
+
+  @Test
+  void theTrainingGaugesAreScrapedFromARunningTrain() throws Exception {
+    io.lorafleet.driver.TinyJob.write(dir, 2, 16);
+    Path model = dir.resolve("model");
+    SparkSession prep = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+        .getOrCreate();
+    Prepare.run(prep, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
+        dir.resolve("data").toString(), 16, "drop", false, 1, 0, 2, 0));
+    prep.stop();
+    Path run = dir.resolve("run");
+    CompletableFuture<Integer> train = CompletableFuture.supplyAsync(() -> io.lorafleet.driver.cli.Main.execute("train", "--model", model.toString(),
+        "--data", dir.resolve("data").toString(), "--out", run.toString(), "--workers", "1", "--steps", "4", "--global-batch", "2", "--micro-batch", "2",
+        "--checkpoint-every", "2", "--target-modules", "q_proj,v_proj", "--spark-ui", "--spark-conf", "spark.ui.port=0", "--spark-conf",
+        "spark.lorafleet.faults=pause@2"));
+    Path paused = run.resolve("_paused-2");
+    while (!Files.exists(paused)) { // the run reaches the hook; a failed run ends the wait
+      if (train.isDone()) {
+        throw new AssertionError("train ended before the pause, exit code " + train.get());
+      }
+      Thread.sleep(50);
+    }
+    String ui = SparkSession.getDefaultSession().get().sparkContext().uiWebUrl().get();
+    HttpResponse<String> r = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL).build().send(HttpRequest.newBuilder(URI.create(ui + "/metrics/prometheus")).build(),
+        HttpResponse.BodyHandlers.ofString());
+    assertEquals(200, r.statusCode());
+    List<PrometheusText.Sample> samples = PrometheusText.parse(r.body());
+    Files.writeString(run.resolve("_resume-2"), "");
+    assertEquals(0, train.get(300, TimeUnit.SECONDS));
+
+    JsonNode step3 = new ObjectMapper().readTree(Files.readAllLines(run.resolve("metrics.jsonl")).get(2));
+    assertEquals(3, step3.get("step").asInt());
+    Map<String, Double> want = Map.of("step", 3.0, "loss", step3.get("loss").asDouble(), "learning_rate", step3.get("lr").asDouble(), "grad_norm",
+        step3.get("grad_norm").asDouble());
+    for (String g : TrainingGauges.NAMES) {
+      List<PrometheusText.Sample> s = samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_" + g + "_Value")).toList();
+      assertEquals(1, s.size(), g + " among " + samples.size() + " samples:\n" + r.body());
+      assertEquals("gauges", s.get(0).labels().get("type"));
+      if (want.containsKey(g)) {
+        assertEquals(want.get(g), s.get(0).value(), 1e-12 * Math.abs(want.get(g)), g);
+      }
+    }
+    double age = samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_checkpoint_age_seconds_Value")).findFirst().orElseThrow().value();
+    assertTrue(age >= 0 || Double.isNaN(age), "NaN until checkpoint-2 (written in the background) is published, then its age: " + age);
+    assertTrue(samples.stream().anyMatch(x -> x.name().startsWith("metrics_lorafleet_driver_")), "the namespace is lorafleet");
+  }
+}
