@@ -23,6 +23,7 @@ final class EvalCommand implements Callable<Integer> {
   @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
+  @Option(names = "--local-threads", description = "local[N] when not under spark-submit (default: --partitions)") Integer localThreads;
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") java.util.Map<String, String> sparkConf = new java.util.LinkedHashMap<>();
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -65,7 +66,7 @@ final class EvalCommand implements Callable<Integer> {
     if (!splitDir.toFile().isDirectory()) {
       throw new IllegalArgumentException("--data " + data + ": no split '" + split + "' (expected " + splitDir + ")");
     }
-    var spark = Spark.session("eval", partitions, sparkConf);
+    var spark = Spark.session("eval", localThreads == null ? partitions : localThreads, sparkConf);
     try {
       var rows = RunEvaluation.candidates(spark, model, quantization(), todo, splitDir.toString(), partitions, limit);
       System.out.print(RunEvaluation.write(out, rows));

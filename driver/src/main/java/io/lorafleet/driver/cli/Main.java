@@ -36,6 +36,7 @@ public final class Main implements Runnable {
     cl.setExecutionExceptionHandler((ex, c, p) -> {
       Throwable root = ex;
       c.getErr().println("lorafleet " + c.getCommandName() + ": " + message(ex));
+      org.slf4j.LoggerFactory.getLogger("lorafleet.trace").error("lorafleet {} failed", c.getCommandName(), ex); // the whole trace, to the log file only
       if (Boolean.getBoolean("lorafleet.verbose")) {
         root.printStackTrace(c.getErr());
       }

@@ -29,6 +29,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = {"--lora-dropout", "--vera-dropout"}, defaultValue = "0.0", description = "dropout on the adapter's input (PEFT's "
       + "lora_dropout, or vera_dropout with --peft-type vera)") double dropout;
   @Option(names = "--workers", description = "training tasks, one per GPU or CPU slot", defaultValue = "2") int workers;
+  @Option(names = "--local-threads", description = "local[N] when not under spark-submit (default: --workers; at least --workers, since the "
+      + "training stage is a barrier)") Integer localThreads;
   @Option(names = "--steps", description = "optimizer steps (see --epochs)", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
       + "attention and a chunked loss (about a third more compute)") boolean gradientCheckpointing;
@@ -138,7 +140,7 @@ final class TrainCommand implements Callable<Integer> {
     if (sparkUi) {
       Spark.withUiAndMetrics(sparkConf);
     }
-    var spark = Spark.session("train", workers, sparkConf);
+    var spark = Spark.session("train", localThreads == null ? workers : localThreads, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);
       System.out.println("adapter written to " + res.finalAdapter());
