@@ -28,6 +28,7 @@ import org.apache.hadoop.io.LongWritable;
 import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 
@@ -177,6 +178,11 @@ public final class Prepare {
     }
     var reader = spark.read();
     var df = type.equals("csv") ? reader.option("header", "true").option("multiLine", "true").option("escape", "\"").csv(file) : reader.parquet(file);
+    return rows(df, file, validation, cap);
+  }
+
+  /** A table's rows as records, numbered from 1 in its order; one longer than {@code cap} is quarantined. */
+  static JavaRDD<Raw> rows(Dataset<Row> df, String file, boolean validation, int cap) {
     String[] cols = df.columns();
     return df.javaRDD().zipWithIndex().map(t -> {
       Row r = t._1();
@@ -191,6 +197,35 @@ public final class Prepare {
       }
       return new Raw(file, t._2() + 1, m, null, validation);
     });
+  }
+
+  /** What {@link #transform} makes: the examples (input_ids, labels, split) and the quarantine (row, reason). */
+  public record Transformed(Dataset<Row> examples, Dataset<Row> quarantine) {}
+
+  /**
+   * {@code prepare} as a transformation, for one's own Spark job: raw records (one per row, with the
+   * columns the format names, or as {@code o.columns()} maps them) become tokenized, label-masked
+   * examples, {@code input_ids} and {@code labels} (arrays of int, -100 where no loss falls) and
+   * {@code split} (train or validation, by {@code o.valFraction()}), in the input's order; records
+   * that fail become the quarantine, {@code row} (1-based) and {@code reason}. Nothing is written:
+   * {@code o}'s inputs, output and shards are not used. Lazy, as Spark transformations are.
+   */
+  public static Transformed transform(Dataset<Row> records, PrepareOptions o) {
+    Tokenize.tokenizer(o.modelDir()); // a missing or unreadable tokenizer fails here, on the driver
+    if (o.format() == RecordFormat.CHAT) {
+      ChatFormat.template(Tokenize.tokenizer(o.modelDir()));
+    }
+    JavaRDD<Out> out = rows(records, "dataset", false, o.maxRecordBytes()).mapPartitions(it -> process(it, o));
+    var spark = records.sparkSession();
+    var ints = org.apache.spark.sql.types.DataTypes.createArrayType(org.apache.spark.sql.types.DataTypes.IntegerType, false);
+    var exampleSchema = new org.apache.spark.sql.types.StructType().add("input_ids", ints, false).add("labels", ints, false)
+        .add("split", org.apache.spark.sql.types.DataTypes.StringType, false);
+    var quarantineSchema = new org.apache.spark.sql.types.StructType().add("row", org.apache.spark.sql.types.DataTypes.LongType, false)
+        .add("reason", org.apache.spark.sql.types.DataTypes.StringType, false);
+    JavaRDD<Row> good = out.filter(x -> x.reason() == null).map(x -> org.apache.spark.sql.RowFactory.create(x.example().inputIds(),
+        x.example().labels(), x.val() ? "validation" : "train"));
+    JavaRDD<Row> bad = out.filter(x -> x.reason() != null).map(x -> org.apache.spark.sql.RowFactory.create(x.line(), x.reason()));
+    return new Transformed(spark.createDataFrame(good, exampleSchema), spark.createDataFrame(bad, quarantineSchema));
   }
 
   static Raw parseJson(String file, long line, byte[] bytes, boolean validation) {

@@ -1,0 +1,181 @@
+package io.lorafleet.driver.ml;
+
+import ai.djl.Device;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.datasets.prepare.RecordFormat;
+import io.lorafleet.datasets.prepare.Tokenize;
+import io.lorafleet.driver.train.ModelCache;
+import io.lorafleet.worker.generate.Generator;
+import io.lorafleet.worker.generate.Sampling;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.quant.Quantization;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import io.lorafleet.worker.train.StepResult;
+import io.lorafleet.worker.train.TrainStep;
+import io.lorafleet.worker.train.Trainable;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.apache.spark.api.java.function.MapPartitionsFunction;
+import org.apache.spark.ml.Model;
+import org.apache.spark.ml.param.IntParam;
+import org.apache.spark.ml.param.Param;
+import org.apache.spark.ml.param.ParamMap;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * A trained adapter over its base as a Spark ML Transformer. With {@code targetCol} unset it adds
+ * {@code outputCol} (default "generated"): the greedy continuation of {@code inputCol}, up to
+ * {@code maxNewTokens}. With {@code targetCol} set it adds {@code outputCol} (then default "loss"):
+ * the mean per-token loss of the target after the input, as training computes it. Each executor
+ * loads the base once and the adapter once per task.
+ */
+public final class LoraAdapterModel extends Model<LoraAdapterModel> {
+  private final String uid;
+  private final Param<String> baseModel;
+  private final Param<String> adapter;
+  private final Param<String> inputCol;
+  private final Param<String> targetCol;
+  private final Param<String> outputCol;
+  private final IntParam maxNewTokens;
+  private final IntParam maxSeqLen;
+
+  public LoraAdapterModel(String uid) {
+    this.uid = uid; // before the Params, which record their parent's uid
+    baseModel = new Param<>(this, "baseModel", "the base model directory the adapter was trained over");
+    adapter = new Param<>(this, "adapter", "the PEFT adapter directory");
+    inputCol = new Param<>(this, "inputCol", "the column of prompts (contexts)");
+    targetCol = new Param<>(this, "targetCol", "when set, the column of targets whose loss is computed instead of a generation");
+    outputCol = new Param<>(this, "outputCol", "the column added (default: generated, or loss with targetCol)");
+    maxNewTokens = new IntParam(this, "maxNewTokens", "tokens generated per row");
+    maxSeqLen = new IntParam(this, "maxSeqLen", "with targetCol: longest tokenized example (longer contexts are truncated, as prepare does)");
+    setDefault(inputCol, "context");
+    setDefault(targetCol, "");
+    setDefault(outputCol, "");
+    setDefault(maxNewTokens, 32);
+    setDefault(maxSeqLen, 512);
+  }
+
+  public LoraAdapterModel(String uid, String base, String adapterDir) {
+    this(uid);
+    set(baseModel, base);
+    set(adapter, adapterDir);
+  }
+
+  // Spark ML finds a stage's Params through public no-argument methods that return them
+  public Param<String> baseModel() {
+    return baseModel;
+  }
+
+  public Param<String> adapter() {
+    return adapter;
+  }
+
+  public Param<String> inputCol() {
+    return inputCol;
+  }
+
+  public Param<String> targetCol() {
+    return targetCol;
+  }
+
+  public Param<String> outputCol() {
+    return outputCol;
+  }
+
+  public IntParam maxNewTokens() {
+    return maxNewTokens;
+  }
+
+  public IntParam maxSeqLen() {
+    return maxSeqLen;
+  }
+
+  @Override
+  public String uid() {
+    return uid;
+  }
+
+  @SuppressWarnings("unchecked")
+  private <T> T value(Param<?> p) {
+    return (T) getOrDefault(p);
+  }
+
+  private boolean lossMode() {
+    return !((String) value(targetCol)).isEmpty();
+  }
+
+  private String output() {
+    String o = value(outputCol);
+    return !o.isEmpty() ? o : lossMode() ? "loss" : "generated";
+  }
+
+  @Override
+  public StructType transformSchema(StructType schema) {
+    List<String> names = Arrays.asList(schema.fieldNames());
+    List<Param<String>> needed = lossMode() ? List.of(inputCol, targetCol) : List.of(inputCol);
+    for (Param<String> c : needed) {
+      String name = value(c);
+      if (!names.contains(name) || !schema.apply(name).dataType().equals(DataTypes.StringType)) {
+        throw new IllegalArgumentException(c.name() + ": expected a string column '" + name + "' but the dataset's columns are " + schema.simpleString());
+      }
+    }
+    if (names.contains(output())) {
+      throw new IllegalArgumentException("outputCol: the dataset already has a column '" + output() + "'");
+    }
+    return schema.add(output(), lossMode() ? DataTypes.DoubleType : DataTypes.StringType, false);
+  }
+
+  @Override
+  public Dataset<Row> transform(Dataset<?> dataset) {
+    StructType outSchema = transformSchema(dataset.schema());
+    String base = value(baseModel);
+    String adapterDir = value(adapter);
+    int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
+    int target = lossMode() ? Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(targetCol)) : -1;
+    int maxNew = value(maxNewTokens);
+    int seqLen = value(maxSeqLen);
+    MapPartitionsFunction<Row, Row> f = rows -> {
+      CausalLM m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
+      AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
+      Tokenizer tok = Tokenize.tokenizer(base);
+      PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", base, "unused", seqLen,
+          "truncate-context", false, 0, 0, 1, 1);
+      List<Row> out = new ArrayList<>();
+      while (rows.hasNext()) {
+        Row row = rows.next();
+        Object[] values = new Object[row.length() + 1];
+        for (int i = 0; i < row.length(); i++) {
+          values[i] = row.get(i);
+        }
+        if (target < 0) {
+          int[] gen = Generator.generate(m, Optional.of((Trainable) a.model()), a.values(), tok.encodePrompt(row.getString(in)),
+              new Sampling(maxNew, 0, 1.0, 0), tok.eos());
+          values[row.length()] = tok.decode(gen);
+        } else {
+          var ex = Tokenize.record(tok, Map.of("context", row.getString(in), "target", row.getString(target)), o, m.config().vocabSize()).example();
+          StepResult r = TrainStep.evaluate(a.model(), a.values(), List.of(Batch.of(new int[][] {ex.inputIds()}, new int[][] {ex.labels()})));
+          values[row.length()] = r.tokens() == 0 ? Double.NaN : r.lossSum() / r.tokens();
+        }
+        out.add(RowFactory.create(values));
+      }
+      return out.iterator();
+    };
+    return dataset.toDF().mapPartitions(f, Encoders.row(outSchema));
+  }
+
+  @Override
+  public LoraAdapterModel copy(ParamMap extra) {
+    return copyValues(new LoraAdapterModel(uid), extra).setParent(parent());
+  }
+}

@@ -1,0 +1,247 @@
+package io.lorafleet.driver.ml;
+
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.datasets.prepare.RecordFormat;
+import io.lorafleet.driver.train.TrainConfig;
+import io.lorafleet.driver.train.Trainer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.List;
+import java.util.Map;
+import org.apache.spark.ml.Estimator;
+import org.apache.spark.ml.param.DoubleParam;
+import org.apache.spark.ml.param.IntParam;
+import org.apache.spark.ml.param.Param;
+import org.apache.spark.ml.param.ParamMap;
+import org.apache.spark.ml.util.Identifiable$;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * A Spark ML Estimator that trains a LoRA adapter on a {@code Dataset<Row>} of context-target
+ * records. Its Params carry the CLI's names (camelCase) and defaults, and are validated as the CLI
+ * validates them, by {@link TrainConfig}, before any job runs. {@code fit} writes the two columns as
+ * Parquet under {@code workDir} (default {@code out + ".data"}), runs {@code prepare} on them, then
+ * the distributed trainer on the session's executors, and returns a {@link LoraAdapterModel} over
+ * the final adapter in {@code out}.
+ */
+public final class LoraTrainer extends Estimator<LoraAdapterModel> {
+  private final String uid;
+  private final Param<String> model;
+  private final Param<String> out;
+  private final Param<String> workDir;
+  private final Param<String> contextCol;
+  private final Param<String> targetCol;
+  private final Param<String> targetModules;
+  private final IntParam r;
+  private final DoubleParam loraAlpha;
+  private final DoubleParam loraDropout;
+  private final IntParam workers;
+  private final IntParam steps;
+  private final IntParam globalBatch;
+  private final IntParam microBatch;
+  private final DoubleParam lr;
+  private final Param<String> schedule;
+  private final IntParam warmup;
+  private final IntParam checkpointEvery;
+  private final IntParam maxSeqLen;
+  private final DoubleParam valFraction;
+  private final IntParam seed;
+
+  public LoraTrainer() {
+    this(Identifiable$.MODULE$.randomUID("loraTrainer"));
+  }
+
+  public LoraTrainer(String uid) {
+    this.uid = uid; // before the Params, which record their parent's uid
+    model = new Param<>(this, "model", "base model: an HF model directory or a Hadoop URI");
+    out = new Param<>(this, "out", "run directory: checkpoints, metrics.jsonl, adapter/ (refused when it holds a run)");
+    workDir = new Param<>(this, "workDir", "where the records and the prepared shards are written (default: out + \".data\")");
+    contextCol = new Param<>(this, "contextCol", "the column of contexts (no loss falls on them)");
+    targetCol = new Param<>(this, "targetCol", "the column of targets (the loss falls on them)");
+    targetModules = new Param<>(this, "targetModules", "modules to adapt: names (comma-separated), all-linear, or one regex");
+    r = new IntParam(this, "r", "LoRA rank");
+    loraAlpha = new DoubleParam(this, "loraAlpha", "LoRA scaling numerator: the update is loraAlpha/r times B·A");
+    loraDropout = new DoubleParam(this, "loraDropout", "dropout on the adapter's input");
+    workers = new IntParam(this, "workers", "training tasks, one per GPU or CPU slot");
+    steps = new IntParam(this, "steps", "optimizer steps");
+    globalBatch = new IntParam(this, "globalBatch", "examples per optimizer step, over all workers (a multiple of workers)");
+    microBatch = new IntParam(this, "microBatch", "examples per forward/backward pass on a worker");
+    lr = new DoubleParam(this, "lr", "peak learning rate");
+    schedule = new Param<>(this, "schedule", "learning-rate schedule, as transformers defines it");
+    warmup = new IntParam(this, "warmup", "warm-up steps");
+    checkpointEvery = new IntParam(this, "checkpointEvery", "steps between checkpoints");
+    maxSeqLen = new IntParam(this, "maxSeqLen", "longest tokenized example (longer contexts are truncated)");
+    valFraction = new DoubleParam(this, "valFraction", "fraction of the records held out as the validation split");
+    seed = new IntParam(this, "seed", "seed of the adapter init, the data order and the split");
+    setDefault(workDir, "");
+    setDefault(contextCol, "context");
+    setDefault(targetCol, "target");
+    setDefault(targetModules, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+    setDefault(r, 8);
+    setDefault(loraAlpha, 16.0);
+    setDefault(loraDropout, 0.0);
+    setDefault(workers, 2);
+    setDefault(steps, 100);
+    setDefault(globalBatch, 8);
+    setDefault(microBatch, 4);
+    setDefault(lr, 1e-3);
+    setDefault(schedule, "cosine");
+    setDefault(warmup, 0);
+    setDefault(checkpointEvery, 10);
+    setDefault(maxSeqLen, 512);
+    setDefault(valFraction, 0.0);
+    setDefault(seed, 0);
+  }
+
+  // Spark ML finds a stage's Params through public no-argument methods that return them
+  public Param<String> model() {
+    return model;
+  }
+
+  public Param<String> out() {
+    return out;
+  }
+
+  public Param<String> workDir() {
+    return workDir;
+  }
+
+  public Param<String> contextCol() {
+    return contextCol;
+  }
+
+  public Param<String> targetCol() {
+    return targetCol;
+  }
+
+  public Param<String> targetModules() {
+    return targetModules;
+  }
+
+  public IntParam r() {
+    return r;
+  }
+
+  public DoubleParam loraAlpha() {
+    return loraAlpha;
+  }
+
+  public DoubleParam loraDropout() {
+    return loraDropout;
+  }
+
+  public IntParam workers() {
+    return workers;
+  }
+
+  public IntParam steps() {
+    return steps;
+  }
+
+  public IntParam globalBatch() {
+    return globalBatch;
+  }
+
+  public IntParam microBatch() {
+    return microBatch;
+  }
+
+  public DoubleParam lr() {
+    return lr;
+  }
+
+  public Param<String> schedule() {
+    return schedule;
+  }
+
+  public IntParam warmup() {
+    return warmup;
+  }
+
+  public IntParam checkpointEvery() {
+    return checkpointEvery;
+  }
+
+  public IntParam maxSeqLen() {
+    return maxSeqLen;
+  }
+
+  public DoubleParam valFraction() {
+    return valFraction;
+  }
+
+  public IntParam seed() {
+    return seed;
+  }
+
+  @Override
+  public String uid() {
+    return uid;
+  }
+
+  @SuppressWarnings("unchecked")
+  private <T> T value(Param<?> p) {
+    return (T) getOrDefault(p);
+  }
+
+  /** The job these Params describe, validated as the CLI validates it (throws before any Spark work). */
+  TrainConfig config(String data) {
+    if (!isDefined(model) || !isDefined(out)) {
+      throw new IllegalArgumentException("LoraTrainer needs model and out set");
+    }
+    return new TrainConfig(value(model), data, value(out), value(targetModules), (int) value(r), (double) value(loraAlpha), (double) value(loraDropout),
+        (int) value(workers), (int) value(steps), (int) value(globalBatch), (int) value(microBatch), (double) value(lr), (int) value(warmup), value(schedule), "adamw",
+        0.0, 1.0, (int) value(checkpointEvery), 5, (int) value(seed), 120_000, 3, false, "", 0, 0, 0, "svd");
+  }
+
+  String resolvedWorkDir() {
+    String w = value(workDir);
+    return w.isEmpty() ? value(out) + ".data" : w;
+  }
+
+  @Override
+  public StructType transformSchema(StructType schema) {
+    for (Param<String> c : List.of(contextCol, targetCol)) {
+      String name = value(c);
+      if (!java.util.Arrays.asList(schema.fieldNames()).contains(name)) {
+        throw new IllegalArgumentException(c.name() + ": the dataset has no column '" + name + "'; its columns are "
+            + java.util.Arrays.toString(schema.fieldNames()));
+      }
+      if (!schema.apply(name).dataType().equals(DataTypes.StringType)) {
+        throw new IllegalArgumentException(c.name() + ": column '" + name + "' is " + schema.apply(name).dataType().simpleString()
+            + ", expected string");
+      }
+    }
+    return schema;
+  }
+
+  @Override
+  public LoraAdapterModel fit(Dataset<?> dataset) {
+    transformSchema(dataset.schema());
+    String work = resolvedWorkDir();
+    TrainConfig cfg = config(work + "/prepared");
+    var spark = dataset.sparkSession();
+    try {
+      dataset.select(dataset.col(value(contextCol)).as("context"), dataset.col(value(targetCol)).as("target")).write().mode(SaveMode.Overwrite)
+          .parquet(work + "/records");
+      Prepare.run(spark, new PrepareOptions(List.of(work + "/records"), "parquet", RecordFormat.CONTEXT_TARGET, Map.of(), "", value(model),
+          work + "/prepared", (int) value(maxSeqLen), "truncate-context", false, (int) value(seed), (double) value(valFraction), Math.max(1, (int) value(workers)),
+          1.0).withOverwrite(true));
+      Trainer.Result res = Trainer.run(spark, cfg, false);
+      LoraAdapterModel m = new LoraAdapterModel(uid, value(model), res.finalAdapter().toString());
+      m.setParent(this);
+      return m;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  @Override
+  public LoraTrainer copy(ParamMap extra) {
+    return defaultCopy(extra);
+  }
+}

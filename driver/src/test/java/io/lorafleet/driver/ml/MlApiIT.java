@@ -1,0 +1,138 @@
+package io.lorafleet.driver.ml;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.datasets.prepare.RecordFormat;
+import io.lorafleet.datasets.prepare.Tokenize;
+import io.lorafleet.driver.TinyJob;
+import io.lorafleet.worker.generate.Generator;
+import io.lorafleet.worker.generate.Sampling;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import io.lorafleet.worker.train.StepResult;
+import io.lorafleet.worker.train.TrainStep;
+import io.lorafleet.worker.train.Trainable;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The Spark library API on local[2], from Dataset<Row>s built here: prepare as a transformation, LoraTrainer.fit and LoraAdapterModel.transform. */
+class MlApiIT {
+  @TempDir static Path dir;
+  static SparkSession spark;
+  static String model;
+
+  @BeforeAll
+  static void setUp() throws Exception {
+    spark = SparkSession.builder().master("local[2]").appName("ml-api-it").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+        .getOrCreate();
+    TinyJob.write(dir, 6, 0);
+    model = dir.resolve("model").toString();
+  }
+
+  @AfterAll
+  static void tearDown() {
+    spark.stop();
+  }
+
+  static Dataset<Row> records(int n, boolean withBad) {
+    List<Row> rows = new ArrayList<>();
+    List<String> w = TinyJob.WORDS;
+    for (int i = 0; i < n; i++) {
+      rows.add(RowFactory.create(w.get(i % 4) + " =", w.get((i + 1) % 4)));
+    }
+    if (withBad) {
+      rows.add(RowFactory.create("a =", null));
+    }
+    StructType schema = new StructType().add("context", DataTypes.StringType, false).add("target", DataTypes.StringType, true);
+    return spark.createDataFrame(rows, schema);
+  }
+
+  @Test
+  void prepareIsATransformationFromRowsToExamplesAndAQuarantine() {
+    PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model, "unused", 16, "drop", false, 0,
+        0.25, 1, 1);
+    Prepare.Transformed t = Prepare.transform(records(12, true), o);
+    List<Row> ex = t.examples().collectAsList();
+    assertEquals(12, ex.size());
+    assertEquals(List.of("input_ids", "labels", "split"), List.of(t.examples().columns()));
+    var want = Tokenize.record(Tokenize.tokenizer(model), Map.of("context", "a =", "target", "b"), o, Tokenize.vocabSize(model)).example();
+    assertArrayEquals(want.inputIds(), ex.get(0).getList(0).stream().mapToInt(x -> (Integer) x).toArray(), "as prepare tokenizes a record");
+    assertArrayEquals(want.labels(), ex.get(0).getList(1).stream().mapToInt(x -> (Integer) x).toArray(), "the loss on the target only");
+    assertTrue(ex.stream().anyMatch(r -> r.getString(2).equals("validation")) && ex.stream().anyMatch(r -> r.getString(2).equals("train")));
+    List<Row> bad = t.quarantine().collectAsList();
+    assertEquals(1, bad.size());
+    assertEquals(13L, bad.get(0).getLong(0));
+    assertTrue(bad.get(0).getString(1).contains("target"), bad.get(0).getString(1));
+  }
+
+  @Test
+  void loraTrainerFitsOnADatasetAndItsModelAddsGenerationsAndLosses() throws Exception {
+    Dataset<Row> df = records(16, false);
+    LoraTrainer trainer = new LoraTrainer();
+    trainer.set(trainer.model(), model);
+    trainer.set(trainer.out(), dir.resolve("run").toString());
+    trainer.set(trainer.workers(), 2);
+    trainer.set(trainer.steps(), 3);
+    trainer.set(trainer.globalBatch(), 4);
+    trainer.set(trainer.microBatch(), 2);
+    trainer.set(trainer.lr(), 0.01);
+    trainer.set(trainer.targetModules(), "q_proj,v_proj");
+    trainer.set(trainer.maxSeqLen(), 16);
+    // validated before any job: the schema, then the Params as the CLI validates them
+    var e = assertThrows(IllegalArgumentException.class, () -> trainer.fit(df.drop("target")));
+    assertTrue(e.getMessage().contains("targetCol") && e.getMessage().contains("'target'"), e.getMessage());
+    LoraTrainer zero = trainer.copy(new org.apache.spark.ml.param.ParamMap());
+    zero.set(zero.r(), 0);
+    e = assertThrows(IllegalArgumentException.class, () -> zero.fit(df));
+    assertTrue(e.getMessage().contains("r must be > 0"), e.getMessage());
+    assertFalse(Files.exists(dir.resolve("run.data")), "nothing was written");
+
+    LoraAdapterModel m = trainer.fit(df);
+    Path adapter = dir.resolve("run/adapter");
+    assertEquals(adapter.toString(), m.getOrDefault(m.adapter()));
+    m.set(m.maxNewTokens(), 3);
+    List<Row> gen = m.transform(df.select("context")).collectAsList();
+    assertEquals(16, gen.size());
+    m.set(m.targetCol(), "target");
+    List<Row> losses = m.transform(df).collectAsList();
+    try (CausalLM base = CausalLM.load(Path.of(model), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(Path.of(model))) {
+      AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
+      for (int i = 0; i < 4; i++) {
+        int[] g = Generator.generate(base, Optional.of((Trainable) a.model()), a.values(), tok.encodePrompt(gen.get(i).getString(0)),
+            new Sampling(3, 0, 1.0, 0), tok.eos());
+        assertEquals(tok.decode(g), gen.get(i).getString(1), "row " + i + " generates as lorafleet generate does");
+        PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model, "unused", 16,
+            "truncate-context", false, 0, 0, 1, 1);
+        var ex = Tokenize.record(Tokenize.tokenizer(model), Map.of("context", losses.get(i).getString(0), "target", losses.get(i).getString(1)), o,
+            base.config().vocabSize()).example();
+        StepResult r = TrainStep.evaluate(a.model(), a.values(), List.of(Batch.of(new int[][] {ex.inputIds()}, new int[][] {ex.labels()})));
+        assertEquals(r.lossSum() / r.tokens(), losses.get(i).getDouble(2), 1e-12, "row " + i + "'s loss");
+      }
+    }
+    assertThrows(IllegalArgumentException.class, () -> m.transform(df.select("target")), "no context column: refused before any job");
+  }
+}
