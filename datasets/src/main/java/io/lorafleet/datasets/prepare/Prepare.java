@@ -55,6 +55,11 @@ public final class Prepare {
   record Out(long key, boolean val, Example example, boolean truncated, String file, long line, String reason) implements Serializable {}
 
   public static JsonNode run(SparkSession spark, PrepareOptions o) throws IOException {
+    return run(spark, o, line -> { });
+  }
+
+  /** As {@link #run(SparkSession, PrepareOptions)}, saying what it has done as it goes (a line per stage). */
+  public static JsonNode run(SparkSession spark, PrepareOptions o, java.util.function.Consumer<String> progress) throws IOException {
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
     Configuration hconf = jsc.hadoopConfiguration();
     List<String> files = expand(hconf, o.inputs());
@@ -98,6 +103,8 @@ public final class Prepare {
     long bad = reasons.values().stream().mapToLong(Long::longValue).sum();
     manifest.put("records_read", total);
     manifest.put("records_quarantined", bad);
+    progress.accept("read and tokenized " + total + " records from " + (files.size() + valFiles.size()) + " files; " + bad + " quarantined "
+        + (bad == 0 ? "" : reasons.toString()));
     writeQuarantine(jsc, badRdd, new Path(outDir, QUARANTINE).toString());
     double badFraction = (double) bad / total;
     if (badFraction > o.maxBadFraction()) {
@@ -109,6 +116,7 @@ public final class Prepare {
       JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
       String name = val ? "validation" : "train";
       splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
+      progress.accept("wrote " + name + ": " + splits.get(name).path("records").asLong() + " examples in " + new Path(outDir, name));
     }
     out.unpersist();
     // what datasets' DatasetDict.save_to_disk writes at the root, so load_from_disk(out) opens both splits

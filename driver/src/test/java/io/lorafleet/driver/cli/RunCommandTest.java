@@ -44,7 +44,18 @@ class RunCommandTest {
           data: %1$s/data
           out: %1$s/eval
         """.formatted(tmp));
-    assertEquals(0, Main.execute("run", job.toString(), "train.max_steps=2", "train.save_total_limit=1"));
+    java.io.PrintStream stdout = System.out;
+    java.io.ByteArrayOutputStream said = new java.io.ByteArrayOutputStream();
+    System.setOut(new java.io.PrintStream(said, true));
+    try {
+      assertEquals(0, Main.execute("run", job.toString(), "train.max_steps=2", "train.save_total_limit=1"));
+    } finally {
+      System.setOut(stdout);
+    }
+    // no terminal here: progress is whole lines (no carriage returns), from prepare, train and eval
+    String log = said.toString();
+    assertTrue(!log.contains("\r") && log.contains("prepare: read and tokenized 20 records") && log.contains("prepare: wrote train:")
+        && log.contains("step 1/2") && log.contains("step 2/2") && log.contains("eval 1/"), log);
     assertTrue(Files.isRegularFile(tmp.resolve("data/manifest.json")));
     assertTrue(Files.isDirectory(tmp.resolve("run/adapter")));
     assertTrue(Files.isDirectory(tmp.resolve("run/checkpoint-2")) && !Files.exists(tmp.resolve("run/checkpoint-1")),
