@@ -37,7 +37,7 @@ public final class CheckpointWriter implements AutoCloseable {
         w.run();
       } catch (Exception first) {
         LOG.warn("writing {} failed ({}); retrying once", what, first.toString());
-        System.err.println("warning: writing " + what + " failed (" + first + "); retrying once");
+        org.slf4j.LoggerFactory.getLogger(CheckpointWriter.class).warn("writing {} failed ({}); retrying once", what, first.toString());
         try {
           w.run();
         } catch (Exception second) {

@@ -152,7 +152,7 @@ public final class Checkpoints {
             st.path("loss_scale_clean_steps").asInt(0), st.path("job"), d, extra, st));
       } catch (IOException | RuntimeException e) {
         LOG.warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
-        System.err.println("warning: skipping corrupt checkpoint " + d + ": " + e.getMessage());
+        org.slf4j.LoggerFactory.getLogger(Checkpoints.class).warn("skipping corrupt checkpoint {}: {}", d, e.getMessage());
       }
     }
     return Optional.empty();

@@ -79,7 +79,7 @@ public final class RunLock implements AutoCloseable {
             + "--overwrite to replace it");
       }
       LOG.warn("breaking the stale lock of {} ({}: {})", out.uri(), who, stale.get());
-      System.err.println("warning: breaking the stale lock of " + out.uri() + " (" + who + ": " + stale.get() + ")");
+      org.slf4j.LoggerFactory.getLogger(RunLock.class).warn("breaking the stale lock of {} ({}: {})", out.uri(), who, stale.get());
       out.delete(FILE);
     }
     throw new IllegalStateException(out.uri() + ": another driver took the lock while this one broke a stale one");
