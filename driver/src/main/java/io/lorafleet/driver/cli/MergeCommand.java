@@ -59,7 +59,7 @@ final class MergeCommand implements Callable<Integer> {
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
       AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
       if (base.isQuantized()) {
-        System.out.println("dequantizing the " + base.quantization() + " base before merging: the merged model is W_dequantized + s*B*A");
+        io.lorafleet.driver.report.Progress.say("dequantizing the " + base.quantization() + " base before merging: the merged model is W_dequantized + s*B*A");
         base.dequantize();
       }
       a.model().merge(a.values());

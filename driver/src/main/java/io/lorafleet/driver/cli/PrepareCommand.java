@@ -40,7 +40,7 @@ final class PrepareCommand implements Callable<Integer> {
         trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs, maxRecordBytes, overwrite);
     var spark = Spark.session("prepare", threads, sparkConf);
     try {
-      var m = Prepare.run(spark, o, line -> System.out.println("prepare: " + line));
+      var m = Prepare.run(spark, o, line -> io.lorafleet.driver.report.Progress.say("prepare: " + line));
       System.out.printf("prepared %d train and %d validation records (%d quarantined) into %s%n", m.at("/splits/train/records").asLong(),
           m.at("/splits/validation/records").asLong(), m.get("records_quarantined").asLong(), out);
     } finally {

@@ -55,7 +55,7 @@ final class RunCommand implements Callable<Integer> {
       }
       List<String> args = new ArrayList<>(List.of(section));
       args.addAll(JobFile.toArgs(fields, file + " (section " + section + ")", cl.getSubcommands().get(section).getCommandSpec()));
-      System.out.println("== lorafleet " + section);
+      io.lorafleet.driver.report.Progress.say("== lorafleet " + section);
       int rc = Main.execute(args.toArray(String[]::new));
       if (rc != 0) {
         return rc;

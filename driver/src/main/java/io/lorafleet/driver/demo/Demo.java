@@ -14,6 +14,7 @@ import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
 import io.lorafleet.driver.train.ModelCache;
 import io.lorafleet.driver.eval.RunEvaluation;
+import io.lorafleet.driver.report.Progress;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
@@ -44,12 +45,12 @@ public final class Demo {
   public static ObjectNode run(SparkSession spark, Path out, int pretrainSteps, int steps, int trainSize, int evalSize, long seed) throws IOException {
     Files.createDirectories(out);
     Path model = out.resolve("base-model");
-    System.out.println("[1/7] base model: Llama-shaped (2 layers, hidden 96), pre-trained by full fine-tuning on a synthetic copy corpus -> " + model);
+    Progress.say("[1/7] base model: Llama-shaped (2 layers, hidden 96), pre-trained by full fine-tuning on a synthetic copy corpus -> " + model);
     ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 96, 4, 2, 256, 1, 128, false), SqlTask.vocabulary(), 11 + 1000 * seed);
     long t0 = System.nanoTime();
     double pre = Pretrain.run(model, pretrainSteps, 32, 3e-3, 5 + 1000 * seed);
-    System.out.printf("      %d full fine-tuning steps in %.0f s, final copy loss %.3f%n", pretrainSteps, (System.nanoTime() - t0) / 1e9, pre);
-    System.out.println("[2/7] task: " + trainSize + " generated NL-to-SQL pairs, " + evalSize + " held out");
+    Progress.say(String.format("      %d full fine-tuning steps in %.0f s, final copy loss %.3f", pretrainSteps, (System.nanoTime() - t0) / 1e9, pre));
+    Progress.say("[2/7] task: " + trainSize + " generated NL-to-SQL pairs, " + evalSize + " held out");
     StringBuilder sb = new StringBuilder();
     for (SqlTask.Pair p : SqlTask.generate(trainSize, 1 + 1000 * seed)) {
       sb.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
@@ -64,22 +65,22 @@ public final class Demo {
       ho.append(JSON.writeValueAsString(Map.of("context", "question : " + p.question() + " sql :", "target", p.sql()))).append('\n');
     }
     Files.writeString(out.resolve("heldout.jsonl"), ho);
-    System.out.println("[3/7] prepare on Spark (training set with a 5% validation split; held-out set)");
+    Progress.say("[3/7] prepare on Spark (training set with a 5% validation split; held-out set)");
     Path data = out.resolve("data");
     var manifest = Prepare.run(spark, new PrepareOptions(List.of(out.resolve("train.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
         model.toString(), data.toString(), 64, "drop", false, 0, 0.05, 4, 0.01).withOverwrite(true));
     Path heldData = out.resolve("data-heldout");
     Prepare.run(spark, new PrepareOptions(List.of(out.resolve("heldout.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
         model.toString(), heldData.toString(), 64, "drop", false, 0, 0.0, 2, 0.01).withOverwrite(true));
-    System.out.println("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation / "
+    Progress.say("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation / "
         + heldOut.size() + " held-out records");
-    System.out.println("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
-    System.out.println("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
+    Progress.say("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
+    Progress.say("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
     TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, seed,
         120_000, 2, false, "", 50, 64, 4, "svd").withRun(false, false, true); // the demo owns run/: a repeated demo replaces it
     Trainer.Result res = Trainer.run(spark, cfg, true);
-    System.out.println("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
+    Progress.say("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
     var rows = RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, RunEvaluation.runCandidates(out.resolve("run")),
         heldData.resolve("train").toString(), 2, evalSize);
     String table = RunEvaluation.write(out, rows);
@@ -105,7 +106,7 @@ public final class Demo {
     report.put("final_loss", res.losses().get(res.losses().size() - 1));
     report.put("averaging", JSON.readTree(AdapterFormat.read(out.resolve("run/averaged"), ModelCache.model(model.toString(), Device.cpu(), io.lorafleet.worker.quant.Quantization.NONE))
         .metadata().get("lorafleet.combine")));
-    System.out.println("[7/7] results");
+    Progress.say("[7/7] results");
     ArrayNode samples = report.putArray("samples");
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
       AdapterFormat.Loaded adapter = AdapterFormat.read(res.finalAdapter(), base);

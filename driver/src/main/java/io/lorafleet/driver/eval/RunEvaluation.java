@@ -30,7 +30,7 @@ public final class RunEvaluation {
   public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, List<Row> todo, String split, int partitions, int limit) {
     List<Row> out = new ArrayList<>();
     for (Row r : todo) {
-      System.out.println("eval " + (out.size() + 1) + "/" + todo.size() + ": " + r.label());
+      io.lorafleet.driver.report.Progress.say("eval " + (out.size() + 1) + "/" + todo.size() + ": " + r.label());
       out.add(new Row(r.label(), r.step(), r.adapter(), Evaluator.distributed(spark, model, quantize, r.adapter(), split, partitions, limit)));
     }
     return out;

@@ -304,7 +304,7 @@ final class Stage {
           System.out.print("\r" + line + "   ");
           System.out.flush();
         } else if (done % logEvery(cfg.steps()) == 0 || done == cfg.steps()) { // a log (a cluster's, a file): whole lines, now and then
-          System.out.println(line);
+          io.lorafleet.driver.report.Progress.say(line);
         }
       }
       if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {

@@ -367,7 +367,7 @@ public final class Trainer {
 
   private static void say(boolean progress, String s) {
     if (progress) {
-      System.out.println(s);
+      io.lorafleet.driver.report.Progress.say(s);
     }
   }
 }
