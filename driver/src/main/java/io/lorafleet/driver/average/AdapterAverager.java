@@ -51,7 +51,31 @@ public final class AdapterAverager {
     return w;
   }
 
+  /**
+   * Settings of PEFT's pruning combinations: the fraction of entries kept, the TIES sign election
+   * (total or frequency) and DARE's seed. {@code density} NaN means not given.
+   */
+  public record Merge(double density, String majoritySignMethod, long seed) {
+    public static final Merge NONE = new Merge(Double.NaN, "total", 0);
+  }
+
+  /** The modes: averaging and exact combination, and PEFT's add_weighted_adapter combination types, factor-wise and on dense updates (_svd). */
+  public static final List<String> MODES = List.of("factor", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune", "ties_svd",
+      "dare_linear_svd", "dare_ties_svd", "magnitude_prune_svd");
+
   public static Result combine(BaseModel base, List<Source> sources, double[] weights, boolean normalize, String mode, int svdRank) {
+    return combine(base, sources, weights, normalize, mode, svdRank, Merge.NONE);
+  }
+
+  /**
+   * As {@link #combine(BaseModel, List, double[], boolean, String, int)}, with PEFT's combination
+   * types: {@code ties}, {@code dare_linear}, {@code dare_ties} and {@code magnitude_prune} act on the
+   * factors as PEFT's do (equal ranks; A weighted by sign(w·s)·√|w·s|, B by √|w·s|, the result at
+   * scaling 1); their {@code _svd} forms act on each adapter's dense update ΔW_i = s_i·B_i·A_i with
+   * weight w_i and refactor the result to rank {@code svdRank} (default: the first adapter's r) by an
+   * exact truncated SVD, so that rsLoRA and rank or alpha patterns combine correctly.
+   */
+  public static Result combine(BaseModel base, List<Source> sources, double[] weights, boolean normalize, String mode, int svdRank, Merge merge) {
     if (sources.isEmpty()) {
       throw new IllegalArgumentException("no adapters to combine");
     }
@@ -88,11 +112,19 @@ public final class AdapterAverager {
     }
     checkCompatible(sources);
     LoraModel first = sources.get(0).adapter().model();
+    if (!MODES.contains(mode)) {
+      throw new IllegalArgumentException("--mode must be one of " + String.join(", ", MODES) + " but found '" + mode + "'");
+    }
+    String type = mode.replace("_svd", "");
+    if (TaskMerge.TYPES.contains(type) && !type.equals("linear") && !(merge.density() >= 0 && merge.density() <= 1)) {
+      throw new IllegalArgumentException("--mode " + mode + " needs --density in [0, 1] (the fraction of entries kept) but found " + merge.density());
+    }
+    int rank = svdRank > 0 ? svdRank : first.config().r();
     Result r = switch (mode) {
       case "factor" -> factor(sources, w);
       case "cat" -> exact(base, sources, w, -1);
-      case "svd" -> exact(base, sources, w, svdRank > 0 ? svdRank : first.config().r());
-      default -> throw new IllegalArgumentException("--mode must be factor, cat or svd but found '" + mode + "'");
+      case "svd" -> exact(base, sources, w, rank);
+      default -> mode.endsWith("_svd") ? dense(base, sources, w, type, rank, merge) : factorWise(base, sources, w, type, merge);
     };
     ObjectNode prov = JSON.createObjectNode();
     prov.put("mode", mode);
@@ -101,9 +133,12 @@ public final class AdapterAverager {
     for (int i = 0; i < sources.size(); i++) {
       src.addObject().put("adapter", sources.get(i).name()).put("weight", w[i]);
     }
-    if (mode.equals("svd")) {
+    if (mode.endsWith("svd")) {
       prov.put("rank", r.model().config().r());
       prov.put("relative_error", r.relativeError());
+    }
+    if (TaskMerge.TYPES.contains(type)) {
+      prov.put("density", merge.density()).put("majority_sign_method", merge.majoritySignMethod()).put("seed", merge.seed());
     }
     Map<String, String> meta = new LinkedHashMap<>();
     meta.put("lorafleet.combine", prov.toString());
@@ -137,17 +172,7 @@ public final class AdapterAverager {
   }
 
   private static Result factor(List<Source> sources, double[] w) {
-    LoraModel ref = sources.get(0).adapter().model();
-    for (Source s : sources) {
-      if (!s.adapter().model().layout().signature().equals(ref.layout().signature())) {
-        throw new IllegalArgumentException("factor mode needs equal ranks: " + s.name() + " differs from " + sources.get(0).name() + "; use cat or svd");
-      }
-      for (int i = 0; i < ref.targets().size(); i++) {
-        if (Math.abs(s.adapter().model().targets().get(i).scale() - ref.targets().get(i).scale()) > 1e-12) {
-          throw new IllegalArgumentException("factor mode needs equal scalings (lora_alpha/r): " + s.name() + " differs at " + ref.targets().get(i).module().name());
-        }
-      }
-    }
+    LoraModel ref = equalRanks(sources, "factor");
     float[] out = new float[ref.layout().size()];
     for (int k = 0; k < out.length; k++) {
       double acc = 0;
@@ -157,6 +182,120 @@ public final class AdapterAverager {
       out[k] = (float) acc;
     }
     return new Result(ref, out, Map.of(), 0);
+  }
+
+  /** PEFT's factor-wise combination (_generalized_task_arithmetic_weighted_adapter): A and B merged separately, the result at scaling 1. */
+  private static Result factorWise(BaseModel base, List<Source> sources, double[] w, String type, Merge merge) {
+    LoraModel ref = equalRanks(sources, type);
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(merge.seed());
+    Map<String, Integer> ranks = new LinkedHashMap<>();
+    List<double[][]> newA = new ArrayList<>();
+    List<double[][]> newB = new ArrayList<>();
+    for (LoraTarget t : ref.targets()) {
+      double[] wa = new double[sources.size()];
+      double[] wb = new double[sources.size()];
+      List<double[]> as = new ArrayList<>();
+      List<double[]> bs = new ArrayList<>();
+      for (int i = 0; i < sources.size(); i++) {
+        LoraModel m = sources.get(i).adapter().model();
+        LoraTarget tg = m.targets().stream().filter(x -> x.module().name().equals(t.module().name())).findFirst().orElseThrow();
+        double ws = w[i] * tg.scale();
+        wa[i] = Math.signum(ws) * Math.sqrt(Math.abs(ws)); // the sign on one side only, as PEFT
+        wb[i] = Math.sqrt(Math.abs(ws));
+        as.add(flat(sources.get(i).adapter().values(), m.layout().slot(tg.keyA()).orElseThrow()));
+        bs.add(flat(sources.get(i).adapter().values(), m.layout().slot(tg.keyB()).orElseThrow()));
+      }
+      FlatLayout.Slot sa = ref.layout().slot(t.keyA()).orElseThrow();
+      FlatLayout.Slot sb = ref.layout().slot(t.keyB()).orElseThrow();
+      newA.add(matrix(TaskMerge.combine(type, as, wa, merge.density(), merge.majoritySignMethod(), rng), sa));
+      newB.add(matrix(TaskMerge.combine(type, bs, wb, merge.density(), merge.majoritySignMethod(), rng), sb));
+      ranks.put(t.module().name(), (int) sa.shape()[0]);
+    }
+    LoraModel model = unitScaleModel(base, ref, ranks);
+    return new Result(model, values(model, newA, newB, sources, w), Map.of(), 0);
+  }
+
+  /** The _svd forms: each module's dense ΔW_i = s_i·B_i·A_i combined elementwise with weights w_i, then truncated to {@code rank} exactly. */
+  private static Result dense(BaseModel base, List<Source> sources, double[] w, String type, int rank, Merge merge) {
+    LoraModel ref = sources.get(0).adapter().model();
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(merge.seed());
+    Map<String, Integer> ranks = new LinkedHashMap<>();
+    List<double[][]> newA = new ArrayList<>();
+    List<double[][]> newB = new ArrayList<>();
+    double errSq = 0;
+    double totSq = 0;
+    for (LoraTarget t : ref.targets()) {
+      int out = t.module().out();
+      int in = t.module().in();
+      List<double[]> deltas = new ArrayList<>();
+      for (Source s : sources) {
+        LoraModel m = s.adapter().model();
+        LoraTarget tg = m.targets().stream().filter(x -> x.module().name().equals(t.module().name())).findFirst().orElseThrow();
+        double[][] d = LowRank.multiply(block(s.adapter().values(), m.layout().slot(tg.keyB()).orElseThrow()),
+            block(s.adapter().values(), m.layout().slot(tg.keyA()).orElseThrow()));
+        double[] f = new double[out * in];
+        for (int i = 0; i < out; i++) {
+          for (int j = 0; j < in; j++) {
+            f[i * in + j] = tg.scale() * d[i][j];
+          }
+        }
+        deltas.add(f);
+      }
+      double[] merged = TaskMerge.combine(type, deltas, w, merge.density(), merge.majoritySignMethod(), rng);
+      double[][] mm = new double[out][in];
+      for (int i = 0; i < out; i++) {
+        System.arraycopy(merged, i * in, mm[i], 0, in);
+      }
+      double[][] identity = new double[in][in];
+      for (int j = 0; j < in; j++) {
+        identity[j][j] = 1;
+      }
+      LowRank.Svd svd = LowRank.svd(mm, identity, rank);
+      double[][][] ab = truncatedFactors(svd, rank, out);
+      newA.add(ab[0]);
+      newB.add(ab[1]);
+      ranks.put(t.module().name(), rank);
+      for (int j = 0; j < svd.spectrum().length; j++) {
+        totSq += svd.spectrum()[j] * svd.spectrum()[j];
+        errSq += j >= rank ? svd.spectrum()[j] * svd.spectrum()[j] : 0;
+      }
+    }
+    LoraModel model = unitScaleModel(base, ref, ranks);
+    return new Result(model, values(model, newA, newB, sources, w), Map.of(), totSq == 0 ? 0 : Math.sqrt(errSq / totSq));
+  }
+
+  private static LoraModel equalRanks(List<Source> sources, String mode) {
+    LoraModel ref = sources.get(0).adapter().model();
+    for (Source s : sources) {
+      if (!s.adapter().model().layout().signature().equals(ref.layout().signature())) {
+        throw new IllegalArgumentException(mode + " mode needs equal ranks: " + s.name() + " differs from " + sources.get(0).name() + "; use "
+            + (mode.equals("factor") ? "cat or svd" : mode + "_svd"));
+      }
+      for (int i = 0; i < ref.targets().size() && mode.equals("factor"); i++) { // the other modes fold each scaling into its weights
+        if (Math.abs(s.adapter().model().targets().get(i).scale() - ref.targets().get(i).scale()) > 1e-12) {
+          throw new IllegalArgumentException("factor mode needs equal scalings (lora_alpha/r): " + s.name() + " differs at " + ref.targets().get(i).module().name());
+        }
+      }
+    }
+    return ref;
+  }
+
+  private static double[] flat(float[] values, FlatLayout.Slot s) {
+    double[] out = new double[s.size()];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = values[s.offset() + i];
+    }
+    return out;
+  }
+
+  private static double[][] matrix(double[] flat, FlatLayout.Slot s) {
+    int rows = (int) s.shape()[0];
+    int cols = (int) s.shape()[1];
+    double[][] m = new double[rows][cols];
+    for (int i = 0; i < rows; i++) {
+      System.arraycopy(flat, i * cols, m[i], 0, cols);
+    }
+    return m;
   }
 
   private static double[][] block(float[] flat, FlatLayout.Slot s) {
@@ -215,30 +354,9 @@ public final class AdapterAverager {
         ranks.put(module, aCat.length);
       } else {
         LowRank.Svd svd = LowRank.svd(bCat, aCat, svdRank);
-        int k = svd.s().length;
-        double[][] a = new double[k][];
-        double[][] b = new double[out][k];
-        for (int j = 0; j < k; j++) {
-          double root = Math.sqrt(svd.s()[j]);
-          a[j] = new double[svd.v().length];
-          for (int i = 0; i < svd.v().length; i++) {
-            a[j][i] = root * svd.v()[i][j];
-          }
-          for (int i = 0; i < out; i++) {
-            b[i][j] = root * svd.u()[i][j];
-          }
-        }
-        // keep the requested rank even where ΔW has lower rank (zero rows and columns)
-        double[][] aFull = new double[svdRank][svd.v().length];
-        double[][] bFull = new double[out][svdRank];
-        for (int j = 0; j < k; j++) {
-          aFull[j] = a[j];
-          for (int i = 0; i < out; i++) {
-            bFull[i][j] = b[i][j];
-          }
-        }
-        newA.add(aFull);
-        newB.add(bFull);
+        double[][][] ab = truncatedFactors(svd, svdRank, out);
+        newA.add(ab[0]);
+        newB.add(ab[1]);
         ranks.put(module, svdRank);
         for (int j = 0; j < svd.spectrum().length; j++) {
           double s2 = svd.spectrum()[j] * svd.spectrum()[j];
@@ -249,6 +367,28 @@ public final class AdapterAverager {
         }
       }
     }
+    LoraModel model = unitScaleModel(base, ref, ranks);
+    return new Result(model, values(model, newA, newB, sources, w), Map.of(), totSq == 0 ? 0 : Math.sqrt(errSq / totSq));
+  }
+
+  /** B = U·√Σ and A = √Σ·Vᵀ at the requested rank (zero rows and columns where ΔW's rank is lower): {A, B}. */
+  private static double[][][] truncatedFactors(LowRank.Svd svd, int rank, int out) {
+    double[][] a = new double[rank][svd.v().length];
+    double[][] b = new double[out][rank];
+    for (int j = 0; j < svd.s().length; j++) {
+      double root = Math.sqrt(svd.s()[j]);
+      for (int i = 0; i < svd.v().length; i++) {
+        a[j][i] = root * svd.v()[i][j];
+      }
+      for (int i = 0; i < out; i++) {
+        b[i][j] = root * svd.u()[i][j];
+      }
+    }
+    return new double[][][] {a, b};
+  }
+
+  /** An adapter over {@code ref}'s modules at the given ranks, every scaling 1 (lora_alpha = r, no rsLoRA). */
+  private static LoraModel unitScaleModel(BaseModel base, LoraModel ref, Map<String, Integer> ranks) {
     int r0 = ranks.values().iterator().next();
     Map<String, Integer> rankPattern = new LinkedHashMap<>();
     Map<String, Double> alphaPattern = new LinkedHashMap<>();
@@ -262,7 +402,11 @@ public final class AdapterAverager {
     LoraConfig c = ref.config();
     LoraConfig cfg = new LoraConfig(r0, r0, 0.0, c.targetModules(), c.targetRegex(), c.layersToTransform(), rankPattern, alphaPattern, c.bias(),
         false, c.initLoraWeights(), c.baseModelNameOrPath(), false, LoraConfig.Vera.OFF, LoraConfig.Adalora.OFF);
-    LoraModel model = LoraModel.create(base, cfg);
+    return LoraModel.create(base, cfg);
+  }
+
+  /** The flat values of {@code model} from its factors, with the sources' biases averaged (linearly) into it. */
+  private static float[] values(LoraModel model, List<double[][]> newA, List<double[][]> newB, List<Source> sources, double[] w) {
     float[] values = new float[model.layout().size()];
     for (int t = 0; t < model.targets().size(); t++) {
       LoraTarget tg = model.targets().get(t);
@@ -273,7 +417,7 @@ public final class AdapterAverager {
       put(values, model.layout().slot(tg.keyB()).orElseThrow(), newB.get(t));
     }
     averageBiases(sources, w, model, values);
-    return new Result(model, values, Map.of(), totSq == 0 ? 0 : Math.sqrt(errSq / totSq));
+    return values;
   }
 
   private static void put(float[] flat, FlatLayout.Slot s, double[][] m) {

@@ -22,8 +22,15 @@ final class AverageCommand implements Callable<Integer> {
   @Option(names = "--weights", split = ",", description = "one weight per adapter") List<Double> weights = new ArrayList<>();
   @Option(names = "--ema", description = "EMA decay in (0,1): weights decay^(n-1-i), newest heaviest") Double ema;
   @Option(names = "--combine", description = "use the weights as given (a task combination), not normalised to sum 1") boolean combine;
-  @Option(names = "--mode", defaultValue = "cat", description = "factor, cat or svd") String mode;
-  @Option(names = "--rank", defaultValue = "0", description = "svd: target rank (default: the adapters' r)") int rank;
+  @Option(names = "--mode", defaultValue = "cat", description = "factor, cat or svd (averaging and exact sums); ties, dare_linear, dare_ties or "
+      + "magnitude_prune (PEFT's add_weighted_adapter, factor-wise, equal ranks); or their _svd forms (on each adapter's dense update, "
+      + "refactored to --rank)") String mode;
+  @Option(names = "--rank", defaultValue = "0", description = "svd and the _svd modes: target rank (default: the first adapter's r)") int rank;
+  @Option(names = "--density", defaultValue = "NaN", description = "ties, dare and magnitude_prune: the fraction of entries kept, in [0, 1]")
+  double density;
+  @Option(names = "--majority-sign-method", defaultValue = "total", description = "ties and dare_ties: elect each entry's sign by the sum (total) "
+      + "or by the count (frequency)") String majoritySignMethod;
+  @Option(names = "--seed", defaultValue = "0", description = "dare: the seed of the random drop") long seed;
   @Option(names = "--out", description = "the averaged or combined adapter directory to write", required = true) Path out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
@@ -77,10 +84,10 @@ final class AverageCommand implements Callable<Integer> {
     for (Path d : dirs) {
       src.add(new AdapterAverager.Source(d.toString(), AdapterFormat.read(d, base)));
     }
-    var r = AdapterAverager.combine(base, src, w, !combine, mode, rank);
+    var r = AdapterAverager.combine(base, src, w, !combine, mode, rank, new AdapterAverager.Merge(density, majoritySignMethod, seed));
     AdapterFormat.write(out, r.model(), r.values(), r.metadata());
     System.out.printf("combined %d adapters (%s) into %s%s%n", dirs.size(), mode, out,
-        mode.equals("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
+        mode.endsWith("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
     return 0;
   }
 }

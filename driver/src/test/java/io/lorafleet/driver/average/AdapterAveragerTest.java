@@ -164,4 +164,111 @@ class AdapterAveragerTest {
         List.of(source("a", CFG, 1), source("b", CFG.withPatterns(Map.of("q_proj", 2), Map.of()), 2)), new double[] {1, 1}, true, "factor", 0));
     assertTrue(g.getMessage().contains("factor mode needs equal ranks"), g.getMessage());
   }
+
+  /** The _svd forms: PEFT's arithmetic on each adapter's dense s·B·A (rsLoRA and rank patterns included), then an exact rank-k truncation. */
+  @Test
+  void svdCombinationsActOnTheDenseUpdatesAndTruncateExactly() throws Exception {
+    List<AdapterAverager.Source> src = List.of(source("a", CFG, 11), source("b", CFG.withRslora(true).withPatterns(Map.of("down_proj", 2), Map.of()), 12),
+        source("c", CFG.withPatterns(Map.of(), Map.of("q_proj", 9.0)), 13));
+    double[] w = {0.6, -0.4, 0.8};
+    for (String mode : List.of("ties_svd", "dare_ties_svd", "magnitude_prune_svd", "dare_linear_svd")) {
+      AdapterAverager.Result r = AdapterAverager.combine(base, src, w, false, mode, 4, new AdapterAverager.Merge(0.6, "frequency", 5));
+      java.util.SplittableRandom rng = new java.util.SplittableRandom(5);
+      double errSq = 0;
+      double totSq = 0;
+      for (LoraTarget t : r.model().targets()) {
+        String module = t.module().name();
+        List<double[]> dense = new ArrayList<>();
+        for (AdapterAverager.Source s : src) {
+          double[][] d = delta(s.adapter().model(), s.adapter().values(), module);
+          dense.add(java.util.Arrays.stream(d).flatMapToDouble(java.util.Arrays::stream).toArray());
+        }
+        double[] m = TaskMerge.combine(mode.replace("_svd", ""), dense, w, 0.6, "frequency", rng); // checked against hand values in TaskMergeTest
+        double[][] got = delta(r.model(), r.values(), module);
+        int out = got.length;
+        int in = got[0].length;
+        assertEquals(4, t.rank());
+        // a rank-4 truncated SVD of m: the residual E = m − got is orthogonal to got's column and row spaces
+        double[][] e = new double[out][in];
+        for (int p = 0; p < out; p++) {
+          for (int q = 0; q < in; q++) {
+            e[p][q] = m[p * in + q] - got[p][q];
+            errSq += e[p][q] * e[p][q];
+            totSq += m[p * in + q] * m[p * in + q];
+          }
+        }
+        double[][] etg = LowRank.multiply(LowRank.transpose(e), got);
+        double[][] egt = LowRank.multiply(e, LowRank.transpose(got));
+        // relative to ‖E‖·‖got‖: the factors are stored in fp32 (about 6e-8 relative); any other rank-4 factorization is off by O(1)
+        double scale = frobenius(e) * frobenius(got);
+        for (double[][] prod : List.of(etg, egt)) {
+          for (double[] row : prod) {
+            for (double x : row) {
+              assertEquals(0, x / scale, 1e-5, mode + " " + module);
+            }
+          }
+        }
+      }
+      assertEquals(Math.sqrt(errSq / totSq), r.relativeError(), 1e-6, mode + ": the reported error is the truncation's");
+      // written as a PEFT adapter at scaling 1, it reads back
+      Path out = tmp.resolve(mode);
+      AdapterFormat.write(out, r.model(), r.values(), r.metadata());
+      assertArrayEquals(r.values(), AdapterFormat.read(out, base).values());
+    }
+  }
+
+  /** PEFT's factor-wise forms: A weighted by sign(w·s)·√|w·s|, B by √|w·s|, each merged on its own; equal ranks required. */
+  @Test
+  void factorWiseCombinationsAreThoseOfPeft() {
+    List<AdapterAverager.Source> src = List.of(source("a", CFG, 21), source("b", CFG.withRslora(true), 22));
+    double[] w = {1.0, -0.5};
+    AdapterAverager.Result r = AdapterAverager.combine(base, src, w, false, "ties", 0, new AdapterAverager.Merge(0.5, "total", 0));
+    for (LoraTarget t : r.model().targets()) {
+      List<double[]> as = new ArrayList<>();
+      List<double[]> bs = new ArrayList<>();
+      double[] wa = new double[2];
+      double[] wb = new double[2];
+      for (int i = 0; i < 2; i++) {
+        LoraModel m = src.get(i).adapter().model();
+        LoraTarget tg = m.targets().stream().filter(x -> x.module().name().equals(t.module().name())).findFirst().orElseThrow();
+        double ws = w[i] * tg.scale();
+        wa[i] = Math.signum(ws) * Math.sqrt(Math.abs(ws));
+        wb[i] = Math.sqrt(Math.abs(ws));
+        for (var pair : List.of(java.util.Map.entry(tg.keyA(), as), java.util.Map.entry(tg.keyB(), bs))) {
+          FlatLayout.Slot s = m.layout().slot(pair.getKey()).orElseThrow();
+          double[] v = new double[s.size()];
+          for (int k = 0; k < v.length; k++) {
+            v[k] = src.get(i).adapter().values()[s.offset() + k];
+          }
+          pair.getValue().add(v);
+        }
+      }
+      double[] a = TaskMerge.combine("ties", as, wa, 0.5, "total", null);
+      double[] b = TaskMerge.combine("ties", bs, wb, 0.5, "total", null);
+      FlatLayout.Slot sa = r.model().layout().slot(t.keyA()).orElseThrow();
+      FlatLayout.Slot sb = r.model().layout().slot(t.keyB()).orElseThrow();
+      for (int k = 0; k < a.length; k++) {
+        assertEquals((float) a[k], r.values()[sa.offset() + k], t.module().name());
+      }
+      for (int k = 0; k < b.length; k++) {
+        assertEquals((float) b[k], r.values()[sb.offset() + k], t.module().name());
+      }
+      assertEquals(1.0, t.scale(), 1e-12);
+    }
+    var e = assertThrows(IllegalArgumentException.class, () -> AdapterAverager.combine(base, List.of(src.get(0), source("c", CFG.withPatterns(
+        Map.of("down_proj", 2), Map.of()), 23)), w, false, "dare_linear", 0, new AdapterAverager.Merge(0.5, "total", 0)));
+    assertTrue(e.getMessage().contains("equal ranks") && e.getMessage().contains("dare_linear_svd"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> AdapterAverager.combine(base, src, w, false, "ties", 0, AdapterAverager.Merge.NONE));
+    assertTrue(e.getMessage().contains("--density"), e.getMessage());
+  }
+
+  static double frobenius(double[][] m) {
+    double s = 0;
+    for (double[] row : m) {
+      for (double x : row) {
+        s += x * x;
+      }
+    }
+    return Math.sqrt(s);
+  }
 }
