@@ -4,6 +4,8 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
+import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.MixedDelta;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.KvCache;
@@ -60,6 +62,39 @@ public final class Generator {
    * after its stop token {@code stop[b]} (negative: none); the batch runs until every row has stopped.
    */
   public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
+    return greedyBatch(model, gen -> adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context()
+        : ForwardContext.inference(gen, LinearDelta.NONE), prompts, maxNew, stop);
+  }
+
+  /**
+   * As {@link #greedyBatch(CausalLM, Optional, float[], int[][], int[], int[])} with row b under
+   * adapter {@code rowAdapter[b]} of {@code adapters} (−1: the base), in one batch: the rows are
+   * ordered by adapter for the segments of {@link MixedDelta}, and the results returned in the
+   * caller's order.
+   */
+  public static int[][] greedyMixed(CausalLM model, List<AdapterFormat.Loaded> adapters, int[] rowAdapter, int[][] prompts, int[] maxNew, int[] stop) {
+    Integer[] order = IntStream.range(0, prompts.length).boxed().toArray(Integer[]::new);
+    Arrays.sort(order, Comparator.comparingInt(r -> rowAdapter[r])); // stable: rows of one adapter keep their order
+    int[][] p = new int[prompts.length][];
+    int[] mn = new int[prompts.length];
+    int[] st = new int[prompts.length];
+    int[] ra = new int[prompts.length];
+    for (int i = 0; i < order.length; i++) {
+      p[i] = prompts[order[i]];
+      mn[i] = maxNew[order[i]];
+      st[i] = stop[order[i]];
+      ra[i] = rowAdapter[order[i]];
+    }
+    int[][] sorted = greedyBatch(model, gen -> MixedDelta.bind(gen, adapters, ra), p, mn, st);
+    int[][] out = new int[prompts.length][];
+    for (int i = 0; i < order.length; i++) {
+      out[order[i]] = sorted[i];
+    }
+    return out;
+  }
+
+  private static int[][] greedyBatch(CausalLM model, java.util.function.Function<NDManager, ForwardContext> bind, int[][] prompts, int[] maxNew,
+      int[] stop) {
     int b = prompts.length;
     int len = 0;
     for (int[] p : prompts) {
@@ -87,7 +122,7 @@ public final class Generator {
       done[r] = maxNew[r] <= 0;
     }
     try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
-      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      ForwardContext ctx = bind.apply(gen);
       for (int i = 0; i < steps; i++) {
         int keys = cache.length() + step[0].length;
         int[][] segments = new int[b][keys]; // padding 0, everything after it 1
