@@ -27,8 +27,16 @@ final class BenchStepCommand implements Callable<Integer> {
   @Option(names = "--baseline", negatable = true, defaultValue = "true", fallbackValue = "true", description = "with --quantize: also load the "
       + "base in fp32 and time LoRA over it, interleaved") boolean baseline;
 
+  @Option(names = "--mixed-adapters", defaultValue = "0", description = "instead: the forward pass of a batch mixing N adapters (r --r, "
+      + "all-linear) against one adapter and against N separate batches") int mixedAdapters;
+
   @Override
   public Integer call() throws Exception {
+    if (mixedAdapters > 0) {
+      System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(io.lorafleet.worker.bench.MixedAdapterBenchmark.run(
+          hidden, layers, intermediate, vocab, seqLen, batch, rank, mixedAdapters, warmup, steps)));
+      return 0;
+    }
     var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, variants,
         quantize.quantization(), model, baseline));
     System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
