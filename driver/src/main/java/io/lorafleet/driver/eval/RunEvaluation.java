@@ -28,10 +28,13 @@ public final class RunEvaluation {
   public record Row(String label, int step, Optional<String> adapter, Scores scores) {}
 
   public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, List<Row> todo, String split, int partitions, int limit) {
+    // every candidate in one pass over the data, as per-row adapters of mixed batches
+    io.lorafleet.driver.report.Progress.say("eval: " + todo.size() + " candidates in one pass over " + split);
+    List<Scores> scores = Evaluator.distributedMany(spark, model, quantize, todo.stream().map(Row::adapter).toList(), split, partitions, limit);
     List<Row> out = new ArrayList<>();
-    for (Row r : todo) {
-      io.lorafleet.driver.report.Progress.say("eval " + (out.size() + 1) + "/" + todo.size() + ": " + r.label());
-      out.add(new Row(r.label(), r.step(), r.adapter(), Evaluator.distributed(spark, model, quantize, r.adapter(), split, partitions, limit)));
+    for (int i = 0; i < todo.size(); i++) {
+      Row r = todo.get(i);
+      out.add(new Row(r.label(), r.step(), r.adapter(), scores.get(i)));
     }
     return out;
   }

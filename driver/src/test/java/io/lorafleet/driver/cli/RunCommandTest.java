@@ -55,7 +55,7 @@ class RunCommandTest {
     // no terminal here: progress is whole lines (no carriage returns), from prepare, train and eval
     String log = said.toString();
     assertTrue(!log.contains("\r") && log.contains("prepare: read and tokenized 20 records") && log.contains("prepare: wrote train:")
-        && log.contains("step 1/2") && log.contains("step 2/2") && log.contains("eval 1/"), log);
+        && log.contains("step 1/2") && log.contains("step 2/2") && log.contains("eval: 3 candidates in one pass"), log);
     assertTrue(Files.isRegularFile(tmp.resolve("data/manifest.json")));
     assertTrue(Files.isDirectory(tmp.resolve("run/adapter")));
     assertTrue(Files.isDirectory(tmp.resolve("run/checkpoint-2")) && !Files.exists(tmp.resolve("run/checkpoint-1")),

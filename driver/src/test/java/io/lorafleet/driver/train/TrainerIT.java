@@ -394,6 +394,15 @@ class TrainerIT {
     String split = vdata.resolve("validation").toString();
     var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
     assertEquals(List.of("base", "checkpoint-2", "checkpoint-4", "checkpoint-6", "averaged", "adapter"), rows.stream().map(io.lorafleet.driver.eval.RunEvaluation.Row::label).toList());
+    // one pass for every candidate (per-row adapters of mixed batches) gives the table of one pass per candidate
+    for (var row : rows) {
+      var alone = io.lorafleet.driver.eval.Evaluator.distributed(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, row.adapter(),
+          split, 2, 100);
+      assertEquals(alone.loss(), row.scores().loss(), 1e-5 * Math.abs(alone.loss()), row.label() + " loss");
+      assertEquals(alone.tokens(), row.scores().tokens(), row.label());
+      assertEquals(alone.exact(), row.scores().exact(), row.label() + " exact match");
+      assertEquals(alone.examples(), row.scores().examples(), row.label());
+    }
     io.lorafleet.driver.eval.RunEvaluation.write(dir.resolve("avg-eval"), rows);
     assertTrue(Files.readString(dir.resolve("avg-eval/eval.json")).contains("\"averaged\""));
     // merged model: the same scores as base + unmerged adapter
