@@ -246,11 +246,7 @@ public final class AdapterAverager {
       for (int i = 0; i < out; i++) {
         System.arraycopy(merged, i * in, mm[i], 0, in);
       }
-      double[][] identity = new double[in][in];
-      for (int j = 0; j < in; j++) {
-        identity[j][j] = 1;
-      }
-      LowRank.Svd svd = LowRank.svd(mm, identity, rank);
+      LowRank.Svd svd = LowRank.dense(mm, rank);
       double[][][] ab = truncatedFactors(svd, rank, out);
       newA.add(ab[0]);
       newB.add(ab[1]);

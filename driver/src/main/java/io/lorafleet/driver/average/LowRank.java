@@ -23,9 +23,29 @@ final class LowRank {
     double[][] uc = new double[r][r];
     double[][] vc = new double[r][r];
     double[] s = jacobi(core, uc, vc);
-    int kk = Math.min(k, r);
-    double[][] u = multiply(qb, uc);
-    double[][] v = multiply(qa, vc);
+    return truncated(multiply(qb, uc), s, multiply(qa, vc), k);
+  }
+
+  /**
+   * Truncated SVD of a dense matrix m (out×in): thin QR along its shorter side (m = Q·R, or mᵀ = Q·R
+   * when in > out), one-sided Jacobi on the small square R, then U and V back from Q.
+   */
+  static Svd dense(double[][] m, int k) {
+    boolean wide = m[0].length > m.length;
+    double[][] x = wide ? transpose(m) : m; // tall: rows >= columns
+    int n = x[0].length;
+    double[][] q = new double[x.length][n];
+    double[][] rr = qr(x, q);
+    double[][] uc = new double[n][n];
+    double[][] vc = new double[n][n];
+    double[] s = jacobi(rr, uc, vc);
+    double[][] left = multiply(q, uc); // x = left·diag(s)·vcᵀ
+    return wide ? truncated(vc, s, left, k) : truncated(left, s, vc, k);
+  }
+
+  /** The first k singular triplets of u·diag(s)·vᵀ, with the whole spectrum. */
+  private static Svd truncated(double[][] u, double[] s, double[][] v, int k) {
+    int kk = Math.min(k, s.length);
     double[][] uk = new double[u.length][kk];
     double[][] vk = new double[v.length][kk];
     for (int i = 0; i < u.length; i++) {

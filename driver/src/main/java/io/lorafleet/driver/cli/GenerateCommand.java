@@ -10,7 +10,6 @@ import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.tokenizer.Tokenizer;
-import io.lorafleet.worker.train.Trainable;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -89,8 +88,7 @@ final class GenerateCommand implements Callable<Integer> {
           System.out.println("== " + a.map(n -> named.get(n).toString()).orElse("base"));
           for (String prompt : prompts) {
             Optional<AdapterFormat.Loaded> l = a.map(loaded::get);
-            int[] gen = Generator.generate(base, l.map(x -> (Trainable) x.model()), l.map(AdapterFormat.Loaded::values).orElse(new float[0]),
-                tok.encodePrompt(prompt), s, tok.eos());
+            int[] gen = Generator.generate(base, l, tok.encodePrompt(prompt), s, tok.eos());
             System.out.println(prompt + " => " + tok.decode(gen));
           }
         }
@@ -124,8 +122,7 @@ final class GenerateCommand implements Callable<Integer> {
       Optional<AdapterFormat.Loaded> l = k < 0 ? Optional.empty() : Optional.of(adapters.get(k));
       Sampling s = new Sampling(r.path("max_new_tokens").asInt(maxNew), r.path("temperature").asDouble(temperature), r.path("top_p").asDouble(topP),
           r.path("seed").asLong(seed));
-      fill(r, tok, Generator.generate(base, l.map(x -> (Trainable) x.model()), l.map(AdapterFormat.Loaded::values).orElse(new float[0]),
-          tok.encodePrompt(r.get("prompt").asText()), s, tok.eos()));
+      fill(r, tok, Generator.generate(base, l, tok.encodePrompt(r.get("prompt").asText()), s, tok.eos()));
     }
     for (int from = 0; from < greedy.size(); from += batchSize) {
       List<Integer> chunk = greedy.subList(from, Math.min(greedy.size(), from + batchSize));

@@ -14,7 +14,6 @@ import io.lorafleet.worker.quant.Quantization;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
-import io.lorafleet.worker.train.Trainable;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -159,7 +158,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
           values[i] = row.get(i);
         }
         if (target < 0) {
-          int[] gen = Generator.generate(m, Optional.of((Trainable) a.model()), a.values(), tok.encodePrompt(row.getString(in)),
+          int[] gen = Generator.generate(m, Optional.of(a), tok.encodePrompt(row.getString(in)),
               new Sampling(maxNew, 0, 1.0, 0), tok.eos());
           values[row.length()] = tok.decode(gen);
         } else {

@@ -82,8 +82,8 @@ public final class MixedAdapterBenchmark {
       }
       long tokens = (long) batch * seqLen;
       out.put("mixed_tokens_per_s", Math.round(tokens / StepBenchmark.median(tMixed)));
-      out.put("mixed_throughput_vs_one_adapter", round(StepBenchmark.median(ratioOne)) + " (" + range(ratioOne) + ")");
-      out.put("mixed_throughput_vs_separate_batches", round(StepBenchmark.median(ratioSeparate)) + " (" + range(ratioSeparate) + ")");
+      out.put("mixed_throughput_vs_one_adapter", StepBenchmark.round(StepBenchmark.median(ratioOne)) + " (" + range(ratioOne) + ")");
+      out.put("mixed_throughput_vs_separate_batches", StepBenchmark.round(StepBenchmark.median(ratioSeparate)) + " (" + range(ratioSeparate) + ")");
     }
     return out;
   }
@@ -99,10 +99,6 @@ public final class MixedAdapterBenchmark {
   private static String range(double[] v) {
     double[] c = v.clone();
     java.util.Arrays.sort(c);
-    return round(c[0]) + " to " + round(c[c.length - 1]);
-  }
-
-  private static double round(double v) {
-    return Math.round(v * 1000) / 1000.0;
+    return StepBenchmark.round(c[0]) + " to " + StepBenchmark.round(c[c.length - 1]);
   }
 }

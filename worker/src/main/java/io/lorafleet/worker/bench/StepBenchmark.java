@@ -357,7 +357,7 @@ public final class StepBenchmark {
     return -1;
   }
 
-  private static double round(double v) {
+  static double round(double v) {
     return Math.round(v * 1000) / 1000.0;
   }
 }

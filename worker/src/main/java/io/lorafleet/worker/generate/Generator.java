@@ -55,6 +55,11 @@ public final class Generator {
     return out.stream().mapToInt(Integer::intValue).toArray();
   }
 
+  /** As {@link #generate(CausalLM, Optional, float[], int[], Sampling, Optional)} with a loaded adapter, or the base when empty. */
+  public static int[] generate(CausalLM model, Optional<AdapterFormat.Loaded> adapter, int[] prompt, Sampling s, Optional<Integer> eos) {
+    return generate(model, adapter.map(a -> (Trainable) a.model()), adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]), prompt, s, eos);
+  }
+
   /**
    * Greedy generations for many prompts at once, as {@link #generate} would give each alone: prompts
    * are left-padded to one length, each row keeps its own positions, and the padding sits in a

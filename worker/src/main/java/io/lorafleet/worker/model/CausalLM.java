@@ -55,6 +55,13 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     Optional<QuantizedLinear> quantized(LinearSpec projection, ParamSpec weight);
 
     float[] dense(ParamSpec p);
+
+    /** {@code quantize} applied to a full-precision projection weight as it is loaded, into {@code m}; empty for none. */
+    default Optional<QuantizedLinear> atLoad(LinearSpec l, ParamSpec p, Quantization quantize, NDManager m) {
+      return quantize.on()
+          ? Optional.of(Nf4Tensor.quantize(outIn(p, l, dense(p)), new long[] {l.out(), l.in()}, quantize.doubleQuant(), "float32").upload(m))
+          : Optional.empty();
+    }
   }
 
   private CausalLM(ModelConfig config, NDManager manager, DataType dtype, String quantization, Source source) {
@@ -103,9 +110,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
       return new CausalLM(config, m, dtype, quantize.tag(), new Source() {
         @Override
         public Optional<QuantizedLinear> quantized(LinearSpec l, ParamSpec p) {
-          return quantize.on()
-              ? Optional.of(Nf4Tensor.quantize(outIn(p, l, dense(p)), new long[] {l.out(), l.in()}, quantize.doubleQuant(), "float32").upload(m))
-              : Optional.empty();
+          return atLoad(l, p, quantize, m);
         }
 
         @Override
@@ -154,10 +159,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
           if (stored instanceof QuantizedCheckpoint.Gptq g && byTensor.containsKey(l.name() + ".qweight")) {
             return Optional.of(GptqTensor.fromTensors(l.name(), get, l.out(), l.in(), g.config(), where).upload(m));
           }
-          if (quantize.on()) {
-            return Optional.of(Nf4Tensor.quantize(outIn(p, l, dense(p)), outIn, quantize.doubleQuant(), "float32").upload(m));
-          }
-          return Optional.empty();
+          return atLoad(l, p, quantize, m);
         }
 
         @Override

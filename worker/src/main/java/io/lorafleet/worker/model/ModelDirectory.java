@@ -84,18 +84,16 @@ public final class ModelDirectory {
 
   /** As {@link #export(Path, CausalLM, Path, DType)}, sharded past {@code maxShardBytes} (see {@link #write(Path, ObjectNode, Map, long)}). */
   public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype, long maxShardBytes) throws IOException {
+    if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+      throw new IllegalArgumentException("export dtype must be F32, F16 or BF16 but found " + dtype);
+    }
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     for (ParamSpec p : model.params()) {
       tensors.put(p.name(), convert(model.hfTensor(p.name()), dtype));
     }
     ObjectNode config = model.config().raw().deepCopy();
     config.remove("quantization_config");
-    write(dir, config.put("torch_dtype", switch (dtype) {
-      case F32 -> "float32";
-      case F16 -> "float16";
-      case BF16 -> "bfloat16";
-      default -> throw new IllegalArgumentException("export dtype must be F32, F16 or BF16 but found " + dtype);
-    }), tensors, maxShardBytes);
+    write(dir, config.put("torch_dtype", dtype.torchName()), tensors, maxShardBytes);
     for (String f : TOKENIZER_FILES) {
       Path src = tokenizerSource.resolve(f);
       if (Files.isRegularFile(src)) {

@@ -8,7 +8,6 @@ import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.ParamSpec;
-import io.lorafleet.worker.safetensors.DType;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import java.io.IOException;
@@ -53,7 +52,7 @@ public final class QuantizeModel {
       }
       float[] hf = t.toFloatArray();
       float[] outIn = p.transposed() ? hf : CausalLM.transpose(hf, l.in(), l.out()); // GPT-2's Conv1D [in, out] → [out, in], as transformers quantizes it
-      String dtype = torchName(t.dtype());
+      String dtype = t.dtype().torchName();
       computeDtype = dtype;
       Nf4Tensor q = Nf4Tensor.quantize(outIn, new long[] {l.out(), l.in()}, doubleQuant, dtype);
       tensors.putAll(q.toTensors(p.name()));
@@ -75,16 +74,5 @@ public final class QuantizeModel {
       }
     }
     return new Written(count, params, qBytes, other);
-  }
-
-  /** torch's dtype name, as bitsandbytes records a weight's original dtype ("float16"). */
-  static String torchName(DType d) {
-    return switch (d) {
-      case F32 -> "float32";
-      case F16 -> "float16";
-      case BF16 -> "bfloat16";
-      case F64 -> "float64";
-      default -> throw new IllegalArgumentException("not a float dtype: " + d);
-    };
   }
 }

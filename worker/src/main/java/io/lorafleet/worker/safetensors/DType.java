@@ -21,6 +21,17 @@ public enum DType {
     return this == F64 || this == F32 || this == F16 || this == BF16;
   }
 
+  /** torch's name of a float dtype ("float16"), as config.json's torch_dtype and bitsandbytes' quant_state record it. */
+  public String torchName() {
+    return switch (this) {
+      case F64 -> "float64";
+      case F32 -> "float32";
+      case F16 -> "float16";
+      case BF16 -> "bfloat16";
+      default -> throw new IllegalArgumentException("not a float dtype: " + this);
+    };
+  }
+
   /** Parses a header dtype string, naming the file and tensor when it is unknown. */
   public static DType parse(String s, String where) {
     for (DType d : values()) {
