@@ -14,7 +14,9 @@ import io.lorafleet.worker.train.Trainable;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
@@ -61,107 +63,62 @@ public final class Generator {
   }
 
   /**
-   * Greedy generations for many prompts at once, as {@link #generate} would give each alone: prompts
-   * are left-padded to one length, each row keeps its own positions, and the padding sits in a
-   * segment of its own that no real token attends to. Row b stops after {@code maxNew[b]} tokens or
-   * after its stop token {@code stop[b]} (negative: none); the batch runs until every row has stopped.
+   * Greedy generations for many prompts at once, as {@link #generate} would give each alone (a
+   * {@link DecodeBatch}: left-padded rows, each with its own positions). Row b stops after
+   * {@code maxNew[b]} tokens or after its stop token {@code stop[b]} (negative: none), and leaves the
+   * batch then.
    */
   public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
-    return greedyBatch(model, gen -> adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context()
-        : ForwardContext.inference(gen, LinearDelta.NONE), prompts, maxNew, stop);
+    try (NDManager gen = model.manager().newSubManager()) {
+      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      List<DecodeBatch.Join> joins = new ArrayList<>();
+      for (int r = 0; r < prompts.length; r++) {
+        joins.add(new DecodeBatch.Join(r, prompts[r], 0, Optional.of(ctx.delta())));
+      }
+      return greedy(model, ctx.overrides(), joins, maxNew, stop);
+    }
   }
 
   /**
    * As {@link #greedyBatch(CausalLM, Optional, float[], int[][], int[], int[])} with row b under
-   * adapter {@code rowAdapter[b]} of {@code adapters} (−1: the base), in one batch: the rows are
-   * ordered by adapter for the segments of {@link MixedDelta}, and the results returned in the
-   * caller's order.
+   * adapter {@code rowAdapter[b]} of {@code adapters} (−1: the base), in one batch of mixed adapters
+   * ({@link MixedDelta}).
    */
   public static int[][] greedyMixed(CausalLM model, List<AdapterFormat.Loaded> adapters, int[] rowAdapter, int[][] prompts, int[] maxNew, int[] stop) {
-    Integer[] order = IntStream.range(0, prompts.length).boxed().toArray(Integer[]::new);
-    Arrays.sort(order, Comparator.comparingInt(r -> rowAdapter[r])); // stable: rows of one adapter keep their order
-    int[][] p = new int[prompts.length][];
-    int[] mn = new int[prompts.length];
-    int[] st = new int[prompts.length];
-    int[] ra = new int[prompts.length];
-    for (int i = 0; i < order.length; i++) {
-      p[i] = prompts[order[i]];
-      mn[i] = maxNew[order[i]];
-      st[i] = stop[order[i]];
-      ra[i] = rowAdapter[order[i]];
+    try (NDManager gen = model.manager().newSubManager()) {
+      List<LinearDelta> bound = MixedDelta.bindEach(gen, adapters);
+      List<DecodeBatch.Join> joins = new ArrayList<>();
+      for (int r = 0; r < prompts.length; r++) {
+        int k = rowAdapter[r];
+        joins.add(new DecodeBatch.Join(r, prompts[r], k, k < 0 ? Optional.empty() : Optional.of(bound.get(k))));
+      }
+      return greedy(model, Map.of(), joins, maxNew, stop);
     }
-    int[][] sorted = greedyBatch(model, gen -> MixedDelta.bind(gen, adapters, ra), p, mn, st);
-    int[][] out = new int[prompts.length][];
-    for (int i = 0; i < order.length; i++) {
-      out[order[i]] = sorted[i];
-    }
-    return out;
   }
 
-  private static int[][] greedyBatch(CausalLM model, java.util.function.Function<NDManager, ForwardContext> bind, int[][] prompts, int[] maxNew,
-      int[] stop) {
-    int b = prompts.length;
-    int len = 0;
-    for (int[] p : prompts) {
-      if (p.length == 0) {
-        throw new IllegalArgumentException("prompt must hold at least one token");
-      }
-      len = Math.max(len, p.length);
-    }
-    int[] pad = new int[b];
-    int[][] step = new int[b][len];
-    int[][] stepPos = new int[b][len];
-    for (int r = 0; r < b; r++) {
-      pad[r] = len - prompts[r].length;
-      System.arraycopy(prompts[r], 0, step[r], pad[r], prompts[r].length);
-      for (int j = pad[r]; j < len; j++) {
-        stepPos[r][j] = j - pad[r];
-      }
-    }
+  private static int[][] greedy(CausalLM model, Map<String, NDArray> overrides, List<DecodeBatch.Join> joins, int[] maxNew, int[] stop) {
     List<List<Integer>> out = new ArrayList<>();
-    boolean[] done = new boolean[b];
-    int steps = 0;
-    for (int r = 0; r < b; r++) {
-      out.add(new ArrayList<>());
-      steps = Math.max(steps, maxNew[r]);
-      done[r] = maxNew[r] <= 0;
-    }
-    try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
-      ForwardContext ctx = bind.apply(gen);
-      for (int i = 0; i < steps; i++) {
-        int keys = cache.length() + step[0].length;
-        int[][] segments = new int[b][keys]; // padding 0, everything after it 1
-        for (int r = 0; r < b; r++) {
-          Arrays.fill(segments[r], pad[r], keys, 1);
-        }
-        float[] flat;
-        try (NDManager tok = gen.newSubManager()) {
-          ForwardContext c = new ForwardContext(tok, ctx.overrides(), ctx.delta());
-          NDArray logits = model.forward(c, step, stepPos, segments, cache); // (B, T, V)
-          flat = logits.get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false).toFloatArray(); // (B, V)
-        }
-        int v = flat.length / b;
-        boolean all = true;
-        for (int r = 0; r < b; r++) {
-          int id = argmax(Arrays.copyOfRange(flat, r * v, (r + 1) * v));
-          if (!done[r]) {
-            out.get(r).add(id);
-            done[r] = out.get(r).size() >= maxNew[r] || id == stop[r];
+    joins.forEach(j -> out.add(new ArrayList<>()));
+    try (DecodeBatch batch = new DecodeBatch(model, overrides)) {
+      Map<Long, float[]> logits = batch.join(joins.stream().filter(j -> maxNew[(int) j.id()] > 0).toList());
+      while (!logits.isEmpty()) {
+        Map<Long, Integer> next = new HashMap<>();
+        List<Long> done = new ArrayList<>();
+        logits.forEach((id, l) -> {
+          int r = (int) (long) id;
+          int tok = argmax(l);
+          out.get(r).add(tok);
+          if (out.get(r).size() >= maxNew[r] || tok == stop[r]) {
+            done.add(id);
+          } else {
+            next.put(id, tok);
           }
-          all &= done[r];
-          stepPos[r] = new int[] {len - pad[r] + i};
-          step[r] = new int[] {id};
-        }
-        if (all) {
-          break;
-        }
+        });
+        batch.leave(done);
+        logits = batch.step(next);
       }
     }
-    int[][] res = new int[b][];
-    for (int r = 0; r < b; r++) {
-      res[r] = out.get(r).stream().mapToInt(Integer::intValue).toArray();
-    }
-    return res;
+    return out.stream().map(l -> l.stream().mapToInt(Integer::intValue).toArray()).toArray(int[][]::new);
   }
 
   static int argmax(float[] v) {

@@ -37,11 +37,7 @@ public final class MixedDelta implements LinearDelta {
    * row, −1 for the base; rows of one adapter must be contiguous) to segments.
    */
   public static ForwardContext bind(NDManager scope, List<AdapterFormat.Loaded> adapters, int[] rowAdapter) {
-    List<Optional<LinearDelta>> bound = new ArrayList<>();
-    for (AdapterFormat.Loaded a : adapters) {
-      mixable(a.model());
-      bound.add(Optional.of(a.model().bind(scope, a.values(), false, -1).context().delta()));
-    }
+    List<Optional<LinearDelta>> bound = bindEach(scope, adapters).stream().map(Optional::of).toList();
     List<Segment> segments = new ArrayList<>();
     int start = 0;
     java.util.Set<Integer> seen = new java.util.HashSet<>();
@@ -56,6 +52,16 @@ public final class MixedDelta implements LinearDelta {
       }
     }
     return new ForwardContext(scope, Map.of(), new MixedDelta(segments));
+  }
+
+  /** Each adapter's term, bound in {@code scope}; an adapter that cannot join a mixed batch is refused ({@link #mixable}). */
+  public static List<LinearDelta> bindEach(NDManager scope, List<AdapterFormat.Loaded> adapters) {
+    List<LinearDelta> bound = new ArrayList<>();
+    for (AdapterFormat.Loaded a : adapters) {
+      mixable(a.model());
+      bound.add(a.model().bind(scope, a.values(), false, -1).context().delta());
+    }
+    return bound;
   }
 
   /** Refuses an adapter that cannot join a mixed batch, naming why. */

@@ -2,6 +2,9 @@ package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.Shape;
+import java.util.Arrays;
 
 /**
  * Keys and values of past positions per layer, each (B, nkv, S, hd), held in the cache's own
@@ -38,6 +41,92 @@ public final class KvCache implements AutoCloseable {
     keys[layer] = nk;
     values[layer] = nv;
     return new NDArray[] {nk, nv};
+  }
+
+  /** Rows in the batch (0 while nothing is cached). */
+  public int rows() {
+    return keys[0] == null ? 0 : (int) keys[0].getShape().get(0);
+  }
+
+  /**
+   * Keeps rows {@code rows} of the batch, in that order: how continuous batching drops finished
+   * rows and regroups the rest by adapter.
+   */
+  public void select(int[] rows) {
+    if (keys[0] == null) {
+      throw new IllegalStateException("select on an empty cache");
+    }
+    try (NDManager idx = manager.newSubManager()) {
+      NDArray at = idx.create(Arrays.stream(rows).mapToLong(r -> r).toArray());
+      for (int l = 0; l < keys.length; l++) {
+        keys[l] = replace(keys[l], keys[l].get(at));
+        values[l] = replace(values[l], values[l].get(at));
+      }
+    }
+  }
+
+  /**
+   * Prepends {@code n} zero positions to every row. The caller's segments mark them as padding, so
+   * nothing attends to them; each row keeps its own positions, so RoPE and learned positions are
+   * unchanged.
+   */
+  public void padFront(int n) {
+    if (n == 0) {
+      return;
+    }
+    if (keys[0] == null) {
+      throw new IllegalStateException("padFront on an empty cache");
+    }
+    try (NDManager tmp = manager.newSubManager()) {
+      for (int l = 0; l < keys.length; l++) {
+        keys[l] = replace(keys[l], zeros(tmp, keys[l], n).concat(keys[l], 2));
+        values[l] = replace(values[l], zeros(tmp, values[l], n).concat(values[l], 2));
+      }
+    }
+    length += n;
+  }
+
+  /** Drops the first {@code n} positions, which must be padding in every row. */
+  public void dropFront(int n) {
+    if (n == 0) {
+      return;
+    }
+    for (int l = 0; l < keys.length; l++) {
+      keys[l] = replace(keys[l], keys[l].get(new NDIndex(":, :, {}:", n)));
+      values[l] = replace(values[l], values[l].get(new NDIndex(":, :, {}:", n)));
+    }
+    length -= n;
+  }
+
+  /** Appends the rows of {@code other}, which must hold as many positions; {@code other} stays open and unchanged. */
+  public void appendRows(KvCache other) {
+    if (other.keys.length != keys.length) {
+      throw new IllegalArgumentException("caches of " + keys.length + " and " + other.keys.length + " layers");
+    }
+    if (keys[0] != null && other.length != length) {
+      throw new IllegalArgumentException("appending rows of " + other.length + " positions to a cache of " + length + "; pad one first");
+    }
+    for (int l = 0; l < keys.length; l++) {
+      keys[l] = keys[l] == null ? adopt(other.keys[l].duplicate()) : replace(keys[l], keys[l].concat(other.keys[l], 0));
+      values[l] = values[l] == null ? adopt(other.values[l].duplicate()) : replace(values[l], values[l].concat(other.values[l], 0));
+    }
+    length = other.length;
+  }
+
+  private static NDArray zeros(NDManager m, NDArray like, int n) {
+    Shape s = like.getShape();
+    return m.zeros(new Shape(s.get(0), s.get(1), n, s.get(3)), like.getDataType());
+  }
+
+  private NDArray adopt(NDArray a) {
+    a.attach(manager);
+    return a;
+  }
+
+  private NDArray replace(NDArray old, NDArray next) {
+    adopt(next);
+    old.close();
+    return next;
   }
 
   /** Called once per forward after all layers appended {@code t} positions. */
