@@ -1,15 +1,9 @@
 package io.lorafleet.datasets.prepare;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.google.common.collect.Lists;
-import com.hubspot.jinjava.Jinjava;
-import com.hubspot.jinjava.JinjavaConfig;
-import com.hubspot.jinjava.interpret.FatalTemplateErrorsException;
-import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -28,32 +22,6 @@ final class ChatFormat {
   static final Set<String> ROLES = Set.of("system", "user", "assistant", "tool");
 
   private ChatFormat() {}
-
-  /** Raised by templates through raise_exception(message). */
-  public static String raiseException(String message) {
-    throw new RecordFormat.BadRecord("chat template refused the conversation: " + message);
-  }
-
-  static Jinjava engine() {
-    Jinjava j = new Jinjava(JinjavaConfig.newBuilder().withFailOnUnknownTokens(false).build());
-    j.getGlobalContext().registerFunction(new ELFunctionDefinition("", "raise_exception", ChatFormat.class, "raiseException", String.class));
-    return j;
-  }
-
-  static String template(Tokenizer tok) {
-    JsonNode t = tok.tokenizerConfig().get("chat_template");
-    if (t != null && t.isTextual()) {
-      return t.asText();
-    }
-    if (t != null && t.isArray()) {
-      for (JsonNode n : t) {
-        if (n.path("name").asText().equals("default")) {
-          return n.path("template").asText();
-        }
-      }
-    }
-    throw new IllegalArgumentException("--format chat needs a chat_template in the model's tokenizer_config.json, and it has none");
-  }
 
   static List<Map<String, Object>> messages(Map<String, Object> rec, PrepareOptions o) {
     String col = o.column("messages");
@@ -88,7 +56,13 @@ final class ChatFormat {
     return out;
   }
 
-  static Tokenize.Result example(Tokenizer tok, Jinjava jinja, String template, Map<String, Object> rec, PrepareOptions o) {
+  /** The model's chat template, or a refusal naming what --format chat needs. */
+  static ChatTemplate template(Tokenizer tok) {
+    return ChatTemplate.of(tok).orElseThrow(() -> new IllegalArgumentException(
+        "--format chat needs a chat_template in the model's tokenizer_config.json, and it has none"));
+  }
+
+  static Tokenize.Result example(Tokenizer tok, ChatTemplate template, Map<String, Object> rec, PrepareOptions o) {
     List<Map<String, Object>> msgs = messages(rec, o);
     List<Integer> ids = new ArrayList<>();
     List<Integer> labels = new ArrayList<>();
@@ -97,8 +71,8 @@ final class ChatFormat {
       if (!msgs.get(i).get("role").equals("assistant")) {
         continue;
       }
-      String prompt = render(jinja, template, tok, msgs.subList(0, i), true);
-      String full = render(jinja, template, tok, msgs.subList(0, i + 1), false);
+      String prompt = render(template, msgs.subList(0, i), true);
+      String full = render(template, msgs.subList(0, i + 1), false);
       if (!prompt.startsWith(done) || !full.startsWith(prompt)) {
         throw new RecordFormat.BadRecord("the chat template's renders are not prefixes of each other at message " + i + "; cannot tell the assistant's span");
       }
@@ -122,24 +96,11 @@ final class ChatFormat {
     }
   }
 
-  static String render(Jinjava jinja, String template, Tokenizer tok, List<Map<String, Object>> msgs, boolean generationPrompt) {
-    Map<String, Object> ctx = new HashMap<>();
-    ctx.put("messages", Lists.newArrayList(msgs));
-    ctx.put("add_generation_prompt", generationPrompt);
-    ctx.put("bos_token", special(tok, "bos_token"));
-    ctx.put("eos_token", special(tok, "eos_token"));
+  private static String render(ChatTemplate template, List<Map<String, Object>> msgs, boolean generationPrompt) {
     try {
-      return jinja.render(template, ctx);
-    } catch (FatalTemplateErrorsException e) {
-      throw new RecordFormat.BadRecord("chat template failed: " + e.getMessage().split("\n")[0]);
+      return template.render(msgs, generationPrompt);
+    } catch (ChatTemplate.Refused e) {
+      throw new RecordFormat.BadRecord(e.getMessage());
     }
-  }
-
-  private static String special(Tokenizer tok, String key) {
-    JsonNode n = tok.tokenizerConfig().get(key);
-    if (n == null || n.isNull()) {
-      return "";
-    }
-    return n.isTextual() ? n.asText() : n.path("content").asText();
   }
 }

@@ -18,8 +18,6 @@ public final class Tokenize {
   private Tokenize() {}
 
   private static final ConcurrentHashMap<String, Integer> VOCAB = new ConcurrentHashMap<>();
-  /** One Jinja engine per executor thread (Jinjava interpreters are not shared across threads). */
-  private static final ThreadLocal<com.hubspot.jinjava.Jinjava> JINJA = ThreadLocal.withInitial(ChatFormat::engine);
 
   /** vocab_size from the model's config.json, read once per executor. */
   public static int vocabSize(String modelDir) {
@@ -39,7 +37,7 @@ public final class Tokenize {
       return Pretokenized.example(rec, o, vocabSize);
     }
     if (o.format() == RecordFormat.CHAT) {
-      return ChatFormat.example(tok, JINJA.get(), ChatFormat.template(tok), rec, o);
+      return ChatFormat.example(tok, ChatFormat.template(tok), rec, o);
     }
     return encode(tok, o.format().toPair(rec, o), o);
   }
