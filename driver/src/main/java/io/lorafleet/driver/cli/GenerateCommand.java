@@ -48,8 +48,8 @@ final class GenerateCommand implements Callable<Integer> {
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  /** NAME=DIR or DIR, in the order given. */
-  Map<String, Path> named() {
+  /** --adapter values, NAME=DIR or DIR, by name in the order given. */
+  static Map<String, Path> named(List<String> adapters) {
     Map<String, Path> out = new LinkedHashMap<>();
     for (String a : adapters) {
       int eq = a.indexOf('=');
@@ -74,7 +74,7 @@ final class GenerateCommand implements Callable<Integer> {
     if (out != null && Files.exists(out) && !overwrite) {
       throw new IllegalArgumentException("--out " + out + " exists; give --overwrite to replace it");
     }
-    Map<String, Path> named = named();
+    Map<String, Path> named = named(adapters);
     List<ObjectNode> rows = input == null ? List.of() : readRows(input, named);
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
       Map<String, AdapterFormat.Loaded> loaded = new LinkedHashMap<>();

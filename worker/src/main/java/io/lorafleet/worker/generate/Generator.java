@@ -46,7 +46,7 @@ public final class Generator {
           NDArray logits = model.forward(c, new int[][] {next}, cache); // (1, T, V)
           last = logits.get(new NDIndex("0, -1, :")).toType(DataType.FLOAT32, false).toFloatArray();
         }
-        int id = s.temperature() == 0 ? argmax(last) : sample(last, s, rng);
+        int id = pick(last, s, rng);
         out.add(id);
         if (eos.isPresent() && id == eos.get()) {
           break;
@@ -119,6 +119,11 @@ public final class Generator {
       }
     }
     return out.stream().map(l -> l.stream().mapToInt(Integer::intValue).toArray()).toArray(int[][]::new);
+  }
+
+  /** The next token from a position's logits: the argmax when greedy, else a draw from the top-p nucleus (one draw of {@code rng}). */
+  public static int pick(float[] logits, Sampling s, SplittableRandom rng) {
+    return s.temperature() == 0 ? argmax(logits) : sample(logits, s, rng);
   }
 
   static int argmax(float[] v) {

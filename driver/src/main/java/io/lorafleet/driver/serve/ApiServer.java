@@ -1,0 +1,380 @@
+package io.lorafleet.driver.serve;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Iterator;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.HttpConfiguration;
+import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.Blocker;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.QueuedThreadPool;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The HTTP side of {@code lorafleet serve}, on Jetty 12's core handler API: OpenAI's
+ * {@code POST /v1/completions} and {@code POST /v1/chat/completions} (with server-sent events when
+ * {@code stream} is true), {@code GET /v1/models}, and vLLM's {@code POST /v1/load_lora_adapter} and
+ * {@code POST /v1/unload_lora_adapter}; {@code GET /health} answers without a key. Each generation
+ * request waits on its own pool thread for the scheduler's events, so a slow client never holds up
+ * the batch. Errors are OpenAI's JSON error bodies.
+ */
+public final class ApiServer implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(ApiServer.class);
+  private static final ObjectMapper JSON = new ObjectMapper();
+  /** Request bodies larger than this are refused (413). */
+  static final int MAX_BODY = 4 << 20;
+
+  private final ServeOptions options;
+  private final AdapterRegistry adapters;
+  private final Scheduler scheduler;
+  private final OpenAiRequests requests;
+  private final Server server;
+  private final ServerConnector connector;
+  private final AtomicInteger inFlight = new AtomicInteger();
+  private final long created;
+  private final Path modelDir;
+
+  private ApiServer(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock) {
+    this.options = options;
+    this.modelDir = modelDir;
+    this.created = clock.instant().getEpochSecond();
+    this.adapters = new AdapterRegistry(model, options.servedModelName(), options.adapterRoot());
+    adapterDirs.forEach(adapters::loadTrusted);
+    this.scheduler = new Scheduler(model, adapters, options.maxBatch(), options.maxQueue(), clock);
+    this.requests = new OpenAiRequests(options.servedModelName(), adapters, tok, model.config().maxPositions(), model.config().vocabSize(), clock,
+        options.requestTimeout());
+    QueuedThreadPool pool = new QueuedThreadPool(options.maxQueue() + options.maxBatch() + 32, 8);
+    pool.setName("lorafleet-http");
+    this.server = new Server(pool);
+    HttpConfiguration http = new HttpConfiguration();
+    http.setSendServerVersion(false);
+    this.connector = new ServerConnector(server, new HttpConnectionFactory(http));
+    connector.setHost(options.host());
+    connector.setPort(options.port());
+    server.addConnector(connector);
+    server.setHandler(new Routes());
+  }
+
+  /** Loads the given adapters, starts the scheduler and binds the port (0: any free one). */
+  public static ApiServer start(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
+      throws Exception {
+    ApiServer s = new ApiServer(options, model, tok, modelDir, adapterDirs, clock);
+    s.scheduler.start();
+    try {
+      s.server.start();
+    } catch (Exception e) {
+      s.scheduler.close();
+      s.adapters.close();
+      throw new IllegalArgumentException("cannot listen on " + options.host() + ":" + options.port() + ": " + e.getMessage(), e);
+    }
+    return s;
+  }
+
+  public int port() {
+    return connector.getLocalPort();
+  }
+
+  public Scheduler scheduler() {
+    return scheduler;
+  }
+
+  /**
+   * Graceful shutdown: takes no new generations (503), lets every accepted one finish and its
+   * response be written, for at most {@code timeout}, then stops. Returns whether all finished.
+   */
+  public boolean shutdown(Duration timeout) throws Exception {
+    long until = System.nanoTime() + timeout.toNanos();
+    boolean drained = scheduler.drain(timeout);
+    synchronized (inFlight) {
+      while (inFlight.get() > 0 && System.nanoTime() < until) {
+        inFlight.wait(Math.max(1, (until - System.nanoTime()) / 1_000_000));
+      }
+      drained &= inFlight.get() == 0;
+    }
+    close();
+    return drained;
+  }
+
+  @Override
+  public void close() {
+    try {
+      server.stop();
+    } catch (Exception e) {
+      LOG.warn("stopping the HTTP server: {}", e.toString());
+    }
+    scheduler.close();
+    adapters.close();
+  }
+
+  private final class Routes extends Handler.Abstract {
+    @Override
+    public boolean handle(Request req, Response res, Callback cb) {
+      String path = req.getHttpURI().getPath();
+      String method = req.getMethod();
+      try {
+        if (path.equals("/health")) {
+          send(res, cb, 200, JSON.createObjectNode().put("status", "ok"));
+          return true;
+        }
+        authorize(req);
+        switch (path) {
+          case "/v1/models" -> {
+            allow(method, "GET");
+            send(res, cb, 200, models());
+          }
+          case "/v1/completions" -> generate(OpenAiRequests.Kind.COMPLETION, req, res, cb);
+          case "/v1/chat/completions" -> generate(OpenAiRequests.Kind.CHAT, req, res, cb);
+          case "/v1/load_lora_adapter" -> {
+            allow(method, "POST");
+            ObjectNode b = object(body(req), "lora_name", "lora_path");
+            String name = required(b, "lora_name");
+            adapters.loadUnderRoot(name, required(b, "lora_path"));
+            LOG.info("loaded adapter {} from {}", name, b.get("lora_path").asText());
+            sendText(res, cb, "Success: LoRA adapter '" + name + "' added successfully.");
+          }
+          case "/v1/unload_lora_adapter" -> {
+            allow(method, "POST");
+            ObjectNode b = object(body(req), "lora_name", "lora_int_id");
+            String name = required(b, "lora_name");
+            adapters.unload(name);
+            LOG.info("unloaded adapter {}", name);
+            sendText(res, cb, "Success: LoRA adapter '" + name + "' removed successfully.");
+          }
+          default -> throw new ApiError(404, "not_found_error", Optional.empty(), "no endpoint " + method + " " + path);
+        }
+      } catch (ApiError e) {
+        sendError(res, cb, e);
+      } catch (RuntimeException e) {
+        LOG.error("{} {} failed", method, path, e);
+        sendError(res, cb, new ApiError(500, "server_error", Optional.empty(), e.toString()));
+      }
+      return true;
+    }
+  }
+
+  private void generate(OpenAiRequests.Kind kind, Request req, Response res, Callback cb) {
+    allow(req.getMethod(), "POST");
+    OpenAiRequests.Parsed p = requests.parse(kind, body(req));
+    Generation g = p.generation();
+    try {
+      scheduler.submit(g);
+    } catch (ApiError e) {
+      if (g.release()) {
+        g.adapter.ifPresent(adapters::release);
+      }
+      throw e;
+    }
+    inFlight.incrementAndGet();
+    try {
+      OpenAiResponses r = new OpenAiResponses(p, created());
+      if (p.stream()) {
+        stream(r, g, res, cb);
+      } else {
+        Generation.Event e = take(g);
+        while (e instanceof Generation.Delta) {
+          e = take(g);
+        }
+        if (e instanceof Generation.Failed f) {
+          throw f.error();
+        }
+        send(res, cb, 200, r.whole((Generation.Done) e));
+      }
+    } finally {
+      synchronized (inFlight) {
+        inFlight.decrementAndGet();
+        inFlight.notifyAll();
+      }
+    }
+  }
+
+  /** Server-sent events; headers wait for the first event, so a request that fails before any text gets its status. */
+  private void stream(OpenAiResponses r, Generation g, Response res, Callback cb) {
+    Generation.Event e = take(g);
+    if (e instanceof Generation.Failed f) {
+      throw f.error();
+    }
+    res.setStatus(200);
+    res.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/event-stream; charset=utf-8");
+    res.getHeaders().put(HttpHeader.CACHE_CONTROL, "no-cache");
+    try {
+      event(res, r.first());
+      while (true) {
+        if (e instanceof Generation.Delta d) {
+          event(res, r.delta(d.text()));
+        } else if (e instanceof Generation.Done d) {
+          event(res, r.finish(d));
+          if (r.includeUsage()) {
+            event(res, r.usageChunk(d));
+          }
+          break;
+        } else if (e instanceof Generation.Failed f) {
+          event(res, f.error().body(JSON));
+          break;
+        }
+        e = take(g);
+      }
+      Content.Sink.write(res, true, "data: [DONE]\n\n", cb);
+    } catch (IOException x) {
+      g.cancel(); // the client went away: free its row
+      scheduler.wake();
+      cb.failed(x);
+    }
+  }
+
+  private static void event(Response res, Optional<ObjectNode> chunk) throws IOException {
+    if (chunk.isPresent()) {
+      event(res, chunk.get());
+    }
+  }
+
+  private static void event(Response res, ObjectNode chunk) throws IOException {
+    try (Blocker.Callback b = Blocker.callback()) {
+      res.write(false, ByteBuffer.wrap(("data: " + JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8)), b);
+      b.block();
+    }
+  }
+
+  private Generation.Event take(Generation g) {
+    try {
+      return g.events.take();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      g.cancel();
+      throw new ApiError(503, "service_unavailable", Optional.empty(), "interrupted");
+    }
+  }
+
+  private long created() {
+    return System.currentTimeMillis() / 1000;
+  }
+
+  private ObjectNode models() {
+    ObjectNode root = JSON.createObjectNode().put("object", "list");
+    ArrayNode data = root.putArray("data");
+    data.addObject().put("id", options.servedModelName()).put("object", "model").put("created", created).put("owned_by", "lorafleet")
+        .put("root", modelDir.toAbsolutePath().normalize().toString()).putNull("parent");
+    for (AdapterRegistry.Entry e : adapters.list()) {
+      data.addObject().put("id", e.name()).put("object", "model").put("created", created).put("owned_by", "lorafleet")
+          .put("root", e.dir().toString()).put("parent", options.servedModelName());
+    }
+    return root;
+  }
+
+  private void authorize(Request req) {
+    if (options.apiKey().isEmpty()) {
+      return;
+    }
+    String h = req.getHeaders().get(HttpHeader.AUTHORIZATION);
+    byte[] want = ("Bearer " + options.apiKey().get()).getBytes(StandardCharsets.UTF_8);
+    if (h == null || !MessageDigest.isEqual(want, h.getBytes(StandardCharsets.UTF_8))) {
+      throw new ApiError(401, "authentication_error", Optional.empty(), h == null ? "missing Authorization: Bearer <key> header"
+          : "invalid API key");
+    }
+  }
+
+  private static void allow(String method, String allowed) {
+    if (!method.equals(allowed)) {
+      throw new ApiError(405, "invalid_request_error", Optional.empty(), "method " + method + " is not allowed here; use " + allowed);
+    }
+  }
+
+  private static JsonNode body(Request req) {
+    long declared = req.getLength();
+    if (declared > MAX_BODY) {
+      throw new ApiError(413, "invalid_request_error", Optional.empty(), "the request body has " + declared + " bytes; at most " + MAX_BODY
+          + " are accepted");
+    }
+    byte[] bytes;
+    try {
+      bytes = Content.Source.asByteArrayAsync(req, MAX_BODY).get();
+    } catch (ExecutionException e) {
+      throw new ApiError(413, "invalid_request_error", Optional.empty(), "the request body could not be read within " + MAX_BODY + " bytes: "
+          + e.getCause());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new ApiError(503, "service_unavailable", Optional.empty(), "interrupted");
+    }
+    if (bytes.length == 0) {
+      throw ApiError.invalid("body", "the request body is empty; expected a JSON object");
+    }
+    try {
+      return JSON.readTree(bytes);
+    } catch (IOException e) {
+      throw ApiError.invalid("body", "the request body is not valid JSON: " + e.getMessage().split("\n")[0]);
+    }
+  }
+
+  /** The body as an object with only {@code fields}. */
+  private static ObjectNode object(JsonNode body, String... fields) {
+    if (!(body instanceof ObjectNode o)) {
+      throw ApiError.invalid("body", "the request body must be a JSON object");
+    }
+    for (Iterator<String> it = o.fieldNames(); it.hasNext();) {
+      String f = it.next();
+      if (!java.util.Arrays.asList(fields).contains(f)) {
+        throw ApiError.invalid(f, "Unrecognized request argument supplied: " + f + " (expected " + String.join(", ", fields) + ")");
+      }
+    }
+    return o;
+  }
+
+  private static String required(ObjectNode o, String f) {
+    if (!o.path(f).isTextual() || o.get(f).asText().isBlank()) {
+      throw ApiError.invalid(f, "'" + f + "' must be a non-empty string but found " + (o.has(f) ? o.get(f) : "nothing"));
+    }
+    return o.get(f).asText();
+  }
+
+  private static void send(Response res, Callback cb, int status, JsonNode body) {
+    res.setStatus(status);
+    res.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+    try {
+      Content.Sink.write(res, true, JSON.writeValueAsString(body), cb);
+    } catch (IOException e) {
+      cb.failed(e);
+    }
+  }
+
+  private static void sendText(Response res, Callback cb, String text) {
+    res.setStatus(200);
+    res.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/plain; charset=utf-8");
+    Content.Sink.write(res, true, text, cb);
+  }
+
+  private static void sendError(Response res, Callback cb, ApiError e) {
+    if (res.isCommitted()) {
+      cb.failed(e);
+      return;
+    }
+    if (e.status() == 429) {
+      res.getHeaders().put(HttpHeader.RETRY_AFTER, "1");
+    }
+    if (e.status() == 401) {
+      res.getHeaders().put(HttpHeader.WWW_AUTHENTICATE, "Bearer");
+    }
+    send(res, cb, e.status(), e.body(JSON));
+  }
+}

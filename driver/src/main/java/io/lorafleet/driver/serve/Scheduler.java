@@ -1,0 +1,338 @@
+package io.lorafleet.driver.serve;
+
+import io.lorafleet.worker.generate.DecodeBatch;
+import io.lorafleet.worker.model.CausalLM;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Continuous batching on one thread, the only one that touches the model. Each iteration it ends
+ * what timed out or was cancelled, admits waiting requests up to {@code maxBatch} rows (their
+ * prompts are prefilled as a batch and join the running {@link DecodeBatch}), and runs one decode
+ * step for every row, whatever its adapter. Requests wait in a bounded queue; a full queue refuses
+ * with 429, a draining server with 503.
+ *
+ * <p>{@link #pause()} holds the loop before its next iteration, so that tests fill the queue or
+ * time requests out deterministically, with a clock they move themselves.
+ */
+public final class Scheduler implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(Scheduler.class);
+
+  private final CausalLM model;
+  private final int maxBatch;
+  private final int maxQueue;
+  private final Clock clock;
+  private final AdapterRegistry adapters;
+  private final ReentrantLock lock = new ReentrantLock();
+  private final Condition changed = lock.newCondition();
+  private final ArrayDeque<Generation> waiting = new ArrayDeque<>();
+  private final Thread thread;
+  private boolean paused;
+  private boolean draining;
+  private boolean stopped;
+  private int active;
+  private int budget = -1;
+  private volatile long iterations;
+  private long steps;
+  private long mixedSteps;
+  private long lateJoins;
+  private int widest;
+
+  public Scheduler(CausalLM model, AdapterRegistry adapters, int maxBatch, int maxQueue, Clock clock) {
+    this.model = model;
+    this.adapters = adapters;
+    this.maxBatch = maxBatch;
+    this.maxQueue = maxQueue;
+    this.clock = clock;
+    this.thread = new Thread(this::run, "lorafleet-scheduler");
+    this.thread.setDaemon(true);
+  }
+
+  public void start() {
+    thread.start();
+  }
+
+  /** Queues a request: 429 when the queue is full, 503 when the server is draining. */
+  void submit(Generation g) {
+    lock.lock();
+    try {
+      if (draining || stopped) {
+        throw new ApiError(503, "service_unavailable", Optional.empty(), "the server is shutting down and takes no new requests");
+      }
+      if (waiting.size() >= maxQueue) {
+        throw new ApiError(429, "rate_limit_error", Optional.empty(), "the queue is full (" + maxQueue + " waiting, --max-queue); retry later");
+      }
+      waiting.add(g);
+      changed.signalAll();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Holds the loop before its next iteration (a test hook). */
+  public void pause() {
+    locked(() -> {
+      paused = true;
+      return null;
+    });
+  }
+
+  public void resume() {
+    resumeFor(-1);
+  }
+
+  /** Resumes for {@code iterations} iterations of the loop, then pauses again (−1: for good); a test hook. */
+  public void resumeFor(int iterations) {
+    locked(() -> {
+      paused = false;
+      budget = iterations;
+      changed.signalAll();
+      return null;
+    });
+  }
+
+  /** Iterations of the loop run so far (each admits and steps once). */
+  public long iterations() {
+    return iterations;
+  }
+
+  /** Whether a shutdown has begun. */
+  public boolean draining() {
+    return locked(() -> draining);
+  }
+
+  /** What continuous batching did so far. */
+  public record Stats(long steps, long mixedSteps, long lateJoins, int widest) {}
+
+  /**
+   * Decode steps; steps whose batch held rows of more than one adapter (the base counting as one);
+   * requests that joined a batch already decoding; the most rows in one step.
+   */
+  public Stats stats() {
+    return locked(() -> new Stats(steps, mixedSteps, lateJoins, widest));
+  }
+
+  /** Requests waiting for a row. */
+  public int queued() {
+    return locked(() -> waiting.size());
+  }
+
+  /** Requests being decoded. */
+  public int active() {
+    return locked(() -> active);
+  }
+
+  /** Decode steps run so far. */
+  public long steps() {
+    return stats().steps();
+  }
+
+  /** Nudges the loop, e.g. after a request was cancelled. */
+  void wake() {
+    locked(() -> {
+      changed.signalAll();
+      return null;
+    });
+  }
+
+  /**
+   * Takes no new requests and waits until every accepted one (queued or decoding) has ended, for at
+   * most {@code timeout}; returns whether all did.
+   */
+  public boolean drain(Duration timeout) throws InterruptedException {
+    long until = System.nanoTime() + timeout.toNanos();
+    lock.lock();
+    try {
+      draining = true;
+      changed.signalAll();
+      while (!waiting.isEmpty() || active > 0) {
+        long left = until - System.nanoTime();
+        if (left <= 0) {
+          return false;
+        }
+        changed.awaitNanos(left);
+      }
+      return true;
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Stops the loop; requests still queued or decoding end with 503. */
+  @Override
+  public void close() {
+    locked(() -> {
+      stopped = true;
+      draining = true;
+      changed.signalAll();
+      return null;
+    });
+    try {
+      thread.join(TimeUnit.MINUTES.toMillis(1));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  private void run() {
+    Map<Long, Generation> rows = new HashMap<>();
+    Map<Long, Integer> next = new HashMap<>();
+    DecodeBatch batch = new DecodeBatch(model);
+    try {
+      while (true) {
+        List<Generation> admitted = new ArrayList<>();
+        lock.lock();
+        try {
+          while (!stopped && (paused || waiting.isEmpty() && rows.isEmpty())) {
+            changed.await();
+          }
+          if (stopped) {
+            break;
+          }
+          if (budget > 0 && --budget == 0) {
+            paused = true;
+          }
+          Instant now = clock.instant();
+          for (Iterator<Generation> it = waiting.iterator(); it.hasNext();) {
+            Generation g = it.next();
+            if (g.cancelled() || now.isAfter(g.deadline)) {
+              it.remove();
+              end(g, timedOut(g, now));
+            }
+          }
+          while (rows.size() + admitted.size() < maxBatch && !waiting.isEmpty()) {
+            admitted.add(waiting.poll());
+          }
+          active = rows.size() + admitted.size();
+          changed.signalAll();
+        } finally {
+          lock.unlock();
+        }
+        try {
+          Instant now = clock.instant();
+          List<Long> gone = new ArrayList<>();
+          for (Generation g : rows.values()) {
+            if (g.cancelled() || now.isAfter(g.deadline)) {
+              gone.add(g.id);
+              end(g, timedOut(g, now));
+            }
+          }
+          leave(batch, rows, next, gone);
+          Map<Long, float[]> logits = new HashMap<>(batch.join(admitted.stream()
+              .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
+          admitted.forEach(g -> rows.put(g.id, g));
+          if (!next.isEmpty()) {
+            logits.putAll(batch.step(next));
+            count(next.keySet().stream().map(rows::get).toList(), admitted.size());
+          }
+          next.clear();
+          List<Long> done = new ArrayList<>();
+          logits.forEach((id, l) -> {
+            Generation g = rows.get(id);
+            Optional<Integer> t = g.next(l);
+            if (t.isPresent()) {
+              next.put(id, t.get());
+            } else {
+              done.add(id);
+              end(g, Optional.empty());
+            }
+          });
+          leave(batch, rows, next, done);
+        } catch (RuntimeException e) {
+          // A failed step fails the rows it held, not the server: start a fresh batch.
+          LOG.error("a decode step failed; failing its {} requests", rows.size() + admitted.size(), e);
+          ApiError err = new ApiError(500, "server_error", Optional.empty(), "generation failed: " + e);
+          admitted.stream().filter(g -> !rows.containsKey(g.id)).forEach(g -> end(g, Optional.of(err)));
+          rows.values().forEach(g -> end(g, Optional.of(err)));
+          rows.clear();
+          next.clear();
+          batch.close();
+          batch = new DecodeBatch(model);
+        }
+        lock.lock();
+        try {
+          active = rows.size();
+          iterations++;
+          changed.signalAll();
+        } finally {
+          lock.unlock();
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } finally {
+      ApiError down = new ApiError(503, "service_unavailable", Optional.empty(), "the server stopped before the request ended");
+      rows.values().forEach(g -> end(g, Optional.of(down)));
+      lock.lock();
+      try {
+        waiting.forEach(g -> end(g, Optional.of(down)));
+        waiting.clear();
+        active = 0;
+        changed.signalAll();
+      } finally {
+        lock.unlock();
+      }
+      batch.close();
+    }
+  }
+
+  private <T> T locked(java.util.function.Supplier<T> f) {
+    lock.lock();
+    try {
+      return f.get();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  private void count(List<Generation> stepped, int joined) {
+    lock.lock();
+    try {
+      steps++;
+      mixedSteps += stepped.stream().mapToInt(Generation::group).distinct().count() > 1 ? 1 : 0;
+      lateJoins += joined;
+      widest = Math.max(widest, stepped.size());
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  private static Optional<ApiError> timedOut(Generation g, Instant now) {
+    return g.cancelled() ? Optional.empty() : Optional.of(new ApiError(408, "timeout_error", Optional.empty(),
+        "the request did not finish within its time (--request-timeout); it ended at " + g.deadline + ", now " + now));
+  }
+
+  private static void leave(DecodeBatch batch, Map<Long, Generation> rows, Map<Long, Integer> next, List<Long> ids) {
+    if (!ids.isEmpty()) {
+      batch.leave(ids);
+      ids.forEach(id -> {
+        rows.remove(id);
+        next.remove(id);
+      });
+    }
+  }
+
+  /** Ends a request (with an error when given) and lets go of its adapter. */
+  private void end(Generation g, Optional<ApiError> error) {
+    error.ifPresent(g::fail);
+    if (!g.ended()) {
+      g.fail(new ApiError(499, "cancelled", Optional.empty(), "the client went away"));
+    }
+    if (g.release()) {
+      g.adapter.ifPresent(adapters::release);
+    }
+  }
+}
