@@ -231,13 +231,15 @@ public final class Scheduler implements AutoCloseable {
             }
           }
           leave(batch, rows, next, gone);
-          Map<Long, float[]> logits = new HashMap<>(batch.join(admitted.stream()
-              .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
-          admitted.forEach(g -> rows.put(g.id, g));
+          // One decode step for the running rows, then the newcomers' prefill: they join between steps.
+          Map<Long, float[]> logits = new HashMap<>();
           if (!next.isEmpty()) {
             logits.putAll(batch.step(next));
             count(next.keySet().stream().map(rows::get).toList(), admitted.size());
           }
+          logits.putAll(batch.join(admitted.stream()
+              .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
+          admitted.forEach(g -> rows.put(g.id, g));
           next.clear();
           List<Long> done = new ArrayList<>();
           logits.forEach((id, l) -> {
