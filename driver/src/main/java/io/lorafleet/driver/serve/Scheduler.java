@@ -47,6 +47,7 @@ public final class Scheduler implements AutoCloseable {
   private int budget = -1;
   private volatile long iterations;
   private long steps;
+  private long rowsStepped;
   private long mixedSteps;
   private long lateJoins;
   private int widest;
@@ -115,14 +116,14 @@ public final class Scheduler implements AutoCloseable {
   }
 
   /** What continuous batching did so far. */
-  public record Stats(long steps, long mixedSteps, long lateJoins, int widest) {}
+  public record Stats(long steps, long rows, long mixedSteps, long lateJoins, int widest) {}
 
   /**
-   * Decode steps; steps whose batch held rows of more than one adapter (the base counting as one);
+   * Decode steps; rows decoded over all steps; steps whose batch held rows of more than one adapter (the base counting as one);
    * requests that joined a batch already decoding; the most rows in one step.
    */
   public Stats stats() {
-    return locked(() -> new Stats(steps, mixedSteps, lateJoins, widest));
+    return locked(() -> new Stats(steps, rowsStepped, mixedSteps, lateJoins, widest));
   }
 
   /** Requests waiting for a row. */
@@ -304,6 +305,7 @@ public final class Scheduler implements AutoCloseable {
     lock.lock();
     try {
       steps++;
+      rowsStepped += stepped.size();
       mixedSteps += stepped.stream().mapToInt(Generation::group).distinct().count() > 1 ? 1 : 0;
       lateJoins += joined;
       widest = Math.max(widest, stepped.size());

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.lora.MixedDelta;
+import io.lorafleet.worker.lora.StackedDelta;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.KvCache;
@@ -57,6 +58,8 @@ public final class DecodeBatch implements AutoCloseable {
   private final NDManager manager;
   private Optional<KvCache> cache = Optional.empty();
   private List<Row> rows = new ArrayList<>();
+  /** Decode steps' adapters stacked ({@link StackedDelta}), by group; kept while it covers the batch's adapters and is not too wide. */
+  private Optional<Map.Entry<List<Integer>, StackedDelta>> stacked = Optional.empty();
 
   public DecodeBatch(CausalLM model) {
     this(model, Map.of());
@@ -121,7 +124,7 @@ public final class DecodeBatch implements AutoCloseable {
     float[][] logits;
     boolean adopted = false;
     try {
-      logits = forward(fresh, step, pos, seg, joined);
+      logits = forward(fresh, step, pos, seg, joined, false);
       if (cache.isEmpty()) {
         cache = Optional.of(joined);
         rows = new ArrayList<>(fresh);
@@ -165,7 +168,7 @@ public final class DecodeBatch implements AutoCloseable {
       pos[r][0] = row.tokens();
       Arrays.fill(seg[r], c.length() - row.tokens(), keys, 1);
     }
-    float[][] logits = forward(rows, step, pos, seg, c);
+    float[][] logits = forward(rows, step, pos, seg, c, true);
     Map<Long, float[]> out = new LinkedHashMap<>();
     List<Row> advanced = new ArrayList<>();
     for (int r = 0; r < b; r++) {
@@ -200,10 +203,14 @@ public final class DecodeBatch implements AutoCloseable {
     c.dropFront(c.length() - left.stream().mapToInt(Row::tokens).max().orElseThrow());
   }
 
-  /** (B, V) logits of the last position of each row, from one forward under the rows' adapters. */
-  private float[][] forward(List<Row> batch, int[][] step, int[][] pos, int[][] seg, KvCache c) {
+  /**
+   * (B, V) logits of the last position of each row, from one forward under the rows' adapters: in
+   * decode steps, where ops cost more than flops, several plain LoRA adapters run stacked; otherwise
+   * (and in prefill) per-adapter segments.
+   */
+  private float[][] forward(List<Row> batch, int[][] step, int[][] pos, int[][] seg, KvCache c, boolean decode) {
     try (NDManager tok = manager.newSubManager()) {
-      ForwardContext ctx = new ForwardContext(tok, overrides, delta(batch));
+      ForwardContext ctx = new ForwardContext(tok, overrides, decode ? stackedOrSegments(tok, batch) : delta(batch));
       NDArray logits = model.forward(ctx, step, pos, seg, c); // (B, T, V)
       float[] flat = logits.get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false).toFloatArray(); // (B, V)
       int v = flat.length / batch.size();
@@ -213,6 +220,24 @@ public final class DecodeBatch implements AutoCloseable {
       }
       return out;
     }
+  }
+
+  private LinearDelta stackedOrSegments(NDManager step, List<Row> batch) {
+    Map<Integer, LinearDelta> byGroup = new LinkedHashMap<>();
+    batch.forEach(r -> r.delta().ifPresent(d -> byGroup.putIfAbsent(r.group(), d)));
+    if (byGroup.size() < 2 || !byGroup.values().stream().allMatch(StackedDelta::stackable)) {
+      return delta(batch);
+    }
+    boolean covers = stacked.isPresent() && stacked.get().getKey().containsAll(byGroup.keySet())
+        && stacked.get().getKey().size() <= 2 * byGroup.size();
+    if (!covers) {
+      stacked.ifPresent(e -> e.getValue().close());
+      List<Integer> groups = new ArrayList<>(byGroup.keySet());
+      stacked = Optional.of(Map.entry(groups, StackedDelta.of(manager, groups.stream().map(byGroup::get).toList())));
+    }
+    List<Integer> slots = stacked.get().getKey();
+    int[] rowSlot = batch.stream().mapToInt(r -> r.delta().isPresent() ? slots.indexOf(r.group()) : -1).toArray();
+    return stacked.get().getValue().rows(step, rowSlot);
   }
 
   /** One segment per run of rows of the same group; the bare base when no row has an adapter. */
@@ -257,6 +282,7 @@ public final class DecodeBatch implements AutoCloseable {
 
   @Override
   public void close() {
+    stacked.ifPresent(e -> e.getValue().close());
     cache.ifPresent(KvCache::close);
     manager.close();
   }

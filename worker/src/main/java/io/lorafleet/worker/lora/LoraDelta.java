@@ -53,6 +53,11 @@ final class LoraDelta implements LinearDelta {
     this.seed = seed;
   }
 
+  /** The factors per adapted module, by module name. */
+  Map<String, Factors> factors() {
+    return factors;
+  }
+
   @Override
   public NDArray addTo(LinearSpec module, NDArray x, NDArray y) {
     Factors f = factors.get(module.name());

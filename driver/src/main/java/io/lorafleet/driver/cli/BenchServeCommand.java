@@ -1,0 +1,33 @@
+package io.lorafleet.driver.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.driver.serve.ServeBenchmark;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "bench-serve", mixinStandardHelpOptions = true, description = "Serve latency over real HTTP: a server over a random base with "
+    + "N random adapters, C closed-loop streaming clients cycling through the adapters and the base; p50/p99 latency and time to first token, "
+    + "tokens/s, against the same load with one row per batch.")
+final class BenchServeCommand implements Callable<Integer> {
+  @Option(names = "--hidden", description = "hidden size of the benchmark model", defaultValue = "512") int hidden;
+  @Option(names = "--layers", description = "decoder layers", defaultValue = "4") int layers;
+  @Option(names = "--intermediate", description = "MLP intermediate size", defaultValue = "1376") int intermediate;
+  @Option(names = "--vocab", description = "vocabulary size", defaultValue = "8192") int vocab;
+  @Option(names = "--adapters", description = "random adapters (r --r, all-linear) served besides the base", defaultValue = "8") int adapters;
+  @Option(names = "--r", description = "LoRA rank", defaultValue = "16") int rank;
+  @Option(names = "--concurrency", description = "clients, each with one request in flight", defaultValue = "16") int concurrency;
+  @Option(names = "--requests", description = "measured requests (after one warm-up request per client)", defaultValue = "128") int requests;
+  @Option(names = "--prompt-tokens", description = "tokens per prompt", defaultValue = "32") int promptTokens;
+  @Option(names = "--max-tokens", description = "tokens to generate per request", defaultValue = "32") int maxTokens;
+  @Option(names = "--max-batch", description = "rows decoded together", defaultValue = "16") int maxBatch;
+  @Option(names = "--seed", description = "seed of the model, adapters and prompts", defaultValue = "0") long seed;
+
+  @Override
+  public Integer call() throws Exception {
+    var res = ServeBenchmark.runInTemp(new ServeBenchmark.Settings(hidden, layers, intermediate, vocab, adapters, rank, concurrency, requests,
+        promptTokens, maxTokens, maxBatch, seed));
+    System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
+    return 0;
+  }
+}
