@@ -75,9 +75,13 @@ public final class AdapterRegistry implements AutoCloseable {
     });
   }
 
-  /** Loads an adapter given at start-up (no root check). */
+  /** Loads an adapter given at start-up (no root check); a refusal names the --adapter option. */
   public synchronized void loadTrusted(String name, Path dir) {
-    add(name, dir);
+    try {
+      add(name, dir);
+    } catch (ApiError e) {
+      throw new IllegalArgumentException("--adapter " + name + "=" + dir + ": " + e.getMessage(), e);
+    }
   }
 
   /** Loads an adapter at run time: 403 outside the adapter root, 404 for a missing directory, 400 for a bad name or adapter. */
