@@ -20,6 +20,8 @@ public final class TinyModels {
   /** Qwen2: q/k/v biases, tied embeddings. */
   public static final TinyModelSpec QWEN2 = new TinyModelSpec("qwen2", 2, 16, 4, 2, 24, 37, 64, true);
   public static final TinyModelSpec GPT2 = new TinyModelSpec("gpt2", 2, 16, 4, 4, 32, 37, 32, true);
+  /** GPT-J: 2 heads of 8 channels, rotary on the first 4 of each (rotary_dim 4), lm_head with a bias. */
+  public static final TinyModelSpec GPTJ = new TinyModelSpec("gptj", 2, 16, 2, 2, 32, 37, 64, false);
 
   public static ModelConfig config(TinyModelSpec spec) {
     return ModelConfig.fromJson(spec.configJson(1, 2), spec.modelType());

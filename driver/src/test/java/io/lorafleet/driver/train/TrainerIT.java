@@ -159,6 +159,31 @@ class TrainerIT {
     assertTrue(e.getMessage().contains("--use-dora") && e.getMessage().contains("--quantize nf4"), e.getMessage());
   }
 
+  /** GPT-J (parallel attention and MLP, partial rotary, biased lm_head): 2 workers make the 1-worker update, and the adapter loads back. */
+  @Test
+  void gptjTrainsOnTwoWorkersAsOnOne() throws Exception {
+    Path gptj = dir.resolve("model-gptj"); // the same words, so the same tokenizer as the prepared data
+    ModelDirectory.initModel(gptj, new TinyModelSpec("gptj", 2, 32, 4, 4, 64, 1, 64, false), List.of("a", "b", "c", "d", "e", "f", "g", "h", "="), 4);
+    float[][] byWorkers = new float[2][];
+    Trainer.Result last = null;
+    for (int w = 1; w <= 2; w++) {
+      TrainConfig g = cfg("gptj" + w, w, 2, "adamw", false);
+      last = Trainer.run(spark, new TrainConfig(gptj.toString(), g.data(), g.output(), "q_proj,v_proj,fc_in,out_proj", g.rank(), g.alpha(), g.dropout(),
+          g.workers(), g.steps(), g.globalBatch(), g.microBatch(), g.lr(), g.warmup(), g.schedule(), g.optimizer(), g.weightDecay(), g.clip(),
+          g.checkpointEvery(), g.keepCheckpoints(), g.seed(), g.timeoutMs(), g.maxAttempts(), false, "", 0, 0, 0, "svd"), false);
+      byWorkers[w - 1] = last.adapter();
+    }
+    assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
+    try (CausalLM base = CausalLM.load(gptj, Device.cpu(), DataType.FLOAT32)) {
+      var loaded = io.lorafleet.worker.lora.AdapterFormat.read(last.finalAdapter(), base);
+      assertArrayEquals(byWorkers[1], loaded.values());
+      float[] init = loaded.model().initialParams(7);
+      assertFalse(java.util.Arrays.equals(init, byWorkers[1]), "training moved the adapter");
+    }
+    var st = io.lorafleet.worker.safetensors.SafetensorsReader.open(last.finalAdapter().resolve("adapter_model.safetensors"));
+    assertTrue(st.tensors().containsKey("base_model.model.transformer.h.1.mlp.fc_in.lora_B.weight"), st.tensors().keySet().toString());
+  }
+
   @Test
   void peftOptionsTrainOnTwoWorkersAsOnOneAreWrittenAsPeftWritesThemAndLoraPlusScalesB() throws Exception {
     // rsLoRA, a rank and an alpha pattern, one layer only, and A and B both random (so that both get a gradient at step 1)

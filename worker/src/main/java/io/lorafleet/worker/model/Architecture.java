@@ -9,7 +9,9 @@ public enum Architecture {
   /** Llama, Mistral and Qwen2: RMSNorm, SwiGLU, RoPE, grouped-query attention. */
   LLAMA(List.of("llama", "mistral", "qwen2")),
   /** GPT-2: learned positions, LayerNorm, tanh-GELU, fused Conv1D c_attn. */
-  GPT2(List.of("gpt2"));
+  GPT2(List.of("gpt2")),
+  /** GPT-J: parallel attention and MLP on one LayerNorm, partial rotary rotating every two channels, gelu_new. */
+  GPTJ(List.of("gptj"));
 
   private final List<String> modelTypes;
 

@@ -61,18 +61,7 @@ final class Gpt2Decoder implements Decoder {
     int past = cache.map(KvCache::length).orElse(0);
     NDArray h = embed(m, ctx, ids, positions); // (B, T, H)
     NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
-    for (int i = 0; i < c.layers(); i++) {
-      NDArray[] qkv = qkv(m, ctx, i, h);
-      NDArray k = qkv[1];
-      NDArray v = qkv[2];
-      if (cache.isPresent()) {
-        NDArray[] kv = cache.get().append(i, k, v);
-        k = kv[0];
-        v = kv[1];
-      }
-      h = rest(m, ctx, i, h, Ops.attention(qkv[0], k, v, mask));
-    }
-    cache.ifPresent(kc -> kc.advance(t));
+    h = Decoder.layers(c.layers(), h, cache, mask, 1, (i, x) -> qkv(m, ctx, i, x), (i, x, a) -> rest(m, ctx, i, x, a));
     return head(m, ctx, h);
   }
 

@@ -74,20 +74,7 @@ final class LlamaDecoder implements Decoder {
     NDArray[] rope = ropeTables(m, ctx, positions);
     NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
     NDArray h = m.embed(ctx, "model.embed_tokens.weight", ids); // (B, T, H)
-    int rep = c.heads() / c.kvHeads();
-    for (int i = 0; i < c.layers(); i++) {
-      NDArray[] qkv = qkv(m, ctx, i, h, rope);
-      NDArray k = qkv[1];
-      NDArray v = qkv[2];
-      if (cache.isPresent()) {
-        NDArray[] kv = cache.get().append(i, k, v);
-        k = kv[0];
-        v = kv[1];
-      }
-      NDArray a = Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask); // (B, T, nh·hd)
-      h = rest(m, ctx, i, h, a);
-    }
-    cache.ifPresent(kc -> kc.advance(t));
+    h = Decoder.layers(c.layers(), h, cache, mask, c.heads() / c.kvHeads(), (i, x) -> qkv(m, ctx, i, x, rope), (i, x, a) -> rest(m, ctx, i, x, a));
     return head(m, ctx, h);
   }
 

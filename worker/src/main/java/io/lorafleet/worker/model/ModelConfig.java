@@ -51,12 +51,17 @@ public record ModelConfig(
     if (heads % kvHeads != 0) {
       throw new IllegalArgumentException("num_attention_heads (" + heads + ") must be a multiple of num_key_value_heads (" + kvHeads + ")");
     }
-    if (arch == Architecture.GPT2 && hidden != heads * headDim) {
+    if (arch != Architecture.LLAMA && hidden != heads * headDim) {
       throw new IllegalArgumentException("n_embd (" + hidden + ") must be a multiple of n_head (" + heads + ")");
     }
     if (headDim % 2 != 0 && arch == Architecture.LLAMA) {
       throw new IllegalArgumentException("head_dim must be even for rotary embeddings but found " + headDim);
     }
+  }
+
+  /** Channels of each head that rotary embeddings turn: GPT-J's rotary_dim, else the whole head. */
+  public int rotaryDim() {
+    return arch == Architecture.GPTJ && raw.hasNonNull("rotary_dim") ? raw.get("rotary_dim").asInt() : headDim;
   }
 
   private static void check(String field, int v) {
@@ -87,6 +92,28 @@ public record ModelConfig(
   public static ModelConfig fromJson(ObjectNode c, String where) {
     String type = text(c, "model_type", where);
     Architecture arch = Architecture.forModelType(type, where);
+    if (arch == Architecture.GPTJ) {
+      int hidden = integer(c, "n_embd", where);
+      int heads = integer(c, "n_head", where);
+      String act = c.path("activation_function").asText("gelu_new");
+      if (!act.equals("gelu_new")) {
+        throw new IllegalArgumentException(where + ": activation_function '" + act + "' is not supported, expected gelu_new");
+      }
+      if (hidden % heads != 0) {
+        throw new IllegalArgumentException(where + ": n_embd (" + hidden + ") must be a multiple of n_head (" + heads + ")");
+      }
+      if (c.path("tie_word_embeddings").asBoolean(false)) {
+        throw new IllegalArgumentException(where + ": tie_word_embeddings true is not supported for gptj, expected false (GPT-J's lm_head is "
+            + "its own, with a bias)");
+      }
+      int rd = c.hasNonNull("rotary_dim") ? c.get("rotary_dim").asInt() : hidden / heads;
+      if (rd <= 0 || rd % 2 != 0 || rd > hidden / heads) {
+        throw new IllegalArgumentException(where + ": rotary_dim must be even and in [2, " + hidden / heads + "] (the head size) but found " + rd);
+      }
+      return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "n_layer", where), heads, heads, hidden / heads,
+          c.hasNonNull("n_inner") ? c.get("n_inner").asInt() : 4 * hidden, c.path("layer_norm_epsilon").asDouble(1e-5), 10000.0, RopeScaling.NONE,
+          integer(c, "n_positions", where), 0, false, false, true, c);
+    }
     if (arch == Architecture.GPT2) {
       int hidden = integer(c, "n_embd", where);
       int heads = integer(c, "n_head", where);

@@ -122,7 +122,7 @@ public final class ModelDirectory {
   public static Map<String, Tensor> randomTensors(ModelConfig config, long seed) {
     Map<String, Tensor> out = new LinkedHashMap<>();
     Random rng = new Random(seed);
-    Decoder d = config.arch() == Architecture.LLAMA ? new LlamaDecoder() : new Gpt2Decoder();
+    Decoder d = Decoder.of(config);
     for (ParamSpec p : d.params(config)) {
       float[] v = new float[(int) p.numel()];
       boolean norm = p.name().contains("norm") || p.name().contains("ln_");

@@ -5,7 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 
 /**
- * One batch's forward pass (Llama family or GPT-2) in pieces: the embedding, each layer's attention
+ * One batch's forward pass (Llama family, GPT-2 or GPT-J) in pieces: the embedding, each layer's attention
  * inputs, attention for any block of query rows, the rest of each layer, and the output layer for
  * any block of tokens. {@link io.lorafleet.worker.train.CheckpointedStep} recomputes these pieces
  * in its backward pass so that no step holds all layers' activations, a T × T attention matrix or
@@ -17,14 +17,18 @@ public final class Segments {
   private final Batch batch;
   private final NDArray[] rope;
   private final int rep;
-  private final boolean llama;
+  private final Architecture arch;
 
   Segments(CausalLM m, ForwardContext ctx, Batch batch) {
     this.m = m;
     this.ctx = ctx;
     this.batch = batch;
-    this.llama = m.config().arch() == Architecture.LLAMA;
-    this.rope = llama ? LlamaDecoder.ropeTables(m, ctx, batch.positionIds()) : new NDArray[0];
+    this.arch = m.config().arch();
+    this.rope = switch (arch) {
+      case LLAMA -> LlamaDecoder.ropeTables(m, ctx, batch.positionIds());
+      case GPTJ -> GptjDecoder.ropeTables(m, ctx.manager(), batch.positionIds());
+      case GPT2 -> new NDArray[0];
+    };
     this.rep = m.config().heads() / m.config().kvHeads();
   }
 
@@ -39,12 +43,20 @@ public final class Segments {
   /** The input embeddings (B, T, H). */
   public NDArray embed() {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return llama ? m.embed(ctx, "model.embed_tokens.weight", ids) : Gpt2Decoder.embed(m, ctx, ids, batch.positionIds());
+    return switch (arch) {
+      case LLAMA -> m.embed(ctx, "model.embed_tokens.weight", ids);
+      case GPT2 -> Gpt2Decoder.embed(m, ctx, ids, batch.positionIds());
+      case GPTJ -> m.embed(ctx, "transformer.wte.weight", ids);
+    };
   }
 
   /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */
   public NDArray[] qkv(int layer, NDArray h) {
-    return llama ? LlamaDecoder.qkv(m, ctx, layer, h, rope) : Gpt2Decoder.qkv(m, ctx, layer, h);
+    return switch (arch) {
+      case LLAMA -> LlamaDecoder.qkv(m, ctx, layer, h, rope);
+      case GPT2 -> Gpt2Decoder.qkv(m, ctx, layer, h);
+      case GPTJ -> GptjDecoder.qkv(m, ctx, layer, h, rope);
+    };
   }
 
   /**
@@ -69,11 +81,19 @@ public final class Segments {
 
   /** The rest of layer i: h + o_proj(a), then the MLP block. */
   public NDArray rest(int layer, NDArray h, NDArray a) {
-    return llama ? LlamaDecoder.rest(m, ctx, layer, h, a) : Gpt2Decoder.rest(m, ctx, layer, h, a);
+    return switch (arch) {
+      case LLAMA -> LlamaDecoder.rest(m, ctx, layer, h, a);
+      case GPT2 -> Gpt2Decoder.rest(m, ctx, layer, h, a);
+      case GPTJ -> GptjDecoder.rest(m, ctx, layer, h, a);
+    };
   }
 
   /** Logits (B, T', V) of hidden states h (B, T', H). */
   public NDArray head(NDArray h) {
-    return llama ? LlamaDecoder.head(m, ctx, h) : Gpt2Decoder.head(m, ctx, h);
+    return switch (arch) {
+      case LLAMA -> LlamaDecoder.head(m, ctx, h);
+      case GPT2 -> Gpt2Decoder.head(m, ctx, h);
+      case GPTJ -> GptjDecoder.head(m, ctx, h);
+    };
   }
 }

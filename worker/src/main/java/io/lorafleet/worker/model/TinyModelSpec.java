@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 
 /**
  * The shape of a small randomly initialised model, written in exactly the HF layout by
- * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2 or gpt2.
+ * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2, gpt2 or gptj.
  */
 public record TinyModelSpec(String modelType, int layers, int hidden, int heads, int kvHeads, int intermediate, int vocab, int maxPositions, boolean tieEmbeddings) {
   public TinyModelSpec {
@@ -43,6 +43,18 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
       c.put("activation_function", "gelu_new");
       c.put("layer_norm_epsilon", 1e-5);
       c.put("tie_word_embeddings", true);
+    } else if (modelType.equals("gptj")) {
+      c.putArray("architectures").add("GPTJForCausalLM");
+      c.put("n_embd", hidden);
+      c.put("n_layer", layers);
+      c.put("n_head", heads);
+      c.put("n_inner", intermediate);
+      c.put("n_positions", maxPositions);
+      c.put("rotary_dim", Math.max(2, hidden / heads / 2 / 2 * 2)); // part of each head, as GPT-J-6B's 64 of 256
+      c.put("vocab_size", vocab);
+      c.put("activation_function", "gelu_new");
+      c.put("layer_norm_epsilon", 1e-5);
+      c.put("tie_word_embeddings", false);
     } else {
       String arch = switch (modelType) {
         case "mistral" -> "MistralForCausalLM";

@@ -41,9 +41,10 @@ class MergeAndAdapterTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj"})
   void mergedForwardEqualsUnmergedAndUnmergeRestores(String arch) {
-    TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : arch.equals("qwen2") ? TinyModels.QWEN2 : TinyModels.GPT2;
+    TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gptj") ? TinyModels.GPTJ
+        : TinyModels.GPT2;
     try (CausalLM m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withBias("lora_only"));
       assertMergeIsExact(m, lora, trained(lora, 1), 1e-6f);

@@ -29,7 +29,8 @@ class CheckpointedStepTest {
 
   static CausalLM model(String arch, long seed, DataType dtype) {
     if (!arch.equals("mistral")) {
-      return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA, seed, dtype);
+      return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gpt2") ? TinyModels.GPT2 : arch.equals("gptj") ? TinyModels.GPTJ
+          : TinyModels.LLAMA, seed, dtype);
     }
     // Mistral with a sliding window (3) shorter than the rows
     TinyModelSpec spec = new TinyModelSpec("mistral", 2, 16, 4, 2, 24, 37, 64, false);
@@ -57,7 +58,7 @@ class CheckpointedStepTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2"})
+  @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2", "gptj"})
   void theGradientEqualsThePlainStepsWithDropoutPaddingAndPacking(String arch) {
     try (CausalLM m = model(arch, 7, DataType.FLOAT32)) {
       assertCheckpointedEqualsPlain(LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2)));
@@ -103,18 +104,23 @@ class CheckpointedStepTest {
         max = Math.max(max, Math.abs(plain.gradSum()[i]));
       }
       for (int i = s.offset(); i < s.offset() + s.size(); i++) {
-        assertEquals(plain.gradSum()[i], flat.gradSum()[i], 1e-6 * max + 1e-12, s.key() + "[" + (i - s.offset()) + "]");
+        // fp32: blockwise attention sums in another order; 2e-6 of the slot's largest gradient is rounding, a wrong term is O(1)
+        assertEquals(plain.gradSum()[i], flat.gradSum()[i], 2e-6 * max + 1e-12, s.key() + "[" + (i - s.offset()) + "]");
       }
     }
     assertTrue(plain.lossSum() > 0);
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "mistral", "gpt2"})
+  @ValueSource(strings = {"llama", "mistral", "gpt2", "gptj"})
   void theGradientMatchesFiniteDifferences(String arch) {
     final float h = 0x1p-14f;
     try (CausalLM m = model(arch, 8, DataType.FLOAT64)) {
-      List<String> targets = arch.equals("gpt2") ? List.of("c_attn", "c_proj", "c_fc") : List.of("q_proj", "v_proj", "o_proj", "down_proj", "lm_head");
+      List<String> targets = switch (arch) {
+        case "gpt2" -> List.of("c_attn", "c_proj", "c_fc");
+        case "gptj" -> List.of("q_proj", "v_proj", "out_proj", "fc_out", "lm_head");
+        default -> List.of("q_proj", "v_proj", "o_proj", "down_proj", "lm_head");
+      };
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, targets).withBias(arch.equals("gpt2") ? "all" : "none"));
       float[] p = perturbed(lora, 4);
       List<Batch> b = batches();

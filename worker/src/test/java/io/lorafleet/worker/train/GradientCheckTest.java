@@ -65,12 +65,13 @@ class GradientCheckTest {
     return switch (name) {
       case "llama" -> TinyModels.LLAMA;
       case "qwen2" -> TinyModels.QWEN2;
+      case "gptj" -> TinyModels.GPTJ;
       default -> TinyModels.GPT2;
     };
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj"})
   void loraGradientsMatchFiniteDifferences(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
@@ -102,7 +103,7 @@ class GradientCheckTest {
 
   /** DoRA's norm is detached by design (PEFT, DoRA paper section 4.3): the check differences the loss with the norm held at its value. */
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj"})
   void doraGradientsMatchFiniteDifferencesWithTheNormHeld(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 10, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDora(true).withInit("false"));
@@ -157,7 +158,7 @@ class GradientCheckTest {
    * act-order permutation), in float64 over the dequantized weights. The base gets no gradient.
    */
   @ParameterizedTest
-  @ValueSource(strings = {"llama-nf4", "gpt2-nf4", "llama-gptq", "gpt2-gptq"})
+  @ValueSource(strings = {"llama-nf4", "gpt2-nf4", "gptj-nf4", "llama-gptq", "gpt2-gptq"})
   void loraGradientsOverQuantizedBasesMatchFiniteDifferences(String which) throws Exception {
     String arch = which.substring(0, which.indexOf('-'));
     CausalLM m = which.endsWith("nf4")
@@ -179,7 +180,7 @@ class GradientCheckTest {
   @org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp;
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "gpt2"})
+  @ValueSource(strings = {"llama", "gpt2", "gptj"})
   void fullFineTuningGradients(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 9, DataType.FLOAT64)) {
       FullModel full = new FullModel(m);
