@@ -161,37 +161,27 @@ public record TrainConfig(
 
   /** The same job with validation loss every {@code every} steps. */
   public TrainConfig withEval(int every) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, every, Math.max(1, evalExamples),
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().evalEvery(every).evalExamples(Math.max(1, evalExamples)).build();
   }
 
   /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
   public TrainConfig withGradientCheckpointing(boolean on) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, on, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().gradientCheckpointing(on).build();
   }
 
   /** The same job starting fp16 loss scaling at {@code scale} (torch's GradScaler init_scale). */
   public TrainConfig withInitialLossScale(double scale) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, scale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().initialLossScale(scale).build();
   }
 
   /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
   public TrainConfig withSteps(int n) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, 0, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().steps(n).epochs(0).build();
   }
 
   /** The same job writing to {@code out}, for {@code n} steps. */
   public TrainConfig withOutput(String out, int n) {
-    return new TrainConfig(model, data, out, targetModules, rank, alpha, dropout, workers, n, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().output(out).steps(n).build();
   }
 
   /**
@@ -202,32 +192,22 @@ public record TrainConfig(
    * @param clear replace whatever the output holds
    */
   public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, auto, clear, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().resume(resume).resumeAuto(auto).overwrite(clear).build();
   }
 
   /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
   public TrainConfig withGradientPorts(String ports) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, ports, epochs, shuffleWindow, gradientCheckpointing, initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().gradientPorts(ports).build();
   }
 
   /** The same job with gradients sent as {@code transport} and pre-reduced per {@code preReduce} (executor or none). */
   public TrainConfig withGradientChannel(String transport, String preReduce) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        transport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    return toBuilder().gradTransport(transport).preReduce(preReduce).build();
   }
 
   /** The same job recording {@code id} (a Hub id such as meta-llama/Llama-3.1-8B) as the adapters' base_model_name_or_path. */
   public TrainConfig withBaseModelId(String id) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, id, quantize, optimizerOptions);
+    return toBuilder().baseModelId(id).build();
   }
 
   /** What adapters record as base_model_name_or_path: --base-model-id, or --model as given. */
@@ -237,10 +217,7 @@ public record TrainConfig(
 
   /** The same job with PEFT's other LoRA options and LoRA+. */
   public TrainConfig withLoraOptions(LoraOptions o) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, o, baseModelId, quantize, optimizerOptions);
+    return toBuilder().loraOptions(o).build();
   }
 
   /** The learning-rate schedule of this job (transformers' definitions; warm-up from --warmup or --warmup-ratio). */
@@ -255,17 +232,324 @@ public record TrainConfig(
 
   /** This job with Adam's betas and epsilon, --warmup-ratio and --min-lr-rate. */
   public TrainConfig withOptimizerOptions(OptimizerOptions o) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, baseModelId, quantize, o);
+    return toBuilder().optimizerOptions(o).build();
   }
 
   /** This job over a base quantized at load (QLoRA with nf4). */
   public TrainConfig withQuantize(Quantization q) {
-    return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, loraOptions, baseModelId, q, optimizerOptions);
+    return toBuilder().quantize(q).build();
+  }
+
+  /** A builder holding this job's values: set what differs, then {@link Builder#build()} (validated as any TrainConfig). */
+  public Builder toBuilder() {
+    return new Builder(this);
+  }
+
+  /** Copies a TrainConfig field by field; every setter is named as the record component it sets. */
+  public static final class Builder {
+    private String model;
+    private String data;
+    private String output;
+    private String targetModules;
+    private int rank;
+    private double alpha;
+    private double dropout;
+    private int workers;
+    private int steps;
+    private int globalBatch;
+    private int microBatch;
+    private double lr;
+    private int warmup;
+    private String schedule;
+    private String optimizer;
+    private double weightDecay;
+    private double clip;
+    private int checkpointEvery;
+    private int keepCheckpoints;
+    private long seed;
+    private int timeoutMs;
+    private int maxAttempts;
+    private boolean resume;
+    private String initAdapter;
+    private int evalEvery;
+    private int evalExamples;
+    private int averageLast;
+    private String averageMode;
+    private boolean resumeAuto;
+    private boolean overwrite;
+    private int executorWaitMs;
+    private String gradientPorts;
+    private int epochs;
+    private int shuffleWindow;
+    private boolean gradientCheckpointing;
+    private double initialLossScale;
+    private String gradTransport;
+    private String preReduce;
+    private LoraOptions loraOptions;
+    private String baseModelId;
+    private Quantization quantize;
+    private OptimizerOptions optimizerOptions;
+
+    private Builder(TrainConfig c) {
+      model = c.model;
+      data = c.data;
+      output = c.output;
+      targetModules = c.targetModules;
+      rank = c.rank;
+      alpha = c.alpha;
+      dropout = c.dropout;
+      workers = c.workers;
+      steps = c.steps;
+      globalBatch = c.globalBatch;
+      microBatch = c.microBatch;
+      lr = c.lr;
+      warmup = c.warmup;
+      schedule = c.schedule;
+      optimizer = c.optimizer;
+      weightDecay = c.weightDecay;
+      clip = c.clip;
+      checkpointEvery = c.checkpointEvery;
+      keepCheckpoints = c.keepCheckpoints;
+      seed = c.seed;
+      timeoutMs = c.timeoutMs;
+      maxAttempts = c.maxAttempts;
+      resume = c.resume;
+      initAdapter = c.initAdapter;
+      evalEvery = c.evalEvery;
+      evalExamples = c.evalExamples;
+      averageLast = c.averageLast;
+      averageMode = c.averageMode;
+      resumeAuto = c.resumeAuto;
+      overwrite = c.overwrite;
+      executorWaitMs = c.executorWaitMs;
+      gradientPorts = c.gradientPorts;
+      epochs = c.epochs;
+      shuffleWindow = c.shuffleWindow;
+      gradientCheckpointing = c.gradientCheckpointing;
+      initialLossScale = c.initialLossScale;
+      gradTransport = c.gradTransport;
+      preReduce = c.preReduce;
+      loraOptions = c.loraOptions;
+      baseModelId = c.baseModelId;
+      quantize = c.quantize;
+      optimizerOptions = c.optimizerOptions;
+    }
+
+    public Builder model(String v) {
+      model = v;
+      return this;
+    }
+
+    public Builder data(String v) {
+      data = v;
+      return this;
+    }
+
+    public Builder output(String v) {
+      output = v;
+      return this;
+    }
+
+    public Builder targetModules(String v) {
+      targetModules = v;
+      return this;
+    }
+
+    public Builder rank(int v) {
+      rank = v;
+      return this;
+    }
+
+    public Builder alpha(double v) {
+      alpha = v;
+      return this;
+    }
+
+    public Builder dropout(double v) {
+      dropout = v;
+      return this;
+    }
+
+    public Builder workers(int v) {
+      workers = v;
+      return this;
+    }
+
+    public Builder steps(int v) {
+      steps = v;
+      return this;
+    }
+
+    public Builder globalBatch(int v) {
+      globalBatch = v;
+      return this;
+    }
+
+    public Builder microBatch(int v) {
+      microBatch = v;
+      return this;
+    }
+
+    public Builder lr(double v) {
+      lr = v;
+      return this;
+    }
+
+    public Builder warmup(int v) {
+      warmup = v;
+      return this;
+    }
+
+    public Builder schedule(String v) {
+      schedule = v;
+      return this;
+    }
+
+    public Builder optimizer(String v) {
+      optimizer = v;
+      return this;
+    }
+
+    public Builder weightDecay(double v) {
+      weightDecay = v;
+      return this;
+    }
+
+    public Builder clip(double v) {
+      clip = v;
+      return this;
+    }
+
+    public Builder checkpointEvery(int v) {
+      checkpointEvery = v;
+      return this;
+    }
+
+    public Builder keepCheckpoints(int v) {
+      keepCheckpoints = v;
+      return this;
+    }
+
+    public Builder seed(long v) {
+      seed = v;
+      return this;
+    }
+
+    public Builder timeoutMs(int v) {
+      timeoutMs = v;
+      return this;
+    }
+
+    public Builder maxAttempts(int v) {
+      maxAttempts = v;
+      return this;
+    }
+
+    public Builder resume(boolean v) {
+      resume = v;
+      return this;
+    }
+
+    public Builder initAdapter(String v) {
+      initAdapter = v;
+      return this;
+    }
+
+    public Builder evalEvery(int v) {
+      evalEvery = v;
+      return this;
+    }
+
+    public Builder evalExamples(int v) {
+      evalExamples = v;
+      return this;
+    }
+
+    public Builder averageLast(int v) {
+      averageLast = v;
+      return this;
+    }
+
+    public Builder averageMode(String v) {
+      averageMode = v;
+      return this;
+    }
+
+    public Builder resumeAuto(boolean v) {
+      resumeAuto = v;
+      return this;
+    }
+
+    public Builder overwrite(boolean v) {
+      overwrite = v;
+      return this;
+    }
+
+    public Builder executorWaitMs(int v) {
+      executorWaitMs = v;
+      return this;
+    }
+
+    public Builder gradientPorts(String v) {
+      gradientPorts = v;
+      return this;
+    }
+
+    public Builder epochs(int v) {
+      epochs = v;
+      return this;
+    }
+
+    public Builder shuffleWindow(int v) {
+      shuffleWindow = v;
+      return this;
+    }
+
+    public Builder gradientCheckpointing(boolean v) {
+      gradientCheckpointing = v;
+      return this;
+    }
+
+    public Builder initialLossScale(double v) {
+      initialLossScale = v;
+      return this;
+    }
+
+    public Builder gradTransport(String v) {
+      gradTransport = v;
+      return this;
+    }
+
+    public Builder preReduce(String v) {
+      preReduce = v;
+      return this;
+    }
+
+    public Builder loraOptions(LoraOptions v) {
+      loraOptions = v;
+      return this;
+    }
+
+    public Builder baseModelId(String v) {
+      baseModelId = v;
+      return this;
+    }
+
+    public Builder quantize(Quantization v) {
+      quantize = v;
+      return this;
+    }
+
+    public Builder optimizerOptions(OptimizerOptions v) {
+      optimizerOptions = v;
+      return this;
+    }
+
+    public TrainConfig build() {
+      return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
+          optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
+          averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing,
+          initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+    }
   }
 }

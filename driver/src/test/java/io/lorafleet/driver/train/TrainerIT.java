@@ -132,9 +132,7 @@ class TrainerIT {
     Path stored = dir.resolve("model-nf4");
     io.lorafleet.worker.quant.QuantizeModel.write(model, stored, true);
     TrainConfig c = cfg("qlora-stored", 2, 2, "adamw", false);
-    TrainConfig overStored = new TrainConfig(stored.toString(), c.data(), c.output(), c.targetModules(), c.rank(), c.alpha(), c.dropout(), c.workers(),
-        c.steps(), c.globalBatch(), c.microBatch(), c.lr(), c.warmup(), c.schedule(), c.optimizer(), c.weightDecay(), c.clip(), c.checkpointEvery(),
-        c.keepCheckpoints(), c.seed(), c.timeoutMs(), c.maxAttempts(), false, "", 0, 0, 0, "svd");
+    TrainConfig overStored = c.toBuilder().model(stored.toString()).build();
     assertArrayEquals(two.adapter(), Trainer.run(spark, overStored, false).adapter(), 0f, "the stored checkpoint dequantizes to the same weights");
     float[] fp = Trainer.run(spark, cfg("qlora-fp32", 2, 2, "adamw", false), false).adapter();
     assertFalse(java.util.Arrays.equals(fp, two.adapter()), "the quantized base changes the gradients");
@@ -149,9 +147,7 @@ class TrainerIT {
     float[][] byWorkers = new float[2][];
     for (int w = 1; w <= 2; w++) {
       TrainConfig g = cfg("gptq" + w, w, 2, "adamw", false);
-      byWorkers[w - 1] = Trainer.run(spark, new TrainConfig(gptq.toString(), g.data(), g.output(), g.targetModules(), g.rank(), g.alpha(), g.dropout(),
-          g.workers(), g.steps(), g.globalBatch(), g.microBatch(), g.lr(), g.warmup(), g.schedule(), g.optimizer(), g.weightDecay(), g.clip(),
-          g.checkpointEvery(), g.keepCheckpoints(), g.seed(), g.timeoutMs(), g.maxAttempts(), false, "", 0, 0, 0, "svd"), false).adapter();
+      byWorkers[w - 1] = Trainer.run(spark, g.toBuilder().model(gptq.toString()).build(), false).adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "GPTQ: 2 workers make the 1-worker update");
     var e = assertThrows(IllegalArgumentException.class, () -> cfg("x", 1, 1, "sgd", false).withQuantize(nf4)
@@ -168,9 +164,7 @@ class TrainerIT {
     Trainer.Result last = null;
     for (int w = 1; w <= 2; w++) {
       TrainConfig g = cfg("gptj" + w, w, 2, "adamw", false);
-      last = Trainer.run(spark, new TrainConfig(gptj.toString(), g.data(), g.output(), "q_proj,v_proj,fc_in,out_proj", g.rank(), g.alpha(), g.dropout(),
-          g.workers(), g.steps(), g.globalBatch(), g.microBatch(), g.lr(), g.warmup(), g.schedule(), g.optimizer(), g.weightDecay(), g.clip(),
-          g.checkpointEvery(), g.keepCheckpoints(), g.seed(), g.timeoutMs(), g.maxAttempts(), false, "", 0, 0, 0, "svd"), false);
+      last = Trainer.run(spark, g.toBuilder().model(gptj.toString()).targetModules("q_proj,v_proj,fc_in,out_proj").build(), false);
       byWorkers[w - 1] = last.adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
