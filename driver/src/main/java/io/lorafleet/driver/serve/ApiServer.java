@@ -54,6 +54,9 @@ public final class ApiServer implements AutoCloseable {
   private final Server server;
   private final ServerConnector connector;
   private final AtomicInteger inFlight = new AtomicInteger();
+  /** Stream events written, and streams whose client went away (what tests wait on instead of time). */
+  private final java.util.concurrent.atomic.AtomicLong streamed = new java.util.concurrent.atomic.AtomicLong();
+  private final java.util.concurrent.atomic.AtomicLong streamFailures = new java.util.concurrent.atomic.AtomicLong();
   private final long created;
   private final Path modelDir;
 
@@ -99,6 +102,14 @@ public final class ApiServer implements AutoCloseable {
 
   public Scheduler scheduler() {
     return scheduler;
+  }
+
+  long streamed() {
+    return streamed.get();
+  }
+
+  long streamFailures() {
+    return streamFailures.get();
   }
 
   /**
@@ -238,23 +249,25 @@ public final class ApiServer implements AutoCloseable {
       }
       Content.Sink.write(res, true, "data: [DONE]\n\n", cb);
     } catch (IOException x) {
+      streamFailures.incrementAndGet();
       g.cancel(); // the client went away: free its row
       scheduler.wake();
       cb.failed(x);
     }
   }
 
-  private static void event(Response res, Optional<ObjectNode> chunk) throws IOException {
+  private void event(Response res, Optional<ObjectNode> chunk) throws IOException {
     if (chunk.isPresent()) {
       event(res, chunk.get());
     }
   }
 
-  private static void event(Response res, ObjectNode chunk) throws IOException {
+  private void event(Response res, ObjectNode chunk) throws IOException {
     try (Blocker.Callback b = Blocker.callback()) {
       res.write(false, ByteBuffer.wrap(("data: " + JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8)), b);
       b.block();
     }
+    streamed.incrementAndGet();
   }
 
   private Generation.Event take(Generation g) {

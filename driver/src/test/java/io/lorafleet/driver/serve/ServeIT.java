@@ -578,6 +578,55 @@ class ServeIT {
     }
   }
 
+  /**
+   * A client that goes away mid-stream frees its row: the scheduler is stepped one iteration at a
+   * time, each step waiting until the HTTP thread has written that step's token (or found the
+   * connection gone), and the row must leave long before its 60 tokens are done.
+   */
+  @Test
+  void aClientThatDisconnectsMidStreamFreesItsRow() throws Exception {
+    int[] gen = Generator.generate(base, Optional.of(AdapterFormat.read(root.resolve("sql"), base)), tok.encodePrompt("the cat"),
+        Sampling.greedy(60), tok.eos());
+    assertEquals(60, gen.length, "the request must not end by itself for this test");
+    for (int t : gen) {
+      assertFalse(tok.decode(new int[] {t}).isEmpty(), "every token must write an event for this test");
+    }
+    ApiServer s = small(new TestClock());
+    try {
+      s.scheduler().pause();
+      HttpRequest req = request(s.port(), "/v1/completions", Optional.empty()).POST(HttpRequest.BodyPublishers.ofString(
+          "{\"model\": \"sql\", \"prompt\": \"the cat\", \"max_tokens\": 60, \"temperature\": 0, \"stream\": true}")).build();
+      CompletableFuture<HttpResponse<java.io.InputStream>> f = HTTP.sendAsync(req, HttpResponse.BodyHandlers.ofInputStream());
+      awaitQueued(s, 1);
+      step(s); // admitted; its first token goes out with the headers
+      java.io.InputStream in = f.get().body();
+      assertTrue(new java.io.BufferedReader(new java.io.InputStreamReader(in)).readLine().startsWith("data: "));
+      in.close(); // the client goes away
+      int tokens = 1;
+      while (s.scheduler().active() > 0) {
+        assertTrue(tokens < 59, "the row was not freed after " + tokens + " of its 60 tokens");
+        step(s);
+        tokens++;
+      }
+      assertEquals(1, s.streamFailures(), "the failed write cancelled the request");
+      s.scheduler().resume();
+      assertEquals(200, postAsync(s.port(), "/v1/completions", body("sql", 3, false), Optional.empty()).get().status());
+    } finally {
+      s.close();
+    }
+  }
+
+  /** Runs one iteration of a paused scheduler, then waits until its token is written to the stream, or the stream has failed. */
+  static void step(ApiServer s) throws InterruptedException {
+    long written = s.streamed();
+    boolean failed = s.streamFailures() > 0;
+    long it = s.scheduler().iterations();
+    s.scheduler().resumeFor(1);
+    while (s.scheduler().iterations() == it || !failed && s.scheduler().active() > 0 && s.streamed() == written && s.streamFailures() == 0) {
+      Thread.sleep(2);
+    }
+  }
+
   @Test
   void shutdownDrainsRequestsInFlightAndRefusesNewOnes() throws Exception {
     ApiServer s = small(new TestClock());
