@@ -39,19 +39,36 @@ final class TaskMerge {
     return type.endsWith("ties") ? disjointMerge(t, weights, electSign(t, signMethod)) : weightedSum(t, weights);
   }
 
+  /**
+   * Keeps the k = ⌊density·n⌋ entries of largest |x| (PEFT's magnitude pruning); among equal
+   * magnitudes at the threshold, the lowest indices. The threshold comes from a sort of the
+   * magnitudes as primitives, not of boxed indices.
+   */
   static double[] magnitudePrune(double[] x, double density) {
     if (density >= 1) {
       return x.clone();
     }
     int k = (int) (density * x.length);
-    Integer[] order = new Integer[x.length];
-    for (int i = 0; i < x.length; i++) {
-      order[i] = i;
-    }
-    Arrays.sort(order, (a, b) -> Double.compare(Math.abs(x[b]), Math.abs(x[a]))); // stable: equal magnitudes keep index order
     double[] out = new double[x.length];
-    for (int i = 0; i < k; i++) {
-      out[order[i]] = x[order[i]];
+    if (k == 0) {
+      return out;
+    }
+    double[] mags = new double[x.length];
+    for (int i = 0; i < x.length; i++) {
+      mags[i] = Math.abs(x[i]);
+    }
+    Arrays.sort(mags);
+    double threshold = mags[x.length - k]; // the k-th largest magnitude
+    int above = 0;
+    for (double m : mags) {
+      above += m > threshold ? 1 : 0;
+    }
+    int atThreshold = k - above; // how many of the entries equal to the threshold are kept, lowest index first
+    for (int i = 0; i < x.length; i++) {
+      double m = Math.abs(x[i]);
+      if (m > threshold || m == threshold && atThreshold-- > 0) {
+        out[i] = x[i];
+      }
     }
     return out;
   }

@@ -20,6 +20,30 @@ class TaskMergeTest {
     assertArrayEquals(new double[] {2, 1, 0, -4}, TaskMerge.combine("magnitude_prune", List.of(T1, T2), W, 0.5, "total", null));
   }
 
+  /** The threshold selection keeps exactly what a stable sort of the indices by descending |x| keeps, ties included. */
+  @Test
+  void magnitudePruneEqualsAStableSortByMagnitude() {
+    SplittableRandom rng = new SplittableRandom(3);
+    for (int trial = 0; trial < 200; trial++) {
+      int n = 1 + rng.nextInt(40);
+      double[] x = new double[n];
+      for (int i = 0; i < n; i++) {
+        x[i] = (rng.nextInt(7) - 3) * (trial % 2 == 0 ? 1 : rng.nextDouble()); // many ties, zeros and both signs
+      }
+      double density = rng.nextDouble();
+      Integer[] order = new Integer[n];
+      for (int i = 0; i < n; i++) {
+        order[i] = i;
+      }
+      java.util.Arrays.sort(order, (a, b) -> Double.compare(Math.abs(x[b]), Math.abs(x[a])));
+      double[] want = new double[n];
+      for (int i = 0; i < (int) (density * n); i++) {
+        want[order[i]] = x[order[i]];
+      }
+      assertArrayEquals(want, TaskMerge.magnitudePrune(x, density), "trial " + trial);
+    }
+  }
+
   @Test
   void tiesElectsSignsOnThePrunedTensorsAndAveragesTheAgreeingWeightedOnes() {
     // pruned as above; Σ = [1, 2, 0, −4] elects [+, +, + (0 counts as +), −];
