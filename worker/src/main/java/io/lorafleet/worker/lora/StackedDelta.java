@@ -7,7 +7,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.LinearDelta;
-import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.Ops;
 import java.util.ArrayList;
 import java.util.HashMap;
