@@ -37,7 +37,8 @@ import org.slf4j.LoggerFactory;
  * The HTTP side of {@code lorafleet serve}, on Jetty 12's core handler API: OpenAI's
  * {@code POST /v1/completions} and {@code POST /v1/chat/completions} (with server-sent events when
  * {@code stream} is true), {@code GET /v1/models}, and vLLM's {@code POST /v1/load_lora_adapter} and
- * {@code POST /v1/unload_lora_adapter}; {@code GET /health} answers without a key. Each generation
+ * {@code POST /v1/unload_lora_adapter}; {@code GET /health} and {@code GET /metrics} (Prometheus text)
+ * answer without a key. Each generation
  * request waits on its own pool thread for the scheduler's events, so a slow client never holds up
  * the batch. Errors are OpenAI's JSON error bodies.
  */
@@ -57,6 +58,11 @@ public final class ApiServer implements AutoCloseable {
   /** Stream events written, and streams whose client went away (what tests wait on instead of time). */
   private final java.util.concurrent.atomic.AtomicLong streamed = new java.util.concurrent.atomic.AtomicLong();
   private final java.util.concurrent.atomic.AtomicLong streamFailures = new java.util.concurrent.atomic.AtomicLong();
+  /** Requests answered, by "endpoint status". */
+  private final java.util.concurrent.ConcurrentSkipListMap<String, java.util.concurrent.atomic.LongAdder> answered =
+      new java.util.concurrent.ConcurrentSkipListMap<>();
+  private static final java.util.Set<String> ENDPOINTS = java.util.Set.of("/v1/models", "/v1/completions", "/v1/chat/completions",
+      "/v1/load_lora_adapter", "/v1/unload_lora_adapter");
   private final long created;
   private final Path modelDir;
 
@@ -150,6 +156,13 @@ public final class ApiServer implements AutoCloseable {
           send(res, cb, 200, JSON.createObjectNode().put("status", "ok"));
           return true;
         }
+        if (path.equals("/metrics")) {
+          allow(method, "GET");
+          res.setStatus(200);
+          res.getHeaders().put(HttpHeader.CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+          Content.Sink.write(res, true, metrics(), cb);
+          return true;
+        }
         authorize(req);
         switch (path) {
           case "/v1/models" -> {
@@ -182,6 +195,8 @@ public final class ApiServer implements AutoCloseable {
         LOG.error("{} {} failed", method, path, e);
         sendError(res, cb, new ApiError(500, "server_error", Optional.empty(), e.toString()));
       }
+      String endpoint = ENDPOINTS.contains(path) ? path : "other";
+      answered.computeIfAbsent(endpoint + " " + res.getStatus(), k -> new java.util.concurrent.atomic.LongAdder()).increment();
       return true;
     }
   }
@@ -294,6 +309,32 @@ public final class ApiServer implements AutoCloseable {
           .put("root", e.dir().toString()).put("parent", options.servedModelName());
     }
     return root;
+  }
+
+  /** Prometheus' text format 0.0.4: requests answered, the queue, the batch, tokens and steps, and the adapters loaded. */
+  private String metrics() {
+    Scheduler.Stats st = scheduler.stats();
+    StringBuilder sb = new StringBuilder();
+    sb.append("# HELP lorafleet_serve_requests_total Requests answered, by endpoint and HTTP status.\n")
+        .append("# TYPE lorafleet_serve_requests_total counter\n");
+    answered.forEach((k, n) -> {
+      int sp = k.lastIndexOf(' ');
+      sb.append("lorafleet_serve_requests_total{endpoint=\"").append(k, 0, sp).append("\",status=\"").append(k.substring(sp + 1)).append("\"} ")
+          .append(n.sum()).append('\n');
+    });
+    metric(sb, "queued_requests", "gauge", "Requests waiting for a row.", scheduler.queued());
+    metric(sb, "running_requests", "gauge", "Requests being decoded.", scheduler.active());
+    metric(sb, "adapters_loaded", "gauge", "Adapters loaded besides the base.", adapters.list().size());
+    metric(sb, "generated_tokens_total", "counter", "Tokens generated.", st.tokens());
+    metric(sb, "decode_steps_total", "counter", "Decode steps run.", st.steps());
+    metric(sb, "mixed_adapter_steps_total", "counter", "Decode steps whose batch mixed adapters.", st.mixedSteps());
+    return sb.toString();
+  }
+
+  private static void metric(StringBuilder sb, String name, String type, String help, long value) {
+    sb.append("# HELP lorafleet_serve_").append(name).append(' ').append(help).append('\n')
+        .append("# TYPE lorafleet_serve_").append(name).append(' ').append(type).append('\n')
+        .append("lorafleet_serve_").append(name).append(' ').append(value).append('\n');
   }
 
   private void authorize(Request req) {

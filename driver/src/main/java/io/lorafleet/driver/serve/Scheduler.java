@@ -48,6 +48,7 @@ public final class Scheduler implements AutoCloseable {
   private volatile long iterations;
   private long steps;
   private long rowsStepped;
+  private long tokens;
   private long mixedSteps;
   private long lateJoins;
   private int widest;
@@ -116,14 +117,15 @@ public final class Scheduler implements AutoCloseable {
   }
 
   /** What continuous batching did so far. */
-  public record Stats(long steps, long rows, long mixedSteps, long lateJoins, int widest) {}
+  public record Stats(long steps, long rows, long mixedSteps, long lateJoins, int widest, long tokens) {}
 
   /**
    * Decode steps; rows decoded over all steps; steps whose batch held rows of more than one adapter (the base counting as one);
+   * tokens generated (the first ones, from prefill, too);
    * requests that joined a batch already decoding; the most rows in one step.
    */
   public Stats stats() {
-    return locked(() -> new Stats(steps, rowsStepped, mixedSteps, lateJoins, widest));
+    return locked(() -> new Stats(steps, rowsStepped, mixedSteps, lateJoins, widest, tokens));
   }
 
   /** Requests waiting for a row. */
@@ -242,6 +244,7 @@ public final class Scheduler implements AutoCloseable {
               .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
           admitted.forEach(g -> rows.put(g.id, g));
           next.clear();
+          locked(() -> tokens += logits.size());
           List<Long> done = new ArrayList<>();
           logits.forEach((id, l) -> {
             Generation g = rows.get(id);

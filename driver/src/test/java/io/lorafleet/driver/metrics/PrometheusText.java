@@ -12,8 +12,8 @@ import java.util.regex.Pattern;
  * "# HELP" and "# TYPE" lines, and samples {@code name{label="value",...} value [timestamp]} with
  * escaped label values and Go float values (NaN, +Inf, -Inf). Anything else is an error naming the line.
  */
-final class PrometheusText {
-  record Sample(String name, Map<String, String> labels, double value) {}
+public final class PrometheusText {
+  public record Sample(String name, Map<String, String> labels, double value) {}
 
   private static final Pattern NAME = Pattern.compile("[a-zA-Z_:][a-zA-Z0-9_:]*");
   private static final Pattern LABEL = Pattern.compile("\\s*([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\\\n]|\\\\[\\\\\"n])*)\"\\s*(,|$)");
@@ -21,7 +21,7 @@ final class PrometheusText {
 
   private PrometheusText() {}
 
-  static List<Sample> parse(String text) {
+  public static List<Sample> parse(String text) {
     List<Sample> out = new ArrayList<>();
     String[] lines = text.split("\n", -1);
     for (int n = 0; n < lines.length; n++) {

@@ -441,6 +441,39 @@ class ServeIT {
     assertEquals(200, post("/v1/completions", body).status());
   }
 
+  /** GET /metrics (no key, as Prometheus scrapes it): strict Prometheus text whose counters move by what a request did. */
+  @Test
+  void metricsCountRequestsTokensAndTheQueue() throws Exception {
+    Map<String, Double> before = metrics();
+    Reply r = post("/v1/completions", "{\"model\": \"chat\", \"prompt\": \"the dog\", \"max_tokens\": 4, \"temperature\": 0}");
+    assertEquals(200, r.status());
+    assertEquals(400, post("/v1/completions", "{\"model\": \"base\", \"prompt\": \"the\", \"n\": 2}").status());
+    Map<String, Double> after = metrics();
+    String ok = "lorafleet_serve_requests_total{endpoint=/v1/completions,status=200}";
+    String bad = "lorafleet_serve_requests_total{endpoint=/v1/completions,status=400}";
+    assertEquals(before.getOrDefault(ok, 0.0) + 1, after.get(ok));
+    assertEquals(before.getOrDefault(bad, 0.0) + 1, after.get(bad));
+    assertEquals(before.get("lorafleet_serve_generated_tokens_total") + r.completionTokens(), after.get("lorafleet_serve_generated_tokens_total"));
+    assertTrue(after.get("lorafleet_serve_decode_steps_total") > before.get("lorafleet_serve_decode_steps_total"));
+    assertEquals(0.0, after.get("lorafleet_serve_queued_requests"));
+    assertEquals(0.0, after.get("lorafleet_serve_running_requests"));
+    assertEquals(ADAPTERS.length, after.get("lorafleet_serve_adapters_loaded").intValue());
+  }
+
+  /** The server's metrics by name{label=value,...}, parsed strictly. */
+  static Map<String, Double> metrics() throws Exception {
+    HttpResponse<String> r = HTTP.send(request(server.port(), "/metrics", Optional.empty()).GET().build(), HttpResponse.BodyHandlers.ofString());
+    assertEquals(200, r.statusCode());
+    assertTrue(r.headers().firstValue("Content-Type").orElse("").startsWith("text/plain; version=0.0.4"));
+    Map<String, Double> out = new LinkedHashMap<>();
+    for (var smp : io.lorafleet.driver.metrics.PrometheusText.parse(r.body())) {
+      String labels = smp.labels().isEmpty() ? "" : smp.labels().entrySet().stream().map(e -> e.getKey() + "=" + e.getValue())
+          .collect(java.util.stream.Collectors.joining(",", "{", "}"));
+      out.put(smp.name() + labels, smp.value());
+    }
+    return out;
+  }
+
   @Test
   void adaptersLoadAndUnloadAtRunTimeFromUnderTheRootOnly() throws Exception {
     String load = "/v1/load_lora_adapter";
