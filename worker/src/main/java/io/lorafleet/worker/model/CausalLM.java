@@ -414,6 +414,11 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     return decoder.forward(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache));
   }
 
+  /** The architecture's forward pass, in pieces (for {@link Segments}). */
+  Decoder decoder() {
+    return decoder;
+  }
+
   /** This batch's forward pass in recomputable pieces, for training with bounded activation memory. */
   public Segments segments(ForwardContext ctx, Batch batch) {
     return new Segments(this, ctx, batch);

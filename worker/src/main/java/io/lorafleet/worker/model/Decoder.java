@@ -1,10 +1,11 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import java.util.List;
 import java.util.Optional;
 
-/** An architecture's tensor inventory and forward pass. Implementations hold no state of their own. */
+/** An architecture's tensor inventory and the pieces of its forward pass. Implementations hold no state of their own. */
 interface Decoder {
   /** The decoder of {@code c}'s architecture. */
   static Decoder of(ModelConfig c) {
@@ -21,31 +22,38 @@ interface Decoder {
   /** The projections LoRA may target, in forward order. */
   List<LinearSpec> linears(ModelConfig c);
 
+  /** Tables every layer reads for these positions (RoPE's cos and signed sin), made in {@code manager}; none for learned positions. */
+  NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions);
+
+  /** The input embeddings (B, T, H) of ids (B, T) at the given positions. */
+  NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions);
+
+  /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd), k and v (B, nkv, T, hd). */
+  NDArray[] qkv(CausalLM m, ForwardContext ctx, int layer, NDArray h, NDArray[] tables);
+
+  /** The rest of layer i: its output from its input h and the attention output a (B, T, nh·hd). */
+  NDArray rest(CausalLM m, ForwardContext ctx, int layer, NDArray h, NDArray a);
+
+  /** The final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
+  NDArray head(CausalLM m, ForwardContext ctx, NDArray h);
+
   /**
-   * Logits (B, T, V) for ids (B, T) at the given absolute positions. With a cache, keys and values of
-   * these positions are appended to it and attention covers the cached prefix.
+   * Logits (B, T, V) for ids (B, T) at the given absolute positions, from the pieces above (which
+   * {@link Segments} recomputes one at a time): for each layer q, k, v; k and v appended to the cache,
+   * when there is one, so that attention covers the cached prefix; attention under the causal,
+   * window and segment masks, each kv head repeated heads/kv_heads times; the rest of the layer.
    */
-  NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache);
-
-  /** A layer's attention inputs: q (B, nh, T, hd), k and v (B, nkv, T, hd) from the layer's input h (B, T, H). */
-  interface Qkv {
-    NDArray[] of(int layer, NDArray h);
-  }
-
-  /** The rest of a layer: its output from its input h and the attention output a (B, T, nh·hd). */
-  interface Rest {
-    NDArray of(int layer, NDArray h, NDArray a);
-  }
-
-  /**
-   * The loop every decoder runs over its layers from the embeddings h (B, T, H): q, k, v; k and v
-   * appended to the cache (attention then covers the cached prefix); attention under {@code mask}
-   * with each kv head repeated {@code rep} times; the rest of the layer. The cache advances by T.
-   */
-  static NDArray layers(int layers, NDArray h, Optional<KvCache> cache, NDArray mask, int rep, Qkv qkvOf, Rest restOf) {
-    long t = h.getShape().get(1);
-    for (int i = 0; i < layers; i++) {
-      NDArray[] qkv = qkvOf.of(i, h);
+  default NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+    ModelConfig c = m.config();
+    int b = positions.length;
+    int t = positions[0].length;
+    int past = cache.map(KvCache::length).orElse(0);
+    int rep = c.heads() / c.kvHeads();
+    NDArray[] tables = positionTables(m, ctx.manager(), positions);
+    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
+    NDArray h = embed(m, ctx, ids, positions); // (B, T, H)
+    for (int i = 0; i < c.layers(); i++) {
+      NDArray[] qkv = qkv(m, ctx, i, h, tables);
       NDArray k = qkv[1];
       NDArray v = qkv[2];
       if (cache.isPresent()) {
@@ -53,9 +61,9 @@ interface Decoder {
         k = kv[0];
         v = kv[1];
       }
-      h = restOf.of(i, h, Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask));
+      h = rest(m, ctx, i, h, Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask));
     }
-    cache.ifPresent(kc -> kc.advance((int) t));
-    return h;
+    cache.ifPresent(kc -> kc.advance(t));
+    return head(m, ctx, h);
   }
 }

@@ -1,9 +1,9 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 
 /**
  * GPT-2 (GPT2LMHeadModel), following transformers' modeling_gpt2.py: learned positions, pre-LayerNorm
@@ -53,20 +53,15 @@ final class Gpt2Decoder implements Decoder {
     return out;
   }
 
+  /** Learned positions: no tables. */
   @Override
-  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
-    ModelConfig c = m.config();
-    int b = positions.length;
-    int t = positions[0].length;
-    int past = cache.map(KvCache::length).orElse(0);
-    NDArray h = embed(m, ctx, ids, positions); // (B, T, H)
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
-    h = Decoder.layers(c.layers(), h, cache, mask, 1, (i, x) -> qkv(m, ctx, i, x), (i, x, a) -> rest(m, ctx, i, x, a));
-    return head(m, ctx, h);
+  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
+    return new NDArray[0];
   }
 
   /** Token plus learned position embeddings (B, T, H). */
-  static NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  @Override
+  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
     ModelConfig c = m.config();
     for (int[] row : positions) {
       for (int p : row) {
@@ -79,8 +74,9 @@ final class Gpt2Decoder implements Decoder {
     return m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos));
   }
 
-  /** Layer i's q, k, v (B, nh, T, hd) from its input h: ln_1, then the fused c_attn split in three. */
-  static NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h) {
+  /** ln_1, then the fused c_attn split in three. */
+  @Override
+  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_1.weight"), m.param(ctx, p + "ln_1.bias"), c.normEps());
@@ -90,7 +86,8 @@ final class Gpt2Decoder implements Decoder {
   }
 
   /** The rest of layer i: h + c_proj(a), then ln_2 and the GELU MLP. */
-  static NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  @Override
+  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     ModelConfig c = m.config();
     String p = layer(i);
     h = h.add(m.linear(ctx, a, p + "attn.c_proj"));
@@ -99,7 +96,8 @@ final class Gpt2Decoder implements Decoder {
   }
 
   /** ln_f and the tied output layer, for any tokens of h (B, T', H). */
-  static NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  @Override
+  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
     ModelConfig c = m.config();
     h = Ops.layerNorm(h, m.param(ctx, "transformer.ln_f.weight"), m.param(ctx, "transformer.ln_f.bias"), c.normEps());
     return m.tiedHead(ctx, h, "transformer.wte.weight");

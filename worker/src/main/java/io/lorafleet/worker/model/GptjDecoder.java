@@ -5,7 +5,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 
 /**
  * GPT-J (GPTJForCausalLM), following transformers' modeling_gptj.py: each block reads one
@@ -58,26 +57,14 @@ final class GptjDecoder implements Decoder {
     return out;
   }
 
-  @Override
-  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
-    ModelConfig c = m.config();
-    int b = positions.length;
-    int t = positions[0].length;
-    int past = cache.map(KvCache::length).orElse(0);
-    NDArray[] rope = ropeTables(m, ctx.manager(), positions);
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, 0, m.dtype());
-    NDArray h = m.embed(ctx, "transformer.wte.weight", ids); // (B, T, H)
-    h = Decoder.layers(c.layers(), h, cache, mask, 1, (i, x) -> qkv(m, ctx, i, x, rope), (i, x, a) -> rest(m, ctx, i, x, a));
-    return head(m, ctx, h);
-  }
-
   /**
    * cos and signed sin tables (B, 1, T, hd) for rotate_every_two on the first rotary_dim channels:
    * channel pair (2j, 2j+1) turns by pos·θ_j, θ_j = 10000^(−2j/rotary_dim) (create_sinusoidal_positions,
    * in fp32), and the channels past rotary_dim pass through (cos 1, sin 0). The even channel's sin
    * carries rotate_every_two's minus sign.
    */
-  static NDArray[] ropeTables(CausalLM m, NDManager manager, int[][] positions) {
+  @Override
+  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
     ModelConfig c = m.config();
     int hd = c.headDim();
     int rd = c.rotaryDim();
@@ -120,8 +107,14 @@ final class GptjDecoder implements Decoder {
     return x.mul(cos).add(swapped.mul(signedSin));
   }
 
-  /** Layer i's q, k, v (B, nh, T, hd) from its input h: ln_1, the three projections, rotary on q and k. */
-  static NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
+  @Override
+  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+    return m.embed(ctx, "transformer.wte.weight", ids);
+  }
+
+  /** ln_1, the three projections, rotary on q and k. */
+  @Override
+  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = ln1(m, ctx, i, h);
@@ -132,7 +125,8 @@ final class GptjDecoder implements Decoder {
   }
 
   /** The rest of layer i, in parallel: h + out_proj(a) + fc_out(gelu_new(fc_in(ln_1(h)))). */
-  static NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  @Override
+  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     String p = layer(i);
     NDArray x = ln1(m, ctx, i, h);
     NDArray mlp = m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.fc_in")), p + "mlp.fc_out");
@@ -145,7 +139,8 @@ final class GptjDecoder implements Decoder {
   }
 
   /** ln_f and lm_head (with its bias), for any tokens of h (B, T', H). */
-  static NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  @Override
+  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
     h = Ops.layerNorm(h, m.param(ctx, "transformer.ln_f.weight"), m.param(ctx, "transformer.ln_f.bias"), m.config().normEps());
     return m.linear(ctx, h, "lm_head");
   }

@@ -1,9 +1,9 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 
 /**
  * The Llama family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), following
@@ -66,25 +66,19 @@ final class LlamaDecoder implements Decoder {
   }
 
   @Override
-  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
     ModelConfig c = m.config();
-    int b = positions.length;
-    int t = positions[0].length;
-    int past = cache.map(KvCache::length).orElse(0);
-    NDArray[] rope = ropeTables(m, ctx, positions);
-    NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
-    NDArray h = m.embed(ctx, "model.embed_tokens.weight", ids); // (B, T, H)
-    h = Decoder.layers(c.layers(), h, cache, mask, c.heads() / c.kvHeads(), (i, x) -> qkv(m, ctx, i, x, rope), (i, x, a) -> rest(m, ctx, i, x, a));
-    return head(m, ctx, h);
+    return Ops.ropeTables(manager, positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()), c.ropeScaling().positionScale(), m.dtype());
   }
 
-  static NDArray[] ropeTables(CausalLM m, ForwardContext ctx, int[][] positions) {
-    ModelConfig c = m.config();
-    return Ops.ropeTables(ctx.manager(), positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()), c.ropeScaling().positionScale(), m.dtype());
+  @Override
+  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+    return m.embed(ctx, "model.embed_tokens.weight", ids);
   }
 
-  /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd) and k, v (B, nkv, T, hd), rotary applied to q and k. */
-  static NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
+  /** input_layernorm, the three projections, rotary applied to q and k. */
+  @Override
+  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "input_layernorm.weight"), c.normEps());
@@ -94,8 +88,9 @@ final class LlamaDecoder implements Decoder {
     return new NDArray[] {q, k, v};
   }
 
-  /** The rest of layer i: its input h plus o_proj of the attention output a (B, T, nh·hd), then the MLP block. */
-  static NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  /** h plus o_proj of the attention output, then post_attention_layernorm and the SwiGLU MLP. */
+  @Override
+  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     ModelConfig c = m.config();
     String p = layer(i);
     h = h.add(m.linear(ctx, a, p + "self_attn.o_proj"));
@@ -104,8 +99,9 @@ final class LlamaDecoder implements Decoder {
     return h.add(m.linear(ctx, g, p + "mlp.down_proj"));
   }
 
-  /** Final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
-  static NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  /** model.norm, then lm_head or the tied embeddings. */
+  @Override
+  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
     ModelConfig c = m.config();
     h = Ops.rmsNorm(h, m.param(ctx, "model.norm.weight"), c.normEps());
     return c.tieWordEmbeddings() ? m.tiedHead(ctx, h, "model.embed_tokens.weight") : m.linear(ctx, h, "lm_head");

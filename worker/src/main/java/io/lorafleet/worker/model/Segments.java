@@ -15,20 +15,16 @@ public final class Segments {
   private final CausalLM m;
   private final ForwardContext ctx;
   private final Batch batch;
-  private final NDArray[] rope;
+  private final NDArray[] tables;
   private final int rep;
-  private final Architecture arch;
+  private final Decoder decoder;
 
   Segments(CausalLM m, ForwardContext ctx, Batch batch) {
     this.m = m;
     this.ctx = ctx;
     this.batch = batch;
-    this.arch = m.config().arch();
-    this.rope = switch (arch) {
-      case LLAMA -> LlamaDecoder.ropeTables(m, ctx, batch.positionIds());
-      case GPTJ -> GptjDecoder.ropeTables(m, ctx.manager(), batch.positionIds());
-      case GPT2 -> new NDArray[0];
-    };
+    this.decoder = m.decoder();
+    this.tables = decoder.positionTables(m, ctx.manager(), batch.positionIds());
     this.rep = m.config().heads() / m.config().kvHeads();
   }
 
@@ -43,20 +39,12 @@ public final class Segments {
   /** The input embeddings (B, T, H). */
   public NDArray embed() {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return switch (arch) {
-      case LLAMA -> m.embed(ctx, "model.embed_tokens.weight", ids);
-      case GPT2 -> Gpt2Decoder.embed(m, ctx, ids, batch.positionIds());
-      case GPTJ -> m.embed(ctx, "transformer.wte.weight", ids);
-    };
+    return decoder.embed(m, ctx, ids, batch.positionIds());
   }
 
   /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */
   public NDArray[] qkv(int layer, NDArray h) {
-    return switch (arch) {
-      case LLAMA -> LlamaDecoder.qkv(m, ctx, layer, h, rope);
-      case GPT2 -> Gpt2Decoder.qkv(m, ctx, layer, h);
-      case GPTJ -> GptjDecoder.qkv(m, ctx, layer, h, rope);
-    };
+    return decoder.qkv(m, ctx, layer, h, tables);
   }
 
   /**
@@ -81,19 +69,11 @@ public final class Segments {
 
   /** The rest of layer i: h + o_proj(a), then the MLP block. */
   public NDArray rest(int layer, NDArray h, NDArray a) {
-    return switch (arch) {
-      case LLAMA -> LlamaDecoder.rest(m, ctx, layer, h, a);
-      case GPT2 -> Gpt2Decoder.rest(m, ctx, layer, h, a);
-      case GPTJ -> GptjDecoder.rest(m, ctx, layer, h, a);
-    };
+    return decoder.rest(m, ctx, layer, h, a);
   }
 
   /** Logits (B, T', V) of hidden states h (B, T', H). */
   public NDArray head(NDArray h) {
-    return switch (arch) {
-      case LLAMA -> LlamaDecoder.head(m, ctx, h);
-      case GPT2 -> Gpt2Decoder.head(m, ctx, h);
-      case GPTJ -> GptjDecoder.head(m, ctx, h);
-    };
+    return decoder.head(m, ctx, h);
   }
 }

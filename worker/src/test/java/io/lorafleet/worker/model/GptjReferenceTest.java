@@ -94,7 +94,7 @@ class GptjReferenceTest {
   void theRotationIsEveryTwoOnTheFirstRotaryDimChannelsOnly() {
     ModelConfig c = ModelConfig.fromJson(TinyModels.GPTJ.configJson(1, 2), "gptj");
     try (CausalLM m = TinyModels.model(TinyModels.GPTJ, 3, DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
-      var tables = GptjDecoder.ropeTables(m, s, new int[][] {{0, 5}});
+      var tables = new GptjDecoder().positionTables(m, s, new int[][] {{0, 5}});
       double[] cos = tables[0].toType(DataType.FLOAT64, false).toDoubleArray(); // (1, 1, 2, 8)
       double[] sin = tables[1].toType(DataType.FLOAT64, false).toDoubleArray();
       int hd = c.headDim();
