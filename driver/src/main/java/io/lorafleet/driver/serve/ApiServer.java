@@ -64,11 +64,13 @@ public final class ApiServer implements AutoCloseable {
   private static final java.util.Set<String> ENDPOINTS = java.util.Set.of("/v1/models", "/v1/completions", "/v1/chat/completions",
       "/v1/load_lora_adapter", "/v1/unload_lora_adapter");
   private final long created;
+  private final Clock clock;
   private final Path modelDir;
 
   private ApiServer(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock) {
     this.options = options;
     this.modelDir = modelDir;
+    this.clock = clock;
     this.created = clock.instant().getEpochSecond();
     this.adapters = new AdapterRegistry(model, options.servedModelName(), options.adapterRoot());
     adapterDirs.forEach(adapters::loadTrusted);
@@ -208,9 +210,7 @@ public final class ApiServer implements AutoCloseable {
     try {
       scheduler.submit(g);
     } catch (ApiError e) {
-      if (g.release()) {
-        g.adapter.ifPresent(adapters::release);
-      }
+      g.release(adapters);
       throw e;
     }
     inFlight.incrementAndGet();
@@ -295,8 +295,9 @@ public final class ApiServer implements AutoCloseable {
     }
   }
 
+  /** Seconds since the epoch on the server's clock, for a response's "created". */
   private long created() {
-    return System.currentTimeMillis() / 1000;
+    return clock.instant().getEpochSecond();
   }
 
   private ObjectNode models() {

@@ -101,13 +101,17 @@ final class Generation {
     return ended;
   }
 
-  /** True the first time only: the scheduler lets go of the adapter once per request. */
-  boolean release() {
-    if (released) {
-      return false;
+  /** Lets go of the adapter, once per request whoever ends it (the scheduler, or a refused submission). */
+  void release(AdapterRegistry registry) {
+    if (!released) {
+      released = true;
+      adapter.ifPresent(registry::release);
     }
-    released = true;
-    return true;
+  }
+
+  /** Whether the scheduler must drop this request now: its client went away or its time is up. */
+  boolean over(Instant now) {
+    return cancelled || now.isAfter(deadline);
   }
 
   /** The client went away; the scheduler drops the row at its next step. */

@@ -102,8 +102,7 @@ final class OpenAiRequests {
     String model = text(o, "model").orElseThrow(() -> ApiError.invalid("model", "'model' is required: the base model's name ('" + baseName
         + "') or a loaded adapter's"));
     if (!model.equals(baseName) && adapters.list().stream().noneMatch(e -> e.name().equals(model))) {
-      throw new ApiError(404, "not_found_error", Optional.of("model"), "The model '" + model + "' does not exist; serving '" + baseName
-          + "' and adapters " + adapters.list().stream().map(AdapterRegistry.Entry::name).toList());
+      throw unknown(model);
     }
     int[] prompt = kind == Kind.CHAT ? chatPrompt(o) : completionPrompt(o);
     if (o.has("n") && !o.get("n").isNull() && !(o.get("n").isIntegralNumber() && o.get("n").asInt() == 1)) {
@@ -158,12 +157,17 @@ final class OpenAiRequests {
     if (!model.equals(baseName)) {
       adapter = adapters.acquire(model);
       if (adapter.isEmpty()) { // unloaded since the check above
-        throw new ApiError(404, "not_found_error", Optional.of("model"), "The model '" + model + "' does not exist");
+        throw unknown(model);
       }
     }
     Generation g = new Generation(ids.incrementAndGet(), model, adapter, prompt, sampling, tok.eos(), new TextStream(tok::decode, stop),
         clock.instant().plus(timeout));
     return new Parsed(kind, g, stream, includeUsage);
+  }
+
+  private ApiError unknown(String model) {
+    return new ApiError(404, "not_found_error", Optional.of("model"), "The model '" + model + "' does not exist; serving '" + baseName
+        + "' and adapters " + adapters.list().stream().map(AdapterRegistry.Entry::name).toList());
   }
 
   private int[] completionPrompt(ObjectNode o) {

@@ -211,7 +211,7 @@ public final class Scheduler implements AutoCloseable {
           Instant now = clock.instant();
           for (Iterator<Generation> it = waiting.iterator(); it.hasNext();) {
             Generation g = it.next();
-            if (g.cancelled() || now.isAfter(g.deadline)) {
+            if (g.over(now)) {
               it.remove();
               end(g, timedOut(g, now));
             }
@@ -228,7 +228,7 @@ public final class Scheduler implements AutoCloseable {
           Instant now = clock.instant();
           List<Long> gone = new ArrayList<>();
           for (Generation g : rows.values()) {
-            if (g.cancelled() || now.isAfter(g.deadline)) {
+            if (g.over(now)) {
               gone.add(g.id);
               end(g, timedOut(g, now));
             }
@@ -338,8 +338,6 @@ public final class Scheduler implements AutoCloseable {
     if (!g.ended()) {
       g.fail(new ApiError(499, "cancelled", Optional.empty(), "the client went away"));
     }
-    if (g.release()) {
-      g.adapter.ifPresent(adapters::release);
-    }
+    g.release(adapters);
   }
 }
