@@ -5,25 +5,32 @@ import java.util.List;
 import java.util.function.Function;
 
 /**
- * Generated tokens as text, for streaming. The tokens so far are decoded whole each time, so that
- * characters spread over several tokens (byte-level BPE) and tokenizers that join pieces come out
- * right; text is emitted only once it is final: never a trailing incomplete character (decoded as
- * U+FFFD) and never a tail that could still begin a stop string. A stop string ends the text just
+ * Generated tokens as text, for streaming, decoded incrementally (as TGI and vLLM do): each token
+ * decodes a short window, ids[prefix:], against the same window without its newest tokens,
+ * ids[prefix:read], and the difference is the new text; so characters spread over several tokens
+ * (byte-level BPE) and tokenizers that strip a leading space at the start of a decode come out as a
+ * whole decode gives them, at a cost that does not grow with the length of the generation. Text is
+ * emitted only once it is final: never half a character (decoded as U+FFFD, held until the rest
+ * arrives) and never a tail that could still begin a stop string. A stop string ends the text just
  * before it, and is not part of it (OpenAI's {@code stop}).
  */
 final class TextStream {
   private final Function<int[], String> decode;
   private final List<String> stops;
   private final int hold;
+  private final int longestStop;
   private final List<Integer> ids = new ArrayList<>();
+  private int prefix;
+  private int read;
   private String text = "";
-  private String emitted = "";
+  private int emitted;
   private boolean stopped;
 
   TextStream(Function<int[], String> decode, List<String> stops) {
     this.decode = decode;
     this.stops = List.copyOf(stops);
-    this.hold = stops.stream().mapToInt(String::length).max().orElse(1) - 1;
+    this.longestStop = stops.stream().mapToInt(String::length).max().orElse(1);
+    this.hold = longestStop - 1;
   }
 
   /** Adds a generated token and returns the text that became final with it (often empty). */
@@ -32,10 +39,13 @@ final class TextStream {
       throw new IllegalStateException("the text already ended at a stop string");
     }
     ids.add(id);
-    text = decode.apply(ids.stream().mapToInt(Integer::intValue).toArray());
+    int searched = text.length();
+    settle(false);
+    // Only the new text, and the tail before it that a stop string could start in, can hold a new match.
+    int from = Math.max(0, searched - longestStop + 1);
     int cut = -1;
     for (String s : stops) {
-      int at = text.indexOf(s);
+      int at = text.indexOf(s, from);
       if (at >= 0 && (cut < 0 || at < cut)) {
         cut = at;
       }
@@ -45,15 +55,14 @@ final class TextStream {
       text = text.substring(0, cut);
       return emit(text.length());
     }
-    int safe = text.length();
-    while (safe > 0 && text.charAt(safe - 1) == '\uFFFD') {
-      safe--;
-    }
-    return emit(Math.min(safe, text.length() - hold));
+    return emit(text.length() - hold);
   }
 
-  /** The rest of the text, once generation has ended. */
+  /** The rest of the text, once generation has ended (a half character left at the end included, as a whole decode gives it). */
   String finish() {
+    if (!stopped) {
+      settle(true);
+    }
     return emit(text.length());
   }
 
@@ -67,13 +76,30 @@ final class TextStream {
     return text;
   }
 
+  /** Appends the text the tokens since {@code read} complete; with {@code last}, even an incomplete character. */
+  private void settle(boolean last) {
+    if (read == ids.size()) {
+      return;
+    }
+    String before = window(prefix, read);
+    String after = window(prefix, ids.size());
+    if (after.length() > before.length() && (last || !after.endsWith("\uFFFD"))) {
+      text += after.substring(before.length());
+      prefix = read;
+      read = ids.size();
+    }
+  }
+
+  private String window(int from, int to) {
+    return from == to ? "" : decode.apply(ids.subList(from, to).stream().mapToInt(Integer::intValue).toArray());
+  }
+
   private String emit(int upTo) {
-    // The text is decoded anew each time; emit only while it extends what was already sent.
-    if (upTo <= emitted.length() || !text.startsWith(emitted)) {
+    if (upTo <= emitted) {
       return "";
     }
-    String delta = text.substring(emitted.length(), upTo);
-    emitted = text.substring(0, upTo);
+    String delta = text.substring(emitted, upTo);
+    emitted = upTo;
     return delta;
   }
 }
