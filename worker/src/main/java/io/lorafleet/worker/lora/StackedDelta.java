@@ -26,8 +26,14 @@ import java.util.Map;
  * row, so prefill, where the matmuls cost, keeps the segments.
  */
 public final class StackedDelta implements AutoCloseable {
-  /** One module's stacked factors, and the column range of each adapter slot that targets it (start −1: none). */
-  private record Stack(NDArray aT, NDArray sb, int[] start, int[] rank, int width) {}
+  /**
+   * The column range of each adapter slot in a module's stack (start −1: the slot does not target
+   * it). Modules with equal columns (the same adapters, of the same ranks) share a step's mask.
+   */
+  private record Columns(List<Integer> start, List<Integer> rank, int width) {}
+
+  /** One module's stacked factors and their columns. */
+  private record Stack(NDArray aT, NDArray sb, Columns columns) {}
 
   private final NDManager manager;
   private final int slots;
@@ -87,7 +93,8 @@ public final class StackedDelta implements AutoCloseable {
         aT.attach(m);
         sb.attach(m);
       }
-      modules.put(e.getKey(), new Stack(aT, sb, start, rank, width));
+      modules.put(e.getKey(), new Stack(aT, sb, new Columns(java.util.Arrays.stream(start).boxed().toList(),
+          java.util.Arrays.stream(rank).boxed().toList(), width)));
     }
     return new StackedDelta(m, adapters.size(), modules);
   }
@@ -102,29 +109,30 @@ public final class StackedDelta implements AutoCloseable {
         throw new IllegalArgumentException("row slot " + s + " is outside [-1, " + slots + ")");
       }
     }
-    Map<Stack, NDArray> masks = new HashMap<>();
+    Map<Columns, NDArray> masks = new HashMap<>();
     return (module, x, y) -> {
       Stack st = modules.get(module.name());
       if (st == null) {
         return y;
       }
-      NDArray mask = masks.computeIfAbsent(st, s -> mask(step, s, rowSlot, x));
+      NDArray mask = masks.computeIfAbsent(st.columns(), c -> mask(step, c, rowSlot, x));
       NDArray xa = x.matMul(st.aT()).mul(mask); // (B, T, R), each row only its own adapter's columns
       return CausalLM.addmm(y, xa, st.sb());
     };
   }
 
   /** (B, 1, R): 1 over the columns of row b's adapter, 0 elsewhere. */
-  private static NDArray mask(NDManager step, Stack s, int[] rowSlot, NDArray x) {
-    float[] v = new float[rowSlot.length * s.width()];
+  private static NDArray mask(NDManager step, Columns c, int[] rowSlot, NDArray x) {
+    float[] v = new float[rowSlot.length * c.width()];
     for (int b = 0; b < rowSlot.length; b++) {
       int k = rowSlot[b];
-      if (k >= 0 && s.start()[k] >= 0) {
-        java.util.Arrays.fill(v, b * s.width() + s.start()[k], b * s.width() + s.start()[k] + s.rank()[k], 1f);
+      if (k >= 0 && c.start().get(k) >= 0) {
+        java.util.Arrays.fill(v, b * c.width() + c.start().get(k), b * c.width() + c.start().get(k) + c.rank().get(k), 1f);
       }
     }
-    return step.create(v, new Shape(rowSlot.length, 1, s.width())).toType(x.getDataType(), false);
+    return step.create(v, new Shape(rowSlot.length, 1, c.width())).toType(x.getDataType(), false);
   }
+
 
   @Override
   public void close() {
