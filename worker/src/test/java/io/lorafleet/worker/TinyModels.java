@@ -23,6 +23,11 @@ public final class TinyModels {
   /** GPT-J: 2 heads of 8 channels, rotary on the first 4 of each (rotary_dim 4), lm_head with a bias. */
   public static final TinyModelSpec GPTJ = new TinyModelSpec("gptj", 2, 16, 2, 2, 32, 37, 64, false);
 
+  /** RoBERTa sequence classifier: 4 heads of 4 channels, two labels. */
+  public static final TinyModelSpec ROBERTA = new TinyModelSpec("roberta", 2, 16, 4, 4, 32, 37, 32, false);
+  /** DeBERTa-v3-shaped classifier: relative attention only, shared keys, log buckets beyond ±4. */
+  public static final TinyModelSpec DEBERTA = new TinyModelSpec("deberta-v2", 2, 16, 4, 4, 32, 37, 64, false);
+
   public static ModelConfig config(TinyModelSpec spec) {
     return ModelConfig.fromJson(spec.configJson(1, 2), spec.modelType());
   }
@@ -34,7 +39,7 @@ public final class TinyModels {
     Map<String, Tensor> out = new LinkedHashMap<>();
     base.forEach((k, t) -> {
       float[] v = t.toFloatArray();
-      boolean scaleLike = k.contains("norm") || k.contains("ln_");
+      boolean scaleLike = k.toLowerCase(java.util.Locale.ROOT).contains("norm") || k.contains("ln_");
       for (int i = 0; i < v.length; i++) {
         v[i] = scaleLike && !k.endsWith(".bias") ? 1f + (float) (rng.nextGaussian() * 0.1) : (float) (rng.nextGaussian() * 0.3);
       }

@@ -120,13 +120,12 @@ public final class AdapterFormat {
     putLayers(n, c);
     n.put("lora_alpha", c.loraAlpha());
     n.put("lora_dropout", c.loraDropout());
-    n.putNull("modules_to_save");
+    putTask(n, model);
     n.put("peft_type", "LORA");
     n.put("r", c.r());
     n.putObject("rank_pattern").setAll(toNodes(c.rankPattern()));
     n.putNull("revision");
     putTargets(n, c);
-    n.put("task_type", "CAUSAL_LM");
     n.put("use_dora", c.useDora());
     n.put("use_rslora", c.useRslora());
     return n;
@@ -145,16 +144,26 @@ public final class AdapterFormat {
     n.put("init_weights", true);
     n.putNull("layers_pattern");
     putLayers(n, c);
-    n.putNull("modules_to_save");
+    putTask(n, model);
     n.put("peft_type", "VERA");
     n.put("projection_prng_key", c.vera().projectionPrngKey());
     n.put("r", c.r());
     n.putNull("revision");
     n.put("save_projection", true);
     putTargets(n, c);
-    n.put("task_type", "CAUSAL_LM");
     n.put("vera_dropout", c.loraDropout());
     return n;
+  }
+
+  /** task_type, and modules_to_save for an encoder's head: CAUSAL_LM and null, or SEQ_CLS and the head's modules. */
+  private static void putTask(ObjectNode n, LoraModel model) {
+    List<String> heads = modulesToSave(model.structure());
+    if (heads.isEmpty()) {
+      n.putNull("modules_to_save");
+    } else {
+      heads.forEach(n.putArray("modules_to_save")::add);
+    }
+    n.put("task_type", heads.isEmpty() ? "CAUSAL_LM" : "SEQ_CLS");
   }
 
   private static void putLayers(ObjectNode n, LoraConfig c) {
@@ -274,6 +283,20 @@ public final class AdapterFormat {
     }
   }
 
+  /** The modules an encoder's head tensors belong to ("classifier", "pooler"), as PEFT's modules_to_save names them; none for a causal LM. */
+  static List<String> modulesToSave(BaseModel base) {
+    return base.headTensors().stream().map(t -> t.substring(0, t.indexOf('.'))).distinct().toList();
+  }
+
+  /**
+   * A modules_to_save key as PEFT holds it in memory or older PEFT saved it
+   * (…classifier.modules_to_save[.default].dense.weight) in the form PEFT saves today and lorafleet
+   * writes (…classifier.dense.weight).
+   */
+  static String unwrapModulesToSave(String key) {
+    return key.replace(".modules_to_save.default.", ".").replace(".modules_to_save.", ".");
+  }
+
   /** Reads an adapter for {@code base}, checking every tensor's presence and shape against it. */
   public static Loaded read(Path dir, BaseModel base) {
     LoraConfig config = readConfig(dir);
@@ -290,7 +313,7 @@ public final class AdapterFormat {
     SafetensorsReader r = SafetensorsReader.open(wf);
     Map<String, String> keys = new LinkedHashMap<>();
     for (TensorInfo t : r.tensors().values()) {
-      String k = t.name().replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight");
+      String k = unwrapModulesToSave(t.name().replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight"));
       // Adapters from lorafleet 0.1 named an adapted projection's bias without PEFT's base_layer.
       String wrapped = k.endsWith(".bias") ? k.substring(0, k.length() - ".bias".length()) + ".base_layer.bias" : k;
       if (model.layout().slot(k).isEmpty() && model.layout().slot(wrapped).isPresent()) {

@@ -134,14 +134,16 @@ public final class LoraModel implements Trainable {
           + " match no module" + (layers.isEmpty() ? "" : " in layers_to_transform " + layers) + " of this "
           + base.config().modelType() + " model; its projections are: " + String.join(", ", names) + " (or all-linear)");
     }
-    List<String> biases = new ArrayList<>();
+    Set<String> whole = new LinkedHashSet<>();
     Set<String> targeted = targets.stream().map(t -> t.module().name() + ".bias").collect(Collectors.toSet());
+    Set<String> head = new java.util.HashSet<>(base.headTensors());
     for (ParamSpec p : base.params()) {
-      if (p.name().endsWith(".bias") && (config.bias().equals("all") || (config.bias().equals("lora_only") && targeted.contains(p.name())))) {
-        biases.add(p.name());
+      if (p.name().endsWith(".bias") && !head.contains(p.name()) && (config.bias().equals("all") || (config.bias().equals("lora_only") && targeted.contains(p.name())))) {
+        whole.add(p.name());
       }
     }
-    return new LoraModel(base, config, targets, biases, null);
+    whole.addAll(base.headTensors()); // an encoder's classification head: PEFT's modules_to_save for SEQ_CLS
+    return new LoraModel(base, config, targets, new ArrayList<>(whole), null);
   }
 
   /**
@@ -175,7 +177,11 @@ public final class LoraModel implements Trainable {
     return targets;
   }
 
-  /** HF names of trained bias tensors. */
+  /**
+   * HF names of tensors trained whole: biases (as the config's bias option asks) and an encoder's
+   * classification head. Each is saved under base_model.model.&lt;name&gt;, which is also where PEFT
+   * saves a modules_to_save copy, and replaces the base's tensor in the forward pass and in a merge.
+   */
   public List<String> biases() {
     return biases;
   }

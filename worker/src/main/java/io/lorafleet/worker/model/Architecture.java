@@ -11,12 +11,21 @@ public enum Architecture {
   /** GPT-2: learned positions, LayerNorm, tanh-GELU, fused Conv1D c_attn. */
   GPT2(List.of("gpt2")),
   /** GPT-J: parallel attention and MLP on one LayerNorm, partial rotary rotating every two channels, gelu_new. */
-  GPTJ(List.of("gptj"));
+  GPTJ(List.of("gptj")),
+  /** RoBERTa encoder with a sequence-classification head: post-LayerNorm blocks, GELU, learned positions offset past the pad id. */
+  ROBERTA(List.of("roberta")),
+  /** DeBERTa v2 and v3 encoder with pooler and classifier: disentangled attention over log-bucketed relative positions. */
+  DEBERTA_V2(List.of("deberta-v2"));
 
   private final List<String> modelTypes;
 
   Architecture(List<String> modelTypes) {
     this.modelTypes = modelTypes;
+  }
+
+  /** Whether this is a bidirectional encoder with a sequence-classification head (no generation). */
+  public boolean encoder() {
+    return this == ROBERTA || this == DEBERTA_V2;
   }
 
   public List<String> modelTypes() {

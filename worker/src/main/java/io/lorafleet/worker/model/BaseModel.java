@@ -19,6 +19,12 @@ public interface BaseModel {
 
   List<LinearSpec> linears();
 
+  /**
+   * HF names of an encoder's classification head (trained whole, saved as PEFT's modules_to_save);
+   * empty for a causal LM.
+   */
+  List<String> headTensors();
+
   /** One tensor in HF layout; for small tensors (a bias an adapter trains starts from the base's). */
   Tensor hfTensor(String name);
 

@@ -7,11 +7,21 @@ import java.util.Optional;
  * A right-padded batch on the host. Rows are token ids; labels follow the HF convention (aligned
  * with inputs, -100 where no loss falls; the model shifts them). {@code positionIds} restart at 0
  * for each packed example, and {@code segmentIds} then keep attention inside each example.
+ * {@code targets} holds one value per row for sequence classification (a class id, or the value a
+ * regression head predicts); token labels are then all -100.
  */
-public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds) {
+public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds, Optional<float[]> targets) {
   public static final int IGNORE = -100;
 
+  /** A batch with token labels (causal LM). */
+  public Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds) {
+    this(inputIds, labels, positionIds, segmentIds, Optional.empty());
+  }
+
   public Batch {
+    if (targets.isPresent() && targets.get().length != inputIds.length) {
+      throw new IllegalArgumentException("a classification batch needs one target per row but has " + targets.get().length + " for " + inputIds.length);
+    }
     int b = inputIds.length;
     if (b == 0) {
       throw new IllegalArgumentException("a batch needs at least one row");
@@ -37,8 +47,15 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
     return inputIds[0].length;
   }
 
-  /** Target tokens that carry loss after the causal shift: labels[b][t] != -100 for t >= 1. */
+  /**
+   * What the loss is summed over, and so what the driver's mean divides by: the rows of a
+   * classification batch, else the target tokens that carry loss after the causal shift
+   * (labels[b][t] != -100 for t >= 1).
+   */
   public long targetTokens() {
+    if (targets.isPresent()) {
+      return size();
+    }
     long n = 0;
     for (int[] row : labels) {
       for (int t = 1; t < row.length; t++) {
@@ -68,6 +85,31 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
       }
     }
     return new Batch(in, lab, pos, Optional.empty());
+  }
+
+  /**
+   * Sequence-classification rows, right-padded with id 0: positions 0.. per row, no token labels,
+   * and padding in segment 1 where the row's tokens are segment 0, so that an encoder's
+   * bidirectional attention never reads it (transformers' attention_mask).
+   */
+  public static Batch classification(int[][] ids, float[] targets) {
+    int t = Arrays.stream(ids).mapToInt(r -> r.length).max().orElse(0);
+    int[][] in = new int[ids.length][t];
+    int[][] lab = new int[ids.length][t];
+    int[][] pos = new int[ids.length][t];
+    int[][] seg = new int[ids.length][t];
+    for (int b = 0; b < ids.length; b++) {
+      if (ids[b].length == 0) {
+        throw new IllegalArgumentException("row " + b + " of a classification batch has no tokens");
+      }
+      System.arraycopy(ids[b], 0, in[b], 0, ids[b].length);
+      Arrays.fill(lab[b], IGNORE);
+      for (int i = 0; i < t; i++) {
+        pos[b][i] = i;
+        seg[b][i] = i < ids[b].length ? 0 : 1;
+      }
+    }
+    return new Batch(in, lab, pos, Optional.of(seg), Optional.of(targets.clone()));
   }
 
   /** Packed rows: positions restart per example; the segment id increments whenever a position resets to 0. */

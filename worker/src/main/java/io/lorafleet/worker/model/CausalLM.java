@@ -48,6 +48,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   private final Map<String, QuantizedLinear> quantized;
   private final String quantization;
   private final Map<String, NDArray> transposed = new java.util.concurrent.ConcurrentHashMap<>();
+  private final List<String> headTensors;
 
   /** Where a base's tensors come from: a quantized form for a projection weight, or HF-layout floats. */
   private interface Source {
@@ -68,6 +69,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     this.decoder = Decoder.of(config);
     this.params = List.copyOf(decoder.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
+    this.headTensors = decoder.headParams(config).stream().map(ParamSpec::name).toList();
     this.linears = decoder.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
     this.manager = manager;
     this.dtype = dtype;
@@ -114,7 +116,11 @@ public final class CausalLM implements BaseModel, AutoCloseable {
 
         @Override
         public float[] dense(ParamSpec p) {
-          return checked(p, Optional.ofNullable(tensors.get(p.name())), "the given tensors");
+          Optional<Tensor> t = Optional.ofNullable(tensors.get(p.name()));
+          if (t.isEmpty() && isHead(config, p)) {
+            t = Optional.of(HeadInit.tensor(config, p));
+          }
+          return checked(p, t, "the given tensors");
         }
       });
     } catch (RuntimeException e) {
@@ -164,6 +170,9 @@ public final class CausalLM implements BaseModel, AutoCloseable {
         @Override
         public float[] dense(ParamSpec p) {
           Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
+          if (key.isEmpty() && isHead(config, p)) {
+            return HeadInit.tensor(config, p).toFloatArray();
+          }
           if (key.isEmpty()) {
             throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
                 + ") required by model_type " + config.modelType());
@@ -176,6 +185,11 @@ public final class CausalLM implements BaseModel, AutoCloseable {
       m.close();
       throw e;
     }
+  }
+
+  /** Whether p belongs to an encoder's classification head, which a checkpoint may lack. */
+  private static boolean isHead(ModelConfig config, ParamSpec p) {
+    return Decoder.of(config).headParams(config).stream().anyMatch(h -> h.name().equals(p.name()));
   }
 
   static Path requireFile(Path dir, String name) {
@@ -233,6 +247,11 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     List<String> keys = new ArrayList<>(List.of(name));
     if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
       keys.add(name.substring("transformer.".length()));
+    }
+    for (String prefix : List.of(RobertaEncoder.PREFIX, DebertaV2Encoder.PREFIX)) { // RobertaModel / DebertaV2Model save without it
+      if (c.arch().encoder() && name.startsWith(prefix)) {
+        keys.add(name.substring(prefix.length()));
+      }
     }
     return keys;
   }
@@ -411,6 +430,11 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     }
     NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
     return decoder.forward(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache));
+  }
+
+  @Override
+  public List<String> headTensors() {
+    return headTensors;
   }
 
   /** The architecture's forward pass, in pieces (for {@link Segments}). */

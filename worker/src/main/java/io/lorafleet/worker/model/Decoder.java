@@ -13,11 +13,22 @@ interface Decoder {
       case LLAMA -> new LlamaDecoder();
       case GPT2 -> new Gpt2Decoder();
       case GPTJ -> new GptjDecoder();
+      case ROBERTA -> new RobertaEncoder();
+      case DEBERTA_V2 -> new DebertaV2Encoder();
     };
   }
 
   /** Every tensor the checkpoint must hold, in HF names and layout. */
   List<ParamSpec> params(ModelConfig c);
+
+  /**
+   * An encoder's classification head, which {@link #params} includes: tensors trained whole and
+   * saved as PEFT's modules_to_save, in HF layout. When a checkpoint lacks them (a base model) they
+   * are initialized as transformers does ({@link HeadInit}). Decoders have none.
+   */
+  default List<ParamSpec> headParams(ModelConfig c) {
+    return List.of();
+  }
 
   /** The projections LoRA may target, in forward order. */
   List<LinearSpec> linears(ModelConfig c);

@@ -64,6 +64,36 @@ public record ModelConfig(
     return arch == Architecture.GPTJ && raw.hasNonNull("rotary_dim") ? raw.get("rotary_dim").asInt() : headDim;
   }
 
+  /**
+   * An encoder's classes: the size of config.json's {@code id2label} when it has one, else
+   * {@code num_labels}, else 2, as PretrainedConfig resolves them. 1 means regression.
+   */
+  public int numLabels() {
+    if (raw.path("id2label").isObject() && raw.get("id2label").size() > 0) {
+      return raw.get("id2label").size();
+    }
+    return raw.path("num_labels").asInt(2);
+  }
+
+  /** Whether the head regresses one value (num_labels 1, MSE) rather than classifying (cross-entropy). */
+  public boolean regression() {
+    return numLabels() == 1;
+  }
+
+  /** The class names by id, from {@code id2label} (keys are the ids as strings), else LABEL_i as transformers names them. */
+  public java.util.List<String> labelNames() {
+    java.util.List<String> out = new java.util.ArrayList<>();
+    for (int i = 0; i < numLabels(); i++) {
+      out.add(raw.path("id2label").path(Integer.toString(i)).asText("LABEL_" + i));
+    }
+    return out;
+  }
+
+  /** The std of transformers' normal init for weights the checkpoint lacks (a classification head). */
+  public double initializerRange() {
+    return raw.path("initializer_range").asDouble(0.02);
+  }
+
   private static void check(String field, int v) {
     if (v <= 0) {
       throw new IllegalArgumentException("config field " + field + " must be > 0 but found " + v);
@@ -92,6 +122,9 @@ public record ModelConfig(
   public static ModelConfig fromJson(ObjectNode c, String where) {
     String type = text(c, "model_type", where);
     Architecture arch = Architecture.forModelType(type, where);
+    if (arch.encoder()) {
+      return encoder(arch, type, c, where);
+    }
     if (arch == Architecture.GPTJ) {
       int hidden = integer(c, "n_embd", where);
       int heads = integer(c, "n_head", where);
@@ -156,6 +189,47 @@ public record ModelConfig(
         theta, ropeScaling(scaling, where),
         c.path("max_position_embeddings").asInt(2048), window, c.path("tie_word_embeddings").asBoolean(false),
         c.path("attention_bias").asBoolean(qwen), c.path("mlp_bias").asBoolean(false), c);
+  }
+
+  /**
+   * RobertaConfig and DebertaV2Config (BertConfig's field names). What the encoders do not build is
+   * refused by name: another activation, multi-label problems, DeBERTa's convolution after the first
+   * layer (v2 xlarge), an embedding size other than the hidden size, and a head size of its own.
+   */
+  private static ModelConfig encoder(Architecture arch, String type, ObjectNode c, String where) {
+    int hidden = integer(c, "hidden_size", where);
+    int heads = integer(c, "num_attention_heads", where);
+    String act = c.path("hidden_act").asText("gelu");
+    if (!act.equals("gelu")) {
+      throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported for " + type + ", expected gelu");
+    }
+    if (hidden % heads != 0) {
+      throw new IllegalArgumentException(where + ": hidden_size (" + hidden + ") must be a multiple of num_attention_heads (" + heads + ")");
+    }
+    if (c.path("problem_type").asText("").equals("multi_label_classification")) {
+      throw new IllegalArgumentException(where + ": problem_type multi_label_classification is not supported, expected single_label_classification "
+          + "or regression");
+    }
+    if (arch == Architecture.DEBERTA_V2) {
+      if (c.path("conv_kernel_size").asInt(0) > 0) {
+        throw new IllegalArgumentException(where + ": conv_kernel_size " + c.get("conv_kernel_size") + " is not supported (DeBERTa-v2's "
+            + "convolution after the first layer), expected 0 or absent");
+      }
+      if (c.path("embedding_size").asInt(hidden) != hidden) {
+        throw new IllegalArgumentException(where + ": embedding_size " + c.get("embedding_size") + " is not supported, expected hidden_size " + hidden);
+      }
+      if (c.path("attention_head_size").asInt(hidden / heads) != hidden / heads) {
+        throw new IllegalArgumentException(where + ": attention_head_size " + c.get("attention_head_size") + " is not supported, expected "
+            + "hidden_size / num_attention_heads = " + hidden / heads);
+      }
+    }
+    int labels = c.path("id2label").isObject() && c.get("id2label").size() > 0 ? c.get("id2label").size() : c.path("num_labels").asInt(2);
+    if (labels < 1) {
+      throw new IllegalArgumentException(where + ": num_labels must be >= 1 but found " + labels);
+    }
+    double eps = c.path("layer_norm_eps").asDouble(arch == Architecture.ROBERTA ? 1e-12 : 1e-7);
+    return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, heads, hidden / heads,
+        integer(c, "intermediate_size", where), eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true, true, c);
   }
 
   private static RopeScaling ropeScaling(JsonNode n, String where) {

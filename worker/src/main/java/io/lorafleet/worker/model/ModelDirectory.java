@@ -125,7 +125,7 @@ public final class ModelDirectory {
     Decoder d = Decoder.of(config);
     for (ParamSpec p : d.params(config)) {
       float[] v = new float[(int) p.numel()];
-      boolean norm = p.name().contains("norm") || p.name().contains("ln_");
+      boolean norm = p.name().toLowerCase(java.util.Locale.ROOT).contains("norm") || p.name().contains("ln_");
       if (p.name().endsWith(".bias")) {
         // zeros
       } else if (norm) {
@@ -145,7 +145,12 @@ public final class ModelDirectory {
    * {@code words}, in exactly the HF layout. The vocabulary size is that of the tokenizer.
    */
   public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed) throws IOException {
-    int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words);
+    var specials = switch (spec.modelType()) {
+      case "roberta" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.ROBERTA;
+      case "deberta-v2" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
+      default -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.BOS;
+    };
+    int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words, specials);
     TinyModelSpec sized = spec.withVocab(vocab);
     ObjectNode cfgJson = sized.configJson(io.lorafleet.worker.tokenizer.TokenizerFiles.BOS, io.lorafleet.worker.tokenizer.TokenizerFiles.EOS);
     ModelConfig config = ModelConfig.fromJson(cfgJson, dir.resolve("config.json").toString());

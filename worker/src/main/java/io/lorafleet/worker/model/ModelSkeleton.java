@@ -25,6 +25,7 @@ public final class ModelSkeleton implements BaseModel {
   private final List<LinearSpec> linears;
   private final Map<String, SafetensorsReader> byTensor;
   private final Map<String, String> keyOf;
+  private final List<String> headTensors;
 
   private ModelSkeleton(String dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
     this.dir = dir;
@@ -35,6 +36,7 @@ public final class ModelSkeleton implements BaseModel {
     this.linears = List.copyOf(decoder.linears(config));
     this.byTensor = byTensor;
     this.keyOf = new LinkedHashMap<>();
+    this.headTensors = decoder.headParams(config).stream().map(ParamSpec::name).toList();
     io.lorafleet.worker.quant.QuantizedCheckpoint stored = io.lorafleet.worker.quant.QuantizedCheckpoint.of(config.raw(), dir + "/config.json");
     Map<String, LinearSpec> quantizable = new java.util.HashMap<>();
     linears.stream().filter(LinearSpec::quantizable).forEach(l -> quantizable.put(l.weightKey(), l));
@@ -43,7 +45,11 @@ public final class ModelSkeleton implements BaseModel {
       if (l != null && storedQuantized(stored, l, byTensor)) {
         continue; // its parts are checked where the weights are loaded; the driver never reads them
       }
-      String key = CausalLM.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst()
+      Optional<String> found = CausalLM.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
+      if (found.isEmpty() && headTensors.contains(p.name())) {
+        continue; // a base without this task's head: it is initialized where it is needed (HeadInit)
+      }
+      String key = found
           .orElseThrow(() -> new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
               + ") required by model_type " + config.modelType()));
       TensorInfo t = byTensor.get(key).info(key).orElseThrow();
@@ -105,8 +111,16 @@ public final class ModelSkeleton implements BaseModel {
   }
 
   @Override
+  public List<String> headTensors() {
+    return headTensors;
+  }
+
+  @Override
   public Tensor hfTensor(String name) {
     String key = keyOf.get(name);
+    if (key == null && headTensors.contains(name)) {
+      return HeadInit.tensor(config, paramByName.get(name));
+    }
     if (key == null) {
       throw new IllegalArgumentException("no tensor named '" + name + "' in this " + config.modelType() + " model");
     }

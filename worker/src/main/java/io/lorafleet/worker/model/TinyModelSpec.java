@@ -5,7 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 
 /**
  * The shape of a small randomly initialised model, written in exactly the HF layout by
- * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2, gpt2 or gptj.
+ * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2, gpt2, gptj, roberta or
+ * deberta-v2 (a sequence classifier with two labels).
  */
 public record TinyModelSpec(String modelType, int layers, int hidden, int heads, int kvHeads, int intermediate, int vocab, int maxPositions, boolean tieEmbeddings) {
   public TinyModelSpec {
@@ -55,6 +56,38 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
       c.put("activation_function", "gelu_new");
       c.put("layer_norm_epsilon", 1e-5);
       c.put("tie_word_embeddings", false);
+    } else if (modelType.equals("roberta") || modelType.equals("deberta-v2")) {
+      boolean roberta = modelType.equals("roberta");
+      c.putArray("architectures").add(roberta ? "RobertaForSequenceClassification" : "DebertaV2ForSequenceClassification");
+      c.put("hidden_size", hidden);
+      c.put("num_hidden_layers", layers);
+      c.put("num_attention_heads", heads);
+      c.put("intermediate_size", intermediate);
+      c.put("vocab_size", vocab);
+      c.put("hidden_act", "gelu");
+      c.put("initializer_range", 0.02);
+      c.put("pad_token_id", io.lorafleet.worker.tokenizer.TokenizerFiles.PAD);
+      c.putObject("id2label").put("0", "LABEL_0").put("1", "LABEL_1");
+      c.putObject("label2id").put("LABEL_0", 0).put("LABEL_1", 1);
+      if (roberta) { // positions start after the pad id, as roberta-base's 514 for 512 tokens
+        c.put("max_position_embeddings", maxPositions + io.lorafleet.worker.tokenizer.TokenizerFiles.PAD + 1);
+        c.put("type_vocab_size", 1);
+        c.put("layer_norm_eps", 1e-5);
+      } else { // DeBERTa-v3's shape: relative attention only, shared keys, log buckets beyond ±4
+        c.put("max_position_embeddings", maxPositions);
+        c.put("type_vocab_size", 0);
+        c.put("layer_norm_eps", 1e-7);
+        c.put("relative_attention", true);
+        c.put("position_biased_input", false);
+        c.putArray("pos_att_type").add("p2c").add("c2p");
+        c.put("share_att_key", true);
+        c.put("norm_rel_ebd", "layer_norm");
+        c.put("max_relative_positions", -1);
+        c.put("position_buckets", 8);
+        c.put("pooler_hidden_size", hidden);
+        c.put("pooler_hidden_act", "gelu");
+      }
+      c.put("problem_type", "single_label_classification");
     } else {
       String arch = switch (modelType) {
         case "mistral" -> "MistralForCausalLM";

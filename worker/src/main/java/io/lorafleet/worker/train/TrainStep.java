@@ -72,7 +72,7 @@ public final class TrainStep {
         // bind with grad mode on: views of the leaves (transposes) must be recorded by autograd
         bound = trainable.bind(step, params, true, seed);
         NDArray logits = trainable.base().forward(bound.context(), batch);
-        lossSum = TokenLoss.sum(step, logits, batch);
+        lossSum = lossSum(step, logits, batch);
         JniUtils.backward((PtNDArray) lossSum, (PtNDArray) seedGradient(step, lossSum, lossScale), false, false);
       } finally {
         JniUtils.setGradMode(gradMode);
@@ -81,6 +81,11 @@ public final class TrainStep {
       collect(trainable, bound, grad, loss);
       return loss;
     }
+  }
+
+  /** The batch's loss sum: per row for a classification batch (an encoder's logits), else per target token. */
+  static NDArray lossSum(NDManager step, NDArray logits, Batch batch) {
+    return batch.targets().isPresent() ? SequenceLoss.sum(step, logits, batch.targets().get()) : TokenLoss.sum(step, logits, batch);
   }
 
   /** The gradient the backward pass starts from: d(scale · loss)/d(loss). */
@@ -119,7 +124,7 @@ public final class TrainStep {
     for (Batch batch : batches) {
       try (NDManager step = trainable.base().manager().newSubManager()) {
         Trainable.Bound bound = trainable.bind(step, params, false, -1);
-        loss += TokenLoss.value(TokenLoss.sum(step, trainable.base().forward(bound.context(), batch), batch));
+        loss += TokenLoss.value(lossSum(step, trainable.base().forward(bound.context(), batch), batch));
         tokens += batch.targetTokens();
       }
     }

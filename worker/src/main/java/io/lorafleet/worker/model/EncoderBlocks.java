@@ -1,0 +1,110 @@
+package io.lorafleet.worker.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Activation;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * What RoBERTa and DeBERTa-v2 share, from BERT (transformers' modeling_bert.py, whose BertSelfOutput,
+ * BertIntermediate and BertOutput both copy): the post-LayerNorm block after attention, its
+ * tensors, the bidirectional padding mask and the first-token read-out. Every Linear is nn.Linear,
+ * stored (out, in).
+ */
+final class EncoderBlocks {
+  private EncoderBlocks() {}
+
+  /**
+   * The projections after attention in layer i under prefix p ("roberta.encoder.layer.0."):
+   * attention.output.dense, intermediate.dense and output.dense.
+   */
+  static List<LinearSpec> blockLinears(ModelConfig c, String p, int i) {
+    int h = c.hidden();
+    return List.of(new LinearSpec(p + "attention.output.dense", i, h, h, true), new LinearSpec(p + "intermediate.dense", i, h, c.intermediate(), true),
+        new LinearSpec(p + "output.dense", i, c.intermediate(), h, true));
+  }
+
+  /** The tensors of every projection, with each block's two LayerNorms after the dense that feeds them. */
+  static List<ParamSpec> linearParams(ModelConfig c, List<LinearSpec> linears) {
+    List<ParamSpec> out = new ArrayList<>();
+    for (LinearSpec l : linears) {
+      out.add(new ParamSpec(l.weightKey(), new long[] {l.out(), l.in()}, true));
+      l.biasKey().ifPresent(b -> out.add(new ParamSpec(b, new long[] {l.out()}, false)));
+      if (l.name().endsWith("attention.output.dense") || l.name().endsWith(".output.dense") && !l.name().contains("attention")) {
+        String ln = l.name().substring(0, l.name().length() - "dense".length()) + "LayerNorm";
+        out.addAll(layerNorm(ln, c.hidden()));
+      }
+    }
+    return out;
+  }
+
+  static List<ParamSpec> layerNorm(String name, int h) {
+    return List.of(new ParamSpec(name + ".weight", new long[] {h}, false), new ParamSpec(name + ".bias", new long[] {h}, false));
+  }
+
+  static NDArray layerNorm(CausalLM m, ForwardContext ctx, String name, NDArray x) {
+    return Ops.layerNorm(x, m.param(ctx, name + ".weight"), m.param(ctx, name + ".bias"), m.config().normEps());
+  }
+
+  /**
+   * The rest of layer i after attention (BertSelfOutput, BertIntermediate, BertOutput):
+   * h1 = LN(h + dense(a)), then LN(h1 + dense(gelu(dense(h1)))). a (B, T, H).
+   */
+  static NDArray rest(CausalLM m, ForwardContext ctx, String p, NDArray h, NDArray a) {
+    NDArray h1 = layerNorm(m, ctx, p + "attention.output.LayerNorm", m.linear(ctx, a, p + "attention.output.dense").add(h));
+    NDArray mid = Activation.gelu(m.linear(ctx, h1, p + "intermediate.dense")); // exact (erf) GELU, ACT2FN["gelu"]
+    return layerNorm(m, ctx, p + "output.LayerNorm", m.linear(ctx, mid, p + "output.dense").add(h1));
+  }
+
+  /**
+   * Additive mask (B|1, 1, T, T) of a bidirectional encoder: every query sees every key of its own
+   * segment. A classification batch puts padding in a segment of its own, so real tokens never see
+   * it, which is what the attention_mask of transformers' encoders does for the tokens that matter.
+   */
+  static NDArray mask(NDManager m, int batch, int t, Optional<int[][]> segments, DataType dtype) {
+    int rows = segments.isPresent() ? batch : 1;
+    float[] v = new float[rows * t * t];
+    for (int b = 0; b < rows && segments.isPresent(); b++) {
+      int[] seg = segments.get()[b];
+      for (int i = 0; i < t; i++) {
+        for (int j = 0; j < t; j++) {
+          v[(b * t + i) * t + j] = seg[i] == seg[j] ? 0f : (float) Ops.MASKED;
+        }
+      }
+    }
+    return m.create(v, new Shape(rows, 1, t, t)).toType(dtype, false);
+  }
+
+  /** The first token's state (B, H) of h (B, T, H): &lt;s&gt; / [CLS], which both heads read. */
+  static NDArray first(NDArray h) {
+    return h.get(new NDIndex(":, 0, :"));
+  }
+
+  /** y = x·Wᵀ + b for a head Linear kept in HF layout (out, in). */
+  static NDArray headLinear(CausalLM m, ForwardContext ctx, NDArray x, String name) {
+    return CausalLM.addmm(m.param(ctx, name + ".bias"), x, m.param(ctx, name + ".weight"));
+  }
+
+  /** A head Linear's tensors in HF layout (out, in), not transposed: they are trained whole and saved as they are. */
+  static List<ParamSpec> headLinearParams(String name, int in, int out) {
+    return List.of(new ParamSpec(name + ".weight", new long[] {out, in}, false), new ParamSpec(name + ".bias", new long[] {out}, false));
+  }
+
+  /** An encoder refuses the decoder-only uses: a KV cache (generation) means a causal LM was expected. */
+  static void refuseCache(ModelConfig c, Optional<KvCache> cache) {
+    if (cache.isPresent()) {
+      throw new IllegalArgumentException("model_type " + c.modelType() + " is an encoder with a sequence-classification head: it classifies, "
+          + "it does not generate; use eval, or a causal LM for generate and serve");
+    }
+  }
+
+  /** Ids (B, T) as int64 zeros: token type 0 for every token, which RoBERTa's tokenizers give to pairs too. */
+  static NDArray tokenTypes(NDManager m, int b, int t) {
+    return m.zeros(new Shape(b, t), DataType.INT64);
+  }
+}
