@@ -223,7 +223,7 @@ public final class AdapterFormat {
     if (n.path("lora_bias").asBoolean(false)) {
       throw new IllegalArgumentException(f + ": lora_bias is true; adapters with a bias on lora_B are not supported, expected false");
     }
-    for (String field : List.of("modules_to_save", "exclude_modules", "layer_replication", "trainable_token_indices")) {
+    for (String field : List.of("exclude_modules", "layer_replication", "trainable_token_indices")) { // modules_to_save: see read
       JsonNode v = n.get(field);
       if (v != null && !v.isNull() && !(v.isContainerNode() && v.isEmpty())) {
         throw new IllegalArgumentException(f + ": " + field + " is " + v + "; this PEFT option is not supported, expected null");
@@ -297,6 +297,34 @@ public final class AdapterFormat {
     return key.replace(".modules_to_save.default.", ".").replace(".modules_to_save.", ".");
   }
 
+  /**
+   * modules_to_save must name exactly the base's head, the modules lorafleet trains whole: none for
+   * a causal LM; for an encoder its classifier (and DeBERTa's pooler). PEFT's SEQ_CLS models add
+   * "classifier" and "score" on their own; "score" names nothing in these encoders and is passed over.
+   */
+  private static void checkModulesToSave(Path f, BaseModel base) {
+    JsonNode v;
+    try {
+      v = JSON.readTree(f.toFile()).get("modules_to_save");
+    } catch (IOException e) {
+      throw new IllegalArgumentException(f + ": cannot parse: " + e.getMessage(), e);
+    }
+    Set<String> listed = new TreeSet<>();
+    if (v != null && v.isArray()) {
+      v.forEach(x -> listed.add(x.asText()));
+    } else if (v != null && !v.isNull()) {
+      throw new IllegalArgumentException(f + ": modules_to_save is " + v + ", expected a list of module names or null");
+    }
+    Set<String> head = new TreeSet<>(modulesToSave(base));
+    if (!head.isEmpty()) {
+      listed.remove("score");
+    }
+    if (!listed.equals(head)) {
+      throw new IllegalArgumentException(f + ": modules_to_save is " + (v == null ? "null" : v) + "; lorafleet trains exactly the "
+          + base.config().modelType() + " head " + (head.isEmpty() ? "(none: this option is not supported for a causal LM), expected null" : head + ", expected those"));
+    }
+  }
+
   /** Reads an adapter for {@code base}, checking every tensor's presence and shape against it. */
   public static Loaded read(Path dir, BaseModel base) {
     LoraConfig config = readConfig(dir);
@@ -306,6 +334,7 @@ public final class AdapterFormat {
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(dir + ": adapter does not fit the base model: " + e.getMessage(), e);
     }
+    checkModulesToSave(dir.resolve(CONFIG), base);
     Path wf = dir.resolve(WEIGHTS);
     if (!Files.isRegularFile(wf)) {
       throw new IllegalArgumentException(dir + ": " + WEIGHTS + " is missing");

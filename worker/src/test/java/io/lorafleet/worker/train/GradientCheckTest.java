@@ -31,12 +31,21 @@ class GradientCheckTest {
         new int[][] {{-100, -100, -100, 13, 17, 21, 2}, {-100, -100, 31, 32, 33}});
   }
 
+  /** An encoder's batch: two right-padded rows with class ids, or values when the head regresses. */
+  static Batch batch(Trainable t) {
+    if (!t.base().config().arch().encoder()) {
+      return batch();
+    }
+    float[] y = t.base().config().regression() ? new float[] {0.7f, -1.3f} : new float[] {1, 0};
+    return Batch.classification(new int[][] {{1, 5, 9, 13, 17, 21, 2}, {1, 30, 31, 2}}, y);
+  }
+
   static double loss(Trainable t, float[] p, Batch b) {
     return TrainStep.evaluate(t, p, List.of(b)).lossSum();
   }
 
   static void check(Trainable t, float[] params, int samplesPerSlot, long seed) {
-    Batch b = batch();
+    Batch b = batch(t);
     StepResult r = TrainStep.run(t, params, List.of(b), -1);
     assertEquals(b.targetTokens(), r.tokens());
     Random rng = new Random(seed);
@@ -66,12 +75,14 @@ class GradientCheckTest {
       case "llama" -> TinyModels.LLAMA;
       case "qwen2" -> TinyModels.QWEN2;
       case "gptj" -> TinyModels.GPTJ;
+      case "roberta" -> TinyModels.ROBERTA;
+      case "deberta" -> TinyModels.DEBERTA;
       default -> TinyModels.GPT2;
     };
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "deberta"})
   void loraGradientsMatchFiniteDifferences(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
@@ -81,6 +92,34 @@ class GradientCheckTest {
         p[i] += (float) (rng.nextGaussian() * 0.2); // B = 0 at init would make dL/dA vanish
       }
       check(lora, p, 3, 11);
+    }
+  }
+
+  /**
+   * Encoders' LoRA, with the classification head trained whole (modules_to_save), through
+   * cross-entropy over three classes and through regression (num_labels 1, squared error).
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"roberta-3", "roberta-1", "deberta-3", "deberta-1"})
+  void encoderHeadsAndLossesGradients(String which) {
+    String[] parts = which.split("-");
+    TinyModelSpec spec = spec(parts[0]);
+    var json = spec.configJson(1, 2);
+    json.remove("id2label");
+    json.put("num_labels", Integer.parseInt(parts[1]));
+    var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, which);
+    var tensors = new java.util.LinkedHashMap<>(TinyModels.tensors(spec, 9));
+    tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base without this head: HeadInit makes it
+    try (CausalLM m = CausalLM.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") ? List.of("dense", "value") : List.of("query_proj", "key_proj", "value_proj")));
+      assertTrue(lora.targets().stream().noneMatch(t -> t.module().name().startsWith("classifier")), "dense names no head module");
+      assertEquals(m.headTensors(), lora.biases(), "the head is trained whole");
+      float[] p = lora.initialParams(4);
+      Random rng = new Random(6);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.2);
+      }
+      check(lora, p, 4, 12);
     }
   }
 
@@ -103,7 +142,7 @@ class GradientCheckTest {
 
   /** DoRA's norm is detached by design (PEFT, DoRA paper section 4.3): the check differences the loss with the norm held at its value. */
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "deberta"})
   void doraGradientsMatchFiniteDifferencesWithTheNormHeld(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 10, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDora(true).withInit("false"));
@@ -180,7 +219,7 @@ class GradientCheckTest {
   @org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp;
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "gpt2", "gptj"})
+  @ValueSource(strings = {"llama", "gpt2", "gptj", "roberta"})
   void fullFineTuningGradients(String arch) {
     try (CausalLM m = TinyModels.model(spec(arch), 9, DataType.FLOAT64)) {
       FullModel full = new FullModel(m);

@@ -1,0 +1,126 @@
+package io.lorafleet.worker.lora;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.ModelSkeleton;
+import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.safetensors.SafetensorsReader;
+import io.lorafleet.worker.safetensors.SafetensorsWriter;
+import io.lorafleet.worker.safetensors.Tensor;
+import io.lorafleet.worker.train.FrozenModel;
+import io.lorafleet.worker.train.Trainable;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Encoder adapters: the classification head is trained whole and saved where PEFT saves
+ * modules_to_save for task type SEQ_CLS; merged equals unmerged, the merged export carries the
+ * trained head, and a base without a head gets transformers' initialization, the same on the driver
+ * (skeleton) as on workers.
+ */
+class EncoderAdapterTest {
+  @TempDir Path tmp;
+
+  private static final Batch BATCH = Batch.classification(new int[][] {{1, 5, 9, 13, 17, 2}, {1, 30, 2}, {1, 4, 4, 4, 2}}, new float[] {1, 0, 1});
+
+  static TinyModelSpec spec(String arch) {
+    return arch.equals("roberta") ? TinyModels.ROBERTA : TinyModels.DEBERTA;
+  }
+
+  static float[] logits(Trainable t, float[] p) {
+    try (NDManager s = t.base().manager().newSubManager()) {
+      return t.base().forward(t.bind(s, p, false, -1).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
+    }
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"roberta", "deberta"})
+  void headIsSavedAsModulesToSaveAndMergedEqualsUnmerged(String arch) throws Exception {
+    TinyModelSpec spec = spec(arch);
+    Path base = tmp.resolve("base");
+    Map<String, Tensor> t = new LinkedHashMap<>(TinyModels.tensors(spec, 3));
+    t.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base model: no head
+    ModelDirectory.write(base, spec.configJson(1, 2), t);
+    try (CausalLM m = CausalLM.load(base, Device.cpu(), DataType.FLOAT32)) {
+      ModelSkeleton sk = ModelSkeleton.read(base);
+      List<String> heads = arch.equals("roberta")
+          ? List.of("classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias")
+          : List.of("pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias");
+      assertEquals(heads, m.headTensors());
+      for (String h : heads) { // transformers' _init_weights: N(0, initializer_range), zero biases; the driver's copy is the workers'
+        float[] v = m.hfTensor(h).toFloatArray();
+        assertArrayEquals(v, sk.hfTensor(h).toFloatArray(), h);
+        double sq = 0;
+        for (float x : v) {
+          sq += x * x;
+        }
+        double std = Math.sqrt(sq / v.length);
+        assertTrue(h.endsWith(".bias") ? std == 0 : v.length < 256 ? std > 0.01 && std < 0.04 : Math.abs(std - 0.02) < 0.004, h + " std " + std);
+      }
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")));
+      assertEquals(heads, lora.biases());
+      float[] p = TinyModels.trained(lora, 5);
+      float[] before = logits(new FrozenModel(m), new float[0]);
+      float[] unmerged = logits(lora, p);
+      Path out = tmp.resolve("adapter");
+      AdapterFormat.write(out, lora, p, Map.of());
+      JsonNode cfg = new ObjectMapper().readTree(out.resolve(AdapterFormat.CONFIG).toFile());
+      assertEquals("SEQ_CLS", cfg.get("task_type").asText());
+      assertEquals(arch.equals("roberta") ? "[\"classifier\"]" : "[\"pooler\",\"classifier\"]", cfg.get("modules_to_save").toString());
+      Map<String, Tensor> saved = new LinkedHashMap<>();
+      {
+        SafetensorsReader r = SafetensorsReader.open(out.resolve(AdapterFormat.WEIGHTS));
+        for (String h : heads) {
+          assertTrue(r.info("base_model.model." + h).isPresent(), h + " under PEFT's modules_to_save key");
+        }
+        r.tensors().keySet().forEach(k -> saved.put(k.replace("classifier.", "classifier.modules_to_save.default."), r.read(k)));
+        assertTrue(r.tensors().keySet().stream().noneMatch(k -> k.contains("classifier") && k.contains("lora_")), "no LoRA on the head");
+      }
+      AdapterFormat.Loaded back = AdapterFormat.read(out, sk);
+      assertArrayEquals(p, back.values());
+      // the in-memory form PEFT's ModulesToSaveWrapper names (…classifier.modules_to_save.default.…) reads as well
+      SafetensorsWriter.write(out.resolve(AdapterFormat.WEIGHTS), saved, Map.of("format", "pt"));
+      assertArrayEquals(p, AdapterFormat.read(out, sk).values());
+
+      lora.merge(p);
+      float[] merged = logits(new FrozenModel(m), new float[0]);
+      for (int i = 0; i < merged.length; i++) {
+        assertEquals(unmerged[i], merged[i], 1e-5, "logit " + i);
+        assertTrue(Math.abs(unmerged[i] - before[i]) > 1e-4, "the adapter changes logit " + i);
+      }
+      Path export = tmp.resolve("merged");
+      ModelDirectory.export(export, m, base);
+      {
+        SafetensorsReader r = SafetensorsReader.open(export.resolve(CausalLM.SAFETENSORS));
+        for (String h : heads) {
+          assertArrayEquals(lora.layout().slice(p, lora.layout().slot("base_model.model." + h).orElseThrow()), r.read(h).toFloatArray(),
+              h + " exported trained");
+        }
+      }
+      try (CausalLM reloaded = CausalLM.load(export, Device.cpu(), DataType.FLOAT32)) {
+        assertArrayEquals(merged, logits(new FrozenModel(reloaded), new float[0]), 1e-6f);
+      }
+      lora.unmerge(p);
+      float[] restored = logits(new FrozenModel(m), new float[0]);
+      for (int i = 0; i < restored.length; i++) {
+        assertEquals(before[i], restored[i], 1e-5, "unmerged logit " + i);
+      }
+    }
+  }
+}
