@@ -34,24 +34,42 @@ public final class ShardReader {
     List<Example> out = new ArrayList<>();
     try (BufferAllocator alloc = new RootAllocator(); ArrowStreamReader r = new ArrowStreamReader(in, alloc)) {
       VectorSchemaRoot root = r.getVectorSchemaRoot();
-      for (String col : List.of(ShardFormat.INPUT_IDS, ShardFormat.LABELS)) {
-        if (root.getSchema().findField(col) == null) {
+      boolean classified = has(root, ShardFormat.LABEL) && !has(root, ShardFormat.LABELS);
+      for (String col : classified ? List.of(ShardFormat.INPUT_IDS) : List.of(ShardFormat.INPUT_IDS, ShardFormat.LABELS)) {
+        if (!has(root, col)) {
           throw new IllegalArgumentException(where + ": column '" + col + "' is missing, found " + root.getSchema().getFields());
         }
       }
-      boolean packed = root.getSchema().getFields().stream().anyMatch(f -> f.getName().equals(ShardFormat.POSITION_IDS));
+      boolean packed = has(root, ShardFormat.POSITION_IDS);
       while (r.loadNextBatch()) {
         ListVector ids = (ListVector) root.getVector(ShardFormat.INPUT_IDS);
-        ListVector labels = (ListVector) root.getVector(ShardFormat.LABELS);
+        ListVector labels = classified ? null : (ListVector) root.getVector(ShardFormat.LABELS);
         ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
         for (int i = 0; i < root.getRowCount(); i++) {
-          Example e = new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
+          Example e = classified ? Example.classified(row(ids, i), label(root.getVector(ShardFormat.LABEL), i, where + ", row " + (firstRow + out.size())))
+              : new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
           limits.check(e, where + ", row " + (firstRow + out.size()));
           out.add(e);
         }
       }
     }
     return out;
+  }
+
+  private static boolean has(VectorSchemaRoot root, String col) {
+    return root.getSchema().getFields().stream().anyMatch(f -> f.getName().equals(col));
+  }
+
+  /** A scalar label: an integer class id (datasets' ClassLabel is int64) or a floating-point value. */
+  private static float label(org.apache.arrow.vector.FieldVector v, int i, String where) {
+    if (v.isNull(i)) {
+      throw new IllegalArgumentException(where + ": column 'label' is null");
+    }
+    Object x = v.getObject(i);
+    if (!(x instanceof Number n)) {
+      throw new IllegalArgumentException(where + ": column 'label' holds " + x + " (" + v.getField().getType() + "), expected an integer class id or a number");
+    }
+    return n.floatValue();
   }
 
   private static int[] row(ListVector v, int i) {

@@ -24,10 +24,15 @@ public final class ShardWriter {
 
   /** Streams examples out batch by batch: only {@link #BATCH_ROWS} rows are held at a time. Returns where the batches lie. */
   public static ShardIndex write(OutputStream target, Iterator<Example> examples, boolean packed) throws IOException {
+    return write(target, examples, packed ? ShardFormat.Columns.PACKED : ShardFormat.Columns.TOKENS);
+  }
+
+  /** As {@link #write(OutputStream, Iterator, boolean)}, with the given columns. */
+  public static ShardIndex write(OutputStream target, Iterator<Example> examples, ShardFormat.Columns columns) throws IOException {
     Counting out = new Counting(target);
     List<ShardIndex.Block> blocks = new ArrayList<>();
     long schemaBytes;
-    try (BufferAllocator alloc = new RootAllocator(); VectorSchemaRoot root = VectorSchemaRoot.create(ShardFormat.schema(packed), alloc);
+    try (BufferAllocator alloc = new RootAllocator(); VectorSchemaRoot root = VectorSchemaRoot.create(ShardFormat.schema(columns), alloc);
         ArrowStreamWriter w = new ArrowStreamWriter(root, null, out)) {
       w.start();
       schemaBytes = out.count;
@@ -40,8 +45,12 @@ public final class ShardWriter {
         first = false;
         root.allocateNew();
         fill((ListVector) root.getVector(ShardFormat.INPUT_IDS), chunk, 0);
-        fill((ListVector) root.getVector(ShardFormat.LABELS), chunk, 1);
-        if (packed) {
+        if (columns.classification()) {
+          fillLabel(root, chunk, columns);
+        } else {
+          fill((ListVector) root.getVector(ShardFormat.LABELS), chunk, 1);
+        }
+        if (columns == ShardFormat.Columns.PACKED) {
           fill((ListVector) root.getVector(ShardFormat.POSITION_IDS), chunk, 2);
         }
         root.setRowCount(chunk.size());
@@ -73,6 +82,18 @@ public final class ShardWriter {
       out.write(b, off, len);
       count += len;
     }
+  }
+
+  private static void fillLabel(VectorSchemaRoot root, List<Example> rows, ShardFormat.Columns columns) {
+    for (int r = 0; r < rows.size(); r++) {
+      float y = rows.get(r).label().orElseThrow(() -> new IllegalArgumentException("a classification shard needs a label on every row"));
+      if (columns == ShardFormat.Columns.CLASSES) {
+        ((org.apache.arrow.vector.BigIntVector) root.getVector(ShardFormat.LABEL)).setSafe(r, (long) y);
+      } else {
+        ((org.apache.arrow.vector.Float4Vector) root.getVector(ShardFormat.LABEL)).setSafe(r, y);
+      }
+    }
+    root.getVector(ShardFormat.LABEL).setValueCount(rows.size());
   }
 
   private static void fill(ListVector v, List<Example> rows, int column) {

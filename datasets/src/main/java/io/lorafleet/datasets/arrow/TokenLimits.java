@@ -8,9 +8,19 @@ import java.io.Serializable;
  * split, shard and row instead of surfacing as a native index error (or, on a GPU, as a device
  * assert that poisons the cached model).
  */
-public record TokenLimits(int vocabSize, int maxPositions) implements Serializable {
+public record TokenLimits(int vocabSize, int maxPositions, int numLabels) implements Serializable {
   /** No check (tools that only count or copy rows). */
-  public static final TokenLimits NONE = new TokenLimits(Integer.MAX_VALUE, Integer.MAX_VALUE);
+  public static final TokenLimits NONE = new TokenLimits(Integer.MAX_VALUE, Integer.MAX_VALUE, -1);
+
+  /** A causal LM's limits: rows carry token labels. */
+  public TokenLimits(int vocabSize, int maxPositions) {
+    this(vocabSize, maxPositions, 0);
+  }
+
+  /** What {@code model} accepts: its vocabulary and context, and a label per row when it is a sequence classifier. */
+  public static TokenLimits of(io.lorafleet.worker.model.ModelConfig model) {
+    return new TokenLimits(model.vocabSize(), model.contextLength(), model.arch().encoder() ? model.numLabels() : 0);
+  }
 
   public TokenLimits {
     if (vocabSize <= 0 || maxPositions <= 0) {
@@ -18,8 +28,35 @@ public record TokenLimits(int vocabSize, int maxPositions) implements Serializab
     }
   }
 
+  /**
+   * A classifier (numLabels &gt; 0) needs rows with a label: a class id in [0, numLabels), or any
+   * finite value when numLabels is 1 (regression); a causal LM (0) needs rows without one. -1 checks nothing.
+   */
+  private void checkLabel(Example e, String where) {
+    if (numLabels < 0) {
+      return;
+    }
+    if (numLabels == 0 && e.label().isPresent()) {
+      throw new IllegalArgumentException(where + ": the row holds a sequence label (prepared with --format classification) but the model is a "
+          + "causal LM, which trains on token labels");
+    }
+    if (numLabels > 0 && e.label().isEmpty()) {
+      throw new IllegalArgumentException(where + ": the row holds token labels but the model is a sequence classifier with " + numLabels
+          + " labels; prepare the data with --format classification");
+    }
+    if (numLabels > 0) {
+      float y = e.label().get();
+      boolean ok = numLabels == 1 ? Float.isFinite(y) : y == Math.rint(y) && y >= 0 && y < numLabels;
+      if (!ok) {
+        throw new IllegalArgumentException(where + ": label is " + y + " but the model's head expects "
+            + (numLabels == 1 ? "a finite value (regression)" : "a class id in 0.." + (numLabels - 1) + " (num_labels " + numLabels + ")"));
+      }
+    }
+  }
+
   /** Throws IllegalArgumentException naming {@code where} (split, shard, row) and the offending value. */
   void check(Example e, String where) {
+    checkLabel(e, where);
     int[] ids = e.inputIds();
     for (int k = 0; k < ids.length; k++) {
       if (ids[k] < 0 || ids[k] >= vocabSize) {

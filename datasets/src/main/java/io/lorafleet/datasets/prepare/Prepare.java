@@ -71,6 +71,7 @@ public final class Prepare {
     if (o.format() == RecordFormat.CHAT) {
       ChatFormat.template(Tokenize.tokenizer(o.modelDir())); // no chat_template: fail before any Spark work
     }
+    ShardFormat.Columns columns = columns(o);
     Path outDir = new Path(o.output());
     FileSystem fs = outDir.getFileSystem(hconf);
     fs.setWriteChecksum(false); // no .crc side files beside the shards on a local filesystem
@@ -115,7 +116,7 @@ public final class Prepare {
     for (boolean val : new boolean[] {false, true}) {
       JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
       String name = val ? "validation" : "train";
-      splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0));
+      splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0, columns));
       progress.accept("wrote " + name + ": " + splits.get(name).path("records").asLong() + " examples in " + new Path(outDir, name));
     }
     out.unpersist();
@@ -220,6 +221,10 @@ public final class Prepare {
    */
   public static Transformed transform(Dataset<Row> records, PrepareOptions o) {
     Tokenize.tokenizer(o.modelDir()); // a missing or unreadable tokenizer fails here, on the driver
+    if (o.format() == RecordFormat.CLASSIFICATION) {
+      throw new IllegalArgumentException("--format classification writes a label per row, which this transformer's input_ids/labels schema "
+          + "has no column for; use lorafleet prepare");
+    }
     if (o.format() == RecordFormat.CHAT) {
       ChatFormat.template(Tokenize.tokenizer(o.modelDir()));
     }
@@ -366,7 +371,27 @@ public final class Prepare {
    *
    * @param packLen 0 for one example per row, else rows packed up to this many tokens (within a shard)
    */
-  static ObjectNode writeSplit(JavaSparkContext jsc, FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen) throws IOException {
+  /**
+   * The shards' columns for these options and model: a class id or a value per row for an encoder
+   * (which --format classification alone prepares for), token labels (packed or not) for a causal LM.
+   */
+  static ShardFormat.Columns columns(PrepareOptions o) {
+    var model = Tokenize.config(o.modelDir());
+    boolean classify = o.format() == RecordFormat.CLASSIFICATION;
+    if (classify != model.arch().encoder()) {
+      throw new IllegalArgumentException(classify
+          ? "--format classification needs a sequence-classification model (roberta, deberta-v2) but " + o.modelDir() + " is " + model.modelType()
+          : "--model " + o.modelDir() + " is a " + model.modelType() + " sequence classifier: prepare its data with --format classification");
+    }
+    if (classify && o.pack()) {
+      throw new IllegalArgumentException("--pack does not apply to --format classification: each row is one labelled sequence");
+    }
+    return classify ? (model.regression() ? ShardFormat.Columns.VALUES : ShardFormat.Columns.CLASSES)
+        : o.pack() ? ShardFormat.Columns.PACKED : ShardFormat.Columns.TOKENS;
+  }
+
+  static ObjectNode writeSplit(JavaSparkContext jsc, FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen, ShardFormat.Columns columns)
+      throws IOException {
     fs.mkdirs(dir);
     long examples = split.count();
     int n = (int) Math.max(1, Math.min(shards, examples));
@@ -377,7 +402,7 @@ public final class Prepare {
     ShardTally total = byShard.mapPartitionsWithIndex((i, it) -> {
       FileSystem efs = new Path(dirName).getFileSystem(conf.value().value());
       efs.setWriteChecksum(false);
-      return List.of(writeShard(efs, new Path(dirName), i, n, it, packLen)).iterator();
+      return List.of(writeShard(efs, new Path(dirName), i, n, it, packLen, columns)).iterator();
     }, true).collect().stream().reduce(new ShardTally(), ShardTally::plus);
     conf.destroy();
     ArrayNode files = JSON.createArrayNode();
@@ -393,7 +418,7 @@ public final class Prepare {
     state.put("_output_all_columns", false);
     state.putNull("_split");
     writeJson(fs, new Path(dir, "state.json"), state);
-    ObjectNode info = (ObjectNode) JSON.readTree(ShardFormat.schema(packLen > 0).getCustomMetadata().get("huggingface")).get("info");
+    ObjectNode info = (ObjectNode) JSON.readTree(ShardFormat.schema(columns).getCustomMetadata().get("huggingface")).get("info");
     writeJson(fs, new Path(dir, "dataset_info.json"), info);
     ObjectNode stats = JSON.createObjectNode();
     stats.put("records", examples);
@@ -411,7 +436,8 @@ public final class Prepare {
     return stats;
   }
 
-  static ShardTally writeShard(FileSystem fs, Path dir, int shard, int n, Iterator<scala.Tuple2<Order, Out>> it, int packLen) throws IOException {
+  static ShardTally writeShard(FileSystem fs, Path dir, int shard, int n, Iterator<scala.Tuple2<Order, Out>> it, int packLen, ShardFormat.Columns columns)
+      throws IOException {
     ShardTally tally = new ShardTally();
     Iterator<Out> records = lazily(it).map(scala.Tuple2::_2).iterator();
     Iterator<Out> rows = packLen > 0 ? Packing.pack(records, packLen) : records;
@@ -421,7 +447,7 @@ public final class Prepare {
     Path tmp = new Path(dir, "." + name + "." + (task == null ? 0 : task.taskAttemptId()) + ".tmp");
     io.lorafleet.datasets.arrow.ShardIndex index;
     try (OutputStream s = fs.create(tmp, true)) {
-      index = ShardWriter.write(s, examples, packLen > 0);
+      index = ShardWriter.write(s, examples, columns);
     }
     writeJson(fs, new Path(dir, name + io.lorafleet.datasets.arrow.ShardIndex.SUFFIX), index.toJson());
     Path fin = new Path(dir, name);

@@ -21,7 +21,9 @@ public enum RecordFormat {
   /** Token ids and HF-convention labels (-100 where no loss falls), taken as they are. */
   PRETOKENIZED("pretokenized", List.of("input_ids", "labels")),
   /** OpenAI-style messages through the tokenizer's chat template; only assistant turns are trained. */
-  CHAT("chat", List.of("messages"));
+  CHAT("chat", List.of("messages")),
+  /** text, an optional text_pair and a label (a class id, a name from the model's id2label, or a value for regression) for an encoder. */
+  CLASSIFICATION("classification", List.of("text", "text_pair", "label"));
 
   /** The Stanford Alpaca prompt, with and without an input. */
   static final String ALPACA_WITH_INPUT = "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -93,7 +95,7 @@ public enum RecordFormat {
         yield new Pair(render(t, rec, o), string(rec, "output", o, false));
       }
       case TEXT -> new Pair("", string(rec, "text", o, false));
-      case PRETOKENIZED, CHAT -> throw new IllegalStateException(cliName + " records have no text pair");
+      case PRETOKENIZED, CHAT, CLASSIFICATION -> throw new IllegalStateException(cliName + " records have no text pair");
     };
   }
 

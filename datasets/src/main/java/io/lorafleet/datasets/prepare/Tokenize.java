@@ -17,11 +17,16 @@ public final class Tokenize {
 
   private Tokenize() {}
 
-  private static final ConcurrentHashMap<String, Integer> VOCAB = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, io.lorafleet.worker.model.ModelConfig> CONFIGS = new ConcurrentHashMap<>();
 
-  /** vocab_size from the model's config.json, read once per executor. */
+  /** The model's config.json, read once per executor. */
+  public static io.lorafleet.worker.model.ModelConfig config(String modelDir) {
+    return CONFIGS.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(Path.of(d, "config.json")));
+  }
+
+  /** vocab_size from the model's config.json. */
   public static int vocabSize(String modelDir) {
-    return VOCAB.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(Path.of(d, "config.json")).vocabSize());
+    return config(modelDir).vocabSize();
   }
 
   public static Tokenizer tokenizer(String modelDir) {
@@ -38,6 +43,9 @@ public final class Tokenize {
     }
     if (o.format() == RecordFormat.CHAT) {
       return ChatFormat.example(tok, ChatFormat.template(tok), rec, o);
+    }
+    if (o.format() == RecordFormat.CLASSIFICATION) {
+      return Classification.example(tok, rec, o, config(o.modelDir()));
     }
     return encode(tok, o.format().toPair(rec, o), o);
   }

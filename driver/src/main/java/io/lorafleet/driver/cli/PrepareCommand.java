@@ -15,7 +15,7 @@ final class PrepareCommand implements Callable<Integer> {
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") java.util.Map<String, String> sparkConf = new java.util.LinkedHashMap<>();
   @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
   @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
-  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text, pretokenized or chat") String format;
+  @Option(names = "--format", defaultValue = "context-target", description = "context-target, prompt-completion, alpaca, text, pretokenized, chat, or classification (text, optional text_pair, label; for roberta and deberta-v2)") String format;
   @Option(names = "--column", description = "map a logical field to a column, e.g. --column context=question") Map<String, String> columns = new LinkedHashMap<>();
   @Option(names = "--template", defaultValue = "", description = "prompt template with {field} placeholders") String template;
   @Option(names = "--model", required = true, description = "HF model directory whose tokenizer.json to use") String model;

@@ -32,6 +32,9 @@ public final class Evaluator {
 
   /** Evaluates examples on this JVM. {@code adapter} empty means the base (or merged model) alone. */
   public static Scores local(CausalLM base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+    if (base.config().arch().encoder()) {
+      return classify(base, adapter, examples, batch);
+    }
     Trainable t = adapter.<Trainable>map(AdapterFormat.Loaded::model).orElseGet(() -> new FrozenModel(base));
     float[] values = adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]);
     var loss = TrainStep.evaluate(t, values, GlobalBatch.microBatches(examples, batch));
@@ -62,6 +65,9 @@ public final class Evaluator {
    * trained biases) are evaluated on their own, by {@link #local}.
    */
   public static List<Scores> localMany(CausalLM base, List<Optional<AdapterFormat.Loaded>> candidates, List<Example> examples, int batch) {
+    if (base.config().arch().encoder()) { // a classifier's pass is one forward per batch: each candidate on its own
+      return candidates.stream().map(c -> classify(base, c, examples, batch)).toList();
+    }
     List<AdapterFormat.Loaded> mixed = new ArrayList<>();
     int[] slot = new int[candidates.size()]; // index into mixed, -1 for the base, -2 for one evaluated alone
     for (int c = 0; c < candidates.size(); c++) {
@@ -135,6 +141,33 @@ public final class Evaluator {
     return out;
   }
 
+  /**
+   * A sequence classifier on labelled examples: the loss summed over examples (cross-entropy, or
+   * squared error for regression) and each example's prediction (arg-max class, or value) beside
+   * its gold label, for {@link ClassificationMetrics}.
+   */
+  static Scores classify(CausalLM base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+    Trainable t = adapter.<Trainable>map(AdapterFormat.Loaded::model).orElseGet(() -> new FrozenModel(base));
+    float[] values = adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]);
+    float[] predicted = new float[examples.size()];
+    float[] gold = new float[examples.size()];
+    double loss = 0;
+    int at = 0;
+    for (io.lorafleet.worker.model.Batch b : GlobalBatch.microBatches(examples, batch)) {
+      try (ai.djl.ndarray.NDManager s = base.manager().newSubManager()) {
+        ai.djl.ndarray.NDArray logits = base.forward(t.bind(s, values, false, -1).context(), b);
+        float[] y = b.targets().orElseThrow(() -> new IllegalArgumentException("the split holds token labels but " + base.config().modelType()
+            + " is a sequence classifier; prepare the data with --format classification"));
+        loss += io.lorafleet.worker.train.TokenLoss.value(io.lorafleet.worker.train.SequenceLoss.sum(s, logits, y));
+        float[] p = io.lorafleet.worker.train.SequenceLoss.predictions(logits);
+        System.arraycopy(p, 0, predicted, at, p.length);
+        System.arraycopy(y, 0, gold, at, y.length);
+        at += p.length;
+      }
+    }
+    return new Scores(loss, examples.size(), 0, examples.size(), predicted, gold, base.config().regression());
+  }
+
   /** {@code b}'s rows {@code n} times over, one copy after another. */
   private static io.lorafleet.worker.model.Batch repeat(io.lorafleet.worker.model.Batch b, int n) {
     return new io.lorafleet.worker.model.Batch(tile(b.inputIds(), n), tile(b.labels(), n), tile(b.positionIds(), n), b.segmentIds().map(x -> tile(x, n)));
@@ -151,7 +184,7 @@ public final class Evaluator {
   /** A task's rows of the split, checked against what {@code base} accepts. */
   private static List<Example> rows(CausalLM base, String splitDir, org.apache.hadoop.conf.Configuration conf, java.util.Iterator<Integer> ids)
       throws java.io.IOException {
-    SplitReader split = SplitReader.open(splitDir, conf, new TokenLimits(base.config().vocabSize(), base.config().maxPositions()), 4);
+    SplitReader split = SplitReader.open(splitDir, conf, TokenLimits.of(base.config()), 4);
     List<Example> mine = new ArrayList<>();
     while (ids.hasNext()) {
       mine.add(split.row(ids.next()));

@@ -62,19 +62,32 @@ public final class RunEvaluation {
     List<Double> xs = new ArrayList<>();
     List<Double> ys = new ArrayList<>();
     List<SvgPlot.Level> levels = new ArrayList<>();
+    boolean classifier = rows.stream().anyMatch(r -> r.scores().classification());
+    if (classifier) {
+      table.setLength(0);
+      table.append(String.format(Locale.ROOT, "%-18s %6s %10s %9s %7s %9s %8s %9s%n", "candidate", "step", "loss", "accuracy", "f1", "matthews", "pearson",
+          "spearman"));
+    }
     for (Row r : rows) {
       Scores s = r.scores();
       ObjectNode n = arr.addObject();
-      n.put("candidate", r.label());
-      n.put("step", r.step());
-      n.put("adapter", r.adapter().orElse(""));
-      n.put("loss", s.loss());
-      n.put("perplexity", s.perplexity());
-      n.put("exact_match", s.exactMatch());
-      n.put("target_tokens", s.tokens());
-      n.put("examples", s.examples());
-      table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %11.3f %11.1f%%%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
-          s.perplexity(), 100 * s.exactMatch()));
+      if (classifier) { // GLUE's metrics; those that do not apply (F1 beyond two classes, correlations without regression) are null
+        ClassificationMetrics m = s.metrics();
+        n.put("candidate", r.label());
+        n.put("step", r.step());
+        n.put("adapter", r.adapter().orElse(""));
+        n.put("loss", s.loss());
+        putMetric(n, "accuracy", m.accuracy());
+        putMetric(n, "f1", m.f1());
+        putMetric(n, "matthews_correlation", m.matthews());
+        putMetric(n, "pearson", m.pearson());
+        putMetric(n, "spearman", m.spearman());
+        n.put("examples", s.examples());
+        table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %9s %7s %9s %8s %9s%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
+            cell(100 * m.accuracy(), "%.1f%%"), cell(m.f1(), "%.3f"), cell(m.matthews(), "%.3f"), cell(m.pearson(), "%.3f"), cell(m.spearman(), "%.3f")));
+      } else {
+        putLm(n, r, s, table);
+      }
       if (r.label().startsWith("checkpoint-")) {
         xs.add((double) r.step());
         ys.add(s.loss());
@@ -85,9 +98,35 @@ public final class RunEvaluation {
       }
     }
     Files.writeString(outDir.resolve("eval.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(arr));
-    SvgPlot.write(outDir.resolve("eval_loss.svg"), "Evaluation loss per checkpoint", "step", "eval loss (target tokens)",
+    SvgPlot.write(outDir.resolve("eval_loss.svg"), "Evaluation loss per checkpoint", "step", classifier ? "eval loss (per example)" : "eval loss (target tokens)",
         List.of(new SvgPlot.Series("checkpoints", xs.stream().mapToDouble(Double::doubleValue).toArray(), ys.stream().mapToDouble(Double::doubleValue).toArray(), "#1f77b4")),
         levels);
     return table.toString();
+  }
+
+  private static void putMetric(ObjectNode n, String name, double v) {
+    if (Double.isNaN(v)) {
+      n.putNull(name);
+    } else {
+      n.put(name, v);
+    }
+  }
+
+  private static String cell(double v, String fmt) {
+    return Double.isNaN(v) ? "-" : String.format(Locale.ROOT, fmt, v);
+  }
+
+  /** A causal LM's row: loss, perplexity and exact match. */
+  private static void putLm(ObjectNode n, Row r, Scores s, StringBuilder table) {
+    n.put("candidate", r.label());
+    n.put("step", r.step());
+    n.put("adapter", r.adapter().orElse(""));
+    n.put("loss", s.loss());
+    n.put("perplexity", s.perplexity());
+    n.put("exact_match", s.exactMatch());
+    n.put("target_tokens", s.tokens());
+    n.put("examples", s.examples());
+    table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %11.3f %11.1f%%%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
+        s.perplexity(), 100 * s.exactMatch()));
   }
 }

@@ -37,7 +37,13 @@ public final class GlobalBatch {
       List<Example> chunk = examples.subList(i, Math.min(examples.size(), i + micro));
       int[][] ids = chunk.stream().map(Example::inputIds).toArray(int[][]::new);
       int[][] labels = chunk.stream().map(Example::labels).toArray(int[][]::new);
-      if (chunk.stream().anyMatch(e -> e.positionIds().isPresent())) {
+      if (chunk.stream().anyMatch(e -> e.label().isPresent())) { // sequence classification: one label per row
+        float[] y = new float[chunk.size()];
+        for (int k = 0; k < y.length; k++) {
+          y[k] = chunk.get(k).label().orElseThrow();
+        }
+        out.add(Batch.classification(ids, y));
+      } else if (chunk.stream().anyMatch(e -> e.positionIds().isPresent())) {
         out.add(packed(chunk));
       } else {
         out.add(Batch.of(ids, labels));

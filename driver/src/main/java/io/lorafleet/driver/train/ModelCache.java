@@ -59,7 +59,7 @@ public final class ModelCache {
    * {@code dataset} (the manifest's fingerprint) tells a split prepared again at the same path.
    */
   public static SplitReader split(String splitDir, String dataset, ModelConfig model, org.apache.hadoop.conf.Configuration conf, int cacheBlocks) {
-    TokenLimits limits = new TokenLimits(model.vocabSize(), model.maxPositions());
+    TokenLimits limits = TokenLimits.of(model);
     String key = splitDir + "|" + limits + "|" + cacheBlocks;
     SplitReader cached = SPLITS.get(key + "|" + dataset);
     if (cached != null) {

@@ -303,7 +303,8 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
       try {
         var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
-        r = cfg.gradientCheckpointing() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
+        // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
+        r = cfg.gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
             : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
       } catch (NonFiniteGradientException e) {
         if (model.dtype() != DataType.FLOAT16) {

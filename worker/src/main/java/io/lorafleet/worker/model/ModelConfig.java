@@ -89,6 +89,14 @@ public record ModelConfig(
     return out;
   }
 
+  /**
+   * The most tokens a row may hold: max_position_embeddings, less RoBERTa's offset (its positions
+   * start after pad_token_id, so roberta-base's 514 positions hold 512 tokens).
+   */
+  public int contextLength() {
+    return arch == Architecture.ROBERTA ? maxPositions - raw.path("pad_token_id").asInt(1) - 1 : maxPositions;
+  }
+
   /** The std of transformers' normal init for weights the checkpoint lacks (a classification head). */
   public double initializerRange() {
     return raw.path("initializer_range").asDouble(0.02);

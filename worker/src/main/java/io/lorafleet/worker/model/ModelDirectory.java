@@ -145,6 +145,14 @@ public final class ModelDirectory {
    * {@code words}, in exactly the HF layout. The vocabulary size is that of the tokenizer.
    */
   public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed) throws IOException {
+    return initModel(dir, spec, words, seed, List.of());
+  }
+
+  /**
+   * As {@link #initModel(Path, TinyModelSpec, List, long)}; an encoder's classes are {@code labels}
+   * (id2label and label2id; one label makes a regression head), or LABEL_0 and LABEL_1 when empty.
+   */
+  public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed, List<String> labels) throws IOException {
     var specials = switch (spec.modelType()) {
       case "roberta" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.ROBERTA;
       case "deberta-v2" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
@@ -153,6 +161,21 @@ public final class ModelDirectory {
     int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words, specials);
     TinyModelSpec sized = spec.withVocab(vocab);
     ObjectNode cfgJson = sized.configJson(io.lorafleet.worker.tokenizer.TokenizerFiles.BOS, io.lorafleet.worker.tokenizer.TokenizerFiles.EOS);
+    if (!labels.isEmpty()) {
+      if (!cfgJson.has("id2label")) {
+        throw new IllegalArgumentException("--labels applies to the sequence classifiers (roberta, deberta-v2), not " + spec.modelType());
+      }
+      if (labels.stream().distinct().count() != labels.size()) {
+        throw new IllegalArgumentException("--labels must name each class once but found " + labels);
+      }
+      ObjectNode id2label = cfgJson.putObject("id2label");
+      ObjectNode label2id = cfgJson.putObject("label2id");
+      for (int i = 0; i < labels.size(); i++) {
+        id2label.put(Integer.toString(i), labels.get(i));
+        label2id.put(labels.get(i), i);
+      }
+      cfgJson.put("problem_type", labels.size() == 1 ? "regression" : "single_label_classification");
+    }
     ModelConfig config = ModelConfig.fromJson(cfgJson, dir.resolve("config.json").toString());
     write(dir, cfgJson, randomTensors(config, seed));
     return config;

@@ -86,6 +86,20 @@ public final class Tokenizer implements AutoCloseable {
     return out;
   }
 
+  /**
+   * A text, or a pair of texts, with the special tokens the tokenizer's post-processor puts around
+   * them (RoBERTa's &lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;, BERT's and DeBERTa's [CLS] A [SEP] B [SEP]): what
+   * transformers' tokenizer(text, text_pair) gives a sequence classifier.
+   */
+  public int[] encodeForClassification(String text, Optional<String> pair) {
+    long[] ids = pair.isPresent() ? hf.encode(text, pair.get(), true, false).getIds() : hf.encode(text, true, false).getIds();
+    int[] out = new int[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      out[i] = (int) ids[i];
+    }
+    return out;
+  }
+
   /** A generation prompt: the text's ids, after BOS when the tokenizer config adds one. */
   public int[] encodePrompt(String text) {
     int[] body = encode(text);
