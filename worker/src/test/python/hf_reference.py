@@ -187,6 +187,78 @@ def make(out):
         print(sorted(load_file(os.path.join(d, "adapter", "adapter_model.safetensors")).keys()))
 
 
+def encoder_cases():
+    """Sequence classifiers (the LoRA paper's GLUE setting). No fixtures yet: no machine with transformers has
+    run these; EncoderReferenceTest holds lorafleet to modeling_roberta.py's and modeling_deberta_v2.py's
+    definitions meanwhile."""
+    from transformers import DebertaV2Config, RobertaConfig
+    from peft import LoraConfig
+
+    return [
+        dict(name="roberta-cls",
+             config=RobertaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=T + 2, type_vocab_size=1, pad_token_id=1,
+                                  layer_norm_eps=1e-5, num_labels=3),
+             lora=LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "dense"], lora_dropout=0.0,
+                             task_type="SEQ_CLS")),
+        dict(name="deberta-v3-cls",
+             config=DebertaV2Config(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    intermediate_size=48, max_position_embeddings=64, type_vocab_size=0,
+                                    relative_attention=True, position_buckets=8, max_relative_positions=-1,
+                                    pos_att_type=["p2c", "c2p"], share_att_key=True, norm_rel_ebd="layer_norm",
+                                    position_biased_input=False, pooler_hidden_size=32, pooler_hidden_act="gelu",
+                                    layer_norm_eps=1e-7, num_labels=2, pad_token_id=0),
+             lora=LoraConfig(r=4, lora_alpha=8, target_modules=["query_proj", "key_proj", "value_proj"],
+                             modules_to_save=["pooler"], lora_dropout=0.0, task_type="SEQ_CLS")),
+    ]
+
+
+def make_encoders(out):
+    """As make, for sequence classifiers: row 1 is right-padded (attention_mask 0), labels are class ids, the
+    head is PEFT's modules_to_save copy (perturbed, so that it differs from the base's), and there is no generation."""
+    from transformers import AutoModelForSequenceClassification
+    from peft import get_peft_model
+
+    for i, case in enumerate(encoder_cases()):
+        d = os.path.join(out, case["name"])
+        os.makedirs(d, exist_ok=True)
+        model = AutoModelForSequenceClassification.from_config(case["config"], attn_implementation="eager")
+        perturb(model, 300 + i)
+        model.save_pretrained(d)
+        model = AutoModelForSequenceClassification.from_pretrained(d, attn_implementation="eager", dtype=torch.float64).eval()
+        g = torch.Generator().manual_seed(17)
+        ids = torch.randint(3, VOCAB, (2, T), generator=g)
+        mask = torch.ones(2, T, dtype=torch.long)
+        mask[1, 7:] = 0
+        ids[1, 7:] = case["config"].pad_token_id
+        labels = torch.tensor([1, 0])
+        ref = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        with torch.no_grad():
+            o = model(input_ids=ids, attention_mask=mask, labels=labels)
+        ref["base.logits"], ref["base.loss"] = o.logits.float(), o.loss.reshape(1)
+        peft = get_peft_model(model, case["lora"])
+        gen = torch.Generator().manual_seed(400 + i)
+        with torch.no_grad():
+            for pname, p in peft.named_parameters():
+                if p.requires_grad:
+                    p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+        peft.float().save_pretrained(os.path.join(d, "adapter"))
+        peft = peft.double()
+        o = peft(input_ids=ids, attention_mask=mask, labels=labels)
+        o.loss.backward()
+        ref["lora.logits"], ref["lora.loss"] = o.logits.detach().float(), o.loss.detach().reshape(1)
+        for pname, p in peft.named_parameters():
+            if p.requires_grad:
+                ref["grad." + strip_adapter_name(pname).replace(".modules_to_save.default.", ".")] = p.grad.detach()
+        with torch.no_grad():
+            ref["merged.logits"] = peft.merge_and_unload()(input_ids=ids, attention_mask=mask).logits.float()
+        save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(d, "reference.safetensors"),
+                  metadata={"transformers": __import__("transformers").__version__,
+                            "peft": __import__("peft").__version__, "torch": torch.__version__})
+        print(case["name"], "loss", float(ref["base.loss"]), "->", float(ref["lora.loss"]))
+        print(sorted(load_file(os.path.join(d, "adapter", "adapter_model.safetensors")).keys()))
+
+
 def check(root):
     """Loads lorafleet's adapters and merged exports with PEFT/transformers; compares with lorafleet's logits."""
     from transformers import AutoModelForCausalLM
@@ -275,5 +347,6 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     if sys.argv[1] == "make":
         make(sys.argv[2])
+        make_encoders(sys.argv[2])
     else:
         sys.exit(1 if check(sys.argv[2]) else 0)

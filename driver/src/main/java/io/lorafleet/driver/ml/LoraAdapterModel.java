@@ -139,6 +139,11 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
   public Dataset<Row> transform(Dataset<?> dataset) {
     StructType outSchema = transformSchema(dataset.schema());
     String base = value(baseModel);
+    var config = io.lorafleet.driver.train.ModelCache.skeleton(base).config();
+    if (config.arch().encoder()) {
+      throw new IllegalArgumentException("baseModel: " + base + " is a " + config.modelType() + " sequence classifier; this transformer generates and "
+          + "scores text with a causal LM; evaluate a classifier with lorafleet eval");
+    }
     String adapterDir = value(adapter);
     int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
     int target = lossMode() ? Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(targetCol)) : -1;

@@ -92,6 +92,10 @@ public final class ApiServer implements AutoCloseable {
   /** Loads the given adapters, starts the scheduler and binds the port (0: any free one). */
   public static ApiServer start(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
       throws Exception {
+    if (model.config().arch().encoder()) {
+      throw new IllegalArgumentException(modelDir + " is a " + model.config().modelType() + " sequence classifier: serve generates text and needs a "
+          + "causal LM; evaluate a classifier with lorafleet eval");
+    }
     ApiServer s = new ApiServer(options, model, tok, modelDir, adapterDirs, clock);
     s.scheduler.start();
     try {
