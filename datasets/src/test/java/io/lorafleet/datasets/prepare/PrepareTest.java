@@ -222,6 +222,49 @@ class PrepareTest {
     assertEquals(12, examples);
   }
 
+  /**
+   * --format classification: ids as tokenizer(text, text_pair) gives them through the
+   * post-processor, labels by id, by id2label name or as CSV strings; bad labels are quarantined
+   * with the reason; the wrong format for the model, or --pack, is refused before any Spark work.
+   */
+  @Test
+  void classificationRecordsForAnEncoder() throws Exception {
+    Path enc = tmp.resolve("roberta");
+    ModelDirectory.initModel(enc, new TinyModelSpec("roberta", 1, 8, 2, 2, 8, 1, 64, false), List.of("what", "is", "two", "five", "hello", "world"), 1,
+        List.of("no", "yes"));
+    Path in = tmp.resolve("c.jsonl");
+    Files.writeString(in, "{\"text\": \"hello world\", \"label\": \"yes\"}\n{\"text\": \"what is\", \"text_pair\": \"two\", \"label\": 0}\n"
+        + "{\"text\": \"five\", \"label\": \"maybe\"}\n{\"text\": \"five\", \"label\": 2}\n{\"text\": \"five\", \"label\": 0.5}\n{\"text\": \"five\"}\n");
+    Path csv = tmp.resolve("c.csv");
+    Files.writeString(csv, "text,label\nfive two,1\n");
+    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString(), csv.toString()), "auto", RecordFormat.CLASSIFICATION, Map.of(), "",
+        enc.toString(), tmp.resolve("cls").toString(), 32, "drop", false, 1, 0, 1, 0.9));
+    assertEquals(3, m.at("/splits/train/records").asLong());
+    List<Example> ex = Prepare.readSplit(tmp.resolve("cls/train"));
+    try (Tokenizer tok = Tokenizer.load(enc)) {
+      int hello = tok.encode("hello")[0];
+      int world = tok.encode("world")[0];
+      int[] what = tok.encode("what is");
+      int two = tok.encode("two")[0];
+      java.util.Map<String, Float> byIds = new java.util.HashMap<>();
+      ex.forEach(e -> byIds.put(java.util.Arrays.toString(e.inputIds()), e.label().orElseThrow()));
+      assertEquals(1f, byIds.get(java.util.Arrays.toString(new int[] {1, hello, world, 2})), "<s> A </s>, label by name: " + byIds);
+      assertEquals(0f, byIds.get(java.util.Arrays.toString(new int[] {1, what[0], what[1], 2, 2, two, 2})), "<s> A </s></s> B </s>: " + byIds);
+      assertEquals(1f, byIds.get(java.util.Arrays.toString(new int[] {1, tok.encode("five")[0], two, 2})), "a CSV string label: " + byIds);
+    }
+    String q = String.join("\n", Files.readAllLines(tmp.resolve("cls/quarantine.jsonl")));
+    for (String reason : List.of("label 'maybe' in field 'label' is not a class of the model: expected an id in 0..1 or one of [no, yes]",
+        "label 2 in field 'label' is not a class id", "label 0.5 in field 'label' is not a class id", "missing field 'label'")) {
+      assertTrue(q.contains(reason), reason + " not in " + q);
+    }
+    var wrong = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto",
+        RecordFormat.CONTEXT_TARGET, Map.of(), "", enc.toString(), tmp.resolve("w").toString(), 32, "drop", false, 1, 0, 1, 0.9)));
+    assertTrue(wrong.getMessage().contains("--format classification"), wrong.getMessage());
+    var llama = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto",
+        RecordFormat.CLASSIFICATION, Map.of(), "", model.toString(), tmp.resolve("w2").toString(), 32, "drop", false, 1, 0, 1, 0.9)));
+    assertTrue(llama.getMessage().contains("needs a sequence-classification model") && llama.getMessage().contains("llama"), llama.getMessage());
+  }
+
   @Test
   void badRecordsGoToQuarantineWithReasons() throws Exception {
     Path dir = tmp.resolve("mixed");

@@ -145,10 +145,7 @@ final class DebertaV2Encoder implements Decoder {
       }
       e = e.add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", ctx.manager().create(positions).toType(DataType.INT64, false)));
     }
-    if (typeVocab(c) > 0) {
-      e = e.add(m.embed(ctx, PREFIX + "embeddings.token_type_embeddings.weight", EncoderBlocks.tokenTypes(ctx.manager(), positions.length, positions[0].length)));
-    }
-    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", e);
+    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c));
   }
 
   @Override

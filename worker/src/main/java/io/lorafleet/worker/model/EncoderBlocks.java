@@ -103,8 +103,16 @@ final class EncoderBlocks {
     }
   }
 
-  /** Ids (B, T) as int64 zeros: token type 0 for every token, which RoBERTa's tokenizers give to pairs too. */
-  static NDArray tokenTypes(NDManager m, int b, int t) {
-    return m.zeros(new Shape(b, t), DataType.INT64);
+  /**
+   * The embeddings' last steps under {@code prefix} ("roberta.embeddings."): token type 0's
+   * embedding added when the model has token types (RoBERTa's tokenizers give pairs type 0 too),
+   * then LayerNorm. e (B, T, H).
+   */
+  static NDArray finishEmbeddings(CausalLM m, ForwardContext ctx, String prefix, NDArray e, int typeVocab) {
+    if (typeVocab > 0) {
+      Shape bt = new Shape(e.getShape().get(0), e.getShape().get(1));
+      e = e.add(m.embed(ctx, prefix + "token_type_embeddings.weight", ctx.manager().zeros(bt, DataType.INT64)));
+    }
+    return layerNorm(m, ctx, prefix + "LayerNorm", e);
   }
 }

@@ -90,10 +90,7 @@ final class RobertaEncoder implements Decoder {
     }
     NDArray posIds = ctx.manager().create(pos).toType(DataType.INT64, false);
     NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids).add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", posIds));
-    if (typeVocab(c) > 0) {
-      e = e.add(m.embed(ctx, PREFIX + "embeddings.token_type_embeddings.weight", EncoderBlocks.tokenTypes(ctx.manager(), positions.length, positions[0].length)));
-    }
-    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", e);
+    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c));
   }
 
   @Override
