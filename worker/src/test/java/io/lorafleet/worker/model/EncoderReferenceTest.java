@@ -12,6 +12,7 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.safetensors.Tensor;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
@@ -88,6 +89,30 @@ class EncoderReferenceTest {
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(multi, "cfg.json")).getMessage().contains("multi_label"));
     ObjectNode bert = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "bert");
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(bert, "cfg.json")).getMessage().contains("roberta, deberta-v2"));
+  }
+
+  /** The state_dict keys of RobertaForSequenceClassification and DebertaV2ForSequenceClassification (v3 config), listed from their modules, for 2 layers. */
+  @Test
+  void checkpointKeysAreTransformers() {
+    java.util.Set<String> roberta = new java.util.TreeSet<>(List.of("roberta.embeddings.word_embeddings.weight", "roberta.embeddings.position_embeddings.weight",
+        "roberta.embeddings.token_type_embeddings.weight", "roberta.embeddings.LayerNorm.weight", "roberta.embeddings.LayerNorm.bias",
+        "classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias"));
+    java.util.Set<String> deberta = new java.util.TreeSet<>(List.of("deberta.embeddings.word_embeddings.weight", "deberta.embeddings.LayerNorm.weight",
+        "deberta.embeddings.LayerNorm.bias", "deberta.encoder.rel_embeddings.weight", "deberta.encoder.LayerNorm.weight", "deberta.encoder.LayerNorm.bias",
+        "pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"));
+    for (int i = 0; i < 2; i++) {
+      for (String m : List.of("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "attention.output.LayerNorm",
+          "intermediate.dense", "output.dense", "output.LayerNorm")) {
+        for (String wb : List.of(".weight", ".bias")) {
+          roberta.add("roberta.encoder.layer." + i + "." + m + wb);
+          deberta.add("deberta.encoder.layer." + i + "." + (m.startsWith("attention.self.") ? m + "_proj" : m) + wb);
+        }
+      }
+    }
+    ModelConfig r = ModelConfig.fromJson(TinyModels.ROBERTA.configJson(1, 2), "roberta");
+    ModelConfig d = ModelConfig.fromJson(TinyModels.DEBERTA.configJson(1, 2), "deberta");
+    assertEquals(roberta, new java.util.TreeSet<>(Decoder.of(r).params(r).stream().map(ParamSpec::name).toList()));
+    assertEquals(deberta, new java.util.TreeSet<>(Decoder.of(d).params(d).stream().map(ParamSpec::name).toList()));
   }
 
   /** Generation needs a causal LM: an encoder refuses a KV cache by name. */
