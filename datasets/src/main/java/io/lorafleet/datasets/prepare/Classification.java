@@ -3,7 +3,6 @@ package io.lorafleet.datasets.prepare;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.tokenizer.Tokenizer;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -28,10 +27,10 @@ final class Classification {
       if (o.truncation().equals("drop")) {
         throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.maxSeqLen() + " (--truncation drop)");
       }
-      // keep the start, where the first token the head reads lies, and the closing separator
-      int last = ids[ids.length - 1];
-      ids = Arrays.copyOf(ids, o.maxSeqLen());
-      ids[ids.length - 1] = last;
+      ids = tok.encodeForClassification(text, pair, o.maxSeqLen()); // longest_first, as transformers truncates pairs
+      if (ids.length > o.maxSeqLen()) {
+        throw new RecordFormat.BadRecord("too long: the special tokens alone take more than --max-seq-len " + o.maxSeqLen());
+      }
       truncated = true;
     }
     return new Tokenize.Result(Example.classified(ids, label), truncated);

@@ -257,6 +257,15 @@ class PrepareTest {
         "label 2 in field 'label' is not a class id", "label 0.5 in field 'label' is not a class id", "missing field 'label'")) {
       assertTrue(q.contains(reason), reason + " not in " + q);
     }
+    // truncation as transformers' tokenizer(text, text_pair, truncation=True, max_length=6): the longer text loses tokens
+    // from its end until the pair fits beside <s> </s></s> </s>
+    Path longPair = tmp.resolve("long.jsonl");
+    Files.writeString(longPair, "{\"text\": \"what is two five hello world\", \"text_pair\": \"two\", \"label\": 1}\n");
+    Prepare.run(spark, new PrepareOptions(List.of(longPair.toString()), "auto", RecordFormat.CLASSIFICATION, Map.of(), "", enc.toString(),
+        tmp.resolve("cut").toString(), 6, "truncate-context", false, 1, 0, 1, 0));
+    try (Tokenizer tok = Tokenizer.load(enc)) {
+      assertArrayEquals(new int[] {1, tok.encode("what")[0], 2, 2, tok.encode("two")[0], 2}, Prepare.readSplit(tmp.resolve("cut/train")).get(0).inputIds());
+    }
     var wrong = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto",
         RecordFormat.CONTEXT_TARGET, Map.of(), "", enc.toString(), tmp.resolve("w").toString(), 32, "drop", false, 1, 0, 1, 0.9)));
     assertTrue(wrong.getMessage().contains("--format classification"), wrong.getMessage());

@@ -25,8 +25,13 @@ public final class Tokenizer implements AutoCloseable {
   private final boolean addEos;
   private final String fingerprint;
   private final JsonNode tokenizerConfig;
+  private final Path json;
+  /** Tokenizers that truncate pairs longest-first to a length, built on first use per length. */
+  private final java.util.Map<Integer, HuggingFaceTokenizer> truncating = new java.util.concurrent.ConcurrentHashMap<>();
 
-  private Tokenizer(HuggingFaceTokenizer hf, Optional<Integer> bos, Optional<Integer> eos, boolean addBos, boolean addEos, String fingerprint, JsonNode cfg) {
+  private Tokenizer(HuggingFaceTokenizer hf, Optional<Integer> bos, Optional<Integer> eos, boolean addBos, boolean addEos, String fingerprint, JsonNode cfg,
+      Path json) {
+    this.json = json;
     this.hf = hf;
     this.bos = bos;
     this.eos = eos;
@@ -60,7 +65,7 @@ public final class Tokenizer implements AutoCloseable {
       boolean addEos = cfg.path("add_eos_token").asBoolean(false);
       MessageDigest sha = MessageDigest.getInstance("SHA-256");
       sha.update(Files.readAllBytes(json));
-      return new Tokenizer(hf, bos, eos, addBos, addEos, HexFormat.of().formatHex(sha.digest()), cfg);
+      return new Tokenizer(hf, bos, eos, addBos, addEos, HexFormat.of().formatHex(sha.digest()), cfg, json);
     } catch (IOException | NoSuchAlgorithmException e) {
       throw new IllegalArgumentException(json + ": cannot load tokenizer: " + e.getMessage(), e);
     }
@@ -78,12 +83,7 @@ public final class Tokenizer implements AutoCloseable {
 
   /** Token ids of raw text, no special tokens. */
   public int[] encode(String text) {
-    long[] ids = hf.encode(text, false, false).getIds();
-    int[] out = new int[ids.length];
-    for (int i = 0; i < ids.length; i++) {
-      out[i] = (int) ids[i];
-    }
-    return out;
+    return ints(hf.encode(text, false, false).getIds());
   }
 
   /**
@@ -92,7 +92,27 @@ public final class Tokenizer implements AutoCloseable {
    * transformers' tokenizer(text, text_pair) gives a sequence classifier.
    */
   public int[] encodeForClassification(String text, Optional<String> pair) {
-    long[] ids = pair.isPresent() ? hf.encode(text, pair.get(), true, false).getIds() : hf.encode(text, true, false).getIds();
+    return ints(pair.isPresent() ? hf.encode(text, pair.get(), true, false).getIds() : hf.encode(text, true, false).getIds());
+  }
+
+  /**
+   * As {@link #encodeForClassification(String, Optional)}, truncated to {@code maxLength} tokens as
+   * transformers' tokenizer(text, text_pair, truncation=True, max_length=n) does: tokens are taken
+   * from the end of the longer text, one at a time (longest_first), and the special tokens are put
+   * around what is left.
+   */
+  public int[] encodeForClassification(String text, Optional<String> pair, int maxLength) {
+    HuggingFaceTokenizer t = truncating.computeIfAbsent(maxLength, n -> {
+      try {
+        return HuggingFaceTokenizer.builder().optTokenizerPath(json).optAddSpecialTokens(true).optTruncation(true).optMaxLength(n).optPadding(false).build();
+      } catch (IOException e) {
+        throw new IllegalArgumentException(json + ": cannot load tokenizer: " + e.getMessage(), e);
+      }
+    });
+    return ints(pair.isPresent() ? t.encode(text, pair.get(), true, false).getIds() : t.encode(text, true, false).getIds());
+  }
+
+  private static int[] ints(long[] ids) {
     int[] out = new int[ids.length];
     for (int i = 0; i < ids.length; i++) {
       out[i] = (int) ids[i];
@@ -148,5 +168,6 @@ public final class Tokenizer implements AutoCloseable {
   @Override
   public void close() {
     hf.close();
+    truncating.values().forEach(HuggingFaceTokenizer::close);
   }
 }
