@@ -271,19 +271,26 @@ def check(root):
             continue
         mine = load_file(os.path.join(d, "lorafleet.safetensors"))
         ids = mine["input_ids"]
-        base = AutoModelForCausalLM.from_pretrained(os.path.join(d, "base"), dtype=torch.float64, attn_implementation="eager")
+        # a sequence classifier (EncoderAdapterTest's export) reads its padded batch with the attention mask it wrote
+        arch = json.load(open(os.path.join(d, "base", "config.json"))).get("architectures", [""])[0]
+        Auto = AutoModelForCausalLM
+        extra = {}
+        if arch.endswith("ForSequenceClassification"):
+            from transformers import AutoModelForSequenceClassification as Auto
+            extra = {"attention_mask": mine["attention_mask"]}
+        base = Auto.from_pretrained(os.path.join(d, "base"), dtype=torch.float64, attn_implementation="eager")
         peft = PeftModel.from_pretrained(base, os.path.join(d, "adapter")).double().eval()
         with torch.no_grad():
-            got = peft(input_ids=ids).logits.float()
+            got = peft(input_ids=ids, **extra).logits.float()
         err = (got - mine["lora.logits"]).abs().max().item()
         scale = mine["lora.logits"].abs().max().item()
         ok = err <= 1e-4 * max(1.0, scale)
         failures += not ok
         print(f"{name}: PEFT loads lorafleet's adapter; max |logit diff| {err:.3g} (max |logit| {scale:.3g}) {'OK' if ok else 'FAIL'}")
         if os.path.isdir(os.path.join(d, "merged")):
-            merged = AutoModelForCausalLM.from_pretrained(os.path.join(d, "merged"), dtype=torch.float64, attn_implementation="eager")
+            merged = Auto.from_pretrained(os.path.join(d, "merged"), dtype=torch.float64, attn_implementation="eager")
             with torch.no_grad():
-                got = merged(input_ids=ids).logits.float()
+                got = merged(input_ids=ids, **extra).logits.float()
             err = (got - mine["lora.logits"]).abs().max().item()
             ok = err <= 1e-4 * max(1.0, scale)
             failures += not ok

@@ -20,7 +20,12 @@ import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import io.lorafleet.worker.train.FrozenModel;
 import io.lorafleet.worker.train.Trainable;
+import io.lorafleet.worker.safetensors.DType;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -47,6 +52,42 @@ class EncoderAdapterTest {
     try (NDManager s = t.base().manager().newSubManager()) {
       return t.base().forward(t.bind(s, p, false, -1).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
     }
+  }
+
+  /**
+   * With -Dlorafleet.hfcheck.out=DIR, leaves the base, the adapter, the merged export and
+   * lorafleet's logits (with the batch's ids and attention mask) in DIR/&lt;arch&gt;-cls for
+   * hf_reference.py check, which loads them with AutoModelForSequenceClassification and PEFT.
+   */
+  private static void exportForPython(String arch, Path base, Path adapter, Path merged, float[] logits) throws Exception {
+    String target = System.getProperty("lorafleet.hfcheck.out", "");
+    if (target.isEmpty()) {
+      return;
+    }
+    Path dst = Path.of(target).resolve(arch + "-cls");
+    for (var e : Map.of("base", base, "adapter", adapter, "merged", merged).entrySet()) {
+      Files.createDirectories(dst.resolve(e.getKey()));
+      try (var files = Files.list(e.getValue())) {
+        for (Path f : (Iterable<Path>) files::iterator) {
+          Files.copy(f, dst.resolve(e.getKey()).resolve(f.getFileName()), StandardCopyOption.REPLACE_EXISTING);
+        }
+      }
+    }
+    int b = BATCH.size();
+    int t = BATCH.seqLen();
+    ByteBuffer ids = ByteBuffer.allocate(b * t * 8).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer mask = ByteBuffer.allocate(b * t * 8).order(ByteOrder.LITTLE_ENDIAN);
+    for (int r = 0; r < b; r++) {
+      for (int i = 0; i < t; i++) {
+        ids.putLong(BATCH.inputIds()[r][i]);
+        mask.putLong(BATCH.segmentIds().orElseThrow()[r][i] == 0 ? 1 : 0);
+      }
+    }
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    out.put("input_ids", new Tensor(DType.I64, new long[] {b, t}, ids.array()));
+    out.put("attention_mask", new Tensor(DType.I64, new long[] {b, t}, mask.array()));
+    out.put("lora.logits", Tensor.ofFloats(logits, b, logits.length / b));
+    SafetensorsWriter.write(dst.resolve("lorafleet.safetensors"), out, Map.of("format", "pt"));
   }
 
   @ParameterizedTest
@@ -116,6 +157,7 @@ class EncoderAdapterTest {
       try (CausalLM reloaded = CausalLM.load(export, Device.cpu(), DataType.FLOAT32)) {
         assertArrayEquals(merged, logits(new FrozenModel(reloaded), new float[0]), 1e-6f);
       }
+      exportForPython(arch, base, out, export, unmerged);
       lora.unmerge(p);
       float[] restored = logits(new FrozenModel(m), new float[0]);
       for (int i = 0; i < restored.length; i++) {
