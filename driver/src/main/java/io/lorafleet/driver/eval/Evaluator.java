@@ -228,7 +228,8 @@ public final class Evaluator {
         cands.add(p.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(p), base)));
       }
       return List.of(mine.isEmpty() ? zero : localMany(base, cands, mine, 16)).iterator();
-    }).fold(zero, (a, b) -> IntStream.range(0, a.size()).mapToObj(i -> a.get(i).plus(b.get(i))).toList());
+    }).collect().stream() // in partition order, not in the order tasks finish: the sums and the predictions do not depend on timing
+        .reduce(zero, (a, b) -> IntStream.range(0, a.size()).mapToObj(i -> a.get(i).plus(b.get(i))).toList());
   }
 
   /** Each example's prompt (every token before the first labelled one) and expected answer (the rest, EOS included). */
@@ -264,6 +265,6 @@ public final class Evaluator {
       List<Example> mine = rows(base, splitDir, conf.value(), it);
       Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
       return List.of(local(base, a, mine, 16)).iterator();
-    }).reduce(Scores::plus);
+    }).collect().stream().reduce(Scores.ZERO, Scores::plus); // in partition order
   }
 }

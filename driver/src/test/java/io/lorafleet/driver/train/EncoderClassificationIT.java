@@ -161,7 +161,9 @@ class EncoderClassificationIT {
         Scores.ZERO)), data.resolve("validation").toString(), 2, 1000).get(0).scores();
     Scores adapter = evals.get(evals.size() - 1).scores();
     assertEquals(adapter.loss(), mergedEval.loss(), 1e-4 * Math.abs(adapter.loss()) + 1e-6);
-    assertEquals(adapter.metrics(), mergedEval.metrics(), "partitions finish in any order: the metrics, not the arrays, are comparable");
+    assertEquals(adapter.metrics(), mergedEval.metrics());
+    assertArrayEquals(adapter.gold(), mergedEval.gold(), "examples in split order, whichever task finishes first");
+    assertArrayEquals(adapter.predicted(), mergedEval.predicted());
     assertTrue(SafetensorsReader.open(merged.resolve(CausalLM.SAFETENSORS)).info("classifier.out_proj.weight").isPresent());
   }
 

@@ -22,6 +22,10 @@ import java.util.Optional;
  * (v3) K^r and Q^r come from key_proj and query_proj themselves, so LoRA on them moves the position
  * terms too; otherwise from pos_key_proj and pos_query_proj. The head is ContextPooler
  * (act(dense(h[:, 0])), pooler_hidden_act) and the classifier. Dropout is off, as in eval mode.
+ *
+ * <p>With conv_kernel_size (v2 xlarge and xxlarge, the LoRA paper's DeBERTa XXL), ConvLayer runs
+ * after the first layer: LN(h1 + act(conv1d(embeddings))), masked, where the convolution reads the
+ * embeddings (padding zeroed, as DebertaV2Embeddings multiplies by the mask) with same padding.
  */
 final class DebertaV2Encoder implements Decoder {
   static final String PREFIX = "deberta.";
@@ -68,6 +72,10 @@ final class DebertaV2Encoder implements Decoder {
     return c.raw().path("type_vocab_size").asInt(0);
   }
 
+  private static int convKernel(ModelConfig c) {
+    return c.raw().path("conv_kernel_size").asInt(0);
+  }
+
   @Override
   public List<LinearSpec> linears(ModelConfig c) {
     Relative rel = Relative.of(c);
@@ -108,6 +116,11 @@ final class DebertaV2Encoder implements Decoder {
     }
     if (rel.normEmbeddings()) {
       out.addAll(EncoderBlocks.layerNorm(PREFIX + "encoder.LayerNorm", h));
+    }
+    if (convKernel(c) > 0) { // ConvLayer: nn.Conv1d(H, H, k, groups) (out, in/groups, k), then LayerNorm
+      out.add(new ParamSpec(PREFIX + "encoder.conv.conv.weight", new long[] {h, h / c.raw().path("conv_groups").asInt(1), convKernel(c)}, false));
+      out.add(new ParamSpec(PREFIX + "encoder.conv.conv.bias", new long[] {h}, false));
+      out.addAll(EncoderBlocks.layerNorm(PREFIX + "encoder.conv.LayerNorm", h));
     }
     out.addAll(EncoderBlocks.linearParams(c, linears(c)));
     out.addAll(headParams(c));
@@ -226,7 +239,9 @@ final class DebertaV2Encoder implements Decoder {
       c2pIndex = relativeIndex(mg, rel, b, c.heads(), t, false);
       p2cIndex = relativeIndex(mg, rel, b, c.heads(), t, true);
     }
-    NDArray h = embed(m, ctx, ids, positions);
+    NDArray inputMask = inputMask(mg, positions, segments, m.dtype()); // (B, T, 1): 1 for the row's tokens, 0 for padding
+    NDArray embeddings = embed(m, ctx, ids, positions).mul(inputMask); // DebertaV2Embeddings: embeddings * mask
+    NDArray h = embeddings;
     for (int i = 0; i < c.layers(); i++) {
       NDArray[] qkv = qkv(m, ctx, i, h, new NDArray[0]);
       NDArray q = qkv[0].mul(Ops.constant(qkv[0], scale)); // (B, nh, T, hd), scaled once for all terms
@@ -244,7 +259,34 @@ final class DebertaV2Encoder implements Decoder {
       NDArray probs = Ops.cast(Ops.wide(scores.add(mask)).softmax(-1), scores.getDataType());
       NDArray a = probs.matMul(qkv[2]); // (B, nh, T, hd)
       h = rest(m, ctx, i, h, a.transpose(0, 2, 1, 3).reshape(b, t, c.hidden()));
+      if (i == 0 && convKernel(c) > 0) {
+        h = conv(m, ctx, embeddings, h, inputMask);
+      }
     }
     return head(m, ctx, h);
+  }
+
+  /** ConvLayer.forward(hidden_states = the embeddings, residual_states = layer 0's output, input_mask). e and h (B, T, H). */
+  private static NDArray conv(CausalLM m, ForwardContext ctx, NDArray e, NDArray h, NDArray inputMask) {
+    ModelConfig c = m.config();
+    int k = convKernel(c);
+    NDArray out = ai.djl.nn.convolutional.Conv1d.conv1d(e.transpose(0, 2, 1), m.param(ctx, PREFIX + "encoder.conv.conv.weight"),
+        m.param(ctx, PREFIX + "encoder.conv.conv.bias"), new Shape(1), new Shape((k - 1) / 2), new Shape(1), c.raw().path("conv_groups").asInt(1))
+        .singletonOrThrow().transpose(0, 2, 1).mul(inputMask); // (B, T, H), padding's outputs zeroed (masked_fill)
+    out = c.raw().path("conv_act").asText("tanh").equals("gelu") ? Activation.gelu(out) : out.tanh();
+    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "encoder.conv.LayerNorm", h.add(out)).mul(inputMask);
+  }
+
+  /** (B, T, 1): 1 where a token is the row's own (the segment of its first token), 0 for a classification batch's padding. */
+  private static NDArray inputMask(NDManager mg, int[][] positions, Optional<int[][]> segments, DataType dtype) {
+    int b = positions.length;
+    int t = positions[0].length;
+    float[] v = new float[b * t];
+    for (int r = 0; r < b; r++) {
+      for (int i = 0; i < t; i++) {
+        v[r * t + i] = segments.isEmpty() || segments.get()[r][i] == segments.get()[r][0] ? 1f : 0f;
+      }
+    }
+    return mg.create(v, new Shape(b, t, 1)).toType(dtype, false);
   }
 }

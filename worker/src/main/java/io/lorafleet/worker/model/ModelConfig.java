@@ -201,8 +201,8 @@ public record ModelConfig(
 
   /**
    * RobertaConfig and DebertaV2Config (BertConfig's field names). What the encoders do not build is
-   * refused by name: another activation, multi-label problems, DeBERTa's convolution after the first
-   * layer (v2 xlarge), an embedding size other than the hidden size, and a head size of its own.
+   * refused by name: another activation, multi-label problems, an even DeBERTa convolution kernel, an
+   * embedding size other than the hidden size, and a head size of its own.
    */
   private static ModelConfig encoder(Architecture arch, String type, ObjectNode c, String where) {
     int hidden = integer(c, "hidden_size", where);
@@ -219,9 +219,18 @@ public record ModelConfig(
           + "or regression");
     }
     if (arch == Architecture.DEBERTA_V2) {
-      if (c.path("conv_kernel_size").asInt(0) > 0) {
-        throw new IllegalArgumentException(where + ": conv_kernel_size " + c.get("conv_kernel_size") + " is not supported (DeBERTa-v2's "
-            + "convolution after the first layer), expected 0 or absent");
+      int kernel = c.path("conv_kernel_size").asInt(0);
+      if (kernel > 0 && kernel % 2 == 0) {
+        throw new IllegalArgumentException(where + ": conv_kernel_size " + kernel + " is not supported: DeBERTa-v2's convolution keeps the "
+            + "length only for an odd kernel, expected 1, 3, 5, ...");
+      }
+      int groups = c.path("conv_groups").asInt(1);
+      if (kernel > 0 && (groups < 1 || hidden % groups != 0)) {
+        throw new IllegalArgumentException(where + ": conv_groups " + groups + " must divide hidden_size " + hidden);
+      }
+      String convAct = c.path("conv_act").asText("tanh");
+      if (kernel > 0 && !convAct.equals("tanh") && !convAct.equals("gelu")) {
+        throw new IllegalArgumentException(where + ": conv_act '" + convAct + "' is not supported, expected tanh or gelu");
       }
       if (c.path("embedding_size").asInt(hidden) != hidden) {
         throw new IllegalArgumentException(where + ": embedding_size " + c.get("embedding_size") + " is not supported, expected hidden_size " + hidden);

@@ -71,6 +71,16 @@ class EncoderReferenceTest {
     }, EncoderReferenceTest::deberta);
   }
 
+  /** DeBERTa-v2 xxlarge's shape (the LoRA paper's DeBERTa XXL): ConvLayer after the first layer, here grouped and with gelu. */
+  @Test
+  void debertaV2WithTheConvolutionAfterTheFirstLayer() throws Exception {
+    check(TinyModels.DEBERTA, c -> {
+      c.put("conv_kernel_size", 3);
+      c.put("conv_act", "gelu");
+      c.put("conv_groups", 2);
+    }, EncoderReferenceTest::deberta);
+  }
+
   /** c2p alone scales by √(2·hd), not √(3·hd). */
   @Test
   void debertaWithContentToPositionOnly() throws Exception {
@@ -83,8 +93,8 @@ class EncoderReferenceTest {
     c.remove("id2label");
     c.put("num_labels", 1);
     assertTrue(ModelConfig.fromJson(c, "x").regression());
-    ObjectNode conv = TinyModels.DEBERTA.configJson(1, 2).put("conv_kernel_size", 3);
-    assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(conv, "cfg.json")).getMessage().contains("conv_kernel_size 3"));
+    ObjectNode conv = TinyModels.DEBERTA.configJson(1, 2).put("conv_kernel_size", 4);
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(conv, "cfg.json")).getMessage().contains("conv_kernel_size 4"));
     ObjectNode multi = TinyModels.ROBERTA.configJson(1, 2).put("problem_type", "multi_label_classification");
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(multi, "cfg.json")).getMessage().contains("multi_label"));
     ObjectNode bert = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "bert");
@@ -387,6 +397,7 @@ class EncoderReferenceTest {
     boolean p2c = types.contains("p2c");
     boolean share = r.path("share_att_key").asBoolean(false);
     double scale = Math.sqrt(hd * (1.0 + (c2p ? 1 : 0) + (p2c ? 1 : 0)));
+    double[][] embeddings = x;
     for (int l = 0; l < c.layers(); l++) {
       String p = "deberta.encoder.layer." + l + ".attention.self.";
       double[][] q = linear(x, w.get(p + "query_proj.weight"), w.get(p + "query_proj.bias"));
@@ -421,6 +432,30 @@ class EncoderReferenceTest {
         }
       }
       x = block(w, "deberta.encoder.layer." + l + ".", x, a, c.normEps());
+      int kernel = r.path("conv_kernel_size").asInt(0);
+      if (l == 0 && kernel > 0) { // ConvLayer: LN(residual + act(conv1d(embeddings))), nn.Conv1d with padding (k − 1)/2 and groups
+        int groups = r.path("conv_groups").asInt(1);
+        int per = h / groups;
+        double[] cw = w.get("deberta.encoder.conv.conv.weight"); // (out, in/groups, k)
+        double[][] out = new double[n][h];
+        for (int t = 0; t < n; t++) {
+          for (int o = 0; o < h; o++) {
+            double acc = w.get("deberta.encoder.conv.conv.bias")[o];
+            int g = o / per;
+            for (int ci = 0; ci < per; ci++) {
+              for (int j = 0; j < kernel; j++) {
+                int src = t + j - (kernel - 1) / 2;
+                if (src >= 0 && src < n) {
+                  acc += cw[(o * per + ci) * kernel + j] * embeddings[src][g * per + ci];
+                }
+              }
+            }
+            out[t][o] = acc;
+          }
+        }
+        out = map(out, r.path("conv_act").asText("tanh").equals("gelu") ? EncoderReferenceTest::gelu : Math::tanh);
+        x = layerNorm(add(x, out), w.get("deberta.encoder.conv.LayerNorm.weight"), w.get("deberta.encoder.conv.LayerNorm.bias"), c.normEps());
+      }
     }
     double[][] pooled = linear(new double[][] {x[0]}, w.get("pooler.dense.weight"), w.get("pooler.dense.bias"));
     pooled = map(pooled, r.path("pooler_hidden_act").asText("gelu").equals("tanh") ? Math::tanh : EncoderReferenceTest::gelu);

@@ -100,15 +100,26 @@ class GradientCheckTest {
    * cross-entropy over three classes and through regression (num_labels 1, squared error).
    */
   @ParameterizedTest
-  @ValueSource(strings = {"roberta-3", "roberta-1", "deberta-3", "deberta-1"})
+  @ValueSource(strings = {"roberta-3", "roberta-1", "deberta-3", "deberta-1", "debertaconv-2"})
   void encoderHeadsAndLossesGradients(String which) {
     String[] parts = which.split("-");
-    TinyModelSpec spec = spec(parts[0]);
+    TinyModelSpec spec = spec(parts[0].replace("conv", ""));
     var json = spec.configJson(1, 2);
+    if (parts[0].endsWith("conv")) { // DeBERTa-v2 xxlarge's ConvLayer after the first layer
+      json.put("conv_kernel_size", 3).put("conv_act", "gelu");
+    }
     json.remove("id2label");
     json.put("num_labels", Integer.parseInt(parts[1]));
     var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, which);
-    var tensors = new java.util.LinkedHashMap<>(TinyModels.tensors(spec, 9));
+    var tensors = new java.util.LinkedHashMap<>(io.lorafleet.worker.model.ModelDirectory.randomTensors(config, 9));
+    var rng0 = new Random(10);
+    tensors.replaceAll((k, t) -> { // std 0.3 (norm scales near 1), as TinyModels makes them, for this config's tensors
+      float[] v = t.toFloatArray();
+      for (int i = 0; i < v.length; i++) {
+        v[i] = k.contains("LayerNorm.weight") ? 1f + (float) (rng0.nextGaussian() * 0.1) : (float) (rng0.nextGaussian() * 0.3);
+      }
+      return io.lorafleet.worker.safetensors.Tensor.ofFloats(v, t.shape());
+    });
     tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base without this head: HeadInit makes it
     try (CausalLM m = CausalLM.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") ? List.of("dense", "value") : List.of("query_proj", "key_proj", "value_proj")));
