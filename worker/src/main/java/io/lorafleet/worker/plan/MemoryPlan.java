@@ -29,7 +29,8 @@ import java.util.Map;
  *       probabilities; with checkpointing only each layer's input (H) is kept, one layer is
  *       recomputed, and attention and loss run in 16 MiB pieces;
  *   <li>logits: log-softmax output, its gradient and the logits' (B·T·V fp32 each, and the logits
- *       themselves): 4 × B·T·V × 4 bytes, or one 16 MiB chunk's worth with checkpointing.
+ *       themselves): 4 × B·T·V × 4 bytes, or one 16 MiB chunk's worth with checkpointing; an
+ *       encoder's are (B, num_labels), and its step is never checkpointed.
  * </ul>
  * The sum is multiplied by {@value #ALLOCATOR} for the allocator's fragmentation (glibc keeps freed
  * blocks in its arenas), a factor fitted to bench-step's measured peaks; the README gives the
@@ -126,7 +127,10 @@ public final class MemoryPlan {
     long probsPerLayer = b * c.heads() * t * t * 4;
     long activations;
     long logits;
-    if (!s.checkpointing()) {
+    if (c.arch().encoder()) { // a classifier's step runs whole (no checkpointing) and its logits are (B, num_labels)
+      activations = layers * (b * t * perTokenLayer + probsPerLayer) + 2 * probsPerLayer;
+      logits = 4 * b * c.numLabels() * 4;
+    } else if (!s.checkpointing()) {
       activations = layers * (b * t * perTokenLayer + probsPerLayer) + 2 * probsPerLayer;
       logits = 4 * b * t * v * 4;
     } else {
