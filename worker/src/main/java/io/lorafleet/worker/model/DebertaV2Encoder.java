@@ -140,11 +140,6 @@ final class DebertaV2Encoder implements Decoder {
     return out;
   }
 
-  @Override
-  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
-    return new NDArray[0];
-  }
-
   /** LayerNorm(word [+ absolute position when position_biased_input] [+ token type 0]). */
   @Override
   public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {

@@ -33,8 +33,10 @@ interface Decoder {
   /** The projections LoRA may target, in forward order. */
   List<LinearSpec> linears(ModelConfig c);
 
-  /** Tables every layer reads for these positions (RoPE's cos and signed sin), made in {@code manager}; none for learned positions. */
-  NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions);
+  /** Tables every layer reads for these positions (RoPE's cos and signed sin), made in {@code manager}; none for learned or relative positions. */
+  default NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
+    return new NDArray[0];
+  }
 
   /** The input embeddings (B, T, H) of ids (B, T) at the given positions. */
   NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions);

@@ -1,7 +1,6 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -51,12 +50,6 @@ final class Gpt2Decoder implements Decoder {
     out.add(new ParamSpec("transformer.ln_f.weight", new long[] {h}, false));
     out.add(new ParamSpec("transformer.ln_f.bias", new long[] {h}, false));
     return out;
-  }
-
-  /** Learned positions: no tables. */
-  @Override
-  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
-    return new NDArray[0];
   }
 
   /** Token plus learned position embeddings (B, T, H). */

@@ -1,7 +1,6 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import java.util.ArrayList;
 import java.util.List;
@@ -65,11 +64,6 @@ final class RobertaEncoder implements Decoder {
     List<ParamSpec> out = new ArrayList<>(EncoderBlocks.headLinearParams("classifier.dense", c.hidden(), c.hidden()));
     out.addAll(EncoderBlocks.headLinearParams("classifier.out_proj", c.hidden(), c.numLabels()));
     return out;
-  }
-
-  @Override
-  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
-    return new NDArray[0];
   }
 
   /** LayerNorm(word + position + token type 0), positions offset past the pad id as RoBERTa numbers them. */
