@@ -50,6 +50,35 @@ class MixedPrecisionTest {
     }
   }
 
+  /** The encoders under fp16 compute (the GPU default), DeBERTa with its convolution layer, against fp32: logits, loss and gradients of LoRA and the head. */
+  @ParameterizedTest
+  @ValueSource(strings = {"roberta", "deberta"})
+  void encodersUnderFp16TrackFp32(String arch) {
+    var spec = arch.equals("roberta") ? io.lorafleet.worker.TinyModels.ROBERTA : io.lorafleet.worker.TinyModels.DEBERTA;
+    var json = spec.configJson(1, 2);
+    if (arch.equals("deberta")) {
+      json.put("conv_kernel_size", 3).put("conv_act", "gelu");
+    }
+    var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, arch);
+    var tensors = io.lorafleet.worker.model.ModelDirectory.randomTensors(config, 3);
+    Batch batch = Batch.classification(new int[][] {{1, 5, 9, 13, 17, 21, 2}, {1, 30, 31, 2}}, new float[] {1, 0});
+    try (CausalLM half = CausalLM.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT16);
+        CausalLM full = CausalLM.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT32)) {
+      var cfg = io.lorafleet.worker.lora.LoraConfig.of(4, 8, List.of("all-linear"));
+      var l16 = io.lorafleet.worker.lora.LoraModel.create(half, cfg);
+      var l32 = io.lorafleet.worker.lora.LoraModel.create(full, cfg);
+      float[] p = io.lorafleet.worker.TinyModels.trained(l32, 5);
+      double logitErr = relErr(HfReferenceTest.logits(full, l32, p, batch), HfReferenceTest.logits(half, l16, p, batch));
+      StepResult g16 = TrainStep.run(l16, p, List.of(batch), -1);
+      StepResult g32 = TrainStep.run(l32, p, List.of(batch), -1);
+      double gradErr = relErr(g32.gradSum(), g16.gradSum());
+      System.out.printf("%s fp16: logits rel. error %.2e, gradient rel. error %.2e, loss %.5f vs %.5f%n", arch, logitErr, gradErr, g16.meanLoss(), g32.meanLoss());
+      assertTrue(logitErr < 1e-2, arch + ": fp16 logits relative error " + logitErr);
+      assertTrue(gradErr < 3e-2, arch + ": fp16 gradient relative error " + gradErr);
+      assertEquals(g32.meanLoss(), g16.meanLoss(), 1e-2);
+    }
+  }
+
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2-f16"})
   void fp16ComputeTracksTheReference(String name) throws Exception {
