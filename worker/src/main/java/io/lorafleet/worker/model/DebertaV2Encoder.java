@@ -212,6 +212,18 @@ final class DebertaV2Encoder implements Decoder {
     return m.create(idx, new Shape(1, 1, t, t)).broadcast(new Shape(b, nh, t, t));
   }
 
+  /** What every layer's position terms read: the relative embeddings (1, 2·span, H), LayerNorm'd when asked, and the c2p and p2c gather indexes (B, nh, T, T). */
+  private record Positions(NDArray embeddings, NDArray c2p, NDArray p2c) {
+    static Positions of(CausalLM m, ForwardContext ctx, Relative rel, int b, int t) {
+      NDArray e = m.param(ctx, PREFIX + "encoder.rel_embeddings.weight").expandDims(0);
+      if (rel.normEmbeddings()) {
+        e = EncoderBlocks.layerNorm(m, ctx, PREFIX + "encoder.LayerNorm", e);
+      }
+      int nh = m.config().heads();
+      return new Positions(e, relativeIndex(ctx.manager(), rel, b, nh, t, false), relativeIndex(ctx.manager(), rel, b, nh, t, true));
+    }
+  }
+
   /** Class logits (B, num_labels); padding lies in a segment of its own. */
   @Override
   public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
@@ -223,17 +235,7 @@ final class DebertaV2Encoder implements Decoder {
     NDManager mg = ctx.manager();
     NDArray mask = EncoderBlocks.mask(mg, b, t, segments, m.dtype());
     double scale = 1.0 / Math.sqrt(c.headDim() * (1.0 + (rel.c2p() ? 1 : 0) + (rel.p2c() ? 1 : 0)));
-    NDArray relEmb = null; // (1, 2·span, H)
-    NDArray c2pIndex = null;
-    NDArray p2cIndex = null;
-    if (rel.on()) {
-      relEmb = m.param(ctx, PREFIX + "encoder.rel_embeddings.weight").expandDims(0);
-      if (rel.normEmbeddings()) {
-        relEmb = EncoderBlocks.layerNorm(m, ctx, PREFIX + "encoder.LayerNorm", relEmb);
-      }
-      c2pIndex = relativeIndex(mg, rel, b, c.heads(), t, false);
-      p2cIndex = relativeIndex(mg, rel, b, c.heads(), t, true);
-    }
+    Optional<Positions> pos = rel.on() ? Optional.of(Positions.of(m, ctx, rel, b, t)) : Optional.empty(); // c2p and p2c imply rel.on()
     NDArray inputMask = inputMask(mg, positions, segments, m.dtype()); // (B, T, 1): 1 for the row's tokens, 0 for padding
     NDArray embeddings = embed(m, ctx, ids, positions).mul(inputMask); // DebertaV2Embeddings: embeddings * mask
     NDArray h = embeddings;
@@ -243,13 +245,15 @@ final class DebertaV2Encoder implements Decoder {
       NDArray scores = q.matMul(qkv[1].transpose(0, 1, 3, 2)); // (B, nh, T, T)
       String p = layer(i) + "attention.self.";
       if (rel.c2p()) {
-        NDArray posKey = Ops.heads(m.linear(ctx, relEmb, p + (rel.shareKey() ? "key_proj" : "pos_key_proj")), c.heads(), c.headDim()); // (1, nh, 2s, hd)
-        scores = scores.add(q.matMul(posKey.transpose(0, 1, 3, 2)).gather(c2pIndex, 3)); // q_i · K^r_δ(i,j)
+        Positions r = pos.orElseThrow();
+        NDArray posKey = Ops.heads(m.linear(ctx, r.embeddings(), p + (rel.shareKey() ? "key_proj" : "pos_key_proj")), c.heads(), c.headDim()); // (1, nh, 2s, hd)
+        scores = scores.add(q.matMul(posKey.transpose(0, 1, 3, 2)).gather(r.c2p(), 3)); // q_i · K^r_δ(i,j)
       }
       if (rel.p2c()) {
-        NDArray posQuery = Ops.heads(m.linear(ctx, relEmb, p + (rel.shareKey() ? "query_proj" : "pos_query_proj")), c.heads(), c.headDim());
+        Positions r = pos.orElseThrow();
+        NDArray posQuery = Ops.heads(m.linear(ctx, r.embeddings(), p + (rel.shareKey() ? "query_proj" : "pos_query_proj")), c.heads(), c.headDim());
         NDArray k = qkv[1].mul(Ops.constant(qkv[1], scale));
-        scores = scores.add(k.matMul(posQuery.transpose(0, 1, 3, 2)).gather(p2cIndex, 3).transpose(0, 1, 3, 2)); // k_j · Q^r_δ(i,j)
+        scores = scores.add(k.matMul(posQuery.transpose(0, 1, 3, 2)).gather(r.p2c(), 3).transpose(0, 1, 3, 2)); // k_j · Q^r_δ(i,j)
       }
       NDArray probs = Ops.cast(Ops.wide(scores.add(mask)).softmax(-1), scores.getDataType());
       NDArray a = probs.matMul(qkv[2]); // (B, nh, T, hd)
