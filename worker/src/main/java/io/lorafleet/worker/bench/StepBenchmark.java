@@ -47,11 +47,26 @@ public final class StepBenchmark {
    * @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length
    * @param variants LoRA against DoRA (same rank) and VeRA (PEFT's default rank 256) instead of against full fine-tuning
    */
+  /** @param arch the random model's model_type: llama, or an encoder (roberta, deberta-v2) classifying each row into 2 labels */
   public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
-      boolean checkpointing, boolean variants, Quantization quantize, String modelDir, boolean baseline) {
+      boolean checkpointing, boolean variants, Quantization quantize, String modelDir, boolean baseline, String arch) {
     public Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
         boolean checkpointing) {
-      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false, Quantization.NONE, "", true);
+      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false, Quantization.NONE, "", true, "llama");
+    }
+
+    public Settings {
+      if (!List.of("llama", "roberta", "deberta-v2").contains(arch)) {
+        throw new IllegalArgumentException("--arch must be llama, roberta or deberta-v2 but found '" + arch + "'");
+      }
+      if (!arch.equals("llama") && (checkpointing || quantize.on() || !modelDir.isEmpty())) {
+        throw new IllegalArgumentException("--arch " + arch + " benchmarks LoRA against full fine-tuning (or --variants) on a random encoder; "
+            + "--gradient-checkpointing, --quantize and --model apply to llama");
+      }
+    }
+
+    boolean encoder() {
+      return !arch.equals("llama");
     }
   }
 
@@ -60,9 +75,10 @@ public final class StepBenchmark {
       return fromFiles(s);
     }
     Map<String, Object> out = new LinkedHashMap<>();
-    TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(), Math.max(s.seqLen(), 512), false);
+    TinyModelSpec spec = new TinyModelSpec(s.arch(), s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(),
+        Math.max(s.seqLen(), 512), false);
     ModelConfig cfg = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
-    out.put("model", "llama H" + s.hidden() + " L" + s.layers() + " FFN" + s.intermediate() + " V" + s.vocab());
+    out.put("model", s.arch() + " H" + s.hidden() + " L" + s.layers() + " FFN" + s.intermediate() + " V" + s.vocab());
     out.put("batch", s.batch() + "x" + s.seqLen());
     out.put("lora_targets", String.join(",", s.targets()) + " r" + s.rank());
     out.put("threads", Runtime.getRuntime().availableProcessors());
@@ -285,6 +301,13 @@ public final class StepBenchmark {
       for (int i = 0; i < row.length; i++) {
         row[i] = r.nextInt(vocab);
       }
+    }
+    if (s.encoder()) { // one class label per row: the encoder's loss
+      float[] labels = new float[s.batch()];
+      for (int i = 0; i < labels.length; i++) {
+        labels[i] = r.nextInt(2);
+      }
+      return Batch.classification(ids, labels);
     }
     return Batch.of(ids, ids);
   }

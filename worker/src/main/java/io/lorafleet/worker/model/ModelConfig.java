@@ -97,6 +97,15 @@ public record ModelConfig(
     return arch == Architecture.ROBERTA ? maxPositions - raw.path("pad_token_id").asInt(1) - 1 : maxPositions;
   }
 
+  /** DeBERTa's disentangled score terms besides content-to-content (c2p, p2c: 0 to 2), each a (B, nh, T, T) tensor per layer; 0 for the others. */
+  public int disentangledTerms() {
+    if (arch != Architecture.DEBERTA_V2) {
+      return 0;
+    }
+    DebertaV2Encoder.Relative r = DebertaV2Encoder.Relative.of(this);
+    return (r.c2p() ? 1 : 0) + (r.p2c() ? 1 : 0);
+  }
+
   /** The std of transformers' normal init for weights the checkpoint lacks (a classification head). */
   public double initializerRange() {
     return raw.path("initializer_range").asDouble(0.02);

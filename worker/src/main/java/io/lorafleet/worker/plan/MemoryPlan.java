@@ -128,7 +128,10 @@ public final class MemoryPlan {
     long activations;
     long logits;
     if (c.arch().encoder()) { // a classifier's step runs whole (no checkpointing) and its logits are (B, num_labels)
-      activations = layers * (b * t * perTokenLayer + probsPerLayer) + 2 * probsPerLayer;
+      // DeBERTa: about three more (B, nh, T, T) fp32 tensors per layer for each of c2p and p2c (fitted to
+      // bench-step --arch deberta-v2, hidden 768, 12 layers, 8x128: 4334 MB measured against 3864 without this term)
+      long disentangled = c.disentangledTerms() * 3 * probsPerLayer;
+      activations = layers * (b * t * perTokenLayer + probsPerLayer + disentangled) + 2 * probsPerLayer;
       logits = 4 * b * c.numLabels() * 4;
     } else if (!s.checkpointing()) {
       activations = layers * (b * t * perTokenLayer + probsPerLayer) + 2 * probsPerLayer;
