@@ -36,8 +36,10 @@ import org.apache.spark.sql.types.StructType;
  * A trained adapter over its base as a Spark ML Transformer. With {@code targetCol} unset it adds
  * {@code outputCol} (default "generated"): the greedy continuation of {@code inputCol}, up to
  * {@code maxNewTokens}. With {@code targetCol} set it adds {@code outputCol} (then default "loss"):
- * the mean per-token loss of the target after the input, as training computes it. Each executor
- * loads the base once and the adapter once per task.
+ * the mean per-token loss of the target after the input, as training computes it. Over a sequence
+ * classifier (RoBERTa, DeBERTa-v2) it adds {@code outputCol} (default "prediction"): each text's
+ * predicted class name (id2label), or its regressed value. Each executor loads the base once and
+ * the adapter once per task.
  */
 public final class LoraAdapterModel extends Model<LoraAdapterModel> {
   private final String uid;
@@ -116,7 +118,13 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
 
   private String output() {
     String o = value(outputCol);
-    return !o.isEmpty() ? o : lossMode() ? "loss" : "generated";
+    return !o.isEmpty() ? o : encoder().isPresent() ? "prediction" : lossMode() ? "loss" : "generated";
+  }
+
+  /** The base's config when it is a sequence classifier (read on the driver). */
+  private Optional<io.lorafleet.worker.model.ModelConfig> encoder() {
+    var c = ModelCache.skeleton(value(baseModel)).config();
+    return c.arch().encoder() ? Optional.of(c) : Optional.empty();
   }
 
   @Override
@@ -132,6 +140,14 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
     if (names.contains(output())) {
       throw new IllegalArgumentException("outputCol: the dataset already has a column '" + output() + "'");
     }
+    var enc = encoder();
+    if (enc.isPresent() && lossMode()) {
+      throw new IllegalArgumentException("targetCol: " + value(baseModel) + " is a " + enc.get().modelType() + " sequence classifier, which predicts "
+          + "a label per text; leave targetCol unset (lorafleet eval reports the loss and the metrics)");
+    }
+    if (enc.isPresent()) {
+      return schema.add(output(), enc.get().regression() ? DataTypes.DoubleType : DataTypes.StringType, false);
+    }
     return schema.add(output(), lossMode() ? DataTypes.DoubleType : DataTypes.StringType, false);
   }
 
@@ -139,10 +155,8 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
   public Dataset<Row> transform(Dataset<?> dataset) {
     StructType outSchema = transformSchema(dataset.schema());
     String base = value(baseModel);
-    var config = io.lorafleet.driver.train.ModelCache.skeleton(base).config();
-    if (config.arch().encoder()) {
-      throw new IllegalArgumentException("baseModel: " + base + " is a " + config.modelType() + " sequence classifier; this transformer generates and "
-          + "scores text with a causal LM; evaluate a classifier with lorafleet eval");
+    if (encoder().isPresent()) {
+      return classify(dataset, outSchema, encoder().get().regression());
     }
     String adapterDir = value(adapter);
     int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
@@ -172,6 +186,46 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
           values[row.length()] = r.tokens() == 0 ? Double.NaN : r.lossSum() / r.tokens();
         }
         out.add(RowFactory.create(values));
+      }
+      return out.iterator();
+    };
+    return dataset.toDF().mapPartitions(f, Encoders.row(outSchema));
+  }
+
+  /** A sequence classifier's predictions, 16 rows to a forward pass. */
+  private Dataset<Row> classify(Dataset<?> dataset, StructType outSchema, boolean regression) {
+    String base = value(baseModel);
+    String adapterDir = value(adapter);
+    int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
+    int seqLen = value(maxSeqLen);
+    MapPartitionsFunction<Row, Row> f = rows -> {
+      CausalLM m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
+      AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
+      Tokenizer tok = Tokenize.tokenizer(base);
+      List<String> names = m.config().labelNames();
+      List<Row> out = new ArrayList<>();
+      List<Row> chunk = new ArrayList<>();
+      while (rows.hasNext() || !chunk.isEmpty()) {
+        if (rows.hasNext() && chunk.size() < 16) {
+          chunk.add(rows.next());
+          continue;
+        }
+        int[][] ids = chunk.stream().map(r -> tok.encodeForClassification(r.getString(in), Optional.empty(), seqLen)).toArray(int[][]::new);
+        float[] predicted;
+        try (ai.djl.ndarray.NDManager s = m.manager().newSubManager()) {
+          predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, -1).context(),
+              Batch.classification(ids, new float[ids.length])));
+        }
+        for (int k = 0; k < chunk.size(); k++) {
+          Row row = chunk.get(k);
+          Object[] values = new Object[row.length() + 1];
+          for (int i = 0; i < row.length(); i++) {
+            values[i] = row.get(i);
+          }
+          values[row.length()] = regression ? (Object) (double) predicted[k] : names.get((int) predicted[k]);
+          out.add(RowFactory.create(values));
+        }
+        chunk.clear();
       }
       return out.iterator();
     };

@@ -26,7 +26,9 @@ import org.apache.spark.sql.types.StructType;
  * validates them, by {@link TrainConfig}, before any job runs. {@code fit} writes the two columns as
  * Parquet under {@code workDir} (default {@code out + ".data"}), runs {@code prepare} on them, then
  * the distributed trainer on the session's executors, and returns a {@link LoraAdapterModel} over
- * the final adapter in {@code out}.
+ * the final adapter in {@code out}. Over a sequence classifier (RoBERTa, DeBERTa-v2) the context
+ * column holds the texts and the target column the labels (class names from id2label, ids, or
+ * values for regression), prepared as {@code prepare --format classification} prepares them.
  */
 public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   private final String uid;
@@ -203,17 +205,25 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     return w.isEmpty() ? value(out) + ".data" : w;
   }
 
+  /** Whether the base is a sequence classifier (read from its config.json on the driver). */
+  private boolean encoderBase() {
+    return isDefined(model) && io.lorafleet.driver.train.ModelCache.skeleton(value(model)).config().arch().encoder();
+  }
+
   @Override
   public StructType transformSchema(StructType schema) {
+    boolean encoder = encoderBase();
     for (Param<String> c : List.of(contextCol, targetCol)) {
       String name = value(c);
       if (!java.util.Arrays.asList(schema.fieldNames()).contains(name)) {
         throw new IllegalArgumentException(c.name() + ": the dataset has no column '" + name + "'; its columns are "
             + java.util.Arrays.toString(schema.fieldNames()));
       }
-      if (!schema.apply(name).dataType().equals(DataTypes.StringType)) {
-        throw new IllegalArgumentException(c.name() + ": column '" + name + "' is " + schema.apply(name).dataType().simpleString()
-            + ", expected string");
+      var type = schema.apply(name).dataType();
+      boolean label = encoder && c == targetCol; // a class name or id, or a value to regress
+      if (!type.equals(DataTypes.StringType) && !(label && type instanceof org.apache.spark.sql.types.NumericType)) {
+        throw new IllegalArgumentException(c.name() + ": column '" + name + "' is " + type.simpleString() + ", expected string"
+            + (label ? " or a number (the label)" : ""));
       }
     }
     return schema;
@@ -226,9 +236,11 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     TrainConfig cfg = config(work + "/prepared");
     var spark = dataset.sparkSession();
     try {
-      dataset.select(dataset.col(value(contextCol)).as("context"), dataset.col(value(targetCol)).as("target")).write().mode(SaveMode.Overwrite)
-          .parquet(work + "/records");
-      Prepare.run(spark, new PrepareOptions(List.of(work + "/records"), "parquet", RecordFormat.CONTEXT_TARGET, Map.of(), "", value(model),
+      boolean encoder = encoderBase();
+      dataset.select(dataset.col(value(contextCol)).as(encoder ? "text" : "context"), dataset.col(value(targetCol)).as(encoder ? "label" : "target"))
+          .write().mode(SaveMode.Overwrite).parquet(work + "/records");
+      RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
+      Prepare.run(spark, new PrepareOptions(List.of(work + "/records"), "parquet", format, Map.of(), "", value(model),
           work + "/prepared", (int) value(maxSeqLen), "truncate-context", false, (int) value(seed), (double) value(valFraction), Math.max(1, (int) value(workers)),
           1.0).withOverwrite(true));
       Trainer.Result res = Trainer.run(spark, cfg, false);

@@ -71,6 +71,58 @@ class MlApiIT {
     return spark.createDataFrame(rows, schema);
   }
 
+  /**
+   * Over a sequence classifier the estimator takes texts and label names, and the model predicts a
+   * class name per text: a learnable task (the label word is in the text) well above the majority.
+   */
+  @Test
+  void aClassifierFitsOnTextsAndLabelsAndPredictsClassNames() throws Exception {
+    Path roberta = dir.resolve("roberta");
+    List<String> filler = List.of("the", "a", "cat", "dog", "sat", "on", "mat", "ran", "far", "near");
+    List<String> words = new ArrayList<>(filler);
+    words.addAll(List.of("great", "awful"));
+    io.lorafleet.worker.model.ModelDirectory.initModel(roberta, new io.lorafleet.worker.model.TinyModelSpec("roberta", 2, 32, 4, 4, 64, 1, 64, false),
+        words, 3, List.of("negative", "positive"));
+    java.util.Random rng = new java.util.Random(2);
+    List<Row> rows = new ArrayList<>();
+    for (int i = 0; i < 160; i++) {
+      boolean pos = rng.nextDouble() < 0.35;
+      List<String> w = new ArrayList<>();
+      for (int k = 0; k < 3 + rng.nextInt(5); k++) {
+        w.add(filler.get(rng.nextInt(filler.size())));
+      }
+      w.add(rng.nextInt(w.size() + 1), pos ? "great" : "awful");
+      rows.add(RowFactory.create(String.join(" ", w), pos ? "positive" : "negative"));
+    }
+    Dataset<Row> df = spark.createDataFrame(rows, new StructType().add("text", DataTypes.StringType, false).add("label", DataTypes.StringType, false));
+    LoraTrainer trainer = new LoraTrainer();
+    trainer.set(trainer.model(), roberta.toString());
+    trainer.set(trainer.out(), dir.resolve("roberta-run").toString());
+    trainer.set(trainer.contextCol(), "text");
+    trainer.set(trainer.targetCol(), "label");
+    trainer.set(trainer.targetModules(), "query,key,value,dense");
+    trainer.set(trainer.workers(), 2);
+    trainer.set(trainer.steps(), 200);
+    trainer.set(trainer.globalBatch(), 16);
+    trainer.set(trainer.microBatch(), 8);
+    trainer.set(trainer.lr(), 3e-3);
+    trainer.set(trainer.schedule(), "constant");
+    trainer.set(trainer.checkpointEvery(), 100);
+    trainer.set(trainer.seed(), 1);
+    LoraAdapterModel m = trainer.fit(df);
+    m.set(m.inputCol(), "text");
+    List<Row> out = m.transform(df).collectAsList();
+    assertEquals(rows.size(), out.size());
+    long right = out.stream().filter(r -> r.getString(1).equals(r.getString(2))).count();
+    long positives = rows.stream().filter(r -> r.getString(1).equals("positive")).count();
+    double majority = Math.max(positives, rows.size() - positives) / (double) rows.size();
+    assertTrue(out.stream().allMatch(r -> List.of("negative", "positive").contains(r.getString(2))), "predictions are id2label's names");
+    assertTrue((double) right / rows.size() > majority + 0.15, "accuracy " + (double) right / rows.size() + " against the majority " + majority);
+    m.set(m.targetCol(), "label");
+    var e = assertThrows(IllegalArgumentException.class, () -> m.transform(df));
+    assertTrue(e.getMessage().contains("sequence classifier"), e.getMessage());
+  }
+
   @Test
   void prepareIsATransformationFromRowsToExamplesAndAQuarantine() {
     PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model, "unused", 16, "drop", false, 0,
