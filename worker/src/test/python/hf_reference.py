@@ -272,10 +272,10 @@ def check(root):
         mine = load_file(os.path.join(d, "lorafleet.safetensors"))
         ids = mine["input_ids"]
         # a sequence classifier (EncoderAdapterTest's export) reads its padded batch with the attention mask it wrote
-        arch = json.load(open(os.path.join(d, "base", "config.json"))).get("architectures", [""])[0]
+        task = json.load(open(os.path.join(d, "adapter", "adapter_config.json"))).get("task_type")
         Auto = AutoModelForCausalLM
         extra = {}
-        if arch.endswith("ForSequenceClassification"):
+        if task == "SEQ_CLS":
             from transformers import AutoModelForSequenceClassification as Auto
             extra = {"attention_mask": mine["attention_mask"]}
         base = Auto.from_pretrained(os.path.join(d, "base"), dtype=torch.float64, attn_implementation="eager")

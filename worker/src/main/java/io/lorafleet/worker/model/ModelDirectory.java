@@ -93,6 +93,10 @@ public final class ModelDirectory {
     }
     ObjectNode config = model.config().raw().deepCopy();
     config.remove("quantization_config");
+    if (model.config().arch().encoder()) { // a base saved for masked LM (roberta-base) exports as the classifier it now is
+      config.putArray("architectures").add(model.config().arch() == Architecture.ROBERTA ? "RobertaForSequenceClassification"
+          : "DebertaV2ForSequenceClassification");
+    }
     write(dir, config.put("torch_dtype", dtype.torchName()), tensors, maxShardBytes);
     for (String f : TOKENIZER_FILES) {
       Path src = tokenizerSource.resolve(f);

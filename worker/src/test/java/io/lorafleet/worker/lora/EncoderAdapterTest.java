@@ -97,7 +97,9 @@ class EncoderAdapterTest {
     Path base = tmp.resolve("base");
     Map<String, Tensor> t = new LinkedHashMap<>(TinyModels.tensors(spec, 3));
     t.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base model: no head
-    ModelDirectory.write(base, spec.configJson(1, 2), t);
+    var baseJson = spec.configJson(1, 2); // saved for masked LM, as roberta-base and deberta-v3-base are
+    baseJson.putArray("architectures").add(arch.equals("roberta") ? "RobertaForMaskedLM" : "DebertaV2ForMaskedLM");
+    ModelDirectory.write(base, baseJson, t);
     try (CausalLM m = CausalLM.load(base, Device.cpu(), DataType.FLOAT32)) {
       ModelSkeleton sk = ModelSkeleton.read(base);
       List<String> heads = arch.equals("roberta")
@@ -147,6 +149,8 @@ class EncoderAdapterTest {
       }
       Path export = tmp.resolve("merged");
       ModelDirectory.export(export, m, base);
+      assertEquals(arch.equals("roberta") ? "[\"RobertaForSequenceClassification\"]" : "[\"DebertaV2ForSequenceClassification\"]",
+          new ObjectMapper().readTree(export.resolve("config.json").toFile()).get("architectures").toString());
       {
         SafetensorsReader r = SafetensorsReader.open(export.resolve(CausalLM.SAFETENSORS));
         for (String h : heads) {
