@@ -34,7 +34,12 @@ public final class TinyModels {
 
   /** Random weights (std 0.3, biases and norms perturbed too, so every term matters). */
   public static Map<String, Tensor> tensors(TinyModelSpec spec, long seed) {
-    Map<String, Tensor> base = ModelDirectory.randomTensors(config(spec), seed);
+    return tensors(config(spec), seed);
+  }
+
+  /** As {@link #tensors(TinyModelSpec, long)}, for a config a test has changed (labels, options). */
+  public static Map<String, Tensor> tensors(ModelConfig config, long seed) {
+    Map<String, Tensor> base = ModelDirectory.randomTensors(config, seed);
     Random rng = new Random(seed + 1);
     Map<String, Tensor> out = new LinkedHashMap<>();
     base.forEach((k, t) -> {

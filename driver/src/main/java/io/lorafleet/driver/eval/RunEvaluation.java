@@ -71,12 +71,12 @@ public final class RunEvaluation {
     for (Row r : rows) {
       Scores s = r.scores();
       ObjectNode n = arr.addObject();
+      n.put("candidate", r.label());
+      n.put("step", r.step());
+      n.put("adapter", r.adapter().orElse(""));
+      n.put("loss", s.loss());
       if (classifier) { // GLUE's metrics; those that do not apply (F1 beyond two classes, correlations without regression) are null
         ClassificationMetrics m = s.metrics();
-        n.put("candidate", r.label());
-        n.put("step", r.step());
-        n.put("adapter", r.adapter().orElse(""));
-        n.put("loss", s.loss());
         putMetric(n, "accuracy", m.accuracy());
         putMetric(n, "f1", m.f1());
         putMetric(n, "matthews_correlation", m.matthews());
@@ -118,10 +118,6 @@ public final class RunEvaluation {
 
   /** A causal LM's row: loss, perplexity and exact match. */
   private static void putLm(ObjectNode n, Row r, Scores s, StringBuilder table) {
-    n.put("candidate", r.label());
-    n.put("step", r.step());
-    n.put("adapter", r.adapter().orElse(""));
-    n.put("loss", s.loss());
     n.put("perplexity", s.perplexity());
     n.put("exact_match", s.exactMatch());
     n.put("target_tokens", s.tokens());

@@ -155,8 +155,9 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
   public Dataset<Row> transform(Dataset<?> dataset) {
     StructType outSchema = transformSchema(dataset.schema());
     String base = value(baseModel);
-    if (encoder().isPresent()) {
-      return classify(dataset, outSchema, encoder().get().regression());
+    Optional<io.lorafleet.worker.model.ModelConfig> classifier = encoder();
+    if (classifier.isPresent()) {
+      return classify(dataset, outSchema, classifier.get().regression());
     }
     String adapterDir = value(adapter);
     int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
@@ -172,24 +173,29 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
       List<Row> out = new ArrayList<>();
       while (rows.hasNext()) {
         Row row = rows.next();
-        Object[] values = new Object[row.length() + 1];
-        for (int i = 0; i < row.length(); i++) {
-          values[i] = row.get(i);
-        }
         if (target < 0) {
           int[] gen = Generator.generate(m, Optional.of(a), tok.encodePrompt(row.getString(in)),
               new Sampling(maxNew, 0, 1.0, 0), tok.eos());
-          values[row.length()] = tok.decode(gen);
+          out.add(appended(row, tok.decode(gen)));
         } else {
           var ex = Tokenize.record(tok, Map.of("context", row.getString(in), "target", row.getString(target)), o, m.config().vocabSize()).example();
           StepResult r = TrainStep.evaluate(a.model(), a.values(), List.of(Batch.of(new int[][] {ex.inputIds()}, new int[][] {ex.labels()})));
-          values[row.length()] = r.tokens() == 0 ? Double.NaN : r.lossSum() / r.tokens();
+          out.add(appended(row, r.tokens() == 0 ? Double.NaN : r.lossSum() / r.tokens()));
         }
-        out.add(RowFactory.create(values));
       }
       return out.iterator();
     };
     return dataset.toDF().mapPartitions(f, Encoders.row(outSchema));
+  }
+
+  /** {@code row}'s values with {@code v} after them: the row with the output column. */
+  private static Row appended(Row row, Object v) {
+    Object[] values = new Object[row.length() + 1];
+    for (int i = 0; i < row.length(); i++) {
+      values[i] = row.get(i);
+    }
+    values[row.length()] = v;
+    return RowFactory.create(values);
   }
 
   /** A sequence classifier's predictions, 16 rows to a forward pass. */
@@ -217,13 +223,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
               Batch.classification(ids, new float[ids.length])));
         }
         for (int k = 0; k < chunk.size(); k++) {
-          Row row = chunk.get(k);
-          Object[] values = new Object[row.length() + 1];
-          for (int i = 0; i < row.length(); i++) {
-            values[i] = row.get(i);
-          }
-          values[row.length()] = regression ? (Object) (double) predicted[k] : names.get((int) predicted[k]);
-          out.add(RowFactory.create(values));
+          out.add(appended(chunk.get(k), regression ? (Object) (double) predicted[k] : names.get((int) predicted[k])));
         }
         chunk.clear();
       }

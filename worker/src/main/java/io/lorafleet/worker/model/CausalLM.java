@@ -56,6 +56,9 @@ public final class CausalLM implements BaseModel, AutoCloseable {
 
     float[] dense(ParamSpec p);
 
+    /** Whether the source holds p (an encoder's head may be missing: a base model). */
+    boolean has(ParamSpec p);
+
     /** {@code quantize} applied to a full-precision projection weight as it is loaded, into {@code m}; empty for none. */
     default Optional<QuantizedLinear> atLoad(LinearSpec l, ParamSpec p, Quantization quantize, NDManager m) {
       return quantize.on()
@@ -88,7 +91,8 @@ public final class CausalLM implements BaseModel, AutoCloseable {
         quantized.put(p.name(), q.get());
         continue;
       }
-      float[] hf = source.dense(p);
+      // a head the checkpoint lacks is made as transformers' _init_weights makes it
+      float[] hf = headTensors.contains(p.name()) && !source.has(p) ? HeadInit.tensor(config, p).toFloatArray() : source.dense(p);
       float[] data = p.transposed() ? transpose(hf, (int) p.hfShape()[0], (int) p.hfShape()[1]) : hf;
       weights.put(p.name(), manager.create(data, new Shape(p.computeShape())).toType(dtype, false));
     }
@@ -116,11 +120,12 @@ public final class CausalLM implements BaseModel, AutoCloseable {
 
         @Override
         public float[] dense(ParamSpec p) {
-          Optional<Tensor> t = Optional.ofNullable(tensors.get(p.name()));
-          if (t.isEmpty() && isHead(config, p)) {
-            t = Optional.of(HeadInit.tensor(config, p));
-          }
-          return checked(p, t, "the given tensors");
+          return checked(p, Optional.ofNullable(tensors.get(p.name())), "the given tensors");
+        }
+
+        @Override
+        public boolean has(ParamSpec p) {
+          return tensors.containsKey(p.name());
         }
       });
     } catch (RuntimeException e) {
@@ -170,9 +175,6 @@ public final class CausalLM implements BaseModel, AutoCloseable {
         @Override
         public float[] dense(ParamSpec p) {
           Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
-          if (key.isEmpty() && isHead(config, p)) {
-            return HeadInit.tensor(config, p).toFloatArray();
-          }
           if (key.isEmpty()) {
             throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
                 + ") required by model_type " + config.modelType());
@@ -180,16 +182,16 @@ public final class CausalLM implements BaseModel, AutoCloseable {
           SafetensorsReader r = byTensor.get(key.get());
           return checked(p, Optional.of(r.read(key.get())), r.file().toString());
         }
+
+        @Override
+        public boolean has(ParamSpec p) {
+          return hfKeyCandidates(config, p.name()).stream().anyMatch(byTensor::containsKey);
+        }
       });
     } catch (RuntimeException e) {
       m.close();
       throw e;
     }
-  }
-
-  /** Whether p belongs to an encoder's classification head, which a checkpoint may lack. */
-  private static boolean isHead(ModelConfig config, ParamSpec p) {
-    return Decoder.of(config).headParams(config).stream().anyMatch(h -> h.name().equals(p.name()));
   }
 
   static Path requireFile(Path dir, String name) {

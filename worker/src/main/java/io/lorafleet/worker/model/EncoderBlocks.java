@@ -35,7 +35,7 @@ final class EncoderBlocks {
     for (LinearSpec l : linears) {
       out.add(new ParamSpec(l.weightKey(), new long[] {l.out(), l.in()}, true));
       l.biasKey().ifPresent(b -> out.add(new ParamSpec(b, new long[] {l.out()}, false)));
-      if (l.name().endsWith("attention.output.dense") || l.name().endsWith(".output.dense") && !l.name().contains("attention")) {
+      if (l.name().endsWith(".output.dense")) { // attention.output.dense and output.dense each feed a LayerNorm beside them
         String ln = l.name().substring(0, l.name().length() - "dense".length()) + "LayerNorm";
         out.addAll(layerNorm(ln, c.hidden()));
       }

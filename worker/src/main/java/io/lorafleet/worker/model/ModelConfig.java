@@ -249,13 +249,14 @@ public record ModelConfig(
             + "hidden_size / num_attention_heads = " + hidden / heads);
       }
     }
-    int labels = c.path("id2label").isObject() && c.get("id2label").size() > 0 ? c.get("id2label").size() : c.path("num_labels").asInt(2);
-    if (labels < 1) {
-      throw new IllegalArgumentException(where + ": num_labels must be >= 1 but found " + labels);
-    }
     double eps = c.path("layer_norm_eps").asDouble(arch == Architecture.ROBERTA ? 1e-12 : 1e-7);
-    return new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, heads, hidden / heads,
-        integer(c, "intermediate_size", where), eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true, true, c);
+    ModelConfig config = new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, heads,
+        hidden / heads, integer(c, "intermediate_size", where), eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true,
+        true, c);
+    if (config.numLabels() < 1) {
+      throw new IllegalArgumentException(where + ": num_labels must be >= 1 but found " + config.numLabels());
+    }
+    return config;
   }
 
   private static RopeScaling ropeScaling(JsonNode n, String where) {

@@ -143,16 +143,7 @@ class EncoderReferenceTest {
     ObjectNode cfgJson = spec.configJson(1, 2);
     tweak.accept(cfgJson);
     ModelConfig c = ModelConfig.fromJson(cfgJson, spec.modelType());
-    Map<String, Tensor> t = new LinkedHashMap<>();
-    java.util.Random rng = new java.util.Random(31);
-    for (ParamSpec p : Decoder.of(c).params(c)) {
-      float[] v = new float[(int) p.numel()];
-      boolean scale = p.name().contains("LayerNorm.weight");
-      for (int i = 0; i < v.length; i++) {
-        v[i] = scale ? 1f + (float) (rng.nextGaussian() * 0.1) : (float) (rng.nextGaussian() * 0.3);
-      }
-      t.put(p.name(), Tensor.ofFloats(v, p.hfShape()));
-    }
+    Map<String, Tensor> t = TinyModels.tensors(c, 31);
     Path dir = tmp.resolve(spec.modelType() + cfgJson.hashCode());
     ModelDirectory.write(dir, cfgJson, t);
     Map<String, double[]> w = new LinkedHashMap<>();
