@@ -27,27 +27,46 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--model", description = "base model directory", required = true) Path model;
   @Option(names = "--adapter", paramLabel = "[NAME=]DIR", description = "an adapter to serve from the start, optionally named (default name: the "
       + "directory's); repeatable") List<String> adapters = new ArrayList<>();
-  @Option(names = "--host", description = "address to bind; 0.0.0.0 exposes the server to the network", defaultValue = "127.0.0.1") String host;
-  @Option(names = "--port", description = "port to bind (0: any free one, printed at start)", defaultValue = "8000") int port;
+  @Option(names = "--host", description = "address to bind; 0.0.0.0 exposes the server to the network (default: " + ServeOptions.DEFAULT_HOST + ")")
+  String host;
+  @Option(names = "--port", description = "port to bind (0: any free one, printed at start; default: " + ServeOptions.DEFAULT_PORT + ")") Integer port;
   @Option(names = "--api-key", description = "require 'Authorization: Bearer KEY' on /v1 requests (default: $LORAFLEET_API_KEY, else none)",
       defaultValue = "${env:LORAFLEET_API_KEY}") String apiKey;
   @Option(names = "--adapter-root", description = "load_lora_adapter reads adapters under this directory only (symbolic links resolved); "
       + "without it, loading at run time is off") Path adapterRoot;
   @Option(names = "--served-model-name", description = "the base model's name in requests and /v1/models (default: the model directory's name)")
   String servedModelName;
-  @Option(names = "--max-batch", description = "rows decoded together", defaultValue = "16") int maxBatch;
-  @Option(names = "--max-queue", description = "requests waiting for a row before new ones get 429", defaultValue = "256") int maxQueue;
-  @Option(names = "--request-timeout", description = "seconds a request may wait and run in all before it ends with 408", defaultValue = "600")
-  long requestTimeout;
+  @Option(names = "--max-batch", description = "rows decoded together (default: " + ServeOptions.DEFAULT_MAX_BATCH + ")") Integer maxBatch;
+  @Option(names = "--max-queue", description = "requests waiting for a row before new ones get 429 (default: " + ServeOptions.DEFAULT_MAX_QUEUE
+      + ")") Integer maxQueue;
+  @Option(names = "--request-timeout", description = "seconds a request may wait and run in all before it ends with 408 (default: "
+      + ServeOptions.DEFAULT_REQUEST_TIMEOUT_S + ")") Long requestTimeout;
+  @Option(names = "--max-model-len", description = "tokens of prompt plus completion one request may reach, as vLLM's flag (default: the "
+      + "model's max_position_embeddings; at most that)") Integer maxModelLen;
+  @Option(names = "--max-kv-tokens", description = "KV-cache positions the requests running and waiting may reserve together (prompt plus "
+      + "max_tokens each; past it 429), and that the running batch's cache may hold, padding included (default: "
+      + ServeOptions.DEFAULT_KV_BATCHES + " x --max-batch x --max-model-len)") Long maxKvTokens;
+  @Option(names = "--max-connections", description = "connections served at once; as many more wait in the accept backlog (default: "
+      + ServeOptions.DEFAULT_MAX_CONNECTIONS + "; at least --max-queue + --max-batch + 64)") Integer maxConnections;
   @Option(names = "--drain-timeout", description = "seconds a shutdown waits for requests in flight", defaultValue = "60") long drainTimeout;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
 
   @Override
   public Integer call() throws Exception {
     Map<String, Path> named = GenerateCommand.named(adapters);
-    ServeOptions o = new ServeOptions(host, port, Optional.ofNullable(apiKey).filter(k -> !k.isEmpty()), Optional.ofNullable(adapterRoot),
-        servedModelName != null ? servedModelName : model.toAbsolutePath().normalize().getFileName().toString(), maxBatch, maxQueue,
-        Duration.ofSeconds(requestTimeout));
+    ServeOptions.Builder b = ServeOptions.builder(servedModelName != null ? servedModelName
+        : model.toAbsolutePath().normalize().getFileName().toString());
+    Optional.ofNullable(host).ifPresent(b::host);
+    Optional.ofNullable(port).ifPresent(b::port);
+    Optional.ofNullable(apiKey).filter(k -> !k.isEmpty()).ifPresent(b::apiKey);
+    Optional.ofNullable(adapterRoot).ifPresent(b::adapterRoot);
+    Optional.ofNullable(maxBatch).ifPresent(b::maxBatch);
+    Optional.ofNullable(maxQueue).ifPresent(b::maxQueue);
+    Optional.ofNullable(requestTimeout).map(Duration::ofSeconds).ifPresent(b::requestTimeout);
+    Optional.ofNullable(maxModelLen).ifPresent(b::maxModelLen);
+    Optional.ofNullable(maxKvTokens).ifPresent(b::maxKvTokens);
+    Optional.ofNullable(maxConnections).ifPresent(b::maxConnections);
+    ServeOptions o = b.build();
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
       ApiServer server = ApiServer.start(o, base, tok, model, named, Clock.systemUTC());
       CountDownLatch stopped = new CountDownLatch(1);
@@ -63,7 +82,7 @@ final class ServeCommand implements Callable<Integer> {
         }
       }, "lorafleet-serve-shutdown");
       Runtime.getRuntime().addShutdownHook(hook);
-      Progress.say("serving " + o.servedModelName() + " and " + named.size() + " adapter(s) on http://" + host + ":" + server.port() + "/v1"
+      Progress.say("serving " + o.servedModelName() + " and " + named.size() + " adapter(s) on http://" + o.host() + ":" + server.port() + "/v1"
           + (o.apiKey().isPresent() ? " (API key required)" : ""));
       stopped.await();
     }

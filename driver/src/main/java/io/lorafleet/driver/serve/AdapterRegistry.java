@@ -5,8 +5,11 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.MixedDelta;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.LinearDelta;
+import io.lorafleet.worker.safetensors.SafetensorsException;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -90,7 +93,13 @@ public final class AdapterRegistry implements AutoCloseable {
       throw new ApiError(403, "permission_error", Optional.of("lora_path"), "loading adapters at run time is off; start serve with --adapter-root DIR");
     }
     Path r = root.get();
-    Path p = r.resolve(path).normalize();
+    Path p;
+    try {
+      p = r.resolve(path).normalize();
+    } catch (InvalidPathException e) { // a NUL character, the only byte a Linux path cannot hold
+      throw ApiError.invalid("lora_path", "lora_path must be a path under the adapter root but holds a character no path may hold (at index "
+          + e.getIndex() + ")");
+    }
     if (!p.startsWith(r)) {
       throw new ApiError(403, "permission_error", Optional.of("lora_path"), "lora_path " + path + " is outside the adapter root " + r);
     }
@@ -101,7 +110,7 @@ public final class AdapterRegistry implements AutoCloseable {
     try {
       real = p.toRealPath();
     } catch (IOException e) {
-      throw new ApiError(404, "not_found_error", Optional.of("lora_path"), "lora_path " + path + ": " + e.getMessage());
+      throw new ApiError(404, "not_found_error", Optional.of("lora_path"), "lora_path " + path + " cannot be resolved under " + r);
     }
     if (!real.startsWith(r)) {
       throw new ApiError(403, "permission_error", Optional.of("lora_path"), "lora_path " + path + " leads outside the adapter root " + r
@@ -122,9 +131,15 @@ public final class AdapterRegistry implements AutoCloseable {
       AdapterFormat.Loaded a = AdapterFormat.read(dir, base);
       LinearDelta delta = MixedDelta.bindEach(scope, List.of(a)).get(0);
       byName.put(name, new Entry(name, dir, groups++, delta, scope));
-    } catch (RuntimeException e) { // IllegalArgumentException, SafetensorsException, UncheckedIOException: a bad adapter, named
+    } catch (IllegalArgumentException | SafetensorsException e) { // a bad adapter, named by the reader
       scope.close();
       throw ApiError.invalid("lora_path", "cannot serve the adapter in " + dir + ": " + e.getMessage());
+    } catch (UncheckedIOException e) {
+      scope.close();
+      throw ApiError.invalid("lora_path", "cannot read the adapter in " + dir + ": " + e.getCause().getMessage());
+    } catch (RuntimeException e) { // the server's own fault: ApiServer logs it and answers 500
+      scope.close();
+      throw e;
     }
   }
 

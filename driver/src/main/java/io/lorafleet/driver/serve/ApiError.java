@@ -25,6 +25,19 @@ public final class ApiError extends RuntimeException {
     return new ApiError(400, "invalid_request_error", Optional.of(param), message);
   }
 
+  /**
+   * 500 for the server's own fault: a fixed message, never the exception's text (which says how the
+   * server is built, not what the client did); the exception goes to the log with its stack.
+   */
+  public static ApiError server(String what) {
+    return new ApiError(500, "server_error", Optional.empty(), what + " failed inside the server; its log has the details");
+  }
+
+  /** 429 with Retry-After: the server is full now, the same request may pass later. */
+  public static ApiError busy(String message) {
+    return new ApiError(429, "rate_limit_error", Optional.empty(), message);
+  }
+
   public int status() {
     return status;
   }

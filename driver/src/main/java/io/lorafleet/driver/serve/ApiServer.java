@@ -23,6 +23,7 @@ import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.HttpConfiguration;
 import org.eclipse.jetty.server.HttpConnectionFactory;
+import org.eclipse.jetty.server.NetworkConnectionLimit;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
@@ -66,25 +67,34 @@ public final class ApiServer implements AutoCloseable {
   private final long created;
   private final Clock clock;
   private final Path modelDir;
+  private final DisconnectWatch disconnects;
 
-  private ApiServer(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock) {
+  private ApiServer(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
+      throws IOException {
     this.options = options;
     this.modelDir = modelDir;
     this.clock = clock;
     this.created = clock.instant().getEpochSecond();
+    this.disconnects = new DisconnectWatch();
     this.adapters = new AdapterRegistry(model, options.servedModelName(), options.adapterRoot());
     adapterDirs.forEach(adapters::loadTrusted);
-    this.scheduler = new Scheduler(model, adapters, options.maxBatch(), options.maxQueue(), clock);
-    this.requests = new OpenAiRequests(options.servedModelName(), adapters, tok, model.config().maxPositions(), model.config().vocabSize(), clock,
-        options.requestTimeout());
-    QueuedThreadPool pool = new QueuedThreadPool(options.maxQueue() + options.maxBatch() + 32, 8);
+    int context = options.context(model.config().maxPositions());
+    this.scheduler = new Scheduler(model, adapters, options.maxBatch(), options.maxQueue(), options.kvTokens(context), clock);
+    this.requests = new OpenAiRequests(options.servedModelName(), adapters, tok, context, model.config().vocabSize(), clock, options.requestTimeout());
+    // Every queued and running request holds a thread while it waits; the rest answer at once (429, 4xx, /health, /metrics).
+    QueuedThreadPool pool = new QueuedThreadPool(options.maxQueue() + options.maxBatch() + ServeOptions.CONNECTION_HEADROOM, 8);
     pool.setName("lorafleet-http");
     this.server = new Server(pool);
+    server.setErrorHandler(new JsonErrorHandler());
     HttpConfiguration http = new HttpConfiguration();
     http.setSendServerVersion(false);
     this.connector = new ServerConnector(server, new HttpConnectionFactory(http));
     connector.setHost(options.host());
     connector.setPort(options.port());
+    // Past --max-connections Jetty stops accepting, and new connections wait in the kernel's accept queue (as long again, up
+    // to net.core.somaxconn) until one closes, instead of being refused: see the README on serve under load.
+    connector.setAcceptQueueSize(options.maxConnections());
+    server.addBean(new NetworkConnectionLimit(options.maxConnections(), connector));
     server.addConnector(connector);
     server.setHandler(new Routes());
   }
@@ -103,6 +113,7 @@ public final class ApiServer implements AutoCloseable {
     } catch (Exception e) {
       s.scheduler.close();
       s.adapters.close();
+      s.disconnects.close();
       throw new IllegalArgumentException("cannot listen on " + options.host() + ":" + options.port() + ": " + e.getMessage(), e);
     }
     return s;
@@ -122,6 +133,11 @@ public final class ApiServer implements AutoCloseable {
 
   long streamFailures() {
     return streamFailures.get();
+  }
+
+  /** Clients noticed gone while their generation waited or ran. */
+  long disconnects() {
+    return disconnects.disconnects();
   }
 
   /**
@@ -150,6 +166,7 @@ public final class ApiServer implements AutoCloseable {
     }
     scheduler.close();
     adapters.close();
+    disconnects.close();
   }
 
   private final class Routes extends Handler.Abstract {
@@ -197,9 +214,9 @@ public final class ApiServer implements AutoCloseable {
         }
       } catch (ApiError e) {
         sendError(res, cb, e);
-      } catch (RuntimeException e) {
+      } catch (Exception | LinkageError | AssertionError e) { // the server's own fault: logged whole, answered without its text
         LOG.error("{} {} failed", method, path, e);
-        sendError(res, cb, new ApiError(500, "server_error", Optional.empty(), e.toString()));
+        sendError(res, cb, ApiError.server(method + " " + path));
       }
       String endpoint = ENDPOINTS.contains(path) ? path : "other";
       answered.computeIfAbsent(endpoint + " " + res.getStatus(), k -> new java.util.concurrent.atomic.LongAdder()).increment();
@@ -218,10 +235,14 @@ public final class ApiServer implements AutoCloseable {
       throw e;
     }
     inFlight.incrementAndGet();
+    Optional<DisconnectWatch.Watch> watch = disconnects.watch(req, () -> {
+      g.cancel(); // the client went away: its row leaves at the scheduler's next iteration
+      scheduler.wake();
+    });
     try {
       OpenAiResponses r = new OpenAiResponses(p, created());
       if (p.stream()) {
-        stream(r, g, res, cb);
+        stream(r, g, res, cb, watch);
       } else {
         Generation.Event e = take(g);
         while (e instanceof Generation.Delta) {
@@ -230,9 +251,11 @@ public final class ApiServer implements AutoCloseable {
         if (e instanceof Generation.Failed f) {
           throw f.error();
         }
+        unwatch(watch, res);
         send(res, cb, 200, r.whole((Generation.Done) e));
       }
     } finally {
+      unwatch(watch, res); // before an error is written, too
       synchronized (inFlight) {
         inFlight.decrementAndGet();
         inFlight.notifyAll();
@@ -240,8 +263,22 @@ public final class ApiServer implements AutoCloseable {
     }
   }
 
+  /**
+   * Stops watching before the response completes, so the watch never reads what Jetty would; a
+   * client that pipelined a request behind this one has lost it to the watch, and the connection
+   * closes after this response so that it sends it again.
+   */
+  private static void unwatch(Optional<DisconnectWatch.Watch> watch, Response res) {
+    watch.ifPresent(w -> {
+      w.close();
+      if (w.pipelined() && !res.isCommitted()) {
+        res.getHeaders().put(HttpHeader.CONNECTION, "close");
+      }
+    });
+  }
+
   /** Server-sent events; headers wait for the first event, so a request that fails before any text gets its status. */
-  private void stream(OpenAiResponses r, Generation g, Response res, Callback cb) {
+  private void stream(OpenAiResponses r, Generation g, Response res, Callback cb, Optional<DisconnectWatch.Watch> watch) {
     Generation.Event e = take(g);
     if (e instanceof Generation.Failed f) {
       throw f.error();
@@ -266,6 +303,7 @@ public final class ApiServer implements AutoCloseable {
         }
         e = take(g);
       }
+      unwatch(watch, res);
       Content.Sink.write(res, true, "data: [DONE]\n\n", cb);
     } catch (IOException x) {
       streamFailures.incrementAndGet();
@@ -333,6 +371,10 @@ public final class ApiServer implements AutoCloseable {
     metric(sb, "generated_tokens_total", "counter", "Tokens generated.", st.tokens());
     metric(sb, "decode_steps_total", "counter", "Decode steps run.", st.steps());
     metric(sb, "mixed_adapter_steps_total", "counter", "Decode steps whose batch mixed adapters.", st.mixedSteps());
+    metric(sb, "kv_tokens_limit", "gauge", "KV-cache positions the server may hold (--max-kv-tokens).", scheduler.kvTokens());
+    metric(sb, "kv_tokens_reserved", "gauge", "KV-cache positions reserved by the requests running and waiting.", scheduler.reservedKvTokens());
+    metric(sb, "kv_cache_tokens", "gauge", "KV-cache positions the running batch holds, padding included.", scheduler.cacheTokens());
+    metric(sb, "client_disconnects_total", "counter", "Clients that closed the connection before their generation ended.", disconnects());
     return sb.toString();
   }
 
@@ -370,20 +412,13 @@ public final class ApiServer implements AutoCloseable {
     try {
       bytes = Content.Source.asByteArrayAsync(req, MAX_BODY).get();
     } catch (ExecutionException e) {
-      throw new ApiError(413, "invalid_request_error", Optional.empty(), "the request body could not be read within " + MAX_BODY + " bytes: "
-          + e.getCause());
+      throw new ApiError(413, "invalid_request_error", Optional.empty(), "the request body could not be read whole within " + MAX_BODY
+          + " bytes (it is longer, or the client stopped sending it)");
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new ApiError(503, "service_unavailable", Optional.empty(), "interrupted");
     }
-    if (bytes.length == 0) {
-      throw ApiError.invalid("body", "the request body is empty; expected a JSON object");
-    }
-    try {
-      return JSON.readTree(bytes);
-    } catch (IOException e) {
-      throw ApiError.invalid("body", "the request body is not valid JSON: " + e.getMessage().split("\n")[0]);
-    }
+    return StrictJson.parse(bytes);
   }
 
   /** The body as an object with only {@code fields}. */

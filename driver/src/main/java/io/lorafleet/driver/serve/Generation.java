@@ -19,7 +19,7 @@ final class Generation {
 
   record Delta(String text) implements Event {}
 
-  /** finishReason is "stop" (EOS or a stop string) or "length" (max_tokens). */
+  /** finishReason is "stop" (EOS or a stop string) or "length" (max_tokens, or the end of the context). */
   record Done(String text, String finishReason, int promptTokens, int completionTokens) implements Event {}
 
   record Failed(ApiError error) implements Event {}
@@ -31,6 +31,8 @@ final class Generation {
   final Sampling sampling;
   final Optional<Integer> eos;
   final Instant deadline;
+  /** The most tokens, prompt and completion together, this row may reach: it ends there with "length" whatever it asked. */
+  final int context;
   final BlockingQueue<Event> events = new LinkedBlockingQueue<>();
   private final SplittableRandom rng;
   private final TextStream text;
@@ -40,7 +42,10 @@ final class Generation {
   private boolean released;
 
   Generation(long id, String model, Optional<AdapterRegistry.Entry> adapter, int[] prompt, Sampling sampling, Optional<Integer> eos, TextStream text,
-      Instant deadline) {
+      Instant deadline, int context) {
+    if (prompt.length >= context) {
+      throw new IllegalArgumentException("a prompt of " + prompt.length + " tokens leaves nothing to generate in a context of " + context);
+    }
     this.id = id;
     this.model = model;
     this.adapter = adapter;
@@ -49,6 +54,7 @@ final class Generation {
     this.eos = eos;
     this.text = text;
     this.deadline = deadline;
+    this.context = context;
     this.rng = new SplittableRandom(sampling.seed()); // as Generator.generate draws, so a seeded request repeats offline
   }
 
@@ -58,8 +64,16 @@ final class Generation {
   }
 
   /**
+   * The KV-cache positions this request may come to hold: its prompt and every token it may
+   * generate ({@link io.lorafleet.worker.generate.Sampling#maxNewTokens} is within the context).
+   */
+  long reservation() {
+    return (long) prompt.length + Math.min(sampling.maxNewTokens(), context - prompt.length);
+  }
+
+  /**
    * Picks the next token from its logits, sends the text it completes and returns it, or empty when
-   * the generation ended with it (EOS, a stop string or max_tokens).
+   * the generation ended with it (EOS, a stop string, max_tokens or the end of the context).
    */
   Optional<Integer> next(float[] logits) {
     int id = Generator.pick(logits, sampling, rng);
@@ -73,7 +87,7 @@ final class Generation {
       end("stop");
       return Optional.empty();
     }
-    if (generated >= sampling.maxNewTokens()) {
+    if (generated >= sampling.maxNewTokens() || Generator.atContextEnd(context, prompt.length, generated)) {
       end("length");
       return Optional.empty();
     }
@@ -101,12 +115,17 @@ final class Generation {
     return ended;
   }
 
-  /** Lets go of the adapter, once per request whoever ends it (the scheduler, or a refused submission). */
-  void release(AdapterRegistry registry) {
-    if (!released) {
-      released = true;
-      adapter.ifPresent(registry::release);
+  /**
+   * Lets go of the adapter, once per request whoever ends it (the scheduler, or a refused
+   * submission); true the first time, when the caller lets go of what else it held for it.
+   */
+  boolean release(AdapterRegistry registry) {
+    if (released) {
+      return false;
     }
+    released = true;
+    adapter.ifPresent(registry::release);
+    return true;
   }
 
   /** Whether the scheduler must drop this request now: its client went away or its time is up. */

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.datasets.prepare.ChatTemplate;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.tokenizer.Tokenizer;
+import java.math.BigInteger;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -108,23 +109,24 @@ final class OpenAiRequests {
     if (o.has("n") && !o.get("n").isNull() && !(o.get("n").isIntegralNumber() && o.get("n").asInt() == 1)) {
       throw ApiError.invalid("n", "'n' must be 1 (one choice per request) but found " + o.get("n"));
     }
-    Optional<Integer> maxTokens = positiveInt(o, "max_tokens");
+    String maxField = "max_tokens";
+    Optional<BigInteger> maxTokens = tokenCount(o, "max_tokens");
     if (kind == Kind.CHAT) {
-      Optional<Integer> mct = positiveInt(o, "max_completion_tokens");
+      Optional<BigInteger> mct = tokenCount(o, "max_completion_tokens");
       if (maxTokens.isPresent() && mct.isPresent() && !maxTokens.equals(mct)) {
         throw ApiError.invalid("max_completion_tokens", "max_tokens " + maxTokens.get() + " and max_completion_tokens " + mct.get() + " disagree");
       }
-      maxTokens = maxTokens.or(() -> mct);
+      if (maxTokens.isEmpty() && mct.isPresent()) {
+        maxField = "max_completion_tokens";
+        maxTokens = mct;
+      }
     }
     if (prompt.length >= context) {
       throw ApiError.invalid(kind.input, "This model's maximum context length is " + context + " tokens, but the " + kind.input + " has "
           + prompt.length + " tokens, leaving none to generate");
     }
-    int max = maxTokens.orElse(kind.defaultMaxTokens < 0 ? context - prompt.length : kind.defaultMaxTokens);
-    if (prompt.length + max > context) {
-      throw ApiError.invalid("max_tokens", "This model's maximum context length is " + context + " tokens. However, you requested "
-          + (prompt.length + max) + " tokens (" + prompt.length + " in the " + kind.input + ", " + max + " in the completion)");
-    }
+    int max = withinContext(maxField, kind, prompt.length, maxTokens.orElse(BigInteger.valueOf(kind.defaultMaxTokens < 0 ? context - prompt.length
+        : kind.defaultMaxTokens)));
     double temperature = number(o, "temperature", 0, 2, true).orElse(1.0);
     double topP = number(o, "top_p", 0, 1, false).orElse(1.0);
     long seed;
@@ -161,7 +163,7 @@ final class OpenAiRequests {
       }
     }
     Generation g = new Generation(ids.incrementAndGet(), model, adapter, prompt, sampling, tok.eos(), new TextStream(tok::decode, stop),
-        clock.instant().plus(timeout));
+        clock.instant().plus(timeout), context);
     return new Parsed(kind, g, stream, includeUsage);
   }
 
@@ -280,15 +282,34 @@ final class OpenAiRequests {
     return Optional.of(v.asText());
   }
 
-  private static Optional<Integer> positiveInt(ObjectNode o, String f) {
+  /** A token count as asked: any integer >= 1, however large (the context check then names it); never a float or a string. */
+  private static Optional<BigInteger> tokenCount(ObjectNode o, String f) {
     JsonNode v = o.get(f);
     if (v == null || v.isNull()) {
       return Optional.empty();
     }
-    if (!v.isIntegralNumber() || !v.canConvertToInt() || v.asInt() < 1) {
-      throw ApiError.invalid(f, "'" + f + "' must be an integer >= 1 but found " + abbreviate(v));
+    if (!v.isIntegralNumber()) {
+      throw ApiError.invalid(f, "'" + f + "' must be an integer but found " + abbreviate(v));
     }
-    return Optional.of(v.asInt());
+    BigInteger n = v.bigIntegerValue();
+    if (n.signum() < 1) {
+      throw ApiError.invalid(f, "'" + f + "' must be at least 1 but found " + n);
+    }
+    return Optional.of(n);
+  }
+
+  /**
+   * The completion's length once prompt plus completion is known to fit the context (exact
+   * arithmetic: no sum of two counts can wrap around); else 400 naming both numbers.
+   */
+  private int withinContext(String field, Kind kind, int promptTokens, BigInteger completion) {
+    BigInteger total = completion.add(BigInteger.valueOf(promptTokens));
+    if (total.compareTo(BigInteger.valueOf(context)) > 0) {
+      throw ApiError.invalid(field, "This model's maximum context length is " + context + " tokens. However, you requested " + total + " tokens ("
+          + promptTokens + " in the " + kind.input + ", " + completion + " in the completion); ask for at most " + (context - promptTokens)
+          + " with '" + field + "'");
+    }
+    return completion.intValueExact();
   }
 
   private static Optional<Double> number(ObjectNode o, String f, double lo, double hi, boolean loIncluded) {

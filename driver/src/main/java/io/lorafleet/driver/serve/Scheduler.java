@@ -25,6 +25,14 @@ import org.slf4j.LoggerFactory;
  * step for every row, whatever its adapter. Requests wait in a bounded queue; a full queue refuses
  * with 429, a draining server with 503.
  *
+ * <p>Memory is bounded by the KV budget {@code kvTokens}, never by what requests ask. Each request
+ * reserves its prompt plus the tokens it may generate ({@link Generation#reservation}), which fit
+ * the context. A request whose reservation would take the reserved total of the running and
+ * waiting requests past the budget gets 429. And a waiting request joins the batch only when the
+ * cache then still holds at most {@code kvTokens} positions, counting the left padding: rows times
+ * the longest reservation among them (the cache's length never exceeds it, since every row ends at
+ * its reservation). Requests join in arrival order, so none waits forever behind later ones.
+ *
  * <p>{@link #pause()} holds the loop before its next iteration, so that tests fill the queue or
  * time requests out deterministically, with a clock they move themselves.
  */
@@ -34,6 +42,7 @@ public final class Scheduler implements AutoCloseable {
   private final CausalLM model;
   private final int maxBatch;
   private final int maxQueue;
+  private final long kvTokens;
   private final Clock clock;
   private final AdapterRegistry adapters;
   private final ReentrantLock lock = new ReentrantLock();
@@ -45,6 +54,10 @@ public final class Scheduler implements AutoCloseable {
   private boolean stopped;
   private int active;
   private int budget = -1;
+  /** KV positions reserved by the requests running and waiting (at most kvTokens). */
+  private long reserved;
+  private long peakCacheTokens;
+  private long cacheTokens;
   private volatile long iterations;
   private long steps;
   private long rowsStepped;
@@ -53,11 +66,12 @@ public final class Scheduler implements AutoCloseable {
   private long lateJoins;
   private int widest;
 
-  public Scheduler(CausalLM model, AdapterRegistry adapters, int maxBatch, int maxQueue, Clock clock) {
+  public Scheduler(CausalLM model, AdapterRegistry adapters, int maxBatch, int maxQueue, long kvTokens, Clock clock) {
     this.model = model;
     this.adapters = adapters;
     this.maxBatch = maxBatch;
     this.maxQueue = maxQueue;
+    this.kvTokens = kvTokens;
     this.clock = clock;
     this.thread = new Thread(this::run, "lorafleet-scheduler");
     this.thread.setDaemon(true);
@@ -67,7 +81,7 @@ public final class Scheduler implements AutoCloseable {
     thread.start();
   }
 
-  /** Queues a request: 429 when the queue is full, 503 when the server is draining. */
+  /** Queues a request: 429 when the queue is full or its reservation passes the KV budget, 503 when the server is draining. */
   void submit(Generation g) {
     lock.lock();
     try {
@@ -75,8 +89,14 @@ public final class Scheduler implements AutoCloseable {
         throw new ApiError(503, "service_unavailable", Optional.empty(), "the server is shutting down and takes no new requests");
       }
       if (waiting.size() >= maxQueue) {
-        throw new ApiError(429, "rate_limit_error", Optional.empty(), "the queue is full (" + maxQueue + " waiting, --max-queue); retry later");
+        throw ApiError.busy("the queue is full (" + maxQueue + " waiting, --max-queue); retry later");
       }
+      if (g.reservation() > kvTokens - reserved) {
+        throw ApiError.busy("the requests running and waiting hold " + reserved + " of the server's " + kvTokens + " KV-cache tokens "
+            + "(--max-kv-tokens) and this one needs " + g.reservation() + " (" + g.prompt.length + " in the prompt, "
+            + (g.reservation() - g.prompt.length) + " to generate); retry later, or ask for fewer tokens");
+      }
+      reserved += g.reservation();
       waiting.add(g);
       changed.signalAll();
     } finally {
@@ -116,16 +136,32 @@ public final class Scheduler implements AutoCloseable {
     return locked(() -> draining);
   }
 
-  /** What continuous batching did so far. */
-  public record Stats(long steps, long rows, long mixedSteps, long lateJoins, int widest, long tokens) {}
-
   /**
-   * Decode steps; rows decoded over all steps; steps whose batch held rows of more than one adapter (the base counting as one);
-   * tokens generated (the first ones, from prefill, too);
-   * requests that joined a batch already decoding; the most rows in one step.
+   * What continuous batching did so far: decode steps; rows decoded over all steps; steps whose
+   * batch held rows of more than one adapter (the base counting as one); requests that joined a
+   * batch already decoding; the most rows in one step; tokens generated (the first ones, from
+   * prefill, too); the most KV-cache positions (rows times the cache's length, padding included)
+   * held after any iteration.
    */
+  public record Stats(long steps, long rows, long mixedSteps, long lateJoins, int widest, long tokens, long peakCacheTokens) {}
+
   public Stats stats() {
-    return locked(() -> new Stats(steps, rowsStepped, mixedSteps, lateJoins, widest, tokens));
+    return locked(() -> new Stats(steps, rowsStepped, mixedSteps, lateJoins, widest, tokens, peakCacheTokens));
+  }
+
+  /** KV positions reserved now by the requests running and waiting. */
+  public long reservedKvTokens() {
+    return locked(() -> reserved);
+  }
+
+  /** KV positions the running batch's cache holds now, padding included. */
+  public long cacheTokens() {
+    return locked(() -> cacheTokens);
+  }
+
+  /** The KV budget (--max-kv-tokens, or its default). */
+  public long kvTokens() {
+    return kvTokens;
   }
 
   /** Requests waiting for a row. */
@@ -216,7 +252,7 @@ public final class Scheduler implements AutoCloseable {
               end(g, timedOut(g, now));
             }
           }
-          while (rows.size() + admitted.size() < maxBatch && !waiting.isEmpty()) {
+          while (rows.size() + admitted.size() < maxBatch && !waiting.isEmpty() && fitsCache(rows.values(), admitted, waiting.peek())) {
             admitted.add(waiting.poll());
           }
           active = rows.size() + admitted.size();
@@ -260,7 +296,7 @@ public final class Scheduler implements AutoCloseable {
         } catch (RuntimeException e) {
           // A failed step fails the rows it held, not the server: start a fresh batch.
           LOG.error("a decode step failed; failing its {} requests", rows.size() + admitted.size(), e);
-          ApiError err = new ApiError(500, "server_error", Optional.empty(), "generation failed: " + e);
+          ApiError err = ApiError.server("a decode step");
           admitted.stream().filter(g -> !rows.containsKey(g.id)).forEach(g -> end(g, Optional.of(err)));
           rows.values().forEach(g -> end(g, Optional.of(err)));
           rows.clear();
@@ -271,6 +307,8 @@ public final class Scheduler implements AutoCloseable {
         lock.lock();
         try {
           active = rows.size();
+          cacheTokens = (long) batch.size() * batch.cacheLength();
+          peakCacheTokens = Math.max(peakCacheTokens, cacheTokens);
           iterations++;
           changed.signalAll();
         } finally {
@@ -287,6 +325,7 @@ public final class Scheduler implements AutoCloseable {
         waiting.forEach(g -> end(g, Optional.of(down)));
         waiting.clear();
         active = 0;
+        cacheTokens = 0;
         changed.signalAll();
       } finally {
         lock.unlock();
@@ -317,6 +356,23 @@ public final class Scheduler implements AutoCloseable {
     }
   }
 
+  /**
+   * Whether {@code next} may join the running rows and those admitted this iteration: the cache
+   * then holds rows times the longest reservation positions at most, and that must stay within the
+   * KV budget. A lone request always fits (its reservation is within the context, which the budget
+   * holds).
+   */
+  private boolean fitsCache(java.util.Collection<Generation> running, List<Generation> admitted, Generation next) {
+    long longest = next.reservation();
+    for (Generation g : running) {
+      longest = Math.max(longest, g.reservation());
+    }
+    for (Generation g : admitted) {
+      longest = Math.max(longest, g.reservation());
+    }
+    return (running.size() + admitted.size() + 1) * longest <= kvTokens;
+  }
+
   private static Optional<ApiError> timedOut(Generation g, Instant now) {
     return g.cancelled() ? Optional.empty() : Optional.of(new ApiError(408, "timeout_error", Optional.empty(),
         "the request did not finish within its time (--request-timeout); it ended at " + g.deadline + ", now " + now));
@@ -332,12 +388,14 @@ public final class Scheduler implements AutoCloseable {
     }
   }
 
-  /** Ends a request (with an error when given) and lets go of its adapter. */
+  /** Ends a request (with an error when given) and lets go of its adapter and its KV reservation. */
   private void end(Generation g, Optional<ApiError> error) {
     error.ifPresent(g::fail);
     if (!g.ended()) {
-      g.fail(new ApiError(499, "cancelled", Optional.empty(), "the client went away"));
+      g.fail(new ApiError(499, "cancelled", Optional.empty(), "the client closed the connection before the response"));
     }
-    g.release(adapters);
+    if (g.release(adapters)) {
+      locked(() -> reserved -= g.reservation());
+    }
   }
 }

@@ -11,6 +11,7 @@ import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.bench.StepBenchmark;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -24,7 +25,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Random;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -47,32 +47,49 @@ public final class ServeBenchmark {
 
   private ServeBenchmark() {}
 
-  public static Map<String, Object> run(Settings s, Path work) throws Exception {
-    Path model = work.resolve("model");
-    List<String> words = new ArrayList<>();
-    for (int i = 0; words.size() < s.vocab() - 4; i++) {
-      words.add("w" + i);
-    }
-    int heads = Math.max(1, s.hidden() / 64);
-    ModelDirectory.initModel(model, new TinyModelSpec("llama", s.layers(), s.hidden(), heads, heads, s.intermediate(), 1,
-        s.promptTokens() + s.maxTokens() + 8, false), words, s.seed());
-    Map<String, Path> adapters = new LinkedHashMap<>();
-    for (int a = 0; a < s.adapters(); a++) {
-      LoraModel lora = LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(s.rank(), 2 * s.rank(), List.of("all-linear")));
-      float[] v = lora.initialParams(a);
-      Random r = new Random(a);
-      for (int k = 0; k < v.length; k++) {
-        v[k] += (float) (r.nextGaussian() * 0.02);
+  /** The benchmark's random base (its context: the prompt, max_tokens and 8 more) and adapters, written under {@code work}. */
+  private record Fixture(Path model, Map<String, Path> adapters, List<String> words) {
+    static Fixture write(Settings s, Path work) throws Exception {
+      Path model = work.resolve("model");
+      List<String> words = new ArrayList<>();
+      for (int i = 0; words.size() < s.vocab() - 4; i++) {
+        words.add("w" + i);
       }
-      Path dir = work.resolve("adapter-" + a);
-      AdapterFormat.write(dir, lora, v, Map.of());
-      adapters.put("a" + a, dir);
+      int heads = Math.max(1, s.hidden() / 64);
+      ModelDirectory.initModel(model, new TinyModelSpec("llama", s.layers(), s.hidden(), heads, heads, s.intermediate(), 1,
+          s.promptTokens() + s.maxTokens() + 8, false), words, s.seed());
+      Map<String, Path> adapters = new LinkedHashMap<>();
+      for (int a = 0; a < s.adapters(); a++) {
+        LoraModel lora = LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(s.rank(), 2 * s.rank(), List.of("all-linear")));
+        float[] v = lora.initialParams(a);
+        Random r = new Random(a);
+        for (int k = 0; k < v.length; k++) {
+          v[k] += (float) (r.nextGaussian() * 0.02);
+        }
+        Path dir = work.resolve("adapter-" + a);
+        AdapterFormat.write(dir, lora, v, Map.of());
+        adapters.put("a" + a, dir);
+      }
+      return new Fixture(model, adapters, words);
     }
+
+    /** A prompt of {@code n} random words. */
+    String prompt(Random r, int n) {
+      StringBuilder p = new StringBuilder();
+      for (int t = 0; t < n; t++) {
+        p.append(t == 0 ? "" : " ").append(words.get(r.nextInt(words.size())));
+      }
+      return p.toString();
+    }
+  }
+
+  public static Map<String, Object> run(Settings s, Path work) throws Exception {
+    Fixture f = Fixture.write(s, work);
     Map<String, Object> out = new LinkedHashMap<>();
     out.put("settings", s);
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
-      Map<String, Object> batched = load(s, s.maxBatch(), base, tok, model, adapters, words);
-      Map<String, Object> serial = load(s, 1, base, tok, model, adapters, words);
+    try (CausalLM base = CausalLM.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
+      Map<String, Object> batched = load(s, s.maxBatch(), base, tok, f);
+      Map<String, Object> serial = load(s, 1, base, tok, f);
       out.put("continuous_batching", batched);
       out.put("one_row_per_batch", serial);
       out.put("throughput_ratio", round((double) batched.get("output_tokens_per_s") / (double) serial.get("output_tokens_per_s")));
@@ -80,25 +97,20 @@ public final class ServeBenchmark {
     return out;
   }
 
-  private static Map<String, Object> load(Settings s, int maxBatch, CausalLM base, Tokenizer tok, Path model, Map<String, Path> adapters,
-      List<String> words) throws Exception {
-    ServeOptions o = new ServeOptions("127.0.0.1", 0, Optional.empty(), Optional.empty(), "base", maxBatch, Math.max(16, 2 * s.concurrency()),
-        Duration.ofHours(1));
-    ApiServer server = ApiServer.start(o, base, tok, model, adapters, Clock.systemUTC());
+  private static Map<String, Object> load(Settings s, int maxBatch, CausalLM base, Tokenizer tok, Fixture f) throws Exception {
+    ServeOptions o = ServeOptions.builder("base").port(0).maxBatch(maxBatch).maxQueue(Math.max(16, 2 * s.concurrency())).requestTimeout(
+        Duration.ofHours(1)).build();
+    ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());
     HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-    List<String> names = new ArrayList<>(adapters.keySet());
+    List<String> names = new ArrayList<>(f.adapters().keySet());
     names.add("base");
     ExecutorService clients = Executors.newFixedThreadPool(s.concurrency());
     try {
       Random r = new Random(s.seed());
       List<String> bodies = new ArrayList<>();
       for (int i = 0; i < s.requests() + s.concurrency(); i++) {
-        StringBuilder p = new StringBuilder();
-        for (int t = 0; t < s.promptTokens(); t++) {
-          p.append(t == 0 ? "" : " ").append(words.get(r.nextInt(words.size())));
-        }
-        ObjectNode b = JSON.createObjectNode().put("model", names.get(i % names.size())).put("prompt", p.toString()).put("max_tokens", s.maxTokens())
-            .put("temperature", 0).put("stream", true);
+        ObjectNode b = JSON.createObjectNode().put("model", names.get(i % names.size())).put("prompt", f.prompt(r, s.promptTokens()))
+            .put("max_tokens", s.maxTokens()).put("temperature", 0).put("stream", true);
         b.putObject("stream_options").put("include_usage", true);
         bodies.add(b.toString());
       }
@@ -130,6 +142,131 @@ public final class ServeBenchmark {
     } finally {
       clients.shutdownNow();
       server.close();
+    }
+  }
+
+  /**
+   * serve under a flood: {@code concurrency} clients connect at once, each asking (not streamed,
+   * over a raw socket of its own) for max_tokens at the cap: all the context its prompt leaves. A
+   * client answered 429 waits the Retry-After it was given and asks again, until it is served.
+   * Reports every answer by status (a connection that got no HTTP answer apart), the served
+   * requests' latency from their first attempt (waiting included), the process's resident memory
+   * after loading and at its peak (server and clients share this JVM), and the KV cache the
+   * scheduler held against its budget. The server runs with serve's defaults besides --max-batch.
+   */
+  public static Map<String, Object> flood(Settings s, Path work) throws Exception {
+    Fixture f = Fixture.write(s, work);
+    Map<String, Object> out = new LinkedHashMap<>();
+    out.put("settings", s);
+    try (CausalLM base = CausalLM.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
+      int context = base.config().maxPositions();
+      ServeOptions o = ServeOptions.builder("base").port(0).maxBatch(s.maxBatch()).requestTimeout(Duration.ofHours(1)).build();
+      ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());
+      List<String> names = new ArrayList<>(f.adapters().keySet());
+      names.add("base");
+      Random r = new Random(s.seed());
+      List<byte[]> requests = new ArrayList<>();
+      for (int i = 0; i <= s.concurrency(); i++) {
+        String prompt = f.prompt(r, s.promptTokens());
+        ObjectNode b = JSON.createObjectNode().put("model", names.get(i % names.size())).put("prompt", prompt)
+            .put("max_tokens", context - tok.encodePrompt(prompt).length).put("temperature", 0);
+        requests.add(rawPost(b.toString()));
+      }
+      ExecutorService clients = Executors.newFixedThreadPool(s.concurrency());
+      try {
+        attempt(server.port(), requests.get(s.concurrency())); // warm-up, not measured
+        long rssAfterLoad = StepBenchmark.rssKb();
+        Scheduler.Stats before = server.scheduler().stats();
+        long t0 = System.nanoTime();
+        List<Future<List<double[]>>> fs = new ArrayList<>();
+        for (int c = 0; c < s.concurrency(); c++) {
+          byte[] req = requests.get(c);
+          fs.add(clients.submit(() -> untilServed(server.port(), req)));
+        }
+        List<double[]> answers = new ArrayList<>(); // {status (0: no HTTP answer), ms of this attempt, ms since the first attempt}
+        for (Future<List<double[]>> fut : fs) {
+          answers.addAll(fut.get());
+        }
+        double wall = (System.nanoTime() - t0) / 1e9;
+        Scheduler.Stats after = server.scheduler().stats();
+        Map<String, Long> byStatus = new java.util.TreeMap<>();
+        answers.forEach(a -> byStatus.merge(a[0] == 0 ? "no_http_answer" : String.valueOf((int) a[0]), 1L, Long::sum));
+        double[] served = answers.stream().filter(a -> a[0] == 200).mapToDouble(a -> a[2]).sorted().toArray();
+        double[] refused = answers.stream().filter(a -> a[0] == 429).mapToDouble(a -> a[1]).sorted().toArray();
+        out.put("clients", s.concurrency());
+        out.put("context", context);
+        out.put("answers_by_status", byStatus);
+        out.put("served_latency_ms_p50", round(pct(served, 50)));
+        out.put("served_latency_ms_p99", round(pct(served, 99)));
+        out.put("refusal_latency_ms_p99", refused.length == 0 ? 0 : round(pct(refused, 99)));
+        out.put("wall_s", round(wall));
+        out.put("generated_tokens", after.tokens() - before.tokens());
+        out.put("rss_after_load_mb", rssAfterLoad / 1024);
+        out.put("peak_rss_mb", StepBenchmark.peakRssKb() / 1024);
+        long budget = server.scheduler().kvTokens();
+        out.put("kv_budget_tokens", budget);
+        out.put("peak_kv_cache_tokens", after.peakCacheTokens());
+        var c = base.config();
+        long bytesPerPosition = 2L * c.layers() * c.kvHeads() * (c.hidden() / c.heads()) * Float.BYTES; // K and V, fp32
+        out.put("kv_cache_bound_mb", round(Math.min(budget, (long) s.maxBatch() * context) * bytesPerPosition / 1048576.0));
+      } finally {
+        clients.shutdownNow();
+        server.close();
+      }
+    }
+    return out;
+  }
+
+  private static byte[] rawPost(String body) {
+    byte[] b = body.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    out.writeBytes(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        + "Content-Length: " + b.length + "\r\n\r\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+    out.writeBytes(b);
+    return out.toByteArray();
+  }
+
+  /** One client of the flood: attempts until a 200 (at most 10,000), waiting each 429's Retry-After; {status, attempt ms, ms since the first}. */
+  private static List<double[]> untilServed(int port, byte[] req) throws InterruptedException {
+    List<double[]> mine = new ArrayList<>();
+    long first = System.nanoTime();
+    for (int a = 0; a < 10_000; a++) {
+      long t = System.nanoTime();
+      int[] answer = attempt(port, req);
+      long now = System.nanoTime();
+      mine.add(new double[] {answer[0], (now - t) / 1e6, (now - first) / 1e6});
+      if (answer[0] == 200 || answer[0] != 429 && answer[0] != 0) {
+        break;
+      }
+      Thread.sleep(1000L * Math.max(1, answer[1]));
+    }
+    return mine;
+  }
+
+  /** One request on a connection of its own: {status (0: no HTTP answer), Retry-After seconds}. */
+  private static int[] attempt(int port, byte[] req) {
+    try (java.net.Socket sock = new java.net.Socket("127.0.0.1", port)) {
+      sock.setSoTimeout(3_600_000);
+      sock.getOutputStream().write(req);
+      sock.getOutputStream().flush();
+      java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(sock.getInputStream(),
+          java.nio.charset.StandardCharsets.UTF_8));
+      String status = in.readLine();
+      if (status == null) {
+        return new int[] {0, 1};
+      }
+      int retryAfter = 1;
+      for (String h = in.readLine(); h != null && !h.isEmpty(); h = in.readLine()) {
+        if (h.toLowerCase(java.util.Locale.ROOT).startsWith("retry-after:")) {
+          retryAfter = Integer.parseInt(h.substring(12).trim());
+        }
+      }
+      while (in.read() >= 0) { // the body, to the close this request asked for
+        continue;
+      }
+      return new int[] {Integer.parseInt(status.split(" ")[1]), retryAfter};
+    } catch (java.io.IOException e) {
+      return new int[] {0, 1};
     }
   }
 
@@ -187,11 +324,17 @@ public final class ServeBenchmark {
     return Math.round(v * 1000) / 1000.0;
   }
 
-  /** Runs the benchmark in a fresh temporary directory, removed afterwards. */
-  public static Map<String, Object> runInTemp(Settings s) throws Exception {
+  /** A benchmark over the files it writes. */
+  @FunctionalInterface
+  public interface Load {
+    Map<String, Object> run(Settings s, Path work) throws Exception;
+  }
+
+  /** Runs a benchmark ({@link #run} or {@link #flood}) in a fresh temporary directory, removed afterwards. */
+  public static Map<String, Object> runInTemp(Load load, Settings s) throws Exception {
     Path work = Files.createTempDirectory("lorafleet-bench-serve");
     try {
-      return run(s, work);
+      return load.run(s, work);
     } finally {
       try (Stream<Path> walk = Files.walk(work)) {
         walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());

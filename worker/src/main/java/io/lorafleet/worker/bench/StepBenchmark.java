@@ -359,11 +359,13 @@ public final class StepBenchmark {
     return best;
   }
 
-  static long rssKb() throws IOException {
+  /** This process's resident memory now, in kB (/proc/self/status VmRSS; −1 where there is none). */
+  public static long rssKb() throws IOException {
     return statusField("VmRSS:");
   }
 
-  static long peakRssKb() throws IOException {
+  /** This process's peak resident memory so far, in kB (VmHWM; −1 where there is none). */
+  public static long peakRssKb() throws IOException {
     return statusField("VmHWM:");
   }
 

@@ -101,6 +101,10 @@ public final class DecodeBatch implements AutoCloseable {
       if (!ids.add(j.id())) {
         throw new IllegalArgumentException("row " + j.id() + " is already in the batch");
       }
+      if (j.prompt().length > model.config().maxPositions()) {
+        throw new IllegalArgumentException("row " + j.id() + " has a prompt of " + j.prompt().length + " tokens, past the model's context of "
+            + model.config().maxPositions() + " positions");
+      }
     }
     List<Join> sorted = new ArrayList<>(joins);
     sorted.sort(Comparator.comparingInt(Join::group)); // stable
@@ -146,7 +150,8 @@ public final class DecodeBatch implements AutoCloseable {
 
   /**
    * Feeds every row its next token ({@code next} holds one for each id in the batch) and returns
-   * each row's next-token logits (V), by id.
+   * each row's next-token logits (V), by id. A row whose next position is past the model's context
+   * is refused: no caller may decode beyond it.
    */
   public Map<Long, float[]> step(Map<Long, Integer> next) {
     if (rows.isEmpty()) {
@@ -163,6 +168,10 @@ public final class DecodeBatch implements AutoCloseable {
       Integer id = next.get(row.id());
       if (id == null) {
         throw new IllegalArgumentException("no next token for row " + row.id());
+      }
+      if (row.tokens() >= model.config().maxPositions()) { // callers end rows at the context (Generator.atContextEnd); this is the floor under them
+        throw new IllegalStateException("row " + row.id() + " would decode at position " + row.tokens() + ", past the model's context of "
+            + model.config().maxPositions() + " positions");
       }
       step[r][0] = id;
       pos[r][0] = row.tokens();
@@ -211,7 +220,7 @@ public final class DecodeBatch implements AutoCloseable {
   private float[][] forward(List<Row> batch, int[][] step, int[][] pos, int[][] seg, KvCache c, boolean decode) {
     try (NDManager tok = manager.newSubManager()) {
       ForwardContext ctx = new ForwardContext(tok, overrides, decode ? stackedOrSegments(tok, batch) : delta(batch));
-      NDArray logits = model.forward(ctx, step, pos, seg, c); // (B, T, V)
+      NDArray logits = model.forwardLast(ctx, step, pos, seg, c); // (B, 1, V)
       float[] flat = logits.get(new NDIndex(":, -1, :")).toType(DataType.FLOAT32, false).toFloatArray(); // (B, V)
       int v = flat.length / batch.size();
       float[][] out = new float[batch.size()][];

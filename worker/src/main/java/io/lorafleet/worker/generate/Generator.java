@@ -29,11 +29,29 @@ import java.util.stream.IntStream;
 public final class Generator {
   private Generator() {}
 
-  /** Generated ids (without the prompt), stopping after {@code eos} if given. */
-  public static int[] generate(CausalLM model, Optional<Trainable> adapter, float[] values, int[] prompt, Sampling s, Optional<Integer> eos) {
+  /**
+   * Whether a sequence of {@code promptTokens} plus {@code generated} tokens fills a context of
+   * {@code context} positions: generation ends there ("length"), whatever was asked, so no path
+   * decodes past the model's positions (OpenAI's rule: prompt plus completion within the context).
+   */
+  public static boolean atContextEnd(int context, int promptTokens, int generated) {
+    return (long) promptTokens + generated >= context;
+  }
+
+  private static void checkPrompt(CausalLM model, int[] prompt) {
     if (prompt.length == 0) {
       throw new IllegalArgumentException("prompt must hold at least one token");
     }
+    int context = model.config().maxPositions();
+    if (prompt.length >= context) {
+      throw new IllegalArgumentException("the prompt has " + prompt.length + " tokens but the model's context is " + context
+          + " positions (max_position_embeddings): nothing is left to generate");
+    }
+  }
+
+  /** Generated ids (without the prompt), stopping after {@code eos} if given, or at the end of the context. */
+  public static int[] generate(CausalLM model, Optional<Trainable> adapter, float[] values, int[] prompt, Sampling s, Optional<Integer> eos) {
+    checkPrompt(model, prompt);
     SplittableRandom rng = new SplittableRandom(s.seed());
     List<Integer> out = new ArrayList<>();
     try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
@@ -48,7 +66,7 @@ public final class Generator {
         }
         int id = pick(last, s, rng);
         out.add(id);
-        if (eos.isPresent() && id == eos.get()) {
+        if (eos.isPresent() && id == eos.get() || atContextEnd(model.config().maxPositions(), prompt.length, out.size())) {
           break;
         }
         next = new int[] {id};
@@ -65,8 +83,8 @@ public final class Generator {
   /**
    * Greedy generations for many prompts at once, as {@link #generate} would give each alone (a
    * {@link DecodeBatch}: left-padded rows, each with its own positions). Row b stops after
-   * {@code maxNew[b]} tokens or after its stop token {@code stop[b]} (negative: none), and leaves the
-   * batch then.
+   * {@code maxNew[b]} tokens, after its stop token {@code stop[b]} (negative: none) or at the end of
+   * the context, and leaves the batch then.
    */
   public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
     try (NDManager gen = model.manager().newSubManager()) {
@@ -98,7 +116,10 @@ public final class Generator {
 
   private static int[][] greedy(CausalLM model, Map<String, NDArray> overrides, List<DecodeBatch.Join> joins, int[] maxNew, int[] stop) {
     List<List<Integer>> out = new ArrayList<>();
-    joins.forEach(j -> out.add(new ArrayList<>()));
+    joins.forEach(j -> {
+      checkPrompt(model, j.prompt());
+      out.add(new ArrayList<>());
+    });
     try (DecodeBatch batch = new DecodeBatch(model, overrides)) {
       Map<Long, float[]> logits = batch.join(joins.stream().filter(j -> maxNew[(int) j.id()] > 0).toList());
       while (!logits.isEmpty()) {
@@ -108,7 +129,8 @@ public final class Generator {
           int r = (int) (long) id;
           int tok = argmax(l);
           out.get(r).add(tok);
-          if (out.get(r).size() >= maxNew[r] || tok == stop[r]) {
+          if (out.get(r).size() >= maxNew[r] || tok == stop[r]
+              || atContextEnd(model.config().maxPositions(), joins.get(r).prompt().length, out.get(r).size())) {
             done.add(id);
           } else {
             next.put(id, tok);

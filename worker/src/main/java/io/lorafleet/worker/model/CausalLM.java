@@ -3,6 +3,7 @@ package io.lorafleet.worker.model;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -421,17 +422,24 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   }
 
   /**
-   * Logits for new tokens (B, T) of rows that continue at their own positions: {@code positions}
-   * (B, T) for the new tokens, and {@code segments} (B, cached + T) for every key so far, so that a
-   * query sees only keys of its own segment (left padding gets a segment of its own).
+   * Logits (B, 1, V) of the last of the new tokens (B, T) of rows that continue at their own
+   * positions: {@code positions} (B, T) for the new tokens, and {@code segments} (B, cached + T) for
+   * every key so far, so that a query sees only keys of its own segment (left padding gets a segment
+   * of its own). Only the last position goes through the head: a prefill of B rows of T tokens never
+   * holds (B, T, V) logits, which for a long prompt and a large vocabulary would outweigh the KV
+   * cache itself.
    */
-  public NDArray forward(ForwardContext ctx, int[][] ids, int[][] positions, int[][] segments, KvCache cache) {
+  public NDArray forwardLast(ForwardContext ctx, int[][] ids, int[][] positions, int[][] segments, KvCache cache) {
+    if (config.arch().encoder()) {
+      EncoderBlocks.refuseCache(config, Optional.of(cache));
+    }
     if (segments[0].length != cache.length() + ids[0].length) {
       throw new IllegalArgumentException("segments cover " + segments[0].length + " keys but the cache holds " + cache.length()
           + " and " + ids[0].length + " are new");
     }
     NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
-    return decoder.forward(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache));
+    NDArray h = decoder.hidden(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache)); // (B, T, H)
+    return decoder.head(this, ctx, h.get(new NDIndex(":, -1:, :"))); // (B, 1, V)
   }
 
   @Override

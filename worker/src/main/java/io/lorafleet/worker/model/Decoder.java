@@ -50,13 +50,19 @@ interface Decoder {
   /** The final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
   NDArray head(CausalLM m, ForwardContext ctx, NDArray h);
 
-  /**
-   * Logits (B, T, V) for ids (B, T) at the given absolute positions, from the pieces above (which
-   * {@link Segments} recomputes one at a time): for each layer q, k, v; k and v appended to the cache,
-   * when there is one, so that attention covers the cached prefix; attention under the causal,
-   * window and segment masks, each kv head repeated heads/kv_heads times; the rest of the layer.
-   */
+  /** Logits (B, T, V) for ids (B, T) at the given absolute positions: the head over {@link #hidden}. */
   default NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+    return head(m, ctx, hidden(m, ctx, ids, positions, segments, cache));
+  }
+
+  /**
+   * The last layer's output (B, T, H) for ids (B, T) at the given absolute positions, from the
+   * pieces above (which {@link Segments} recomputes one at a time): for each layer q, k, v; k and v
+   * appended to the cache, when there is one, so that attention covers the cached prefix; attention
+   * under the causal, window and segment masks, each kv head repeated heads/kv_heads times; the
+   * rest of the layer.
+   */
+  default NDArray hidden(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     ModelConfig c = m.config();
     int b = positions.length;
     int t = positions[0].length;
@@ -77,6 +83,6 @@ interface Decoder {
       h = rest(m, ctx, i, h, Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask));
     }
     cache.ifPresent(kc -> kc.advance(t));
-    return head(m, ctx, h);
+    return h;
   }
 }
