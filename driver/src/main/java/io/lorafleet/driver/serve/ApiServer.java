@@ -75,11 +75,11 @@ public final class ApiServer implements AutoCloseable {
     this.modelDir = modelDir;
     this.clock = clock;
     this.created = clock.instant().getEpochSecond();
-    this.disconnects = new DisconnectWatch();
+    int context = options.context(model.config().maxPositions());
+    long kvTokens = options.kvTokens(context);
     this.adapters = new AdapterRegistry(model, options.servedModelName(), options.adapterRoot());
     adapterDirs.forEach(adapters::loadTrusted);
-    int context = options.context(model.config().maxPositions());
-    this.scheduler = new Scheduler(model, adapters, options.maxBatch(), options.maxQueue(), options.kvTokens(context), clock);
+    this.scheduler = new Scheduler(model, adapters, options.maxBatch(), options.maxQueue(), kvTokens, clock);
     this.requests = new OpenAiRequests(options.servedModelName(), adapters, tok, context, model.config().vocabSize(), clock, options.requestTimeout());
     // Every queued and running request holds a thread while it waits; the rest answer at once (429, 4xx, /health, /metrics).
     QueuedThreadPool pool = new QueuedThreadPool(options.maxQueue() + options.maxBatch() + ServeOptions.CONNECTION_HEADROOM, 8);
@@ -97,6 +97,7 @@ public final class ApiServer implements AutoCloseable {
     server.addBean(new NetworkConnectionLimit(options.maxConnections(), connector));
     server.addConnector(connector);
     server.setHandler(new Routes());
+    this.disconnects = new DisconnectWatch(); // last: a thread of its own, started once nothing above can fail
   }
 
   /** Loads the given adapters, starts the scheduler and binds the port (0: any free one). */

@@ -53,7 +53,7 @@ final class OpenAiRequests {
       Map.entry("logprobs", v -> v.isNull() || v.isBoolean() && !v.asBoolean()),
       Map.entry("top_logprobs", JsonNode::isNull),
       Map.entry("echo", v -> v.isNull() || v.isBoolean() && !v.asBoolean()),
-      Map.entry("best_of", v -> v.isNull() || v.isIntegralNumber() && v.asInt() == 1),
+      Map.entry("best_of", OpenAiRequests::isNullOrOne),
       Map.entry("presence_penalty", v -> v.isNull() || v.isNumber() && v.asDouble() == 0),
       Map.entry("frequency_penalty", v -> v.isNull() || v.isNumber() && v.asDouble() == 0),
       Map.entry("logit_bias", v -> v.isNull() || v.isObject() && v.isEmpty()),
@@ -106,7 +106,7 @@ final class OpenAiRequests {
       throw unknown(model);
     }
     int[] prompt = kind == Kind.CHAT ? chatPrompt(o) : completionPrompt(o);
-    if (o.has("n") && !o.get("n").isNull() && !(o.get("n").isIntegralNumber() && o.get("n").asInt() == 1)) {
+    if (o.has("n") && !isNullOrOne(o.get("n"))) {
       throw ApiError.invalid("n", "'n' must be 1 (one choice per request) but found " + o.get("n"));
     }
     String maxField = "max_tokens";
@@ -167,6 +167,11 @@ final class OpenAiRequests {
     return new Parsed(kind, g, stream, includeUsage);
   }
 
+  /** null, or exactly the integer 1 (2^32 + 1 is not 1, though its low 32 bits are). */
+  private static boolean isNullOrOne(JsonNode v) {
+    return v.isNull() || v.isIntegralNumber() && v.canConvertToInt() && v.asInt() == 1;
+  }
+
   private ApiError unknown(String model) {
     return new ApiError(404, "not_found_error", Optional.of("model"), "The model '" + model + "' does not exist; serving '" + baseName
         + "' and adapters " + adapters.list().stream().map(AdapterRegistry.Entry::name).toList());
@@ -190,7 +195,7 @@ final class OpenAiRequests {
       int[] ids = new int[p.size()];
       for (int i = 0; i < ids.length; i++) {
         JsonNode t = p.get(i);
-        if (!t.isIntegralNumber() || t.asLong() < 0 || t.asLong() >= vocab) {
+        if (!t.isIntegralNumber() || !t.canConvertToInt() || t.asInt() < 0 || t.asInt() >= vocab) { // no id wraps around into range
           throw ApiError.invalid("prompt", "prompt[" + i + "] must be a token id in [0, " + vocab + ") but found " + t);
         }
         ids[i] = t.asInt();

@@ -147,7 +147,7 @@ public final class ServeBenchmark {
 
   /**
    * serve under a flood: {@code concurrency} clients connect at once, each asking (not streamed,
-   * over a raw socket of its own) for max_tokens at the cap: all the context its prompt leaves. A
+   * on a kept-alive connection of its own) for max_tokens at the cap: all the context its prompt leaves. A
    * client answered 429 waits the Retry-After it was given and asks again, until it is served.
    * Reports every answer by status (a connection that got no HTTP answer apart), the served
    * requests' latency from their first attempt (waiting included), the process's resident memory
@@ -174,7 +174,7 @@ public final class ServeBenchmark {
       }
       ExecutorService clients = Executors.newFixedThreadPool(s.concurrency());
       try {
-        attempt(server.port(), requests.get(s.concurrency())); // warm-up, not measured
+        untilServed(server.port(), requests.get(s.concurrency())); // warm-up, not measured
         long rssAfterLoad = StepBenchmark.rssKb();
         Scheduler.Stats before = server.scheduler().stats();
         long t0 = System.nanoTime();
@@ -220,53 +220,100 @@ public final class ServeBenchmark {
   private static byte[] rawPost(String body) {
     byte[] b = body.getBytes(java.nio.charset.StandardCharsets.UTF_8);
     java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
-    out.writeBytes(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
-        + "Content-Length: " + b.length + "\r\n\r\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+    out.writeBytes(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " + b.length
+        + "\r\n\r\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
     out.writeBytes(b);
     return out.toByteArray();
   }
 
-  /** One client of the flood: attempts until a 200 (at most 10,000), waiting each 429's Retry-After; {status, attempt ms, ms since the first}. */
+  /**
+   * One client of the flood, on one kept-alive connection (opened again if the server closes it):
+   * attempts until a 200 (at most 10,000), waiting each 429's Retry-After; {status, attempt ms, ms
+   * since the first} per answer.
+   */
   private static List<double[]> untilServed(int port, byte[] req) throws InterruptedException {
     List<double[]> mine = new ArrayList<>();
     long first = System.nanoTime();
-    for (int a = 0; a < 10_000; a++) {
-      long t = System.nanoTime();
-      int[] answer = attempt(port, req);
-      long now = System.nanoTime();
-      mine.add(new double[] {answer[0], (now - t) / 1e6, (now - first) / 1e6});
-      if (answer[0] == 200 || answer[0] != 429 && answer[0] != 0) {
-        break;
+    java.net.Socket sock = null;
+    try {
+      for (int a = 0; a < 10_000; a++) {
+        long t = System.nanoTime();
+        int[] answer;
+        try {
+          if (sock == null) {
+            sock = new java.net.Socket("127.0.0.1", port);
+            sock.setSoTimeout(3_600_000);
+          }
+          answer = exchange(sock, req);
+        } catch (java.io.IOException e) {
+          answer = new int[] {0, 1, 1};
+        }
+        if (answer[2] == 1 && sock != null) {
+          closeQuietly(sock);
+          sock = null;
+        }
+        long now = System.nanoTime();
+        mine.add(new double[] {answer[0], (now - t) / 1e6, (now - first) / 1e6});
+        if (answer[0] == 200 || answer[0] != 429 && answer[0] != 0) {
+          break;
+        }
+        Thread.sleep(1000L * Math.max(1, answer[1]));
       }
-      Thread.sleep(1000L * Math.max(1, answer[1]));
+    } finally {
+      if (sock != null) {
+        closeQuietly(sock);
+      }
     }
     return mine;
   }
 
-  /** One request on a connection of its own: {status (0: no HTTP answer), Retry-After seconds}. */
-  private static int[] attempt(int port, byte[] req) {
-    try (java.net.Socket sock = new java.net.Socket("127.0.0.1", port)) {
-      sock.setSoTimeout(3_600_000);
-      sock.getOutputStream().write(req);
-      sock.getOutputStream().flush();
-      java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(sock.getInputStream(),
-          java.nio.charset.StandardCharsets.UTF_8));
-      String status = in.readLine();
-      if (status == null) {
-        return new int[] {0, 1};
+  /** One request and its whole response: {status (0: no HTTP answer), Retry-After seconds, 1 when the connection closes}. */
+  private static int[] exchange(java.net.Socket sock, byte[] req) throws java.io.IOException {
+    sock.getOutputStream().write(req);
+    sock.getOutputStream().flush();
+    java.io.InputStream in = sock.getInputStream();
+    String status = line(in);
+    if (status == null) {
+      return new int[] {0, 1, 1};
+    }
+    int retryAfter = 1;
+    int length = 0;
+    int close = 0;
+    for (String h = line(in); h != null && !h.isEmpty(); h = line(in)) {
+      String lower = h.toLowerCase(java.util.Locale.ROOT);
+      if (lower.startsWith("retry-after:")) {
+        retryAfter = Integer.parseInt(h.substring(12).trim());
+      } else if (lower.startsWith("content-length:")) {
+        length = Integer.parseInt(h.substring(15).trim());
+      } else if (lower.startsWith("connection:") && lower.contains("close")) {
+        close = 1;
       }
-      int retryAfter = 1;
-      for (String h = in.readLine(); h != null && !h.isEmpty(); h = in.readLine()) {
-        if (h.toLowerCase(java.util.Locale.ROOT).startsWith("retry-after:")) {
-          retryAfter = Integer.parseInt(h.substring(12).trim());
-        }
+    }
+    if (in.readNBytes(length).length < length) {
+      close = 1;
+    }
+    return new int[] {Integer.parseInt(status.split(" ")[1]), retryAfter, close};
+  }
+
+  /** A CRLF-terminated line of ASCII, without its CRLF; null at the end of the stream. */
+  private static String line(java.io.InputStream in) throws java.io.IOException {
+    StringBuilder sb = new StringBuilder();
+    for (int c = in.read(); c >= 0; c = in.read()) {
+      if (c == '\n') {
+        return sb.toString();
       }
-      while (in.read() >= 0) { // the body, to the close this request asked for
-        continue;
+      if (c != '\r') {
+        sb.append((char) c);
       }
-      return new int[] {Integer.parseInt(status.split(" ")[1]), retryAfter};
+    }
+    return sb.length() == 0 ? null : sb.toString();
+  }
+
+  private static void closeQuietly(java.net.Socket sock) {
+    try {
+      sock.close();
     } catch (java.io.IOException e) {
-      return new int[] {0, 1};
+      // nothing left to do with a socket that will not close
     }
   }
 

@@ -139,6 +139,12 @@ class ServeAbuseIT {
       assertError(post(s, "/v1/completions", completion("-2147483648")), 400, "max_tokens", "at least 1");
       String chat = "{\"model\": \"sql\", \"messages\": [{\"role\": \"user\", \"content\": \"the\"}], \"max_completion_tokens\": 2147483647}";
       assertError(post(s, "/v1/chat/completions", chat), 400, "max_completion_tokens", "maximum context length is " + CONTEXT);
+      // No other integer wraps around into range: 2^32 + 1 is not n = 1, nor a token id 1 (nor is 2^64 + 1).
+      String head = "{\"model\": \"sql\", \"max_tokens\": 2, ";
+      assertError(post(s, "/v1/completions", head + "\"prompt\": \"the\", \"n\": 4294967297}"), 400, "n");
+      assertError(post(s, "/v1/completions", head + "\"prompt\": \"the\", \"best_of\": 4294967297}"), 400, "best_of");
+      assertError(post(s, "/v1/completions", head + "\"prompt\": [1, 4294967297]}"), 400, "prompt", "4294967297");
+      assertError(post(s, "/v1/completions", head + "\"prompt\": [18446744073709551617]}"), 400, "prompt");
       assertEquals(0, s.scheduler().reservedKvTokens(), "nothing refused holds a reservation");
       assertEquals(0, s.scheduler().active());
     } finally {
