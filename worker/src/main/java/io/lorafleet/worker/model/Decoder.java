@@ -76,7 +76,7 @@ interface Decoder {
       NDArray k = qkv[1];
       NDArray v = qkv[2];
       if (cache.isPresent()) {
-        NDArray[] kv = cache.get().append(i, k, v);
+        NDArray[] kv = cache.get().append(i, k, v, ctx.manager());
         k = kv[0];
         v = kv[1];
       }

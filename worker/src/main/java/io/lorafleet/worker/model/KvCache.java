@@ -28,8 +28,15 @@ public final class KvCache implements AutoCloseable {
     return length;
   }
 
-  /** Appends new (B, nkv, T, hd) keys and values for a layer and returns the full (B, nkv, S+T, hd) pair. */
-  NDArray[] append(int layer, NDArray k, NDArray v) {
+  /**
+   * Appends new (B, nkv, T, hd) keys and values for a layer and returns the full (B, nkv, S+T, hd)
+   * pair as views owned by {@code step}, the forward's scope. Every op on them (a transpose, the
+   * repeat of kv heads) then lands in that scope and is freed with it; were they the cache's own
+   * arrays, each such result would join the cache's manager and, as a view, keep that step's whole
+   * cache alive for as long as the cache lives: a long-lived decode batch grew by a cache's worth
+   * of keys per layer and step.
+   */
+  NDArray[] append(int layer, NDArray k, NDArray v, NDManager step) {
     NDArray nk = keys[layer] == null ? k.duplicate() : keys[layer].concat(k, 2);
     NDArray nv = values[layer] == null ? v.duplicate() : values[layer].concat(v, 2);
     nk.attach(manager);
@@ -40,7 +47,7 @@ public final class KvCache implements AutoCloseable {
     }
     keys[layer] = nk;
     values[layer] = nv;
-    return new NDArray[] {nk, nv};
+    return new NDArray[] {view(nk, step), view(nv, step)};
   }
 
   /** Rows in the batch (0 while nothing is cached). */
@@ -111,6 +118,13 @@ public final class KvCache implements AutoCloseable {
       values[l] = values[l] == null ? adopt(other.values[l].duplicate()) : replace(values[l], values[l].concat(other.values[l], 0));
     }
     length = other.length;
+  }
+
+  /** The same storage under a handle owned by {@code owner} (reshape to its own shape is a view in torch). */
+  private static NDArray view(NDArray a, NDManager owner) {
+    NDArray v = a.reshape(a.getShape());
+    v.attach(owner);
+    return v;
   }
 
   private static NDArray zeros(NDManager m, NDArray like, int n) {
