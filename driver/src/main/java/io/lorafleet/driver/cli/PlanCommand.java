@@ -5,7 +5,6 @@ import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.plan.MemoryPlan;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -20,7 +19,7 @@ final class PlanCommand implements Callable<Integer> {
   @Option(names = "--micro-batch", description = "examples per forward/backward pass", defaultValue = "4") int microBatch;
   @Option(names = "--workers", description = "training workers", defaultValue = "2") int workers;
   @Option(names = "--r", description = "LoRA rank", defaultValue = "8") int r;
-  @Option(names = "--target-modules", description = "modules to adapt (names, all-linear or a regex)", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
+  @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path, as train takes them", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
   @Option(names = "--gradient-checkpointing", description = "plan for train --gradient-checkpointing") boolean checkpointing;
   @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
   @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
@@ -32,7 +31,7 @@ final class PlanCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--dtype must be fp32 or fp16 but found '" + dtype + "'");
     }
     ModelSkeleton base = ModelSkeleton.read(model);
-    LoraModel lora = LoraModel.create(base, LoraConfig.of(r, 2.0 * r, Arrays.stream(targets.split(",")).map(String::trim).toList()));
+    LoraModel lora = LoraModel.create(base, LoraConfig.ofTargetModules(r, 2.0 * r, targets));
     int bytes = dtype.equals("fp16") ? 2 : 4;
     var stored = io.lorafleet.worker.quant.QuantizedCheckpoint.of(base.config().raw(), model + "/config.json");
     if (quantize.quantization().on() && !(stored instanceof io.lorafleet.worker.quant.QuantizedCheckpoint.None)) {

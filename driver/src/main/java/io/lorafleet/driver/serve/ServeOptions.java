@@ -94,12 +94,21 @@ public record ServeOptions(String host, int port, Optional<String> apiKey, Optio
 
   /** The KV budget for requests of at most {@code context} tokens; at least one request at the full context must fit it. */
   public long kvTokens(int context) {
-    long kv = maxKvTokens.orElse((long) DEFAULT_KV_BATCHES * maxBatch * context);
+    long kv = maxKvTokens.orElse(fullBatches(context));
     if (kv < context) {
       throw new IllegalArgumentException("--max-kv-tokens " + kv + " is smaller than one request at the full context (" + context
           + " tokens, --max-model-len): such a request could never run; give at least " + context);
     }
     return kv;
+  }
+
+  /** {@link #DEFAULT_KV_BATCHES} batches at the full context, in exact arithmetic (Long.MAX_VALUE past it). */
+  private long fullBatches(int context) {
+    try {
+      return Math.multiplyExact(Math.multiplyExact((long) DEFAULT_KV_BATCHES, maxBatch), context);
+    } catch (ArithmeticException e) {
+      return Long.MAX_VALUE;
+    }
   }
 
   /** Named settings with the defaults above; {@link #build} checks them all. */

@@ -4,7 +4,6 @@ import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.quant.Quantization;
 import java.io.Serializable;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -138,25 +137,9 @@ public record TrainConfig(
     return toLora(targetModules, rank, alpha, dropout, baseModelName(), loraOptions);
   }
 
-  /**
-   * --target-modules as PEFT takes target_modules: module names separated by commas (each matched
-   * exactly or as a ".name" suffix), "all-linear", or, when the value holds anything but letters,
-   * digits, '_', '-' and commas, one regex matched against the full module path.
-   */
+  /** --target-modules read by {@link LoraConfig#ofTargetModules}, with this job's dropout, base and options. */
   private static LoraConfig toLora(String targetModules, int rank, double alpha, double dropout, String model, LoraOptions options) {
-    LoraConfig c;
-    if (targetModules.trim().matches("[A-Za-z0-9_,\\s-]*")) {
-      List<String> targets = Arrays.stream(targetModules.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList();
-      c = LoraConfig.of(rank, alpha, targets);
-    } else {
-      try {
-        java.util.regex.Pattern.compile(targetModules.trim());
-      } catch (java.util.regex.PatternSyntaxException e) {
-        throw new IllegalArgumentException("--target-modules '" + targetModules + "' is neither module names nor a valid regex: " + e.getDescription());
-      }
-      c = LoraConfig.of(rank, alpha, List.of(targetModules.trim())).withTargets(List.of(targetModules.trim()), true);
-    }
-    return options.apply(c.withDropout(dropout).withBaseModel(model));
+    return options.apply(LoraConfig.ofTargetModules(rank, alpha, targetModules).withDropout(dropout).withBaseModel(model));
   }
 
   /** The same job with validation loss every {@code every} steps. */

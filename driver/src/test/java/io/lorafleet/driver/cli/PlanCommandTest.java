@@ -36,4 +36,30 @@ class PlanCommandTest {
     assertEquals(0, OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "8192", "--micro-batch", "4", "--target-modules", "q_proj,v_proj",
         "--gradient-checkpointing", "--worker-memory-mb", Long.toString(plain.get("worker_peak_mb") / 2)).getKey());
   }
+
+  /** plan reads --target-modules as train does: names, all-linear, or one regex over the module path (once refused as "match no module"). */
+  @Test
+  void targetModulesAreReadAsTrainReadsThem() throws Exception {
+    Path model = tmp.resolve("m");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 64, 4, 2, 96, 1, 256, false), List.of("a", "b", "c"), 1);
+    ModelSkeleton base = ModelSkeleton.read(model);
+    int names = LoraModel.create(base, LoraConfig.ofTargetModules(8, 16, "q_proj, v_proj")).layout().size();
+    int regex = LoraModel.create(base, LoraConfig.ofTargetModules(8, 16, ".*\\.(q_proj|v_proj)")).layout().size();
+    int all = LoraModel.create(base, LoraConfig.ofTargetModules(8, 16, "all-linear")).layout().size();
+    assertEquals(names, regex, "the regex picks the same projections as the names");
+    assertTrue(all > names);
+    for (String t : List.of(".*\\.(q_proj|v_proj)", "all-linear", "q_proj,v_proj")) {
+      java.io.PrintStream out = System.out;
+      java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+      System.setOut(new java.io.PrintStream(buf, true));
+      var r = OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "64", "--target-modules", t);
+      System.setOut(out);
+      assertEquals(0, r.getKey(), t + ": " + r.getValue());
+      int want = t.equals("all-linear") ? all : names;
+      assertTrue(buf.toString().replace(",", "").contains(want + " trainable"), t + " must train " + want + " parameters: " + buf);
+    }
+    IllegalArgumentException bad = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> LoraConfig.ofTargetModules(8, 16, "q_proj(["));
+    assertTrue(bad.getMessage().contains("q_proj(["), bad.getMessage());
+  }
 }

@@ -1,5 +1,6 @@
 package io.lorafleet.worker.lora;
 
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -149,6 +150,25 @@ public record LoraConfig(
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
     return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false, Vera.OFF, Adalora.OFF);
+  }
+
+  /**
+   * Rank r and alpha over {@code targetModules} as PEFT takes target_modules from a command line:
+   * module names separated by commas (each matched exactly or as a ".name" suffix), "all-linear",
+   * or, when the value holds anything but letters, digits, '_', '-', commas and spaces, one regex
+   * matched against the full module path. The one reading of --target-modules, for every command.
+   */
+  public static LoraConfig ofTargetModules(int r, double alpha, String targetModules) {
+    String t = targetModules.trim();
+    if (t.matches("[A-Za-z0-9_,\\s-]*")) {
+      return of(r, alpha, Arrays.stream(t.split(",")).map(String::trim).filter(x -> !x.isEmpty()).toList());
+    }
+    try {
+      java.util.regex.Pattern.compile(t);
+    } catch (java.util.regex.PatternSyntaxException e) {
+      throw new IllegalArgumentException("--target-modules '" + targetModules + "' is neither module names nor a valid regex: " + e.getDescription());
+    }
+    return of(r, alpha, List.of(t)).withTargets(List.of(t), true);
   }
 
   public LoraConfig withDropout(double p) {
