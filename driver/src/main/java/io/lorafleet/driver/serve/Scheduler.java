@@ -233,6 +233,7 @@ public final class Scheduler implements AutoCloseable {
     try {
       while (true) {
         List<Generation> admitted = new ArrayList<>();
+        long held = 0;
         lock.lock();
         try {
           while (!stopped && (paused || waiting.isEmpty() && rows.isEmpty())) {
@@ -279,6 +280,7 @@ public final class Scheduler implements AutoCloseable {
           logits.putAll(batch.join(admitted.stream()
               .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
           admitted.forEach(g -> rows.put(g.id, g));
+          held = (long) batch.size() * batch.cacheLength(); // the most this iteration holds: newcomers in, finished rows not yet out
           next.clear();
           locked(() -> tokens += logits.size());
           List<Long> done = new ArrayList<>();
@@ -308,7 +310,7 @@ public final class Scheduler implements AutoCloseable {
         try {
           active = rows.size();
           cacheTokens = (long) batch.size() * batch.cacheLength();
-          peakCacheTokens = Math.max(peakCacheTokens, cacheTokens);
+          peakCacheTokens = Math.max(peakCacheTokens, Math.max(held, cacheTokens));
           iterations++;
           changed.signalAll();
         } finally {
