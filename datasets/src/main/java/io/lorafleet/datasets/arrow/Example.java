@@ -1,5 +1,6 @@
 package io.lorafleet.datasets.arrow;
 
+import io.lorafleet.worker.model.Batch;
 import java.util.Optional;
 
 /**
@@ -21,7 +22,7 @@ public record Example(int[] inputIds, int[] labels, int[] packedPositions, float
   /** A sequence-classification example: ids with the tokenizer's special tokens, and one label. */
   public static Example classified(int[] inputIds, float label) {
     int[] none = new int[inputIds.length];
-    java.util.Arrays.fill(none, -100);
+    java.util.Arrays.fill(none, Batch.IGNORE);
     return new Example(inputIds, none, new int[0], new float[] {label});
   }
 

@@ -1,5 +1,6 @@
 package io.lorafleet.datasets.arrow;
 
+import io.lorafleet.worker.model.Batch;
 import java.io.Serializable;
 
 /**
@@ -64,8 +65,8 @@ public record TokenLimits(int vocabSize, int maxPositions, int numLabels) implem
             + "; the data was prepared for another model, or is corrupt");
       }
       int label = e.labels()[k];
-      if (label != -100 && (label < 0 || label >= vocabSize)) {
-        throw new IllegalArgumentException(where + ": labels[" + k + "] is " + label + " but must be -100 or an id in 0.." + (vocabSize - 1));
+      if (label != Batch.IGNORE && (label < 0 || label >= vocabSize)) {
+        throw new IllegalArgumentException(where + ": labels[" + k + "] is " + label + " but must be " + Batch.IGNORE + " or an id in 0.." + (vocabSize - 1));
       }
     }
     if (e.positionIds().isPresent()) {

@@ -2,6 +2,7 @@ package io.lorafleet.datasets.prepare;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -83,7 +84,7 @@ final class ChatFormat {
     if (ids.size() > o.maxSeqLen()) {
       throw new RecordFormat.BadRecord("too long: " + ids.size() + " tokens, --max-seq-len is " + o.maxSeqLen());
     }
-    if (labels.stream().allMatch(l -> l == -100)) {
+    if (labels.stream().allMatch(l -> l == Batch.IGNORE)) {
       throw new RecordFormat.BadRecord("assistant messages tokenize to nothing");
     }
     return new Tokenize.Result(new Example(ids.stream().mapToInt(Integer::intValue).toArray(), labels.stream().mapToInt(Integer::intValue).toArray()), false);
@@ -92,7 +93,7 @@ final class ChatFormat {
   private static void append(Tokenizer tok, String text, boolean trained, List<Integer> ids, List<Integer> labels, PrepareOptions o) {
     for (int t : tok.encode(text)) {
       ids.add(t);
-      labels.add(trained || o.trainOnInputs() ? t : -100);
+      labels.add(trained || o.trainOnInputs() ? t : Batch.IGNORE);
     }
   }
 

@@ -1,6 +1,7 @@
 package io.lorafleet.datasets.prepare;
 
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.model.Batch;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -53,7 +54,7 @@ final class Packing {
       Example e = o.example();
       for (int i = 0; i < e.inputIds().length; i++) {
         ids[k] = e.inputIds()[i];
-        labels[k] = i == 0 ? -100 : e.labels()[i];
+        labels[k] = i == 0 ? Batch.IGNORE : e.labels()[i];
         pos[k] = i;
         k++;
       }

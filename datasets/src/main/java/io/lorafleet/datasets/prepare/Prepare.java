@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.arrow.ShardFormat;
 import io.lorafleet.datasets.arrow.ShardWriter;
+import io.lorafleet.worker.model.Batch;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.Serializable;
@@ -347,7 +348,7 @@ public final class Prepare {
       rows++;
       tokens += e.inputIds().length;
       for (int l : e.labels()) {
-        targetTokens += l == -100 ? 0 : 1;
+        targetTokens += l == Batch.IGNORE ? 0 : 1;
       }
       truncated += o.truncated() ? 1 : 0;
       hist.merge(Integer.highestOneBit(Math.max(1, e.inputIds().length - 1)) * 2, 1L, Long::sum);

@@ -2,6 +2,7 @@ package io.lorafleet.datasets.prepare;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.model.Batch;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -32,13 +33,13 @@ final class Pretokenized {
       if (ids[i] < 0 || ids[i] >= vocab) {
         throw new RecordFormat.BadRecord("input_ids[" + i + "] = " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
       }
-      if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= vocab)) {
-        throw new RecordFormat.BadRecord("labels[" + i + "] = " + labels[i] + " must be -100 or in [0, " + vocab + ")");
+      if (labels[i] != Batch.IGNORE && (labels[i] < 0 || labels[i] >= vocab)) {
+        throw new RecordFormat.BadRecord("labels[" + i + "] = " + labels[i] + " must be " + Batch.IGNORE + " or in [0, " + vocab + ")");
       }
-      any |= labels[i] != -100 && i > 0;
+      any |= labels[i] != Batch.IGNORE && i > 0;
     }
     if (!any) {
-      throw new RecordFormat.BadRecord("no label carries loss (all -100 after the first position)");
+      throw new RecordFormat.BadRecord("no label carries loss (all " + Batch.IGNORE + " after the first position)");
     }
     return new Tokenize.Result(new Example(ids, labels), false);
   }

@@ -1,6 +1,7 @@
 package io.lorafleet.datasets.prepare;
 
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -75,11 +76,11 @@ public final class Tokenize {
     int k = 0;
     if (bos == 1) {
       ids[k] = tok.bos().get();
-      labels[k++] = -100;
+      labels[k++] = Batch.IGNORE;
     }
     for (int c : ctx) {
       ids[k] = c;
-      labels[k++] = o.trainOnInputs() ? c : -100;
+      labels[k++] = o.trainOnInputs() ? c : Batch.IGNORE;
     }
     for (int t : tgt) {
       ids[k] = t;

@@ -66,7 +66,7 @@ public final class Pretrain {
           System.arraycopy(w, 0, ids[b], k, n);
           k += n;
           ids[b][k] = tok.eos().orElseThrow();
-          java.util.Arrays.fill(labels[b], -100);
+          java.util.Arrays.fill(labels[b], Batch.IGNORE);
           for (int i = 4 + n; i < len; i++) {
             labels[b][i] = ids[b][i]; // loss on the copy and the EOS only
           }

@@ -8,6 +8,7 @@ import io.lorafleet.driver.train.GlobalBatch;
 import io.lorafleet.driver.train.ModelCache;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.train.FrozenModel;
 import io.lorafleet.worker.train.TrainStep;
@@ -245,7 +246,7 @@ public final class Evaluator {
 
   static int firstLabel(Example e) {
     for (int i = 0; i < e.labels().length; i++) {
-      if (e.labels()[i] != -100) {
+      if (e.labels()[i] != Batch.IGNORE) {
         return i;
       }
     }

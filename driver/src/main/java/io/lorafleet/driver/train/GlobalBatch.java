@@ -64,7 +64,7 @@ public final class GlobalBatch {
     for (int r = 0; r < rows.size(); r++) {
       Example e = rows.get(r);
       int[] p = e.positionIds().orElseGet(() -> java.util.stream.IntStream.range(0, e.inputIds().length).toArray());
-      java.util.Arrays.fill(labels[r], -100);
+      java.util.Arrays.fill(labels[r], Batch.IGNORE);
       System.arraycopy(e.inputIds(), 0, ids[r], 0, e.inputIds().length);
       System.arraycopy(e.labels(), 0, labels[r], 0, e.labels().length);
       System.arraycopy(p, 0, pos[r], 0, p.length);
