@@ -1,0 +1,12 @@
+/**
+ * The gradient channel between the driver and the workers: the driver's server ({@link io.lorafleet.driver.allreduce.GradientServer})
+ * and a worker's client ({@link io.lorafleet.driver.allreduce.GradientClient}) over TCP
+ * ({@link io.lorafleet.driver.allreduce.Wire}, {@link io.lorafleet.driver.allreduce.Transport}), a reduce that streams
+ * pushes as they arrive into a fixed summation order ({@link io.lorafleet.driver.allreduce.StreamingReduce},
+ * {@link io.lorafleet.driver.allreduce.SumTree}) so that the sum is bit-identical whatever the arrival order, and the
+ * vector kernels it runs ({@link io.lorafleet.driver.allreduce.Kernels}).
+ *
+ * <p>Imports: {@code driver.optim} (a loop, through {@link io.lorafleet.driver.allreduce.CommBenchmark}, which runs the
+ * optimizer beside the channel).
+ */
+package io.lorafleet.driver.allreduce;
