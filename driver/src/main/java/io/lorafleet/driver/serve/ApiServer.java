@@ -56,9 +56,6 @@ public final class ApiServer implements AutoCloseable {
   private final Server server;
   private final ServerConnector connector;
   private final AtomicInteger inFlight = new AtomicInteger();
-  /** Stream events written, and streams whose client went away (what tests wait on instead of time). */
-  private final java.util.concurrent.atomic.AtomicLong streamed = new java.util.concurrent.atomic.AtomicLong();
-  private final java.util.concurrent.atomic.AtomicLong streamFailures = new java.util.concurrent.atomic.AtomicLong();
   /** Requests answered, by "endpoint status". */
   private final java.util.concurrent.ConcurrentSkipListMap<String, java.util.concurrent.atomic.LongAdder> answered =
       new java.util.concurrent.ConcurrentSkipListMap<>();
@@ -126,14 +123,6 @@ public final class ApiServer implements AutoCloseable {
 
   public Scheduler scheduler() {
     return scheduler;
-  }
-
-  long streamed() {
-    return streamed.get();
-  }
-
-  long streamFailures() {
-    return streamFailures.get();
   }
 
   /** Clients noticed gone while their generation waited or ran. */
@@ -307,7 +296,6 @@ public final class ApiServer implements AutoCloseable {
       unwatch(watch, res);
       Content.Sink.write(res, true, "data: [DONE]\n\n", cb);
     } catch (IOException x) {
-      streamFailures.incrementAndGet();
       g.cancel(); // the client went away: free its row
       scheduler.wake();
       cb.failed(x);
@@ -325,7 +313,6 @@ public final class ApiServer implements AutoCloseable {
       res.write(false, ByteBuffer.wrap(("data: " + JSON.writeValueAsString(chunk) + "\n\n").getBytes(StandardCharsets.UTF_8)), b);
       b.block();
     }
-    streamed.incrementAndGet();
   }
 
   private Generation.Event take(Generation g) {

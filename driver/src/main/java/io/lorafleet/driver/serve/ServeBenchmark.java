@@ -73,6 +73,13 @@ public final class ServeBenchmark {
       return new Fixture(model, adapters, words);
     }
 
+    /** What requests name in turn: every adapter, then the base. */
+    List<String> models() {
+      List<String> names = new ArrayList<>(adapters.keySet());
+      names.add("base");
+      return names;
+    }
+
     /** A prompt of {@code n} random words. */
     String prompt(Random r, int n) {
       StringBuilder p = new StringBuilder();
@@ -102,8 +109,7 @@ public final class ServeBenchmark {
         Duration.ofHours(1)).build();
     ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());
     HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-    List<String> names = new ArrayList<>(f.adapters().keySet());
-    names.add("base");
+    List<String> names = f.models();
     ExecutorService clients = Executors.newFixedThreadPool(s.concurrency());
     try {
       Random r = new Random(s.seed());
@@ -162,8 +168,7 @@ public final class ServeBenchmark {
       int context = base.config().maxPositions();
       ServeOptions o = ServeOptions.builder("base").port(0).maxBatch(s.maxBatch()).requestTimeout(Duration.ofHours(1)).build();
       ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());
-      List<String> names = new ArrayList<>(f.adapters().keySet());
-      names.add("base");
+      List<String> names = f.models();
       Random r = new Random(s.seed());
       List<byte[]> requests = new ArrayList<>();
       for (int i = 0; i <= s.concurrency(); i++) {
