@@ -1,5 +1,6 @@
 package io.lorafleet.driver.allreduce;
 
+import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.driver.optim.AdamW;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -46,16 +47,7 @@ public final class CommBenchmark {
     double best = 0;
     for (int rep = 0; rep < 10; rep++) {
       long t0 = System.nanoTime();
-      Kernels.chunks(n, (from, to) -> {
-        int i = from;
-        for (int end = from + Kernels.F.loopBound(to - from); i < end; i += Kernels.F.length()) {
-          jdk.incubator.vector.FloatVector.fromArray(Kernels.F, a, i).add(jdk.incubator.vector.FloatVector.fromArray(Kernels.F, b, i).mul(3f))
-              .intoArray(a, i);
-        }
-        for (; i < to; i++) {
-          a[i] = a[i] + 3f * b[i];
-        }
-      });
+      Kernels.chunks(n, (from, to) -> Kernels.addScaled(a, b, 3f, from, to));
       best = Math.max(best, 12.0 * n / (System.nanoTime() - t0));
     }
     return best;

@@ -1,5 +1,6 @@
 package io.lorafleet.driver.allreduce;
 
+import io.lorafleet.driver.kernels.Kernels;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;

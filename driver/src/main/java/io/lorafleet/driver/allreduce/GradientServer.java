@@ -1,5 +1,7 @@
 package io.lorafleet.driver.allreduce;
 
+import io.lorafleet.driver.kernels.Kernels;
+import io.lorafleet.worker.train.NonFiniteGradientException;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
@@ -53,20 +55,6 @@ public final class GradientServer implements AutoCloseable {
    */
   public record Gathered(float[] sum, double sumSquares, long tokens, double lossSum, long computeNanos, boolean overflow, boolean scaled,
       int pushes, long broadcastNanos, long reduceNanos, long digestNanos) {}
-
-  /** A push held NaN or infinity: the step must not reach the optimizer. */
-  public static final class NonFiniteGradientException extends IOException {
-    private final int step;
-
-    public NonFiniteGradientException(int step, String m) {
-      super(m);
-      this.step = step;
-    }
-
-    public int step() {
-      return step;
-    }
-  }
 
   /** An authenticated worker's connection, speaking for the ranks of {@code node}. */
   private record Peer(SumTree.Node node, Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
@@ -321,7 +309,7 @@ public final class GradientServer implements AutoCloseable {
     }
     if (reduce.nonFinite().isPresent()) {
       buffers = null; // nothing is reused after a failed step
-      throw new NonFiniteGradientException(step, reduce.nonFinite().get());
+      throw new NonFiniteGradientException(reduce.nonFinite().get());
     }
     Map<SumTree.Node, Double> losses = new HashMap<>();
     long tokens = 0;
@@ -341,7 +329,7 @@ public final class GradientServer implements AutoCloseable {
     }
     double loss = SumTree.sum(SumTree.root(workers), losses::get);
     if ((flags & FLAG_OVERFLOW) == 0 && !Double.isFinite(loss)) {
-      throw new NonFiniteGradientException(step, "step " + step + " gave a non-finite loss sum " + loss);
+      throw new NonFiniteGradientException("step " + step + " gave a non-finite loss sum " + loss);
     }
     long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
     return new Gathered(sum, reduce.sumSquares(), tokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, got.length, broadcastNanos,
@@ -366,7 +354,7 @@ public final class GradientServer implements AutoCloseable {
       buffers = null;
       Throwable c = e.getCause();
       if (c instanceof NonFiniteGradientException nf) {
-        throw new NonFiniteGradientException(step, nf.getMessage());
+        throw nf;
       }
       String why = c instanceof SocketTimeoutException ? "no answer within " + timeoutMs + " ms"
           : c instanceof java.io.EOFException || c instanceof java.net.SocketException ? "the worker's connection closed (" + c + ")" : c.getMessage();

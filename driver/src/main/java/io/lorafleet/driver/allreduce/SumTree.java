@@ -1,5 +1,6 @@
 package io.lorafleet.driver.allreduce;
 
+import io.lorafleet.driver.kernels.Kernels;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

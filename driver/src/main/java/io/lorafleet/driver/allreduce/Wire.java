@@ -1,5 +1,6 @@
 package io.lorafleet.driver.allreduce;
 
+import io.lorafleet.driver.kernels.Kernels;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;

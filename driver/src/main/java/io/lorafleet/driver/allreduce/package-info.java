@@ -3,10 +3,9 @@
  * and a worker's client ({@link io.lorafleet.driver.allreduce.GradientClient}) over TCP
  * ({@link io.lorafleet.driver.allreduce.Wire}, {@link io.lorafleet.driver.allreduce.Transport}), a reduce that streams
  * pushes as they arrive into a fixed summation order ({@link io.lorafleet.driver.allreduce.StreamingReduce},
- * {@link io.lorafleet.driver.allreduce.SumTree}) so that the sum is bit-identical whatever the arrival order, and the
- * vector kernels it runs ({@link io.lorafleet.driver.allreduce.Kernels}).
+ * {@link io.lorafleet.driver.allreduce.SumTree}) so that the sum is bit-identical whatever the arrival order.
  *
- * <p>Imports: {@code driver.optim} (a loop, through {@link io.lorafleet.driver.allreduce.CommBenchmark}, which runs the
- * optimizer beside the channel).
+ * <p>Imports: {@code driver.kernels}, and {@code driver.optim} for {@link io.lorafleet.driver.allreduce.CommBenchmark}, which
+ * runs the optimizer beside the channel.
  */
 package io.lorafleet.driver.allreduce;

@@ -2,8 +2,8 @@ package io.lorafleet.driver.average;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.lora.AdapterFormat;
-import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;

@@ -8,6 +8,7 @@ import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.datasets.prepare.RecordFormat;
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.nio.file.Files;
@@ -64,9 +65,12 @@ final class BenchTrainCommand implements Callable<Integer> {
       report.put("global_batch", globalBatch + "x" + seqLen);
       report.put("master", spark.sparkContext().master());
       for (int n : new int[] {1, workers}) {
-        TrainConfig cfg = new TrainConfig(model.toString(), out.resolve("data").toString(), out.resolve("run-" + n).toString(),
-            "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", rank, 2.0 * rank, 0, n, steps, globalBatch, Math.max(1, globalBatch / n), 1e-3, 0,
-            "constant", "adamw", 0, 1.0, 1_000_000, 1, 0, 300_000, 1, false, "", 0, 0, 0, "svd").withRun(false, false, true); // the benchmark owns its runs
+        TrainConfig cfg = TrainConfig.builder(model.toString(), out.resolve("data").toString(), out.resolve("run-" + n).toString())
+            .tuner(LoraConfig.ofTargetModules(rank, 2.0 * rank, TrainConfig.DEFAULT_TARGETS))
+            .workers(n).steps(steps).globalBatch(globalBatch).microBatch(Math.max(1, globalBatch / n)).lr(1e-3).schedule("constant")
+            .checkpointEvery(1_000_000).keepCheckpoints(1).timeoutMs(300_000).maxAttempts(1)
+            .overwrite(true) // the benchmark owns its runs
+            .build();
         var res = Trainer.run(spark, cfg, false);
         report.set("workers_" + n, summarize(out.resolve("run-" + n).resolve("metrics.jsonl"), warmup, res.adapter().length * 4L));
       }

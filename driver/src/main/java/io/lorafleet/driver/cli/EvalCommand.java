@@ -29,14 +29,10 @@ final class EvalCommand implements Callable<Integer> {
 
   /** The base as the run trained over it: --quantize when given, else what the run's train_config.yaml records. */
   private io.lorafleet.worker.quant.Quantization quantization() throws java.io.IOException {
-    Path resolved = run == null ? null : run.resolve("train_config.yaml");
-    if (resolved == null || spec.commandLine().getParseResult().hasMatchedOption("--quantize") || !resolved.toFile().isFile()) {
+    if (run == null || spec.commandLine().getParseResult().hasMatchedOption("--quantize")) {
       return quantize.quantization();
     }
-    var q = new com.fasterxml.jackson.databind.ObjectMapper(new com.fasterxml.jackson.dataformat.yaml.YAMLFactory()).readTree(resolved.toFile())
-        .path("train").path("quantize");
-    return q.isObject() ? io.lorafleet.worker.quant.Quantization.of(q.path("method").asText("none"), q.path("doubleQuant").asBoolean(true))
-        : quantize.quantization();
+    return io.lorafleet.driver.train.ResolvedConfig.quantization(run).orElse(quantize.quantization());
   }
 
   private List<Path> inputs() {

@@ -1,6 +1,6 @@
 package io.lorafleet.driver.cli;
 
-import io.lorafleet.worker.quant.QuantizeModel;
+import io.lorafleet.worker.model.QuantizeModel;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;

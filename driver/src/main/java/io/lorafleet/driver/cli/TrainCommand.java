@@ -113,26 +113,7 @@ final class TrainCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (!List.of("false", "true", "auto").contains(resume)) {
-      throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
-    }
-    if (!java.util.List.of("lora", "vera", "adalora").contains(peftType.toLowerCase(java.util.Locale.ROOT))) {
-      throw new IllegalArgumentException("--peft-type must be lora, vera or adalora but found '" + peftType + "'");
-    }
-    boolean adalora = peftType.equalsIgnoreCase("adalora");
-    boolean vera = peftType.equalsIgnoreCase("vera");
-    if (vera && !spec.commandLine().getParseResult().hasMatchedOption("--r") && initAdapter.isEmpty()) {
-      r = 256; // VeraConfig's default rank
-    }
-    adoptInitAdapter();
-    TrainConfig cfg = new TrainConfig(model, data, out, targets, r, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-        optimizer, weightDecay, clip, checkpointEvery, keep, seed, timeoutMs, maxAttempts, !resume.equals("false"), initAdapter, evalEvery, evalExamples,
-        averageLast, averageMode, resume.equals("auto"), overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing, initialLossScale,
-        gradTransport, preReduce, new io.lorafleet.driver.train.LoraOptions(useRslora, bias, rankPattern, alphaPattern, layersToTransform,
-        initLoraWeights, loraplusLrRatio, useDora, vera ? io.lorafleet.worker.lora.LoraConfig.Vera.of(dInitial, projectionPrngKey)
-            : io.lorafleet.worker.lora.LoraConfig.Vera.OFF, adalora ? io.lorafleet.worker.lora.LoraConfig.Adalora.of(initR, targetR, tinit, tfinal,
-                deltaT, beta1, beta2, orthRegWeight, totalStep > 0 ? totalStep : steps) : io.lorafleet.worker.lora.LoraConfig.Adalora.OFF),
-        baseModelId, quantize.quantization(), new io.lorafleet.driver.train.OptimizerOptions(adamBeta1, adamBeta2, adamEpsilon, warmupRatio, minLrRate));
+    TrainConfig cfg = config();
     if (gradientCheckpointing) {
       // as the launcher does for its own JVM: executors return freed activation blocks to the system
       sparkConf.putIfAbsent("spark.executorEnv.MALLOC_MMAP_THRESHOLD_", "1048576");
@@ -148,6 +129,42 @@ final class TrainCommand implements Callable<Integer> {
       spark.stop();
     }
     return 0;
+  }
+
+  /** The job these flags describe: --init-adapter's config adopted first, then every setting by name. */
+  TrainConfig config() {
+    if (!List.of("false", "true", "auto").contains(resume)) {
+      throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
+    }
+    if (!java.util.List.of("lora", "vera", "adalora").contains(peftType.toLowerCase(java.util.Locale.ROOT))) {
+      throw new IllegalArgumentException("--peft-type must be lora, vera or adalora but found '" + peftType + "'");
+    }
+    adoptInitAdapter();
+    return TrainConfig.builder(model, data, out).initAdapter(initAdapter).baseModelId(baseModelId).tuner(tuner())
+        .workers(workers).steps(steps).epochs(epochs).globalBatch(globalBatch).microBatch(microBatch).shuffleWindow(shuffleWindow).seed(seed)
+        .optimizer(optimizer).lr(lr).weightDecay(weightDecay).clip(clip).adamBeta1(adamBeta1).adamBeta2(adamBeta2).adamEpsilon(adamEpsilon)
+        .loraplusLrRatio(loraplusLrRatio).schedule(schedule).warmup(warmup).warmupRatio(warmupRatio).minLrRate(minLrRate)
+        .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite)
+        .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
+        .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
+        .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
+        .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization())
+        .build();
+  }
+
+  /**
+   * The adapter this run trains, read from the tuner flags once {@link #adoptInitAdapter()} has filled
+   * the ones not given: the method is decided here, after adoption, so an adopted VeRA or AdaLoRA
+   * adapter trains as itself.
+   */
+  LoraConfig tuner() {
+    String method = peftType.toLowerCase(java.util.Locale.ROOT);
+    int rank = method.equals("vera") && !spec.commandLine().getParseResult().hasMatchedOption("--r") && initAdapter.isEmpty() ? 256 : r; // VeraConfig's default rank
+    return LoraConfig.ofTargetModules(rank, alpha, targets).withDropout(dropout).withRslora(useRslora).withBias(bias)
+        .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora)
+        .withVera(method.equals("vera") ? LoraConfig.Vera.of(dInitial, projectionPrngKey) : LoraConfig.Vera.OFF)
+        .withAdalora(method.equals("adalora") ? LoraConfig.Adalora.of(initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight,
+            totalStep > 0 ? totalStep : steps) : LoraConfig.Adalora.OFF);
   }
 
   /**

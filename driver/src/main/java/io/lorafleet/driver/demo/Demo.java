@@ -9,20 +9,21 @@ import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.prepare.Prepare;
 import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.datasets.prepare.RecordFormat;
-import io.lorafleet.driver.train.GlobalBatch;
-import io.lorafleet.driver.train.TrainConfig;
-import io.lorafleet.driver.train.Trainer;
-import io.lorafleet.driver.train.ModelCache;
 import io.lorafleet.driver.eval.RunEvaluation;
 import io.lorafleet.driver.report.Progress;
+import io.lorafleet.driver.train.GlobalBatch;
+import io.lorafleet.driver.train.ModelCache;
+import io.lorafleet.driver.train.TrainConfig;
+import io.lorafleet.driver.train.Trainer;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.tokenizer.Tokenizer;
-import io.lorafleet.worker.train.Trainable;
 import io.lorafleet.worker.train.TrainStep;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -76,9 +77,13 @@ public final class Demo {
         + heldOut.size() + " held-out records");
     Progress.say("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");
     Progress.say("[5/7] average the last 4 checkpoints (svd at rank 16) into run/averaged");
-    TrainConfig cfg = new TrainConfig(model.toString(), data.toString(), out.resolve("run").toString(),
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head", 16, 32, 0, 2, steps, 32, 16, 3e-3, 10, "cosine", "adamw", 0.0, 1.0, 50, 8, seed,
-        120_000, 2, false, "", 50, 64, 4, "svd").withRun(false, false, true); // the demo owns run/: a repeated demo replaces it
+    TrainConfig cfg = TrainConfig.builder(model.toString(), data.toString(), out.resolve("run").toString())
+        .tuner(LoraConfig.ofTargetModules(16, 32, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head"))
+        .workers(2).steps(steps).globalBatch(32).microBatch(16).seed(seed)
+        .lr(3e-3).warmup(10).schedule("cosine")
+        .checkpointEvery(50).keepCheckpoints(8).maxAttempts(2).evalEvery(50).evalExamples(64).averageLast(4).averageMode("svd")
+        .overwrite(true) // the demo owns run/: a repeated demo replaces it
+        .build();
     Trainer.Result res = Trainer.run(spark, cfg, true);
     Progress.say("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
     var rows = RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, RunEvaluation.runCandidates(out.resolve("run")),

@@ -4,7 +4,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.Schedule;
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;

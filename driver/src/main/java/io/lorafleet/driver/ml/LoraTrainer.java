@@ -5,6 +5,7 @@ import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.datasets.prepare.RecordFormat;
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
+import io.lorafleet.worker.lora.LoraConfig;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.List;
@@ -195,9 +196,10 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     if (!isDefined(model) || !isDefined(out)) {
       throw new IllegalArgumentException("LoraTrainer needs model and out set");
     }
-    return new TrainConfig(value(model), data, value(out), value(targetModules), (int) value(r), (double) value(loraAlpha), (double) value(loraDropout),
-        (int) value(workers), (int) value(steps), (int) value(globalBatch), (int) value(microBatch), (double) value(lr), (int) value(warmup), value(schedule), "adamw",
-        0.0, 1.0, (int) value(checkpointEvery), 5, (int) value(seed), 120_000, 3, false, "", 0, 0, 0, "svd");
+    LoraConfig tuner = LoraConfig.ofTargetModules(value(r), value(loraAlpha), value(targetModules)).withDropout(value(loraDropout));
+    return TrainConfig.builder(value(model), data, value(out)).tuner(tuner).workers(value(workers)).steps(value(steps))
+        .globalBatch(value(globalBatch)).microBatch(value(microBatch)).seed((int) value(seed)).lr(value(lr)).warmup(value(warmup))
+        .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalExamples(0).build();
   }
 
   String resolvedWorkDir() {

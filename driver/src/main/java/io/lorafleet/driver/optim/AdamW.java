@@ -1,6 +1,6 @@
 package io.lorafleet.driver.optim;
 
-import io.lorafleet.driver.allreduce.Kernels;
+import io.lorafleet.driver.kernels.Kernels;
 import java.util.List;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;

@@ -1,6 +1,6 @@
 package io.lorafleet.driver.optim;
 
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;

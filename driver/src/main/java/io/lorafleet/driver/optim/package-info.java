@@ -3,7 +3,6 @@
  * learning-rate schedules ({@link io.lorafleet.driver.optim.Schedule}), the fp16 loss scaler
  * ({@link io.lorafleet.driver.optim.LossScaler}) and AdaLoRA's rank allocator ({@link io.lorafleet.driver.optim.RankAllocator}).
  *
- * <p>Imports: {@code driver.allreduce} (its kernels; a loop, since {@code driver.allreduce} imports this package back)
- * and {@code worker.lora}.
+ * <p>Imports: {@code driver.kernels}, {@code worker.flat} and {@code worker.lora}.
  */
 package io.lorafleet.driver.optim;

@@ -19,6 +19,8 @@ import org.apache.spark.SparkContext;
  * <ul>
  *   <li>{@code fail}: the worker task throws before computing the step;
  *   <li>{@code nan}: the worker pushes a gradient holding NaN (a broken peer, or a diverged step);
+ *   <li>{@code diverge}: the worker's backward pass runs with a NaN loss scale, so its own gradient
+ *       check finds a non-finite gradient, as in a step that diverged on the worker;
  *   <li>{@code overflow}: the worker reports an fp16 overflow for the step, as an fp16 worker does;
  *   <li>{@code kill}: the worker sends SIGKILL to its own executor JVM (refused in local mode,
  *       where that JVM is the driver);
@@ -35,7 +37,7 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
   public static final String CONF = "spark.lorafleet.faults";
 
   /** Where a fault acts. */
-  public enum Action { FAIL, NAN, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT, PAUSE }
+  public enum Action { FAIL, NAN, DIVERGE, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT, PAUSE }
 
   /** One fault; attempt 0 means every attempt. */
   public record Fault(Action action, int step, int rank, int attempt) implements Serializable {}
@@ -74,12 +76,13 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
         case "fail" -> Action.FAIL;
         case "kill" -> Action.KILL;
         case "nan" -> Action.NAN;
+        case "diverge" -> Action.DIVERGE;
         case "overflow" -> Action.OVERFLOW;
         case "kill-driver-in-checkpoint" -> Action.KILL_DRIVER_IN_CHECKPOINT;
         case "fill-disk-in-checkpoint" -> Action.FILL_DISK_IN_CHECKPOINT;
         case "pause" -> Action.PAUSE;
         default -> throw new IllegalArgumentException(CONF + ": unknown action '" + fields[0].substring(0, at)
-            + "', expected fail, nan, overflow, kill, kill-driver-in-checkpoint, fill-disk-in-checkpoint or pause");
+            + "', expected fail, nan, diverge, overflow, kill, kill-driver-in-checkpoint, fill-disk-in-checkpoint or pause");
       };
       int step = number(p, fields[0].substring(at + 1));
       int rank = 0;
@@ -128,6 +131,11 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
   /** True when a worker must report an fp16 overflow at this step. */
   boolean overflows(int step, int rank, int attempt) {
     return hits(Action.OVERFLOW, step, rank, attempt);
+  }
+
+  /** True when a worker must back-propagate a NaN loss scale at this step. */
+  boolean diverges(int step, int rank, int attempt) {
+    return hits(Action.DIVERGE, step, rank, attempt);
   }
 
   /** True when a worker must replace its gradient by NaN at this step. */

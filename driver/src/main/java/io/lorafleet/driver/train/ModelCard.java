@@ -30,18 +30,18 @@ final class ModelCard {
     b.append("---\n\n");
     b.append("# ").append(kind.toUpperCase(Locale.ROOT)).append(" adapter trained with lorafleet\n\n");
     b.append("A PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) for `").append(lora.baseModelNameOrPath())
-        .append("`, trained on ").append(cfg.workers()).append(" Spark workers.\n\n");
+        .append("`, trained on ").append(cfg.batching().workers()).append(" Spark workers.\n\n");
     b.append("## Hyperparameters\n\n| setting | value |\n|---|---|\n");
     row(b, "peft_type", lora.peftType());
     row(b, "r", lora.adalora().on() ? lora.adalora().initR() + " (init_r), target_r " + lora.adalora().targetR() : Integer.toString(lora.r()));
     row(b, "lora_alpha", fmt(lora.loraAlpha()));
     row(b, "target_modules", String.join(", ", lora.targetModules()));
     row(b, "use_rslora / use_dora", lora.useRslora() + " / " + lora.useDora());
-    row(b, "steps", Integer.toString(cfg.steps()));
-    row(b, "global batch / micro-batch", cfg.globalBatch() + " / " + cfg.microBatch());
-    row(b, "optimizer, lr, schedule, warmup", cfg.optimizer() + ", " + fmt(cfg.lr()) + ", " + cfg.schedule() + ", " + cfg.warmup());
-    row(b, "weight decay, clip", fmt(cfg.weightDecay()) + ", " + fmt(cfg.clip()));
-    row(b, "seed", Long.toString(cfg.seed()));
+    row(b, "steps", Integer.toString(cfg.batching().steps()));
+    row(b, "global batch / micro-batch", cfg.batching().globalBatch() + " / " + cfg.batching().microBatch());
+    row(b, "optimizer, lr, schedule, warmup", cfg.optimization().optimizer() + ", " + fmt(cfg.optimization().lr()) + ", " + cfg.optimization().schedule() + ", " + cfg.optimization().warmup());
+    row(b, "weight decay, clip", fmt(cfg.optimization().weightDecay()) + ", " + fmt(cfg.optimization().clip()));
+    row(b, "seed", Long.toString(cfg.batching().seed()));
     b.append("\n## Data\n\n| split | records |\n|---|---|\n");
     for (String split : List.of("train", "validation")) {
       row(b, split, Long.toString(manifest.at("/splits/" + split + "/records").asLong(0)));

@@ -4,7 +4,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.fasterxml.jackson.databind.JsonNode;
+import io.lorafleet.worker.quant.Quantization;
+import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Optional;
 import java.util.TreeMap;
 import java.util.regex.Pattern;
 import org.apache.spark.SparkConf;
@@ -16,7 +22,7 @@ import scala.Tuple2;
  * matches spark.redaction.regex (Spark's own default when unset: secrets, passwords, tokens, access
  * keys) are written redacted, as Spark's UI shows them.
  */
-final class ResolvedConfig {
+public final class ResolvedConfig {
   static final String FILE = "train_config.yaml";
   /** Spark's default spark.redaction.regex. */
   static final String SPARK_DEFAULT_REDACTION = "(?i)secret|password|token|access[.]?key";
@@ -40,5 +46,23 @@ final class ResolvedConfig {
     } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /**
+   * The quantization the run in {@code runDir} trained over, as its train_config.yaml records it
+   * (train.compute.quantize, or train.quantize in runs written before the settings were grouped);
+   * empty when the run has no such file.
+   */
+  public static Optional<Quantization> quantization(Path runDir) throws IOException {
+    Path file = runDir.resolve(FILE);
+    if (!Files.isRegularFile(file)) {
+      return Optional.empty();
+    }
+    JsonNode train = YAML.readTree(file.toFile()).path("train");
+    JsonNode q = train.path("compute").path("quantize");
+    if (q.isMissingNode()) {
+      q = train.path("quantize");
+    }
+    return q.isObject() ? Optional.of(Quantization.of(q.path("method").asText("none"), q.path("doubleQuant").asBoolean(true))) : Optional.empty();
   }
 }

@@ -28,19 +28,19 @@ final class RunIdentity {
   /** trainer_state.json's "job" for this run. */
   static ObjectNode job(TrainConfig cfg, String datasetFingerprint) {
     ObjectNode j = JSON.createObjectNode();
-    j.put("global_batch", cfg.globalBatch());
-    j.put("seed", cfg.seed());
-    j.put("optimizer", cfg.optimizer());
-    j.put("schedule", cfg.schedule());
-    j.put("lr", cfg.lr());
-    j.put("warmup", cfg.warmup());
+    j.put("global_batch", cfg.batching().globalBatch());
+    j.put("seed", cfg.batching().seed());
+    j.put("optimizer", cfg.optimization().optimizer());
+    j.put("schedule", cfg.optimization().schedule());
+    j.put("lr", cfg.optimization().lr());
+    j.put("warmup", cfg.optimization().warmup());
     // a constant schedule does not depend on the run's length, so such a run may be extended
-    j.put("total_steps", cfg.schedule().equals("constant") ? 0 : cfg.steps());
+    j.put("total_steps", cfg.optimization().schedule().equals("constant") ? 0 : cfg.batching().steps());
     j.put("dataset_fingerprint", datasetFingerprint);
     j.put("data_order", "block-shuffle-1"); // EpochOrder's scheme: its positions are the data cursor
-    j.put("shuffle_window", cfg.shuffleWindow());
-    if (cfg.loraOptions().loraplusLrRatio() > 0) { // present only when set, so runs from before LoRA+ still resume
-      j.put("loraplus_lr_ratio", cfg.loraOptions().loraplusLrRatio());
+    j.put("shuffle_window", cfg.batching().shuffleWindow());
+    if (cfg.optimization().loraplusLrRatio() > 0) { // present only when set, so runs from before LoRA+ still resume
+      j.put("loraplus_lr_ratio", cfg.optimization().loraplusLrRatio());
     }
     return j;
   }

@@ -3,19 +3,20 @@ package io.lorafleet.driver.train;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.allreduce.GradientServer;
-import io.lorafleet.driver.allreduce.Kernels;
 import io.lorafleet.driver.allreduce.PortRange;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunOutput;
+import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.LossScaler;
 import io.lorafleet.driver.optim.RankAllocator;
 import io.lorafleet.driver.optim.Schedule;
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.train.NonFiniteGradientException;
 import java.io.IOException;
 import java.security.SecureRandom;
 import java.util.List;
@@ -100,10 +101,10 @@ final class Stage {
     String jobId = UUID.randomUUID().toString();
     String[] addr = addresses(spark.sparkContext().getConf());
     FlatLayout layout = lora.layout();
-    try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.gradientPorts()), jobId, secret, cfg.workers(), cfg.timeoutMs(),
-        i -> tensorAt(layout, i), Transport.parse(cfg.gradTransport()))) {
+    try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.channel().ports()), jobId, secret, cfg.batching().workers(), cfg.run().timeoutMs(),
+        i -> tensorAt(layout, i), Transport.parse(cfg.channel().transport()))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.workers()).boxed().toList(), cfg.workers())
+      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.batching().workers()).boxed().toList(), cfg.batching().workers())
           .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt,
               spark.sparkContext().hadoopConfiguration(), job.get("dataset_fingerprint").asText()), false,
               ClassTag$.MODULE$.apply(String.class));
@@ -111,7 +112,7 @@ final class Stage {
       // A thread of its own inherits the job group (Spark local properties are inheritable), so a
       // failed step can cancel exactly this stage and wait for its slots to free up.
       String group = "lorafleet-train-" + jobId;
-      jsc.setJobGroup(group, "lorafleet train: " + cfg.workers() + " LoRA workers, steps " + start + ".." + cfg.steps(), true);
+      jsc.setJobGroup(group, "lorafleet train: " + cfg.batching().workers() + " LoRA workers, steps " + start + ".." + cfg.batching().steps(), true);
       FutureTask<Object> stage = new FutureTask<>(ranks::collect);
       Thread runner = new Thread(stage, "lorafleet-barrier-stage");
       runner.setDaemon(true);
@@ -122,7 +123,7 @@ final class Stage {
       } catch (IOException | RuntimeException e) {
         jsc.cancelJobGroup(group);
         try {
-          stage.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
+          stage.get(cfg.run().timeoutMs(), TimeUnit.MILLISECONDS);
         } catch (Exception ignored) {
           // the stage failed or was cancelled: that is what we waited for
         }
@@ -150,7 +151,7 @@ final class Stage {
   private ObjectNode hfState(int done) throws IOException {
     ObjectNode n = ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode());
     n.put("global_step", done);
-    n.put("max_steps", cfg.steps());
+    n.put("max_steps", cfg.batching().steps());
     n.set("log_history", metrics.logHistory(done));
     return n;
   }
@@ -205,7 +206,7 @@ final class Stage {
     }
     long t0 = System.nanoTime();
     int step = start;
-    for (; step < cfg.steps(); step++) {
+    for (; step < cfg.batching().steps(); step++) {
       ckpt.check();
       if (stage.isDone()) {
         throw new IOException("the barrier stage ended before step " + step + failure(stage));
@@ -215,12 +216,10 @@ final class Stage {
       GradientServer.Gathered g;
       try {
         g = server.exchange(step, params, scaler.scale());
-      } catch (GradientServer.NonFiniteGradientException e) {
-        throw e;
-      } catch (IOException e) {
+      } catch (IOException e) { // a non-finite push is no IOException: it fails the stage as it is
         // a worker that dropped its connection is failing its task: wait for Spark to say why
         try {
-          stage.get(cfg.timeoutMs(), TimeUnit.MILLISECONDS);
+          stage.get(cfg.run().timeoutMs(), TimeUnit.MILLISECONDS);
         } catch (Exception ignored) {
           // failure() reads it below
         }
@@ -247,10 +246,10 @@ final class Stage {
         }
         norm = Math.sqrt(squares) * mean;
         if (!Double.isFinite(norm)) {
-          throw new GradientServer.NonFiniteGradientException(step, "step " + step + ": the reduced gradient overflowed fp32 (norm " + norm
+          throw new NonFiniteGradientException("step " + step + ": the reduced gradient overflowed fp32 (norm " + norm
               + "); the step is not applied");
         }
-        float clip = AdamW.clipCoefficient(norm, cfg.clip());
+        float clip = AdamW.clipCoefficient(norm, cfg.optimization().clip());
         opt.step(params, g.sum(), (float) mean, clip, lr);
         if (ranks.isPresent()) { // importance from the step's own (clipped) gradient and the updated values, as PEFT after optimizer.step()
           ranks.get().afterStep(params, g.sum(), (float) mean * clip, step);
@@ -281,7 +280,7 @@ final class Stage {
       m.put("reduce_ms", g.reduceNanos() / 1e6); // summed over the I/O threads that reduced chunks, inside exchange_ms
       m.put("pushes", g.pushes());
       m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
-      if (cfg.evalEvery() > 0 && (step + 1) % cfg.evalEvery() == 0) {
+      if (cfg.eval().every() > 0 && (step + 1) % cfg.eval().every() == 0) {
         // on the workers, which hold the base; the driver adds their sums
         double[] v = server.evaluate(step + 1, params);
         double vl = v[1] == 0 ? 0 : v[0] / v[1];
@@ -298,23 +297,23 @@ final class Stage {
       int done = step + 1;
       if (progress) {
         double el = (System.nanoTime() - t0) / 1e9;
-        double eta = el / (done - start) * (cfg.steps() - done);
-        String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, cfg.steps(), loss, tokens / ((to - ts) / 1e9), eta);
+        double eta = el / (done - start) * (cfg.batching().steps() - done);
+        String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, cfg.batching().steps(), loss, tokens / ((to - ts) / 1e9), eta);
         if (TERMINAL) { // one line redrawn in place
           System.out.print("\r" + line + "   ");
           System.out.flush();
-        } else if (done % logEvery(cfg.steps()) == 0 || done == cfg.steps()) { // a log (a cluster's, a file): whole lines, now and then
+        } else if (done % logEvery(cfg.batching().steps()) == 0 || done == cfg.batching().steps()) { // a log (a cluster's, a file): whole lines, now and then
           io.lorafleet.driver.report.Progress.say(line);
         }
       }
-      if (done % cfg.checkpointEvery() == 0 || done == cfg.steps()) {
+      if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps()) {
         Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
-            opt.stepCount(), cfg.seed(), (long) done * cfg.globalBatch(), scaler.scale(), scaler.cleanSteps(),
+            opt.stepCount(), cfg.batching().seed(), (long) done * cfg.batching().globalBatch(), scaler.scale(), scaler.cleanSteps(),
             ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
             hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
         String name = "checkpoint-" + done;
         ckpt.submit(ro.uri() + "/" + name, () -> {
-          Checkpoints.write(ro.local(), lora, snap, job, cfg.keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
+          Checkpoints.write(ro.local(), lora, snap, job, cfg.run().keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
           ro.publish(name);
           io.lorafleet.driver.metrics.TrainingGauges.checkpointed();
           ro.pruneCheckpoints();

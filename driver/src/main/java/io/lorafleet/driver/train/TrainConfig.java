@@ -1,130 +1,237 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.driver.allreduce.PortRange;
+import io.lorafleet.driver.allreduce.Transport;
+import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.LossScaler;
+import io.lorafleet.driver.optim.Schedule;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.quant.Quantization;
 import java.io.Serializable;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
- * A training job, validated at construction. {@code globalBatch} examples make one step; each of
- * the {@code workers} takes globalBatch/workers of them, in micro-batches of {@code microBatch}.
+ * A training job, as named groups of settings, each validated at construction and the whole checked
+ * across groups. Make one with {@link #builder}: it starts from the three required paths and holds
+ * every other setting's default, written once here (the CLI's flags, job files and the Spark ML
+ * Params all go through it). {@code batching.globalBatch} examples make one step; each of the {@code
+ * batching.workers} takes globalBatch/workers of them, in micro-batches of {@code batching.microBatch}.
+ *
+ * @param io where the base, the data and the run live
+ * @param tuner the adapter trained: PEFT's LoraConfig, its method included (base_model_name_or_path
+ *     is filled in by {@link #lora()})
+ * @param batching workers, steps and the data order
+ * @param optimization the driver's optimizer and learning-rate schedule
+ * @param run checkpoints, resume and retries
+ * @param eval validation loss during the run
+ * @param averaging checkpoint averaging at the end of the run
+ * @param channel how gradients travel to the driver
+ * @param compute what the workers hold and how they compute
  */
 public record TrainConfig(
-    String model,
-    String data,
-    String output,
-    String targetModules,
-    int rank,
-    double alpha,
-    double dropout,
-    int workers,
-    int steps,
-    int globalBatch,
-    int microBatch,
-    double lr,
-    int warmup,
-    String schedule,
-    String optimizer,
-    double weightDecay,
-    double clip,
-    int checkpointEvery,
-    int keepCheckpoints,
-    long seed,
-    int timeoutMs,
-    int maxAttempts,
-    boolean resume,
-    String initAdapter,
-    int evalEvery,
-    int evalExamples,
-    int averageLast,
-    String averageMode,
-    boolean resumeAuto,
-    boolean overwrite,
-    int executorWaitMs,
-    String gradientPorts,
-    int epochs,
-    int shuffleWindow,
-    boolean gradientCheckpointing,
-    double initialLossScale,
-    String gradTransport,
-    String preReduce,
-    LoraOptions loraOptions,
-    String baseModelId,
-    Quantization quantize,
-    OptimizerOptions optimizerOptions) implements Serializable {
+    Io io,
+    LoraConfig tuner,
+    Batching batching,
+    Optimization optimization,
+    RunPolicy run,
+    Evaluation eval,
+    Averaging averaging,
+    GradientChannel channel,
+    Compute compute) implements Serializable {
 
   /** Default wait for executors (at launch and after a lost one): a GPU pod can take minutes to come up. */
   public static final int DEFAULT_EXECUTOR_WAIT_MS = 600_000;
-
-  /** A new run (no --resume=auto, no --overwrite), executors awaited for the default time, any gradient port. */
-  public TrainConfig(String model, String data, String output, String targetModules, int rank, double alpha, double dropout, int workers, int steps,
-      int globalBatch, int microBatch, double lr, int warmup, String schedule, String optimizer, double weightDecay, double clip, int checkpointEvery,
-      int keepCheckpoints, long seed, int timeoutMs, int maxAttempts, boolean resume, String initAdapter, int evalEvery, int evalExamples,
-      int averageLast, String averageMode) {
-    this(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule, optimizer, weightDecay,
-        clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples, averageLast, averageMode,
-        false, false, DEFAULT_EXECUTOR_WAIT_MS, "", 0, DEFAULT_SHUFFLE_WINDOW, false, LossScaler.INITIAL, "fp32", "executor", LoraOptions.DEFAULT, "", Quantization.NONE, OptimizerOptions.DEFAULT);
-  }
-
   /** Record batches (of 256 rows) whose rows are shuffled together; a worker holds about this many at once. */
   public static final int DEFAULT_SHUFFLE_WINDOW = 8;
+  /** PEFT's usual targets for a Llama-family decoder. */
+  public static final String DEFAULT_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
+
+  /**
+   * @param model an HF model directory or Hadoop URI
+   * @param data a directory written by lorafleet prepare
+   * @param output the run directory
+   * @param initAdapter a PEFT adapter to start from ("" for PEFT's init)
+   * @param baseModelId what adapters record as base_model_name_or_path ("" for {@code model})
+   */
+  public record Io(String model, String data, String output, String initAdapter, String baseModelId) implements Serializable {}
+
+  /** @param epochs passes over the training split instead of {@code steps} (0: run {@code steps}) */
+  public record Batching(int workers, int steps, int epochs, int globalBatch, int microBatch, int shuffleWindow, long seed) implements Serializable {
+    public Batching {
+      positive("workers", workers);
+      positive("steps", steps);
+      positive("global-batch", globalBatch);
+      positive("micro-batch", microBatch);
+      positive("shuffle-window", shuffleWindow);
+      if (epochs < 0) {
+        throw new IllegalArgumentException("--epochs must be >= 0 (0: run --steps) but found " + epochs);
+      }
+      if (globalBatch % workers != 0) {
+        throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
+      }
+    }
+  }
+
+  /**
+   * transformers' TrainingArguments for the optimizer and schedule, and LoRA+'s ratio (PEFT's
+   * create_loraplus_optimizer, Hayou et al. 2024).
+   *
+   * @param optimizer adamw or sgd
+   * @param clip the global gradient norm's bound (0: none)
+   * @param loraplusLrRatio 0 for plain LoRA; else lora_B and every 1-D trainable tensor (biases, DoRA
+   *     magnitudes) train at this times the learning rate, and biases without weight decay
+   * @param warmupRatio warm-up as a fraction of the steps when {@code warmup} is 0
+   * @param minLrRate cosine_with_min_lr's floor as a fraction of {@code lr}
+   */
+  public record Optimization(String optimizer, double lr, double weightDecay, double clip, double adamBeta1, double adamBeta2, double adamEpsilon,
+      double loraplusLrRatio, String schedule, int warmup, double warmupRatio, double minLrRate) implements Serializable {
+    public Optimization {
+      if (!List.of("adamw", "sgd").contains(optimizer)) {
+        throw new IllegalArgumentException("--optimizer must be adamw or sgd but found '" + optimizer + "'");
+      }
+      if (clip < 0) {
+        throw new IllegalArgumentException("--clip must be >= 0 (0 disables) but found " + clip);
+      }
+      if (!(adamBeta1 >= 0 && adamBeta1 < 1) || !(adamBeta2 >= 0 && adamBeta2 < 1)) {
+        throw new IllegalArgumentException("--adam-beta1 and --adam-beta2 must be in [0, 1) but found " + adamBeta1 + " and " + adamBeta2);
+      }
+      if (!(adamEpsilon > 0)) {
+        throw new IllegalArgumentException("--adam-epsilon must be > 0 but found " + adamEpsilon);
+      }
+      if (!(warmupRatio >= 0 && warmupRatio < 1)) {
+        throw new IllegalArgumentException("--warmup-ratio must be in [0, 1) but found " + warmupRatio);
+      }
+      if (!(minLrRate >= 0 && minLrRate < 1)) {
+        throw new IllegalArgumentException("--min-lr-rate must be in [0, 1) but found " + minLrRate);
+      }
+      if (loraplusLrRatio < 0 || Double.isNaN(loraplusLrRatio)) {
+        throw new IllegalArgumentException("--loraplus-lr-ratio must be >= 0 (0: plain LoRA) but found " + loraplusLrRatio);
+      }
+    }
+
+    /** The learning-rate schedule over {@code steps} (transformers' definitions; warm-up from --warmup or --warmup-ratio). */
+    public Schedule schedule(int steps) {
+      return new Schedule(schedule, lr, Schedule.warmupSteps(warmup, warmupRatio, steps), steps, minLrRate);
+    }
+
+    /**
+     * The optimizer's parameter groups over the flat layout: with LoRA+, lora_B and 1-D tensors at
+     * ratio × lr, biases among them without weight decay (DoRA magnitudes keep it); everything else at lr.
+     */
+    List<AdamW.Group> groups(FlatLayout layout) {
+      List<AdamW.Group> out = new ArrayList<>();
+      for (FlatLayout.Slot s : layout.slots()) {
+        if (s.frozen()) {
+          out.add(AdamW.Group.frozen(s.offset(), s.offset() + s.size()));
+          continue;
+        }
+        boolean oneD = s.shape().length == 1;
+        boolean fast = loraplusLrRatio > 0 && (s.key().contains("lora_B") || oneD);
+        boolean bias = s.key().endsWith(".bias"); // PEFT's groupB_no_decay: 1-D tensors named bias
+        AdamW.Group g = new AdamW.Group(s.offset(), s.offset() + s.size(), fast ? loraplusLrRatio : 1.0, !(fast && bias));
+        AdamW.Group last = out.isEmpty() ? null : out.get(out.size() - 1);
+        if (last != null && last.to() == g.from() && last.lrScale() == g.lrScale() && last.decay() == g.decay()) {
+          out.set(out.size() - 1, new AdamW.Group(last.from(), g.to(), g.lrScale(), g.decay())); // one run of like values
+        } else {
+          out.add(g);
+        }
+      }
+      return out;
+    }
+
+    /** The driver's optimizer over {@code layout}, with these settings and LoRA+'s groups. */
+    AdamW newOptimizer(FlatLayout layout) {
+      return new AdamW(layout.size(), adamBeta1, adamBeta2, adamEpsilon, weightDecay, optimizer.equals("sgd"), groups(layout));
+    }
+  }
+
+  /**
+   * @param resume continue the newest valid checkpoint in the output
+   * @param resumeAuto with resume: start afresh when the output holds no valid checkpoint
+   * @param overwrite replace whatever the output holds
+   * @param timeoutMs how long the driver waits for a worker's answer
+   * @param maxAttempts stage relaunches in a row without a new checkpoint before the run fails
+   * @param executorWaitMs how long to wait for executors, at launch and after a lost one
+   */
+  public record RunPolicy(int checkpointEvery, int keepCheckpoints, boolean resume, boolean resumeAuto, boolean overwrite, int timeoutMs,
+      int maxAttempts, int executorWaitMs) implements Serializable {
+    public RunPolicy {
+      positive("checkpoint-every", checkpointEvery);
+      positive("keep-checkpoints", keepCheckpoints);
+      positive("timeout-ms", timeoutMs);
+      positive("max-attempts", maxAttempts);
+      positive("executor-wait-ms", executorWaitMs);
+      if (resumeAuto && !resume) {
+        throw new IllegalArgumentException("--resume=auto implies --resume; found resumeAuto without resume");
+      }
+      if (resume && overwrite) {
+        throw new IllegalArgumentException("--resume continues the run in --out and --overwrite clears it; give one of them, not both");
+      }
+    }
+  }
+
+  /** Validation loss over {@code examples} validation rows every {@code every} steps (0: never). */
+  public record Evaluation(int every, int examples) implements Serializable {
+    public Evaluation {
+      if (every < 0 || examples < 0) {
+        throw new IllegalArgumentException("--eval-every and --eval-examples must be >= 0 (0 disables) but found " + every + " and " + examples);
+      }
+    }
+  }
+
+  /** The last {@code last} checkpoints averaged into averaged/ (0: none), combined as {@code mode}: factor, cat or svd. */
+  public record Averaging(int last, String mode) implements Serializable {
+    public Averaging {
+      if (last < 0) {
+        throw new IllegalArgumentException("--average-last must be >= 0 (0 disables) but found " + last);
+      }
+      if (!List.of("factor", "cat", "svd").contains(mode)) {
+        throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + mode + "'");
+      }
+    }
+  }
+
+  /**
+   * @param ports a port or "lo-hi" range for the driver's channel ("" for any free port)
+   * @param transport fp32, bf16 or fp16
+   * @param preReduce executor (the workers of one executor add their gradients before one push) or none
+   */
+  public record GradientChannel(String ports, String transport, String preReduce) implements Serializable {
+    public GradientChannel {
+      PortRange.parse(ports); // validates the range
+      Transport.parse(transport); // validates the name
+      if (!List.of("executor", "none").contains(preReduce)) {
+        throw new IllegalArgumentException("--pre-reduce must be executor or none but found '" + preReduce + "'");
+      }
+    }
+  }
+
+  /**
+   * @param gradientCheckpointing layer checkpointing, blockwise attention and a chunked loss on the workers
+   * @param initialLossScale fp16 loss scaling's first scale (torch's GradScaler init_scale)
+   * @param quantize the base quantized at load (QLoRA with nf4)
+   */
+  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize) implements Serializable {
+    public Compute {
+      if (!(initialLossScale > 0)) {
+        throw new IllegalArgumentException("--initial-loss-scale must be > 0 but found " + initialLossScale);
+      }
+    }
+  }
 
   public TrainConfig {
-    positive("r", rank);
-    positive("workers", workers);
-    positive("steps", steps);
-    positive("global-batch", globalBatch);
-    positive("micro-batch", microBatch);
-    positive("checkpoint-every", checkpointEvery);
-    positive("keep-checkpoints", keepCheckpoints);
-    positive("timeout-ms", timeoutMs);
-    positive("max-attempts", maxAttempts);
-    positive("executor-wait-ms", executorWaitMs);
-    positive("shuffle-window", shuffleWindow);
-    if (!(initialLossScale > 0)) {
-      throw new IllegalArgumentException("--initial-loss-scale must be > 0 but found " + initialLossScale);
-    }
-    if (epochs < 0) {
-      throw new IllegalArgumentException("--epochs must be >= 0 (0: run --steps) but found " + epochs);
-    }
-    if (resumeAuto && !resume) {
-      throw new IllegalArgumentException("--resume=auto implies --resume; found resumeAuto without resume");
-    }
-    if (resume && overwrite) {
-      throw new IllegalArgumentException("--resume continues the run in --out and --overwrite clears it; give one of them, not both");
-    }
-    io.lorafleet.driver.allreduce.PortRange.parse(gradientPorts); // validates the range
-    io.lorafleet.driver.allreduce.Transport.parse(gradTransport); // validates the name
-    if (!List.of("executor", "none").contains(preReduce)) {
-      throw new IllegalArgumentException("--pre-reduce must be executor or none but found '" + preReduce + "'");
-    }
-    if (globalBatch % workers != 0) {
-      throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
-    }
-    if (evalEvery < 0 || evalExamples < 0 || averageLast < 0) {
-      throw new IllegalArgumentException("--eval-every, --eval-examples and --average-last must be >= 0 (0 disables)");
-    }
-    if (!List.of("factor", "cat", "svd").contains(averageMode)) {
-      throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + averageMode + "'");
-    }
-    schedule(schedule, lr, warmup, steps, optimizerOptions); // validates the schedule's name, the peak, the warm-up and the floor
-    if (!List.of("adamw", "sgd").contains(optimizer)) {
-      throw new IllegalArgumentException("--optimizer must be adamw or sgd but found '" + optimizer + "'");
-    }
-    if (clip < 0) {
-      throw new IllegalArgumentException("--clip must be >= 0 (0 disables) but found " + clip);
-    }
-    if (averageLast > 0 && (loraOptions.useDora() || loraOptions.vera().on() || loraOptions.adalora().on())) {
-      throw new IllegalArgumentException("--average-last " + averageLast + " with " + (loraOptions.useDora() ? "--use-dora: averaging DoRA adapters "
-          + "is not supported (the magnitude of an average is not the average of the magnitudes)" : "--peft-type " + (loraOptions.vera().on() ? "vera"
+    optimization.schedule(batching.steps()); // validates the schedule's name, the peak, the warm-up and the floor over the run's steps
+    if (averaging.last() > 0 && (tuner.useDora() || tuner.vera().on() || tuner.adalora().on())) {
+      throw new IllegalArgumentException("--average-last " + averaging.last() + " with " + (tuner.useDora() ? "--use-dora: averaging DoRA adapters "
+          + "is not supported (the magnitude of an average is not the average of the magnitudes)" : "--peft-type " + (tuner.vera().on() ? "vera"
               : "adalora") + ": averaging those adapters is not supported") + "; drop --average-last");
     }
-    if (quantize.on() && loraOptions.useDora()) {
-      throw new IllegalArgumentException("--use-dora with --quantize " + quantize.method() + ": DoRA over a quantized base is not supported yet; "
-          + "drop one of them");
+    if (compute.quantize().on() && tuner.useDora()) {
+      throw new IllegalArgumentException("--use-dora with --quantize " + compute.quantize().method() + ": DoRA over a quantized base is not "
+          + "supported yet; drop one of them");
     }
-    toLora(targetModules, rank, alpha, dropout, model, loraOptions); // validates r, alpha, dropout, target names and PEFT's options
   }
 
   private static void positive(String f, int v) {
@@ -133,94 +240,24 @@ public record TrainConfig(
     }
   }
 
+  /** The adapter this job trains, recording {@link #baseModelName()} as its base_model_name_or_path. */
   public LoraConfig lora() {
-    return toLora(targetModules, rank, alpha, dropout, baseModelName(), loraOptions);
-  }
-
-  /** --target-modules read by {@link LoraConfig#ofTargetModules}, with this job's dropout, base and options. */
-  private static LoraConfig toLora(String targetModules, int rank, double alpha, double dropout, String model, LoraOptions options) {
-    return options.apply(LoraConfig.ofTargetModules(rank, alpha, targetModules).withDropout(dropout).withBaseModel(model));
-  }
-
-  /** The same job with validation loss every {@code every} steps. */
-  public TrainConfig withEval(int every) {
-    return toBuilder().evalEvery(every).evalExamples(Math.max(1, evalExamples)).build();
-  }
-
-  /** The same job with layer checkpointing, blockwise attention and a chunked loss on the workers. */
-  public TrainConfig withGradientCheckpointing(boolean on) {
-    return toBuilder().gradientCheckpointing(on).build();
-  }
-
-  /** The same job starting fp16 loss scaling at {@code scale} (torch's GradScaler init_scale). */
-  public TrainConfig withInitialLossScale(double scale) {
-    return toBuilder().initialLossScale(scale).build();
-  }
-
-  /** The same job for {@code n} steps (what --epochs comes to), instead of a number of epochs. */
-  public TrainConfig withSteps(int n) {
-    return toBuilder().steps(n).epochs(0).build();
-  }
-
-  /** The same job writing to {@code out}, for {@code n} steps. */
-  public TrainConfig withOutput(String out, int n) {
-    return toBuilder().output(out).steps(n).build();
-  }
-
-  /**
-   * The same job with other run-management settings.
-   *
-   * @param resume continue the newest valid checkpoint in the output
-   * @param auto with resume: start afresh when the output holds no valid checkpoint
-   * @param clear replace whatever the output holds
-   */
-  public TrainConfig withRun(boolean resume, boolean auto, boolean clear) {
-    return toBuilder().resume(resume).resumeAuto(auto).overwrite(clear).build();
-  }
-
-  /** The same job with its gradient channel on a port in {@code ports} ("lo-hi", "" for any). */
-  public TrainConfig withGradientPorts(String ports) {
-    return toBuilder().gradientPorts(ports).build();
-  }
-
-  /** The same job with gradients sent as {@code transport} and pre-reduced per {@code preReduce} (executor or none). */
-  public TrainConfig withGradientChannel(String transport, String preReduce) {
-    return toBuilder().gradTransport(transport).preReduce(preReduce).build();
-  }
-
-  /** The same job recording {@code id} (a Hub id such as meta-llama/Llama-3.1-8B) as the adapters' base_model_name_or_path. */
-  public TrainConfig withBaseModelId(String id) {
-    return toBuilder().baseModelId(id).build();
+    return tuner.withBaseModel(baseModelName());
   }
 
   /** What adapters record as base_model_name_or_path: --base-model-id, or --model as given. */
   public String baseModelName() {
-    return baseModelId.isEmpty() ? model : baseModelId;
+    return io.baseModelId().isEmpty() ? io.model() : io.baseModelId();
   }
 
-  /** The same job with PEFT's other LoRA options and LoRA+. */
-  public TrainConfig withLoraOptions(LoraOptions o) {
-    return toBuilder().loraOptions(o).build();
+  /** The learning-rate schedule of this job. */
+  public Schedule lrSchedule() {
+    return optimization.schedule(batching.steps());
   }
 
-  /** The learning-rate schedule of this job (transformers' definitions; warm-up from --warmup or --warmup-ratio). */
-  public io.lorafleet.driver.optim.Schedule lrSchedule() {
-    return schedule(schedule, lr, warmup, steps, optimizerOptions);
-  }
-
-  private static io.lorafleet.driver.optim.Schedule schedule(String kind, double lr, int warmup, int steps, OptimizerOptions o) {
-    return new io.lorafleet.driver.optim.Schedule(kind, lr, io.lorafleet.driver.optim.Schedule.warmupSteps(warmup, o.warmupRatio(), steps), steps,
-        o.minLrRate());
-  }
-
-  /** This job with Adam's betas and epsilon, --warmup-ratio and --min-lr-rate. */
-  public TrainConfig withOptimizerOptions(OptimizerOptions o) {
-    return toBuilder().optimizerOptions(o).build();
-  }
-
-  /** This job over a base quantized at load (QLoRA with nf4). */
-  public TrainConfig withQuantize(Quantization q) {
-    return toBuilder().quantize(q).build();
+  /** A job over {@code model} and {@code data}, written to {@code output}, with every other setting at its default. */
+  public static Builder builder(String model, String data, String output) {
+    return new Builder(model, data, output);
   }
 
   /** A builder holding this job's values: set what differs, then {@link Builder#build()} (validated as any TrainConfig). */
@@ -228,94 +265,103 @@ public record TrainConfig(
     return new Builder(this);
   }
 
-  /** Copies a TrainConfig field by field; every setter is named as the record component it sets. */
+  /** Every setting by name; the field initializers are the defaults, the same as the CLI's. */
   public static final class Builder {
     private String model;
     private String data;
     private String output;
-    private String targetModules;
-    private int rank;
-    private double alpha;
-    private double dropout;
-    private int workers;
-    private int steps;
-    private int globalBatch;
-    private int microBatch;
-    private double lr;
-    private int warmup;
-    private String schedule;
-    private String optimizer;
-    private double weightDecay;
-    private double clip;
-    private int checkpointEvery;
-    private int keepCheckpoints;
-    private long seed;
-    private int timeoutMs;
-    private int maxAttempts;
-    private boolean resume;
-    private String initAdapter;
-    private int evalEvery;
-    private int evalExamples;
-    private int averageLast;
-    private String averageMode;
-    private boolean resumeAuto;
-    private boolean overwrite;
-    private int executorWaitMs;
-    private String gradientPorts;
-    private int epochs;
-    private int shuffleWindow;
-    private boolean gradientCheckpointing;
-    private double initialLossScale;
-    private String gradTransport;
-    private String preReduce;
-    private LoraOptions loraOptions;
-    private String baseModelId;
-    private Quantization quantize;
-    private OptimizerOptions optimizerOptions;
+    private String initAdapter = "";
+    private String baseModelId = "";
+    private LoraConfig tuner = LoraConfig.ofTargetModules(8, 16, DEFAULT_TARGETS);
+    private int workers = 2;
+    private int steps = 100;
+    private int epochs = 0;
+    private int globalBatch = 8;
+    private int microBatch = 4;
+    private int shuffleWindow = DEFAULT_SHUFFLE_WINDOW;
+    private long seed = 0;
+    private String optimizer = "adamw";
+    private double lr = 1e-3;
+    private double weightDecay = 0;
+    private double clip = 1.0;
+    private double adamBeta1 = 0.9;
+    private double adamBeta2 = 0.999;
+    private double adamEpsilon = 1e-8;
+    private double loraplusLrRatio = 0;
+    private String schedule = "cosine";
+    private int warmup = 0;
+    private double warmupRatio = 0;
+    private double minLrRate = 0;
+    private int checkpointEvery = 10;
+    private int keepCheckpoints = 5;
+    private boolean resume = false;
+    private boolean resumeAuto = false;
+    private boolean overwrite = false;
+    private int timeoutMs = 120_000;
+    private int maxAttempts = 3;
+    private int executorWaitMs = DEFAULT_EXECUTOR_WAIT_MS;
+    private int evalEvery = 0;
+    private int evalExamples = 64;
+    private int averageLast = 0;
+    private String averageMode = "svd";
+    private String gradientPorts = "";
+    private String gradTransport = "fp32";
+    private String preReduce = "executor";
+    private boolean gradientCheckpointing = false;
+    private double initialLossScale = LossScaler.INITIAL;
+    private Quantization quantize = Quantization.NONE;
+
+    private Builder(String model, String data, String output) {
+      this.model = model;
+      this.data = data;
+      this.output = output;
+    }
 
     private Builder(TrainConfig c) {
-      model = c.model;
-      data = c.data;
-      output = c.output;
-      targetModules = c.targetModules;
-      rank = c.rank;
-      alpha = c.alpha;
-      dropout = c.dropout;
-      workers = c.workers;
-      steps = c.steps;
-      globalBatch = c.globalBatch;
-      microBatch = c.microBatch;
-      lr = c.lr;
-      warmup = c.warmup;
-      schedule = c.schedule;
-      optimizer = c.optimizer;
-      weightDecay = c.weightDecay;
-      clip = c.clip;
-      checkpointEvery = c.checkpointEvery;
-      keepCheckpoints = c.keepCheckpoints;
-      seed = c.seed;
-      timeoutMs = c.timeoutMs;
-      maxAttempts = c.maxAttempts;
-      resume = c.resume;
-      initAdapter = c.initAdapter;
-      evalEvery = c.evalEvery;
-      evalExamples = c.evalExamples;
-      averageLast = c.averageLast;
-      averageMode = c.averageMode;
-      resumeAuto = c.resumeAuto;
-      overwrite = c.overwrite;
-      executorWaitMs = c.executorWaitMs;
-      gradientPorts = c.gradientPorts;
-      epochs = c.epochs;
-      shuffleWindow = c.shuffleWindow;
-      gradientCheckpointing = c.gradientCheckpointing;
-      initialLossScale = c.initialLossScale;
-      gradTransport = c.gradTransport;
-      preReduce = c.preReduce;
-      loraOptions = c.loraOptions;
-      baseModelId = c.baseModelId;
-      quantize = c.quantize;
-      optimizerOptions = c.optimizerOptions;
+      this(c.io.model(), c.io.data(), c.io.output());
+      initAdapter = c.io.initAdapter();
+      baseModelId = c.io.baseModelId();
+      tuner = c.tuner;
+      Batching b = c.batching;
+      workers = b.workers();
+      steps = b.steps();
+      epochs = b.epochs();
+      globalBatch = b.globalBatch();
+      microBatch = b.microBatch();
+      shuffleWindow = b.shuffleWindow();
+      seed = b.seed();
+      Optimization o = c.optimization;
+      optimizer = o.optimizer();
+      lr = o.lr();
+      weightDecay = o.weightDecay();
+      clip = o.clip();
+      adamBeta1 = o.adamBeta1();
+      adamBeta2 = o.adamBeta2();
+      adamEpsilon = o.adamEpsilon();
+      loraplusLrRatio = o.loraplusLrRatio();
+      schedule = o.schedule();
+      warmup = o.warmup();
+      warmupRatio = o.warmupRatio();
+      minLrRate = o.minLrRate();
+      RunPolicy r = c.run;
+      checkpointEvery = r.checkpointEvery();
+      keepCheckpoints = r.keepCheckpoints();
+      resume = r.resume();
+      resumeAuto = r.resumeAuto();
+      overwrite = r.overwrite();
+      timeoutMs = r.timeoutMs();
+      maxAttempts = r.maxAttempts();
+      executorWaitMs = r.executorWaitMs();
+      evalEvery = c.eval.every();
+      evalExamples = c.eval.examples();
+      averageLast = c.averaging.last();
+      averageMode = c.averaging.mode();
+      gradientPorts = c.channel.ports();
+      gradTransport = c.channel.transport();
+      preReduce = c.channel.preReduce();
+      gradientCheckpointing = c.compute.gradientCheckpointing();
+      initialLossScale = c.compute.initialLossScale();
+      quantize = c.compute.quantize();
     }
 
     public Builder model(String v) {
@@ -333,23 +379,19 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder targetModules(String v) {
-      targetModules = v;
+    public Builder initAdapter(String v) {
+      initAdapter = v;
       return this;
     }
 
-    public Builder rank(int v) {
-      rank = v;
+    public Builder baseModelId(String v) {
+      baseModelId = v;
       return this;
     }
 
-    public Builder alpha(double v) {
-      alpha = v;
-      return this;
-    }
-
-    public Builder dropout(double v) {
-      dropout = v;
+    /** The adapter to train: PEFT's LoraConfig (r, alpha, dropout, targets and the method's own settings). */
+    public Builder tuner(LoraConfig v) {
+      tuner = v;
       return this;
     }
 
@@ -363,6 +405,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder epochs(int v) {
+      epochs = v;
+      return this;
+    }
+
     public Builder globalBatch(int v) {
       globalBatch = v;
       return this;
@@ -373,23 +420,23 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder lr(double v) {
-      lr = v;
+    public Builder shuffleWindow(int v) {
+      shuffleWindow = v;
       return this;
     }
 
-    public Builder warmup(int v) {
-      warmup = v;
-      return this;
-    }
-
-    public Builder schedule(String v) {
-      schedule = v;
+    public Builder seed(long v) {
+      seed = v;
       return this;
     }
 
     public Builder optimizer(String v) {
       optimizer = v;
+      return this;
+    }
+
+    public Builder lr(double v) {
+      lr = v;
       return this;
     }
 
@@ -403,6 +450,46 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder adamBeta1(double v) {
+      adamBeta1 = v;
+      return this;
+    }
+
+    public Builder adamBeta2(double v) {
+      adamBeta2 = v;
+      return this;
+    }
+
+    public Builder adamEpsilon(double v) {
+      adamEpsilon = v;
+      return this;
+    }
+
+    public Builder loraplusLrRatio(double v) {
+      loraplusLrRatio = v;
+      return this;
+    }
+
+    public Builder schedule(String v) {
+      schedule = v;
+      return this;
+    }
+
+    public Builder warmup(int v) {
+      warmup = v;
+      return this;
+    }
+
+    public Builder warmupRatio(double v) {
+      warmupRatio = v;
+      return this;
+    }
+
+    public Builder minLrRate(double v) {
+      minLrRate = v;
+      return this;
+    }
+
     public Builder checkpointEvery(int v) {
       checkpointEvery = v;
       return this;
@@ -413,8 +500,18 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder seed(long v) {
-      seed = v;
+    public Builder resume(boolean v) {
+      resume = v;
+      return this;
+    }
+
+    public Builder resumeAuto(boolean v) {
+      resumeAuto = v;
+      return this;
+    }
+
+    public Builder overwrite(boolean v) {
+      overwrite = v;
       return this;
     }
 
@@ -428,13 +525,8 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder resume(boolean v) {
-      resume = v;
-      return this;
-    }
-
-    public Builder initAdapter(String v) {
-      initAdapter = v;
+    public Builder executorWaitMs(int v) {
+      executorWaitMs = v;
       return this;
     }
 
@@ -458,43 +550,8 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder resumeAuto(boolean v) {
-      resumeAuto = v;
-      return this;
-    }
-
-    public Builder overwrite(boolean v) {
-      overwrite = v;
-      return this;
-    }
-
-    public Builder executorWaitMs(int v) {
-      executorWaitMs = v;
-      return this;
-    }
-
     public Builder gradientPorts(String v) {
       gradientPorts = v;
-      return this;
-    }
-
-    public Builder epochs(int v) {
-      epochs = v;
-      return this;
-    }
-
-    public Builder shuffleWindow(int v) {
-      shuffleWindow = v;
-      return this;
-    }
-
-    public Builder gradientCheckpointing(boolean v) {
-      gradientCheckpointing = v;
-      return this;
-    }
-
-    public Builder initialLossScale(double v) {
-      initialLossScale = v;
       return this;
     }
 
@@ -508,13 +565,13 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder loraOptions(LoraOptions v) {
-      loraOptions = v;
+    public Builder gradientCheckpointing(boolean v) {
+      gradientCheckpointing = v;
       return this;
     }
 
-    public Builder baseModelId(String v) {
-      baseModelId = v;
+    public Builder initialLossScale(double v) {
+      initialLossScale = v;
       return this;
     }
 
@@ -523,16 +580,18 @@ public record TrainConfig(
       return this;
     }
 
-    public Builder optimizerOptions(OptimizerOptions v) {
-      optimizerOptions = v;
-      return this;
-    }
-
     public TrainConfig build() {
-      return new TrainConfig(model, data, output, targetModules, rank, alpha, dropout, workers, steps, globalBatch, microBatch, lr, warmup, schedule,
-          optimizer, weightDecay, clip, checkpointEvery, keepCheckpoints, seed, timeoutMs, maxAttempts, resume, initAdapter, evalEvery, evalExamples,
-          averageLast, averageMode, resumeAuto, overwrite, executorWaitMs, gradientPorts, epochs, shuffleWindow, gradientCheckpointing,
-          initialLossScale, gradTransport, preReduce, loraOptions, baseModelId, quantize, optimizerOptions);
+      return new TrainConfig(
+          new Io(model, data, output, initAdapter, baseModelId),
+          tuner,
+          new Batching(workers, steps, epochs, globalBatch, microBatch, shuffleWindow, seed),
+          new Optimization(optimizer, lr, weightDecay, clip, adamBeta1, adamBeta2, adamEpsilon, loraplusLrRatio, schedule, warmup, warmupRatio,
+              minLrRate),
+          new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, timeoutMs, maxAttempts, executorWaitMs),
+          new Evaluation(evalEvery, evalExamples),
+          new Averaging(averageLast, averageMode),
+          new GradientChannel(gradientPorts, gradTransport, preReduce),
+          new Compute(gradientCheckpointing, initialLossScale, quantize));
     }
   }
 }

@@ -2,15 +2,14 @@ package io.lorafleet.driver.train;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.optim.AdamW;
-import io.lorafleet.driver.optim.RankAllocator;
 import io.lorafleet.driver.optim.LossScaler;
+import io.lorafleet.driver.optim.RankAllocator;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
@@ -18,6 +17,7 @@ import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.BaseModel;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.tokenizer.Tokenizer;
+import io.lorafleet.worker.train.NonFiniteGradientException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -50,31 +50,31 @@ public final class Trainer {
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
     io.lorafleet.driver.metrics.TrainingGauges.reset();
-    ModelSkeleton base = ModelCache.skeleton(cfg.model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
+    ModelSkeleton base = ModelCache.skeleton(cfg.io().model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
     if (lc.useDora() && base.config().raw().hasNonNull("quantization_config")) {
-      throw new IllegalArgumentException("--use-dora over " + cfg.model() + ", which is stored quantized: DoRA over a quantized base is not "
+      throw new IllegalArgumentException("--use-dora over " + cfg.io().model() + ", which is stored quantized: DoRA over a quantized base is not "
           + "supported yet");
     }
     TrainConfig given = cfg;
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
-    Path tokenizer = ModelFiles.tokenizerDir(cfg.model(), spark.sparkContext().hadoopConfiguration());
+    Path tokenizer = ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration());
     try {
       cfg = checkDataset(cfg, manifest, tokenizer);
     } finally {
-      if (ModelFiles.remote(given.model())) {
+      if (ModelFiles.remote(given.io().model())) {
         Checkpoints.deleteTree(tokenizer); // a temporary copy of a remote model's tokenizer files
       }
     }
-    if (given.epochs() > 0) {
-      say(progress, given.epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.globalBatch() + ": " + cfg.steps()
+    if (given.batching().epochs() > 0) {
+      say(progress, given.batching().epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.batching().globalBatch() + ": " + cfg.batching().steps()
           + " steps");
     }
     ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
     checkSlots(spark, cfg);
-    RunOutput ro = RunOutput.of(cfg.output(), spark.sparkContext().hadoopConfiguration());
-    try (RunLock lock = RunLock.acquire(ro, cfg.resume() || cfg.overwrite(), RunLock.STALE_AFTER_MS)) {
+    RunOutput ro = RunOutput.of(cfg.io().output(), spark.sparkContext().hadoopConfiguration());
+    try (RunLock lock = RunLock.acquire(ro, cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS)) {
       return run(spark, cfg, progress, faults, base, lora, job, ro, manifest);
     }
   }
@@ -84,20 +84,19 @@ public final class Trainer {
     Path out = ro.local();
     List<String> held = new ArrayList<>(ro.entries());
     held.remove(RunLock.FILE);
-    if (cfg.overwrite()) {
+    if (cfg.run().overwrite()) {
       ro.clear(RunLock.FILE);
-    } else if (!held.isEmpty() && !cfg.resume()) {
+    } else if (!held.isEmpty() && !cfg.run().resume()) {
       throw new IllegalArgumentException("--out " + ro.uri() + " already holds " + String.join(", ", held.subList(0, Math.min(6, held.size())))
           + (held.size() > 6 ? ", ..." : "") + "; pass --resume to continue that run, --overwrite to replace it, or choose another --out");
     }
     ro.cleanTemporaries();
     float[] params = initialParams(cfg, lora, base);
-    AdamW opt = new AdamW(params.length, cfg.optimizerOptions().adamBeta1(), cfg.optimizerOptions().adamBeta2(),
-        cfg.optimizerOptions().adamEpsilon(), cfg.weightDecay(), cfg.optimizer().equals("sgd"), cfg.loraOptions().groups(lora.layout()));
-    LossScaler scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
+    AdamW opt = cfg.optimization().newOptimizer(lora.layout());
+    LossScaler scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
     int start = 0;
-    if (cfg.resume()) {
+    if (cfg.run().resume()) {
       ro.pullCheckpoints();
       ro.pull(METRICS);
       var st = Checkpoints.latestValid(out, base);
@@ -109,7 +108,7 @@ public final class Trainer {
         ranks.ifPresent(r -> r.restore(st.get().extra(), st.get().trainerState()));
         start = st.get().step();
         say(progress, "resuming from " + st.get().dir());
-      } else if (!cfg.resumeAuto()) {
+      } else if (!cfg.run().resumeAuto()) {
         throw new IllegalArgumentException("--resume: " + ro.uri() + " holds no valid checkpoint to continue; pass --resume=auto to start "
             + "afresh when there is none");
       }
@@ -126,7 +125,7 @@ public final class Trainer {
     int divergedAt = -1;
     try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
       final int first = start; // losses.get(i) is the loss of step first + i + 1
-      while (start < cfg.steps()) {
+      while (start < cfg.batching().steps()) {
         attempts++;
         int from = start;
         try {
@@ -142,13 +141,13 @@ public final class Trainer {
           // the budget counts failures in a row that passed no new checkpoint: a long run survives any number of preemptions
           withoutProgress = resumeAt > from ? 1 : withoutProgress + 1;
           int failedStep = first + losses.size();
-          boolean nonFinite = e instanceof GradientServer.NonFiniteGradientException || String.valueOf(e.getMessage()).contains("non-finite");
+          boolean nonFinite = e instanceof NonFiniteGradientException;
           if (nonFinite && failedStep == divergedAt) {
             throw new IOException("training diverged: step " + failedStep + " gave a non-finite gradient again after a relaunch from step " + resumeAt
                 + " (" + e.getMessage() + "); lower the learning rate or check the data", e);
           }
           divergedAt = nonFinite ? failedStep : -1;
-          if (withoutProgress >= cfg.maxAttempts()) {
+          if (withoutProgress >= cfg.run().maxAttempts()) {
             throw new IOException("training failed after " + withoutProgress + " attempts without a new checkpoint (" + attempts + " in all); last error: "
                 + e.getMessage(), e);
           }
@@ -163,7 +162,7 @@ public final class Trainer {
           } else {
             System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
             opt.restore(new float[params.length], new float[params.length], 0);
-            scaler = new LossScaler(cfg.initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
+            scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
             ranks = ranks.map(r -> new RankAllocator(lora));
           }
           start = resumeAt;
@@ -180,19 +179,19 @@ public final class Trainer {
     Path fin = out.resolve("adapter");
     if (ranks.isPresent() && !ranks.get().pattern().isEmpty()) { // AdaLoRA: saved cut down to the kept ranks, as PEFT saves it
       var cut = lora.truncate(params, ranks.get().pattern());
-      AdapterFormat.write(fin, cut.model(), cut.values(), Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+      AdapterFormat.write(fin, cut.model(), cut.values(), Map.of("lorafleet.step", Integer.toString(cfg.batching().steps())));
     } else {
-      AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.steps())));
+      AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.batching().steps())));
     }
     ModelCard.write(fin, cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
-    if (cfg.averageLast() > 0) {
+    if (cfg.averaging().last() > 0) {
       averageLast(cfg, base, out);
       ModelCard.write(out.resolve("averaged"), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     }
     plot(out, losses, valLosses);
     ObjectNode summary = JSON.createObjectNode();
-    summary.put("steps", cfg.steps());
-    summary.put("workers", cfg.workers());
+    summary.put("steps", cfg.batching().steps());
+    summary.put("workers", cfg.batching().workers());
     summary.put("attempts", attempts);
     summary.put("final_loss", losses.isEmpty() ? Double.NaN : losses.get(losses.size() - 1));
     summary.put("trainable_parameters", params.length);
@@ -206,7 +205,7 @@ public final class Trainer {
 
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */
   private static float[] initialParams(TrainConfig cfg, LoraModel lora, BaseModel base) {
-    return cfg.initAdapter().isEmpty() ? lora.initialParams(cfg.seed()) : AdapterFormat.read(Path.of(cfg.initAdapter()), base).values();
+    return cfg.io().initAdapter().isEmpty() ? lora.initialParams(cfg.batching().seed()) : AdapterFormat.read(Path.of(cfg.io().initAdapter()), base).values();
   }
 
   /**
@@ -221,10 +220,10 @@ public final class Trainer {
   }
 
   static LoraConfig loraConfig(TrainConfig cfg) {
-    if (cfg.initAdapter().isEmpty()) {
+    if (cfg.io().initAdapter().isEmpty()) {
       return cfg.lora();
     }
-    LoraConfig a = AdapterFormat.readConfig(Path.of(cfg.initAdapter()));
+    LoraConfig a = AdapterFormat.readConfig(Path.of(cfg.io().initAdapter()));
     LoraConfig flags = cfg.lora();
     List<String> diffs = new ArrayList<>();
     if (flags.r() != a.r()) {
@@ -244,10 +243,10 @@ public final class Trainer {
     differ(diffs, "--alpha-pattern", flags.alphaPattern(), "alpha_pattern", a.alphaPattern());
     differ(diffs, "--layers-to-transform", flags.layersToTransform(), "layers_to_transform", a.layersToTransform());
     if (!diffs.isEmpty()) {
-      throw new IllegalArgumentException("--init-adapter " + cfg.initAdapter() + " contradicts the flags: " + String.join("; ", diffs)
+      throw new IllegalArgumentException("--init-adapter " + cfg.io().initAdapter() + " contradicts the flags: " + String.join("; ", diffs)
           + ". Drop those flags to adopt the adapter's config");
     }
-    return a.withDropout(cfg.dropout()).withBaseModel(cfg.baseModelName());
+    return a.withDropout(flags.loraDropout()).withBaseModel(cfg.baseModelName());
   }
 
   /**
@@ -259,22 +258,22 @@ public final class Trainer {
     var sc = spark.sparkContext();
     if (sc.isLocal()) {
       int slots = sc.defaultParallelism();
-      if (cfg.workers() > slots) {
-        throw new IllegalArgumentException("--workers " + cfg.workers() + " exceeds the " + slots + " task slots of this Spark application");
+      if (cfg.batching().workers() > slots) {
+        throw new IllegalArgumentException("--workers " + cfg.batching().workers() + " exceeds the " + slots + " task slots of this Spark application");
       }
       return;
     }
     int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
-    int needed = (cfg.workers() + perExecutor - 1) / perExecutor;
-    long deadline = System.currentTimeMillis() + cfg.executorWaitMs();
+    int needed = (cfg.batching().workers() + perExecutor - 1) / perExecutor;
+    long deadline = System.currentTimeMillis() + cfg.run().executorWaitMs();
     while (true) {
       int executors = sc.statusTracker().getExecutorInfos().length - 1; // the driver is listed too
       if (executors >= needed) {
         return;
       }
       if (System.currentTimeMillis() > deadline) {
-        throw new IllegalArgumentException("--workers " + cfg.workers() + " needs " + needed + " executors but only " + executors
-            + " registered within --executor-wait-ms " + cfg.executorWaitMs());
+        throw new IllegalArgumentException("--workers " + cfg.batching().workers() + " needs " + needed + " executors but only " + executors
+            + " registered within --executor-wait-ms " + cfg.run().executorWaitMs());
       }
       try {
         Thread.sleep(200);
@@ -288,14 +287,14 @@ public final class Trainer {
   /** --average-last K: the last K checkpoints combined into averaged/ (svd keeps the run's rank). */
   static void averageLast(TrainConfig cfg, BaseModel base, Path out) throws IOException {
     List<Path> all = Checkpoints.list(out);
-    List<Path> last = all.subList(Math.max(0, all.size() - cfg.averageLast()), all.size());
+    List<Path> last = all.subList(Math.max(0, all.size() - cfg.averaging().last()), all.size());
     List<io.lorafleet.driver.average.AdapterAverager.Source> src = new ArrayList<>();
     for (Path p : last) {
       src.add(new io.lorafleet.driver.average.AdapterAverager.Source(p.getFileName().toString(), AdapterFormat.read(p, base)));
     }
     double[] w = new double[src.size()];
     java.util.Arrays.fill(w, 1);
-    var r = io.lorafleet.driver.average.AdapterAverager.combine(base, src, w, true, cfg.averageMode(), cfg.rank());
+    var r = io.lorafleet.driver.average.AdapterAverager.combine(base, src, w, true, cfg.averaging().mode(), cfg.tuner().r());
     AdapterFormat.write(out.resolve("averaged"), r.model(), r.values(), r.metadata());
   }
 
@@ -318,10 +317,10 @@ public final class Trainer {
   /** A prepared dataset's manifest.json, read through Hadoop's FileSystem API (--data may be any URI), and its fingerprint. */
   record Manifest(com.fasterxml.jackson.databind.JsonNode json, String fingerprint) {
     static Manifest read(TrainConfig cfg, org.apache.hadoop.conf.Configuration conf) throws IOException {
-      org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(cfg.data(), "manifest.json");
+      org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(cfg.io().data(), "manifest.json");
       org.apache.hadoop.fs.FileSystem fs = p.getFileSystem(conf);
       if (!fs.isFile(p)) {
-        throw new IllegalArgumentException("--data " + cfg.data() + ": manifest.json is missing; run lorafleet prepare first");
+        throw new IllegalArgumentException("--data " + cfg.io().data() + ": manifest.json is missing; run lorafleet prepare first");
       }
       byte[] bytes;
       try (var in = fs.open(p)) {
@@ -343,26 +342,26 @@ public final class Trainer {
     String fp = m.json().path("tokenizer_fingerprint").asText();
     try (Tokenizer tok = Tokenizer.load(tokenizerDir)) {
       if (!fp.equals(tok.fingerprint())) {
-        throw new IllegalArgumentException("--data " + cfg.data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.model()
+        throw new IllegalArgumentException("--data " + cfg.io().data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.io().model()
             + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");
       }
     }
-    if (cfg.evalEvery() > 0 && m.rows("validation") == 0) {
-      throw new IllegalArgumentException("--eval-every " + cfg.evalEvery() + " needs validation examples but " + cfg.data() + "/validation"
+    if (cfg.eval().every() > 0 && m.rows("validation") == 0) {
+      throw new IllegalArgumentException("--eval-every " + cfg.eval().every() + " needs validation examples but " + cfg.io().data() + "/validation"
           + " holds none; prepare with --val-fraction, or set --eval-every 0");
     }
-    if (cfg.epochs() == 0) {
+    if (cfg.batching().epochs() == 0) {
       return cfg;
     }
     long rows = m.rows("train");
     if (rows == 0) {
-      throw new IllegalArgumentException("--data " + cfg.data() + ": the training split holds no rows");
+      throw new IllegalArgumentException("--data " + cfg.io().data() + ": the training split holds no rows");
     }
-    long steps = (cfg.epochs() * rows + cfg.globalBatch() - 1) / cfg.globalBatch();
+    long steps = (cfg.batching().epochs() * rows + cfg.batching().globalBatch() - 1) / cfg.batching().globalBatch();
     if (steps > Integer.MAX_VALUE) {
-      throw new IllegalArgumentException("--epochs " + cfg.epochs() + " over " + rows + " rows is " + steps + " steps, more than " + Integer.MAX_VALUE);
+      throw new IllegalArgumentException("--epochs " + cfg.batching().epochs() + " over " + rows + " rows is " + steps + " steps, more than " + Integer.MAX_VALUE);
     }
-    return cfg.withSteps((int) steps);
+    return cfg.toBuilder().steps((int) steps).epochs(0).build();
   }
 
   private static void say(boolean progress, String s) {

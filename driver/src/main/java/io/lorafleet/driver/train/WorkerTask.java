@@ -4,9 +4,9 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.allreduce.GradientClient;
 import io.lorafleet.driver.allreduce.GradientServer;
-import io.lorafleet.driver.allreduce.Kernels;
 import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
+import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
@@ -90,9 +90,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
 
   /** This rank's share of the first --eval-examples validation rows: every workers-th one, from its rank. */
   private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) throws java.io.IOException {
-    var split = ModelCache.split(cfg.data() + "/validation", dataset, model.config(), hadoop.value(), cfg.shuffleWindow());
+    var split = ModelCache.split(cfg.io().data() + "/validation", dataset, model.config(), hadoop.value(), cfg.batching().shuffleWindow());
     List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
-    for (long i = rank; i < Math.min(split.rows(), cfg.evalExamples()); i += cfg.workers()) {
+    for (long i = rank; i < Math.min(split.rows(), cfg.eval().examples()); i += cfg.batching().workers()) {
       mine.add(split.row(i));
     }
     return mine;
@@ -132,17 +132,17 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   @Override
   public Iterator<String> apply(Iterator<Integer> ignored) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
-    boolean preReduce = cfg.preReduce().equals("executor") && cfg.workers() > 1;
+    boolean preReduce = cfg.channel().preReduce().equals("executor") && cfg.batching().workers() > 1;
     String executor = org.apache.spark.SparkEnv.get().executorId();
     // one allGather per stage (about a second): where every task runs
-    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(cfg.workers()), ctx.partitionId(), preReduce);
+    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(cfg.batching().workers()), ctx.partitionId(), preReduce);
     int rank = at.rank();
     Device device = device(ctx);
-    CausalLM model = ModelCache.model(cfg.model(), device, hadoop.value(), cfg.quantize());
+    CausalLM model = ModelCache.model(cfg.io().model(), device, hadoop.value(), cfg.compute().quantize());
     LoraModel lora = LoraModel.create(model, this.lora);
     // twice the shuffle window: the group being consumed stays cached while the next one is read
-    var split = ModelCache.split(cfg.data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.shuffleWindow());
-    EpochOrder order = new EpochOrder(split.blockRows(), cfg.seed(), cfg.shuffleWindow());
+    var split = ModelCache.split(cfg.io().data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.batching().shuffleWindow());
+    EpochOrder order = new EpochOrder(split.blockRows(), cfg.batching().seed(), cfg.batching().shuffleWindow());
     // Read-ahead: while step s computes, the batches holding step s + 1's rows are read and decoded into
     // the split's cache (bounded at twice the shuffle window); a failed read-ahead is left for the step itself to report.
     java.util.concurrent.ExecutorService prefetch = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
@@ -151,7 +151,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       return t;
     });
     Steps work = new Steps(model, lora, split, order, rank, prefetch);
-    ExecutorGroup group = ExecutorGroup.join(jobId, at.node(), cfg.timeoutMs());
+    ExecutorGroup group = ExecutorGroup.join(jobId, at.node(), cfg.run().timeoutMs());
     BooleanSupplier cancelled = ctx::isInterrupted;
     int steps = 0;
     try {
@@ -186,8 +186,8 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   private int lead(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
     SumTree.Node node = group.node();
     int steps = 0;
-    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, node, work.lora.layout().size(), cfg.timeoutMs(),
-        Transport.parse(cfg.gradTransport()))) {
+    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, node, work.lora.layout().size(), cfg.run().timeoutMs(),
+        Transport.parse(cfg.channel().transport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
         if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
@@ -280,39 +280,39 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
       int step = p.step();
       if (p.evaluate()) {
-        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.microBatch()));
+        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.batching().microBatch()));
         return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), v.lossSum(), 0, 0);
       }
       faults.beforeWorkerStep(step, rank, attempt);
-      var mine = GlobalBatch.slice(split, order, step, cfg.globalBatch(), cfg.workers(), rank);
-      if (step + 1 < cfg.steps()) {
+      var mine = GlobalBatch.slice(split, order, step, cfg.batching().globalBatch(), cfg.batching().workers(), rank);
+      if (step + 1 < cfg.batching().steps()) {
         prefetch.execute(() -> {
           try {
-            GlobalBatch.slice(split, order, step + 1, cfg.globalBatch(), cfg.workers(), rank);
+            GlobalBatch.slice(split, order, step + 1, cfg.batching().globalBatch(), cfg.batching().workers(), rank);
           } catch (RuntimeException later) {
             // the next step reads these rows again and reports the error there
           }
         });
       }
-      long dropoutSeed = cfg.dropout() > 0 ? (cfg.seed() * 1_000_003L + step) * 1_009L + rank : -1;
+      long dropoutSeed = cfg.tuner().loraDropout() > 0 ? (cfg.batching().seed() * 1_000_003L + step) * 1_009L + rank : -1;
       long t0 = System.nanoTime();
       StepResult r;
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
       boolean fp16 = model.dtype() == DataType.FLOAT16;
-      double scale = fp16 ? p.lossScale() : 1.0;
+      double scale = faults.diverges(step, rank, attempt) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
       try {
-        var micro = GlobalBatch.microBatches(mine, cfg.microBatch());
+        var micro = GlobalBatch.microBatches(mine, cfg.batching().microBatch());
         // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-        r = cfg.gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
+        r = cfg.compute().gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
             : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
       } catch (NonFiniteGradientException e) {
-        if (model.dtype() != DataType.FLOAT16) {
-          throw e; // fp32: the step diverged
-        }
-        // fp16: an overflow, reported as such (never as a NaN push); the driver skips the step
         r = new StepResult(new float[lora.layout().size()], 0, 0);
-        flags |= GradientServer.FLAG_OVERFLOW;
+        if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step
+          flags |= GradientServer.FLAG_OVERFLOW;
+        } else { // fp32: the step diverged. The push marks where, so the driver refuses the step naming this rank and tensor
+          r.gradSum()[Math.max(0, e.at())] = Float.NaN;
+        }
       }
       if (faults.overflows(step, rank, attempt)) {
         flags |= GradientServer.FLAG_OVERFLOW;

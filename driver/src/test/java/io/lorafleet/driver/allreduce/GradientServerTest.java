@@ -132,7 +132,7 @@ class GradientServerTest {
         c.next();
         c.push(0, 4, 1.0, 0L, 0, new float[] {0, 0, Float.NaN});
         var err = assertThrows(ExecutionException.class, nan::get);
-        assertInstanceOf(GradientServer.NonFiniteGradientException.class, err.getCause().getCause());
+        assertInstanceOf(io.lorafleet.worker.train.NonFiniteGradientException.class, err.getCause());
         assertTrue(err.getCause().getMessage().contains("non-finite gradient (NaN) for 'layer.lora_B.weight'"), err.getCause().getMessage());
         // An overflow flagged as such (fp16 under loss scaling) is not an error: the driver skips the step.
         CompletableFuture<GradientServer.Gathered> over = exchangeAsync(s, 1, new float[] {1, 2, 3});

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.lorafleet.driver.kernels.Kernels;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.HashMap;

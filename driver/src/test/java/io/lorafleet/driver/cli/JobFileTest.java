@@ -116,9 +116,7 @@ class JobFileTest {
     assertEquals("false", t.initLoraWeights);
     assertEquals(16.0, t.loraplusLrRatio);
     assertEquals(".*\\.layers\\.[01]\\..*(q_proj|v_proj)", t.targets);
-    var lora = new io.lorafleet.driver.train.TrainConfig("/models/m", "d", "o", t.targets, t.r, t.alpha, 0, 1, 1, 1, 1, 1e-3, 0, "constant",
-        "adamw", 0, 0, 1, 1, 0, 1000, 1, false, "", 0, 0, 0, "svd").withLoraOptions(new io.lorafleet.driver.train.LoraOptions(t.useRslora, t.bias,
-        t.rankPattern, t.alphaPattern, t.layersToTransform, t.initLoraWeights, t.loraplusLrRatio, t.useDora)).lora();
+    var lora = t.tuner();
     assertTrue(lora.targetRegex(), "a string with regex characters is one regex, as PEFT takes a string");
     assertTrue(lora.useRslora());
     assertEquals("false", lora.initLoraWeights());

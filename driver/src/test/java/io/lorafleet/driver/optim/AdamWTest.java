@@ -55,7 +55,7 @@ class AdamWTest {
 
   @Test
   void vectorLanesAndThreadsChangeNoBit() {
-    int n = 3 * io.lorafleet.driver.allreduce.Kernels.TASK + 13; // several parallel tasks and a scalar tail
+    int n = 3 * io.lorafleet.driver.kernels.Kernels.TASK + 13; // several parallel tasks and a scalar tail
     Random rnd = new Random(3);
     float[] p = new float[n];
     float[] q = new float[n];
@@ -92,7 +92,7 @@ class AdamWTest {
   /** LoRA+: a group at 4 × lr without weight decay updates as its own AdamW would, bit for bit; the rest is untouched by the grouping. */
   @Test
   void parameterGroupsAreSeparateOptimizersOverOneBuffer() {
-    int n = io.lorafleet.driver.allreduce.Kernels.TASK + 1000; // the group boundary falls inside a parallel task
+    int n = io.lorafleet.driver.kernels.Kernels.TASK + 1000; // the group boundary falls inside a parallel task
     int split = n - 777;
     Random rnd = new Random(8);
     float[] p = new float[n];

@@ -17,6 +17,7 @@ import io.lorafleet.driver.eval.ClassificationMetrics;
 import io.lorafleet.driver.eval.RunEvaluation;
 import io.lorafleet.driver.eval.Scores;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -108,8 +109,9 @@ class EncoderClassificationIT {
   }
 
   static TrainConfig cfg(Path model, Path data, String out, int workers, int steps) {
-    return new TrainConfig(model.toString(), data.toString(), dir.resolve(out).toString(), "query,key,value,dense", 8, 16, 0, workers, steps, 16, 8,
-        3e-3, 0, "constant", "adamw", 0.0, 0, 50, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+    return TrainConfig.builder(model.toString(), data.toString(), dir.resolve(out).toString())
+        .tuner(LoraConfig.ofTargetModules(8, 16, "query,key,value,dense")).workers(workers).steps(steps).globalBatch(16).microBatch(8).lr(3e-3)
+        .schedule("constant").clip(0).checkpointEvery(50).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build();
   }
 
   @Test
@@ -183,7 +185,7 @@ class EncoderClassificationIT {
     float[][] byWorkers = new float[2][];
     Trainer.Result last = null;
     for (int w = 1; w <= 2; w++) {
-      last = Trainer.run(spark, cfg(model, data, "deberta" + w, w, 4).toBuilder().targetModules("query_proj,key_proj,value_proj").build(), false);
+      last = Trainer.run(spark, cfg(model, data, "deberta" + w, w, 4).toBuilder().tuner(LoraConfig.ofTargetModules(8, 16, "query_proj,key_proj,value_proj")).build(), false);
       byWorkers[w - 1] = last.adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
@@ -204,7 +206,7 @@ class EncoderClassificationIT {
   void debertaRegressionLearnsTheValues() throws Exception {
     Path model = model("deberta-reg", "deberta-v2", List.of("score"));
     Path data = prepare(model, "values.jsonl", "deberta-reg-data");
-    Trainer.Result r = Trainer.run(spark, cfg(model, data, "deberta-reg-run", 2, 120).toBuilder().targetModules("query_proj,value_proj,dense").build(), false);
+    Trainer.Result r = Trainer.run(spark, cfg(model, data, "deberta-reg-run", 2, 120).toBuilder().tuner(LoraConfig.ofTargetModules(8, 16, "query_proj,value_proj,dense")).build(), false);
     var evals = RunEvaluation.candidates(spark, model.toString(), Quantization.NONE, List.of(new RunEvaluation.Row("base", 0, Optional.empty(), Scores.ZERO),
         new RunEvaluation.Row("adapter", -1, Optional.of(r.finalAdapter().toString()), Scores.ZERO)), data.resolve("validation").toString(), 2, 1000);
     ClassificationMetrics trained = evals.get(1).scores().metrics();

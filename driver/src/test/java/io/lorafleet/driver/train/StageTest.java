@@ -3,7 +3,7 @@ package io.lorafleet.driver.train;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
 import org.apache.spark.SparkConf;
 import org.junit.jupiter.api.Test;
 

@@ -5,33 +5,34 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.quant.Quantization;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /** The builder copies every field, sets only what it is told, and builds through the record's validation. */
 class TrainConfigTest {
   static TrainConfig job() {
-    return new TrainConfig("/models/m", "/data/d", "/runs/r", "q_proj,v_proj", 8, 16, 0.05, 2, 100, 8, 4, 2e-4, 10, "cosine", "adamw", 0.01,
-        1.0, 10, 5, 7, 120_000, 3, false, "", 0, 64, 0, "svd");
+    return TrainConfig.builder("/models/m", "/data/d", "/runs/r").tuner(LoraConfig.ofTargetModules(8, 16, "q_proj,v_proj").withDropout(0.05)).lr(2e-4)
+        .warmup(10).weightDecay(0.01).seed(7).build();
   }
 
   @Test
   void theBuilderCopiesEveryFieldAndChangesOnlyWhatItIsTold() {
     TrainConfig c = job();
     assertEquals(c, c.toBuilder().build());
-    TrainConfig other = c.toBuilder().model("/models/j").targetModules("fc_in").build();
-    assertEquals("/models/j", other.model());
-    assertEquals("fc_in", other.targetModules());
-    assertEquals(c, other.toBuilder().model(c.model()).targetModules(c.targetModules()).build());
-    assertEquals(c.withQuantize(Quantization.NF4), c.toBuilder().quantize(Quantization.NF4).build());
-    assertEquals(0, c.toBuilder().epochs(3).build().withSteps(40).epochs(), "withSteps drops --epochs");
-    assertNotEquals(c, c.withEval(5));
-    assertEquals(64, c.withEval(5).evalExamples());
+    TrainConfig other = c.toBuilder().model("/models/j").tuner(LoraConfig.ofTargetModules(8, 16, "fc_in")).build();
+    assertEquals("/models/j", other.io().model());
+    assertEquals(List.of("fc_in"), other.tuner().targetModules());
+    assertEquals(c, other.toBuilder().model(c.io().model()).tuner(c.tuner()).build());
+    assertEquals(Quantization.NF4, c.toBuilder().quantize(Quantization.NF4).build().compute().quantize());
+    assertNotEquals(c, c.toBuilder().evalEvery(5).build());
+    assertEquals(64, c.toBuilder().evalEvery(5).build().eval().examples());
   }
 
   @Test
   void aBuiltJobIsValidatedAsAnyOther() {
-    var e = assertThrows(IllegalArgumentException.class, () -> job().toBuilder().rank(0).build());
+    var e = assertThrows(IllegalArgumentException.class, () -> job().toBuilder().tuner(LoraConfig.ofTargetModules(0, 16, "q_proj")).build());
     assertTrue(e.getMessage().contains("0"), e.getMessage());
     assertThrows(IllegalArgumentException.class, () -> job().toBuilder().globalBatch(7).build(), "7 rows do not split over 2 workers");
   }

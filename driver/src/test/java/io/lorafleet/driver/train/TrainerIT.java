@@ -14,6 +14,7 @@ import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.datasets.prepare.RecordFormat;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -24,6 +25,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.function.UnaryOperator;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -61,8 +63,15 @@ class TrainerIT {
   }
 
   static TrainConfig cfg(String out, int workers, int steps, String opt, boolean resume) {
-    return new TrainConfig(model.toString(), data.toString(), dir.resolve(out).toString(), "q_proj,v_proj,down_proj", 4, 8, 0, workers, steps, 6, 2,
-        0.05, 0, "constant", opt, 0.0, 0, 2, 3, 7, 60_000, 2, resume, "", 0, 0, 0, "svd");
+    return TrainConfig.builder(model.toString(), data.toString(), dir.resolve(out).toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).workers(workers).steps(steps).globalBatch(6).microBatch(2).lr(0.05)
+        .schedule("constant").optimizer(opt).clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).resume(resume)
+        .evalExamples(0).build();
+  }
+
+  /** {@code c} training the adapter that {@code tune} makes of its tuner. */
+  static TrainConfig tuned(TrainConfig c, UnaryOperator<LoraConfig> tune) {
+    return c.toBuilder().tuner(tune.apply(c.tuner())).build();
   }
 
   /** Step 0's global batch (6 rows) for seed 7, as one worker reads it: the rows at positions 0..5 of epoch 0's order. */
@@ -76,7 +85,7 @@ class TrainerIT {
   @Test
   void preReductionChangesNoBitAndCompressedGradientsStayWithinTheirBound() throws Exception {
     // local[N]: every task runs in one executor, so with pre-reduction the 3 ranks push once, as the tree's root
-    Trainer.Result flat = Trainer.run(spark, cfg("flat3", 3, 2, "adamw", false).withGradientChannel("fp32", "none"), false);
+    Trainer.Result flat = Trainer.run(spark, cfg("flat3", 3, 2, "adamw", false).toBuilder().gradTransport("fp32").preReduce("none").build(), false);
     Trainer.Result grouped = Trainer.run(spark, cfg("grouped3", 3, 2, "adamw", false), false);
     assertEquals(List.of(3, 3), metric(dir.resolve("flat3"), "pushes"));
     assertEquals(List.of(1, 1), metric(dir.resolve("grouped3"), "pushes"));
@@ -100,7 +109,7 @@ class TrainerIT {
     }
     float[] exact = Trainer.run(spark, cfg("sgd-fp32", 2, 1, "sgd", false), false).adapter();
     for (String t : new String[] {"bf16", "fp16"}) {
-      float[] got = Trainer.run(spark, cfg("sgd-" + t, 2, 1, "sgd", false).withGradientChannel(t, "none"), false).adapter();
+      float[] got = Trainer.run(spark, cfg("sgd-" + t, 2, 1, "sgd", false).toBuilder().gradTransport(t).preReduce("none").build(), false).adapter();
       double relative = 0;
       double norm = 0;
       double worst = 0;
@@ -126,11 +135,11 @@ class TrainerIT {
   @Test
   void qloraOverAnNf4BaseTrainsOnTwoWorkersAsOnOneAndAsOverTheStoredCheckpoint() throws Exception {
     var nf4 = io.lorafleet.worker.quant.Quantization.NF4;
-    float[] one = Trainer.run(spark, cfg("qlora1", 1, 2, "adamw", false).withQuantize(nf4), false).adapter();
-    Trainer.Result two = Trainer.run(spark, cfg("qlora2", 2, 2, "adamw", false).withQuantize(nf4), false);
+    float[] one = Trainer.run(spark, cfg("qlora1", 1, 2, "adamw", false).toBuilder().quantize(nf4).build(), false).adapter();
+    Trainer.Result two = Trainer.run(spark, cfg("qlora2", 2, 2, "adamw", false).toBuilder().quantize(nf4).build(), false);
     assertArrayEquals(one, two.adapter(), 1e-6f, "2 workers make the 1-worker update");
     Path stored = dir.resolve("model-nf4");
-    io.lorafleet.worker.quant.QuantizeModel.write(model, stored, true);
+    io.lorafleet.worker.model.QuantizeModel.write(model, stored, true);
     TrainConfig c = cfg("qlora-stored", 2, 2, "adamw", false);
     TrainConfig overStored = c.toBuilder().model(stored.toString()).build();
     assertArrayEquals(two.adapter(), Trainer.run(spark, overStored, false).adapter(), 0f, "the stored checkpoint dequantizes to the same weights");
@@ -150,8 +159,8 @@ class TrainerIT {
       byWorkers[w - 1] = Trainer.run(spark, g.toBuilder().model(gptq.toString()).build(), false).adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "GPTQ: 2 workers make the 1-worker update");
-    var e = assertThrows(IllegalArgumentException.class, () -> cfg("x", 1, 1, "sgd", false).withQuantize(nf4)
-        .withLoraOptions(new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, true)));
+    var e = assertThrows(IllegalArgumentException.class, () -> tuned(cfg("x", 1, 1, "sgd", false).toBuilder().quantize(nf4).build(),
+        t -> t.withDora(true)));
     assertTrue(e.getMessage().contains("--use-dora") && e.getMessage().contains("--quantize nf4"), e.getMessage());
   }
 
@@ -164,7 +173,7 @@ class TrainerIT {
     Trainer.Result last = null;
     for (int w = 1; w <= 2; w++) {
       TrainConfig g = cfg("gptj" + w, w, 2, "adamw", false);
-      last = Trainer.run(spark, g.toBuilder().model(gptj.toString()).targetModules("q_proj,v_proj,fc_in,out_proj").build(), false);
+      last = Trainer.run(spark, g.toBuilder().model(gptj.toString()).tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,fc_in,out_proj")).build(), false);
       byWorkers[w - 1] = last.adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
@@ -181,9 +190,9 @@ class TrainerIT {
   @Test
   void peftOptionsTrainOnTwoWorkersAsOnOneAreWrittenAsPeftWritesThemAndLoraPlusScalesB() throws Exception {
     // rsLoRA, a rank and an alpha pattern, one layer only, and A and B both random (so that both get a gradient at step 1)
-    LoraOptions o = new LoraOptions(true, "none", Map.of("v_proj", 2), Map.of("down_proj", 4.0), List.of(1), "false", 0, false);
-    float[] one = Trainer.run(spark, cfg("opts1", 1, 1, "sgd", false).withLoraOptions(o), false).adapter();
-    float[] two = Trainer.run(spark, cfg("opts2", 2, 1, "sgd", false).withLoraOptions(o), false).adapter();
+    UnaryOperator<LoraConfig> o = t -> t.withRslora(true).withPatterns(Map.of("v_proj", 2), Map.of("down_proj", 4.0)).withLayers(List.of(1)).withInit("false");
+    float[] one = Trainer.run(spark, tuned(cfg("opts1", 1, 1, "sgd", false), o), false).adapter();
+    float[] two = Trainer.run(spark, tuned(cfg("opts2", 2, 1, "sgd", false), o), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
     var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("opts2/adapter/adapter_config.json").toFile());
     assertTrue(conf.get("use_rslora").asBoolean(), conf.toString());
@@ -191,11 +200,10 @@ class TrainerIT {
     assertEquals(4.0, conf.get("alpha_pattern").get("down_proj").asDouble());
     assertEquals("[1]", conf.get("layers_to_transform").toString());
     assertTrue(conf.get("init_lora_weights").isBoolean() && !conf.get("init_lora_weights").asBoolean());
-    LoraModel lora = LoraModel.create(ModelCache.skeleton(model.toString()), cfg("x", 1, 1, "sgd", false).withLoraOptions(o).lora());
+    LoraModel lora = LoraModel.create(ModelCache.skeleton(model.toString()), tuned(cfg("x", 1, 1, "sgd", false), o).lora());
     assertTrue(lora.layout().slots().stream().allMatch(sl -> sl.key().contains(".layers.1.")), "layers_to_transform [1]");
     float[] init = lora.initialParams(7);
-    float[] plus = Trainer.run(spark, cfg("loraplus", 2, 1, "sgd", false).withLoraOptions(new LoraOptions(true, "none", Map.of("v_proj", 2),
-        Map.of("down_proj", 4.0), List.of(1), "false", 4, false)), false).adapter();
+    float[] plus = Trainer.run(spark, tuned(cfg("loraplus", 2, 1, "sgd", false), o).toBuilder().loraplusLrRatio(4).build(), false).adapter();
     for (var sl : lora.layout().slots()) {
       for (int i = sl.offset(); i < sl.offset() + sl.size(); i++) {
         double plain = two[i] - init[i];
@@ -221,13 +229,13 @@ class TrainerIT {
 
   @Test
   void doraTrainsOnTwoWorkersAsOnOneProcessWithMagnitudesFromTheWorkers() throws Exception {
-    LoraOptions dora = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "false", 0, true);
-    float[] one = Trainer.run(spark, cfg("dora1", 1, 1, "sgd", false).withLoraOptions(dora), false).adapter();
-    float[] two = Trainer.run(spark, cfg("dora2", 2, 1, "sgd", false).withLoraOptions(dora), false).adapter();
+    UnaryOperator<LoraConfig> dora = t -> t.withInit("false").withDora(true);
+    float[] one = Trainer.run(spark, tuned(cfg("dora1", 1, 1, "sgd", false), dora), false).adapter();
+    float[] two = Trainer.run(spark, tuned(cfg("dora2", 2, 1, "sgd", false), dora), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
       // one process: magnitudes from the loaded weights, then the same SGD step
-      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).withLoraOptions(dora).lora());
+      LoraModel lora = LoraModel.create(base, tuned(cfg("x", 1, 1, "sgd", false), dora).lora());
       float[] p = sgdStepInOneProcess(lora, lora.initialParams(7));
       assertArrayEquals(p, two, 1e-6f, "the driver's run equals a single process's");
       var m = lora.layout().slots().stream().filter(sl -> sl.key().endsWith("lora_magnitude_vector")).findFirst().orElseThrow();
@@ -236,21 +244,21 @@ class TrainerIT {
     }
     var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("dora2/adapter/adapter_config.json").toFile());
     assertTrue(conf.get("use_dora").asBoolean(), conf.toString());
-    var e = assertThrows(IllegalArgumentException.class, () -> new TrainConfig(model.toString(), data.toString(),
-        dir.resolve("dora-avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false,
-        "", 0, 0, 2, "svd").withLoraOptions(dora));
+    var e = assertThrows(IllegalArgumentException.class, () -> tuned(TrainConfig.builder(model.toString(), data.toString(), dir.resolve("dora-avg").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).workers(1).steps(1).globalBatch(6).microBatch(2).lr(0.05)
+        .schedule("constant").optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0)
+        .averageLast(2).build(), dora));
     assertTrue(e.getMessage().contains("averaging DoRA adapters is not supported"), e.getMessage());
   }
 
   @Test
   void veraTrainsOnTwoWorkersAsOnOneProcessAndItsProjectionsStayFrozen() throws Exception {
-    LoraOptions vera = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false,
-        io.lorafleet.worker.lora.LoraConfig.Vera.of(0.1, 5));
-    float[] one = Trainer.run(spark, cfg("vera1", 1, 2, "adamw", false).withLoraOptions(vera), false).adapter();
-    float[] two = Trainer.run(spark, cfg("vera2", 2, 2, "adamw", false).withLoraOptions(vera), false).adapter();
+    UnaryOperator<LoraConfig> vera = t -> t.withVera(LoraConfig.Vera.of(0.1, 5));
+    float[] one = Trainer.run(spark, tuned(cfg("vera1", 1, 2, "adamw", false), vera), false).adapter();
+    float[] two = Trainer.run(spark, tuned(cfg("vera2", 2, 2, "adamw", false), vera), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
     try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
-      LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).withLoraOptions(vera).lora());
+      LoraModel lora = LoraModel.create(base, tuned(cfg("x", 1, 1, "sgd", false), vera).lora());
       float[] p = lora.initialParams(7);
       for (var sl : lora.layout().slots()) {
         for (int i = sl.offset(); i < sl.offset() + sl.size(); i++) {
@@ -259,7 +267,7 @@ class TrainerIT {
           }
         }
       }
-      float[] sgd = Trainer.run(spark, cfg("vera-sgd", 2, 1, "sgd", false).withLoraOptions(vera), false).adapter();
+      float[] sgd = Trainer.run(spark, tuned(cfg("vera-sgd", 2, 1, "sgd", false), vera), false).adapter();
       assertArrayEquals(sgdStepInOneProcess(lora, p), sgd, 1e-6f, "the driver's SGD step equals a single process's");
     }
     var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("vera2/adapter/adapter_config.json").toFile());
@@ -270,10 +278,9 @@ class TrainerIT {
   @Test
   void adaloraAllocatesRanksOnTheDriverOnTwoWorkersAsOnOneAndResumesExactly() throws Exception {
     // init_r 2, target_r 1 on 6 modules: budget 12 -> 6 over steps 2..4 (tinit 1, tfinal 2, total 6), fixed after
-    LoraOptions ada = new LoraOptions(false, "none", Map.of(), Map.of(), List.of(), "true", 0, false, io.lorafleet.worker.lora.LoraConfig.Vera.OFF,
-        io.lorafleet.worker.lora.LoraConfig.Adalora.of(2, 1, 1, 2, 1, 0.85, 0.85, 0.5, 6));
-    Trainer.Result one = Trainer.run(spark, cfg("ada1", 1, 6, "adamw", false).withLoraOptions(ada), false);
-    Trainer.Result two = Trainer.run(spark, cfg("ada2", 2, 6, "adamw", false).withLoraOptions(ada), false);
+    UnaryOperator<LoraConfig> ada = t -> t.withAdalora(LoraConfig.Adalora.of(2, 1, 1, 2, 1, 0.85, 0.85, 0.5, 6));
+    Trainer.Result one = Trainer.run(spark, tuned(cfg("ada1", 1, 6, "adamw", false), ada), false);
+    Trainer.Result two = Trainer.run(spark, tuned(cfg("ada2", 2, 6, "adamw", false), ada), false);
     var json = new com.fasterxml.jackson.databind.ObjectMapper();
     var conf1 = json.readTree(dir.resolve("ada1/adapter/adapter_config.json").toFile());
     var conf2 = json.readTree(dir.resolve("ada2/adapter/adapter_config.json").toFile());
@@ -293,8 +300,8 @@ class TrainerIT {
     assertEquals(12, total, conf2.toString());
     assertTrue(kept <= 6 && kept > 0, "the target budget of 6 ranks: " + conf2.get("rank_pattern"));
     // resume: 4 steps, then on to 6 from checkpoint-4, gives the uninterrupted run's adapter and allocation
-    Trainer.run(spark, cfg("ada-part", 2, 4, "adamw", false).withLoraOptions(ada), false);
-    Trainer.run(spark, cfg("ada-part", 2, 6, "adamw", true).withLoraOptions(ada), false);
+    Trainer.run(spark, tuned(cfg("ada-part", 2, 4, "adamw", false), ada), false);
+    Trainer.run(spark, tuned(cfg("ada-part", 2, 6, "adamw", true), ada), false);
     assertEquals(conf2.get("rank_pattern"), json.readTree(dir.resolve("ada-part/adapter/adapter_config.json").toFile()).get("rank_pattern"));
     float[] resumed = io.lorafleet.worker.lora.AdapterFormat.read(dir.resolve("ada-part/adapter"), ModelCache.skeleton(model.toString())).values();
     assertArrayEquals(a2, resumed, 1e-6f, "the importance state and the allocation are checkpointed");
@@ -384,10 +391,12 @@ class TrainerIT {
     Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("v.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
         vdata.toString(), 32, "drop", false, 1, 0.25, 2, 0));
     var noVal = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("noval", 1, 1, "sgd", false)
-        .withEval(1), false));
+        .toBuilder().evalEvery(1).evalExamples(1).build(), false));
     assertTrue(noVal.getMessage().contains("needs validation examples"), noVal.getMessage());
-    TrainConfig c = new TrainConfig(model.toString(), vdata.toString(), dir.resolve("avg").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 6, 6, 2,
-        0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 2, 4, 3, "svd").withBaseModelId("lorafleet/tiny-llama");
+    TrainConfig c = TrainConfig.builder(model.toString(), vdata.toString(), dir.resolve("avg").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).steps(6).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalEvery(2).evalExamples(4).averageLast(3)
+        .baseModelId("lorafleet/tiny-llama").build();
     Trainer.Result r = Trainer.run(spark, c, false);
     Path avg = dir.resolve("avg/averaged");
     assertTrue(Files.isRegularFile(avg.resolve(AdapterFormat.WEIGHTS)), "--average-last writes averaged/");
@@ -450,8 +459,9 @@ class TrainerIT {
   }
 
   static TrainConfig steady(String out, int maxAttempts) {
-    return new TrainConfig(model.toString(), data.toString(), dir.resolve(out).toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 12, 6, 2, 0.05, 0,
-        "constant", "adamw", 0.0, 0, 3, 10, 7, 30_000, maxAttempts, false, "", 0, 0, 0, "svd");
+    return TrainConfig.builder(model.toString(), data.toString(), dir.resolve(out).toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).steps(12).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .clip(0).checkpointEvery(3).keepCheckpoints(10).seed(7).timeoutMs(30_000).maxAttempts(maxAttempts).evalExamples(0).build();
   }
 
   /** One integer field of every line of run/metrics.jsonl. */
@@ -489,22 +499,35 @@ class TrainerIT {
   @Test
   void aNonFinitePushNeverReachesTheOptimizer() throws Exception {
     // once: the step fails naming the tensor, the relaunch recomputes it, and the run equals a clean one
-    Trainer.Result clean = Trainer.run(spark, steady("nan-clean", 2).withOutput(dir.resolve("nan-clean").toString(), 6), false);
-    Trainer.Result once = withFaults("nan@4:rank=1", steady("nan-once", 2).withOutput(dir.resolve("nan-once").toString(), 6));
+    Trainer.Result clean = Trainer.run(spark, steady("nan-clean", 2).toBuilder().output(dir.resolve("nan-clean").toString()).steps(6).build(), false);
+    Trainer.Result once = withFaults("nan@4:rank=1", steady("nan-once", 2).toBuilder().output(dir.resolve("nan-once").toString()).steps(6).build());
     assertEquals(2, once.attempts());
     assertArrayEquals(clean.adapter(), once.adapter(), 1e-6f);
     // at the same step again after the relaunch: divergence, not a transient fault; the run stops at once
     var e = assertThrows(java.io.IOException.class, () -> withFaults("nan@4:rank=1:attempt=*",
-        steady("nan-always", 5).withOutput(dir.resolve("nan-always").toString(), 6)));
+        steady("nan-always", 5).toBuilder().output(dir.resolve("nan-always").toString()).steps(6).build()));
     assertTrue(e.getMessage().startsWith("training diverged: step 4 gave a non-finite gradient again"), e.getMessage());
     assertTrue(e.getMessage().contains("rank 1 pushed a non-finite gradient (NaN) for 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight'"),
         e.getMessage());
   }
 
+  /**
+   * A worker's own backward pass finds the non-finite gradient (the fault back-propagates a NaN loss
+   * scale). It reports it on the channel, never by failing its task, so the driver names the rank
+   * and the tensor and stops the run by the failure's type, not its message.
+   */
+  @Test
+  void aWorkerWhoseBackwardPassDivergesStopsTheRunByType() {
+    var e = assertThrows(java.io.IOException.class, () -> withFaults("diverge@1:rank=1:attempt=*", cfg("diverge", 2, 4, "sgd", false)));
+    assertTrue(e.getMessage().startsWith("training diverged: step 1 gave a non-finite gradient again"), e.getMessage());
+    assertTrue(e.getMessage().contains("step 1, rank 1 pushed a non-finite gradient (NaN) for 'base_model.model.model.layers.0."), e.getMessage());
+    assertTrue(e.getCause() instanceof io.lorafleet.worker.train.NonFiniteGradientException, String.valueOf(e.getCause()));
+  }
+
   @Test
   void anFp16OverflowIsReportedAsSuchAndSkipsTheStep() throws Exception {
     // an fp16 worker reports an overflow with a flag (never a NaN push); the driver skips that update, as torch's GradScaler does
-    Trainer.Result r = withFaults("overflow@2:rank=1", steady("overflow", 2).withOutput(dir.resolve("overflow").toString(), 4));
+    Trainer.Result r = withFaults("overflow@2:rank=1", steady("overflow", 2).toBuilder().output(dir.resolve("overflow").toString()).steps(4).build());
     assertEquals(1, r.attempts(), "an overflow is not a failure");
     var json = new com.fasterxml.jackson.databind.ObjectMapper();
     List<String> lines = Files.readAllLines(dir.resolve("overflow/metrics.jsonl"));
@@ -544,8 +567,9 @@ class TrainerIT {
       index = io.lorafleet.datasets.arrow.ShardWriter.write(out, rows.iterator(), false);
     }
     Files.writeString(shard.resolveSibling(shard.getFileName() + io.lorafleet.datasets.arrow.ShardIndex.SUFFIX), index.toJson().toString());
-    TrainConfig c = new TrainConfig(model.toString(), bad.toString(), dir.resolve("bad-ids-run").toString(), "q_proj", 4, 8, 0, 2, 2, 6, 2, 0.05, 0,
-        "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 1, false, "", 0, 0, 0, "svd");
+    TrainConfig c = TrainConfig.builder(model.toString(), bad.toString(), dir.resolve("bad-ids-run").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj")).steps(2).globalBatch(6).microBatch(2).lr(0.05).schedule("constant").optimizer("sgd")
+        .clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(1).evalExamples(0).build();
     var e = assertThrows(java.io.IOException.class, () -> Trainer.run(spark, c, false));
     assertTrue(e.getMessage().contains("split train, shard ") && e.getMessage().contains(shard.getFileName() + ", row " + row
         + ": input_ids[1] is 999 but the model's vocabulary holds ids 0.."),
@@ -555,15 +579,19 @@ class TrainerIT {
   @Test
   void aDatasetOnAHadoopUriTrainsByEpochs() throws Exception {
     // --data file:///… is read through Hadoop's FileSystem API, batch by batch; 2 epochs of 7 rows at global batch 6 are 3 steps
-    TrainConfig byEpochs = new TrainConfig(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 2, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE, OptimizerOptions.DEFAULT);
+    TrainConfig byEpochs = TrainConfig.builder(model.toString(), data.toUri().toString(), dir.resolve("epochs").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant").clip(0)
+        .checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).executorWaitMs(60_000).epochs(2)
+        .shuffleWindow(1).build();
     Trainer.Result r = Trainer.run(spark, byEpochs, false);
     assertEquals(3, r.losses().size());
-    TrainConfig bySteps = new TrainConfig(model.toString(), data.toString(), dir.resolve("epochs-steps").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 6,
-        2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd", false, false, 60_000, "", 0, 1, false, 65536, "fp32", "executor", LoraOptions.DEFAULT, "", io.lorafleet.worker.quant.Quantization.NONE, OptimizerOptions.DEFAULT);
+    TrainConfig bySteps = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("epochs-steps").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")).steps(3).globalBatch(6).microBatch(2).lr(0.05).schedule("constant").clip(0)
+        .checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).executorWaitMs(60_000).shuffleWindow(1)
+        .build();
     assertArrayEquals(Trainer.run(spark, bySteps, false).adapter(), r.adapter(), 0f, "the same rows in the same order, whichever way the data is named");
     // --gradient-checkpointing changes what the workers hold, not what they compute
-    Trainer.Result flat = Trainer.run(spark, bySteps.withOutput(dir.resolve("epochs-flat").toString(), 3).withGradientCheckpointing(true), false);
+    Trainer.Result flat = Trainer.run(spark, bySteps.toBuilder().output(dir.resolve("epochs-flat").toString()).steps(3).build().toBuilder().gradientCheckpointing(true).build(), false);
     assertArrayEquals(r.adapter(), flat.adapter(), 1e-6f);
   }
 
@@ -574,8 +602,8 @@ class TrainerIT {
     Trainer.Result fp16;
     Trainer.Result resumed;
     try {
-      fp16 = withFaults("overflow@2:rank=1", steady("fp16", 2).withOutput(dir.resolve("fp16").toString(), 4));
-      resumed = Trainer.run(spark, steady("fp16", 2).withOutput(dir.resolve("fp16").toString(), 6).withRun(true, false, false), false);
+      fp16 = withFaults("overflow@2:rank=1", steady("fp16", 2).toBuilder().output(dir.resolve("fp16").toString()).steps(4).build());
+      resumed = Trainer.run(spark, steady("fp16", 2).toBuilder().output(dir.resolve("fp16").toString()).steps(6).build().toBuilder().resume(true).resumeAuto(false).overwrite(false).build(), false);
     } finally {
       System.clearProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY);
     }
@@ -601,7 +629,7 @@ class TrainerIT {
     System.setProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY, "fp16");
     Trainer.Result half;
     try {
-      half = Trainer.run(spark, cfg("fp16-sgd", 2, 1, "sgd", false).withInitialLossScale(256), false);
+      half = Trainer.run(spark, cfg("fp16-sgd", 2, 1, "sgd", false).toBuilder().initialLossScale(256).build(), false);
     } finally {
       System.clearProperty(io.lorafleet.worker.model.Djl.DTYPE_PROPERTY);
     }
@@ -625,8 +653,9 @@ class TrainerIT {
     System.setProperty("lorafleet.model.cache", cache.toString());
     try {
       TrainConfig local = cfg("uri-local", 2, 2, "adamw", false);
-      TrainConfig remote = new TrainConfig(model.toUri().toString(), data.toUri().toString(), dir.resolve("uri-remote").toString(), "q_proj,v_proj,down_proj",
-          4, 8, 0, 2, 2, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+      TrainConfig remote = TrainConfig.builder(model.toUri().toString(), data.toUri().toString(), dir.resolve("uri-remote").toString())
+          .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).steps(2).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+          .clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build();
       float[] expected = Trainer.run(spark, local, false).adapter();
       assertArrayEquals(expected, Trainer.run(spark, remote, false).adapter(), 0f, "the same model, whichever way it is named");
       List<Path> entries;
@@ -640,7 +669,7 @@ class TrainerIT {
       // a copy cut short (a crash, a full disk) is not trusted: it is copied again
       Path weights = entries.get(0).resolve("model.safetensors");
       Files.write(weights, java.util.Arrays.copyOf(Files.readAllBytes(weights), 100));
-      assertArrayEquals(expected, Trainer.run(spark, remote.withOutput(dir.resolve("uri-remote-2").toString(), 2), false).adapter(), 0f);
+      assertArrayEquals(expected, Trainer.run(spark, remote.toBuilder().output(dir.resolve("uri-remote-2").toString()).steps(2).build(), false).adapter(), 0f);
       assertTrue(Files.size(entries.get(0).resolve("model.safetensors")) > 100, "copied again");
       assertTrue(Files.getLastModifiedTime(entries.get(0).resolve(ModelFiles.MANIFEST)).toMillis() >= stamp);
     } finally {
@@ -655,7 +684,7 @@ class TrainerIT {
     assertTrue(e.getMessage().contains("already holds") && e.getMessage().contains("checkpoint-2") && e.getMessage().contains("--overwrite"),
         e.getMessage());
     assertEquals(List.of(1, 2), metric(dir.resolve("guard"), "step"), "the refused run wrote nothing");
-    Trainer.run(spark, cfg("guard", 2, 3, "adamw", false).withRun(false, false, true), false);
+    Trainer.run(spark, cfg("guard", 2, 3, "adamw", false).toBuilder().resume(false).resumeAuto(false).overwrite(true).build(), false);
     assertEquals(List.of(1, 2, 3), metric(dir.resolve("guard"), "step"), "--overwrite replaced the run");
     assertEquals(List.of("checkpoint-2", "checkpoint-3"), Checkpoints.list(dir.resolve("guard")).stream().map(p -> p.getFileName().toString()).toList(),
         "only the new run's checkpoints (every 2 steps and the last)");
@@ -677,15 +706,15 @@ class TrainerIT {
     Process gone = new ProcessBuilder("true").start();
     gone.waitFor();
     Files.writeString(lock, "{\"host\": \"" + host + "\", \"pid\": " + gone.pid() + ", \"heartbeat_ms\": " + System.currentTimeMillis() + ", \"id\": \"x\"}");
-    var stale = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 4, "adamw", false).withRun(false, false, false),
+    var stale = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 4, "adamw", false).toBuilder().resume(false).resumeAuto(false).overwrite(false).build(),
         false));
     assertTrue(stale.getMessage().contains("holds a stale lock") && stale.getMessage().contains("is gone from this host"), stale.getMessage());
     assertEquals(2, Trainer.run(spark, cfg("locked", 2, 4, "adamw", true), false).losses().size(), "--resume breaks it and continues");
     // an owner on another host whose heartbeat stopped long ago
     Files.writeString(lock, "{\"host\": \"elsewhere\", \"pid\": 1, \"heartbeat_ms\": " + (System.currentTimeMillis() - 3_600_000) + "}");
-    Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).withRun(false, false, true), false);
+    Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).toBuilder().resume(false).resumeAuto(false).overwrite(true).build(), false);
     Files.writeString(lock, "{\"host\": \"elsewhere\", \"pid\": 1, \"heartbeat_ms\": " + System.currentTimeMillis() + "}");
-    var fresh = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).withRun(false, false, true),
+    var fresh = assertThrows(IllegalStateException.class, () -> Trainer.run(spark, cfg("locked", 2, 2, "adamw", false).toBuilder().resume(false).resumeAuto(false).overwrite(true).build(),
         false));
     assertTrue(fresh.getMessage().contains("locked by a running driver"), "a recent heartbeat from another host is respected: " + fresh.getMessage());
     Files.delete(lock);
@@ -695,15 +724,17 @@ class TrainerIT {
   void resumeChecksWhatItContinues() throws Exception {
     var none = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("nothing-yet", 2, 2, "adamw", true), false));
     assertTrue(none.getMessage().contains("holds no valid checkpoint") && none.getMessage().contains("--resume=auto"), none.getMessage());
-    assertEquals(2, Trainer.run(spark, cfg("nothing-yet", 2, 2, "adamw", true).withRun(true, true, false), false).losses().size(),
+    assertEquals(2, Trainer.run(spark, cfg("nothing-yet", 2, 2, "adamw", true).toBuilder().resume(true).resumeAuto(true).overwrite(false).build(), false).losses().size(),
         "--resume=auto starts afresh");
     // the same adapter size (q_proj and o_proj are both 32x32) under other targets: refused, not silently loaded
-    TrainConfig other = new TrainConfig(model.toString(), data.toString(), dir.resolve("nothing-yet").toString(), "q_proj,o_proj,down_proj", 4, 8, 0, 2,
-        4, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 3, 7, 60_000, 2, true, "", 0, 0, 0, "svd");
+    TrainConfig other = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("nothing-yet").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,o_proj,down_proj")).steps(4).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).resume(true).evalExamples(0).build();
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, other, false));
     assertTrue(e.getMessage().contains("target_modules is [") && e.getMessage().contains("o_proj"), e.getMessage());
-    TrainConfig batch = new TrainConfig(model.toString(), data.toString(), dir.resolve("nothing-yet").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2,
-        4, 4, 2, 0.05, 7, "cosine", "adamw", 0.0, 0, 2, 3, 9, 60_000, 2, true, "", 0, 0, 0, "svd");
+    TrainConfig batch = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("nothing-yet").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).steps(4).globalBatch(4).microBatch(2).lr(0.05).warmup(7).clip(0)
+        .checkpointEvery(2).keepCheckpoints(3).seed(9).timeoutMs(60_000).maxAttempts(2).resume(true).evalExamples(0).build();
     e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, batch, false));
     for (String field : List.of("global_batch is 6 in the checkpoint but 4", "seed is 7 in the checkpoint but 9", "schedule is constant", "warmup is 0")) {
       assertTrue(e.getMessage().contains(field), field + " named in: " + e.getMessage());
@@ -714,15 +745,20 @@ class TrainerIT {
 
   @Test
   void initAdapterAdoptsTheAdaptersConfigAndRefusesContradictions() throws Exception {
-    TrainConfig a32 = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha32").toString(), "q_proj,v_proj", 4, 32, 0, 2, 2, 6, 2,
-        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+    TrainConfig a32 = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("alpha32").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 32, "q_proj,v_proj")).steps(2).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build();
     Trainer.Result first = Trainer.run(spark, a32, false);
-    TrainConfig contradicting = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha8").toString(), "q_proj,v_proj", 4, 8, 0, 2, 1, 6, 2,
-        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    TrainConfig contradicting = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("alpha8").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant").optimizer("sgd")
+        .clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).initAdapter(first.finalAdapter().toString())
+        .evalExamples(0).build();
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, contradicting, false));
     assertTrue(e.getMessage().contains("--lora-alpha 8.0 but the adapter has lora_alpha 32.0"), e.getMessage());
-    TrainConfig agreeing = new TrainConfig(model.toString(), data.toString(), dir.resolve("alpha32-cont").toString(), "q_proj,v_proj", 4, 32, 0, 2, 1, 6,
-        2, 0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    TrainConfig agreeing = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("alpha32-cont").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 32, "q_proj,v_proj")).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2)
+        .initAdapter(first.finalAdapter().toString()).evalExamples(0).build();
     Trainer.run(spark, agreeing, false);
     assertEquals(32.0, AdapterFormat.readConfig(dir.resolve("alpha32-cont/adapter")).loraAlpha(), "the continued adapter keeps its alpha");
   }
@@ -733,7 +769,7 @@ class TrainerIT {
     try (java.net.ServerSocket probe = new java.net.ServerSocket(0)) {
       lo = probe.getLocalPort();
     }
-    Trainer.Result clean = Trainer.run(spark, steady("hostile-clean", 2).withOutput(dir.resolve("hostile-clean").toString(), 6), false);
+    Trainer.Result clean = Trainer.run(spark, steady("hostile-clean", 2).toBuilder().output(dir.resolve("hostile-clean").toString()).steps(6).build(), false);
     Hostile attacker = new Hostile("127.0.0.1", lo);
     Thread t = new Thread(attacker, "hostile-peer");
     t.setDaemon(true);
@@ -741,7 +777,7 @@ class TrainerIT {
     Trainer.Result attacked;
     try {
       // the server answers (and refuses) connections for the whole stage, so the attacks land during the run, whatever its pace
-      attacked = Trainer.run(spark, steady("hostile", 2).withOutput(dir.resolve("hostile").toString(), 6).withGradientPorts(lo + "-" + lo), false);
+      attacked = Trainer.run(spark, steady("hostile", 2).toBuilder().output(dir.resolve("hostile").toString()).steps(6).build().toBuilder().gradientPorts(lo + "-" + lo).build(), false);
     } finally {
       attacker.stop();
       t.join(30_000);
@@ -769,15 +805,18 @@ class TrainerIT {
   }
 
   static TrainConfig remote(String uri, int steps, boolean resume) {
-    return new TrainConfig(model.toString(), data.toString(), uri, "q_proj,v_proj", 4, 8, 0, 2, steps, 6, 2, 0.05, 0, "constant", "adamw", 0.0, 0, 2, 5, 7,
-        60_000, 2, resume, "", 0, 0, 0, "svd");
+    return TrainConfig.builder(model.toString(), data.toString(), uri).tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")).steps(steps)
+        .globalBatch(6).microBatch(2).lr(0.05).schedule("constant").clip(0).checkpointEvery(2).seed(7).timeoutMs(60_000).maxAttempts(2).resume(resume)
+        .evalExamples(0).build();
   }
 
   @Test
   void initAdapterContinuesTraining() throws Exception {
     Trainer.Result first = Trainer.run(spark, cfg("cont-a", 2, 2, "sgd", false), false);
-    TrainConfig cont = new TrainConfig(model.toString(), data.toString(), dir.resolve("cont-b").toString(), "q_proj,v_proj,down_proj", 4, 8, 0, 2, 1, 6, 2,
-        0.05, 0, "constant", "sgd", 0.0, 0, 2, 3, 7, 60_000, 2, false, first.finalAdapter().toString(), 0, 0, 0, "svd");
+    TrainConfig cont = TrainConfig.builder(model.toString(), data.toString(), dir.resolve("cont-b").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj")).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2)
+        .initAdapter(first.finalAdapter().toString()).evalExamples(0).build();
     Trainer.Result second = Trainer.run(spark, cont, false);
     // continued training starts from the adapter's values with fresh optimizer state and data cursor:
     // its one SGD step is that of the global batch of step 0 applied to the first run's adapter
@@ -799,8 +838,9 @@ class TrainerIT {
         packed.toString(), 32, "drop", false, 1, 0, 2, 0, true));
     List<Example> rows = Prepare.readSplit(packed.resolve("train"));
     assertTrue(rows.get(0).positionIds().isPresent() && rows.size() < 7, "7 examples packed into fewer rows");
-    TrainConfig c = new TrainConfig(model.toString(), packed.toString(), dir.resolve("packed-run").toString(), "q_proj,v_proj", 4, 8, 0, 2, 3, 2, 1, 0.05,
-        0, "constant", "adamw", 0.0, 0, 3, 2, 7, 60_000, 2, false, "", 0, 0, 0, "svd");
+    TrainConfig c = TrainConfig.builder(model.toString(), packed.toString(), dir.resolve("packed-run").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")).steps(3).globalBatch(2).microBatch(1).lr(0.05).schedule("constant").clip(0)
+        .checkpointEvery(3).keepCheckpoints(2).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build();
     Trainer.Result r = Trainer.run(spark, c, false);
     assertEquals(3, r.losses().size());
     assertTrue(r.losses().stream().allMatch(l -> Double.isFinite(l) && l > 0));
@@ -808,8 +848,9 @@ class TrainerIT {
 
   @Test
   void badConfigsFailBeforeAnySparkWork() {
-    var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(model.toString(), data.toString(),
-        dir.resolve("bad").toString(), "c_attn", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
+    var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, TrainConfig.builder(model.toString(), data.toString(), dir.resolve("bad").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "c_attn")).workers(1).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build(), false));
     assertTrue(e.getMessage().contains("c_attn") && e.getMessage().contains("q_proj"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("bad2", 6, 1, "sgd", false), false));
     assertTrue(e.getMessage().contains("exceeds the 3 task slots"), e.getMessage());
@@ -822,8 +863,9 @@ class TrainerIT {
     } catch (java.io.IOException io) {
       throw new java.io.UncheckedIOException(io);
     }
-    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, new TrainConfig(other.toString(), data.toString(),
-        dir.resolve("bad4").toString(), "q_proj", 4, 8, 0, 1, 1, 6, 2, 0.05, 0, "constant", "sgd", 0, 0, 2, 3, 7, 60_000, 2, false, "", 0, 0, 0, "svd"), false));
+    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, TrainConfig.builder(other.toString(), data.toString(), dir.resolve("bad4").toString())
+        .tuner(LoraConfig.ofTargetModules(4, 8, "q_proj")).workers(1).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
+        .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build(), false));
     assertTrue(e.getMessage().contains("was tokenized with tokenizer") && e.getMessage().contains("prepare the data again"), e.getMessage());
   }
 }

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Architecture;
 import io.lorafleet.worker.model.BaseModel;
 import io.lorafleet.worker.safetensors.SafetensorsReader;

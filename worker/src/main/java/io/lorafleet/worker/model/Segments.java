@@ -7,7 +7,7 @@ import ai.djl.ndarray.index.NDIndex;
 /**
  * One batch's forward pass (Llama family, GPT-2 or GPT-J) in pieces: the embedding, each layer's attention
  * inputs, attention for any block of query rows, the rest of each layer, and the output layer for
- * any block of tokens. {@link io.lorafleet.worker.train.CheckpointedStep} recomputes these pieces
+ * any block of tokens. The train package's CheckpointedStep recomputes these pieces
  * in its backward pass so that no step holds all layers' activations, a T × T attention matrix or
  * the (B, T, V) logits at once; composed in order they are exactly {@link CausalLM#forward}.
  */

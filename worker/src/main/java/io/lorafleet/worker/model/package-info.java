@@ -6,7 +6,8 @@
  * its term ({@link io.lorafleet.worker.model.LinearDelta}, {@link io.lorafleet.worker.model.ForwardContext}). Parameter names
  * are the checkpoint's own keys. Every array a forward makes belongs to its context's manager.
  *
- * <p>Imports: {@code worker.quant} (quantized projections; a loop, since {@code quant} imports this package back),
- * {@code worker.safetensors}, {@code worker.tokenizer} and {@code worker.train}.
+ * Quantizing a checkpoint to NF4 on disk is {@link io.lorafleet.worker.model.QuantizeModel}.
+ *
+ * <p>Imports: {@code worker.quant} (quantized projections), {@code worker.safetensors} and {@code worker.tokenizer}.
  */
 package io.lorafleet.worker.model;

@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.model.CausalLM;

@@ -1,7 +1,8 @@
 package io.lorafleet.worker.train;
 
 import ai.djl.ndarray.NDManager;
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;

@@ -5,7 +5,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.jni.JniUtils;
-import io.lorafleet.worker.lora.FlatLayout;
+import io.lorafleet.worker.flat.FlatLayout;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.Batch;
 import java.util.List;
 
@@ -112,7 +113,7 @@ public final class TrainStep {
       }
       if (!Double.isFinite(sum)) {
         throw new NonFiniteGradientException("non-finite gradient for '" + slots.get(j).key() + "' (loss " + loss + "): the step diverged or "
-            + "overflowed; lower the learning rate");
+            + "overflowed; lower the learning rate", off);
       }
     }
   }

@@ -10,17 +10,17 @@ import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
+import io.lorafleet.worker.safetensors.DType;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import io.lorafleet.worker.train.FrozenModel;
-import io.lorafleet.worker.train.Trainable;
-import io.lorafleet.worker.safetensors.DType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -29,9 +29,9 @@ import java.nio.file.StandardCopyOption;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Encoder adapters: the classification head is trained whole and saved where PEFT saves

@@ -9,6 +9,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;

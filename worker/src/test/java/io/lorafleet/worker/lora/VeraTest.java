@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.nio.file.Files;

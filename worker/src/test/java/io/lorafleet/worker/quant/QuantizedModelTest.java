@@ -22,6 +22,7 @@ import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.ParamSpec;
+import io.lorafleet.worker.model.QuantizeModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.safetensors.DType;
 import io.lorafleet.worker.safetensors.SafetensorsReader;

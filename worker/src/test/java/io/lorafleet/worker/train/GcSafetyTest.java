@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
+import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;

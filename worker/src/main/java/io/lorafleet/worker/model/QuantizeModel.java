@@ -1,13 +1,10 @@
-package io.lorafleet.worker.quant;
+package io.lorafleet.worker.model;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.worker.model.CausalLM;
-import io.lorafleet.worker.model.LinearSpec;
-import io.lorafleet.worker.model.ModelDirectory;
-import io.lorafleet.worker.model.ModelSkeleton;
-import io.lorafleet.worker.model.ParamSpec;
+import io.lorafleet.worker.quant.Nf4Tensor;
+import io.lorafleet.worker.quant.QuantizedCheckpoint;
 import io.lorafleet.worker.safetensors.SafetensorsWriter;
 import io.lorafleet.worker.safetensors.Tensor;
 import java.io.IOException;

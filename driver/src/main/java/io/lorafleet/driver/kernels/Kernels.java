@@ -1,4 +1,4 @@
-package io.lorafleet.driver.allreduce;
+package io.lorafleet.driver.kernels;
 
 import java.util.function.IntConsumer;
 import java.util.stream.IntStream;
@@ -29,6 +29,17 @@ public final class Kernels {
     }
     for (; i < to; i++) {
       dst[i] += src[i];
+    }
+  }
+
+  /** a[i] = a[i] + s·b[i] for i in [from, to): a multiply, then an add (never fused). */
+  public static void addScaled(float[] a, float[] b, float s, int from, int to) {
+    int i = from;
+    for (int end = from + F.loopBound(to - from); i < end; i += F.length()) {
+      FloatVector.fromArray(F, a, i).add(FloatVector.fromArray(F, b, i).mul(s)).intoArray(a, i);
+    }
+    for (; i < to; i++) {
+      a[i] = a[i] + s * b[i];
     }
   }
 

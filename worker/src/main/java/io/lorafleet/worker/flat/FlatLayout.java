@@ -1,4 +1,4 @@
-package io.lorafleet.worker.lora;
+package io.lorafleet.worker.flat;
 
 import java.util.ArrayList;
 import java.util.Arrays;

@@ -1,10 +1,9 @@
-package io.lorafleet.worker.train;
+package io.lorafleet.worker.flat;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import io.lorafleet.worker.lora.FlatLayout;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
