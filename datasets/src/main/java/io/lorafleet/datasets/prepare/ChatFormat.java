@@ -25,7 +25,7 @@ final class ChatFormat {
   private ChatFormat() {}
 
   static List<Map<String, Object>> messages(Map<String, Object> rec, PrepareOptions o) {
-    String col = o.column("messages");
+    String col = o.records().column("messages");
     Object v = rec.get(col);
     if (v == null) {
       throw new RecordFormat.BadRecord("missing field '" + col + "'");
@@ -81,8 +81,8 @@ final class ChatFormat {
       append(tok, full.substring(prompt.length()), true, ids, labels, o);
       done = full;
     }
-    if (ids.size() > o.maxSeqLen()) {
-      throw new RecordFormat.BadRecord("too long: " + ids.size() + " tokens, --max-seq-len is " + o.maxSeqLen());
+    if (ids.size() > o.tokens().maxSeqLen()) {
+      throw new RecordFormat.BadRecord("too long: " + ids.size() + " tokens, --max-seq-len is " + o.tokens().maxSeqLen());
     }
     if (labels.stream().allMatch(l -> l == Batch.IGNORE)) {
       throw new RecordFormat.BadRecord("assistant messages tokenize to nothing");
@@ -93,7 +93,7 @@ final class ChatFormat {
   private static void append(Tokenizer tok, String text, boolean trained, List<Integer> ids, List<Integer> labels, PrepareOptions o) {
     for (int t : tok.encode(text)) {
       ids.add(t);
-      labels.add(trained || o.trainOnInputs() ? t : Batch.IGNORE);
+      labels.add(trained || o.records().trainOnInputs() ? t : Batch.IGNORE);
     }
   }
 

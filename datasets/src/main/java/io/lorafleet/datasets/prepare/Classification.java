@@ -18,18 +18,18 @@ final class Classification {
 
   static Tokenize.Result example(Tokenizer tok, Map<String, Object> rec, PrepareOptions o, ModelConfig model) {
     String text = RecordFormat.string(rec, "text", o, false);
-    Object p = rec.get(o.column("text_pair"));
+    Object p = rec.get(o.records().column("text_pair"));
     Optional<String> pair = p == null ? Optional.empty() : Optional.of(RecordFormat.string(rec, "text_pair", o, true));
-    float label = label(rec.get(o.column("label")), o.column("label"), model);
+    float label = label(rec.get(o.records().column("label")), o.records().column("label"), model);
     int[] ids = tok.encodeForClassification(text, pair);
     boolean truncated = false;
-    if (ids.length > o.maxSeqLen()) {
-      if (o.truncation().equals("drop")) {
-        throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.maxSeqLen() + " (--truncation drop)");
+    if (ids.length > o.tokens().maxSeqLen()) {
+      if (o.tokens().truncation().equals("drop")) {
+        throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.tokens().maxSeqLen() + " (--truncation drop)");
       }
-      ids = tok.encodeForClassification(text, pair, o.maxSeqLen()); // longest_first, as transformers truncates pairs
-      if (ids.length > o.maxSeqLen()) {
-        throw new RecordFormat.BadRecord("too long: the special tokens alone take more than --max-seq-len " + o.maxSeqLen());
+      ids = tok.encodeForClassification(text, pair, o.tokens().maxSeqLen()); // longest_first, as transformers truncates pairs
+      if (ids.length > o.tokens().maxSeqLen()) {
+        throw new RecordFormat.BadRecord("too long: the special tokens alone take more than --max-seq-len " + o.tokens().maxSeqLen());
       }
       truncated = true;
     }

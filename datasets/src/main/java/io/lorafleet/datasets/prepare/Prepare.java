@@ -63,27 +63,27 @@ public final class Prepare {
   public static JsonNode run(SparkSession spark, PrepareOptions o, java.util.function.Consumer<String> progress) throws IOException {
     JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
     Configuration hconf = jsc.hadoopConfiguration();
-    List<String> files = expand(hconf, o.inputs());
-    List<String> valFiles = o.valInputs().isEmpty() ? List.of() : expand(hconf, o.valInputs());
+    List<String> files = expand(hconf, o.source().inputs());
+    List<String> valFiles = o.source().valInputs().isEmpty() ? List.of() : expand(hconf, o.source().valInputs());
     if (files.isEmpty()) {
-      throw new IllegalArgumentException("--input " + String.join(",", o.inputs()) + " holds no input files (hidden and _-prefixed files are skipped)");
+      throw new IllegalArgumentException("--input " + String.join(",", o.source().inputs()) + " holds no input files (hidden and _-prefixed files are skipped)");
     }
-    String fingerprint = Tokenize.tokenizer(o.modelDir()).fingerprint();
-    if (o.format() == RecordFormat.CHAT) {
-      ChatFormat.template(Tokenize.tokenizer(o.modelDir())); // no chat_template: fail before any Spark work
+    String fingerprint = Tokenize.tokenizer(o.tokens().modelDir()).fingerprint();
+    if (o.records().format() == RecordFormat.CHAT) {
+      ChatFormat.template(Tokenize.tokenizer(o.tokens().modelDir())); // no chat_template: fail before any Spark work
     }
     ShardFormat.Columns columns = columns(o);
-    Path outDir = new Path(o.output());
+    Path outDir = new Path(o.split().output());
     FileSystem fs = outDir.getFileSystem(hconf);
     fs.setWriteChecksum(false); // no .crc side files beside the shards on a local filesystem
-    claimOutput(fs, outDir, o.overwrite());
+    claimOutput(fs, outDir, o.split().overwrite());
     JavaRDD<Raw> raw = null;
     for (String f : files) {
-      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f), false, o.maxRecordBytes());
+      JavaRDD<Raw> r = read(spark, jsc, f, type(o, f), false, o.source().maxRecordBytes());
       raw = raw == null ? r : raw.union(r);
     }
     for (String f : valFiles) {
-      raw = raw.union(read(spark, jsc, f, type(o, f), true, o.maxRecordBytes()));
+      raw = raw.union(read(spark, jsc, f, type(o, f), true, o.source().maxRecordBytes()));
     }
     JavaRDD<Out> out = raw.mapPartitions(it -> process(it, o)).cache();
     long total = out.count();
@@ -109,15 +109,15 @@ public final class Prepare {
         + (bad == 0 ? "" : reasons.toString()));
     writeQuarantine(jsc, badRdd, new Path(outDir, QUARANTINE).toString());
     double badFraction = (double) bad / total;
-    if (badFraction > o.maxBadFraction()) {
+    if (badFraction > o.source().maxBadFraction()) {
       throw new IllegalStateException(bad + " of " + total + " records are bad (" + String.format("%.1f%%", 100 * badFraction)
-          + "), more than --max-bad-fraction " + o.maxBadFraction() + "; reasons: " + reasons + "; see " + new Path(outDir, QUARANTINE));
+          + "), more than --max-bad-fraction " + o.source().maxBadFraction() + "; reasons: " + reasons + "; see " + new Path(outDir, QUARANTINE));
     }
     ObjectNode splits = manifest.putObject("splits");
     for (boolean val : new boolean[] {false, true}) {
       JavaRDD<Out> split = out.filter(x -> x.reason() == null && x.val() == val);
       String name = val ? "validation" : "train";
-      splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.shards(), o.pack() ? o.maxSeqLen() : 0, columns));
+      splits.set(name, writeSplit(jsc, fs, new Path(outDir, name), split, o.split().shards(), o.tokens().pack() ? o.tokens().maxSeqLen() : 0, columns));
       progress.accept("wrote " + name + ": " + splits.get(name).path("records").asLong() + " examples in " + new Path(outDir, name));
     }
     out.unpersist();
@@ -133,8 +133,8 @@ public final class Prepare {
   }
 
   static String type(PrepareOptions o, String file) {
-    if (!o.inputType().equals("auto")) {
-      return o.inputType();
+    if (!o.source().inputType().equals("auto")) {
+      return o.source().inputType();
     }
     String f = file.toLowerCase();
     return f.endsWith(".parquet") ? "parquet" : f.endsWith(".csv") ? "csv" : "jsonl";
@@ -214,22 +214,22 @@ public final class Prepare {
 
   /**
    * {@code prepare} as a transformation, for one's own Spark job: raw records (one per row, with the
-   * columns the format names, or as {@code o.columns()} maps them) become tokenized, label-masked
+   * columns the format names, or as {@code o.records().columns()} maps them) become tokenized, label-masked
    * examples, {@code input_ids} and {@code labels} (arrays of int, -100 where no loss falls) and
-   * {@code split} (train or validation, by {@code o.valFraction()}), in the input's order; records
+   * {@code split} (train or validation, by {@code o.split().valFraction()}), in the input's order; records
    * that fail become the quarantine, {@code row} (1-based) and {@code reason}. Nothing is written:
    * {@code o}'s inputs, output and shards are not used. Lazy, as Spark transformations are.
    */
   public static Transformed transform(Dataset<Row> records, PrepareOptions o) {
-    Tokenize.tokenizer(o.modelDir()); // a missing or unreadable tokenizer fails here, on the driver
-    if (o.format() == RecordFormat.CLASSIFICATION) {
+    Tokenize.tokenizer(o.tokens().modelDir()); // a missing or unreadable tokenizer fails here, on the driver
+    if (o.records().format() == RecordFormat.CLASSIFICATION) {
       throw new IllegalArgumentException("--format classification writes a label per row, which this transformer's input_ids/labels schema "
           + "has no column for; use lorafleet prepare");
     }
-    if (o.format() == RecordFormat.CHAT) {
-      ChatFormat.template(Tokenize.tokenizer(o.modelDir()));
+    if (o.records().format() == RecordFormat.CHAT) {
+      ChatFormat.template(Tokenize.tokenizer(o.tokens().modelDir()));
     }
-    JavaRDD<Out> out = rows(records, "dataset", false, o.maxRecordBytes()).mapPartitions(it -> process(it, o));
+    JavaRDD<Out> out = rows(records, "dataset", false, o.source().maxRecordBytes()).mapPartitions(it -> process(it, o));
     var spark = records.sparkSession();
     var ints = org.apache.spark.sql.types.DataTypes.createArrayType(org.apache.spark.sql.types.DataTypes.IntegerType, false);
     var exampleSchema = new org.apache.spark.sql.types.StructType().add("input_ids", ints, false).add("labels", ints, false)
@@ -267,14 +267,14 @@ public final class Prepare {
   }
 
   static Iterator<Out> process(Iterator<Raw> it, PrepareOptions o) {
-    var tok = Tokenize.tokenizer(o.modelDir());
-    int vocab = Tokenize.vocabSize(o.modelDir());
+    var tok = Tokenize.tokenizer(o.tokens().modelDir());
+    int vocab = Tokenize.vocabSize(o.tokens().modelDir());
     List<Out> out = new ArrayList<>();
     while (it.hasNext()) {
       Raw r = it.next();
       // keyed by file name, not full path: the same inputs shuffle the same wherever they live
-      long key = hash(o.seed(), new org.apache.hadoop.fs.Path(r.file()).getName(), r.line());
-      boolean val = r.validation() || (key >>> 11) * 0x1.0p-53 < o.valFraction();
+      long key = hash(o.split().seed(), new org.apache.hadoop.fs.Path(r.file()).getName(), r.line());
+      boolean val = r.validation() || (key >>> 11) * 0x1.0p-53 < o.split().valFraction();
       if (r.error() != null) {
         out.add(new Out(key, val, null, false, r.file(), r.line(), r.error()));
         continue;
@@ -377,18 +377,18 @@ public final class Prepare {
    * (which --format classification alone prepares for), token labels (packed or not) for a causal LM.
    */
   static ShardFormat.Columns columns(PrepareOptions o) {
-    var model = Tokenize.config(o.modelDir());
-    boolean classify = o.format() == RecordFormat.CLASSIFICATION;
+    var model = Tokenize.config(o.tokens().modelDir());
+    boolean classify = o.records().format() == RecordFormat.CLASSIFICATION;
     if (classify != model.arch().encoder()) {
       throw new IllegalArgumentException(classify
-          ? "--format classification needs a sequence-classification model (roberta, deberta-v2) but " + o.modelDir() + " is " + model.modelType()
-          : "--model " + o.modelDir() + " is a " + model.modelType() + " sequence classifier: prepare its data with --format classification");
+          ? "--format classification needs a sequence-classification model (roberta, deberta-v2) but " + o.tokens().modelDir() + " is " + model.modelType()
+          : "--model " + o.tokens().modelDir() + " is a " + model.modelType() + " sequence classifier: prepare its data with --format classification");
     }
-    if (classify && o.pack()) {
+    if (classify && o.tokens().pack()) {
       throw new IllegalArgumentException("--pack does not apply to --format classification: each row is one labelled sequence");
     }
     return classify ? (model.regression() ? ShardFormat.Columns.VALUES : ShardFormat.Columns.CLASSES)
-        : o.pack() ? ShardFormat.Columns.PACKED : ShardFormat.Columns.TOKENS;
+        : o.tokens().pack() ? ShardFormat.Columns.PACKED : ShardFormat.Columns.TOKENS;
   }
 
   static ObjectNode writeSplit(JavaSparkContext jsc, FileSystem fs, Path dir, JavaRDD<Out> split, int shards, int packLen, ShardFormat.Columns columns)

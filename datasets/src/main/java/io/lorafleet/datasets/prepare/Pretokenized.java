@@ -17,16 +17,16 @@ final class Pretokenized {
   private Pretokenized() {}
 
   static Tokenize.Result example(Map<String, Object> rec, PrepareOptions o, int vocab) {
-    int[] ids = ints(rec, o.column("input_ids"));
-    int[] labels = ints(rec, o.column("labels"));
+    int[] ids = ints(rec, o.records().column("input_ids"));
+    int[] labels = ints(rec, o.records().column("labels"));
     if (ids.length == 0) {
-      throw new RecordFormat.BadRecord("field '" + o.column("input_ids") + "' is empty");
+      throw new RecordFormat.BadRecord("field '" + o.records().column("input_ids") + "' is empty");
     }
     if (labels.length != ids.length) {
       throw new RecordFormat.BadRecord("labels has " + labels.length + " entries but input_ids has " + ids.length);
     }
-    if (ids.length > o.maxSeqLen()) {
-      throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.maxSeqLen());
+    if (ids.length > o.tokens().maxSeqLen()) {
+      throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.tokens().maxSeqLen());
     }
     boolean any = false;
     for (int i = 0; i < ids.length; i++) {

@@ -70,7 +70,7 @@ public enum RecordFormat {
   }
 
   static String string(Map<String, Object> rec, String logical, PrepareOptions o, boolean allowEmpty) {
-    String col = o.column(logical);
+    String col = o.records().column(logical);
     Object v = rec.get(col);
     if (v == null) {
       throw new BadRecord("missing field '" + col + "'");
@@ -85,12 +85,12 @@ public enum RecordFormat {
   }
 
   public Pair toPair(Map<String, Object> rec, PrepareOptions o) {
-    Optional<String> tpl = o.templateText();
+    Optional<String> tpl = o.records().templateText();
     return switch (this) {
       case CONTEXT_TARGET -> new Pair(tpl.map(t -> render(t, rec, o)).orElseGet(() -> string(rec, "context", o, true)), string(rec, "target", o, false));
       case PROMPT_COMPLETION -> new Pair(tpl.map(t -> render(t, rec, o)).orElseGet(() -> string(rec, "prompt", o, true)), string(rec, "completion", o, false));
       case ALPACA -> {
-        String input = rec.get(o.column("input")) == null ? "" : string(rec, "input", o, true);
+        String input = rec.get(o.records().column("input")) == null ? "" : string(rec, "input", o, true);
         String t = tpl.orElse(input.isEmpty() ? ALPACA_NO_INPUT : ALPACA_WITH_INPUT);
         yield new Pair(render(t, rec, o), string(rec, "output", o, false));
       }

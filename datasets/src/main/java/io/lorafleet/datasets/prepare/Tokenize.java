@@ -39,16 +39,16 @@ public final class Tokenize {
 
   /** A raw record in the options' format → example. */
   public static Result record(Tokenizer tok, java.util.Map<String, Object> rec, PrepareOptions o, int vocabSize) {
-    if (o.format() == RecordFormat.PRETOKENIZED) {
+    if (o.records().format() == RecordFormat.PRETOKENIZED) {
       return Pretokenized.example(rec, o, vocabSize);
     }
-    if (o.format() == RecordFormat.CHAT) {
+    if (o.records().format() == RecordFormat.CHAT) {
       return ChatFormat.example(tok, ChatFormat.template(tok), rec, o);
     }
-    if (o.format() == RecordFormat.CLASSIFICATION) {
-      return Classification.example(tok, rec, o, config(o.modelDir()));
+    if (o.records().format() == RecordFormat.CLASSIFICATION) {
+      return Classification.example(tok, rec, o, config(o.tokens().modelDir()));
     }
-    return encode(tok, o.format().toPair(rec, o), o);
+    return encode(tok, o.records().format().toPair(rec, o), o);
   }
 
   public static Result encode(Tokenizer tok, RecordFormat.Pair p, PrepareOptions o) {
@@ -61,15 +61,15 @@ public final class Tokenize {
     int eos = tok.eos().isPresent() ? 1 : 0;
     int total = bos + ctx.length + tgt.length + eos;
     boolean truncated = false;
-    if (total > o.maxSeqLen()) {
-      int room = o.maxSeqLen() - bos - tgt.length - eos;
-      if (o.truncation().equals("drop") || room < 0) {
-        throw new RecordFormat.BadRecord("too long: " + total + " tokens, --max-seq-len is " + o.maxSeqLen()
+    if (total > o.tokens().maxSeqLen()) {
+      int room = o.tokens().maxSeqLen() - bos - tgt.length - eos;
+      if (o.tokens().truncation().equals("drop") || room < 0) {
+        throw new RecordFormat.BadRecord("too long: " + total + " tokens, --max-seq-len is " + o.tokens().maxSeqLen()
             + (room < 0 ? " and the target alone does not fit" : " (--truncation drop)"));
       }
       ctx = Arrays.copyOfRange(ctx, ctx.length - room, ctx.length); // keep the context's end, next to the target
       truncated = true;
-      total = o.maxSeqLen();
+      total = o.tokens().maxSeqLen();
     }
     int[] ids = new int[total];
     int[] labels = new int[total];
@@ -80,7 +80,7 @@ public final class Tokenize {
     }
     for (int c : ctx) {
       ids[k] = c;
-      labels[k++] = o.trainOnInputs() ? c : Batch.IGNORE;
+      labels[k++] = o.records().trainOnInputs() ? c : Batch.IGNORE;
     }
     for (int t : tgt) {
       ids[k] = t;

@@ -44,8 +44,8 @@ class PrepareTest {
   }
 
   PrepareOptions opts(List<String> in, String format, Path out, long seed) {
-    return new PrepareOptions(in, "auto", RecordFormat.parse(format), Map.of(), "", model.toString(), out.toString(), 32,
-        "truncate-context", false, seed, 0.0, 3, 0.5);
+    return PrepareOptions.builder(in, model.toString(), out.toString()).format(RecordFormat.parse(format)).maxSeqLen(32).seed(seed).shards(3)
+        .maxBadFraction(0.5).build();
   }
 
   @Test
@@ -84,8 +84,8 @@ class PrepareTest {
     m = Prepare.run(spark, opts(List.of(tmp.resolve("t.csv").toString()), "prompt-completion", tmp.resolve("csv"), 1));
     assertEquals(2, m.at("/splits/train/records").asLong());
     spark.createDataFrame(List.of(new TextRow("hello world five")), TextRow.class).write().parquet(tmp.resolve("p.parquet").toString());
-    m = Prepare.run(spark, new PrepareOptions(List.of(tmp.resolve("p.parquet").toString()), "parquet", RecordFormat.TEXT, Map.of(), "",
-        model.toString(), tmp.resolve("text").toString(), 32, "drop", false, 1, 0, 2, 0.5));
+    m = Prepare.run(spark, PrepareOptions.builder(List.of(tmp.resolve("p.parquet").toString()), model.toString(), tmp.resolve("text").toString())
+        .inputType("parquet").format(RecordFormat.TEXT).maxSeqLen(32).truncation("drop").seed(1).shards(2).maxBadFraction(0.5).build());
     assertEquals(1, m.at("/splits/train/records").asLong());
     Example e = Prepare.readSplit(tmp.resolve("text/train")).get(0);
     assertEquals(e.inputIds().length - 1, java.util.Arrays.stream(e.labels()).filter(l -> l != -100).count(), "text trains on every token but BOS");
@@ -119,8 +119,8 @@ class PrepareTest {
         "{\"input_ids\": [1, 5, 6], \"labels\": [-100, -100, -100]}",
         "{\"input_ids\": \"1 5 6\", \"labels\": [-100, 5, 6]}",
         ""));
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.PRETOKENIZED, Map.of(), "", model.toString(),
-        tmp.resolve("pt").toString(), 32, "drop", false, 1, 0, 1, 0.9));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(in.toString()), model.toString(), tmp.resolve("pt").toString())
+        .format(RecordFormat.PRETOKENIZED).maxSeqLen(32).truncation("drop").seed(1).shards(1).maxBadFraction(0.9).build());
     assertEquals(1, m.at("/splits/train/records").asLong());
     Example e = Prepare.readSplit(tmp.resolve("pt/train")).get(0);
     assertArrayEquals(new int[] {1, 5, 6, 7, 2}, e.inputIds());
@@ -151,8 +151,8 @@ class PrepareTest {
         "{\"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}",
         "{\"messages\": [{\"role\": \"wizard\", \"content\": \"hello\"}, {\"role\": \"assistant\", \"content\": \"five\"}]}",
         ""));
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CHAT, Map.of(), "", chatModel.toString(),
-        tmp.resolve("chat").toString(), 64, "drop", false, 1, 0, 1, 0.9));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(in.toString()), chatModel.toString(), tmp.resolve("chat").toString())
+        .format(RecordFormat.CHAT).maxSeqLen(64).truncation("drop").seed(1).shards(1).maxBadFraction(0.9).build());
     assertEquals(2, m.at("/splits/train/records").asLong());
     String q = Files.readString(tmp.resolve("chat/quarantine.jsonl"));
     assertTrue(q.contains("no assistant message to train on") && q.contains("'wizard' is not one of"), q);
@@ -179,13 +179,13 @@ class PrepareTest {
   void aSeparateValidationInput() throws Exception {
     Files.writeString(tmp.resolve("t.jsonl"), "{\"context\": \"what\", \"target\": \"five\"}\n{\"context\": \"is\", \"target\": \"four\"}\n");
     Files.writeString(tmp.resolve("v.jsonl"), "{\"context\": \"hello\", \"target\": \"world\"}\n");
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(tmp.resolve("t.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), tmp.resolve("sep").toString(), 32, "drop", false, 1, 0, 1, 0, false, List.of(tmp.resolve("v.jsonl").toString())));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(tmp.resolve("t.jsonl").toString()), model.toString(), tmp.resolve("sep").toString())
+        .maxSeqLen(32).truncation("drop").seed(1).shards(1).maxBadFraction(0).valInputs(List.of(tmp.resolve("v.jsonl").toString())).build());
     assertEquals(2, m.at("/splits/train/records").asLong());
     assertEquals(1, m.at("/splits/validation/records").asLong());
     assertTrue(m.get("validation_inputs").get(0).asText().endsWith("v.jsonl"));
-    var e = assertThrows(IllegalArgumentException.class, () -> new PrepareOptions(List.of("a"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", "m", "o",
-        32, "drop", false, 1, 0.1, 1, 0, false, List.of("v")));
+    var e = assertThrows(IllegalArgumentException.class, () -> PrepareOptions.builder(List.of("a"), "m", "o").maxSeqLen(32).truncation("drop").seed(1)
+        .valFraction(0.1).shards(1).maxBadFraction(0).valInputs(List.of("v")).build());
     assertTrue(e.getMessage().contains("either --val-fraction or --val-input"));
   }
 
@@ -197,8 +197,8 @@ class PrepareTest {
     }
     Path in = tmp.resolve("pack.jsonl");
     Files.writeString(in, sb);
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-        tmp.resolve("packed").toString(), 16, "drop", false, 1, 0, 2, 0, true));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(in.toString()), model.toString(), tmp.resolve("packed").toString()).maxSeqLen(16)
+        .truncation("drop").seed(1).shards(2).maxBadFraction(0).pack(true).build());
     assertEquals(12, m.at("/splits/train/records").asLong());
     long rows = m.at("/splits/train/rows").asLong();
     assertTrue(rows < 12 && rows >= 12 * 5 / 16, "examples of 5-6 tokens share 16-token rows: " + rows);
@@ -237,8 +237,8 @@ class PrepareTest {
         + "{\"text\": \"five\", \"label\": \"maybe\"}\n{\"text\": \"five\", \"label\": 2}\n{\"text\": \"five\", \"label\": 0.5}\n{\"text\": \"five\"}\n");
     Path csv = tmp.resolve("c.csv");
     Files.writeString(csv, "text,label\nfive two,1\n");
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(in.toString(), csv.toString()), "auto", RecordFormat.CLASSIFICATION, Map.of(), "",
-        enc.toString(), tmp.resolve("cls").toString(), 32, "drop", false, 1, 0, 1, 0.9));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(in.toString(), csv.toString()), enc.toString(), tmp.resolve("cls").toString())
+        .format(RecordFormat.CLASSIFICATION).maxSeqLen(32).truncation("drop").seed(1).shards(1).maxBadFraction(0.9).build());
     assertEquals(3, m.at("/splits/train/records").asLong());
     List<Example> ex = Prepare.readSplit(tmp.resolve("cls/train"));
     try (Tokenizer tok = Tokenizer.load(enc)) {
@@ -261,16 +261,16 @@ class PrepareTest {
     // from its end until the pair fits beside <s> </s></s> </s>
     Path longPair = tmp.resolve("long.jsonl");
     Files.writeString(longPair, "{\"text\": \"what is two five hello world\", \"text_pair\": \"two\", \"label\": 1}\n");
-    Prepare.run(spark, new PrepareOptions(List.of(longPair.toString()), "auto", RecordFormat.CLASSIFICATION, Map.of(), "", enc.toString(),
-        tmp.resolve("cut").toString(), 6, "truncate-context", false, 1, 0, 1, 0));
+    Prepare.run(spark, PrepareOptions.builder(List.of(longPair.toString()), enc.toString(), tmp.resolve("cut").toString())
+        .format(RecordFormat.CLASSIFICATION).maxSeqLen(6).seed(1).shards(1).maxBadFraction(0).build());
     try (Tokenizer tok = Tokenizer.load(enc)) {
       assertArrayEquals(new int[] {1, tok.encode("what")[0], 2, 2, tok.encode("two")[0], 2}, Prepare.readSplit(tmp.resolve("cut/train")).get(0).inputIds());
     }
-    var wrong = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto",
-        RecordFormat.CONTEXT_TARGET, Map.of(), "", enc.toString(), tmp.resolve("w").toString(), 32, "drop", false, 1, 0, 1, 0.9)));
+    var wrong = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, PrepareOptions.builder(List.of(in.toString()), enc.toString(), tmp.resolve("w").toString())
+        .maxSeqLen(32).truncation("drop").seed(1).shards(1).maxBadFraction(0.9).build()));
     assertTrue(wrong.getMessage().contains("--format classification"), wrong.getMessage());
-    var llama = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(in.toString()), "auto",
-        RecordFormat.CLASSIFICATION, Map.of(), "", model.toString(), tmp.resolve("w2").toString(), 32, "drop", false, 1, 0, 1, 0.9)));
+    var llama = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, PrepareOptions.builder(List.of(in.toString()), model.toString(), tmp.resolve("w2").toString())
+        .format(RecordFormat.CLASSIFICATION).maxSeqLen(32).truncation("drop").seed(1).shards(1).maxBadFraction(0.9).build()));
     assertTrue(llama.getMessage().contains("needs a sequence-classification model") && llama.getMessage().contains("llama"), llama.getMessage());
   }
 
@@ -282,8 +282,8 @@ class PrepareTest {
     byte[] badUtf = "{\"context\": \"a\", \"target\": \"\u00ff\"}\n".getBytes(StandardCharsets.ISO_8859_1);
     Files.write(dir.resolve("bad.jsonl"), concat(("{not json\n{\"context\": \"x\"}\n{\"context\": \"x\", \"target\": 5}\n{\"context\": \"x\", \"target\": \"\"}\n"
         + "{\"context\": \"" + "hello ".repeat(40) + "\", \"target\": \"" + "five ".repeat(40) + "\"}\n").getBytes(StandardCharsets.UTF_8), badUtf));
-    JsonNode m = Prepare.run(spark, new PrepareOptions(List.of(dir.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), tmp.resolve("q").toString(), 32, "truncate-context", false, 1, 0, 2, 0.9));
+    JsonNode m = Prepare.run(spark, PrepareOptions.builder(List.of(dir.toString()), model.toString(), tmp.resolve("q").toString()).maxSeqLen(32)
+        .seed(1).shards(2).maxBadFraction(0.9).build());
     assertEquals(2, m.at("/splits/train/records").asLong());
     List<String> q = Files.readAllLines(tmp.resolve("q/quarantine.jsonl"));
     assertEquals(6, q.size(), String.join("\n", q));
@@ -292,8 +292,8 @@ class PrepareTest {
       assertTrue(all.contains(reason), reason + " not in " + all);
     }
     assertTrue(all.contains("bad.jsonl\",\"line\":1"), all);
-    IllegalStateException e = assertThrows(IllegalStateException.class, () -> Prepare.run(spark, new PrepareOptions(List.of(dir.toString()), "auto",
-        RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(), tmp.resolve("q2").toString(), 32, "drop", false, 1, 0, 2, 0.1)));
+    IllegalStateException e = assertThrows(IllegalStateException.class, () -> Prepare.run(spark, PrepareOptions.builder(List.of(dir.toString()), model.toString(), tmp.resolve("q2").toString())
+        .maxSeqLen(32).truncation("drop").seed(1).shards(2).build()));
     assertTrue(e.getMessage().contains("more than --max-bad-fraction 0.1"), e.getMessage());
   }
 
@@ -303,13 +303,13 @@ class PrepareTest {
     Files.writeString(in, "{\"context\": \"hello\", \"target\": \"world\"}\n".repeat(12));
     Path out = tmp.resolve("o");
     Prepare.run(spark, opts(List.of(in.toString()), "context-target", out, 1));
-    PrepareOptions four = new PrepareOptions(List.of(in.toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(), out.toString(), 32,
-        "truncate-context", false, 1, 0.0, 4, 0.5);
+    PrepareOptions four = PrepareOptions.builder(List.of(in.toString()), model.toString(), out.toString()).maxSeqLen(32).seed(1).shards(4)
+        .maxBadFraction(0.5).build();
     var e = assertThrows(IllegalArgumentException.class, () -> Prepare.run(spark, four));
     assertTrue(e.getMessage().contains("already holds") && e.getMessage().contains("manifest.json") && e.getMessage().contains("--overwrite"),
         e.getMessage());
     assertEquals(3, shardFiles(out.resolve("train")), "the refused run changed nothing");
-    Prepare.run(spark, four.withOverwrite(true));
+    Prepare.run(spark, four.toBuilder().overwrite(true).build());
     assertEquals(4, shardFiles(out.resolve("train")), "--overwrite replaced the output: no shard of the first run is left");
     assertEquals(12, Prepare.readSplit(out.resolve("train")).size());
   }
@@ -326,7 +326,7 @@ class PrepareTest {
     String good = "{\"context\": \"hello\", \"target\": \"world\"}\n";
     // line 2 is 3 MB: with --max-record-bytes 1 MB it is cut while read and quarantined with its size
     Files.writeString(in, good + "{\"context\": \"" + "hello ".repeat(500_000) + "\", \"target\": \"five\"}\n" + good);
-    JsonNode m = Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("big"), 1).withMaxRecordBytes(1 << 20));
+    JsonNode m = Prepare.run(spark, opts(List.of(in.toString()), "context-target", tmp.resolve("big"), 1).toBuilder().maxRecordBytes(1 << 20).build());
     assertEquals(2, m.at("/splits/train/records").asLong());
     List<String> q = Files.readAllLines(tmp.resolve("big/quarantine.jsonl"));
     assertEquals(1, q.size(), q.toString());
@@ -399,8 +399,8 @@ class PrepareTest {
     Files.createDirectories(moved.getParent());
     Files.copy(in, moved);
     for (String run : List.of("r1", "r2", "r3")) {
-      Prepare.run(spark, new PrepareOptions(List.of((run.equals("r2") ? moved : in).toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-          tmp.resolve(run).toString(), 32, "drop", false, run.equals("r3") ? 2 : 1, 0.1, 3, 0));
+      Prepare.run(spark, PrepareOptions.builder(List.of((run.equals("r2") ? moved : in).toString()), model.toString(), tmp.resolve(run).toString())
+          .maxSeqLen(32).truncation("drop").seed(run.equals("r3") ? 2 : 1).valFraction(0.1).shards(3).maxBadFraction(0).build());
     }
     for (String f : List.of("train/data-00000-of-00003.arrow", "train/data-00002-of-00003.arrow", "validation/data-00000-of-00003.arrow")) {
       assertArrayEquals(Files.readAllBytes(tmp.resolve("r1").resolve(f)), Files.readAllBytes(tmp.resolve("r2").resolve(f)), f);

@@ -54,8 +54,27 @@ public final class Checkpoints {
     }
   }
 
+  /** A checkpoint directory's name, as HF Trainer names it: the one place "checkpoint-" is spelled. */
+  private static final String PREFIX = "checkpoint-";
+
+  /** The name of the checkpoint directory of {@code step}: checkpoint-STEP. */
+  public static String dirName(int step) {
+    return PREFIX + step;
+  }
+
+  /** The step a checkpoint directory's name holds, if {@code name} is one (checkpoint-STEP). */
+  public static java.util.OptionalInt stepOf(String name) {
+    return name.matches(PREFIX + "\\d{1,9}") ? java.util.OptionalInt.of(Integer.parseInt(name.substring(PREFIX.length()))) : java.util.OptionalInt.empty();
+  }
+
+  /** The step of checkpoint directory {@code dir}, which must be one. */
+  public static int stepOf(Path dir) {
+    String n = dir.getFileName().toString();
+    return stepOf(n).orElseThrow(() -> new IllegalArgumentException(dir + " is not a checkpoint directory (" + PREFIX + "STEP)"));
+  }
+
   public static Path dirFor(Path output, int step) {
-    return output.resolve(String.format("checkpoint-%d", step));
+    return output.resolve(dirName(step));
   }
 
   /**
@@ -122,8 +141,8 @@ public final class Checkpoints {
       return List.of();
     }
     try (Stream<Path> s = Files.list(output)) {
-      return s.filter(p -> p.getFileName().toString().matches("checkpoint-\\d+") && Files.isDirectory(p))
-          .sorted(Comparator.comparingInt(p -> Integer.parseInt(p.getFileName().toString().substring("checkpoint-".length()))))
+      return s.filter(p -> stepOf(p.getFileName().toString()).isPresent() && Files.isDirectory(p))
+          .sorted(Comparator.comparingInt(Checkpoints::stepOf))
           .toList();
     }
   }

@@ -211,7 +211,7 @@ public final class RunOutput {
     }
     for (FileStatus st : fs.listStatus(remote)) {
       String n = st.getPath().getName();
-      if (n.matches("checkpoint-\\d+") && !keep.contains(n)) {
+      if (Checkpoints.stepOf(n).isPresent() && !keep.contains(n)) {
         fs.delete(st.getPath(), true);
       }
     }
@@ -224,7 +224,7 @@ public final class RunOutput {
     }
     for (FileStatus st : fs.listStatus(remote)) {
       String n = st.getPath().getName();
-      if (n.matches("checkpoint-\\d+") && !Files.exists(local.resolve(n))) {
+      if (Checkpoints.stepOf(n).isPresent() && !Files.exists(local.resolve(n))) {
         fs.copyToLocalFile(false, st.getPath(), new org.apache.hadoop.fs.Path(local.toUri()), true);
       }
     }

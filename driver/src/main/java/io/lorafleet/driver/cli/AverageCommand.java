@@ -57,7 +57,7 @@ final class AverageCommand implements Callable<Integer> {
         int a = Integer.parseInt(ab[0].trim());
         int b = Integer.parseInt(ab[1].trim());
         all = all.stream().filter(p -> {
-          int s = Integer.parseInt(p.getFileName().toString().substring("checkpoint-".length()));
+          int s = Checkpoints.stepOf(p);
           return s >= a && s <= b;
         }).toList();
       } else if (last > 0) {

@@ -59,8 +59,9 @@ final class BenchTrainCommand implements Callable<Integer> {
     var spark = Spark.session("bench-train", workers);
     ObjectNode report = json.createObjectNode();
     try {
-      Prepare.run(spark, new PrepareOptions(List.of(out.resolve("text.jsonl").toString()), "jsonl", RecordFormat.TEXT, Map.of(), "", model.toString(),
-          out.resolve("data").toString(), seqLen, "drop", false, 0, 0, 4, 0).withOverwrite(true));
+      Prepare.run(spark, PrepareOptions.builder(List.of(out.resolve("text.jsonl").toString()), model.toString(), out.resolve("data").toString())
+          .inputType("jsonl").format(RecordFormat.TEXT).maxSeqLen(seqLen).truncation("drop").shards(4).maxBadFraction(0).build().toBuilder()
+          .overwrite(true).build());
       report.put("model", "llama H" + hidden + " L" + layers + " FFN" + intermediate + " V" + vocab);
       report.put("global_batch", globalBatch + "x" + seqLen);
       report.put("master", spark.sparkContext().master());

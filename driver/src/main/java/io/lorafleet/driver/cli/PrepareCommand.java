@@ -36,8 +36,7 @@ final class PrepareCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    PrepareOptions o = new PrepareOptions(inputs, inputType, RecordFormat.parse(format), columns, template, model, out, maxSeqLen, truncation,
-        trainOnInputs, seed, valFraction, shards, maxBadFraction, pack, valInputs, maxRecordBytes, overwrite);
+    PrepareOptions o = options();
     var spark = Spark.session("prepare", threads, sparkConf);
     try {
       var m = Prepare.run(spark, o, line -> io.lorafleet.driver.report.Progress.say("prepare: " + line));
@@ -47,5 +46,12 @@ final class PrepareCommand implements Callable<Integer> {
       spark.stop();
     }
     return 0;
+  }
+
+  /** The options these flags describe, every one by name. */
+  PrepareOptions options() {
+    return PrepareOptions.builder(inputs, model, out).inputType(inputType).format(RecordFormat.parse(format)).columns(columns)
+        .template(template).maxSeqLen(maxSeqLen).truncation(truncation).trainOnInputs(trainOnInputs).seed(seed).valFraction(valFraction)
+        .shards(shards).maxBadFraction(maxBadFraction).pack(pack).valInputs(valInputs).maxRecordBytes(maxRecordBytes).overwrite(overwrite).build();
   }
 }

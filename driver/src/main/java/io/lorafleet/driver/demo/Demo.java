@@ -68,11 +68,12 @@ public final class Demo {
     Files.writeString(out.resolve("heldout.jsonl"), ho);
     Progress.say("[3/7] prepare on Spark (training set with a 5% validation split; held-out set)");
     Path data = out.resolve("data");
-    var manifest = Prepare.run(spark, new PrepareOptions(List.of(out.resolve("train.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), data.toString(), 64, "drop", false, 0, 0.05, 4, 0.01).withOverwrite(true));
+    var manifest = Prepare.run(spark, PrepareOptions.builder(List.of(out.resolve("train.jsonl").toString()), model.toString(), data.toString())
+        .inputType("jsonl").maxSeqLen(64).truncation("drop").valFraction(0.05).shards(4).maxBadFraction(0.01).build().toBuilder().overwrite(true)
+        .build());
     Path heldData = out.resolve("data-heldout");
-    Prepare.run(spark, new PrepareOptions(List.of(out.resolve("heldout.jsonl").toString()), "jsonl", RecordFormat.CONTEXT_TARGET, Map.of(), "",
-        model.toString(), heldData.toString(), 64, "drop", false, 0, 0.0, 2, 0.01).withOverwrite(true));
+    Prepare.run(spark, PrepareOptions.builder(List.of(out.resolve("heldout.jsonl").toString()), model.toString(), heldData.toString())
+        .inputType("jsonl").maxSeqLen(64).truncation("drop").shards(2).maxBadFraction(0.01).build().toBuilder().overwrite(true).build());
     Progress.say("      " + manifest.at("/splits/train/records") + " train / " + manifest.at("/splits/validation/records") + " validation / "
         + heldOut.size() + " held-out records");
     Progress.say("[4/7] train LoRA (r=16) with 2 workers, checkpoint every 50 steps (keep 8), validation loss every 50");

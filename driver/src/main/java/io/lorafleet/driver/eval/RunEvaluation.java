@@ -44,7 +44,7 @@ public final class RunEvaluation {
     List<Row> rows = new ArrayList<>();
     rows.add(new Row("base", 0, Optional.empty(), Scores.ZERO));
     for (Path c : Checkpoints.list(run)) {
-      int step = Integer.parseInt(c.getFileName().toString().substring("checkpoint-".length()));
+      int step = Checkpoints.stepOf(c);
       rows.add(new Row(c.getFileName().toString(), step, Optional.of(c.toString()), Scores.ZERO));
     }
     for (String name : List.of("averaged", "adapter")) {
@@ -88,7 +88,7 @@ public final class RunEvaluation {
       } else {
         putLm(n, r, s, table);
       }
-      if (r.label().startsWith("checkpoint-")) {
+      if (Checkpoints.stepOf(r.label()).isPresent()) {
         xs.add((double) r.step());
         ys.add(s.loss());
       } else if (r.label().equals("base")) {

@@ -168,8 +168,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
       CausalLM m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
       AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
       Tokenizer tok = Tokenize.tokenizer(base);
-      PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", base, "unused", seqLen,
-          "truncate-context", false, 0, 0, 1, 1);
+      PrepareOptions o = PrepareOptions.builder(List.of("dataset"), base, "unused").maxSeqLen(seqLen).shards(1).maxBadFraction(1).build();
       List<Row> out = new ArrayList<>();
       while (rows.hasNext()) {
         Row row = rows.next();

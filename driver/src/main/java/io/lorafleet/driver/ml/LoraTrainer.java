@@ -242,9 +242,9 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
       dataset.select(dataset.col(value(contextCol)).as(encoder ? "text" : "context"), dataset.col(value(targetCol)).as(encoder ? "label" : "target"))
           .write().mode(SaveMode.Overwrite).parquet(work + "/records");
       RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
-      Prepare.run(spark, new PrepareOptions(List.of(work + "/records"), "parquet", format, Map.of(), "", value(model),
-          work + "/prepared", (int) value(maxSeqLen), "truncate-context", false, (int) value(seed), (double) value(valFraction), Math.max(1, (int) value(workers)),
-          1.0).withOverwrite(true));
+      Prepare.run(spark, PrepareOptions.builder(List.of(work + "/records"), value(model), work + "/prepared").inputType("parquet").format(format)
+          .maxSeqLen((int) value(maxSeqLen)).seed((int) value(seed)).valFraction((double) value(valFraction))
+          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).build().toBuilder().overwrite(true).build());
       Trainer.Result res = Trainer.run(spark, cfg, false);
       LoraAdapterModel m = new LoraAdapterModel(uid, value(model), res.finalAdapter().toString());
       m.setParent(this);

@@ -226,114 +226,154 @@ public final class Scheduler implements AutoCloseable {
     }
   }
 
+  /**
+   * The scheduler's loop: admit what fits, run one iteration (a decode step for the running rows,
+   * then the newcomers' prefill), record what it held. A failed iteration fails its rows, not the
+   * server; stopping ends every row still held with 503.
+   */
   private void run() {
     Map<Long, Generation> rows = new HashMap<>();
     Map<Long, Integer> next = new HashMap<>();
     DecodeBatch batch = new DecodeBatch(model);
     try {
       while (true) {
-        List<Generation> admitted = new ArrayList<>();
+        Optional<List<Generation>> admitted = admit(rows);
+        if (admitted.isEmpty()) {
+          break;
+        }
         long held = 0;
-        lock.lock();
         try {
-          while (!stopped && (paused || waiting.isEmpty() && rows.isEmpty())) {
-            changed.await();
-          }
-          if (stopped) {
-            break;
-          }
-          if (budget > 0 && --budget == 0) {
-            paused = true;
-          }
-          Instant now = clock.instant();
-          for (Iterator<Generation> it = waiting.iterator(); it.hasNext();) {
-            Generation g = it.next();
-            if (g.over(now)) {
-              it.remove();
-              end(g, timedOut(g, now));
-            }
-          }
-          while (rows.size() + admitted.size() < maxBatch && !waiting.isEmpty() && fitsCache(rows.values(), admitted, waiting.peek())) {
-            admitted.add(waiting.poll());
-          }
-          active = rows.size() + admitted.size();
-          changed.signalAll();
-        } finally {
-          lock.unlock();
-        }
-        try {
-          Instant now = clock.instant();
-          List<Long> gone = new ArrayList<>();
-          for (Generation g : rows.values()) {
-            if (g.over(now)) {
-              gone.add(g.id);
-              end(g, timedOut(g, now));
-            }
-          }
-          leave(batch, rows, next, gone);
-          // One decode step for the running rows, then the newcomers' prefill: they join between steps.
-          Map<Long, float[]> logits = new HashMap<>();
-          if (!next.isEmpty()) {
-            logits.putAll(batch.step(next));
-            count(next.keySet().stream().map(rows::get).toList(), admitted.size());
-          }
-          logits.putAll(batch.join(admitted.stream()
-              .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
-          admitted.forEach(g -> rows.put(g.id, g));
-          held = (long) batch.size() * batch.cacheLength(); // the most this iteration holds: newcomers in, finished rows not yet out
-          next.clear();
-          locked(() -> tokens += logits.size());
-          List<Long> done = new ArrayList<>();
-          logits.forEach((id, l) -> {
-            Generation g = rows.get(id);
-            Optional<Integer> t = g.next(l);
-            if (t.isPresent()) {
-              next.put(id, t.get());
-            } else {
-              done.add(id);
-              end(g, Optional.empty());
-            }
-          });
-          leave(batch, rows, next, done);
+          held = iterate(batch, rows, next, admitted.get());
         } catch (RuntimeException e) {
-          // A failed step fails the rows it held, not the server: start a fresh batch.
-          LOG.error("a decode step failed; failing its {} requests", rows.size() + admitted.size(), e);
-          ApiError err = ApiError.server("a decode step");
-          admitted.stream().filter(g -> !rows.containsKey(g.id)).forEach(g -> end(g, Optional.of(err)));
-          rows.values().forEach(g -> end(g, Optional.of(err)));
-          rows.clear();
-          next.clear();
-          batch.close();
-          batch = new DecodeBatch(model);
+          batch = fail(batch, rows, next, admitted.get(), e);
         }
-        lock.lock();
-        try {
-          active = rows.size();
-          cacheTokens = (long) batch.size() * batch.cacheLength();
-          peakCacheTokens = Math.max(peakCacheTokens, Math.max(held, cacheTokens));
-          iterations++;
-          changed.signalAll();
-        } finally {
-          lock.unlock();
-        }
+        record(rows, batch, held);
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } finally {
-      ApiError down = new ApiError(503, "service_unavailable", Optional.empty(), "the server stopped before the request ended");
-      rows.values().forEach(g -> end(g, Optional.of(down)));
-      lock.lock();
-      try {
-        waiting.forEach(g -> end(g, Optional.of(down)));
-        waiting.clear();
-        active = 0;
-        cacheTokens = 0;
-        changed.signalAll();
-      } finally {
-        lock.unlock();
-      }
-      batch.close();
+      shutDown(rows, batch);
     }
+  }
+
+  /**
+   * Under the lock: waits for work, drops waiting requests past their deadline, and takes from the
+   * queue what fits the batch and the KV budget. Empty once the scheduler is stopped.
+   */
+  private Optional<List<Generation>> admit(Map<Long, Generation> rows) throws InterruptedException {
+    List<Generation> admitted = new ArrayList<>();
+    lock.lock();
+    try {
+      while (!stopped && (paused || waiting.isEmpty() && rows.isEmpty())) {
+        changed.await();
+      }
+      if (stopped) {
+        return Optional.empty();
+      }
+      if (budget > 0 && --budget == 0) {
+        paused = true;
+      }
+      Instant now = clock.instant();
+      for (Iterator<Generation> it = waiting.iterator(); it.hasNext();) {
+        Generation g = it.next();
+        if (g.over(now)) {
+          it.remove();
+          end(g, timedOut(g, now));
+        }
+      }
+      while (rows.size() + admitted.size() < maxBatch && !waiting.isEmpty() && fitsCache(rows.values(), admitted, waiting.peek())) {
+        admitted.add(waiting.poll());
+      }
+      active = rows.size() + admitted.size();
+      changed.signalAll();
+      return Optional.of(admitted);
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /**
+   * One iteration outside the lock: rows past their deadline leave, the running rows decode one
+   * token, the newcomers join with their prefill, and finished rows leave. Returns the most KV cache
+   * it held: newcomers in, finished rows not yet out.
+   */
+  private long iterate(DecodeBatch batch, Map<Long, Generation> rows, Map<Long, Integer> next, List<Generation> admitted) {
+    Instant now = clock.instant();
+    List<Long> gone = new ArrayList<>();
+    for (Generation g : rows.values()) {
+      if (g.over(now)) {
+        gone.add(g.id);
+        end(g, timedOut(g, now));
+      }
+    }
+    leave(batch, rows, next, gone);
+    Map<Long, float[]> logits = new HashMap<>();
+    if (!next.isEmpty()) {
+      logits.putAll(batch.step(next));
+      count(next.keySet().stream().map(rows::get).toList(), admitted.size());
+    }
+    logits.putAll(batch.join(admitted.stream()
+        .map(g -> new DecodeBatch.Join(g.id, g.prompt, g.group(), g.adapter.map(AdapterRegistry.Entry::delta))).toList()));
+    admitted.forEach(g -> rows.put(g.id, g));
+    long held = (long) batch.size() * batch.cacheLength();
+    next.clear();
+    locked(() -> tokens += logits.size());
+    List<Long> done = new ArrayList<>();
+    logits.forEach((id, l) -> {
+      Generation g = rows.get(id);
+      Optional<Integer> t = g.next(l);
+      if (t.isPresent()) {
+        next.put(id, t.get());
+      } else {
+        done.add(id);
+        end(g, Optional.empty());
+      }
+    });
+    leave(batch, rows, next, done);
+    return held;
+  }
+
+  /** A failed iteration: its rows (running and newly admitted) end with 500; returns a fresh batch. */
+  private DecodeBatch fail(DecodeBatch batch, Map<Long, Generation> rows, Map<Long, Integer> next, List<Generation> admitted, RuntimeException e) {
+    LOG.error("a decode step failed; failing its {} requests", rows.size() + admitted.size(), e);
+    ApiError err = ApiError.server("a decode step");
+    admitted.stream().filter(g -> !rows.containsKey(g.id)).forEach(g -> end(g, Optional.of(err)));
+    rows.values().forEach(g -> end(g, Optional.of(err)));
+    rows.clear();
+    next.clear();
+    batch.close();
+    return new DecodeBatch(model);
+  }
+
+  /** The iteration's counters, read by stats() and the metrics: rows running, KV cache held now and at most. */
+  private void record(Map<Long, Generation> rows, DecodeBatch batch, long held) {
+    lock.lock();
+    try {
+      active = rows.size();
+      cacheTokens = (long) batch.size() * batch.cacheLength();
+      peakCacheTokens = Math.max(peakCacheTokens, Math.max(held, cacheTokens));
+      iterations++;
+      changed.signalAll();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** The loop ended: every request still running or queued ends with 503, and the batch's cache is freed. */
+  private void shutDown(Map<Long, Generation> rows, DecodeBatch batch) {
+    ApiError down = new ApiError(503, "service_unavailable", Optional.empty(), "the server stopped before the request ended");
+    rows.values().forEach(g -> end(g, Optional.of(down)));
+    lock.lock();
+    try {
+      waiting.forEach(g -> end(g, Optional.of(down)));
+      waiting.clear();
+      active = 0;
+      cacheTokens = 0;
+      changed.signalAll();
+    } finally {
+      lock.unlock();
+    }
+    batch.close();
   }
 
   private <T> T locked(java.util.function.Supplier<T> f) {

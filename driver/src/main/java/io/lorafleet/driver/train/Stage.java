@@ -62,27 +62,38 @@ final class Stage {
   /** train_config.yaml: the run's resolved configuration, written into every checkpoint. */
   private final String resolvedConfig;
 
-  Stage(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, float[] params, AdamW opt, Schedule sched, List<Double> losses,
-      List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt, boolean progress, FaultPlan faults, int attempt,
-      ObjectNode job, LossScaler scaler, Optional<RankAllocator> ranks, String resolvedConfig) {
-    this.spark = spark;
-    this.cfg = cfg;
-    this.ro = ro;
-    this.lora = lora;
-    this.params = params;
-    this.opt = opt;
-    this.sched = sched;
-    this.losses = losses;
-    this.valLosses = valLosses;
-    this.metrics = metrics;
-    this.ckpt = ckpt;
-    this.progress = progress;
-    this.faults = faults;
+  /**
+   * What stays fixed for the whole run, whichever stage runs it.
+   *
+   * @param job trainer_state.json's "job": what a checkpoint must share with the job that continues it
+   * @param resolvedConfig train_config.yaml, written into every checkpoint
+   */
+  record Run(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, Schedule sched, ObjectNode job, String resolvedConfig,
+      FaultPlan faults, boolean progress) {}
+
+  /** What the run's stages write in turn: the step losses, the validation losses, metrics.jsonl and the checkpoints. */
+  record Log(List<Double> losses, List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt) {}
+
+  /** A stage of {@code run} from {@code state}, the {@code attempt}-th barrier stage of the run (fault plans name it). */
+  Stage(Run run, Log log, TrainingState state, int attempt) {
+    this.spark = run.spark();
+    this.cfg = run.cfg();
+    this.ro = run.ro();
+    this.lora = run.lora();
+    this.sched = run.sched();
+    this.job = run.job();
+    this.resolvedConfig = run.resolvedConfig();
+    this.faults = run.faults();
+    this.progress = run.progress();
+    this.losses = log.losses();
+    this.valLosses = log.valLosses();
+    this.metrics = log.metrics();
+    this.ckpt = log.ckpt();
+    this.params = state.params;
+    this.opt = state.opt;
+    this.scaler = state.scaler;
+    this.ranks = state.ranks;
     this.attempt = attempt;
-    this.job = job;
-    this.scaler = scaler;
-    this.ranks = ranks;
-    this.resolvedConfig = resolvedConfig;
   }
 
   /**
@@ -195,15 +206,9 @@ final class Stage {
     }
   }
 
+  /** The step loop: each step reads top to bottom as exchange, update, record, report, snapshot. */
   private int steps(int start, GradientServer server, FutureTask<Object> stage) throws IOException {
-    try {
-      server.awaitWorkers(stage::isDone);
-    } catch (IOException e) {
-      throw new IOException(e.getMessage() + failure(stage), e);
-    }
-    if (lora.needsMagnitudes(params)) {
-      initializeMagnitudes(server);
-    }
+    connect(server, stage);
     long t0 = System.nanoTime();
     int step = start;
     for (; step < cfg.batching().steps(); step++) {
@@ -212,112 +217,20 @@ final class Stage {
         throw new IOException("the barrier stage ended before step " + step + failure(stage));
       }
       long ts = System.nanoTime();
-      long sentBefore = server.bytesSent() + server.bytesReceived();
-      GradientServer.Gathered g;
-      try {
-        g = server.exchange(step, params, scaler.scale());
-      } catch (IOException e) { // a non-finite push is no IOException: it fails the stage as it is
-        // a worker that dropped its connection is failing its task: wait for Spark to say why
-        try {
-          stage.get(cfg.run().timeoutMs(), TimeUnit.MILLISECONDS);
-        } catch (Exception ignored) {
-          // failure() reads it below
-        }
-        throw new IOException(e.getMessage() + failure(stage), e);
-      }
+      long bytesBefore = server.bytesSent() + server.bytesReceived();
+      GradientServer.Gathered g = exchange(server, stage, step);
       long tc = System.nanoTime();
-      boolean overflow = g.overflow();
-      boolean scaled = g.scaled();
-      double scale = scaler.scale();
-      long tokens = g.tokens();
-      double lossSum = g.lossSum();
-      if (scaled) {
-        scaler.update(overflow);
-      }
+      double scale = scaler.scale(); // the scale this step's gradients were computed under
       double lr = sched.lr(step);
-      double norm = Double.NaN;
-      if (!overflow) { // an fp16 overflow skips the update, as torch's GradScaler does
-        // the mean gradient is sum·mean, unscaled before clipping as GradScaler.unscale_ does
-        double mean = tokens == 0 ? 0 : (scaled ? 1.0 / scale : 1.0) / tokens;
-        double squares = g.sumSquares();
-        if (ranks.isPresent() && mean > 0) { // AdaLoRA's orthogonal regularization, added once, here, to the mean gradient
-          ranks.get().addOrthogonalRegularization(params, g.sum(), (float) mean);
-          squares = Kernels.sumSquares(g.sum());
-        }
-        norm = Math.sqrt(squares) * mean;
-        if (!Double.isFinite(norm)) {
-          throw new NonFiniteGradientException("step " + step + ": the reduced gradient overflowed fp32 (norm " + norm
-              + "); the step is not applied");
-        }
-        float clip = AdamW.clipCoefficient(norm, cfg.optimization().clip());
-        opt.step(params, g.sum(), (float) mean, clip, lr);
-        if (ranks.isPresent()) { // importance from the step's own (clipped) gradient and the updated values, as PEFT after optimizer.step()
-          ranks.get().afterStep(params, g.sum(), (float) mean * clip, step);
-        }
-      }
+      double norm = update(g, step, scale, lr);
       long to = System.nanoTime();
-      double loss = tokens == 0 ? 0 : lossSum / tokens;
-      losses.add(loss);
-      ObjectNode m = JSON.createObjectNode();
-      m.put("step", step + 1);
-      m.put("loss", loss);
-      m.put("lr", lr);
-      m.put("grad_norm", norm);
-      m.put("tokens", tokens);
-      if (overflow) {
-        m.put("skipped", true);
-      }
-      if (scaled) {
-        m.put("loss_scale", scale);
-      }
-      m.put("step_ms", (to - ts) / 1e6);
-      m.put("exchange_ms", (tc - ts) / 1e6);
-      // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
-      long compute = g.computeNanos();
-      m.put("compute_ms", compute / 1e6);
-      m.put("communication_ms", Math.max(0, (tc - ts) - compute) / 1e6);
-      m.put("optimizer_ms", (to - tc) / 1e6);
-      m.put("reduce_ms", g.reduceNanos() / 1e6); // summed over the I/O threads that reduced chunks, inside exchange_ms
-      m.put("pushes", g.pushes());
-      m.put("bytes", server.bytesSent() + server.bytesReceived() - sentBefore);
-      if (cfg.eval().every() > 0 && (step + 1) % cfg.eval().every() == 0) {
-        // on the workers, which hold the base; the driver adds their sums
-        double[] v = server.evaluate(step + 1, params);
-        double vl = v[1] == 0 ? 0 : v[0] / v[1];
-        valLosses.add(new double[] {step + 1, vl});
-        m.put("val_loss", vl);
-      }
-      try {
-        metrics.write(m);
-      } catch (IOException e) {
-        throw new OutputFailure("could not append step " + (step + 1) + " to " + ro.uri() + "/metrics.jsonl: " + e, e);
-      }
-      io.lorafleet.driver.metrics.TrainingGauges.step(m);
-      faults.afterDriverStep(step, attempt, ro.local());
+      ObjectNode m = metricsLine(step, g, scale, lr, norm, new long[] {ts, tc, to}, server.bytesSent() + server.bytesReceived() - bytesBefore);
+      validate(server, step, m);
+      record(step, m);
       int done = step + 1;
-      if (progress) {
-        double el = (System.nanoTime() - t0) / 1e9;
-        double eta = el / (done - start) * (cfg.batching().steps() - done);
-        String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, cfg.batching().steps(), loss, tokens / ((to - ts) / 1e9), eta);
-        if (TERMINAL) { // one line redrawn in place
-          System.out.print("\r" + line + "   ");
-          System.out.flush();
-        } else if (done % logEvery(cfg.batching().steps()) == 0 || done == cfg.batching().steps()) { // a log (a cluster's, a file): whole lines, now and then
-          io.lorafleet.driver.report.Progress.say(line);
-        }
-      }
+      report(done, done - start, m.get("loss").asDouble(), g.tokens(), (System.nanoTime() - t0) / 1e9, (to - ts) / 1e9);
       if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps()) {
-        Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
-            opt.stepCount(), cfg.batching().seed(), (long) done * cfg.batching().globalBatch(), scaler.scale(), scaler.cleanSteps(),
-            ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
-            hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
-        String name = "checkpoint-" + done;
-        ckpt.submit(ro.uri() + "/" + name, () -> {
-          Checkpoints.write(ro.local(), lora, snap, job, cfg.run().keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
-          ro.publish(name);
-          io.lorafleet.driver.metrics.TrainingGauges.checkpointed();
-          ro.pruneCheckpoints();
-        });
+        snapshot(done);
       }
     }
     server.finish();
@@ -330,5 +243,146 @@ final class Stage {
       throw new IOException("barrier stage failed: " + e.getMessage(), e);
     }
     return step;
+  }
+
+  /** Waits for every worker's connection; DoRA's magnitudes come from rank 0, which holds the base. */
+  private void connect(GradientServer server, FutureTask<Object> stage) throws IOException {
+    try {
+      server.awaitWorkers(stage::isDone);
+    } catch (IOException e) {
+      throw new IOException(e.getMessage() + failure(stage), e);
+    }
+    if (lora.needsMagnitudes(params)) {
+      initializeMagnitudes(server);
+    }
+  }
+
+  /** One step's exchange; a worker that dropped its connection is failing its task, so Spark is asked why. */
+  private GradientServer.Gathered exchange(GradientServer server, FutureTask<Object> stage, int step) throws IOException {
+    try {
+      return server.exchange(step, params, scaler.scale());
+    } catch (IOException e) { // a non-finite push is no IOException: it fails the stage as it is
+      try {
+        stage.get(cfg.run().timeoutMs(), TimeUnit.MILLISECONDS);
+      } catch (Exception ignored) {
+        // failure() reads it below
+      }
+      throw new IOException(e.getMessage() + failure(stage), e);
+    }
+  }
+
+  /**
+   * The driver's update from the gathered sum: the loss scaler learns of an overflow, then (unless
+   * an fp16 overflow skips the step, as torch's GradScaler does) AdaLoRA's orthogonal regularization,
+   * the clip and the optimizer step. Returns the gradient norm before clipping (NaN when skipped).
+   */
+  private double update(GradientServer.Gathered g, int step, double scale, double lr) {
+    if (g.scaled()) {
+      scaler.update(g.overflow());
+    }
+    if (g.overflow()) {
+      return Double.NaN;
+    }
+    // the mean gradient is sum·mean, unscaled before clipping as GradScaler.unscale_ does
+    double mean = g.tokens() == 0 ? 0 : (g.scaled() ? 1.0 / scale : 1.0) / g.tokens();
+    double squares = g.sumSquares();
+    if (ranks.isPresent() && mean > 0) { // AdaLoRA's orthogonal regularization, added once, here, to the mean gradient
+      ranks.get().addOrthogonalRegularization(params, g.sum(), (float) mean);
+      squares = Kernels.sumSquares(g.sum());
+    }
+    double norm = Math.sqrt(squares) * mean;
+    if (!Double.isFinite(norm)) {
+      throw new NonFiniteGradientException("step " + step + ": the reduced gradient overflowed fp32 (norm " + norm + "); the step is not applied");
+    }
+    float clip = AdamW.clipCoefficient(norm, cfg.optimization().clip());
+    opt.step(params, g.sum(), (float) mean, clip, lr);
+    if (ranks.isPresent()) { // importance from the step's own (clipped) gradient and the updated values, as PEFT after optimizer.step()
+      ranks.get().afterStep(params, g.sum(), (float) mean * clip, step);
+    }
+    return norm;
+  }
+
+  /**
+   * metrics.jsonl's line for a step; {@code nanos} holds when the step started, when its exchange
+   * ended and when its update ended.
+   */
+  private ObjectNode metricsLine(int step, GradientServer.Gathered g, double scale, double lr, double norm, long[] nanos, long bytes) {
+    double loss = g.tokens() == 0 ? 0 : g.lossSum() / g.tokens();
+    losses.add(loss);
+    ObjectNode m = JSON.createObjectNode();
+    m.put("step", step + 1);
+    m.put("loss", loss);
+    m.put("lr", lr);
+    m.put("grad_norm", norm);
+    m.put("tokens", g.tokens());
+    if (g.overflow()) {
+      m.put("skipped", true);
+    }
+    if (g.scaled()) {
+      m.put("loss_scale", scale);
+    }
+    long exchange = nanos[1] - nanos[0];
+    m.put("step_ms", (nanos[2] - nanos[0]) / 1e6);
+    m.put("exchange_ms", exchange / 1e6);
+    // the slowest worker's forward+backward; the rest of the exchange is the channel's cost
+    m.put("compute_ms", g.computeNanos() / 1e6);
+    m.put("communication_ms", Math.max(0, exchange - g.computeNanos()) / 1e6);
+    m.put("optimizer_ms", (nanos[2] - nanos[1]) / 1e6);
+    m.put("reduce_ms", g.reduceNanos() / 1e6); // summed over the I/O threads that reduced chunks, inside exchange_ms
+    m.put("pushes", g.pushes());
+    m.put("bytes", bytes);
+    return m;
+  }
+
+  /** With --eval-every, the validation loss on the workers (which hold the base); the driver adds their sums. */
+  private void validate(GradientServer server, int step, ObjectNode m) throws IOException {
+    if (cfg.eval().every() > 0 && (step + 1) % cfg.eval().every() == 0) {
+      double[] v = server.evaluate(step + 1, params);
+      double vl = v[1] == 0 ? 0 : v[0] / v[1];
+      valLosses.add(new double[] {step + 1, vl});
+      m.put("val_loss", vl);
+    }
+  }
+
+  /** Appends the step to metrics.jsonl and the gauges; a fault plan may act after it. */
+  private void record(int step, ObjectNode m) throws IOException {
+    try {
+      metrics.write(m);
+    } catch (IOException e) {
+      throw new OutputFailure("could not append step " + (step + 1) + " to " + ro.uri() + "/metrics.jsonl: " + e, e);
+    }
+    io.lorafleet.driver.metrics.TrainingGauges.step(m);
+    faults.afterDriverStep(step, attempt, ro.local());
+  }
+
+  /** The progress line: redrawn in place on a terminal; whole lines, now and then, in a log (a cluster's, a file). */
+  private void report(int done, int doneHere, double loss, long tokens, double elapsedS, double stepS) {
+    if (!progress) {
+      return;
+    }
+    int steps = cfg.batching().steps();
+    double eta = elapsedS / doneHere * (steps - done);
+    String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, steps, loss, tokens / stepS, eta);
+    if (TERMINAL) {
+      System.out.print("\r" + line + "   ");
+      System.out.flush();
+    } else if (done % logEvery(steps) == 0 || done == steps) {
+      io.lorafleet.driver.report.Progress.say(line);
+    }
+  }
+
+  /** Hands checkpoint-{@code done} to the checkpoint writer: a copy of the adapter, the optimizer and the run's state. */
+  private void snapshot(int done) throws IOException {
+    Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
+        opt.stepCount(), cfg.batching().seed(), (long) done * cfg.batching().globalBatch(), scaler.scale(), scaler.cleanSteps(),
+        ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
+        hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
+    String name = Checkpoints.dirName(done);
+    ckpt.submit(ro.uri() + "/" + name, () -> {
+      Checkpoints.write(ro.local(), lora, snap, job, cfg.run().keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
+      ro.publish(name);
+      io.lorafleet.driver.metrics.TrainingGauges.checkpointed();
+      ro.pruneCheckpoints();
+    });
   }
 }

@@ -7,10 +7,6 @@ import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
-import io.lorafleet.driver.optim.AdamW;
-import io.lorafleet.driver.optim.LossScaler;
-import io.lorafleet.driver.optim.RankAllocator;
-import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
@@ -24,7 +20,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import org.apache.spark.sql.SparkSession;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -82,56 +77,26 @@ public final class Trainer {
   private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, ModelSkeleton base, LoraModel lora, ObjectNode job,
       RunOutput ro, Manifest manifest) throws IOException {
     Path out = ro.local();
-    List<String> held = new ArrayList<>(ro.entries());
-    held.remove(RunLock.FILE);
-    if (cfg.run().overwrite()) {
-      ro.clear(RunLock.FILE);
-    } else if (!held.isEmpty() && !cfg.run().resume()) {
-      throw new IllegalArgumentException("--out " + ro.uri() + " already holds " + String.join(", ", held.subList(0, Math.min(6, held.size())))
-          + (held.size() > 6 ? ", ..." : "") + "; pass --resume to continue that run, --overwrite to replace it, or choose another --out");
-    }
-    ro.cleanTemporaries();
-    float[] params = initialParams(cfg, lora, base);
-    AdamW opt = cfg.optimization().newOptimizer(lora.layout());
-    LossScaler scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
-    Optional<RankAllocator> ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
-    int start = 0;
-    if (cfg.run().resume()) {
-      ro.pullCheckpoints();
-      ro.pull(METRICS);
-      var st = Checkpoints.latestValid(out, base);
-      if (st.isPresent()) {
-        RunIdentity.check(st.get(), lora.config(), job);
-        params = st.get().params();
-        opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
-        scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
-        ranks.ifPresent(r -> r.restore(st.get().extra(), st.get().trainerState()));
-        start = st.get().step();
-        say(progress, "resuming from " + st.get().dir());
-      } else if (!cfg.run().resumeAuto()) {
-        throw new IllegalArgumentException("--resume: " + ro.uri() + " holds no valid checkpoint to continue; pass --resume=auto to start "
-            + "afresh when there is none");
-      }
-    }
+    claimOutput(cfg, ro);
+    TrainingState state = new TrainingState(cfg, lora, initialParams(cfg, lora, base));
+    int start = cfg.run().resume() ? resume(cfg, ro, base, lora, job, state, progress) : 0;
     // after the resume check: a refused --resume leaves the run's own configuration in place
     String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
     Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
     ro.publish(ResolvedConfig.FILE);
-    Schedule sched = cfg.lrSchedule();
     List<Double> losses = new ArrayList<>();
     List<double[]> valLosses = new ArrayList<>();
     int attempts = 0;
     int withoutProgress = 0;
     int divergedAt = -1;
+    Stage.Run run = new Stage.Run(spark, cfg, ro, lora, cfg.lrSchedule(), job, resolved, faults, progress);
     try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
       final int first = start; // losses.get(i) is the loss of step first + i + 1
       while (start < cfg.batching().steps()) {
         attempts++;
         int from = start;
         try {
-          Stage stage = new Stage(spark, cfg, ro, lora, params, opt, sched, losses, valLosses, metrics, ckpt, progress, faults, attempts, job, scaler,
-              ranks, resolved);
-          start = stage.run(start);
+          start = new Stage(run, new Stage.Log(losses, valLosses, metrics, ckpt), state, attempts).run(start);
         } catch (OutputFailure e) {
           throw e;
         } catch (IOException | RuntimeException e) {
@@ -140,30 +105,14 @@ public final class Trainer {
           int resumeAt = st.map(Checkpoints.State::step).orElse(0);
           // the budget counts failures in a row that passed no new checkpoint: a long run survives any number of preemptions
           withoutProgress = resumeAt > from ? 1 : withoutProgress + 1;
-          int failedStep = first + losses.size();
-          boolean nonFinite = e instanceof NonFiniteGradientException;
-          if (nonFinite && failedStep == divergedAt) {
-            throw new IOException("training diverged: step " + failedStep + " gave a non-finite gradient again after a relaunch from step " + resumeAt
-                + " (" + e.getMessage() + "); lower the learning rate or check the data", e);
-          }
-          divergedAt = nonFinite ? failedStep : -1;
-          if (withoutProgress >= cfg.run().maxAttempts()) {
-            throw new IOException("training failed after " + withoutProgress + " attempts without a new checkpoint (" + attempts + " in all); last error: "
-                + e.getMessage(), e);
-          }
+          divergedAt = checkRelaunch(cfg, e, first + losses.size(), divergedAt, resumeAt, withoutProgress, attempts);
           say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint (step " + resumeAt + ")");
           LOG.warn("training stage failed ({}); relaunching from step {}", e.getMessage(), resumeAt);
           checkSlots(spark, cfg);
           if (st.isPresent()) {
-            System.arraycopy(st.get().params(), 0, params, 0, params.length);
-            opt.restore(st.get().m(), st.get().v(), st.get().optimizerSteps());
-            scaler = new LossScaler(st.get().lossScale(), st.get().lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
-            ranks.ifPresent(r -> r.restore(st.get().extra(), st.get().trainerState()));
+            state.restore(st.get());
           } else {
-            System.arraycopy(initialParams(cfg, lora, base), 0, params, 0, params.length);
-            opt.restore(new float[params.length], new float[params.length], 0);
-            scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
-            ranks = ranks.map(r -> new RankAllocator(lora));
+            state.reset(cfg, lora, initialParams(cfg, lora, base));
           }
           start = resumeAt;
           while (first + losses.size() > start) {
@@ -176,31 +125,97 @@ public final class Trainer {
       }
       ckpt.drain();
     }
+    Path fin = finish(cfg, base, lora, state, ro, manifest, valLosses);
+    writeSummary(out, cfg, losses, valLosses, attempts, state.params.length, base.parameterCount());
+    for (String f : List.of("adapter", "averaged", "loss.svg", METRICS, "run_summary.json")) {
+      ro.publish(f);
+    }
+    return new Result(state.params, losses, attempts, fin);
+  }
+
+  /** Refuses an --out that holds something unless --resume or --overwrite says what to do with it; clears it for --overwrite. */
+  private static void claimOutput(TrainConfig cfg, RunOutput ro) throws IOException {
+    List<String> held = new ArrayList<>(ro.entries());
+    held.remove(RunLock.FILE);
+    if (cfg.run().overwrite()) {
+      ro.clear(RunLock.FILE);
+    } else if (!held.isEmpty() && !cfg.run().resume()) {
+      throw new IllegalArgumentException("--out " + ro.uri() + " already holds " + String.join(", ", held.subList(0, Math.min(6, held.size())))
+          + (held.size() > 6 ? ", ..." : "") + "; pass --resume to continue that run, --overwrite to replace it, or choose another --out");
+    }
+    ro.cleanTemporaries();
+  }
+
+  /** --resume: restores the newest valid checkpoint that belongs to this job and returns its step (0 with --resume=auto and none). */
+  private static int resume(TrainConfig cfg, RunOutput ro, ModelSkeleton base, LoraModel lora, ObjectNode job, TrainingState state, boolean progress)
+      throws IOException {
+    ro.pullCheckpoints();
+    ro.pull(METRICS);
+    var st = Checkpoints.latestValid(ro.local(), base);
+    if (st.isEmpty()) {
+      if (!cfg.run().resumeAuto()) {
+        throw new IllegalArgumentException("--resume: " + ro.uri() + " holds no valid checkpoint to continue; pass --resume=auto to start "
+            + "afresh when there is none");
+      }
+      return 0;
+    }
+    RunIdentity.check(st.get(), lora.config(), job);
+    state.restore(st.get());
+    say(progress, "resuming from " + st.get().dir());
+    return st.get().step();
+  }
+
+  /**
+   * Whether a failed stage may be relaunched: not when the same step gave a non-finite gradient
+   * again after a relaunch (the run diverged), nor past --max-attempts failures without a new
+   * checkpoint. Returns the step that failed non-finite (-1 for any other failure).
+   */
+  private static int checkRelaunch(TrainConfig cfg, Exception e, int failedStep, int divergedAt, int resumeAt, int withoutProgress, int attempts)
+      throws IOException {
+    boolean nonFinite = e instanceof NonFiniteGradientException;
+    if (nonFinite && failedStep == divergedAt) {
+      throw new IOException("training diverged: step " + failedStep + " gave a non-finite gradient again after a relaunch from step " + resumeAt
+          + " (" + e.getMessage() + "); lower the learning rate or check the data", e);
+    }
+    if (withoutProgress >= cfg.run().maxAttempts()) {
+      throw new IOException("training failed after " + withoutProgress + " attempts without a new checkpoint (" + attempts + " in all); last error: "
+          + e.getMessage(), e);
+    }
+    return nonFinite ? failedStep : -1;
+  }
+
+  /** The final adapter (AdaLoRA's cut to its kept ranks, as PEFT saves it), its model card, --average-last's average and the loss plot. */
+  private static Path finish(TrainConfig cfg, ModelSkeleton base, LoraModel lora, TrainingState state, RunOutput ro, Manifest manifest,
+      List<double[]> valLosses) throws IOException {
+    Path out = ro.local();
     Path fin = out.resolve("adapter");
-    if (ranks.isPresent() && !ranks.get().pattern().isEmpty()) { // AdaLoRA: saved cut down to the kept ranks, as PEFT saves it
-      var cut = lora.truncate(params, ranks.get().pattern());
-      AdapterFormat.write(fin, cut.model(), cut.values(), Map.of("lorafleet.step", Integer.toString(cfg.batching().steps())));
+    Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()));
+    if (state.ranks.isPresent() && !state.ranks.get().pattern().isEmpty()) {
+      var cut = lora.truncate(state.params, state.ranks.get().pattern());
+      AdapterFormat.write(fin, cut.model(), cut.values(), meta);
     } else {
-      AdapterFormat.write(fin, lora, params, Map.of("lorafleet.step", Integer.toString(cfg.batching().steps())));
+      AdapterFormat.write(fin, lora, state.params, meta);
     }
     ModelCard.write(fin, cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     if (cfg.averaging().last() > 0) {
       averageLast(cfg, base, out);
       ModelCard.write(out.resolve("averaged"), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     }
+    return fin;
+  }
+
+  /** loss.svg and run_summary.json. */
+  private static void writeSummary(Path out, TrainConfig cfg, List<Double> losses, List<double[]> valLosses, int attempts, int trainable,
+      long baseParameters) throws IOException {
     plot(out, losses, valLosses);
     ObjectNode summary = JSON.createObjectNode();
     summary.put("steps", cfg.batching().steps());
     summary.put("workers", cfg.batching().workers());
     summary.put("attempts", attempts);
     summary.put("final_loss", losses.isEmpty() ? Double.NaN : losses.get(losses.size() - 1));
-    summary.put("trainable_parameters", params.length);
-    summary.put("base_parameters", base.parameterCount());
+    summary.put("trainable_parameters", trainable);
+    summary.put("base_parameters", baseParameters);
     Files.writeString(out.resolve("run_summary.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(summary));
-    for (String f : List.of("adapter", "averaged", "loss.svg", METRICS, "run_summary.json")) {
-      ro.publish(f);
-    }
-    return new Result(params, losses, attempts, fin);
   }
 
   /** The adapter at step 0: PEFT's init, or --init-adapter for continued training. */

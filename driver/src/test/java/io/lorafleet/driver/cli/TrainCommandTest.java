@@ -3,6 +3,7 @@ package io.lorafleet.driver.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
@@ -15,8 +16,9 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
 
-/** What `lorafleet train` makes of its flags: the job it builds, before any Spark work. */
+/** What `lorafleet train` and `prepare` make of their flags: the job they build, before any Spark work. */
 class TrainCommandTest {
   @TempDir Path tmp;
 
@@ -24,6 +26,14 @@ class TrainCommandTest {
   void theFlagsDefaultsAreTheBuildersDefaults() {
     TrainConfig cfg = JobFileTest.parsed("train", "--model", "m", "--data", "d", "--out", "o").config();
     assertEquals(TrainConfig.builder("m", "d", "o").build(), cfg, "a default written twice would differ here");
+  }
+
+  @Test
+  void prepareFlagsDefaultsAreTheBuildersDefaults() {
+    CommandLine cl = new CommandLine(new Main());
+    cl.parseArgs("prepare", "--input", "a.jsonl", "--model", "m", "--out", "o");
+    PrepareCommand p = cl.getSubcommands().get("prepare").getCommand();
+    assertEquals(PrepareOptions.builder(List.of("a.jsonl"), "m", "o").build(), p.options(), "a default written twice would differ here");
   }
 
   /**

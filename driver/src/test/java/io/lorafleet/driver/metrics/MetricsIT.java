@@ -36,8 +36,8 @@ class MetricsIT {
     Path model = dir.resolve("model");
     SparkSession prep = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
         .getOrCreate();
-    Prepare.run(prep, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-        dir.resolve("data").toString(), 16, "drop", false, 1, 0, 2, 0));
+    Prepare.run(prep, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), dir.resolve("data").toString())
+        .maxSeqLen(16).truncation("drop").seed(1).shards(2).maxBadFraction(0).build());
     prep.stop();
     Path run = dir.resolve("run");
     CompletableFuture<Integer> train = CompletableFuture.supplyAsync(() -> io.lorafleet.driver.cli.Main.execute("train", "--model", model.toString(),

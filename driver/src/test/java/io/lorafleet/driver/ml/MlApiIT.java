@@ -125,8 +125,8 @@ class MlApiIT {
 
   @Test
   void prepareIsATransformationFromRowsToExamplesAndAQuarantine() {
-    PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model, "unused", 16, "drop", false, 0,
-        0.25, 1, 1);
+    PrepareOptions o = PrepareOptions.builder(List.of("dataset"), model, "unused").maxSeqLen(16).truncation("drop").valFraction(0.25).shards(1)
+        .maxBadFraction(1).build();
     Prepare.Transformed t = Prepare.transform(records(12, true), o);
     List<Row> ex = t.examples().collectAsList();
     assertEquals(12, ex.size());
@@ -177,8 +177,7 @@ class MlApiIT {
         int[] g = Generator.generate(base, Optional.of((Trainable) a.model()), a.values(), tok.encodePrompt(gen.get(i).getString(0)),
             new Sampling(3, 0, 1.0, 0), tok.eos());
         assertEquals(tok.decode(g), gen.get(i).getString(1), "row " + i + " generates as lorafleet generate does");
-        PrepareOptions o = new PrepareOptions(List.of("dataset"), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model, "unused", 16,
-            "truncate-context", false, 0, 0, 1, 1);
+        PrepareOptions o = PrepareOptions.builder(List.of("dataset"), model, "unused").maxSeqLen(16).shards(1).maxBadFraction(1).build();
         var ex = Tokenize.record(Tokenize.tokenizer(model), Map.of("context", losses.get(i).getString(0), "target", losses.get(i).getString(1)), o,
             base.config().vocabSize()).example();
         StepResult r = TrainStep.evaluate(a.model(), a.values(), List.of(Batch.of(new int[][] {ex.inputIds()}, new int[][] {ex.labels()})));

@@ -102,8 +102,8 @@ class EncoderClassificationIT {
   static Path prepare(Path model, String input, String name) throws Exception {
     Path data = dir.resolve(name);
     if (!Files.isDirectory(data)) {
-      Prepare.run(spark, new PrepareOptions(List.of(dir.resolve(input).toString()), "auto", RecordFormat.CLASSIFICATION, Map.of(), "", model.toString(),
-          data.toString(), 64, "drop", false, 1, 0.25, 2, 0));
+      Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve(input).toString()), model.toString(), data.toString())
+          .format(RecordFormat.CLASSIFICATION).maxSeqLen(64).truncation("drop").seed(1).valFraction(0.25).shards(2).maxBadFraction(0).build());
     }
     return data;
   }

@@ -53,8 +53,8 @@ class TrainerIT {
     }
     Files.writeString(dir.resolve("d.jsonl"), sb);
     data = dir.resolve("data");
-    Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-        data.toString(), 32, "drop", false, 1, 0, 3, 0));
+    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), data.toString()).maxSeqLen(32)
+        .truncation("drop").seed(1).shards(3).maxBadFraction(0).build());
   }
 
   @AfterAll
@@ -388,8 +388,8 @@ class TrainerIT {
     }
     Files.writeString(dir.resolve("v.jsonl"), sb);
     Path vdata = dir.resolve("vdata");
-    Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("v.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-        vdata.toString(), 32, "drop", false, 1, 0.25, 2, 0));
+    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("v.jsonl").toString()), model.toString(), vdata.toString()).maxSeqLen(32)
+        .truncation("drop").seed(1).valFraction(0.25).shards(2).maxBadFraction(0).build());
     var noVal = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("noval", 1, 1, "sgd", false)
         .toBuilder().evalEvery(1).evalExamples(1).build(), false));
     assertTrue(noVal.getMessage().contains("needs validation examples"), noVal.getMessage());
@@ -834,8 +834,8 @@ class TrainerIT {
   @Test
   void packedDataTrains() throws Exception {
     Path packed = dir.resolve("packed-data");
-    Prepare.run(spark, new PrepareOptions(List.of(dir.resolve("d.jsonl").toString()), "auto", RecordFormat.CONTEXT_TARGET, Map.of(), "", model.toString(),
-        packed.toString(), 32, "drop", false, 1, 0, 2, 0, true));
+    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), packed.toString()).maxSeqLen(32)
+        .truncation("drop").seed(1).shards(2).maxBadFraction(0).pack(true).build());
     List<Example> rows = Prepare.readSplit(packed.resolve("train"));
     assertTrue(rows.get(0).positionIds().isPresent() && rows.size() < 7, "7 examples packed into fewer rows");
     TrainConfig c = TrainConfig.builder(model.toString(), packed.toString(), dir.resolve("packed-run").toString())
