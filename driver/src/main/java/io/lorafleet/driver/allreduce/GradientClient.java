@@ -146,11 +146,11 @@ public final class GradientClient implements AutoCloseable {
   }
 
   /**
-   * For a simulated worker ({@link CommBenchmark}): reads the next broadcast into {@code scratch}
+   * For a simulated worker (the bench package's CommBenchmark): reads the next broadcast into {@code scratch}
    * piece by piece and drops it, without checking its tag; false when the driver says training is
    * done. A real worker uses {@link #next()}.
    */
-  boolean skipNext(byte[] scratch) throws IOException {
+  public boolean skipNext(byte[] scratch) throws IOException {
     int type = in.readInt();
     int n = in.readInt();
     if (type == Wire.DONE) {
@@ -165,8 +165,13 @@ public final class GradientClient implements AutoCloseable {
     return true;
   }
 
+  /** For a simulated worker: the digest of an encoded payload, computed once for {@link #pushEncoded}. */
+  public static byte[] digest(byte[] payload) {
+    return Wire.Digest.of(payload, 0, payload.length);
+  }
+
   /** For a simulated worker: pushes a payload encoded and digested once, reused every step. */
-  void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
+  public void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
     byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1).array();
     toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
   }

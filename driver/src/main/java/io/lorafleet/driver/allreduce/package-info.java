@@ -5,7 +5,6 @@
  * pushes as they arrive into a fixed summation order ({@link io.lorafleet.driver.allreduce.StreamingReduce},
  * {@link io.lorafleet.driver.allreduce.SumTree}) so that the sum is bit-identical whatever the arrival order.
  *
- * <p>Imports: {@code driver.kernels}, and {@code driver.optim} for {@link io.lorafleet.driver.allreduce.CommBenchmark}, which
- * runs the optimizer beside the channel.
+ * <p>Imports: {@code driver.kernels} only.
  */
 package io.lorafleet.driver.allreduce;

@@ -396,8 +396,8 @@ public final class AdapterAverager {
       }
     });
     LoraConfig c = ref.config();
-    LoraConfig cfg = new LoraConfig(r0, r0, 0.0, c.targetModules(), c.targetRegex(), c.layersToTransform(), rankPattern, alphaPattern, c.bias(),
-        false, c.initLoraWeights(), c.baseModelNameOrPath(), false, LoraConfig.Vera.OFF, LoraConfig.Adalora.OFF);
+    LoraConfig cfg = LoraConfig.of(r0, r0, c.targetModules()).withTargets(c.targetModules(), c.targetRegex()).withLayers(c.layersToTransform())
+        .withPatterns(rankPattern, alphaPattern).withBias(c.bias()).withInit(c.initLoraWeights()).withBaseModel(c.baseModelNameOrPath());
     return LoraModel.create(base, cfg);
   }
 

@@ -1,7 +1,7 @@
 package io.lorafleet.driver.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.lorafleet.driver.allreduce.CommBenchmark;
+import io.lorafleet.driver.bench.CommBenchmark;
 import io.lorafleet.driver.allreduce.Transport;
 import java.util.List;
 import java.util.concurrent.Callable;

@@ -46,8 +46,8 @@ final class BenchPrepareCommand implements Callable<Integer> {
     try {
       long t0 = System.nanoTime();
       var m = Prepare.run(spark, PrepareOptions.builder(List.of(out.resolve("input").toString()), model.toString(), out.resolve("prepared").toString())
-          .inputType("jsonl").maxSeqLen(64).truncation("drop").valFraction(0.01).shards(shards).maxBadFraction(0.01).build().toBuilder()
-          .overwrite(true).build());
+          .inputType("jsonl").maxSeqLen(64).truncation("drop").valFraction(0.01).shards(shards).maxBadFraction(0.01).overwrite(true)
+          .build());
       double sec = (System.nanoTime() - t0) / 1e9;
       long recs = m.at("/splits/train/records").asLong() + m.at("/splits/validation/records").asLong();
       long toks = m.at("/splits/train/tokens").asLong() + m.at("/splits/validation/tokens").asLong();

@@ -1,7 +1,7 @@
 package io.lorafleet.driver.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.lorafleet.driver.serve.ServeBenchmark;
+import io.lorafleet.driver.bench.ServeBenchmark;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;

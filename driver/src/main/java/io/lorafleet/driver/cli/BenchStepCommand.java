@@ -36,12 +36,17 @@ final class BenchStepCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     if (mixedAdapters > 0) {
       System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(io.lorafleet.worker.bench.MixedAdapterBenchmark.run(
-          hidden, layers, intermediate, vocab, seqLen, batch, rank, mixedAdapters, warmup, steps)));
+          base(), new StepBenchmark.Load(seqLen, batch, warmup, steps, false, io.lorafleet.worker.quant.Quantization.NONE), rank, mixedAdapters)));
       return 0;
     }
-    var res = StepBenchmark.run(new StepBenchmark.Settings(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, variants,
-        quantize.quantization(), model, baseline, arch));
+    var res = StepBenchmark.run(new StepBenchmark.Settings(base(),
+        new StepBenchmark.Load(seqLen, batch, warmup, steps, checkpointing, quantize.quantization()),
+        new StepBenchmark.Adapter(rank, targets, variants, baseline)));
     System.out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(res));
     return 0;
+  }
+
+  private StepBenchmark.Base base() {
+    return new StepBenchmark.Base(arch, hidden, layers, intermediate, vocab, model);
   }
 }

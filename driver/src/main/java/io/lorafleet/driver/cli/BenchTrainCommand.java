@@ -60,8 +60,8 @@ final class BenchTrainCommand implements Callable<Integer> {
     ObjectNode report = json.createObjectNode();
     try {
       Prepare.run(spark, PrepareOptions.builder(List.of(out.resolve("text.jsonl").toString()), model.toString(), out.resolve("data").toString())
-          .inputType("jsonl").format(RecordFormat.TEXT).maxSeqLen(seqLen).truncation("drop").shards(4).maxBadFraction(0).build().toBuilder()
-          .overwrite(true).build());
+          .inputType("jsonl").format(RecordFormat.TEXT).maxSeqLen(seqLen).truncation("drop").shards(4).maxBadFraction(0).overwrite(true)
+          .build());
       report.put("model", "llama H" + hidden + " L" + layers + " FFN" + intermediate + " V" + vocab);
       report.put("global_batch", globalBatch + "x" + seqLen);
       report.put("master", spark.sparkContext().master());

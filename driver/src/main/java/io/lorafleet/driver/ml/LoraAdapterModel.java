@@ -4,7 +4,7 @@ import ai.djl.Device;
 import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.datasets.prepare.RecordFormat;
 import io.lorafleet.datasets.prepare.Tokenize;
-import io.lorafleet.driver.train.ModelCache;
+import io.lorafleet.driver.executor.ModelCache;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;

@@ -209,7 +209,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
 
   /** Whether the base is a sequence classifier (read from its config.json on the driver). */
   private boolean encoderBase() {
-    return isDefined(model) && io.lorafleet.driver.train.ModelCache.skeleton(value(model)).config().arch().encoder();
+    return isDefined(model) && io.lorafleet.driver.executor.ModelCache.skeleton(value(model)).config().arch().encoder();
   }
 
   @Override
@@ -244,7 +244,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
       RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
       Prepare.run(spark, PrepareOptions.builder(List.of(work + "/records"), value(model), work + "/prepared").inputType("parquet").format(format)
           .maxSeqLen((int) value(maxSeqLen)).seed((int) value(seed)).valFraction((double) value(valFraction))
-          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).build().toBuilder().overwrite(true).build());
+          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).overwrite(true).build());
       Trainer.Result res = Trainer.run(spark, cfg, false);
       LoraAdapterModel m = new LoraAdapterModel(uid, value(model), res.finalAdapter().toString());
       m.setParent(this);

@@ -88,18 +88,7 @@ final class OpenAiRequests {
     if (!(body instanceof ObjectNode o)) {
       throw ApiError.invalid("body", "the request body must be a JSON object but found " + body.getNodeType().toString().toLowerCase());
     }
-    for (Iterator<String> it = o.fieldNames(); it.hasNext();) {
-      String f = it.next();
-      if (COMMON.contains(f) || f.equals(kind.input) || kind == Kind.CHAT && f.equals("max_completion_tokens")) {
-        continue;
-      }
-      if (!OFF.containsKey(f)) {
-        throw ApiError.invalid(f, "Unrecognized request argument supplied: " + f);
-      }
-      if (!OFF.get(f).test(o.get(f))) {
-        throw ApiError.invalid(f, "'" + f + "' is not supported by lorafleet serve (found " + o.get(f) + "); leave it out or at its default");
-      }
-    }
+    refuseUnknownFields(kind, o);
     String model = text(o, "model").orElseThrow(() -> ApiError.invalid("model", "'model' is required: the base model's name ('" + baseName
         + "') or a loaded adapter's"));
     if (!model.equals(baseName) && adapters.list().stream().noneMatch(e -> e.name().equals(model))) {
@@ -129,28 +118,10 @@ final class OpenAiRequests {
         : kind.defaultMaxTokens)));
     double temperature = number(o, "temperature", 0, 2, true).orElse(1.0);
     double topP = number(o, "top_p", 0, 1, false).orElse(1.0);
-    long seed;
-    if (o.hasNonNull("seed")) {
-      if (!o.get("seed").canConvertToLong() || !o.get("seed").isIntegralNumber()) {
-        throw ApiError.invalid("seed", "'seed' must be an integer but found " + o.get("seed"));
-      }
-      seed = o.get("seed").asLong();
-    } else {
-      seed = new SplittableRandom().nextLong();
-    }
+    long seed = seed(o);
     List<String> stop = stops(o);
     boolean stream = bool(o, "stream").orElse(false);
-    boolean includeUsage = false;
-    if (o.hasNonNull("stream_options")) {
-      JsonNode so = o.get("stream_options");
-      if (!stream) {
-        throw ApiError.invalid("stream_options", "'stream_options' is only allowed with \"stream\": true");
-      }
-      if (!so.isObject() || so.has("include_usage") && !so.get("include_usage").isBoolean()) {
-        throw ApiError.invalid("stream_options", "'stream_options' must be {\"include_usage\": true|false} but found " + so);
-      }
-      includeUsage = so.path("include_usage").asBoolean(false);
-    }
+    boolean includeUsage = includeUsage(o, stream);
     if (o.has("user") && !o.get("user").isNull() && !o.get("user").isTextual()) {
       throw ApiError.invalid("user", "'user' must be a string but found " + o.get("user"));
     }
@@ -165,6 +136,48 @@ final class OpenAiRequests {
     Generation g = new Generation(ids.incrementAndGet(), model, adapter, prompt, sampling, tok.eos(), new TextStream(tok::decode, stop),
         clock.instant().plus(timeout), context);
     return new Parsed(kind, g, stream, includeUsage);
+  }
+
+  /** Fields of neither this endpoint nor the common set are refused by name; OpenAI fields lorafleet ignores must be at their defaults. */
+  private static void refuseUnknownFields(Kind kind, ObjectNode o) {
+    for (Iterator<String> it = o.fieldNames(); it.hasNext();) {
+      String f = it.next();
+      if (COMMON.contains(f) || f.equals(kind.input) || kind == Kind.CHAT && f.equals("max_completion_tokens")) {
+        continue;
+      }
+      if (!OFF.containsKey(f)) {
+        throw ApiError.invalid(f, "Unrecognized request argument supplied: " + f);
+      }
+      if (!OFF.get(f).test(o.get(f))) {
+        throw ApiError.invalid(f, "'" + f + "' is not supported by lorafleet serve (found " + o.get(f) + "); leave it out or at its default");
+      }
+    }
+  }
+
+  /** 'seed' as given (an integer), or a fresh one. */
+  private static long seed(ObjectNode o) {
+    if (!o.hasNonNull("seed")) {
+      return new SplittableRandom().nextLong();
+    }
+    if (!o.get("seed").canConvertToLong() || !o.get("seed").isIntegralNumber()) {
+      throw ApiError.invalid("seed", "'seed' must be an integer but found " + o.get("seed"));
+    }
+    return o.get("seed").asLong();
+  }
+
+  /** stream_options.include_usage, allowed with "stream": true only. */
+  private static boolean includeUsage(ObjectNode o, boolean stream) {
+    if (!o.hasNonNull("stream_options")) {
+      return false;
+    }
+    JsonNode so = o.get("stream_options");
+    if (!stream) {
+      throw ApiError.invalid("stream_options", "'stream_options' is only allowed with \"stream\": true");
+    }
+    if (!so.isObject() || so.has("include_usage") && !so.get("include_usage").isBoolean()) {
+      throw ApiError.invalid("stream_options", "'stream_options' must be {\"include_usage\": true|false} but found " + so);
+    }
+    return so.path("include_usage").asBoolean(false);
   }
 
   /** null, or exactly the integer 1 (2^32 + 1 is not 1, though its low 32 bits are). */

@@ -9,6 +9,9 @@ import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
 import io.lorafleet.driver.checkpoint.RunOutput;
+import io.lorafleet.driver.executor.FaultPlan;
+import io.lorafleet.driver.executor.WorkerJob;
+import io.lorafleet.driver.executor.WorkerTask;
 import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.LossScaler;
@@ -105,6 +108,19 @@ final class Stage {
     return new String[] {conf.get("spark.driver.bindAddress", host), host};
   }
 
+  /** What the workers need of this job, and nothing else: shipped to every task. */
+  private WorkerJob workerJob(String host, int port, String jobId, byte[] secret) {
+    var b = cfg.batching();
+    return new WorkerJob(
+        new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing()),
+        lora.config(),
+        new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
+            b.shuffleWindow(), b.seed(), cfg.eval().examples()),
+        new WorkerJob.Channel(host, port, jobId, secret, cfg.channel().transport(), cfg.channel().preReduce().equals("executor"),
+            cfg.run().timeoutMs()),
+        faults, attempt);
+  }
+
   /** Runs steps [start, steps); returns the step reached. */
   int run(int start) throws IOException {
     byte[] secret = new byte[32];
@@ -116,9 +132,8 @@ final class Stage {
         i -> tensorAt(layout, i), Transport.parse(cfg.channel().transport()))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
       RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.batching().workers()).boxed().toList(), cfg.batching().workers())
-          .rdd().barrier().mapPartitions(new WorkerTask(cfg, lora.config(), addr[1], server.port(), jobId, secret, faults, attempt,
-              spark.sparkContext().hadoopConfiguration(), job.get("dataset_fingerprint").asText()), false,
-              ClassTag$.MODULE$.apply(String.class));
+          .rdd().barrier().mapPartitions(new WorkerTask(workerJob(addr[1], server.port(), jobId, secret), spark.sparkContext().hadoopConfiguration()),
+              false, ClassTag$.MODULE$.apply(String.class));
       ranks.setName("lorafleet barrier stage: gradient workers");
       // A thread of its own inherits the job group (Spark local properties are inheritable), so a
       // failed step can cancel exactly this stage and wait for its slots to free up.

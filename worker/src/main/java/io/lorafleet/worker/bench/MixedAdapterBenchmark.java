@@ -27,8 +27,16 @@ import java.util.Random;
 public final class MixedAdapterBenchmark {
   private MixedAdapterBenchmark() {}
 
-  public static Map<String, Object> run(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, int adapters, int warmup,
-      int rounds) {
+  /** {@code adapters} LoRA adapters of rank {@code rank} (all-linear) over a random llama of {@code base}'s shape; {@code load.steps()} measured rounds. */
+  public static Map<String, Object> run(StepBenchmark.Base base, StepBenchmark.Load load, int rank, int adapters) {
+    int hidden = base.hidden();
+    int layers = base.layers();
+    int intermediate = base.intermediate();
+    int vocab = base.vocab();
+    int seqLen = load.seqLen();
+    int batch = load.batch();
+    int warmup = load.warmup();
+    int rounds = load.steps();
     if (batch % adapters != 0) {
       throw new IllegalArgumentException("--batch (" + batch + ") must be a multiple of --adapters (" + adapters + ")");
     }

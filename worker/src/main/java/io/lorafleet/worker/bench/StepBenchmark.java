@@ -44,63 +44,83 @@ public final class StepBenchmark {
   private StepBenchmark() {}
 
   /**
-   * @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length
-   * @param variants LoRA against DoRA (same rank) and VeRA (PEFT's default rank 256) instead of against full fine-tuning
+   * What bench-step measures, as three groups.
+   *
+   * @param base the base: a random model of this shape, or a checkpoint
+   * @param load the work timed
+   * @param adapter what is compared
    */
-  /** @param arch the random model's model_type: llama, or an encoder (roberta, deberta-v2) classifying each row into 2 labels */
-  public record Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
-      boolean checkpointing, boolean variants, Quantization quantize, String modelDir, boolean baseline, String arch) {
-    public Settings(int hidden, int layers, int intermediate, int vocab, int seqLen, int batch, int rank, List<String> targets, int warmup, int steps,
-        boolean checkpointing) {
-      this(hidden, layers, intermediate, vocab, seqLen, batch, rank, targets, warmup, steps, checkpointing, false, Quantization.NONE, "", true, "llama");
-    }
-
+  public record Settings(Base base, Load load, Adapter adapter) {
     public Settings {
-      if (!List.of("llama", "roberta", "deberta-v2").contains(arch)) {
-        throw new IllegalArgumentException("--arch must be llama, roberta or deberta-v2 but found '" + arch + "'");
+      if (!List.of("llama", "roberta", "deberta-v2").contains(base.arch())) {
+        throw new IllegalArgumentException("--arch must be llama, roberta or deberta-v2 but found '" + base.arch() + "'");
       }
-      if (!arch.equals("llama") && (checkpointing || quantize.on() || !modelDir.isEmpty())) {
-        throw new IllegalArgumentException("--arch " + arch + " benchmarks LoRA against full fine-tuning (or --variants) on a random encoder; "
-            + "--gradient-checkpointing, --quantize and --model apply to llama");
+      if (encoder() && (load.checkpointing() || load.quantize().on() || !base.modelDir().isEmpty())) {
+        throw new IllegalArgumentException("--arch " + base.arch() + " benchmarks LoRA against full fine-tuning (or --variants) on a random "
+            + "encoder; --gradient-checkpointing, --quantize and --model apply to llama");
       }
     }
 
     boolean encoder() {
-      return !arch.equals("llama");
+      return !base.arch().equals("llama");
     }
   }
 
+  /**
+   * @param arch the random model's model_type: llama, or an encoder (roberta, deberta-v2) classifying each row into 2 labels
+   * @param modelDir a checkpoint to load instead of a random model ("" for none)
+   */
+  public record Base(String arch, int hidden, int layers, int intermediate, int vocab, String modelDir) {}
+
+  /**
+   * @param seqLen tokens per row
+   * @param batch rows per step
+   * @param warmup steps run before the measured ones
+   * @param steps measured steps
+   * @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length
+   * @param quantize the base quantized at load
+   */
+  public record Load(int seqLen, int batch, int warmup, int steps, boolean checkpointing, Quantization quantize) {}
+
+  /**
+   * @param rank LoRA's r
+   * @param targets the adapted projections
+   * @param variants LoRA against DoRA (same rank) and VeRA (PEFT's default rank 256) instead of against full fine-tuning
+   * @param baseline also time the frozen base alone, interleaved
+   */
+  public record Adapter(int rank, List<String> targets, boolean variants, boolean baseline) {}
+
   public static Map<String, Object> run(Settings s) throws IOException {
-    if (s.quantize().on() || !s.modelDir().isEmpty()) {
+    if (s.load().quantize().on() || !s.base().modelDir().isEmpty()) {
       return fromFiles(s);
     }
     Map<String, Object> out = new LinkedHashMap<>();
-    TinyModelSpec spec = new TinyModelSpec(s.arch(), s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(),
-        Math.max(s.seqLen(), 512), false);
+    TinyModelSpec spec = new TinyModelSpec(s.base().arch(), s.base().layers(), s.base().hidden(), s.base().hidden() / 64, s.base().hidden() / 64, s.base().intermediate(), s.base().vocab(),
+        Math.max(s.load().seqLen(), 512), false);
     ModelConfig cfg = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
-    out.put("model", s.arch() + " H" + s.hidden() + " L" + s.layers() + " FFN" + s.intermediate() + " V" + s.vocab());
-    out.put("batch", s.batch() + "x" + s.seqLen());
-    out.put("lora_targets", String.join(",", s.targets()) + " r" + s.rank());
+    out.put("model", s.base().arch() + " H" + s.base().hidden() + " L" + s.base().layers() + " FFN" + s.base().intermediate() + " V" + s.base().vocab());
+    out.put("batch", s.load().batch() + "x" + s.load().seqLen());
+    out.put("lora_targets", String.join(",", s.adapter().targets()) + " r" + s.adapter().rank());
     out.put("threads", Runtime.getRuntime().availableProcessors());
     double peak = matmulPeak();
     out.put("matmul_peak_gflops", round(peak / 1e9));
     Batch batch = batch(s, cfg.vocabSize());
-    long tokens = (long) s.batch() * s.seqLen();
+    long tokens = (long) s.load().batch() * s.load().seqLen();
     try (CausalLM m = CausalLM.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
       out.put("base_parameters", m.parameterCount());
-      double fwd = forwardFlopsPerToken(m, s.seqLen()) * tokens;
+      double fwd = forwardFlopsPerToken(m, s.load().seqLen()) * tokens;
       long rssBase = rssKb();
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()));
       float[] loraParams = lora.initialParams(1);
       warmUp(lora, loraParams, batch, s);
       long loraPeak = peakRssKb();
-      var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(m, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.batch(), s.seqLen(), 1, 4,
-          s.checkpointing()));
+      var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(m, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.load().batch(), s.load().seqLen(), 1, 4,
+          s.load().checkpointing()));
       out.put("plan_predicted_peak_lora_mb", predicted.get("worker_peak_mb"));
-      if (s.checkpointing()) {
+      if (s.load().checkpointing()) {
         // LoRA alone: layer checkpointing, blockwise attention and a chunked loss (full fine-tuning is not run)
-        double[] step = new double[s.steps()];
-        for (int i = 0; i < s.steps(); i++) {
+        double[] step = new double[s.load().steps()];
+        for (int i = 0; i < s.load().steps(); i++) {
           step[i] = timeStep(lora, loraParams, batch, s);
         }
         double sec = median(step);
@@ -114,7 +134,7 @@ public final class StepBenchmark {
         out.put("lora_fraction_of_peak", round(3 * fwd / sec / peak));
         return out;
       }
-      if (s.variants()) {
+      if (s.adapter().variants()) {
         variants(s, m, lora, loraParams, batch, tokens, out);
         return out;
       }
@@ -124,10 +144,10 @@ public final class StepBenchmark {
       long fullPeak = peakRssKb();
       // Interleaved LoRA, full, LoRA, full, ...: a neighbour slowing this shared machine for a while
       // slows both sides of a pair, so the median of per-pair ratios is steadier than a ratio of medians.
-      double[] loraStep = new double[s.steps()];
-      double[] fullStep = new double[s.steps()];
-      double[] ratio = new double[s.steps()];
-      for (int i = 0; i < s.steps(); i++) {
+      double[] loraStep = new double[s.load().steps()];
+      double[] fullStep = new double[s.load().steps()];
+      double[] ratio = new double[s.load().steps()];
+      for (int i = 0; i < s.load().steps(); i++) {
         loraStep[i] = timeStep(lora, loraParams, batch);
         fullStep[i] = timeStep(full, fullParams, batch);
         ratio[i] = fullStep[i] / loraStep[i];
@@ -156,18 +176,18 @@ public final class StepBenchmark {
    * against LoRA's as the median of per-round ratios (a slow spell slows a whole round).
    */
   private static void variants(Settings s, CausalLM m, LoraModel lora, float[] loraParams, Batch batch, long tokens, Map<String, Object> out) {
-    LoraModel dora = LoraModel.create(m, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()).withDora(true));
-    LoraModel vera = LoraModel.create(m, LoraConfig.of(256, 256, s.targets()).withVera(LoraConfig.Vera.of(0.1, 0)));
+    LoraModel dora = LoraModel.create(m, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()).withDora(true));
+    LoraModel vera = LoraModel.create(m, LoraConfig.of(256, 256, s.adapter().targets()).withVera(LoraConfig.Vera.of(0.1, 0)));
     float[] doraParams = dora.initialParams(1);
     float[] veraParams = vera.initialParams(1);
     warmUp(dora, doraParams, batch, s);
     warmUp(vera, veraParams, batch, s);
-    double[] l = new double[s.steps()];
-    double[] d = new double[s.steps()];
-    double[] v = new double[s.steps()];
-    double[] dr = new double[s.steps()];
-    double[] vr = new double[s.steps()];
-    for (int i = 0; i < s.steps(); i++) {
+    double[] l = new double[s.load().steps()];
+    double[] d = new double[s.load().steps()];
+    double[] v = new double[s.load().steps()];
+    double[] dr = new double[s.load().steps()];
+    double[] vr = new double[s.load().steps()];
+    for (int i = 0; i < s.load().steps(); i++) {
       l[i] = timeStep(lora, loraParams, batch);
       d[i] = timeStep(dora, doraParams, batch);
       v[i] = timeStep(vera, veraParams, batch);
@@ -198,11 +218,12 @@ public final class StepBenchmark {
     Map<String, Object> out = new LinkedHashMap<>();
     Path dir;
     Path tmp = null;
-    if (!s.modelDir().isEmpty()) {
-      dir = Path.of(s.modelDir());
+    if (!s.base().modelDir().isEmpty()) {
+      dir = Path.of(s.base().modelDir());
     } else {
-      TinyModelSpec spec = new TinyModelSpec("llama", s.layers(), s.hidden(), s.hidden() / 64, s.hidden() / 64, s.intermediate(), s.vocab(),
-          Math.max(s.seqLen(), 512), false);
+      Base m = s.base();
+      TinyModelSpec spec = new TinyModelSpec("llama", m.layers(), m.hidden(), m.hidden() / 64, m.hidden() / 64, m.intermediate(), m.vocab(),
+          Math.max(s.load().seqLen(), 512), false);
       tmp = Files.createTempDirectory("lorafleet-bench-quant");
       dir = tmp;
       ModelConfig c = ModelConfig.fromJson(spec.configJson(1, 2), "bench");
@@ -210,52 +231,42 @@ public final class StepBenchmark {
     }
     try {
       long rssStart = rssKb();
-      try (CausalLM q = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32, s.quantize())) {
+      try (CausalLM q = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32, s.load().quantize())) {
         ModelConfig cfg = q.config();
         out.put("model", cfg.modelType() + " H" + cfg.hidden() + " L" + cfg.layers() + " FFN" + cfg.intermediate() + " V" + cfg.vocabSize());
-        out.put("batch", s.batch() + "x" + s.seqLen());
-        out.put("lora_targets", String.join(",", s.targets()) + " r" + s.rank());
+        out.put("batch", s.load().batch() + "x" + s.load().seqLen());
+        out.put("lora_targets", String.join(",", s.adapter().targets()) + " r" + s.adapter().rank());
         out.put("quantization", q.quantization());
-        out.put("gradient_checkpointing", s.checkpointing());
+        out.put("gradient_checkpointing", s.load().checkpointing());
         out.put("threads", Runtime.getRuntime().availableProcessors());
-        CausalLM.Bytes b = q.bytes();
-        out.put("base_parameters", b.params());
-        if (b.quantizedParams() > 0) {
-          out.put("quantized_parameters", b.quantizedParams());
-          out.put("quantized_modules_bytes", b.quantizedBytes());
-          out.put("quantized_modules_bits_per_parameter", round(8.0 * b.quantizedBytes() / b.quantizedParams()));
-          out.put("quantized_modules_vs_fp32", round4((double) b.quantizedBytes() / (4.0 * b.quantizedParams())));
-        }
-        out.put("base_bytes", b.total());
-        out.put("base_bytes_per_parameter", round4((double) b.total() / b.params()));
-        out.put("base_vs_fp32", round4((double) b.total() / (4.0 * b.params())));
+        putBytes(out, q.bytes());
         Batch batch = batch(s, cfg.vocabSize());
-        long tokens = (long) s.batch() * s.seqLen();
-        LoraModel lora = LoraModel.create(q, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+        long tokens = (long) s.load().batch() * s.load().seqLen();
+        LoraModel lora = LoraModel.create(q, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()));
         float[] p = lora.initialParams(1);
         out.put("rss_after_load_mb", rssKb() / 1024);
         warmUp(lora, p, batch, s);
         out.put("peak_rss_lora_mb", peakRssKb() / 1024);
         out.put("rss_at_start_mb", rssStart / 1024);
-        var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(q, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.batch(), s.seqLen(), 1, 4,
-            s.checkpointing(), q.quantization()));
+        var predicted = io.lorafleet.worker.plan.MemoryPlan.predict(q, lora, new io.lorafleet.worker.plan.MemoryPlan.Shapes(s.load().batch(), s.load().seqLen(), 1, 4,
+            s.load().checkpointing(), q.quantization()));
         out.put("plan_predicted_peak_lora_mb", predicted.get("worker_peak_mb"));
-        if (!s.baseline() || !q.isQuantized()) {
-          double[] t = new double[s.steps()];
-          for (int i = 0; i < s.steps(); i++) {
+        if (!s.adapter().baseline() || !q.isQuantized()) {
+          double[] t = new double[s.load().steps()];
+          for (int i = 0; i < s.load().steps(); i++) {
             t[i] = timeStep(lora, p, batch, s);
           }
           out.put("lora_tokens_per_s", round(tokens / median(t)));
           return out;
         }
         try (CausalLM fp = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
-          LoraModel fpLora = LoraModel.create(fp, LoraConfig.of(s.rank(), 2.0 * s.rank(), s.targets()));
+          LoraModel fpLora = LoraModel.create(fp, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()));
           warmUp(fpLora, p, batch, s);
           out.put("peak_rss_with_fp32_base_too_mb", peakRssKb() / 1024);
-          double[] qt = new double[s.steps()];
-          double[] ft = new double[s.steps()];
-          double[] ratio = new double[s.steps()];
-          for (int i = 0; i < s.steps(); i++) {
+          double[] qt = new double[s.load().steps()];
+          double[] ft = new double[s.load().steps()];
+          double[] ratio = new double[s.load().steps()];
+          for (int i = 0; i < s.load().steps(); i++) {
             qt[i] = timeStep(lora, p, batch, s);
             ft[i] = timeStep(fpLora, p, batch, s);
             ratio[i] = qt[i] / ft[i];
@@ -279,6 +290,20 @@ public final class StepBenchmark {
     }
   }
 
+  /** The base's size: parameters, bytes, and what quantization saved. */
+  private static void putBytes(Map<String, Object> out, CausalLM.Bytes b) {
+    out.put("base_parameters", b.params());
+    if (b.quantizedParams() > 0) {
+      out.put("quantized_parameters", b.quantizedParams());
+      out.put("quantized_modules_bytes", b.quantizedBytes());
+      out.put("quantized_modules_bits_per_parameter", round(8.0 * b.quantizedBytes() / b.quantizedParams()));
+      out.put("quantized_modules_vs_fp32", round4((double) b.quantizedBytes() / (4.0 * b.quantizedParams())));
+    }
+    out.put("base_bytes", b.total());
+    out.put("base_bytes_per_parameter", round4((double) b.total() / b.params()));
+    out.put("base_vs_fp32", round4((double) b.total() / (4.0 * b.params())));
+  }
+
   private static double round4(double v) {
     return Math.round(v * 10000) / 10000.0;
   }
@@ -296,14 +321,14 @@ public final class StepBenchmark {
 
   static Batch batch(Settings s, int vocab) {
     Random r = new Random(3);
-    int[][] ids = new int[s.batch()][s.seqLen()];
+    int[][] ids = new int[s.load().batch()][s.load().seqLen()];
     for (int[] row : ids) {
       for (int i = 0; i < row.length; i++) {
         row[i] = r.nextInt(vocab);
       }
     }
     if (s.encoder()) { // one class label per row: the encoder's loss
-      float[] labels = new float[s.batch()];
+      float[] labels = new float[s.load().batch()];
       for (int i = 0; i < labels.length; i++) {
         labels[i] = r.nextInt(2);
       }
@@ -313,7 +338,7 @@ public final class StepBenchmark {
   }
 
   static void warmUp(Trainable t, float[] params, Batch b, Settings s) {
-    for (int i = 0; i < s.warmup(); i++) {
+    for (int i = 0; i < s.load().warmup(); i++) {
       timeStep(t, params, b, s);
     }
   }
@@ -325,7 +350,7 @@ public final class StepBenchmark {
   }
 
   static double timeStep(Trainable t, float[] params, Batch b, Settings s) {
-    if (!s.checkpointing() || !(t instanceof LoraModel lora)) {
+    if (!s.load().checkpointing() || !(t instanceof LoraModel lora)) {
       return timeStep(t, params, b);
     }
     long t0 = System.nanoTime();

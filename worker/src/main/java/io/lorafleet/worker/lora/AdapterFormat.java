@@ -193,6 +193,31 @@ public final class AdapterFormat {
     return out;
   }
 
+  /**
+   * PEFT options that change what the adapter computes or holds: applying the adapter without them
+   * would silently give another model, so each is refused by name.
+   */
+  private static void refuseUnsupported(Path f, JsonNode n, boolean vera) {
+    if (vera && !n.path("save_projection").asBoolean(true)) {
+      throw new IllegalArgumentException(f + ": save_projection is false; a VeRA adapter without its projections cannot be rebuilt here "
+          + "(they come from torch's generator), expected true");
+    }
+    JsonNode lp = n.get("layers_pattern");
+    if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
+      throw new IllegalArgumentException(f + ": layers_pattern is " + lp + "; this PEFT option is not supported, expected null (lorafleet "
+          + "numbers the layers of the model's own decoder stack)");
+    }
+    if (n.path("lora_bias").asBoolean(false)) {
+      throw new IllegalArgumentException(f + ": lora_bias is true; adapters with a bias on lora_B are not supported, expected false");
+    }
+    for (String field : List.of("exclude_modules", "layer_replication", "trainable_token_indices")) { // modules_to_save: see read
+      JsonNode v = n.get(field);
+      if (v != null && !v.isNull() && !(v.isContainerNode() && v.isEmpty())) {
+        throw new IllegalArgumentException(f + ": " + field + " is " + v + "; this PEFT option is not supported, expected null");
+      }
+    }
+  }
+
   /** Reads adapter_config.json into a LoraConfig; unknown keys are ignored, as PEFT does. */
   public static LoraConfig readConfig(Path dir) {
     Path f = dir.resolve(CONFIG);
@@ -210,26 +235,7 @@ public final class AdapterFormat {
       throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA, VERA or ADALORA");
     }
     boolean vera = type.equals("VERA");
-    if (vera && !n.path("save_projection").asBoolean(true)) {
-      throw new IllegalArgumentException(f + ": save_projection is false; a VeRA adapter without its projections cannot be rebuilt here "
-          + "(they come from torch's generator), expected true");
-    }
-    JsonNode lp = n.get("layers_pattern");
-    if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
-      throw new IllegalArgumentException(f + ": layers_pattern is " + lp + "; this PEFT option is not supported, expected null (lorafleet "
-          + "numbers the layers of the model's own decoder stack)");
-    }
-    // PEFT options that change what the adapter computes or holds; applying the adapter without
-    // them would silently give another model, so they are refused by name.
-    if (n.path("lora_bias").asBoolean(false)) {
-      throw new IllegalArgumentException(f + ": lora_bias is true; adapters with a bias on lora_B are not supported, expected false");
-    }
-    for (String field : List.of("exclude_modules", "layer_replication", "trainable_token_indices")) { // modules_to_save: see read
-      JsonNode v = n.get(field);
-      if (v != null && !v.isNull() && !(v.isContainerNode() && v.isEmpty())) {
-        throw new IllegalArgumentException(f + ": " + field + " is " + v + "; this PEFT option is not supported, expected null");
-      }
-    }
+    refuseUnsupported(f, n, vera);
     JsonNode tm = n.get("target_modules");
     List<String> targets = new ArrayList<>();
     boolean regex = false;
@@ -266,19 +272,18 @@ public final class AdapterFormat {
       if (vera) { // VeraConfig: r (default 256), vera_dropout, d_initial, projection_prng_key; bias vera_only is LoRA's lora_only
         int r = n.path("r").asInt(256);
         String bias = n.path("bias").asText("none");
-        return new LoraConfig(r, r, n.path("vera_dropout").asDouble(0), targets, regex, layers, Map.of(), Map.of(),
-            bias.equals("vera_only") ? "lora_only" : bias, false, "kaiming",
-            n.path("base_model_name_or_path").asText(""), false,
-            LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)), LoraConfig.Adalora.OFF);
+        return LoraConfig.of(r, r, targets).withTargets(targets, regex).withDropout(n.path("vera_dropout").asDouble(0)).withLayers(layers)
+            .withBias(bias.equals("vera_only") ? "lora_only" : bias).withBaseModel(n.path("base_model_name_or_path").asText(""))
+            .withVera(LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)));
       }
       LoraConfig.Adalora ada = !type.equals("ADALORA") ? LoraConfig.Adalora.OFF
           : new LoraConfig.Adalora(true, n.path("init_r").asInt(12), n.path("target_r").asInt(8), n.path("tinit").asInt(0), n.path("tfinal").asInt(0),
               n.path("deltaT").asInt(1), n.path("beta1").asDouble(0.85), n.path("beta2").asDouble(0.85), n.path("orth_reg_weight").asDouble(0.5),
               n.path("total_step").asInt(0), kept);
-      return new LoraConfig(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), n.path("lora_dropout").asDouble(0), targets, regex,
-          layers, ranks, alphas, n.path("bias").asText("none"), n.path("use_rslora").asBoolean(false), "kaiming",
-          n.path("base_model_name_or_path").asText(""), n.path("use_dora").asBoolean(false), LoraConfig.Vera.OFF, ada)
-          .withInit(init == null || init.isNull() ? "true" : init.asText());
+      return LoraConfig.of(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), targets).withTargets(targets, regex)
+          .withDropout(n.path("lora_dropout").asDouble(0)).withLayers(layers).withPatterns(ranks, alphas).withBias(n.path("bias").asText("none"))
+          .withRslora(n.path("use_rslora").asBoolean(false)).withBaseModel(n.path("base_model_name_or_path").asText(""))
+          .withDora(n.path("use_dora").asBoolean(false)).withAdalora(ada).withInit(init == null || init.isNull() ? "true" : init.asText());
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }

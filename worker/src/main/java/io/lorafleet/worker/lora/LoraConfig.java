@@ -172,23 +172,26 @@ public record LoraConfig(
   }
 
   public LoraConfig withDropout(double p) {
-    return new LoraConfig(r, loraAlpha, p, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> c.loraDropout = p);
   }
 
   public LoraConfig withBias(String b) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, b, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> c.bias = b);
   }
 
   public LoraConfig withRslora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, on, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> c.useRslora = on);
   }
 
   public LoraConfig withPatterns(Map<String, Integer> ranks, Map<String, Double> alphas) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, ranks, alphas, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> {
+      c.rankPattern = ranks;
+      c.alphaPattern = alphas;
+    });
   }
 
   public LoraConfig withLayers(List<Integer> layers) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layers, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> c.layersToTransform = layers);
   }
 
   /** {@code true} (Kaiming-uniform A), {@code gaussian} or {@code false}, as PEFT spells them. */
@@ -201,21 +204,24 @@ public record LoraConfig(
           + (List.of("pissa", "olora", "loftq", "eva", "corda").stream().anyMatch(peftValue.toLowerCase(java.util.Locale.ROOT)::startsWith)
               ? "; PEFT's " + peftValue + " initialization is not supported" : ""));
     };
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, mode, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> c.initLoraWeights = mode);
   }
 
   /** Target modules as PEFT takes them: names (exact or ".name" suffix), "all-linear", or one regex over the full module path. */
   public LoraConfig withTargets(List<String> targets, boolean regex) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targets, regex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, adalora);
+    return copy(c -> {
+      c.targetModules = targets;
+      c.targetRegex = regex;
+    });
   }
 
   public LoraConfig withDora(boolean on) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, on, vera, adalora);
+    return copy(c -> c.useDora = on);
   }
 
   /** This config as VeRA ({@link Vera#OFF}: LoRA); r becomes the shared projections' rank. */
   public LoraConfig withVera(Vera v) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, v, adalora);
+    return copy(c -> c.vera = v);
   }
 
   /** "LORA", "VERA" or "ADALORA", as PEFT's peft_type. */
@@ -225,11 +231,55 @@ public record LoraConfig(
 
   /** This config as AdaLoRA ({@link Adalora#OFF}: LoRA). */
   public LoraConfig withAdalora(Adalora a) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, baseModelNameOrPath, useDora, vera, a);
+    return copy(c -> c.adalora = a);
   }
 
   public LoraConfig withBaseModel(String path) {
-    return new LoraConfig(r, loraAlpha, loraDropout, targetModules, targetRegex, layersToTransform, rankPattern, alphaPattern, bias, useRslora, initLoraWeights, path, useDora, vera, adalora);
+    return copy(c -> c.baseModelNameOrPath = path);
+  }
+
+  /** The fields of a LoraConfig, to change a few of them by name and build a validated copy. */
+  private static final class Copy {
+    int r;
+    double loraAlpha;
+    double loraDropout;
+    List<String> targetModules;
+    boolean targetRegex;
+    List<Integer> layersToTransform;
+    Map<String, Integer> rankPattern;
+    Map<String, Double> alphaPattern;
+    String bias;
+    boolean useRslora;
+    String initLoraWeights;
+    String baseModelNameOrPath;
+    boolean useDora;
+    Vera vera;
+    Adalora adalora;
+
+    Copy(LoraConfig c) {
+      r = c.r;
+      loraAlpha = c.loraAlpha;
+      loraDropout = c.loraDropout;
+      targetModules = c.targetModules;
+      targetRegex = c.targetRegex;
+      layersToTransform = c.layersToTransform;
+      rankPattern = c.rankPattern;
+      alphaPattern = c.alphaPattern;
+      bias = c.bias;
+      useRslora = c.useRslora;
+      initLoraWeights = c.initLoraWeights;
+      baseModelNameOrPath = c.baseModelNameOrPath;
+      useDora = c.useDora;
+      vera = c.vera;
+      adalora = c.adalora;
+    }
+  }
+
+  /** This config with what {@code change} sets, validated as any LoraConfig: the one way its withX copies are made. */
+  private LoraConfig copy(java.util.function.Consumer<Copy> change) {
+    Copy c = new Copy(this);
+    change.accept(c);
+    return new LoraConfig(c.r, c.loraAlpha, c.loraDropout, c.targetModules, c.targetRegex, c.layersToTransform, c.rankPattern, c.alphaPattern, c.bias, c.useRslora, c.initLoraWeights, c.baseModelNameOrPath, c.useDora, c.vera, c.adalora);
   }
 
   /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */

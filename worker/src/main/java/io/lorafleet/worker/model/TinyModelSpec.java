@@ -57,37 +57,7 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
       c.put("layer_norm_epsilon", 1e-5);
       c.put("tie_word_embeddings", false);
     } else if (modelType.equals("roberta") || modelType.equals("deberta-v2")) {
-      boolean roberta = modelType.equals("roberta");
-      c.putArray("architectures").add(roberta ? "RobertaForSequenceClassification" : "DebertaV2ForSequenceClassification");
-      c.put("hidden_size", hidden);
-      c.put("num_hidden_layers", layers);
-      c.put("num_attention_heads", heads);
-      c.put("intermediate_size", intermediate);
-      c.put("vocab_size", vocab);
-      c.put("hidden_act", "gelu");
-      c.put("initializer_range", 0.02);
-      c.put("pad_token_id", io.lorafleet.worker.tokenizer.TokenizerFiles.PAD);
-      c.putObject("id2label").put("0", "LABEL_0").put("1", "LABEL_1");
-      c.putObject("label2id").put("LABEL_0", 0).put("LABEL_1", 1);
-      if (roberta) { // positions start after the pad id, as roberta-base's 514 for 512 tokens
-        c.put("max_position_embeddings", maxPositions + io.lorafleet.worker.tokenizer.TokenizerFiles.PAD + 1);
-        c.put("type_vocab_size", 1);
-        c.put("layer_norm_eps", 1e-5);
-      } else { // DeBERTa-v3's shape: relative attention only, shared keys, log buckets beyond ±4
-        c.put("max_position_embeddings", maxPositions);
-        c.put("type_vocab_size", 0);
-        c.put("layer_norm_eps", 1e-7);
-        c.put("relative_attention", true);
-        c.put("position_biased_input", false);
-        c.putArray("pos_att_type").add("p2c").add("c2p");
-        c.put("share_att_key", true);
-        c.put("norm_rel_ebd", "layer_norm");
-        c.put("max_relative_positions", -1);
-        c.put("position_buckets", 8);
-        c.put("pooler_hidden_size", hidden);
-        c.put("pooler_hidden_act", "gelu");
-      }
-      c.put("problem_type", "single_label_classification");
+      encoderConfig(c);
     } else {
       String arch = switch (modelType) {
         case "mistral" -> "MistralForCausalLM";
@@ -112,5 +82,40 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
     c.put("eos_token_id", eosId);
     c.put("torch_dtype", "float32");
     return c;
+  }
+
+  /** config.json of a RoBERTa or DeBERTa-v2 sequence classifier with two labels. */
+  private void encoderConfig(ObjectNode c) {
+    boolean roberta = modelType.equals("roberta");
+    c.putArray("architectures").add(roberta ? "RobertaForSequenceClassification" : "DebertaV2ForSequenceClassification");
+    c.put("hidden_size", hidden);
+    c.put("num_hidden_layers", layers);
+    c.put("num_attention_heads", heads);
+    c.put("intermediate_size", intermediate);
+    c.put("vocab_size", vocab);
+    c.put("hidden_act", "gelu");
+    c.put("initializer_range", 0.02);
+    c.put("pad_token_id", io.lorafleet.worker.tokenizer.TokenizerFiles.PAD);
+    c.putObject("id2label").put("0", "LABEL_0").put("1", "LABEL_1");
+    c.putObject("label2id").put("LABEL_0", 0).put("LABEL_1", 1);
+    if (roberta) { // positions start after the pad id, as roberta-base's 514 for 512 tokens
+      c.put("max_position_embeddings", maxPositions + io.lorafleet.worker.tokenizer.TokenizerFiles.PAD + 1);
+      c.put("type_vocab_size", 1);
+      c.put("layer_norm_eps", 1e-5);
+    } else { // DeBERTa-v3's shape: relative attention only, shared keys, log buckets beyond ±4
+      c.put("max_position_embeddings", maxPositions);
+      c.put("type_vocab_size", 0);
+      c.put("layer_norm_eps", 1e-7);
+      c.put("relative_attention", true);
+      c.put("position_biased_input", false);
+      c.putArray("pos_att_type").add("p2c").add("c2p");
+      c.put("share_att_key", true);
+      c.put("norm_rel_ebd", "layer_norm");
+      c.put("max_relative_positions", -1);
+      c.put("position_buckets", 8);
+      c.put("pooler_hidden_size", hidden);
+      c.put("pooler_hidden_act", "gelu");
+    }
+    c.put("problem_type", "single_label_classification");
   }
 }

@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
@@ -7,7 +7,6 @@ import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.kernels.Kernels;
-import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.train.CheckpointedStep;
@@ -33,30 +32,13 @@ import scala.runtime.AbstractFunction1;
  * tasks of one executor form a group ({@link ExecutorGroup}): its leader alone talks to the driver
  * and pushes the group's sum.
  */
-final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
-  private final TrainConfig cfg;
-  private final LoraConfig lora;
-  private final FaultPlan faults;
-  private final int attempt;
-  private final String host;
-  private final int port;
-  private final String jobId;
-  private final byte[] secret;
+public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
+  private final WorkerJob job;
   private final org.apache.spark.util.SerializableConfiguration hadoop;
-  private final String dataset;
 
-  WorkerTask(TrainConfig cfg, LoraConfig lora, String host, int port, String jobId, byte[] secret, FaultPlan faults, int attempt,
-      org.apache.hadoop.conf.Configuration hadoop, String dataset) {
-    this.cfg = cfg;
-    this.dataset = dataset;
+  public WorkerTask(WorkerJob job, org.apache.hadoop.conf.Configuration hadoop) {
+    this.job = job;
     this.hadoop = new org.apache.spark.util.SerializableConfiguration(hadoop);
-    this.lora = lora;
-    this.faults = faults;
-    this.attempt = attempt;
-    this.host = host;
-    this.port = port;
-    this.jobId = jobId;
-    this.secret = secret.clone();
   }
 
   static Device device(TaskContext ctx) {
@@ -90,9 +72,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
 
   /** This rank's share of the first --eval-examples validation rows: every workers-th one, from its rank. */
   private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) throws java.io.IOException {
-    var split = ModelCache.split(cfg.io().data() + "/validation", dataset, model.config(), hadoop.value(), cfg.batching().shuffleWindow());
+    var split = ModelCache.split(job.data().path() + "/validation", job.data().fingerprint(), model.config(), hadoop.value(), job.data().shuffleWindow());
     List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
-    for (long i = rank; i < Math.min(split.rows(), cfg.eval().examples()); i += cfg.batching().workers()) {
+    for (long i = rank; i < Math.min(split.rows(), job.data().evalExamples()); i += job.data().workers()) {
       mine.add(split.row(i));
     }
     return mine;
@@ -132,17 +114,17 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   @Override
   public Iterator<String> apply(Iterator<Integer> ignored) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
-    boolean preReduce = cfg.channel().preReduce().equals("executor") && cfg.batching().workers() > 1;
+    boolean preReduce = job.channel().preReduce() && job.data().workers() > 1;
     String executor = org.apache.spark.SparkEnv.get().executorId();
     // one allGather per stage (about a second): where every task runs
-    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(cfg.batching().workers()), ctx.partitionId(), preReduce);
+    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce);
     int rank = at.rank();
     Device device = device(ctx);
-    CausalLM model = ModelCache.model(cfg.io().model(), device, hadoop.value(), cfg.compute().quantize());
-    LoraModel lora = LoraModel.create(model, this.lora);
+    CausalLM model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize());
+    LoraModel lora = LoraModel.create(model, job.lora());
     // twice the shuffle window: the group being consumed stays cached while the next one is read
-    var split = ModelCache.split(cfg.io().data() + "/train", dataset, model.config(), hadoop.value(), 2 * cfg.batching().shuffleWindow());
-    EpochOrder order = new EpochOrder(split.blockRows(), cfg.batching().seed(), cfg.batching().shuffleWindow());
+    var split = ModelCache.split(job.data().path() + "/train", job.data().fingerprint(), model.config(), hadoop.value(), 2 * job.data().shuffleWindow());
+    EpochOrder order = new EpochOrder(split.blockRows(), job.data().seed(), job.data().shuffleWindow());
     // Read-ahead: while step s computes, the batches holding step s + 1's rows are read and decoded into
     // the split's cache (bounded at twice the shuffle window); a failed read-ahead is left for the step itself to report.
     java.util.concurrent.ExecutorService prefetch = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
@@ -151,7 +133,7 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       return t;
     });
     Steps work = new Steps(model, lora, split, order, rank, prefetch);
-    ExecutorGroup group = ExecutorGroup.join(jobId, at.node(), cfg.run().timeoutMs());
+    ExecutorGroup group = ExecutorGroup.join(job.channel().jobId(), at.node(), job.channel().timeoutMs());
     BooleanSupplier cancelled = ctx::isInterrupted;
     int steps = 0;
     try {
@@ -165,11 +147,11 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       if (e instanceof RuntimeException re) {
         throw re;
       }
-      throw new IllegalStateException("rank " + rank + ": gradient channel to " + host + ":" + port + " failed: " + e.getMessage(), e);
+      throw new IllegalStateException("rank " + rank + ": gradient channel to " + job.channel().host() + ":" + job.channel().port() + " failed: " + e.getMessage(), e);
     } finally {
       prefetch.shutdownNow();
       if (at.leader()) {
-        ExecutorGroup.leave(jobId, at.node());
+        ExecutorGroup.leave(job.channel().jobId(), at.node());
       }
     }
     return CollectionConverters.asScala(List.of("rank " + rank + " (" + at.node() + ", executor " + executor + ") on " + device + " ran " + steps
@@ -186,8 +168,9 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
   private int lead(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
     SumTree.Node node = group.node();
     int steps = 0;
-    try (GradientClient c = GradientClient.connect(host, port, jobId, secret, node, work.lora.layout().size(), cfg.run().timeoutMs(),
-        Transport.parse(cfg.channel().transport()))) {
+    WorkerJob.Channel ch = job.channel();
+    try (GradientClient c = GradientClient.connect(ch.host(), ch.port(), ch.jobId(), ch.secret(), node, work.lora.layout().size(), ch.timeoutMs(),
+        Transport.parse(ch.transport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
         if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
@@ -280,31 +263,31 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
       BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
       int step = p.step();
       if (p.evaluate()) {
-        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), cfg.batching().microBatch()));
+        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), job.data().microBatch()));
         return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), v.lossSum(), 0, 0);
       }
-      faults.beforeWorkerStep(step, rank, attempt);
-      var mine = GlobalBatch.slice(split, order, step, cfg.batching().globalBatch(), cfg.batching().workers(), rank);
-      if (step + 1 < cfg.batching().steps()) {
+      job.faults().beforeWorkerStep(step, rank, job.attempt());
+      var mine = GlobalBatch.slice(split, order, step, job.data().globalBatch(), job.data().workers(), rank);
+      if (step + 1 < job.data().steps()) {
         prefetch.execute(() -> {
           try {
-            GlobalBatch.slice(split, order, step + 1, cfg.batching().globalBatch(), cfg.batching().workers(), rank);
+            GlobalBatch.slice(split, order, step + 1, job.data().globalBatch(), job.data().workers(), rank);
           } catch (RuntimeException later) {
             // the next step reads these rows again and reports the error there
           }
         });
       }
-      long dropoutSeed = cfg.tuner().loraDropout() > 0 ? (cfg.batching().seed() * 1_000_003L + step) * 1_009L + rank : -1;
+      long dropoutSeed = job.lora().loraDropout() > 0 ? (job.data().seed() * 1_000_003L + step) * 1_009L + rank : -1;
       long t0 = System.nanoTime();
       StepResult r;
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
       boolean fp16 = model.dtype() == DataType.FLOAT16;
-      double scale = faults.diverges(step, rank, attempt) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
+      double scale = job.faults().diverges(step, rank, job.attempt()) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
       try {
-        var micro = GlobalBatch.microBatches(mine, cfg.batching().microBatch());
+        var micro = GlobalBatch.microBatches(mine, job.data().microBatch());
         // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-        r = cfg.compute().gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
+        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
             : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
       } catch (NonFiniteGradientException e) {
         r = new StepResult(new float[lora.layout().size()], 0, 0);
@@ -314,10 +297,10 @@ final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<Str
           r.gradSum()[Math.max(0, e.at())] = Float.NaN;
         }
       }
-      if (faults.overflows(step, rank, attempt)) {
+      if (job.faults().overflows(step, rank, job.attempt())) {
         flags |= GradientServer.FLAG_OVERFLOW;
       }
-      if (faults.poisons(step, rank, attempt)) {
+      if (job.faults().poisons(step, rank, job.attempt())) {
         r.gradSum()[r.gradSum().length - 1] = Float.NaN;
       }
       return new ExecutorGroup.Contribution(rank, r.gradSum(), r.tokens(), r.lossSum(), System.nanoTime() - t0, flags);

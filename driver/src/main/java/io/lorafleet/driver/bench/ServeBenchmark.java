@@ -1,9 +1,13 @@
-package io.lorafleet.driver.serve;
+package io.lorafleet.driver.bench;
 
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.lorafleet.driver.serve.ApiServer;
+import io.lorafleet.driver.serve.Scheduler;
+import io.lorafleet.driver.serve.ServeOptions;
+import io.lorafleet.worker.bench.StepBenchmark;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
@@ -11,7 +15,6 @@ import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
-import io.lorafleet.worker.bench.StepBenchmark;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.net.URI;
 import java.net.http.HttpClient;

@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import ai.djl.Device;
 import io.lorafleet.datasets.arrow.SplitReader;
@@ -75,4 +75,13 @@ public final class ModelCache {
     });
   }
 
+  /**
+   * Closes and forgets every loaded base (their native weights) and split: for an executor done with
+   * them, and for the test harness between test classes. No task may be using them.
+   */
+  public static void clear() {
+    MODELS.values().forEach(CausalLM::close);
+    MODELS.clear();
+    SPLITS.clear();
+  }
 }

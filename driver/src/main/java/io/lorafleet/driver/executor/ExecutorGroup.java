@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import io.lorafleet.driver.allreduce.GradientClient;
 import io.lorafleet.driver.allreduce.SumTree;

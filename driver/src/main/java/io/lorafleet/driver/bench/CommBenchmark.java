@@ -1,5 +1,10 @@
-package io.lorafleet.driver.allreduce;
+package io.lorafleet.driver.bench;
 
+import io.lorafleet.driver.allreduce.GradientClient;
+import io.lorafleet.driver.allreduce.GradientServer;
+import io.lorafleet.driver.allreduce.PortRange;
+import io.lorafleet.driver.allreduce.SumTree;
+import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.driver.optim.AdamW;
 import java.io.BufferedReader;
@@ -178,7 +183,7 @@ public final class CommBenchmark {
     }
     byte[] payload = new byte[(int) t.bytes(p)];
     t.encode(g, 0, p, payload, 0);
-    byte[] digest = Wire.Digest.of(payload, 0, payload.length);
+    byte[] digest = GradientClient.digest(payload);
     List<Thread> threads = new ArrayList<>();
     for (int r = 0; r < workers; r++) {
       final int rank = r;

@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import java.io.IOException;
 import java.io.Serializable;
@@ -154,7 +154,7 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
   }
 
   /** Called by the driver once step {@code step} is recorded: a pause there holds the run until the test releases it. */
-  void afterDriverStep(int step, int attempt, java.nio.file.Path runDir) {
+  public void afterDriverStep(int step, int attempt, java.nio.file.Path runDir) {
     if (!hits(Action.PAUSE, step, 0, attempt)) {
       return;
     }

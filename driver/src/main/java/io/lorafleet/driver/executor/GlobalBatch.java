@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.arrow.SplitReader;

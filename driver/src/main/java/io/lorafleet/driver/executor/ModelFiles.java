@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -41,7 +41,7 @@ import org.apache.hadoop.fs.FileSystem;
  * match the source's.
  */
 public final class ModelFiles {
-  static final String MANIFEST = ".lorafleet-cache.json";
+  public static final String MANIFEST = ".lorafleet-cache.json";
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final Object JVM_LOCK = new Object(); // FileLock excludes other JVMs, not this one's threads
 

@@ -1,4 +1,4 @@
-package io.lorafleet.driver.train;
+package io.lorafleet.driver.executor;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;

@@ -1,0 +1,47 @@
+package io.lorafleet.driver.executor;
+
+import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.quant.Quantization;
+import java.io.Serializable;
+
+/**
+ * What a barrier task needs of a training job, and nothing else: the driver ships this to every
+ * task instead of its whole configuration.
+ *
+ * @param base the frozen base each executor loads once
+ * @param lora the adapter the workers compute gradients for (its dropout included)
+ * @param data the prepared dataset and how a worker reads its share of each global batch
+ * @param channel where and how the workers reach the driver's gradient channel
+ * @param faults injected faults (tests), or none
+ * @param attempt which barrier stage of the run this is (1-based; fault plans name it)
+ */
+public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, FaultPlan faults, int attempt) implements Serializable {
+
+  /**
+   * @param model an HF model directory or Hadoop URI
+   * @param quantize the quantization applied at load
+   * @param gradientCheckpointing recompute a causal decoder's activations in the backward pass
+   */
+  public record Base(String model, Quantization quantize, boolean gradientCheckpointing) implements Serializable {}
+
+  /**
+   * @param path the directory lorafleet prepare wrote
+   * @param fingerprint the dataset's fingerprint, which keys the executors' split cache
+   * @param evalExamples validation examples shared out over the workers for --eval-every
+   */
+  public record Data(String path, String fingerprint, int workers, int steps, int globalBatch, int microBatch, int shuffleWindow, long seed,
+      int evalExamples) implements Serializable {}
+
+  /**
+   * @param secret the job's shared secret, which authenticates every message
+   * @param transport fp32, bf16 or fp16
+   * @param preReduce whether the workers of one executor add their gradients before one push
+   * @param timeoutMs how long a worker waits for the driver or its group
+   */
+  public record Channel(String host, int port, String jobId, byte[] secret, String transport, boolean preReduce, int timeoutMs)
+      implements Serializable {
+    public Channel {
+      secret = secret.clone();
+    }
+  }
+}
