@@ -15,7 +15,7 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -98,14 +98,14 @@ public class HfReferenceTest {
         + " (tolerance " + atol + " + " + rtol + "·|ref|)");
   }
 
-  public static float[] logits(CausalLM m, Trainable adapter, float[] values, Batch batch) {
+  public static float[] logits(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
       ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, -1).context();
       return m.forward(ctx, batch).toType(DataType.FLOAT32, false).toFloatArray();
     }
   }
 
-  static double meanLoss(CausalLM m, Trainable adapter, float[] values, Batch batch) {
+  static double meanLoss(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
       ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, -1).context();
       return TokenLoss.value(TokenLoss.sum(s, m.forward(ctx, batch), batch)) / batch.targetTokens();
@@ -118,7 +118,7 @@ public class HfReferenceTest {
     Path dir = ROOT.resolve(name);
     SafetensorsReader ref = SafetensorsReader.open(dir.resolve("reference.safetensors"));
     Batch batch = Batch.of(ints(ref.read("input_ids")), ints(ref.read("labels")));
-    try (CausalLM base = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32)) {
       // 1. the frozen base, loaded from what transformers wrote
       assertClose(ref.read("base.logits").toFloatArray(), logits(base, null, null, batch), 2e-4, 1e-4, name + " base logits");
       assertEquals(scalar(ref.read("base.loss")), meanLoss(base, null, null, batch), 2e-5, name + " base loss");
@@ -184,7 +184,7 @@ public class HfReferenceTest {
     ModelDirectory.initModel(dir, new TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false),
         List.of("select", "name", "from", "users", "where", "age", ">", "30", ";"), 11);
     String text = "select name from users where age > 30 ;";
-    try (CausalLM base = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
+    try (LanguageModel base = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
       int[] ids = tok.encodePrompt(text);
       assertEquals(text, tok.decode(ids));
       LoraModel lora = LoraModel.create(base, LoraConfig.of(4, 8, List.of("all-linear")));

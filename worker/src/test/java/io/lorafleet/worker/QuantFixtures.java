@@ -1,7 +1,7 @@
 package io.lorafleet.worker;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ParamSpec;
@@ -49,14 +49,14 @@ public final class QuantFixtures {
     Map<String, Tensor> out = new LinkedHashMap<>(dense);
     Random rng = new Random(seed);
     io.lorafleet.worker.model.ModelConfig mc = io.lorafleet.worker.model.ModelConfig.fromJson(config, dir.toString());
-    try (CausalLM m = CausalLM.fromTensors(mc, dense, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.fromTensors(mc, dense, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
       for (LinearSpec l : m.linears()) {
         if (!l.quantizable()) {
           continue;
         }
         ParamSpec p = m.paramSpec(l.weightKey()).orElseThrow();
         float[] hf = dense.get(l.weightKey()).toFloatArray();
-        float[] w = p.transposed() ? hf : CausalLM.transpose(hf, l.in(), l.out()); // [out, in]
+        float[] w = p.transposed() ? hf : LanguageModel.transpose(hf, l.in(), l.out()); // [out, in]
         out.remove(l.weightKey());
         out.putAll(pack(l.name(), w, l.out(), l.in(), groupSize, descAct, v2, rng));
       }

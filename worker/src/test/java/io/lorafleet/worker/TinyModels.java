@@ -2,7 +2,7 @@ package io.lorafleet.worker;
 
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -63,7 +63,7 @@ public final class TinyModels {
     return p;
   }
 
-  public static CausalLM model(TinyModelSpec spec, long seed, DataType dtype) {
-    return CausalLM.fromTensors(config(spec), tensors(spec, seed), Device.cpu(), dtype);
+  public static LanguageModel model(TinyModelSpec spec, long seed, DataType dtype) {
+    return LanguageModel.fromTensors(config(spec), tensors(spec, seed), Device.cpu(), dtype);
   }
 }

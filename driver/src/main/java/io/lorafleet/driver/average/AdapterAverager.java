@@ -99,16 +99,10 @@ public final class AdapterAverager {
       }
     }
     for (Source s : sources) {
-      if (s.adapter().model().config().adalora().on()) {
-        throw new IllegalArgumentException(s.name() + " is an AdaLoRA adapter; averaging and combining AdaLoRA adapters is not supported");
-      }
-      if (s.adapter().model().config().vera().on()) {
-        throw new IllegalArgumentException(s.name() + " is a VeRA adapter; averaging and combining VeRA adapters is not supported");
-      }
-      if (s.adapter().model().config().useDora()) {
-        // a DoRA update is m·(W0+ΔW)/‖W0+ΔW‖: neither averaging the factors and magnitudes nor the exact ΔW average gives the average model
-        throw new IllegalArgumentException(s.name() + " is a DoRA adapter (use_dora); averaging and combining DoRA adapters is not supported");
-      }
+      var method = s.adapter().model().config().method();
+      method.notAveraged().ifPresent(why -> {
+        throw new IllegalArgumentException(s.name() + " is a " + method.name() + " adapter: " + why);
+      });
     }
     checkCompatible(sources);
     LoraModel first = sources.get(0).adapter().model();

@@ -11,7 +11,7 @@ import io.lorafleet.worker.bench.StepBenchmark;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -97,7 +97,7 @@ public final class ServeBenchmark {
     Fixture f = Fixture.write(s, work);
     Map<String, Object> out = new LinkedHashMap<>();
     out.put("settings", s);
-    try (CausalLM base = CausalLM.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
+    try (LanguageModel base = LanguageModel.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
       Map<String, Object> batched = load(s, s.maxBatch(), base, tok, f);
       Map<String, Object> serial = load(s, 1, base, tok, f);
       out.put("continuous_batching", batched);
@@ -107,7 +107,7 @@ public final class ServeBenchmark {
     return out;
   }
 
-  private static Map<String, Object> load(Settings s, int maxBatch, CausalLM base, Tokenizer tok, Fixture f) throws Exception {
+  private static Map<String, Object> load(Settings s, int maxBatch, LanguageModel base, Tokenizer tok, Fixture f) throws Exception {
     ServeOptions o = ServeOptions.builder("base").port(0).maxBatch(maxBatch).maxQueue(Math.max(16, 2 * s.concurrency())).requestTimeout(
         Duration.ofHours(1)).build();
     ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());
@@ -167,7 +167,7 @@ public final class ServeBenchmark {
     Fixture f = Fixture.write(s, work);
     Map<String, Object> out = new LinkedHashMap<>();
     out.put("settings", s);
-    try (CausalLM base = CausalLM.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
+    try (LanguageModel base = LanguageModel.load(f.model(), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(f.model())) {
       int context = base.config().maxPositions();
       ServeOptions o = ServeOptions.builder("base").port(0).maxBatch(s.maxBatch()).requestTimeout(Duration.ofHours(1)).build();
       ApiServer server = ApiServer.start(o, base, tok, f.model(), f.adapters(), Clock.systemUTC());

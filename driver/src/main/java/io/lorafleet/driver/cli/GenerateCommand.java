@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -76,7 +76,7 @@ final class GenerateCommand implements Callable<Integer> {
     }
     Map<String, Path> named = named(adapters);
     List<ObjectNode> rows = input == null ? List.of() : readRows(input, named);
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
       Map<String, AdapterFormat.Loaded> loaded = new LinkedHashMap<>();
       named.forEach((n, d) -> loaded.put(n, AdapterFormat.read(d, base)));
       if (input == null) {
@@ -109,7 +109,7 @@ final class GenerateCommand implements Callable<Integer> {
   }
 
   /** Fills each row's completion: greedy rows in mixed-adapter batches of --batch-size, sampled rows one by one with their seed. */
-  void complete(CausalLM base, Tokenizer tok, List<AdapterFormat.Loaded> adapters, List<String> names, List<ObjectNode> rows) {
+  void complete(LanguageModel base, Tokenizer tok, List<AdapterFormat.Loaded> adapters, List<String> names, List<ObjectNode> rows) {
     int stop = tok.eos().orElse(-1);
     List<Integer> greedy = new ArrayList<>();
     for (int i = 0; i < rows.size(); i++) {

@@ -3,7 +3,7 @@ package io.lorafleet.driver.cli;
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.lora.AdapterFormat;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.safetensors.DType;
 import java.nio.file.Path;
@@ -56,7 +56,7 @@ final class MergeCommand implements Callable<Integer> {
       default -> throw new IllegalArgumentException("--dtype must be fp32, fp16 or bf16 but found '" + dtype + "'");
     };
     Outputs.claim(out, overwrite, List.of(model, adapter));
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
       AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
       if (base.isQuantized()) {
         io.lorafleet.driver.report.Progress.say("dequantizing the " + base.quantization() + " base before merging: the merged model is W_dequantized + s*B*A");

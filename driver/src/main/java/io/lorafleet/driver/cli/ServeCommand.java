@@ -5,7 +5,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.report.Progress;
 import io.lorafleet.driver.serve.ApiServer;
 import io.lorafleet.driver.serve.ServeOptions;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.nio.file.Path;
 import java.time.Clock;
@@ -67,7 +67,7 @@ final class ServeCommand implements Callable<Integer> {
     Optional.ofNullable(maxKvTokens).ifPresent(b::maxKvTokens);
     Optional.ofNullable(maxConnections).ifPresent(b::maxConnections);
     ServeOptions o = b.build();
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization()); Tokenizer tok = Tokenizer.load(model)) {
       ApiServer server = ApiServer.start(o, base, tok, model, named, Clock.systemUTC());
       CountDownLatch stopped = new CountDownLatch(1);
       Thread hook = new Thread(() -> {

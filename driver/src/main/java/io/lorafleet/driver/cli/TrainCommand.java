@@ -4,6 +4,8 @@ import io.lorafleet.driver.train.TrainConfig;
 import io.lorafleet.driver.train.Trainer;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.PeftMethod;
+import io.lorafleet.worker.lora.PeftMethods;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -87,8 +89,9 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
       + "decay), as PEFT's create_loraplus_optimizer; 0 is plain LoRA") double loraplusLrRatio;
   @Option(names = "--use-dora", description = "PEFT's use_dora: DoRA, a trainable magnitude per output row over the LoRA-updated direction") boolean useDora;
-  @Option(names = "--peft-type", defaultValue = "lora", description = "lora; vera (shared frozen random projections, trainable scaling "
-      + "vectors; --r defaults to 256 as in PEFT); or adalora (ranks allocated by importance on the driver, see --init-r)") String peftType;
+  @Option(names = "--peft-type", defaultValue = "lora", description = "lora; dora (as --use-dora); vera (shared frozen random "
+      + "projections, trainable scaling vectors; --r defaults to 256 as in PEFT); adalora (ranks allocated by importance on the driver, see --init-r); "
+      + "or a method registered as a PeftMethod.Provider") String peftType;
   @Option(names = "--init-r", defaultValue = "12", description = "AdaLoRA: the initial rank of every module (PEFT's init_r)") int initR;
   @Option(names = "--target-r", defaultValue = "8", description = "AdaLoRA: the average rank the budget falls to (PEFT's target_r)") int targetR;
   @Option(names = "--tinit", defaultValue = "0", description = "AdaLoRA: steps before the budget starts to fall") int tinit;
@@ -110,6 +113,9 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--eval-examples", description = "validation examples for --eval-every", defaultValue = "64") int evalExamples;
   @Option(names = "--average-last", defaultValue = "0", description = "average the last K checkpoints into averaged/") int averageLast;
   @Option(names = "--average-mode", defaultValue = "svd", description = "factor, cat or svd") String averageMode;
+
+  /** The method --init-adapter's config gave, when no method flag was given; else null, and the flags make one. */
+  private PeftMethod adopted;
 
   @Override
   public Integer call() throws Exception {
@@ -136,9 +142,6 @@ final class TrainCommand implements Callable<Integer> {
     if (!List.of("false", "true", "auto").contains(resume)) {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
-    if (!java.util.List.of("lora", "vera", "adalora").contains(peftType.toLowerCase(java.util.Locale.ROOT))) {
-      throw new IllegalArgumentException("--peft-type must be lora, vera or adalora but found '" + peftType + "'");
-    }
     adoptInitAdapter();
     return TrainConfig.builder(model, data, out).initAdapter(initAdapter).baseModelId(baseModelId).tuner(tuner())
         .workers(workers).steps(steps).epochs(epochs).globalBatch(globalBatch).microBatch(microBatch).shuffleWindow(shuffleWindow).seed(seed)
@@ -154,17 +157,37 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * The adapter this run trains, read from the tuner flags once {@link #adoptInitAdapter()} has filled
-   * the ones not given: the method is decided here, after adoption, so an adopted VeRA or AdaLoRA
-   * adapter trains as itself.
+   * the ones not given. The method is the adapter's own when no method flag was given (so an adopted
+   * VeRA or AdaLoRA adapter trains as itself), else the registered method --peft-type names, made
+   * from its own flags.
    */
   LoraConfig tuner() {
-    String method = peftType.toLowerCase(java.util.Locale.ROOT);
-    int rank = method.equals("vera") && !spec.commandLine().getParseResult().hasMatchedOption("--r") && initAdapter.isEmpty() ? 256 : r; // VeraConfig's default rank
-    return LoraConfig.ofTargetModules(rank, alpha, targets).withDropout(dropout).withRslora(useRslora).withBias(bias)
-        .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withDora(useDora)
-        .withVera(method.equals("vera") ? LoraConfig.Vera.of(dInitial, projectionPrngKey) : LoraConfig.Vera.OFF)
-        .withAdalora(method.equals("adalora") ? LoraConfig.Adalora.of(initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight,
-            totalStep > 0 ? totalStep : steps) : LoraConfig.Adalora.OFF);
+    LoraConfig base = LoraConfig.ofTargetModules(r, alpha, targets).withDropout(dropout).withRslora(useRslora).withBias(bias)
+        .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights);
+    if (adopted != null) {
+      return base.withMethod(adopted);
+    }
+    var parsed = spec.commandLine().getParseResult();
+    java.util.Set<String> given = new java.util.HashSet<>();
+    parsed.matchedOptions().forEach(o -> given.add(o.longestName().substring(2)));
+    if (!initAdapter.isEmpty()) {
+      given.add("r"); // the adapter's
+    }
+    Map<String, String> values = new LinkedHashMap<>();
+    values.put("use-dora", Boolean.toString(useDora));
+    values.put("init-r", Integer.toString(initR));
+    values.put("target-r", Integer.toString(targetR));
+    values.put("tinit", Integer.toString(tinit));
+    values.put("tfinal", Integer.toString(tfinal));
+    values.put("delta-t", Integer.toString(deltaT));
+    values.put("beta1", Double.toString(beta1));
+    values.put("beta2", Double.toString(beta2));
+    values.put("orth-reg-weight", Double.toString(orthRegWeight));
+    values.put("total-step", Integer.toString(totalStep));
+    values.put("d-initial", Double.toString(dInitial));
+    values.put("projection-prng-key", Long.toString(projectionPrngKey));
+    values.put("steps", Integer.toString(steps));
+    return PeftMethods.configure(peftType, new PeftMethods.Options(values, given), base);
   }
 
   /**
@@ -192,28 +215,11 @@ final class TrainCommand implements Callable<Integer> {
     if (!parsed.hasMatchedOption("--bias")) {
       bias = a.bias();
     }
-    if (!parsed.hasMatchedOption("--use-dora")) {
-      useDora = a.useDora();
-    }
-    if (!parsed.hasMatchedOption("--peft-type")) {
-      peftType = a.peftType().toLowerCase(java.util.Locale.ROOT);
-      dInitial = a.vera().dInitial();
-      projectionPrngKey = a.vera().projectionPrngKey();
-      if (a.adalora().on()) {
-        if (!a.adalora().rankPattern().isEmpty()) {
-          throw new IllegalArgumentException("--init-adapter " + initAdapter + " is an AdaLoRA adapter cut to its allocated ranks; continuing its "
-              + "training is not supported (train from a checkpoint of its run, which keeps every rank)");
-        }
-        initR = a.adalora().initR();
-        targetR = a.adalora().targetR();
-        tinit = a.adalora().tinit();
-        tfinal = a.adalora().tfinal();
-        deltaT = a.adalora().deltaT();
-        beta1 = a.adalora().beta1();
-        beta2 = a.adalora().beta2();
-        orthRegWeight = a.adalora().orthRegWeight();
-        totalStep = a.adalora().totalStep();
-      }
+    if (!parsed.hasMatchedOption("--peft-type") && !parsed.hasMatchedOption("--use-dora")) { // the adapter's method, with all its settings
+      a.method().notContinued().ifPresent(why -> {
+        throw new IllegalArgumentException("--init-adapter " + initAdapter + " is " + why);
+      });
+      adopted = a.method();
     }
     if (!parsed.hasMatchedOption("--rank-pattern")) {
       rankPattern = new LinkedHashMap<>(a.rankPattern());

@@ -20,7 +20,7 @@ import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.tokenizer.Tokenizer;
@@ -139,7 +139,7 @@ public final class Demo {
   /** Greedy answers of the base and of the final adapter to the first five held-out questions. */
   private static ArrayNode samples(ObjectNode report, Path model, Path adapterDir, List<SqlTask.Pair> heldOut) throws IOException {
     ArrayNode samples = report.putArray("samples");
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
       AdapterFormat.Loaded adapter = AdapterFormat.read(adapterDir, base);
       report.put("trainable_parameters", adapter.values().length);
       report.put("base_parameters", base.parameterCount());

@@ -6,7 +6,7 @@ import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.Schedule;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.safetensors.Tensor;
 import io.lorafleet.worker.tokenizer.Tokenizer;
@@ -33,7 +33,7 @@ public final class Pretrain {
   /** Trains the model in {@code dir} in place; returns the final mean loss over the last 20 steps. */
   public static double run(Path dir, int steps, int batch, double lr, long seed) throws IOException {
     double recent;
-    try (CausalLM m = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
       List<String> words = SqlTask.vocabulary();
       int copy = tok.encode("copy")[0];
       int colon = tok.encode(":")[0];

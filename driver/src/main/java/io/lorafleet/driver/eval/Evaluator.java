@@ -10,7 +10,7 @@ import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.train.FrozenModel;
 import io.lorafleet.worker.train.TrainStep;
 import java.nio.file.Path;
@@ -32,7 +32,7 @@ public final class Evaluator {
   private Evaluator() {}
 
   /** Evaluates examples on this JVM. {@code adapter} empty means the base (or merged model) alone. */
-  public static Scores local(CausalLM base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+  public static Scores local(LanguageModel base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
     if (base.config().arch().encoder()) {
       return classify(base, adapter, examples, batch);
     }
@@ -65,7 +65,7 @@ public final class Evaluator {
    * are per candidate, in order. Candidates that cannot join a mixed batch (DoRA, VeRA, AdaLoRA,
    * trained biases) are evaluated on their own, by {@link #local}.
    */
-  public static List<Scores> localMany(CausalLM base, List<Optional<AdapterFormat.Loaded>> candidates, List<Example> examples, int batch) {
+  public static List<Scores> localMany(LanguageModel base, List<Optional<AdapterFormat.Loaded>> candidates, List<Example> examples, int batch) {
     if (base.config().arch().encoder()) { // a classifier's pass is one forward per batch: each candidate on its own
       return candidates.stream().map(c -> classify(base, c, examples, batch)).toList();
     }
@@ -147,7 +147,7 @@ public final class Evaluator {
    * squared error for regression) and each example's prediction (arg-max class, or value) beside
    * its gold label, for {@link ClassificationMetrics}.
    */
-  static Scores classify(CausalLM base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+  static Scores classify(LanguageModel base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
     Trainable t = adapter.<Trainable>map(AdapterFormat.Loaded::model).orElseGet(() -> new FrozenModel(base));
     float[] values = adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]);
     float[] predicted = new float[examples.size()];
@@ -183,7 +183,7 @@ public final class Evaluator {
   }
 
   /** A task's rows of the split, checked against what {@code base} accepts. */
-  private static List<Example> rows(CausalLM base, String splitDir, org.apache.hadoop.conf.Configuration conf, java.util.Iterator<Integer> ids)
+  private static List<Example> rows(LanguageModel base, String splitDir, org.apache.hadoop.conf.Configuration conf, java.util.Iterator<Integer> ids)
       throws java.io.IOException {
     SplitReader split = SplitReader.open(splitDir, conf, TokenLimits.of(base.config()), 4);
     List<Example> mine = new ArrayList<>();
@@ -222,7 +222,7 @@ public final class Evaluator {
     List<String> paths = adapters.stream().map(a -> a.orElse("")).toList();
     List<Scores> zero = paths.stream().map(p -> Scores.ZERO).toList();
     return pass.rows().mapPartitions(it -> {
-      CausalLM base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
+      LanguageModel base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
       List<Example> mine = rows(base, splitDir, conf.value(), it);
       List<Optional<AdapterFormat.Loaded>> cands = new ArrayList<>();
       for (String p : paths) {
@@ -262,7 +262,7 @@ public final class Evaluator {
     var conf = pass.conf();
     String adapterPath = adapter.orElse("");
     return pass.rows().mapPartitions(it -> {
-      CausalLM base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
+      LanguageModel base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
       List<Example> mine = rows(base, splitDir, conf.value(), it);
       Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
       return List.of(local(base, a, mine, 16)).iterator();

@@ -5,7 +5,7 @@ import io.lorafleet.datasets.arrow.SplitReader;
 import io.lorafleet.datasets.arrow.TokenLimits;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.quant.Quantization;
 import java.io.IOException;
@@ -15,7 +15,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /** Per-executor-JVM caches: the frozen base is loaded once, whatever the number of stages and attempts; splits are opened once. */
 public final class ModelCache {
-  private static final ConcurrentHashMap<String, CausalLM> MODELS = new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, LanguageModel> MODELS = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, ModelSkeleton> SKELETONS = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, SplitReader> SPLITS = new ConcurrentHashMap<>();
 
@@ -41,16 +41,16 @@ public final class ModelCache {
   }
 
   /** The loaded base of {@code dir}, a local directory or a Hadoop URI (copied once to this node first), quantized as asked. */
-  public static CausalLM model(String dir, Device device, org.apache.hadoop.conf.Configuration conf, Quantization quantize) {
+  public static LanguageModel model(String dir, Device device, org.apache.hadoop.conf.Configuration conf, Quantization quantize) {
     if (!ModelFiles.remote(dir)) {
       return model(dir, device, quantize);
     }
     return model(ModelFiles.local(dir, conf).toString(), device, quantize);
   }
 
-  public static CausalLM model(String dir, Device device, Quantization quantize) {
+  public static LanguageModel model(String dir, Device device, Quantization quantize) {
     var dtype = Djl.computeDtype(device);
-    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype + "@" + quantize.tag(), k -> CausalLM.load(Path.of(dir), device, dtype, quantize));
+    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype + "@" + quantize.tag(), k -> LanguageModel.load(Path.of(dir), device, dtype, quantize));
   }
 
   /**
@@ -80,7 +80,7 @@ public final class ModelCache {
    * them, and for the test harness between test classes. No task may be using them.
    */
   public static void clear() {
-    MODELS.values().forEach(CausalLM::close);
+    MODELS.values().forEach(LanguageModel::close);
     MODELS.clear();
     SPLITS.clear();
   }

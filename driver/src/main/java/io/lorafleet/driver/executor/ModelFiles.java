@@ -5,7 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.checkpoint.Checkpoints;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
+import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
@@ -152,7 +153,7 @@ public final class ModelFiles {
     ModelConfig config = ModelConfig.fromJson((ObjectNode) JSON.readTree(readAll(fs, new org.apache.hadoop.fs.Path(dir, "config.json"))),
         model + "/config.json");
     Map<String, SafetensorsReader> byTensor = new HashMap<>();
-    org.apache.hadoop.fs.Path index = new org.apache.hadoop.fs.Path(dir, CausalLM.SAFETENSORS_INDEX);
+    org.apache.hadoop.fs.Path index = new org.apache.hadoop.fs.Path(dir, HfDirectory.SAFETENSORS_INDEX);
     Map<String, SafetensorsReader> files = new HashMap<>();
     if (fs.exists(index)) {
       JsonNode map = JSON.readTree(readAll(fs, index)).path("weight_map");
@@ -166,7 +167,7 @@ public final class ModelFiles {
         byTensor.put(e.getKey(), files.computeIfAbsent(f, x -> open(fs, new org.apache.hadoop.fs.Path(dir, x))));
       }
     } else {
-      SafetensorsReader r = open(fs, new org.apache.hadoop.fs.Path(dir, CausalLM.SAFETENSORS));
+      SafetensorsReader r = open(fs, new org.apache.hadoop.fs.Path(dir, HfDirectory.SAFETENSORS));
       r.tensors().keySet().forEach(k -> byTensor.put(k, r));
     }
     return ModelSkeleton.of(model, config, byTensor);

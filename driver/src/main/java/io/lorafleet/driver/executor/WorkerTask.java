@@ -8,8 +8,8 @@ import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
-import io.lorafleet.worker.train.CheckpointedStep;
+import io.lorafleet.worker.model.LanguageModel;
+import io.lorafleet.worker.train.RecomputeStep;
 import io.lorafleet.worker.train.NonFiniteGradientException;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
@@ -71,7 +71,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   }
 
   /** This rank's share of the first --eval-examples validation rows: every workers-th one, from its rank. */
-  private List<io.lorafleet.datasets.arrow.Example> validationShare(CausalLM model, int rank) throws java.io.IOException {
+  private List<io.lorafleet.datasets.arrow.Example> validationShare(LanguageModel model, int rank) throws java.io.IOException {
     var split = ModelCache.split(job.data().path() + "/validation", job.data().fingerprint(), model.config(), hadoop.value(), job.data().shuffleWindow());
     List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
     for (long i = rank; i < Math.min(split.rows(), job.data().evalExamples()); i += job.data().workers()) {
@@ -120,7 +120,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce);
     int rank = at.rank();
     Device device = device(ctx);
-    CausalLM model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize());
+    LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize());
     LoraModel lora = LoraModel.create(model, job.lora());
     // twice the shuffle window: the group being consumed stays cached while the next one is read
     var split = ModelCache.split(job.data().path() + "/train", job.data().fingerprint(), model.config(), hadoop.value(), 2 * job.data().shuffleWindow());
@@ -174,7 +174,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
         if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
-          c.pushInit(work.lora.withMagnitudes(p.get().values()));
+          c.pushInit(work.lora.withBaseValues(p.get().values()));
           continue;
         }
         group.publish(p);
@@ -242,14 +242,14 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
 
   /** One rank's work for a broadcast: a training step's gradient sum, or its share of the validation loss. */
   private final class Steps {
-    private final CausalLM model;
+    private final LanguageModel model;
     private final LoraModel lora;
     private final io.lorafleet.datasets.arrow.SplitReader split;
     private final EpochOrder order;
     private final int rank;
     private final java.util.concurrent.ExecutorService prefetch;
 
-    Steps(CausalLM model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, int rank,
+    Steps(LanguageModel model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, int rank,
         java.util.concurrent.ExecutorService prefetch) {
       this.model = model;
       this.lora = lora;
@@ -287,7 +287,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       try {
         var micro = GlobalBatch.microBatches(mine, job.data().microBatch());
         // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? CheckpointedStep.run(lora, p.values(), micro, dropoutSeed, scale)
+        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, p.values(), micro, dropoutSeed, scale)
             : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
       } catch (NonFiniteGradientException e) {
         r = new StepResult(new float[lora.layout().size()], 0, 0);

@@ -9,7 +9,7 @@ import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.quant.Quantization;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import io.lorafleet.worker.train.StepResult;
@@ -165,7 +165,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
     int maxNew = value(maxNewTokens);
     int seqLen = value(maxSeqLen);
     MapPartitionsFunction<Row, Row> f = rows -> {
-      CausalLM m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
+      LanguageModel m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
       AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
       Tokenizer tok = Tokenize.tokenizer(base);
       PrepareOptions o = PrepareOptions.builder(List.of("dataset"), base, "unused").maxSeqLen(seqLen).shards(1).maxBadFraction(1).build();
@@ -204,7 +204,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
     int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
     int seqLen = value(maxSeqLen);
     MapPartitionsFunction<Row, Row> f = rows -> {
-      CausalLM m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
+      LanguageModel m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
       AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
       Tokenizer tok = Tokenize.tokenizer(base);
       List<String> names = m.config().labelNames();

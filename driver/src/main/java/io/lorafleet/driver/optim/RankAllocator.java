@@ -1,7 +1,7 @@
 package io.lorafleet.driver.optim;
 
 import io.lorafleet.worker.flat.FlatLayout;
-import io.lorafleet.worker.lora.LoraConfig;
+import io.lorafleet.worker.lora.AdaloraMethod;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;
 import java.util.ArrayList;
@@ -27,7 +27,8 @@ public final class RankAllocator {
   /** One module's factors in the flat buffer. */
   private record Triplet(String module, FlatLayout.Slot a, FlatLayout.Slot e, FlatLayout.Slot b, int rank, int in, int out) {}
 
-  private final LoraConfig.Adalora cfg;
+  private final AdaloraMethod cfg;
+  private final LoraModel lora;
   private final List<Triplet> triplets = new ArrayList<>();
   private final int initBudget;
   private final int targetBudget;
@@ -36,10 +37,11 @@ public final class RankAllocator {
   private Map<String, List<Boolean>> pattern = new LinkedHashMap<>();
 
   public RankAllocator(LoraModel lora) {
-    this.cfg = lora.config().adalora();
-    if (!cfg.on()) {
+    if (!(lora.config().method() instanceof AdaloraMethod a)) {
       throw new IllegalArgumentException("a rank allocator needs an AdaLoRA adapter, found peft_type " + lora.config().peftType());
     }
+    this.cfg = a;
+    this.lora = lora;
     FlatLayout l = lora.layout();
     int init = 0;
     for (LoraTarget t : lora.targets()) {
@@ -51,6 +53,16 @@ public final class RankAllocator {
     this.targetBudget = cfg.targetR() * triplets.size();
     this.expIpt = new float[l.size()];
     this.expUnc = new float[l.size()];
+  }
+
+  /** The driver's allocator for {@code lora}: AdaLoRA's; none for any other method. */
+  public static java.util.Optional<RankAllocator> of(LoraModel lora) {
+    return lora.config().method() instanceof AdaloraMethod ? java.util.Optional.of(new RankAllocator(lora)) : java.util.Optional.empty();
+  }
+
+  /** The adapter as the run saves it: cut down to the kept ranks once ranks were allocated, as PEFT saves it. */
+  public LoraModel.Values finalAdapter(float[] params) {
+    return pattern.isEmpty() ? new LoraModel.Values(lora, params) : cfg.truncate(lora, params, pattern);
   }
 
   /** The budget at step t and whether to mask then (PEFT's budget_schedule). */

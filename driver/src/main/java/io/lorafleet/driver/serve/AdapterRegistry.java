@@ -3,7 +3,7 @@ package io.lorafleet.driver.serve;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.MixedDelta;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.safetensors.SafetensorsException;
 import java.io.IOException;
@@ -60,13 +60,13 @@ public final class AdapterRegistry implements AutoCloseable {
     }
   }
 
-  private final CausalLM base;
+  private final LanguageModel base;
   private final String baseName;
   private final Optional<Path> root;
   private final Map<String, Entry> byName = new LinkedHashMap<>();
   private int groups;
 
-  public AdapterRegistry(CausalLM base, String baseName, Optional<Path> root) {
+  public AdapterRegistry(LanguageModel base, String baseName, Optional<Path> root) {
     this.base = base;
     this.baseName = baseName;
     this.root = root.map(r -> {

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -66,7 +66,7 @@ public final class ApiServer implements AutoCloseable {
   private final Path modelDir;
   private final DisconnectWatch disconnects;
 
-  private ApiServer(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
+  private ApiServer(ServeOptions options, LanguageModel model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
       throws IOException {
     this.options = options;
     this.modelDir = modelDir;
@@ -98,7 +98,7 @@ public final class ApiServer implements AutoCloseable {
   }
 
   /** Loads the given adapters, starts the scheduler and binds the port (0: any free one). */
-  public static ApiServer start(ServeOptions options, CausalLM model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
+  public static ApiServer start(ServeOptions options, LanguageModel model, Tokenizer tok, Path modelDir, Map<String, Path> adapterDirs, Clock clock)
       throws Exception {
     if (model.config().arch().encoder()) {
       throw new IllegalArgumentException(modelDir + " is a " + model.config().modelType() + " sequence classifier: serve generates text and needs a "

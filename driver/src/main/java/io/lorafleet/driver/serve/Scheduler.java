@@ -1,7 +1,7 @@
 package io.lorafleet.driver.serve;
 
 import io.lorafleet.worker.generate.DecodeBatch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
@@ -39,7 +39,7 @@ import org.slf4j.LoggerFactory;
 public final class Scheduler implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Scheduler.class);
 
-  private final CausalLM model;
+  private final LanguageModel model;
   private final int maxBatch;
   private final int maxQueue;
   private final long kvTokens;
@@ -66,7 +66,7 @@ public final class Scheduler implements AutoCloseable {
   private long lateJoins;
   private int widest;
 
-  public Scheduler(CausalLM model, AdapterRegistry adapters, int maxBatch, int maxQueue, long kvTokens, Clock clock) {
+  public Scheduler(LanguageModel model, AdapterRegistry adapters, int maxBatch, int maxQueue, long kvTokens, Clock clock) {
     this.model = model;
     this.adapters = adapters;
     this.maxBatch = maxBatch;

@@ -21,7 +21,7 @@ final class ModelCard {
 
   static void write(Path adapterDir, TrainConfig cfg, LoraConfig lora, JsonNode manifest, String fingerprint, List<double[]> valLosses)
       throws IOException {
-    String kind = lora.vera().on() ? "vera" : lora.adalora().on() ? "adalora" : lora.useDora() ? "dora" : "lora";
+    String kind = lora.method().name();
     StringBuilder b = new StringBuilder();
     b.append("---\n");
     b.append("base_model: ").append(quote(lora.baseModelNameOrPath())).append('\n');
@@ -33,10 +33,10 @@ final class ModelCard {
         .append("`, trained on ").append(cfg.batching().workers()).append(" Spark workers.\n\n");
     b.append("## Hyperparameters\n\n| setting | value |\n|---|---|\n");
     row(b, "peft_type", lora.peftType());
-    row(b, "r", lora.adalora().on() ? lora.adalora().initR() + " (init_r), target_r " + lora.adalora().targetR() : Integer.toString(lora.r()));
+    row(b, "r", lora.method().rankText(lora));
     row(b, "lora_alpha", fmt(lora.loraAlpha()));
     row(b, "target_modules", String.join(", ", lora.targetModules()));
-    row(b, "use_rslora / use_dora", lora.useRslora() + " / " + lora.useDora());
+    row(b, "method / use_rslora", kind + " / " + lora.useRslora());
     row(b, "steps", Integer.toString(cfg.batching().steps()));
     row(b, "global batch / micro-batch", cfg.batching().globalBatch() + " / " + cfg.batching().microBatch());
     row(b, "optimizer, lr, schedule, warmup", cfg.optimization().optimizer() + ", " + fmt(cfg.optimization().lr()) + ", " + cfg.optimization().schedule() + ", " + cfg.optimization().warmup());

@@ -158,21 +158,6 @@ final class Stage {
     }
   }
 
-  /** DoRA: takes the magnitudes the worker of rank 0 computed from the base weights, and nothing else it sent. */
-  private void initializeMagnitudes(GradientServer server) throws IOException {
-    float[] got = server.initialize(params);
-    for (var t : lora.targets()) {
-      FlatLayout.Slot s = lora.layout().slot(t.keyM()).orElseThrow();
-      for (int i = s.offset(); i < s.offset() + s.size(); i++) {
-        if (!(got[i] > 0) || !Float.isFinite(got[i])) {
-          throw new IOException("the initial DoRA magnitude " + t.keyM() + "[" + (i - s.offset()) + "] came back as " + got[i]
-              + ", expected a positive row norm: the base weight has an all-zero or non-finite row");
-        }
-      }
-      System.arraycopy(got, s.offset(), params, s.offset(), s.size());
-    }
-  }
-
   /** trainer_state.json's fields beyond lorafleet's: transformers' global_step, max_steps and log_history, and AdaLoRA's allocation. */
   private ObjectNode hfState(int done) throws IOException {
     ObjectNode n = ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode());
@@ -260,15 +245,15 @@ final class Stage {
     return step;
   }
 
-  /** Waits for every worker's connection; DoRA's magnitudes come from rank 0, which holds the base. */
+  /** Waits for every worker's connection; values only the base gives come from rank 0, which holds it. */
   private void connect(GradientServer server, FutureTask<Object> stage) throws IOException {
     try {
       server.awaitWorkers(stage::isDone);
     } catch (IOException e) {
       throw new IOException(e.getMessage() + failure(stage), e);
     }
-    if (lora.needsMagnitudes(params)) {
-      initializeMagnitudes(server);
+    if (lora.needsBaseValues(params)) { // DoRA's magnitudes: rank 0 computes them from the base's weights, which the driver lacks
+      lora.takeBaseValues(params, server.initialize(params));
     }
   }
 

@@ -223,14 +223,15 @@ public record TrainConfig(
 
   public TrainConfig {
     optimization.schedule(batching.steps()); // validates the schedule's name, the peak, the warm-up and the floor over the run's steps
-    if (averaging.last() > 0 && (tuner.useDora() || tuner.vera().on() || tuner.adalora().on())) {
-      throw new IllegalArgumentException("--average-last " + averaging.last() + " with " + (tuner.useDora() ? "--use-dora: averaging DoRA adapters "
-          + "is not supported (the magnitude of an average is not the average of the magnitudes)" : "--peft-type " + (tuner.vera().on() ? "vera"
-              : "adalora") + ": averaging those adapters is not supported") + "; drop --average-last");
+    if (averaging.last() > 0) {
+      tuner.method().notAveraged().ifPresent(why -> {
+        throw new IllegalArgumentException("--average-last " + averaging.last() + " with " + why + "; drop --average-last");
+      });
     }
-    if (compute.quantize().on() && tuner.useDora()) {
-      throw new IllegalArgumentException("--use-dora with --quantize " + compute.quantize().method() + ": DoRA over a quantized base is not "
-          + "supported yet; drop one of them");
+    if (compute.quantize().on()) {
+      tuner.method().notOverQuantizedBase().ifPresent(why -> {
+        throw new IllegalArgumentException(why + " (found with --quantize " + compute.quantize().method() + "); drop one of them");
+      });
     }
   }
 

@@ -51,9 +51,11 @@ public final class Trainer {
     ModelSkeleton base = ModelCache.skeleton(cfg.io().model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
-    if (lc.useDora() && base.config().raw().hasNonNull("quantization_config")) {
-      throw new IllegalArgumentException("--use-dora over " + cfg.io().model() + ", which is stored quantized: DoRA over a quantized base is not "
-          + "supported yet");
+    String model = cfg.io().model();
+    if (base.config().raw().hasNonNull("quantization_config")) {
+      lc.method().notOverQuantizedBase().ifPresent(why -> {
+        throw new IllegalArgumentException(why + " (" + model + " is stored quantized)");
+      });
     }
     TrainConfig given = cfg;
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
@@ -193,12 +195,8 @@ public final class Trainer {
     Path out = ro.local();
     Path fin = out.resolve("adapter");
     Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()));
-    if (state.ranks.isPresent() && !state.ranks.get().pattern().isEmpty()) {
-      var cut = lora.truncate(state.params, state.ranks.get().pattern());
-      AdapterFormat.write(fin, cut.model(), cut.values(), meta);
-    } else {
-      AdapterFormat.write(fin, lora, state.params, meta);
-    }
+    LoraModel.Values saved = state.ranks.map(r -> r.finalAdapter(state.params)).orElse(new LoraModel.Values(lora, state.params));
+    AdapterFormat.write(fin, saved.model(), saved.values(), meta);
     ModelCard.write(fin, cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     if (cfg.averaging().last() > 0) {
       averageLast(cfg, base, out);
@@ -255,8 +253,7 @@ public final class Trainer {
     }
     differ(diffs, "--use-rslora", flags.useRslora(), "use_rslora", a.useRslora());
     differ(diffs, "--bias", flags.bias(), "bias", a.bias());
-    differ(diffs, "--use-dora", flags.useDora(), "use_dora", a.useDora());
-    differ(diffs, "--peft-type", flags.peftType(), "peft_type", a.peftType());
+    differ(diffs, "--peft-type", flags.method().name(), "method", a.method().name());
     differ(diffs, "--rank-pattern", flags.rankPattern(), "rank_pattern", a.rankPattern());
     differ(diffs, "--alpha-pattern", flags.alphaPattern(), "alpha_pattern", a.alphaPattern());
     differ(diffs, "--layers-to-transform", flags.layersToTransform(), "layers_to_transform", a.layersToTransform());

@@ -21,7 +21,7 @@ final class TrainingState {
     params = init;
     opt = cfg.optimization().newOptimizer(lora.layout());
     scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
-    ranks = lora.config().adalora().on() ? Optional.of(new RankAllocator(lora)) : Optional.empty();
+    ranks = RankAllocator.of(lora);
   }
 
   /** Back to checkpoint {@code st}. */

@@ -14,7 +14,7 @@ import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -30,14 +30,14 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class AdapterAveragerTest {
-  static CausalLM base;
+  static LanguageModel base;
   @TempDir Path tmp;
 
   @BeforeAll
   static void load() {
     TinyModelSpec spec = new TinyModelSpec("llama", 2, 16, 4, 2, 24, 37, 64, false);
     ModelConfig c = ModelConfig.fromJson(spec.configJson(1, 2), "test");
-    base = CausalLM.fromTensors(c, ModelDirectory.randomTensors(c, 1), Device.cpu(), DataType.FLOAT32);
+    base = LanguageModel.fromTensors(c, ModelDirectory.randomTensors(c, 1), Device.cpu(), DataType.FLOAT32);
   }
 
   @AfterAll

@@ -15,7 +15,7 @@ import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.nio.file.Files;
@@ -61,7 +61,7 @@ class GenerateCommandTest {
         out.toString(), "--batch-size", "5"));
     List<String> lines = Files.readAllLines(out);
     assertEquals(prompt.length, lines.size());
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(model)) {
       int distinct = 0;
       java.util.Set<String> seen = new java.util.HashSet<>();
       for (int i = 0; i < prompt.length; i++) {

@@ -8,7 +8,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.io.ByteArrayOutputStream;
@@ -41,7 +41,7 @@ class OutputsTest {
     Path model = tmp.resolve("model");
     ModelDirectory.initModel(model, new TinyModelSpec("llama", 1, 16, 2, 2, 24, 1, 32, false), List.of("a", "b", "c"), 1);
     Path adapter = tmp.resolve("adapter");
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, LoraConfig.of(2, 4, List.of("q_proj")));
       AdapterFormat.write(adapter, lora, lora.initialParams(1), Map.of());
     }

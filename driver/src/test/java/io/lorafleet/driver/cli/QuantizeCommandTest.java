@@ -13,7 +13,8 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
+import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -30,7 +31,7 @@ import org.junit.jupiter.api.io.TempDir;
 class QuantizeCommandTest {
   @TempDir Path tmp;
 
-  static float[] logits(CausalLM m, LoraModel lora, float[] p) {
+  static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
       var ctx = p == null ? io.lorafleet.worker.model.ForwardContext.inference(s, io.lorafleet.worker.model.LinearDelta.NONE)
           : lora.bind(s, p, false, -1).context();
@@ -59,7 +60,7 @@ class QuantizeCommandTest {
     Path adapter = tmp.resolve("adapter");
     AdapterFormat.write(adapter, onSkeleton, p, Map.of());
     float[] unmerged;
-    try (CausalLM base = CausalLM.load(q, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(q, Device.cpu(), DataType.FLOAT32)) {
       unmerged = logits(base, LoraModel.create(base, onSkeleton.config()), p);
     }
     for (String dtype : new String[] {"fp32", "fp16"}) {
@@ -68,9 +69,9 @@ class QuantizeCommandTest {
       JsonNode mc = new ObjectMapper().readTree(merged.resolve("config.json").toFile());
       assertFalse(mc.has("quantization_config"), "the merged model is full precision");
       assertEquals(dtype.equals("fp32") ? "float32" : "float16", mc.get("torch_dtype").asText());
-      SafetensorsReader sr = SafetensorsReader.open(merged.resolve(CausalLM.SAFETENSORS));
+      SafetensorsReader sr = SafetensorsReader.open(merged.resolve(HfDirectory.SAFETENSORS));
       assertEquals(dtype.equals("fp32") ? DType.F32 : DType.F16, sr.info("model.layers.0.self_attn.q_proj.weight").orElseThrow().dtype());
-      try (CausalLM m = CausalLM.load(merged, Device.cpu(), DataType.FLOAT32)) {
+      try (LanguageModel m = LanguageModel.load(merged, Device.cpu(), DataType.FLOAT32)) {
         float[] got = logits(m, null, null);
         for (int i = 0; i < got.length; i++) {
           assertEquals(unmerged[i], got[i], dtype.equals("fp32") ? 1e-5 : 2e-2, dtype + " logit " + i);
@@ -80,7 +81,7 @@ class QuantizeCommandTest {
     // --quantize at load on the full-precision model merges onto the same dequantized weights
     Path merged = tmp.resolve("merged-at-load");
     assertEquals(0, Main.execute("merge", "--model", model.toString(), "--quantize", "nf4", "--adapter", adapter.toString(), "--out", merged.toString()));
-    try (CausalLM m = CausalLM.load(merged, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(merged, Device.cpu(), DataType.FLOAT32)) {
       float[] got = logits(m, null, null);
       for (int i = 0; i < got.length; i++) {
         assertEquals(unmerged[i], got[i], 1e-5, "logit " + i);
@@ -106,8 +107,8 @@ class QuantizeCommandTest {
     assertEquals(0, Main.execute("merge", "--model", model.toString(), "--adapter", adapter.toString(), "--out", fp32.toString()));
     assertEquals(0, Main.execute("merge", "--model", model.toString(), "--adapter", adapter.toString(), "--out", bf16.toString(), "--dtype", "bf16",
         "--max-shard-size", "20KB"));
-    assertTrue(fp32.resolve(CausalLM.SAFETENSORS).toFile().isFile(), "under the default 5GB: one file");
-    JsonNode index = new ObjectMapper().readTree(bf16.resolve(CausalLM.SAFETENSORS_INDEX).toFile());
+    assertTrue(fp32.resolve(HfDirectory.SAFETENSORS).toFile().isFile(), "under the default 5GB: one file");
+    JsonNode index = new ObjectMapper().readTree(bf16.resolve(HfDirectory.SAFETENSORS_INDEX).toFile());
     java.util.TreeSet<String> shards = new java.util.TreeSet<>();
     index.get("weight_map").fields().forEachRemaining(e -> shards.add(e.getValue().asText()));
     assertTrue(shards.size() > 1 && shards.first().equals(String.format("model-00001-of-%05d.safetensors", shards.size())), shards.toString());
@@ -121,7 +122,7 @@ class QuantizeCommandTest {
     }
     assertEquals(total, index.get("metadata").get("total_size").asLong());
     assertEquals("bfloat16", new ObjectMapper().readTree(bf16.resolve("config.json").toFile()).get("torch_dtype").asText());
-    try (CausalLM a = CausalLM.load(fp32, Device.cpu(), DataType.FLOAT32); CausalLM b = CausalLM.load(bf16, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel a = LanguageModel.load(fp32, Device.cpu(), DataType.FLOAT32); LanguageModel b = LanguageModel.load(bf16, Device.cpu(), DataType.FLOAT32)) {
       for (var spec : a.params()) {
         float[] want = a.hfTensor(spec.name()).toFloatArray();
         float[] got = b.hfTensor(spec.name()).toFloatArray();

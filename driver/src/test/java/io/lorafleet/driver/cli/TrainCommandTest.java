@@ -5,9 +5,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.lorafleet.datasets.prepare.PrepareOptions;
 import io.lorafleet.driver.train.TrainConfig;
+import io.lorafleet.worker.lora.AdaloraMethod;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.lora.VeraMethod;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -49,9 +52,9 @@ class TrainCommandTest {
     LoraConfig lora = LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj");
     Map<String, LoraConfig> methods = Map.of(
         "lora", lora.withRslora(true).withPatterns(Map.of("v_proj", 2), Map.of()),
-        "dora", lora.withDora(true),
-        "vera", LoraConfig.ofTargetModules(16, 8, "q_proj,v_proj").withVera(LoraConfig.Vera.of(0.25, 11)),
-        "adalora", lora.withAdalora(LoraConfig.Adalora.of(6, 3, 1, 1, 2, 0.8, 0.9, 0.3, 20)));
+        "dora", lora.withMethod(DoraMethod.INSTANCE),
+        "vera", LoraConfig.ofTargetModules(16, 8, "q_proj,v_proj").withMethod(new VeraMethod(0.25, 11)),
+        "adalora", lora.withMethod(AdaloraMethod.of(6, 3, 1, 1, 2, 0.8, 0.9, 0.3, 20)));
     for (var m : methods.entrySet()) {
       Path adapter = tmp.resolve(m.getKey());
       LoraModel trained = LoraModel.create(base, m.getValue());
@@ -66,6 +69,6 @@ class TrainCommandTest {
     TrainConfig rank = JobFileTest.parsed("train", "--model", model.toString(), "--data", "d", "--out", "o", "--init-adapter",
         tmp.resolve("vera").toString(), "--r", "8").config();
     assertEquals(8, rank.tuner().r());
-    assertTrue(rank.tuner().vera().on());
+    assertTrue(rank.tuner().method() instanceof io.lorafleet.worker.lora.VeraMethod);
   }
 }

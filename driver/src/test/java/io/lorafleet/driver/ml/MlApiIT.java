@@ -18,7 +18,7 @@ import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
@@ -171,7 +171,7 @@ class MlApiIT {
     assertEquals(16, gen.size());
     m.set(m.targetCol(), "target");
     List<Row> losses = m.transform(df).collectAsList();
-    try (CausalLM base = CausalLM.load(Path.of(model), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(Path.of(model))) {
+    try (LanguageModel base = LanguageModel.load(Path.of(model), Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(Path.of(model))) {
       AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
       for (int i = 0; i < 4; i++) {
         int[] g = Generator.generate(base, Optional.of((Trainable) a.model()), a.values(), tok.encodePrompt(gen.get(i).getString(0)),

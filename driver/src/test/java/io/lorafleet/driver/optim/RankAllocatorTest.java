@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.lorafleet.worker.flat.FlatLayout;
+import io.lorafleet.worker.lora.AdaloraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.LoraTarget;
@@ -25,7 +26,7 @@ class RankAllocatorTest {
       io.lorafleet.worker.model.ModelDirectory.initModel(model, new io.lorafleet.worker.model.TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false),
           List.of("a", "b", "c"), 3);
     }
-    return LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(8, 8, List.of("q_proj")).withAdalora(LoraConfig.Adalora.of(2, 1, tinit, tfinal,
+    return LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(8, 8, List.of("q_proj")).withMethod(AdaloraMethod.of(2, 1, tinit, tfinal,
         deltaT, 0.85, 0.85, 0.5, total)));
   }
 

@@ -14,7 +14,7 @@ import io.lorafleet.driver.serve.ServeIT.TestClock;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -60,7 +60,7 @@ class ServeAbuseIT {
   @TempDir static Path tmp;
   static Path model;
   static Path root;
-  static CausalLM base;
+  static LanguageModel base;
   static Tokenizer tok;
   static int promptTokens;
 
@@ -72,7 +72,7 @@ class ServeAbuseIT {
     root = tmp.resolve("adapters");
     LoraModel lora = LoraModel.create(ModelSkeleton.read(model), LoraConfig.of(2, 4, List.of("q_proj", "v_proj")));
     AdapterFormat.write(root.resolve("sql"), lora, lora.initialParams(1), Map.of());
-    base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32);
+    base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32);
     tok = Tokenizer.load(model);
     promptTokens = tok.encodePrompt("the cat").length;
   }

@@ -16,10 +16,11 @@ import io.lorafleet.datasets.prepare.ChatTemplate;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -67,7 +68,7 @@ class ServeIT {
   @TempDir static Path tmp;
   static Path model;
   static Path root;
-  static CausalLM base;
+  static LanguageModel base;
   static Tokenizer tok;
   static ApiServer server;
   static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
@@ -109,10 +110,10 @@ class ServeIT {
       writeAdapter(root.resolve(ADAPTERS[i]), cfgs.get(i), i);
     }
     writeAdapter(root.resolve("extra"), LoraConfig.of(3, 6, List.of("q_proj", "o_proj")), 10);
-    writeAdapter(root.resolve("dora"), LoraConfig.of(2, 4, List.of("q_proj")).withDora(true), 11);
+    writeAdapter(root.resolve("dora"), LoraConfig.of(2, 4, List.of("q_proj")).withMethod(DoraMethod.INSTANCE), 11);
     writeAdapter(tmp.resolve("outside/evil"), LoraConfig.of(2, 4, List.of("q_proj")), 12);
     Files.createSymbolicLink(root.resolve("link"), tmp.resolve("outside/evil"));
-    base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32);
+    base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32);
     tok = Tokenizer.load(model);
     Map<String, Path> start = new LinkedHashMap<>();
     for (String a : ADAPTERS) {
@@ -266,7 +267,7 @@ class ServeIT {
   }
 
   /** The offline answer: Generator.generate alone, with the adapter read from its directory. */
-  static int[] offline(CausalLM m, Planned p) {
+  static int[] offline(LanguageModel m, Planned p) {
     Optional<AdapterFormat.Loaded> a = p.model().equals("base") ? Optional.empty() : Optional.of(AdapterFormat.read(root.resolve(p.model()), m));
     return Generator.generate(m, a, promptIds(p), new Sampling(p.maxTokens(), p.temperature(), 1.0, p.seed()), tok.eos());
   }
@@ -276,7 +277,7 @@ class ServeIT {
    * sampled one the draw's distance to a boundary ({@link #drawMargin}). Below 1e-4 a batch's
    * rounding may choose otherwise.
    */
-  static double smallestMargin(CausalLM m, Planned p, int[] gen) {
+  static double smallestMargin(LanguageModel m, Planned p, int[] gen) {
     Optional<AdapterFormat.Loaded> a = p.model().equals("base") ? Optional.empty() : Optional.of(AdapterFormat.read(root.resolve(p.model()), m));
     int[] prompt = promptIds(p);
     int[] ids = new int[prompt.length + gen.length - 1];
@@ -350,7 +351,7 @@ class ServeIT {
   }
 
   /** Sends every request at once (held in the queue until all are in, so batches are full) and checks each against offline generation. */
-  static void concurrentEqualsOffline(ApiServer s, CausalLM m, Optional<String> key, List<Planned> plan) throws Exception {
+  static void concurrentEqualsOffline(ApiServer s, LanguageModel m, Optional<String> key, List<Planned> plan) throws Exception {
     Scheduler.Stats before = s.scheduler().stats();
     s.scheduler().pause();
     List<CompletableFuture<Reply>> replies = new ArrayList<>();
@@ -403,7 +404,7 @@ class ServeIT {
 
   @Test
   void aQuantizedBaseServesMixedAdaptersAsOfflineGenerationOverTheSameBase() throws Exception {
-    try (CausalLM nf4 = CausalLM.load(model, Device.cpu(), DataType.FLOAT32, Quantization.of("nf4", true))) {
+    try (LanguageModel nf4 = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32, Quantization.of("nf4", true))) {
       Map<String, Path> start = new LinkedHashMap<>();
       for (String a : ADAPTERS) {
         start.put(a, root.resolve(a));

@@ -18,7 +18,8 @@ import io.lorafleet.driver.eval.RunEvaluation;
 import io.lorafleet.driver.eval.Scores;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
+import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.quant.Quantization;
@@ -154,7 +155,7 @@ class EncoderClassificationIT {
 
     // merge: the merged classifier (head included) scores as the adapter does
     Path merged = dir.resolve("roberta-merged");
-    try (CausalLM m = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       var a = AdapterFormat.read(r.finalAdapter(), m);
       a.model().merge(a.values());
       ModelDirectory.export(merged, m, model);
@@ -166,7 +167,7 @@ class EncoderClassificationIT {
     assertEquals(adapter.metrics(), mergedEval.metrics());
     assertArrayEquals(adapter.gold(), mergedEval.gold(), "examples in split order, whichever task finishes first");
     assertArrayEquals(adapter.predicted(), mergedEval.predicted());
-    assertTrue(SafetensorsReader.open(merged.resolve(CausalLM.SAFETENSORS)).info("classifier.out_proj.weight").isPresent());
+    assertTrue(SafetensorsReader.open(merged.resolve(HfDirectory.SAFETENSORS)).info("classifier.out_proj.weight").isPresent());
   }
 
   static double majority(float[] gold) {
@@ -194,7 +195,7 @@ class EncoderClassificationIT {
         "base_model.model.deberta.encoder.layer.1.attention.self.key_proj.lora_B.weight")) {
       assertTrue(st.tensors().containsKey(k), k + " in " + st.tensors().keySet());
     }
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       var loaded = AdapterFormat.read(last.finalAdapter(), base);
       assertArrayEquals(byWorkers[1], loaded.values());
       assertFalse(java.util.Arrays.equals(loaded.model().initialParams(7), byWorkers[1]), "training moved the adapter");

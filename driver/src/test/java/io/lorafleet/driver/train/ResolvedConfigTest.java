@@ -22,7 +22,9 @@ class ResolvedConfigTest {
     JsonNode n = new ObjectMapper(new YAMLFactory()).readTree(yaml);
     assertEquals(2e-4, n.at("/train/optimization/lr").asDouble());
     assertEquals("cosine", n.at("/train/optimization/schedule").asText());
-    assertEquals(0.1, n.at("/train/tuner/vera/dInitial").asDouble(), "defaults are written too");
+    assertEquals("lora", n.at("/train/tuner/method/name").asText(), "the method is written by name");
+    assertEquals(0.05, n.at("/train/tuner/loraDropout").asDouble());
+    assertEquals(0.9, n.at("/train/optimization/adamBeta1").asDouble(), "defaults are written too");
     assertEquals("fp32", n.at("/train/channel/transport").asText());
     assertEquals("4g", n.at("/spark/spark.executor.memory").asText());
     assertEquals(ResolvedConfig.REDACTED, n.at("/spark/spark.hadoop.fs.s3a.secret.key").asText());

@@ -18,10 +18,13 @@ import io.lorafleet.driver.executor.FaultPlan;
 import io.lorafleet.driver.executor.GlobalBatch;
 import io.lorafleet.driver.executor.ModelCache;
 import io.lorafleet.driver.executor.ModelFiles;
+import io.lorafleet.worker.lora.AdaloraMethod;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.lora.VeraMethod;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.train.StepResult;
@@ -103,7 +106,7 @@ class TrainerIT {
     long tokens = 0;
     var split = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
         io.lorafleet.datasets.arrow.TokenLimits.NONE, 16);
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       for (int r = 0; r < 2; r++) {
         var rows = GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 2, r);
@@ -152,7 +155,7 @@ class TrainerIT {
     assertFalse(java.util.Arrays.equals(fp, two.adapter()), "the quantized base changes the gradients");
     var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(two.finalAdapter().resolve("adapter_config.json").toFile());
     assertEquals("LORA", conf.get("peft_type").asText());
-    try (var base = io.lorafleet.worker.model.CausalLM.load(model, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
+    try (var base = io.lorafleet.worker.model.LanguageModel.load(model, ai.djl.Device.cpu(), ai.djl.ndarray.types.DataType.FLOAT32)) {
       assertArrayEquals(two.adapter(), io.lorafleet.worker.lora.AdapterFormat.read(two.finalAdapter(), base).values(), "it loads onto the fp32 base");
     }
     assertTrue(Files.readString(dir.resolve("qlora2/train_config.yaml")).matches("(?s).*method: \"?nf4.*"), "train_config.yaml records --quantize");
@@ -165,7 +168,7 @@ class TrainerIT {
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "GPTQ: 2 workers make the 1-worker update");
     var e = assertThrows(IllegalArgumentException.class, () -> tuned(cfg("x", 1, 1, "sgd", false).toBuilder().quantize(nf4).build(),
-        t -> t.withDora(true)));
+        t -> t.withMethod(DoraMethod.INSTANCE)));
     assertTrue(e.getMessage().contains("--use-dora") && e.getMessage().contains("--quantize nf4"), e.getMessage());
   }
 
@@ -182,7 +185,7 @@ class TrainerIT {
       byWorkers[w - 1] = last.adapter();
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
-    try (CausalLM base = CausalLM.load(gptj, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(gptj, Device.cpu(), DataType.FLOAT32)) {
       var loaded = io.lorafleet.worker.lora.AdapterFormat.read(last.finalAdapter(), base);
       assertArrayEquals(byWorkers[1], loaded.values());
       float[] init = loaded.model().initialParams(7);
@@ -234,11 +237,11 @@ class TrainerIT {
 
   @Test
   void doraTrainsOnTwoWorkersAsOnOneProcessWithMagnitudesFromTheWorkers() throws Exception {
-    UnaryOperator<LoraConfig> dora = t -> t.withInit("false").withDora(true);
+    UnaryOperator<LoraConfig> dora = t -> t.withInit("false").withMethod(DoraMethod.INSTANCE);
     float[] one = Trainer.run(spark, tuned(cfg("dora1", 1, 1, "sgd", false), dora), false).adapter();
     float[] two = Trainer.run(spark, tuned(cfg("dora2", 2, 1, "sgd", false), dora), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       // one process: magnitudes from the loaded weights, then the same SGD step
       LoraModel lora = LoraModel.create(base, tuned(cfg("x", 1, 1, "sgd", false), dora).lora());
       float[] p = sgdStepInOneProcess(lora, lora.initialParams(7));
@@ -256,13 +259,33 @@ class TrainerIT {
     assertTrue(e.getMessage().contains("averaging DoRA adapters is not supported"), e.getMessage());
   }
 
+  /**
+   * A PEFT method defined only in the test sources ({@link ScaledLoraMethod}) and registered through
+   * a ServiceLoader entry in the test resources trains with no change to main code: found by its
+   * --peft-type name, trained on 2 workers, written with its own peft_type and read back through its
+   * provider. It is LoRA with its scaling times gamma, so it trains exactly as LoRA with alpha·gamma.
+   */
+  @Test
+  void aMethodRegisteredOnlyInTheTestSourcesTrainsAsItsLoraEquivalent() throws Exception {
+    LoraConfig toy = io.lorafleet.worker.lora.PeftMethods.configure("scaled-lora", new io.lorafleet.worker.lora.PeftMethods.Options(
+        Map.of("gamma", "0.5"), java.util.Set.of()), LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj,down_proj"));
+    float[] scaled = Trainer.run(spark, cfg("scaled", 2, 2, "sgd", false).toBuilder().tuner(toy).build(), false).adapter();
+    float[] plain = Trainer.run(spark, cfg("scaled-plain", 2, 2, "sgd", false).toBuilder()
+        .tuner(LoraConfig.ofTargetModules(4, 4, "q_proj,v_proj,down_proj")).build(), false).adapter();
+    assertArrayEquals(plain, scaled, 1e-7f, "scale 0.5 x 8/4 is LoRA's 4/4");
+    assertTrue(java.util.stream.IntStream.range(0, plain.length).anyMatch(i -> plain[i] != 0f), "the run trained");
+    LoraConfig read = AdapterFormat.readConfig(dir.resolve("scaled/adapter"));
+    assertEquals(new ScaledLoraMethod(0.5), read.method(), "written as its peft_type and read back by its provider");
+    assertEquals("SCALED_LORA", read.peftType());
+  }
+
   @Test
   void veraTrainsOnTwoWorkersAsOnOneProcessAndItsProjectionsStayFrozen() throws Exception {
-    UnaryOperator<LoraConfig> vera = t -> t.withVera(LoraConfig.Vera.of(0.1, 5));
+    UnaryOperator<LoraConfig> vera = t -> t.withMethod(new VeraMethod(0.1, 5));
     float[] one = Trainer.run(spark, tuned(cfg("vera1", 1, 2, "adamw", false), vera), false).adapter();
     float[] two = Trainer.run(spark, tuned(cfg("vera2", 2, 2, "adamw", false), vera), false).adapter();
     assertArrayEquals(one, two, 1e-6f, "2 workers make the 1-worker update");
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, tuned(cfg("x", 1, 1, "sgd", false), vera).lora());
       float[] p = lora.initialParams(7);
       for (var sl : lora.layout().slots()) {
@@ -283,7 +306,7 @@ class TrainerIT {
   @Test
   void adaloraAllocatesRanksOnTheDriverOnTwoWorkersAsOnOneAndResumesExactly() throws Exception {
     // init_r 2, target_r 1 on 6 modules: budget 12 -> 6 over steps 2..4 (tinit 1, tfinal 2, total 6), fixed after
-    UnaryOperator<LoraConfig> ada = t -> t.withAdalora(LoraConfig.Adalora.of(2, 1, 1, 2, 1, 0.85, 0.85, 0.5, 6));
+    UnaryOperator<LoraConfig> ada = t -> t.withMethod(AdaloraMethod.of(2, 1, 1, 2, 1, 0.85, 0.85, 0.5, 6));
     Trainer.Result one = Trainer.run(spark, tuned(cfg("ada1", 1, 6, "adamw", false), ada), false);
     Trainer.Result two = Trainer.run(spark, tuned(cfg("ada2", 2, 6, "adamw", false), ada), false);
     var json = new com.fasterxml.jackson.databind.ObjectMapper();
@@ -336,7 +359,7 @@ class TrainerIT {
       results[n] = Trainer.run(spark, cfg("eq" + n, n, 1, "sgd", false), false).adapter();
     }
     // Reference: one process, the whole global batch, the same SGD update.
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       float[] p = lora.initialParams(7);
       float[] b0 = lora.initialParams(7);
@@ -418,7 +441,7 @@ class TrainerIT {
     // validation loss is computed by the workers (the driver holds no weights): it equals a local evaluation of the final adapter
     List<String> lines = Files.readAllLines(dir.resolve("avg/metrics.jsonl"));
     double reported = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(lines.size() - 1)).get("val_loss").asDouble();
-    try (CausalLM local = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel local = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel l = LoraModel.create(local, c.lora());
       List<Example> val = Prepare.readSplit(vdata.resolve("validation"));
       double expected = TrainStep.evaluate(l, r.adapter(), GlobalBatch.microBatches(val.subList(0, Math.min(val.size(), 4)), 2)).meanLoss();
@@ -440,7 +463,7 @@ class TrainerIT {
     assertTrue(Files.readString(dir.resolve("avg-eval/eval.json")).contains("\"averaged\""));
     // merged model: the same scores as base + unmerged adapter
     Path merged = dir.resolve("merged");
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       AdapterFormat.Loaded a = AdapterFormat.read(r.finalAdapter(), base);
       a.model().merge(a.values());
       io.lorafleet.worker.model.ModelDirectory.export(merged, base, model);
@@ -825,7 +848,7 @@ class TrainerIT {
     Trainer.Result second = Trainer.run(spark, cont, false);
     // continued training starts from the adapter's values with fresh optimizer state and data cursor:
     // its one SGD step is that of the global batch of step 0 applied to the first run's adapter
-    try (CausalLM base = CausalLM.load(model, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       float[] p = AdapterFormat.read(first.finalAdapter(), base).values().clone();
       StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);

@@ -8,7 +8,7 @@ import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.MixedDelta;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -47,7 +47,7 @@ public final class MixedAdapterBenchmark {
     out.put("batch", batch + "x" + seqLen);
     out.put("adapters", adapters + " x LoRA r" + rank + " all-linear");
     out.put("threads", Runtime.getRuntime().availableProcessors());
-    try (CausalLM m = CausalLM.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
       List<AdapterFormat.Loaded> a = new ArrayList<>();
       for (int i = 0; i < adapters; i++) {
         LoraModel lora = LoraModel.create(m, LoraConfig.of(rank, 2.0 * rank, List.of("all-linear")));
@@ -96,7 +96,7 @@ public final class MixedAdapterBenchmark {
     return out;
   }
 
-  private static double time(CausalLM m, List<AdapterFormat.Loaded> a, int[][] ids, int[] rowAdapter) {
+  private static double time(LanguageModel m, List<AdapterFormat.Loaded> a, int[][] ids, int[] rowAdapter) {
     long t0 = System.nanoTime();
     try (NDManager s = m.manager().newSubManager()) {
       m.forward(MixedDelta.bind(s, a, rowAdapter), Batch.of(ids, new int[ids.length][ids[0].length])).getFloat(0, 0, 0);

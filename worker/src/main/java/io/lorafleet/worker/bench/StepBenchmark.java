@@ -7,16 +7,18 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.lora.VeraMethod;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.quant.Quantization;
-import io.lorafleet.worker.train.CheckpointedStep;
+import io.lorafleet.worker.train.RecomputeStep;
 import io.lorafleet.worker.train.FullModel;
 import io.lorafleet.worker.train.TrainStep;
 import java.io.IOException;
@@ -77,7 +79,7 @@ public final class StepBenchmark {
    * @param batch rows per step
    * @param warmup steps run before the measured ones
    * @param steps measured steps
-   * @param checkpointing LoRA only, through {@link CheckpointedStep}: activation memory flat with sequence length
+   * @param checkpointing LoRA only, through {@link RecomputeStep}: activation memory flat with sequence length
    * @param quantize the base quantized at load
    */
   public record Load(int seqLen, int batch, int warmup, int steps, boolean checkpointing, Quantization quantize) {}
@@ -106,7 +108,7 @@ public final class StepBenchmark {
     out.put("matmul_peak_gflops", round(peak / 1e9));
     Batch batch = batch(s, cfg.vocabSize());
     long tokens = (long) s.load().batch() * s.load().seqLen();
-    try (CausalLM m = CausalLM.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.fromTensors(cfg, ModelDirectory.randomTensors(cfg, 1), Device.cpu(), DataType.FLOAT32)) {
       out.put("base_parameters", m.parameterCount());
       double fwd = forwardFlopsPerToken(m, s.load().seqLen()) * tokens;
       long rssBase = rssKb();
@@ -175,9 +177,9 @@ public final class StepBenchmark {
    * LoRA, DoRA and VeRA steps interleaved on one model and batch; each variant's time is reported
    * against LoRA's as the median of per-round ratios (a slow spell slows a whole round).
    */
-  private static void variants(Settings s, CausalLM m, LoraModel lora, float[] loraParams, Batch batch, long tokens, Map<String, Object> out) {
-    LoraModel dora = LoraModel.create(m, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()).withDora(true));
-    LoraModel vera = LoraModel.create(m, LoraConfig.of(256, 256, s.adapter().targets()).withVera(LoraConfig.Vera.of(0.1, 0)));
+  private static void variants(Settings s, LanguageModel m, LoraModel lora, float[] loraParams, Batch batch, long tokens, Map<String, Object> out) {
+    LoraModel dora = LoraModel.create(m, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()).withMethod(DoraMethod.INSTANCE));
+    LoraModel vera = LoraModel.create(m, LoraConfig.of(256, 256, s.adapter().targets()).withMethod(new VeraMethod(0.1, 0)));
     float[] doraParams = dora.initialParams(1);
     float[] veraParams = vera.initialParams(1);
     warmUp(dora, doraParams, batch, s);
@@ -231,7 +233,7 @@ public final class StepBenchmark {
     }
     try {
       long rssStart = rssKb();
-      try (CausalLM q = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32, s.load().quantize())) {
+      try (LanguageModel q = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32, s.load().quantize())) {
         ModelConfig cfg = q.config();
         out.put("model", cfg.modelType() + " H" + cfg.hidden() + " L" + cfg.layers() + " FFN" + cfg.intermediate() + " V" + cfg.vocabSize());
         out.put("batch", s.load().batch() + "x" + s.load().seqLen());
@@ -259,7 +261,7 @@ public final class StepBenchmark {
           out.put("lora_tokens_per_s", round(tokens / median(t)));
           return out;
         }
-        try (CausalLM fp = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+        try (LanguageModel fp = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32)) {
           LoraModel fpLora = LoraModel.create(fp, LoraConfig.of(s.adapter().rank(), 2.0 * s.adapter().rank(), s.adapter().targets()));
           warmUp(fpLora, p, batch, s);
           out.put("peak_rss_with_fp32_base_too_mb", peakRssKb() / 1024);
@@ -291,7 +293,7 @@ public final class StepBenchmark {
   }
 
   /** The base's size: parameters, bytes, and what quantization saved. */
-  private static void putBytes(Map<String, Object> out, CausalLM.Bytes b) {
+  private static void putBytes(Map<String, Object> out, LanguageModel.Bytes b) {
     out.put("base_parameters", b.params());
     if (b.quantizedParams() > 0) {
       out.put("quantized_parameters", b.quantizedParams());
@@ -308,7 +310,7 @@ public final class StepBenchmark {
     return Math.round(v * 10000) / 10000.0;
   }
 
-  static double forwardFlopsPerToken(CausalLM m, int t) {
+  static double forwardFlopsPerToken(LanguageModel m, int t) {
     double f = 0;
     for (LinearSpec l : m.linears()) {
       f += 2.0 * l.in() * l.out();
@@ -354,7 +356,7 @@ public final class StepBenchmark {
       return timeStep(t, params, b);
     }
     long t0 = System.nanoTime();
-    CheckpointedStep.run(lora, params, List.of(b), -1, 1.0);
+    RecomputeStep.run(lora, params, List.of(b), -1, 1.0);
     return (System.nanoTime() - t0) / 1e9;
   }
 

@@ -4,7 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.Ops;
@@ -15,7 +15,7 @@ import java.util.List;
  * or every base tensor for full fine-tuning), and how to run the base model with given values.
  */
 public interface Trainable {
-  CausalLM base();
+  LanguageModel base();
 
   FlatLayout layout();
 

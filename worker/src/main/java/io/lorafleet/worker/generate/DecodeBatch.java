@@ -6,7 +6,7 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.lora.MixedDelta;
 import io.lorafleet.worker.lora.StackedDelta;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.KvCache;
 import io.lorafleet.worker.model.LinearDelta;
@@ -53,7 +53,7 @@ public final class DecodeBatch implements AutoCloseable {
     }
   }
 
-  private final CausalLM model;
+  private final LanguageModel model;
   private final Map<String, NDArray> overrides;
   private final NDManager manager;
   private Optional<KvCache> cache = Optional.empty();
@@ -61,12 +61,12 @@ public final class DecodeBatch implements AutoCloseable {
   /** Decode steps' adapters stacked ({@link StackedDelta}), by group; kept while it covers the batch's adapters and is not too wide. */
   private Optional<Map.Entry<List<Integer>, StackedDelta>> stacked = Optional.empty();
 
-  public DecodeBatch(CausalLM model) {
+  public DecodeBatch(LanguageModel model) {
     this(model, Map.of());
   }
 
   /** With base tensors replaced for every row ({@link ForwardContext#overrides}: trained biases, a fully fine-tuned model). */
-  public DecodeBatch(CausalLM model, Map<String, NDArray> overrides) {
+  public DecodeBatch(LanguageModel model, Map<String, NDArray> overrides) {
     this.model = model;
     this.overrides = Map.copyOf(overrides);
     this.manager = model.manager().newSubManager();

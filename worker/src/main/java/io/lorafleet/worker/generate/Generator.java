@@ -7,7 +7,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.MixedDelta;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.KvCache;
 import io.lorafleet.worker.model.LinearDelta;
@@ -38,7 +38,7 @@ public final class Generator {
     return (long) promptTokens + generated >= context;
   }
 
-  private static void checkPrompt(CausalLM model, int[] prompt) {
+  private static void checkPrompt(LanguageModel model, int[] prompt) {
     if (prompt.length == 0) {
       throw new IllegalArgumentException("prompt must hold at least one token");
     }
@@ -50,7 +50,7 @@ public final class Generator {
   }
 
   /** Generated ids (without the prompt), stopping after {@code eos} if given, or at the end of the context. */
-  public static int[] generate(CausalLM model, Optional<Trainable> adapter, float[] values, int[] prompt, Sampling s, Optional<Integer> eos) {
+  public static int[] generate(LanguageModel model, Optional<Trainable> adapter, float[] values, int[] prompt, Sampling s, Optional<Integer> eos) {
     checkPrompt(model, prompt);
     SplittableRandom rng = new SplittableRandom(s.seed());
     List<Integer> out = new ArrayList<>();
@@ -75,8 +75,8 @@ public final class Generator {
     return out.stream().mapToInt(Integer::intValue).toArray();
   }
 
-  /** As {@link #generate(CausalLM, Optional, float[], int[], Sampling, Optional)} with a loaded adapter, or the base when empty. */
-  public static int[] generate(CausalLM model, Optional<AdapterFormat.Loaded> adapter, int[] prompt, Sampling s, Optional<Integer> eos) {
+  /** As {@link #generate(LanguageModel, Optional, float[], int[], Sampling, Optional)} with a loaded adapter, or the base when empty. */
+  public static int[] generate(LanguageModel model, Optional<AdapterFormat.Loaded> adapter, int[] prompt, Sampling s, Optional<Integer> eos) {
     return generate(model, adapter.map(a -> (Trainable) a.model()), adapter.map(AdapterFormat.Loaded::values).orElse(new float[0]), prompt, s, eos);
   }
 
@@ -86,7 +86,7 @@ public final class Generator {
    * {@code maxNew[b]} tokens, after its stop token {@code stop[b]} (negative: none) or at the end of
    * the context, and leaves the batch then.
    */
-  public static int[][] greedyBatch(CausalLM model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
+  public static int[][] greedyBatch(LanguageModel model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
     try (NDManager gen = model.manager().newSubManager()) {
       ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
       List<DecodeBatch.Join> joins = new ArrayList<>();
@@ -98,11 +98,11 @@ public final class Generator {
   }
 
   /**
-   * As {@link #greedyBatch(CausalLM, Optional, float[], int[][], int[], int[])} with row b under
+   * As {@link #greedyBatch(LanguageModel, Optional, float[], int[][], int[], int[])} with row b under
    * adapter {@code rowAdapter[b]} of {@code adapters} (−1: the base), in one batch of mixed adapters
    * ({@link MixedDelta}).
    */
-  public static int[][] greedyMixed(CausalLM model, List<AdapterFormat.Loaded> adapters, int[] rowAdapter, int[][] prompts, int[] maxNew, int[] stop) {
+  public static int[][] greedyMixed(LanguageModel model, List<AdapterFormat.Loaded> adapters, int[] rowAdapter, int[][] prompts, int[] maxNew, int[] stop) {
     try (NDManager gen = model.manager().newSubManager()) {
       List<LinearDelta> bound = MixedDelta.bindEach(gen, adapters);
       List<DecodeBatch.Join> joins = new ArrayList<>();
@@ -114,7 +114,7 @@ public final class Generator {
     }
   }
 
-  private static int[][] greedy(CausalLM model, Map<String, NDArray> overrides, List<DecodeBatch.Join> joins, int[] maxNew, int[] stop) {
+  private static int[][] greedy(LanguageModel model, Map<String, NDArray> overrides, List<DecodeBatch.Join> joins, int[] maxNew, int[] stop) {
     List<List<Integer>> out = new ArrayList<>();
     joins.forEach(j -> {
       checkPrompt(model, j.prompt());

@@ -37,7 +37,7 @@ public final class AdapterFormat {
   public static final String CONFIG = "adapter_config.json";
   public static final String WEIGHTS = "adapter_model.safetensors";
 
-  private static final ObjectMapper JSON = new ObjectMapper()
+  static final ObjectMapper JSON = new ObjectMapper()
       .enable(SerializationFeature.INDENT_OUTPUT)
       .enable(SerializationFeature.ORDER_MAP_ENTRIES_BY_KEYS);
 
@@ -72,38 +72,13 @@ public final class AdapterFormat {
     }
   }
 
+  /** adapter_config.json, as PEFT writes the model's method's config. */
   static ObjectNode configJson(LoraModel model) {
-    LoraConfig c = model.config();
-    if (c.vera().on()) {
-      return veraConfigJson(model);
-    }
-    ObjectNode n = loraConfigJson(model);
-    if (c.adalora().on()) { // asdict(AdaLoraConfig): LoraConfig's fields and its own (peft/tuners/adalora/config.py)
-      LoraConfig.Adalora a = c.adalora();
-      n.put("peft_type", "ADALORA");
-      n.put("beta1", a.beta1());
-      n.put("beta2", a.beta2());
-      n.put("deltaT", a.deltaT());
-      n.put("init_r", a.initR());
-      n.put("orth_reg_weight", a.orthRegWeight());
-      n.put("target_r", a.targetR());
-      n.put("tfinal", a.tfinal());
-      n.put("tinit", a.tinit());
-      n.put("total_step", a.totalStep());
-      if (a.rankPattern().isEmpty()) {
-        n.putNull("rank_pattern");
-      } else {
-        ObjectNode rp = n.putObject("rank_pattern");
-        a.rankPattern().forEach((k, v) -> {
-          ArrayNode l = rp.putArray(k);
-          v.forEach(l::add);
-        });
-      }
-    }
-    return n;
+    return model.config().method().configJson(model);
   }
 
-  private static ObjectNode loraConfigJson(LoraModel model) {
+  /** asdict(LoraConfig) as PEFT writes it (peft/tuners/lora/config.py), less use_dora, which is the method's. */
+  static ObjectNode loraConfigJson(LoraModel model) {
     LoraConfig c = model.config();
     ObjectNode n = JSON.createObjectNode();
     n.putObject("alpha_pattern").setAll(toNodes(c.alphaPattern()));
@@ -127,37 +102,12 @@ public final class AdapterFormat {
     n.putObject("rank_pattern").setAll(toNodes(c.rankPattern()));
     n.putNull("revision");
     putTargets(n, c);
-    n.put("use_dora", c.useDora());
     n.put("use_rslora", c.useRslora());
     return n;
   }
 
-  /** asdict(VeraConfig) as PEFT writes it (peft/tuners/vera/config.py); the projections are always saved. */
-  private static ObjectNode veraConfigJson(LoraModel model) {
-    LoraConfig c = model.config();
-    ObjectNode n = JSON.createObjectNode();
-    n.putNull("auto_mapping");
-    n.put("base_model_name_or_path", c.baseModelNameOrPath());
-    n.put("bias", c.bias().equals("lora_only") ? "vera_only" : c.bias());
-    n.put("d_initial", c.vera().dInitial());
-    n.put("fan_in_fan_out", model.structure().config().arch() == Architecture.GPT2);
-    n.put("inference_mode", true);
-    n.put("init_weights", true);
-    n.putNull("layers_pattern");
-    putLayers(n, c);
-    putTask(n, model);
-    n.put("peft_type", "VERA");
-    n.put("projection_prng_key", c.vera().projectionPrngKey());
-    n.put("r", c.r());
-    n.putNull("revision");
-    n.put("save_projection", true);
-    putTargets(n, c);
-    n.put("vera_dropout", c.loraDropout());
-    return n;
-  }
-
   /** task_type, and modules_to_save for an encoder's head: CAUSAL_LM and null, or SEQ_CLS and the head's modules. */
-  private static void putTask(ObjectNode n, LoraModel model) {
+  static void putTask(ObjectNode n, LoraModel model) {
     List<String> heads = modulesToSave(model.structure());
     if (heads.isEmpty()) {
       n.putNull("modules_to_save");
@@ -167,7 +117,7 @@ public final class AdapterFormat {
     n.put("task_type", heads.isEmpty() ? "CAUSAL_LM" : "SEQ_CLS");
   }
 
-  private static void putLayers(ObjectNode n, LoraConfig c) {
+  static void putLayers(ObjectNode n, LoraConfig c) {
     if (c.layersToTransform().isEmpty()) {
       n.putNull("layers_to_transform");
     } else {
@@ -176,7 +126,7 @@ public final class AdapterFormat {
     }
   }
 
-  private static void putTargets(ObjectNode n, LoraConfig c) {
+  static void putTargets(ObjectNode n, LoraConfig c) {
     if (c.targetRegex()) {
       n.put("target_modules", c.targetModules().get(0));
     } else if (c.targetModules().equals(List.of("all-linear"))) {
@@ -193,15 +143,34 @@ public final class AdapterFormat {
     return out;
   }
 
+  /** What every LoRA-family adapter_config.json holds alike, parsed once: its targets, its layers and its base. */
+  public record Fields(List<String> targets, boolean regex, List<Integer> layers, String baseModel) {
+    /**
+     * LoRA's config with these fields and {@code n}'s own: r, lora_alpha, lora_dropout, the rank and
+     * alpha patterns (an array in rank_pattern is AdaLoRA's allocation, its method's to read), bias,
+     * use_rslora and init_lora_weights.
+     */
+    public LoraConfig lora(JsonNode n) {
+      Map<String, Integer> ranks = new TreeMap<>();
+      n.path("rank_pattern").fields().forEachRemaining(e -> {
+        if (!e.getValue().isArray()) {
+          ranks.put(e.getKey(), e.getValue().asInt());
+        }
+      });
+      Map<String, Double> alphas = new TreeMap<>();
+      n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
+      JsonNode init = n.get("init_lora_weights");
+      return LoraConfig.of(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), targets).withTargets(targets, regex)
+          .withDropout(n.path("lora_dropout").asDouble(0)).withLayers(layers).withPatterns(ranks, alphas).withBias(n.path("bias").asText("none"))
+          .withRslora(n.path("use_rslora").asBoolean(false)).withBaseModel(baseModel).withInit(init == null || init.isNull() ? "true" : init.asText());
+    }
+  }
+
   /**
    * PEFT options that change what the adapter computes or holds: applying the adapter without them
    * would silently give another model, so each is refused by name.
    */
-  private static void refuseUnsupported(Path f, JsonNode n, boolean vera) {
-    if (vera && !n.path("save_projection").asBoolean(true)) {
-      throw new IllegalArgumentException(f + ": save_projection is false; a VeRA adapter without its projections cannot be rebuilt here "
-          + "(they come from torch's generator), expected true");
-    }
+  private static void refuseUnsupported(Path f, JsonNode n) {
     JsonNode lp = n.get("layers_pattern");
     if (lp != null && !lp.isNull() && !(lp.isContainerNode() && lp.isEmpty())) {
       throw new IllegalArgumentException(f + ": layers_pattern is " + lp + "; this PEFT option is not supported, expected null (lorafleet "
@@ -230,12 +199,8 @@ public final class AdapterFormat {
     if (n == null || !n.isObject()) {
       throw new IllegalArgumentException(f + ": must hold a JSON object");
     }
-    String type = n.path("peft_type").asText("");
-    if (!type.equals("LORA") && !type.equals("VERA") && !type.equals("ADALORA")) {
-      throw new IllegalArgumentException(f + ": peft_type is '" + type + "', expected LORA, VERA or ADALORA");
-    }
-    boolean vera = type.equals("VERA");
-    refuseUnsupported(f, n, vera);
+    PeftMethod.Provider method = PeftMethods.forConfig(f, n);
+    refuseUnsupported(f, n);
     JsonNode tm = n.get("target_modules");
     List<String> targets = new ArrayList<>();
     boolean regex = false;
@@ -254,36 +219,8 @@ public final class AdapterFormat {
     } else if (lt != null && lt.isArray()) {
       lt.forEach(x -> layers.add(x.asInt()));
     }
-    Map<String, Integer> ranks = new TreeMap<>();
-    Map<String, List<Boolean>> kept = new TreeMap<>();
-    n.path("rank_pattern").fields().forEachRemaining(e -> {
-      if (type.equals("ADALORA")) { // the allocation: one boolean per initial rank
-        List<Boolean> b = new ArrayList<>();
-        e.getValue().forEach(x -> b.add(x.asBoolean()));
-        kept.put(e.getKey(), b);
-      } else {
-        ranks.put(e.getKey(), e.getValue().asInt());
-      }
-    });
-    Map<String, Double> alphas = new TreeMap<>();
-    n.path("alpha_pattern").fields().forEachRemaining(e -> alphas.put(e.getKey(), e.getValue().asDouble()));
-    JsonNode init = n.get("init_lora_weights");
     try {
-      if (vera) { // VeraConfig: r (default 256), vera_dropout, d_initial, projection_prng_key; bias vera_only is LoRA's lora_only
-        int r = n.path("r").asInt(256);
-        String bias = n.path("bias").asText("none");
-        return LoraConfig.of(r, r, targets).withTargets(targets, regex).withDropout(n.path("vera_dropout").asDouble(0)).withLayers(layers)
-            .withBias(bias.equals("vera_only") ? "lora_only" : bias).withBaseModel(n.path("base_model_name_or_path").asText(""))
-            .withVera(LoraConfig.Vera.of(n.path("d_initial").asDouble(0.1), n.path("projection_prng_key").asLong(0)));
-      }
-      LoraConfig.Adalora ada = !type.equals("ADALORA") ? LoraConfig.Adalora.OFF
-          : new LoraConfig.Adalora(true, n.path("init_r").asInt(12), n.path("target_r").asInt(8), n.path("tinit").asInt(0), n.path("tfinal").asInt(0),
-              n.path("deltaT").asInt(1), n.path("beta1").asDouble(0.85), n.path("beta2").asDouble(0.85), n.path("orth_reg_weight").asDouble(0.5),
-              n.path("total_step").asInt(0), kept);
-      return LoraConfig.of(n.path("r").asInt(8), n.path("lora_alpha").asDouble(8), targets).withTargets(targets, regex)
-          .withDropout(n.path("lora_dropout").asDouble(0)).withLayers(layers).withPatterns(ranks, alphas).withBias(n.path("bias").asText("none"))
-          .withRslora(n.path("use_rslora").asBoolean(false)).withBaseModel(n.path("base_model_name_or_path").asText(""))
-          .withDora(n.path("use_dora").asBoolean(false)).withAdalora(ada).withInit(init == null || init.isNull() ? "true" : init.asText());
+      return method.read(f, n, new Fields(targets, regex, layers, n.path("base_model_name_or_path").asText("")));
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }

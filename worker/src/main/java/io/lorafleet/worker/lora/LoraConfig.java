@@ -16,11 +16,11 @@ import java.util.Optional;
  * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
  * @param alphaPattern regex → alpha
  * @param bias "none", "lora_only" or "all"
- * @param vera VeRA instead of LoRA's own factors ({@link Vera#OFF} for LoRA)
- * @param useDora DoRA (Liu et al. 2024, PEFT's use_dora): a trainable magnitude per output row; see {@link LoraDelta}
  * @param initLoraWeights "kaiming" (PEFT's {@code true}: A ~ U(±1/√in), B = 0), "gaussian" (A ~ N(0, (1/r)²), B = 0) or
  *     "false" (PEFT's {@code false}: no LoRA init, so A and B keep nn.Linear's, U(±1/√in) and U(±1/√r); the adapter
  *     changes the model from the start, for tests)
+ * @param method the PEFT method over these targets: LoRA, DoRA, VeRA, AdaLoRA or a registered one
+ *     ({@link PeftMethod}), with its own settings
  */
 public record LoraConfig(
     int r,
@@ -35,68 +35,7 @@ public record LoraConfig(
     boolean useRslora,
     String initLoraWeights,
     String baseModelNameOrPath,
-    boolean useDora,
-    Vera vera,
-    Adalora adalora) implements java.io.Serializable {
-
-  /**
-   * AdaLoRA (Zhang et al. 2023; PEFT's AdaLoraConfig): when {@code on}, each module trains A (k, in),
-   * E (k, 1) and B (out, k) with ΔW = B·(A⊙E)·lora_alpha/(init_r + 1e-5), k = init_r while training,
-   * and the driver masks E to a shrinking rank budget ({@code targetR} per module on average) by
-   * importance. {@code rankPattern} is the allocation, as PEFT saves it: per "&lt;module&gt;.lora_E", one
-   * boolean per initial rank; a saved adapter holds only the kept ranks.
-   */
-  public record Adalora(boolean on, int initR, int targetR, int tinit, int tfinal, int deltaT, double beta1, double beta2, double orthRegWeight,
-      int totalStep, Map<String, List<Boolean>> rankPattern) implements java.io.Serializable {
-    public static final Adalora OFF = new Adalora(false, 12, 8, 0, 0, 1, 0.85, 0.85, 0.5, 1, Map.of());
-
-    public Adalora {
-      if (on) {
-        if (initR <= 0 || targetR <= 0 || targetR > initR) {
-          throw new IllegalArgumentException("AdaLoRA needs 0 < target_r <= init_r but found target_r " + targetR + ", init_r " + initR);
-        }
-        if (totalStep <= 0 || tinit < 0 || tfinal < 0 || tinit >= totalStep - tfinal) {
-          throw new IllegalArgumentException("AdaLoRA needs total_step > 0 and tinit < total_step - tfinal but found total_step " + totalStep
-              + ", tinit " + tinit + ", tfinal " + tfinal);
-        }
-        if (deltaT <= 0 || !(beta1 > 0 && beta1 < 1) || !(beta2 > 0 && beta2 < 1) || orthRegWeight < 0) {
-          throw new IllegalArgumentException("AdaLoRA needs deltaT > 0, beta1 and beta2 in (0, 1) and orth_reg_weight >= 0 but found deltaT "
-              + deltaT + ", beta1 " + beta1 + ", beta2 " + beta2 + ", orth_reg_weight " + orthRegWeight);
-        }
-      }
-      Map<String, List<Boolean>> copy = new java.util.TreeMap<>();
-      rankPattern.forEach((k, v) -> copy.put(k, List.copyOf(v)));
-      rankPattern = java.util.Collections.unmodifiableMap(copy);
-    }
-
-    public static Adalora of(int initR, int targetR, int tinit, int tfinal, int deltaT, double beta1, double beta2, double orthRegWeight, int totalStep) {
-      return new Adalora(true, initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight, totalStep, Map.of());
-    }
-
-    public Adalora withRankPattern(Map<String, List<Boolean>> pattern) {
-      return new Adalora(on, initR, targetR, tinit, tfinal, deltaT, beta1, beta2, orthRegWeight, totalStep, pattern);
-    }
-
-    /** The kept ranks of {@code module}: init_r before any allocation. */
-    public int rankOf(String module) {
-      List<Boolean> kept = rankPattern.get(module + ".lora_E");
-      return kept == null ? initR : (int) kept.stream().filter(b -> b).count();
-    }
-  }
-
-  /**
-   * VeRA (Kopiczko et al. 2024; PEFT's VeraConfig): when {@code on}, r is the rank of the shared
-   * frozen projections vera_A (r, max in) and vera_B (max out, r), drawn from {@code
-   * projectionPrngKey}; each layer trains λ_b (out, from 0) and λ_d (r, from {@code dInitial}), and
-   * ΔW = diag(λ_b)·B·diag(λ_d)·A on the slices of the projections, with no alpha scaling.
-   */
-  public record Vera(boolean on, double dInitial, long projectionPrngKey) implements java.io.Serializable {
-    public static final Vera OFF = new Vera(false, 0.1, 0);
-
-    public static Vera of(double dInitial, long projectionPrngKey) {
-      return new Vera(true, dInitial, projectionPrngKey);
-    }
-  }
+    PeftMethod method) implements java.io.Serializable {
 
   public LoraConfig {
     if (r <= 0) {
@@ -130,18 +69,6 @@ public record LoraConfig(
         throw new IllegalArgumentException("alpha_pattern['" + k + "'] must be > 0 but found " + v);
       }
     });
-    if (vera.on() && (useDora || useRslora || !rankPattern.isEmpty() || !alphaPattern.isEmpty() || !initLoraWeights.equals("kaiming"))) {
-      throw new IllegalArgumentException("VeRA takes none of use_dora, use_rslora, rank_pattern, alpha_pattern or init_lora_weights "
-          + "(found use_dora " + useDora + ", use_rslora " + useRslora + ", rank_pattern " + rankPattern + ", alpha_pattern " + alphaPattern
-          + ", init_lora_weights " + initLoraWeights + ")");
-    }
-    if (adalora.on() && (vera.on() || useDora || useRslora || !rankPattern.isEmpty() || !alphaPattern.isEmpty())) {
-      throw new IllegalArgumentException("AdaLoRA takes none of VeRA, use_dora, use_rslora or a LoRA rank/alpha pattern (its rank_pattern is "
-          + "its own allocation)");
-    }
-    if (vera.on() && !(vera.dInitial() == vera.dInitial())) {
-      throw new IllegalArgumentException("d_initial must be a number but found " + vera.dInitial());
-    }
     targetModules = List.copyOf(targetModules);
     layersToTransform = List.copyOf(layersToTransform);
     rankPattern = Map.copyOf(rankPattern);
@@ -149,7 +76,7 @@ public record LoraConfig(
   }
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
-    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", false, Vera.OFF, Adalora.OFF);
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", LoraMethod.INSTANCE);
   }
 
   /**
@@ -215,23 +142,19 @@ public record LoraConfig(
     });
   }
 
-  public LoraConfig withDora(boolean on) {
-    return copy(c -> c.useDora = on);
+  /** This config with {@code m} as its method (r is then what m makes of it: VeRA's shared rank, AdaLoRA's ignores it). */
+  public LoraConfig withMethod(PeftMethod m) {
+    return copy(c -> c.method = m);
   }
 
-  /** This config as VeRA ({@link Vera#OFF}: LoRA); r becomes the shared projections' rank. */
-  public LoraConfig withVera(Vera v) {
-    return copy(c -> c.vera = v);
+  /** This config at rank {@code rank}. */
+  public LoraConfig withR(int rank) {
+    return copy(c -> c.r = rank);
   }
 
-  /** "LORA", "VERA" or "ADALORA", as PEFT's peft_type. */
+  /** PEFT's peft_type: the method's. */
   public String peftType() {
-    return vera.on() ? "VERA" : adalora.on() ? "ADALORA" : "LORA";
-  }
-
-  /** This config as AdaLoRA ({@link Adalora#OFF}: LoRA). */
-  public LoraConfig withAdalora(Adalora a) {
-    return copy(c -> c.adalora = a);
+    return method.peftType();
   }
 
   public LoraConfig withBaseModel(String path) {
@@ -252,9 +175,7 @@ public record LoraConfig(
     boolean useRslora;
     String initLoraWeights;
     String baseModelNameOrPath;
-    boolean useDora;
-    Vera vera;
-    Adalora adalora;
+    PeftMethod method;
 
     Copy(LoraConfig c) {
       r = c.r;
@@ -269,9 +190,7 @@ public record LoraConfig(
       useRslora = c.useRslora;
       initLoraWeights = c.initLoraWeights;
       baseModelNameOrPath = c.baseModelNameOrPath;
-      useDora = c.useDora;
-      vera = c.vera;
-      adalora = c.adalora;
+      method = c.method;
     }
   }
 
@@ -279,7 +198,10 @@ public record LoraConfig(
   private LoraConfig copy(java.util.function.Consumer<Copy> change) {
     Copy c = new Copy(this);
     change.accept(c);
-    return new LoraConfig(c.r, c.loraAlpha, c.loraDropout, c.targetModules, c.targetRegex, c.layersToTransform, c.rankPattern, c.alphaPattern, c.bias, c.useRslora, c.initLoraWeights, c.baseModelNameOrPath, c.useDora, c.vera, c.adalora);
+    LoraConfig copy = new LoraConfig(c.r, c.loraAlpha, c.loraDropout, c.targetModules, c.targetRegex, c.layersToTransform, c.rankPattern,
+        c.alphaPattern, c.bias, c.useRslora, c.initLoraWeights, c.baseModelNameOrPath, c.method);
+    copy.method.validate(copy); // the method refuses the options it does not take
+    return copy;
   }
 
   /** PEFT's pattern lookup: the first key whose "(.*\.)?key$" matches the module path. */
@@ -291,27 +213,17 @@ public record LoraConfig(
         .findFirst();
   }
 
+  /** The rank of {@code module}, as its method reads it (rank_pattern, or AdaLoRA's allocation). */
   public int rankFor(String module) {
-    if (adalora.on()) {
-      return adalora.rankOf(module);
-    }
-    return patternValue(rankPattern, module).orElse(r);
+    return method.rank(this, module);
   }
 
   public double alphaFor(String module) {
     return patternValue(alphaPattern, module).orElse(loraAlpha);
   }
 
-  /** The LoRA scaling s in ΔW = s·B·A. */
+  /** The LoRA scaling s in ΔW = s·B·A, as its method defines it. */
   public double scaleFor(String module) {
-    if (vera.on()) {
-      return 1.0; // VeRA scales through λ_b and λ_d
-    }
-    if (adalora.on()) { // PEFT's SVDLinear: scaling (lora_alpha itself) over ranknum, which stays init_r after truncation
-      return loraAlpha / (adalora.initR() + 1e-5);
-    }
-    int rank = rankFor(module);
-    double alpha = alphaFor(module);
-    return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;
+    return method.scale(this, module);
   }
 }

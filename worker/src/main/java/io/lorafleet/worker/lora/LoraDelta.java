@@ -4,7 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.Ops;
@@ -26,15 +26,52 @@ import java.util.SplittableRandom;
  * (the norm detached), y' = y + (g − 1)·(y − b) + g·s·(x·Aᵀ)·Bᵀ, where y = x·W0 + b is the frozen
  * projection. Under dropout the middle term is recomputed on dropout(x) without the bias,
  * (g − 1)·dropout(x)·W0, as PEFT does, and the LoRA term reads dropout(x) too.
+ *
+ * <p>Each method's term is a {@link Term} of its own ({@link PeftMethod#factors} picks it); this
+ * class owns what they share: the x·Aᵀ product (fused across modules that read one input), and
+ * dropout.
  */
-final class LoraDelta implements LinearDelta {
+public final class LoraDelta implements LinearDelta {
+  /** A method's forward term for one module: y plus its update, from x·Aᵀ (and the input it was computed on). */
+  public interface Term {
+    /**
+     * @param y the frozen projection x·W0 + b (..., out)
+     * @param xa in·Aᵀ (..., r)
+     * @param in the input the update reads: dropout(x), or x
+     * @param x the projection's input
+     */
+    NDArray add(Factors f, NDArray y, NDArray xa, NDArray in, NDArray x);
+  }
+
+  /** LoRA's term, y + s·(x·Aᵀ)·Bᵀ: also AdaLoRA's, with A⊙E as its A. */
+  public static final Term PLAIN = (f, y, xa, in, x) -> {
+    // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
+    // adding in the product itself (addmm) save two full-size passes
+    return LanguageModel.addmm(y, xa, f.b().mul(Ops.constant(f.b(), f.scale())));
+  };
+
   /** DoRA's magnitude m (out), the detached norm (out), the frozen weight W0 (in, out) and bias. */
-  record Dora(NDArray magnitude, NDArray norm, NDArray weight, Optional<NDArray> bias) {}
+  public record Dora(NDArray magnitude, NDArray norm, NDArray weight, Optional<NDArray> bias) implements Term {
+    @Override
+    public NDArray add(Factors f, NDArray y, NDArray xa, NDArray in, NDArray x) {
+      NDArray g = magnitude.div(norm); // (out)
+      // the frozen term without its bias: y − b, or, under dropout, dropout(x)·W0
+      NDArray base = in != x ? in.matMul(weight) : bias.map(y::sub).orElse(y);
+      NDArray lora = xa.matMul(f.b().mul(Ops.constant(f.b(), f.scale())).transpose()); // (..., out)
+      return y.add(base.mul(g.sub(Ops.constant(g, 1.0))).add(lora.mul(g)));
+    }
+  }
 
   /** VeRA's per-module scales: λ_b (out) and λ_d (r); a and b are then the slices of the shared projections. */
-  record Vera(NDArray lambdaB, NDArray lambdaD) {}
+  public record Vera(NDArray lambdaB, NDArray lambdaD) implements Term {
+    @Override
+    public NDArray add(Factors f, NDArray y, NDArray xa, NDArray in, NDArray x) { // PEFT's VeRA: y + λ_b ⊙ ((λ_d ⊙ dropout(x)·Aᵀ)·Bᵀ)
+      return y.add(xa.mul(lambdaD).matMul(f.b().transpose()).mul(lambdaB));
+    }
+  }
 
-  record Factors(NDArray a, NDArray b, double scale, int index, Optional<Dora> dora, Optional<Vera> vera) {}
+  /** One module's factors A (r, in) and B (out, r), its scaling, its index (dropout's stream) and its method's term. */
+  public record Factors(NDArray a, NDArray b, double scale, int index, Term term) {}
 
   private final NDManager manager;
   private final Map<String, Factors> factors;
@@ -73,21 +110,7 @@ final class LoraDelta implements LinearDelta {
       in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
       xa = in.matMul(f.a().transpose()); // (..., r)
     }
-    if (f.vera().isPresent()) { // PEFT's VeRA: y + λ_b ⊙ ((λ_d ⊙ dropout(x)·Aᵀ)·Bᵀ)
-      return y.add(xa.mul(f.vera().get().lambdaD()).matMul(f.b().transpose()).mul(f.vera().get().lambdaB()));
-    }
-    NDArray sb = f.b().mul(Ops.constant(f.b(), f.scale()));
-    if (f.dora().isEmpty()) {
-      // y + s·(x·Aᵀ)·Bᵀ = y + (x·Aᵀ)·(s·B)ᵀ: scaling the (out, r) factor, not the (..., out) output, and
-      // adding in the product itself (addmm) save two full-size passes
-      return CausalLM.addmm(y, xa, sb);
-    }
-    Dora d = f.dora().get();
-    NDArray g = d.magnitude().div(d.norm()); // (out)
-    // the frozen term without its bias: y − b, or, under dropout, dropout(x)·W0
-    NDArray base = in != x ? in.matMul(d.weight()) : d.bias().map(y::sub).orElse(y);
-    NDArray lora = xa.matMul(sb.transpose()); // (..., out)
-    return y.add(base.mul(g.sub(Ops.constant(g, 1.0))).add(lora.mul(g)));
+    return f.term().add(f, y, xa, in, x);
   }
 
   /**

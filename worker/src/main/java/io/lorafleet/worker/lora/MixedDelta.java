@@ -67,7 +67,7 @@ public final class MixedDelta implements LinearDelta {
   /** Refuses an adapter that cannot join a mixed batch, naming why. */
   public static void mixable(LoraModel m) {
     LoraConfig c = m.config();
-    String kind = c.useDora() ? "DoRA" : c.vera().on() ? "VeRA" : c.adalora().on() ? "AdaLoRA" : !m.biases().isEmpty() ? "trained-bias" : "";
+    String kind = c.method().notMixable().orElse(m.biases().isEmpty() ? "" : "trained-bias");
     if (!kind.isEmpty()) {
       throw new IllegalArgumentException("a " + kind + " adapter cannot join a batch of mixed adapters (its forward is not an additive term per row); "
           + "run it in a batch of its own");

@@ -5,7 +5,7 @@ import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.Ops;
 import java.util.ArrayList;
@@ -45,9 +45,9 @@ public final class StackedDelta implements AutoCloseable {
     this.modules = modules;
   }
 
-  /** Whether {@code delta} (a bound adapter term) can be stacked: plain LoRA, no DoRA or VeRA. */
+  /** Whether {@code delta} (a bound adapter term) can be stacked: every module's term LoRA's plain one (not DoRA's or VeRA's). */
   public static boolean stackable(LinearDelta delta) {
-    return delta instanceof LoraDelta d && d.factors().values().stream().allMatch(f -> f.dora().isEmpty() && f.vera().isEmpty());
+    return delta instanceof LoraDelta d && d.factors().values().stream().allMatch(f -> f.term() == LoraDelta.PLAIN);
   }
 
   /** Stacks the bound terms of {@code adapters} (slot k is adapters.get(k)) in a scope of its own under {@code parent}. */
@@ -117,7 +117,7 @@ public final class StackedDelta implements AutoCloseable {
       }
       NDArray mask = masks.computeIfAbsent(st.columns(), c -> mask(step, c, rowSlot, x));
       NDArray xa = x.matMul(st.aT()).mul(mask); // (B, T, R), each row only its own adapter's columns
-      return CausalLM.addmm(y, xa, st.sb());
+      return LanguageModel.addmm(y, xa, st.sb());
     };
   }
 

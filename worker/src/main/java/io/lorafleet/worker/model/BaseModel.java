@@ -8,7 +8,7 @@ import java.util.Optional;
  * What a base model is, apart from its weights: its config, its tensors (names and shapes) and its
  * projections. An adapter's layout, PEFT file format, checkpoints and averaging need only this, so
  * the driver builds them from a {@link ModelSkeleton} (config.json and safetensors headers) and
- * never holds the weights; workers use the loaded {@link CausalLM}.
+ * never holds the weights; workers use the loaded {@link LanguageModel}.
  */
 public interface BaseModel {
   ModelConfig config();

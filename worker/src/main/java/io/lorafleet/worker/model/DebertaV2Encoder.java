@@ -27,7 +27,7 @@ import java.util.Optional;
  * after the first layer: LN(h1 + act(conv1d(embeddings))), masked, where the convolution reads the
  * embeddings (padding zeroed, as DebertaV2Embeddings multiplies by the mask) with same padding.
  */
-final class DebertaV2Encoder implements Decoder {
+final class DebertaV2Encoder implements Backbone {
   static final String PREFIX = "deberta.";
 
   /** The relative-attention settings of a DebertaV2Config. */
@@ -142,7 +142,7 @@ final class DebertaV2Encoder implements Decoder {
 
   /** LayerNorm(word [+ absolute position when position_biased_input] [+ token type 0]). */
   @Override
-  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
     ModelConfig c = m.config();
     NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids);
     if (positionBiasedInput(c)) {
@@ -157,7 +157,7 @@ final class DebertaV2Encoder implements Decoder {
   }
 
   @Override
-  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
+  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
     ModelConfig c = m.config();
     String p = layer(i) + "attention.self.";
     return new NDArray[] {Ops.heads(m.linear(ctx, h, p + "query_proj"), c.heads(), c.headDim()),
@@ -165,13 +165,13 @@ final class DebertaV2Encoder implements Decoder {
   }
 
   @Override
-  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     return EncoderBlocks.rest(m, ctx, layer(i), h, a);
   }
 
   /** ContextPooler then the classifier: (B, T', H) → (B, num_labels). */
   @Override
-  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     NDArray pooled = EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), "pooler.dense");
     String act = m.config().raw().path("pooler_hidden_act").asText("gelu");
     pooled = switch (act) {
@@ -214,7 +214,7 @@ final class DebertaV2Encoder implements Decoder {
 
   /** What every layer's position terms read: the relative embeddings (1, 2·span, H), LayerNorm'd when asked, and the c2p and p2c gather indexes (B, nh, T, T). */
   private record Positions(NDArray embeddings, NDArray c2p, NDArray p2c) {
-    static Positions of(CausalLM m, ForwardContext ctx, Relative rel, int b, int t) {
+    static Positions of(LanguageModel m, ForwardContext ctx, Relative rel, int b, int t) {
       NDArray e = m.param(ctx, PREFIX + "encoder.rel_embeddings.weight").expandDims(0);
       if (rel.normEmbeddings()) {
         e = EncoderBlocks.layerNorm(m, ctx, PREFIX + "encoder.LayerNorm", e);
@@ -226,7 +226,7 @@ final class DebertaV2Encoder implements Decoder {
 
   /** Class logits (B, num_labels); padding lies in a segment of its own. */
   @Override
-  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  public NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     ModelConfig c = m.config();
     EncoderBlocks.refuseCache(c, cache);
     Relative rel = Relative.of(c);
@@ -266,7 +266,7 @@ final class DebertaV2Encoder implements Decoder {
   }
 
   /** ConvLayer.forward(hidden_states = the embeddings, residual_states = layer 0's output, input_mask). e and h (B, T, H). */
-  private static NDArray conv(CausalLM m, ForwardContext ctx, NDArray e, NDArray h, NDArray inputMask) {
+  private static NDArray conv(LanguageModel m, ForwardContext ctx, NDArray e, NDArray h, NDArray inputMask) {
     ModelConfig c = m.config();
     int k = convKernel(c);
     NDArray out = ai.djl.nn.convolutional.Conv1d.conv1d(e.transpose(0, 2, 1), m.param(ctx, PREFIX + "encoder.conv.conv.weight"),

@@ -47,7 +47,7 @@ final class EncoderBlocks {
     return List.of(new ParamSpec(name + ".weight", new long[] {h}, false), new ParamSpec(name + ".bias", new long[] {h}, false));
   }
 
-  static NDArray layerNorm(CausalLM m, ForwardContext ctx, String name, NDArray x) {
+  static NDArray layerNorm(LanguageModel m, ForwardContext ctx, String name, NDArray x) {
     return Ops.layerNorm(x, m.param(ctx, name + ".weight"), m.param(ctx, name + ".bias"), m.config().normEps());
   }
 
@@ -55,7 +55,7 @@ final class EncoderBlocks {
    * The rest of layer i after attention (BertSelfOutput, BertIntermediate, BertOutput):
    * h1 = LN(h + dense(a)), then LN(h1 + dense(gelu(dense(h1)))). a (B, T, H).
    */
-  static NDArray rest(CausalLM m, ForwardContext ctx, String p, NDArray h, NDArray a) {
+  static NDArray rest(LanguageModel m, ForwardContext ctx, String p, NDArray h, NDArray a) {
     NDArray h1 = layerNorm(m, ctx, p + "attention.output.LayerNorm", m.linear(ctx, a, p + "attention.output.dense").add(h));
     NDArray mid = Activation.gelu(m.linear(ctx, h1, p + "intermediate.dense")); // exact (erf) GELU, ACT2FN["gelu"]
     return layerNorm(m, ctx, p + "output.LayerNorm", m.linear(ctx, mid, p + "output.dense").add(h1));
@@ -86,8 +86,8 @@ final class EncoderBlocks {
   }
 
   /** y = x·Wᵀ + b for a head Linear kept in HF layout (out, in). */
-  static NDArray headLinear(CausalLM m, ForwardContext ctx, NDArray x, String name) {
-    return CausalLM.addmm(m.param(ctx, name + ".bias"), x, m.param(ctx, name + ".weight"));
+  static NDArray headLinear(LanguageModel m, ForwardContext ctx, NDArray x, String name) {
+    return LanguageModel.addmm(m.param(ctx, name + ".bias"), x, m.param(ctx, name + ".weight"));
   }
 
   /** A head Linear's tensors in HF layout (out, in), not transposed: they are trained whole and saved as they are. */
@@ -108,7 +108,7 @@ final class EncoderBlocks {
    * embedding added when the model has token types (RoBERTa's tokenizers give pairs type 0 too),
    * then LayerNorm. e (B, T, H).
    */
-  static NDArray finishEmbeddings(CausalLM m, ForwardContext ctx, String prefix, NDArray e, int typeVocab) {
+  static NDArray finishEmbeddings(LanguageModel m, ForwardContext ctx, String prefix, NDArray e, int typeVocab) {
     if (typeVocab > 0) {
       Shape bt = new Shape(e.getShape().get(0), e.getShape().get(1));
       e = e.add(m.embed(ctx, prefix + "token_type_embeddings.weight", ctx.manager().zeros(bt, DataType.INT64)));

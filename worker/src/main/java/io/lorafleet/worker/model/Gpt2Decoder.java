@@ -9,7 +9,7 @@ import java.util.List;
  * blocks, one fused Conv1D c_attn producing q|k|v, tanh-GELU, and an lm_head tied to wte. Conv1D
  * weights are stored (in, out), so they are used as they are.
  */
-final class Gpt2Decoder implements Decoder {
+final class Gpt2Decoder implements Backbone {
   private static String layer(int i) {
     return "transformer.h." + i + ".";
   }
@@ -54,7 +54,7 @@ final class Gpt2Decoder implements Decoder {
 
   /** Token plus learned position embeddings (B, T, H). */
   @Override
-  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
     ModelConfig c = m.config();
     for (int[] row : positions) {
       for (int p : row) {
@@ -69,7 +69,7 @@ final class Gpt2Decoder implements Decoder {
 
   /** ln_1, then the fused c_attn split in three. */
   @Override
-  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
+  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_1.weight"), m.param(ctx, p + "ln_1.bias"), c.normEps());
@@ -80,7 +80,7 @@ final class Gpt2Decoder implements Decoder {
 
   /** The rest of layer i: h + c_proj(a), then ln_2 and the GELU MLP. */
   @Override
-  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     ModelConfig c = m.config();
     String p = layer(i);
     h = h.add(m.linear(ctx, a, p + "attn.c_proj"));
@@ -90,7 +90,7 @@ final class Gpt2Decoder implements Decoder {
 
   /** ln_f and the tied output layer, for any tokens of h (B, T', H). */
   @Override
-  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     ModelConfig c = m.config();
     h = Ops.layerNorm(h, m.param(ctx, "transformer.ln_f.weight"), m.param(ctx, "transformer.ln_f.bias"), c.normEps());
     return m.tiedHead(ctx, h, "transformer.wte.weight");

@@ -14,7 +14,7 @@ import java.util.List;
  * out_proj have no bias; fc_in and fc_out have biases and gelu_new between them; lm_head has a bias
  * and is not tied. Projections are nn.Linear, stored (out, in).
  */
-final class GptjDecoder implements Decoder {
+final class GptjDecoder implements Backbone {
   private static String layer(int i) {
     return "transformer.h." + i + ".";
   }
@@ -64,7 +64,7 @@ final class GptjDecoder implements Decoder {
    * carries rotate_every_two's minus sign.
    */
   @Override
-  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
+  public NDArray[] positionTables(LanguageModel m, NDManager manager, int[][] positions) {
     ModelConfig c = m.config();
     int hd = c.headDim();
     int rd = c.rotaryDim();
@@ -108,13 +108,13 @@ final class GptjDecoder implements Decoder {
   }
 
   @Override
-  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
     return m.embed(ctx, "transformer.wte.weight", ids);
   }
 
   /** ln_1, the three projections, rotary on q and k. */
   @Override
-  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
+  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = ln1(m, ctx, i, h);
@@ -126,21 +126,21 @@ final class GptjDecoder implements Decoder {
 
   /** The rest of layer i, in parallel: h + out_proj(a) + fc_out(gelu_new(fc_in(ln_1(h)))). */
   @Override
-  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     String p = layer(i);
     NDArray x = ln1(m, ctx, i, h);
     NDArray mlp = m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.fc_in")), p + "mlp.fc_out");
     return m.linear(ctx, a, p + "attn.out_proj").add(mlp).add(h); // GPT-J's order: attn_output + feed_forward + residual
   }
 
-  private static NDArray ln1(CausalLM m, ForwardContext ctx, int i, NDArray h) {
+  private static NDArray ln1(LanguageModel m, ForwardContext ctx, int i, NDArray h) {
     String p = layer(i);
     return Ops.layerNorm(h, m.param(ctx, p + "ln_1.weight"), m.param(ctx, p + "ln_1.bias"), m.config().normEps());
   }
 
   /** ln_f and lm_head (with its bias), for any tokens of h (B, T', H). */
   @Override
-  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     h = Ops.layerNorm(h, m.param(ctx, "transformer.ln_f.weight"), m.param(ctx, "transformer.ln_f.bias"), m.config().normEps());
     return m.linear(ctx, h, "lm_head");
   }

@@ -10,7 +10,7 @@ import java.util.List;
  * transformers' modeling_llama.py: pre-RMSNorm blocks, rotary embeddings, grouped-query attention
  * and a SwiGLU MLP. Qwen2 adds biases on q/k/v; Llama's attention_bias puts them on q/k/v/o.
  */
-final class LlamaDecoder implements Decoder {
+final class LlamaDecoder implements Backbone {
   private static String layer(int i) {
     return "model.layers." + i + ".";
   }
@@ -66,19 +66,19 @@ final class LlamaDecoder implements Decoder {
   }
 
   @Override
-  public NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
+  public NDArray[] positionTables(LanguageModel m, NDManager manager, int[][] positions) {
     ModelConfig c = m.config();
     return Ops.ropeTables(manager, positions, c.ropeScaling().invFreq(c.headDim(), c.ropeTheta()), c.ropeScaling().positionScale(), m.dtype());
   }
 
   @Override
-  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
     return m.embed(ctx, "model.embed_tokens.weight", ids);
   }
 
   /** input_layernorm, the three projections, rotary applied to q and k. */
   @Override
-  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
+  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {
     ModelConfig c = m.config();
     String p = layer(i);
     NDArray x = Ops.rmsNorm(h, m.param(ctx, p + "input_layernorm.weight"), c.normEps());
@@ -90,7 +90,7 @@ final class LlamaDecoder implements Decoder {
 
   /** h plus o_proj of the attention output, then post_attention_layernorm and the SwiGLU MLP. */
   @Override
-  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     ModelConfig c = m.config();
     String p = layer(i);
     h = h.add(m.linear(ctx, a, p + "self_attn.o_proj"));
@@ -101,7 +101,7 @@ final class LlamaDecoder implements Decoder {
 
   /** model.norm, then lm_head or the tied embeddings. */
   @Override
-  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     ModelConfig c = m.config();
     h = Ops.rmsNorm(h, m.param(ctx, "model.norm.weight"), c.normEps());
     return c.tieWordEmbeddings() ? m.tiedHead(ctx, h, "model.embed_tokens.weight") : m.linear(ctx, h, "lm_head");

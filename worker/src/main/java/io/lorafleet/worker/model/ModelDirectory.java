@@ -51,7 +51,7 @@ public final class ModelDirectory {
       total += b;
     }
     if (shards.size() <= 1) {
-      SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+      SafetensorsWriter.write(dir.resolve(HfDirectory.SAFETENSORS), tensors, Map.of("format", "pt"));
     } else {
       ObjectNode index = JSON.createObjectNode();
       index.putObject("metadata").put("total_size", total);
@@ -61,7 +61,7 @@ public final class ModelDirectory {
         SafetensorsWriter.write(dir.resolve(name), shards.get(i), Map.of("format", "pt"));
         shards.get(i).keySet().forEach(k -> map.put(k, name));
       }
-      Files.writeString(dir.resolve(CausalLM.SAFETENSORS_INDEX), JSON.writeValueAsString(index) + "\n");
+      Files.writeString(dir.resolve(HfDirectory.SAFETENSORS_INDEX), JSON.writeValueAsString(index) + "\n");
     }
     Path tmp = Files.createTempFile(dir, ".config", ".tmp");
     Files.writeString(tmp, JSON.writeValueAsString(config) + "\n");
@@ -69,7 +69,7 @@ public final class ModelDirectory {
   }
 
   /** Writes a model's current base tensors (e.g. after a merge) in fp32 with the config it was loaded with. */
-  public static void export(Path dir, CausalLM model, Path tokenizerSource) throws IOException {
+  public static void export(Path dir, LanguageModel model, Path tokenizerSource) throws IOException {
     export(dir, model, tokenizerSource, DType.F32);
   }
 
@@ -78,12 +78,12 @@ public final class ModelDirectory {
    * even), with the config it was loaded with, less any quantization_config: a quantized base is
    * written dequantized, as full precision.
    */
-  public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype) throws IOException {
+  public static void export(Path dir, LanguageModel model, Path tokenizerSource, DType dtype) throws IOException {
     export(dir, model, tokenizerSource, dtype, Long.MAX_VALUE);
   }
 
-  /** As {@link #export(Path, CausalLM, Path, DType)}, sharded past {@code maxShardBytes} (see {@link #write(Path, ObjectNode, Map, long)}). */
-  public static void export(Path dir, CausalLM model, Path tokenizerSource, DType dtype, long maxShardBytes) throws IOException {
+  /** As {@link #export(Path, LanguageModel, Path, DType)}, sharded past {@code maxShardBytes} (see {@link #write(Path, ObjectNode, Map, long)}). */
+  public static void export(Path dir, LanguageModel model, Path tokenizerSource, DType dtype, long maxShardBytes) throws IOException {
     if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
       throw new IllegalArgumentException("export dtype must be F32, F16 or BF16 but found " + dtype);
     }
@@ -126,7 +126,7 @@ public final class ModelDirectory {
   public static Map<String, Tensor> randomTensors(ModelConfig config, long seed) {
     Map<String, Tensor> out = new LinkedHashMap<>();
     Random rng = new Random(seed);
-    Decoder d = Decoder.of(config);
+    Backbone d = Backbone.of(config);
     for (ParamSpec p : d.params(config)) {
       float[] v = new float[(int) p.numel()];
       boolean norm = p.name().toLowerCase(java.util.Locale.ROOT).contains("norm") || p.name().contains("ln_");

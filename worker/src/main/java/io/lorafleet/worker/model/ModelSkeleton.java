@@ -13,7 +13,7 @@ import java.util.stream.Collectors;
 
 /**
  * A model directory's structure without its weights: config.json plus the safetensors headers
- * (names, shapes, dtypes), checked as {@link CausalLM#load} checks them, but with no tensor data read
+ * (names, shapes, dtypes), checked as {@link LanguageModel#load} checks them, but with no tensor data read
  * (the headers of a 70B checkpoint are a few megabytes). A single small tensor can be read on
  * request. This is what the driver holds: its memory does not grow with the base.
  */
@@ -30,7 +30,7 @@ public final class ModelSkeleton implements BaseModel {
   private ModelSkeleton(String dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
     this.dir = dir;
     this.config = config;
-    Decoder decoder = Decoder.of(config);
+    Backbone decoder = Backbone.of(config);
     this.params = List.copyOf(decoder.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
     this.linears = List.copyOf(decoder.linears(config));
@@ -45,7 +45,7 @@ public final class ModelSkeleton implements BaseModel {
       if (l != null && storedQuantized(stored, l, byTensor)) {
         continue; // its parts are checked where the weights are loaded; the driver never reads them
       }
-      Optional<String> found = CausalLM.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
+      Optional<String> found = HfDirectory.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
       if (found.isEmpty() && headTensors.contains(p.name())) {
         continue; // a base without this task's head: it is initialized where it is needed (HeadInit)
       }
@@ -73,8 +73,8 @@ public final class ModelSkeleton implements BaseModel {
 
   /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */
   public static ModelSkeleton read(Path dir) {
-    ModelConfig config = ModelConfig.read(CausalLM.requireFile(dir, "config.json"));
-    return new ModelSkeleton(dir.toString(), config, CausalLM.openWeights(dir));
+    ModelConfig config = ModelConfig.read(HfDirectory.requireFile(dir, "config.json"));
+    return new ModelSkeleton(dir.toString(), config, HfDirectory.openWeights(dir));
   }
 
   /**

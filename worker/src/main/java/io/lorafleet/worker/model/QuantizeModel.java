@@ -48,7 +48,7 @@ public final class QuantizeModel {
         continue;
       }
       float[] hf = t.toFloatArray();
-      float[] outIn = p.transposed() ? hf : CausalLM.transpose(hf, l.in(), l.out()); // GPT-2's Conv1D [in, out] → [out, in], as transformers quantizes it
+      float[] outIn = p.transposed() ? hf : LanguageModel.transpose(hf, l.in(), l.out()); // GPT-2's Conv1D [in, out] → [out, in], as transformers quantizes it
       String dtype = t.dtype().torchName();
       computeDtype = dtype;
       Nf4Tensor q = Nf4Tensor.quantize(outIn, new long[] {l.out(), l.in()}, doubleQuant, dtype);
@@ -58,7 +58,7 @@ public final class QuantizeModel {
       qBytes += q.bytes();
     }
     Files.createDirectories(out);
-    SafetensorsWriter.write(out.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    SafetensorsWriter.write(out.resolve(HfDirectory.SAFETENSORS), tensors, Map.of("format", "pt"));
     ObjectNode config = skeleton.config().raw().deepCopy();
     config.set("quantization_config", QuantizedCheckpoint.bnb4Config(doubleQuant, computeDtype));
     Path tmp = Files.createTempFile(out, ".config", ".tmp");

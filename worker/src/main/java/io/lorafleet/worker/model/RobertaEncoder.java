@@ -14,7 +14,7 @@ import java.util.Optional;
  * the first token, out_proj(tanh(dense(h[:, 0]))). Dropout is off, as in eval mode. Keys carry
  * transformers' "roberta." prefix; a checkpoint written by RobertaModel (no prefix) loads too.
  */
-final class RobertaEncoder implements Decoder {
+final class RobertaEncoder implements Backbone {
   static final String PREFIX = "roberta.";
 
   private static String layer(int i) {
@@ -68,7 +68,7 @@ final class RobertaEncoder implements Decoder {
 
   /** LayerNorm(word + position + token type 0), positions offset past the pad id as RoBERTa numbers them. */
   @Override
-  public NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
     ModelConfig c = m.config();
     int offset = padId(c) + 1;
     int[][] pos = new int[positions.length][];
@@ -88,7 +88,7 @@ final class RobertaEncoder implements Decoder {
   }
 
   @Override
-  public NDArray[] qkv(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
+  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
     ModelConfig c = m.config();
     String p = layer(i) + "attention.self.";
     return new NDArray[] {Ops.heads(m.linear(ctx, h, p + "query"), c.heads(), c.headDim()), Ops.heads(m.linear(ctx, h, p + "key"), c.heads(), c.headDim()),
@@ -96,20 +96,20 @@ final class RobertaEncoder implements Decoder {
   }
 
   @Override
-  public NDArray rest(CausalLM m, ForwardContext ctx, int i, NDArray h, NDArray a) {
+  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     return EncoderBlocks.rest(m, ctx, layer(i), h, a);
   }
 
   /** RobertaClassificationHead on the first token: (B, T', H) → (B, num_labels). */
   @Override
-  public NDArray head(CausalLM m, ForwardContext ctx, NDArray h) {
+  public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     NDArray x = EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), "classifier.dense").tanh();
     return EncoderBlocks.headLinear(m, ctx, x, "classifier.out_proj");
   }
 
   /** Class logits (B, num_labels) under bidirectional attention; padding lies in a segment of its own. */
   @Override
-  public NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  public NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     ModelConfig c = m.config();
     EncoderBlocks.refuseCache(c, cache);
     NDArray mask = EncoderBlocks.mask(ctx.manager(), positions.length, positions[0].length, segments, m.dtype());

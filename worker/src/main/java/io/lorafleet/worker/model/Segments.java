@@ -7,24 +7,24 @@ import ai.djl.ndarray.index.NDIndex;
 /**
  * One batch's forward pass (Llama family, GPT-2 or GPT-J) in pieces: the embedding, each layer's attention
  * inputs, attention for any block of query rows, the rest of each layer, and the output layer for
- * any block of tokens. The train package's CheckpointedStep recomputes these pieces
+ * any block of tokens. The train package's RecomputeStep recomputes these pieces
  * in its backward pass so that no step holds all layers' activations, a T × T attention matrix or
- * the (B, T, V) logits at once; composed in order they are exactly {@link CausalLM#forward}.
+ * the (B, T, V) logits at once; composed in order they are exactly {@link LanguageModel#forward}.
  */
 public final class Segments {
-  private final CausalLM m;
+  private final LanguageModel m;
   private final ForwardContext ctx;
   private final Batch batch;
   private final NDArray[] tables;
   private final int rep;
-  private final Decoder decoder;
+  private final Backbone backbone;
 
-  Segments(CausalLM m, ForwardContext ctx, Batch batch) {
+  Segments(LanguageModel m, ForwardContext ctx, Batch batch) {
     this.m = m;
     this.ctx = ctx;
     this.batch = batch;
-    this.decoder = m.decoder();
-    this.tables = decoder.positionTables(m, ctx.manager(), batch.positionIds());
+    this.backbone = m.backbone();
+    this.tables = backbone.positionTables(m, ctx.manager(), batch.positionIds());
     this.rep = m.config().heads() / m.config().kvHeads();
   }
 
@@ -39,12 +39,12 @@ public final class Segments {
   /** The input embeddings (B, T, H). */
   public NDArray embed() {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return decoder.embed(m, ctx, ids, batch.positionIds());
+    return backbone.embed(m, ctx, ids, batch.positionIds());
   }
 
   /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */
   public NDArray[] qkv(int layer, NDArray h) {
-    return decoder.qkv(m, ctx, layer, h, tables);
+    return backbone.qkv(m, ctx, layer, h, tables);
   }
 
   /**
@@ -69,11 +69,11 @@ public final class Segments {
 
   /** The rest of layer i: h + o_proj(a), then the MLP block. */
   public NDArray rest(int layer, NDArray h, NDArray a) {
-    return decoder.rest(m, ctx, layer, h, a);
+    return backbone.rest(m, ctx, layer, h, a);
   }
 
   /** Logits (B, T', V) of hidden states h (B, T', H). */
   public NDArray head(NDArray h) {
-    return decoder.head(m, ctx, h);
+    return backbone.head(m, ctx, h);
   }
 }

@@ -3,7 +3,7 @@ package io.lorafleet.worker.train;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import java.util.List;
@@ -11,14 +11,14 @@ import java.util.List;
 /** The base alone, nothing trainable: evaluating a base (or a merged model) through the same path as adapters. */
 public final class FrozenModel implements Trainable {
   private static final FlatLayout EMPTY = FlatLayout.builder().build();
-  private final CausalLM base;
+  private final LanguageModel base;
 
-  public FrozenModel(CausalLM base) {
+  public FrozenModel(LanguageModel base) {
     this.base = base;
   }
 
   @Override
-  public CausalLM base() {
+  public LanguageModel base() {
     return base;
   }
 

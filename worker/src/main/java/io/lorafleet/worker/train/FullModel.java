@@ -4,7 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.Ops;
@@ -19,10 +19,10 @@ import java.util.Map;
  * exists to measure LoRA against, and to pre-train the demo's small base model.
  */
 public final class FullModel implements Trainable {
-  private final CausalLM base;
+  private final LanguageModel base;
   private final FlatLayout layout;
 
-  public FullModel(CausalLM base) {
+  public FullModel(LanguageModel base) {
     if (base.isQuantized()) {
       throw new IllegalArgumentException("full fine-tuning needs a full-precision base, but this one is stored " + base.quantization()
           + "; train LoRA over it (QLoRA), or load it without --quantize");
@@ -34,7 +34,7 @@ public final class FullModel implements Trainable {
   }
 
   @Override
-  public CausalLM base() {
+  public LanguageModel base() {
     return base;
   }
 

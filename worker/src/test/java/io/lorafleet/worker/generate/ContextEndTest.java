@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.List;
 import java.util.Map;
@@ -28,7 +28,7 @@ class ContextEndTest {
   @ValueSource(strings = {"llama", "gpt2"})
   void generationEndsWhereThePromptAndTheCompletionFillTheContext(String arch) {
     TinyModelSpec spec = arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
-    try (CausalLM m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
       int context = m.config().maxPositions();
       int[] prompt = {1, 5, 9, 2};
       int[] out = Generator.generate(m, Optional.empty(), new float[0], prompt, Sampling.greedy(Integer.MAX_VALUE), Optional.empty());
@@ -46,7 +46,7 @@ class ContextEndTest {
 
   @Test
   void theDecodeBatchRefusesAPositionPastTheContext() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32); DecodeBatch batch = new DecodeBatch(m)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32); DecodeBatch batch = new DecodeBatch(m)) {
       int context = m.config().maxPositions();
       int[] prompt = new int[context - 1];
       java.util.Arrays.fill(prompt, 2);

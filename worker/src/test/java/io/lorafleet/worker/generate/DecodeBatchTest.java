@@ -10,7 +10,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.MixedDelta;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -45,7 +45,7 @@ class DecodeBatchTest {
   @ValueSource(strings = {"llama", "gpt2"})
   void rowsJoiningAndLeavingEqualFullForwardsOfEachRowMerged(String arch) {
     TinyModelSpec spec = arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
-    try (CausalLM m = TinyModels.model(spec, 6, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 6, DataType.FLOAT32)) {
       List<AdapterFormat.Loaded> a = MixedBatchTest.adapters(m, arch.equals("gpt2"));
       Map<Integer, List<Integer>> tokens = new HashMap<>();
       Map<Integer, List<float[]>> seen = new HashMap<>();
@@ -111,7 +111,7 @@ class DecodeBatchTest {
   }
 
   /** (T, V) logits of one row, no cache, with its adapter merged into the base (and unmerged after). */
-  static float[] mergedForward(CausalLM m, Optional<AdapterFormat.Loaded> adapter, int[] ids) {
+  static float[] mergedForward(LanguageModel m, Optional<AdapterFormat.Loaded> adapter, int[] ids) {
     adapter.ifPresent(x -> x.model().merge(x.values()));
     try (NDManager s = m.manager().newSubManager()) {
       return MixedBatchTest.logits(m, ForwardContext.inference(s, LinearDelta.NONE), new int[][] {ids});
@@ -122,7 +122,7 @@ class DecodeBatchTest {
 
   @Test
   void aRowCannotJoinTwiceAndEveryRowNeedsItsToken() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 7, DataType.FLOAT32); DecodeBatch batch = new DecodeBatch(m)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 7, DataType.FLOAT32); DecodeBatch batch = new DecodeBatch(m)) {
       batch.join(List.of(new DecodeBatch.Join(1, new int[] {1, 2}, -1, Optional.empty())));
       var twice = assertThrows(IllegalArgumentException.class, () -> batch.join(List.of(new DecodeBatch.Join(1, new int[] {3}, -1, Optional.empty()))));
       assertTrue(twice.getMessage().contains("row 1"), twice.getMessage());

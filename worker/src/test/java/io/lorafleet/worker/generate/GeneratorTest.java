@@ -11,7 +11,7 @@ import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -23,7 +23,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 class GeneratorTest {
   /** Greedy decoding without a cache: re-run the whole sequence for every token. */
-  static int[] slowGreedy(CausalLM m, ForwardContextFactory f, int[] prompt, int n) {
+  static int[] slowGreedy(LanguageModel m, ForwardContextFactory f, int[] prompt, int n) {
     int[] seq = prompt.clone();
     int[] out = new int[n];
     for (int i = 0; i < n; i++) {
@@ -47,7 +47,7 @@ class GeneratorTest {
   @ValueSource(strings = {"llama", "gpt2"})
   void cachedGreedyEqualsRecomputation(String arch) {
     TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2;
-    try (CausalLM m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
       int[] prompt = {1, 5, 9, 3};
       int[] fast = Generator.generate(m, Optional.empty(), new float[0], prompt, Sampling.greedy(10), Optional.empty());
       assertArrayEquals(slowGreedy(m, s -> ForwardContext.inference(s, LinearDelta.NONE), prompt, 10), fast);
@@ -69,7 +69,7 @@ class GeneratorTest {
   @ValueSource(strings = {"llama", "gpt2"})
   void batchedGreedyEqualsEachPromptAlone(String arch) {
     TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2;
-    try (CausalLM m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("all-linear")));
       float[] p = lora.initialParams(3);
       Random r = new Random(1);

@@ -10,12 +10,14 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.AdapterFormat;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.lora.MixedDelta;
+import io.lorafleet.worker.lora.VeraMethod;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
 import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.List;
@@ -30,7 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * left padding) equal per-adapter runs.
  */
 class MixedBatchTest {
-  static List<AdapterFormat.Loaded> adapters(CausalLM m, boolean gpt2) {
+  static List<AdapterFormat.Loaded> adapters(LanguageModel m, boolean gpt2) {
     List<LoraConfig> cfgs = gpt2
         ? List.of(LoraConfig.of(2, 4, List.of("c_attn")), LoraConfig.of(6, 3, List.of("c_attn", "c_fc")).withRslora(true),
             LoraConfig.of(4, 8, List.of("all-linear")))
@@ -42,7 +44,7 @@ class MixedBatchTest {
     }).toList();
   }
 
-  static float[] logits(CausalLM m, ForwardContext ctx, int[][] ids) {
+  static float[] logits(LanguageModel m, ForwardContext ctx, int[][] ids) {
     int[][] labels = new int[ids.length][ids[0].length];
     return m.forward(ctx, Batch.of(ids, labels)).toFloatArray();
   }
@@ -53,7 +55,7 @@ class MixedBatchTest {
     TinyModelSpec spec = arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
     int[][] ids = {{1, 5, 9, 13, 17}, {1, 30, 3, 7, 2}, {1, 4, 4, 8, 9}, {1, 2, 3, 4, 5}, {1, 11, 12, 13, 14}, {1, 6, 6, 6, 6}};
     int[] rowAdapter = {-1, 0, 0, 1, 2, 2}; // the base, then the adapters' segments
-    try (CausalLM m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
       List<AdapterFormat.Loaded> a = adapters(m, arch.equals("gpt2"));
       float[] mixed;
       try (NDManager s = m.manager().newSubManager()) {
@@ -94,7 +96,7 @@ class MixedBatchTest {
     int[] rowAdapter = {2, -1, 0, 1, 0, 2}; // any order: the batch is reordered into segments and back
     int[] maxNew = {6, 4, 5, 6, 3, 6};
     int[] stop = {-1, -1, -1, -1, -1, -1};
-    try (CausalLM m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
       List<AdapterFormat.Loaded> a = adapters(m, arch.equals("gpt2"));
       int[][] mixed = Generator.greedyMixed(m, a, rowAdapter, prompts, maxNew, stop);
       for (int r = 0; r < prompts.length; r++) {
@@ -109,9 +111,9 @@ class MixedBatchTest {
   @ParameterizedTest
   @ValueSource(strings = {"dora", "vera"})
   void adaptersThatCannotMixAreRefusedByName(String kind) {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 5, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
-      LoraConfig c = kind.equals("dora") ? LoraConfig.of(2, 4, List.of("q_proj")).withDora(true)
-          : LoraConfig.of(4, 4, List.of("q_proj")).withVera(LoraConfig.Vera.of(0.1, 0));
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 5, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
+      LoraConfig c = kind.equals("dora") ? LoraConfig.of(2, 4, List.of("q_proj")).withMethod(DoraMethod.INSTANCE)
+          : LoraConfig.of(4, 4, List.of("q_proj")).withMethod(new VeraMethod(0.1, 0));
       LoraModel lora = LoraModel.create(m, c);
       var e = assertThrows(IllegalArgumentException.class,
           () -> MixedDelta.bind(s, List.of(new AdapterFormat.Loaded(lora, lora.initialParams(1), Map.of())), new int[] {0}));

@@ -8,7 +8,7 @@ import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,12 +28,12 @@ class AdaloraTest {
   @TempDir Path tmp;
 
   static LoraConfig adalora() {
-    return LoraConfig.of(8, 16, List.of("q_proj", "down_proj")).withAdalora(LoraConfig.Adalora.of(4, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10));
+    return LoraConfig.of(8, 16, List.of("q_proj", "down_proj")).withMethod(AdaloraMethod.of(4, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10));
   }
 
   @Test
   void layoutInitAndMergeFollowTheDefinition() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel a = LoraModel.create(m, adalora());
       LoraTarget t = a.targets().get(1);
       assertEquals(List.of("base_model.model.model.layers.0.self_attn.q_proj.lora_A", "base_model.model.model.layers.0.self_attn.q_proj.lora_E",
@@ -68,8 +68,8 @@ class AdaloraTest {
 
   @Test
   void mergedForwardEqualsUnmerged() {
-    try (CausalLM m = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
-      LoraModel a = LoraModel.create(m, LoraConfig.of(8, 16, List.of("all-linear")).withAdalora(LoraConfig.Adalora.of(4, 2, 0, 0, 1, 0.85, 0.85,
+    try (LanguageModel m = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
+      LoraModel a = LoraModel.create(m, LoraConfig.of(8, 16, List.of("all-linear")).withMethod(AdaloraMethod.of(4, 2, 0, 0, 1, 0.85, 0.85,
           0.5, 10)));
       float[] p = a.initialParams(1);
       java.util.Random r = new java.util.Random(3);
@@ -82,7 +82,7 @@ class AdaloraTest {
 
   @Test
   void aTruncatedAdapterKeepsTheFunctionAndIsWrittenAsPeftWritesIt() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel a = LoraModel.create(m, adalora());
       float[] p = MergeAndAdapterTest.trained(a, 5);
       Map<String, List<Boolean>> pattern = new TreeMap<>();
@@ -93,7 +93,7 @@ class AdaloraTest {
         p[e.offset() + 1] = 0; // masked, as the allocator leaves them
         p[e.offset() + 3] = 0;
       }
-      LoraModel.Values cut = a.truncate(p, pattern);
+      LoraModel.Values cut = ((AdaloraMethod) a.config().method()).truncate(a, p, pattern);
       assertArrayEquals(MergeAndAdapterTest.logits(m, a, p), MergeAndAdapterTest.logits(m, cut.model(), cut.values()), 1e-6f,
           "masked ranks contribute nothing, and the scaling stays lora_alpha/init_r");
       Path dir = tmp.resolve("a");

@@ -8,14 +8,12 @@ import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -35,7 +33,7 @@ class DoraTest {
   }
 
   /** ‖row o of torch's [out, in] weight + s·B·A‖ in float64, from the HF tensors (GPT-2's Conv1D is [in, out]: transposed first). */
-  static double[] rowNorms(CausalLM m, LoraModel lora, LoraTarget t, float[] p) {
+  static double[] rowNorms(LanguageModel m, LoraModel lora, LoraTarget t, float[] p) {
     int in = t.module().in();
     int out = t.module().out();
     float[] w = m.hfTensor(t.module().weightKey()).toFloatArray();
@@ -61,9 +59,9 @@ class DoraTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void magnitudesStartAtTheRowNormsOfTheInitialWeights(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 3, DataType.FLOAT32)) {
       for (String init : List.of("true", "false")) {
-        LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDora(true).withInit(init));
+        LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withMethod(DoraMethod.INSTANCE).withInit(init));
         float[] p = lora.initialParams(5);
         for (LoraTarget t : lora.targets()) {
           double[] want = rowNorms(m, lora, t, p);
@@ -78,8 +76,8 @@ class DoraTest {
 
   @Test
   void atInitializationTheModelIsTheBase() {
-    try (CausalLM m = TinyModels.model(TinyModels.QWEN2, 3, DataType.FLOAT32)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDora(true).withBias("lora_only"));
+    try (LanguageModel m = TinyModels.model(TinyModels.QWEN2, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withMethod(DoraMethod.INSTANCE).withBias("lora_only"));
       float[] base = MergeAndAdapterTest.logits(m, lora, null);
       float[] dora = MergeAndAdapterTest.logits(m, lora, lora.initialParams(2));
       assertArrayEquals(base, dora, 2e-5f, "B = 0 and m = ‖W0‖: every scale m/n is 1");
@@ -89,16 +87,16 @@ class DoraTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "gpt2"})
   void mergedForwardEqualsUnmergedAndUnmergeRestores(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 3, DataType.FLOAT32)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDora(true).withBias("lora_only").withInit("false"));
+    try (LanguageModel m = TinyModels.model(spec(arch), 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withMethod(DoraMethod.INSTANCE).withBias("lora_only").withInit("false"));
       MergeAndAdapterTest.assertMergeIsExact(m, lora, MergeAndAdapterTest.trained(lora, 1), 1e-5f); // magnitudes moved too
     }
   }
 
   @Test
   void adaptersCarryPeftsKeysAndConfigAndRoundTripByteForByte() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("q_proj", "v_proj")).withDora(true));
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("q_proj", "v_proj")).withMethod(DoraMethod.INSTANCE));
       float[] p = MergeAndAdapterTest.trained(lora, 2);
       Path a = tmp.resolve("a");
       AdapterFormat.write(a, lora, p, Map.of());
@@ -116,15 +114,15 @@ class DoraTest {
   void aSkeletonLeavesTheMagnitudesToTheWorkers() throws Exception {
     Path dir = tmp.resolve("model");
     io.lorafleet.worker.model.ModelDirectory.initModel(dir, new TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false), List.of("a", "b", "c"), 3);
-    try (CausalLM m = CausalLM.load(dir, ai.djl.Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(dir, ai.djl.Device.cpu(), DataType.FLOAT32)) {
       var skeleton = io.lorafleet.worker.model.ModelSkeleton.read(dir);
-      LoraConfig cfg = LoraConfig.of(4, 8, List.of("q_proj")).withDora(true);
+      LoraConfig cfg = LoraConfig.of(4, 8, List.of("q_proj")).withMethod(DoraMethod.INSTANCE);
       float[] noWeights = LoraModel.create(skeleton, cfg).initialParams(9);
       LoraModel loaded = LoraModel.create(m, cfg);
-      assertTrue(loaded.needsMagnitudes(noWeights));
-      float[] filled = loaded.withMagnitudes(noWeights);
+      assertTrue(loaded.needsBaseValues(noWeights));
+      float[] filled = loaded.withBaseValues(noWeights);
       assertArrayEquals(loaded.initialParams(9), filled, 0f, "the workers' magnitudes are the ones a loaded model starts from");
-      assertTrue(!loaded.needsMagnitudes(filled));
+      assertTrue(!loaded.needsBaseValues(filled));
     }
   }
 }

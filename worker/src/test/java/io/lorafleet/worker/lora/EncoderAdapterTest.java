@@ -12,7 +12,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
+import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -100,7 +101,7 @@ class EncoderAdapterTest {
     var baseJson = spec.configJson(1, 2); // saved for masked LM, as roberta-base and deberta-v3-base are
     baseJson.putArray("architectures").add(arch.equals("roberta") ? "RobertaForMaskedLM" : "DebertaV2ForMaskedLM");
     ModelDirectory.write(base, baseJson, t);
-    try (CausalLM m = CausalLM.load(base, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(base, Device.cpu(), DataType.FLOAT32)) {
       ModelSkeleton sk = ModelSkeleton.read(base);
       List<String> heads = arch.equals("roberta")
           ? List.of("classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias")
@@ -152,13 +153,13 @@ class EncoderAdapterTest {
       assertEquals(arch.equals("roberta") ? "[\"RobertaForSequenceClassification\"]" : "[\"DebertaV2ForSequenceClassification\"]",
           new ObjectMapper().readTree(export.resolve("config.json").toFile()).get("architectures").toString());
       {
-        SafetensorsReader r = SafetensorsReader.open(export.resolve(CausalLM.SAFETENSORS));
+        SafetensorsReader r = SafetensorsReader.open(export.resolve(HfDirectory.SAFETENSORS));
         for (String h : heads) {
           assertArrayEquals(lora.layout().slice(p, lora.layout().slot("base_model.model." + h).orElseThrow()), r.read(h).toFloatArray(),
               h + " exported trained");
         }
       }
-      try (CausalLM reloaded = CausalLM.load(export, Device.cpu(), DataType.FLOAT32)) {
+      try (LanguageModel reloaded = LanguageModel.load(export, Device.cpu(), DataType.FLOAT32)) {
         assertArrayEquals(merged, logits(new FrozenModel(reloaded), new float[0]), 1e-6f);
       }
       exportForPython(arch, base, out, export, unmerged);

@@ -44,7 +44,7 @@ class LoraDeltaTest {
       NDArray y = xa.matMul(wa).add(ba);
       LinearSpec spec = new LinearSpec("layer.proj", 0, IN, OUT, true);
       var dora = new LoraDelta.Dora(mg.create(m, new Shape(OUT)), mg.create(n, new Shape(OUT)), wa, Optional.of(ba));
-      var f = new LoraDelta.Factors(mg.create(a, new Shape(R, IN)), mg.create(b, new Shape(OUT, R)), S, 0, Optional.of(dora), Optional.empty());
+      var f = new LoraDelta.Factors(mg.create(a, new Shape(R, IN)), mg.create(b, new Shape(OUT, R)), S, 0, dora);
       for (boolean dropout : new boolean[] {false, true}) {
         LoraDelta delta = new LoraDelta(mg, Map.of(spec.name(), f), Map.of(), dropout ? P : 0, dropout ? SEED : -1);
         float[] got = delta.addTo(spec, xa, y).toFloatArray();

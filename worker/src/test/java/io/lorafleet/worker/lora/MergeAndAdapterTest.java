@@ -11,7 +11,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.TinyModelSpec;
@@ -33,7 +33,7 @@ class MergeAndAdapterTest {
     return TinyModels.trained(lora, seed);
   }
 
-  static float[] logits(CausalLM m, LoraModel lora, float[] p) {
+  static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
       ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, -1).context();
       return m.forward(ctx, BATCH).toFloatArray();
@@ -45,14 +45,14 @@ class MergeAndAdapterTest {
   void mergedForwardEqualsUnmergedAndUnmergeRestores(String arch) {
     TinyModelSpec spec = arch.equals("llama") ? TinyModels.LLAMA : arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gptj") ? TinyModels.GPTJ
         : TinyModels.GPT2;
-    try (CausalLM m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withBias("lora_only"));
       assertMergeIsExact(m, lora, trained(lora, 1), 1e-6f);
     }
   }
 
   /** The adapter in {@code a} reads back to {@code p} and writes again to the same bytes (weights and config). */
-  static void assertRoundTripsByteForByte(Path a, CausalLM m, float[] p) throws java.io.IOException {
+  static void assertRoundTripsByteForByte(Path a, LanguageModel m, float[] p) throws java.io.IOException {
     AdapterFormat.Loaded back = AdapterFormat.read(a, m);
     assertArrayEquals(p, back.values());
     Path again = a.resolveSibling(a.getFileName() + "-again");
@@ -62,7 +62,7 @@ class MergeAndAdapterTest {
   }
 
   /** Merged logits equal unmerged ones (1e-4), the adapter matters, and unmerge restores W (to {@code wTolerance}) and the logits. */
-  static void assertMergeIsExact(CausalLM m, LoraModel lora, float[] p, float wTolerance) {
+  static void assertMergeIsExact(LanguageModel m, LoraModel lora, float[] p, float wTolerance) {
     float[] base = logits(m, lora, null);
     float[] unmerged = logits(m, lora, p);
     float[] w0 = m.hfTensor(lora.targets().get(0).module().weightKey()).toFloatArray();
@@ -81,7 +81,7 @@ class MergeAndAdapterTest {
 
   @Test
   void adaptersRoundTripByteStably() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("q_proj", "v_proj")).withPatterns(Map.of("v_proj", 2), Map.of()));
       float[] p = trained(lora, 2);
       Path a = tmp.resolve("a");
@@ -106,7 +106,7 @@ class MergeAndAdapterTest {
 
   @Test
   void gpt2KeysFollowPeft() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("c_attn")));
       AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
       var st = io.lorafleet.worker.safetensors.SafetensorsReader.open(tmp.resolve(AdapterFormat.WEIGHTS));
@@ -118,8 +118,8 @@ class MergeAndAdapterTest {
 
   @Test
   void mismatchesAreClearErrors() throws Exception {
-    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32);
-        CausalLM gpt2 = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
+    try (LanguageModel llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32);
+        LanguageModel gpt2 = TinyModels.model(TinyModels.GPT2, 3, DataType.FLOAT32)) {
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj", "c_attn"))));
       assertTrue(e.getMessage().contains("[c_attn]") && e.getMessage().contains("q_proj, k_proj"), e.getMessage());
       LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj")));
@@ -127,7 +127,7 @@ class MergeAndAdapterTest {
       e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, gpt2));
       assertTrue(e.getMessage().contains("does not fit the base model") && e.getMessage().contains("q_proj"), e.getMessage());
       // a base of another width: shapes differ
-      try (CausalLM wide = io.lorafleet.worker.model.CausalLM.fromTensors(
+      try (LanguageModel wide = io.lorafleet.worker.model.LanguageModel.fromTensors(
           TinyModels.config(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false)),
           TinyModels.tensors(new TinyModelSpec("llama", 2, 32, 4, 2, 24, 37, 64, false), 1), ai.djl.Device.cpu(), DataType.FLOAT32)) {
         e = assertThrows(IllegalArgumentException.class, () -> AdapterFormat.read(tmp, wide));
@@ -149,7 +149,7 @@ class MergeAndAdapterTest {
 
   @Test
   void peftOptionsThatChangeTheModelAreRefusedByName() throws Exception {
-    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj")));
       AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
       Path cfg = tmp.resolve(AdapterFormat.CONFIG);
@@ -179,7 +179,7 @@ class MergeAndAdapterTest {
   }
   @Test
   void initLoraWeightsFalseStartsFromRandomFactorsAndIsWrittenAsPeftWritesIt() throws Exception {
-    try (CausalLM llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel llama = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(llama, LoraConfig.of(2, 4, List.of("q_proj", "v_proj")).withInit("false"));
       float[] p = lora.initialParams(5);
       FlatLayout.Slot b = lora.layout().slots().stream().filter(s -> s.key().contains("lora_B")).findFirst().orElseThrow();

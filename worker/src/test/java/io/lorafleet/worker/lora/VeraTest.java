@@ -9,7 +9,7 @@ import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,15 +29,15 @@ class VeraTest {
   @TempDir Path tmp;
 
   static LoraConfig vera(List<String> targets) {
-    return LoraConfig.of(6, 6, targets).withVera(LoraConfig.Vera.of(0.1, 0));
+    return LoraConfig.of(6, 6, targets).withMethod(new VeraMethod(0.1, 0));
   }
 
   @Test
   void theLayoutIsPeftsAndTheProjectionsAreSharedAndFrozen() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel v = LoraModel.create(m, vera(List.of("q_proj", "k_proj", "down_proj")));
-      FlatLayout.Slot a = v.layout().slot(LoraModel.VERA_A).orElseThrow();
-      FlatLayout.Slot b = v.layout().slot(LoraModel.VERA_B).orElseThrow();
+      FlatLayout.Slot a = v.layout().slot(VeraMethod.VERA_A).orElseThrow();
+      FlatLayout.Slot b = v.layout().slot(VeraMethod.VERA_B).orElseThrow();
       int maxIn = v.targets().stream().mapToInt(t -> t.module().in()).max().orElseThrow();
       int maxOut = v.targets().stream().mapToInt(t -> t.module().out()).max().orElseThrow();
       assertArrayEquals(new long[] {6, maxIn}, a.shape());
@@ -68,14 +68,14 @@ class VeraTest {
   /** One module's ΔW from the definition, in float64, against what merge adds to W (stored (in, out)). */
   @Test
   void mergeAddsTheDefinitionsDelta() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 4, DataType.FLOAT32)) {
       LoraModel v = LoraModel.create(m, vera(List.of("down_proj")));
       float[] p = MergeAndAdapterTest.trained(v, 3);
       LoraTarget t = v.targets().get(0);
       int in = t.module().in();
       int out = t.module().out();
-      FlatLayout.Slot a = v.layout().slot(LoraModel.VERA_A).orElseThrow();
-      FlatLayout.Slot b = v.layout().slot(LoraModel.VERA_B).orElseThrow();
+      FlatLayout.Slot a = v.layout().slot(VeraMethod.VERA_A).orElseThrow();
+      FlatLayout.Slot b = v.layout().slot(VeraMethod.VERA_B).orElseThrow();
       int maxIn = (int) a.shape()[1];
       FlatLayout.Slot lb = v.layout().slot(t.keyLambdaB()).orElseThrow();
       FlatLayout.Slot ld = v.layout().slot(t.keyLambdaD()).orElseThrow();
@@ -98,7 +98,7 @@ class VeraTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void mergedForwardEqualsUnmergedAndUnmergeRestores(String arch) {
-    try (CausalLM m = TinyModels.model(arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2, 3, DataType.FLOAT32)) {
       LoraModel v = LoraModel.create(m, vera(List.of("all-linear")).withBias("lora_only"));
       float[] p = v.initialParams(1);
       java.util.Random r = new java.util.Random(2);
@@ -114,7 +114,7 @@ class VeraTest {
 
   @Test
   void adaptersCarryPeftsKeysAndVeraConfigAndRoundTripByteForByte() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32)) {
       LoraModel v = LoraModel.create(m, vera(List.of("q_proj", "v_proj")).withDropout(0.05).withBias("lora_only"));
       float[] p = MergeAndAdapterTest.trained(v, 2);
       Path a = tmp.resolve("a");

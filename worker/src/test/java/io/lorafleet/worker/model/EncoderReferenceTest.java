@@ -14,7 +14,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -121,14 +120,14 @@ class EncoderReferenceTest {
     }
     ModelConfig r = ModelConfig.fromJson(TinyModels.ROBERTA.configJson(1, 2), "roberta");
     ModelConfig d = ModelConfig.fromJson(TinyModels.DEBERTA.configJson(1, 2), "deberta");
-    assertEquals(roberta, new java.util.TreeSet<>(Decoder.of(r).params(r).stream().map(ParamSpec::name).toList()));
-    assertEquals(deberta, new java.util.TreeSet<>(Decoder.of(d).params(d).stream().map(ParamSpec::name).toList()));
+    assertEquals(roberta, new java.util.TreeSet<>(Backbone.of(r).params(r).stream().map(ParamSpec::name).toList()));
+    assertEquals(deberta, new java.util.TreeSet<>(Backbone.of(d).params(d).stream().map(ParamSpec::name).toList()));
   }
 
   /** Generation needs a causal LM: an encoder refuses a KV cache by name. */
   @Test
   void anEncoderRefusesToGenerate() {
-    try (CausalLM m = TinyModels.model(TinyModels.ROBERTA, 3, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
+    try (LanguageModel m = TinyModels.model(TinyModels.ROBERTA, 3, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
       KvCache cache = m.newCache(s);
       var e = assertThrows(IllegalArgumentException.class, () -> m.forward(ForwardContext.inference(s, LinearDelta.NONE), new int[][] {{1, 2}}, cache));
       assertTrue(e.getMessage().contains("does not generate"), e.getMessage());
@@ -157,7 +156,7 @@ class EncoderReferenceTest {
     });
     double[] wantLong = ref.logits(w, c, LONG);
     double[] wantShort = ref.logits(w, c, SHORT);
-    try (CausalLM m = CausalLM.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
       double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.classification(new int[][] {LONG, SHORT}, new float[] {0, 1}))
           .toType(DataType.FLOAT64, false).toDoubleArray();
       int l = c.numLabels();

@@ -74,7 +74,7 @@ class GptjReferenceTest {
     ModelDirectory.write(dir, cfgJson, t);
     int[] ids = {1, 7, 30, 4, 4, 19, 2, 11, 36, 5};
     double[][] want = reference(t, c, ids);
-    try (CausalLM m = CausalLM.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
       double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.of(new int[][] {ids}, new int[1][ids.length]))
           .toType(DataType.FLOAT64, false).toDoubleArray();
       int v = c.vocabSize();
@@ -93,7 +93,7 @@ class GptjReferenceTest {
   @Test
   void theRotationIsEveryTwoOnTheFirstRotaryDimChannelsOnly() {
     ModelConfig c = ModelConfig.fromJson(TinyModels.GPTJ.configJson(1, 2), "gptj");
-    try (CausalLM m = TinyModels.model(TinyModels.GPTJ, 3, DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
+    try (LanguageModel m = TinyModels.model(TinyModels.GPTJ, 3, DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
       var tables = new GptjDecoder().positionTables(m, s, new int[][] {{0, 5}});
       double[] cos = tables[0].toType(DataType.FLOAT64, false).toDoubleArray(); // (1, 1, 2, 8)
       double[] sin = tables[1].toType(DataType.FLOAT64, false).toDoubleArray();
@@ -109,7 +109,7 @@ class GptjReferenceTest {
 
   @Test
   void peftKeysAndAnUnsupportedTieAreNamed() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.GPTJ, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.GPTJ, 3, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("q_proj", "v_proj", "fc_in")));
       AdapterFormat.write(tmp, lora, lora.initialParams(1), Map.of());
       var st = SafetensorsReader.open(tmp.resolve(AdapterFormat.WEIGHTS));

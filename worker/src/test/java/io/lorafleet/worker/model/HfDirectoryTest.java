@@ -38,7 +38,7 @@ class HfDirectoryTest {
     return new Tensor(DType.BF16, t.shape(), b.array());
   }
 
-  static float[] logits(CausalLM m) {
+  static float[] logits(LanguageModel m) {
     try (NDManager s = m.manager().newSubManager()) {
       return m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.of(new int[][] {{1, 2, 3, 4}}, new int[][] {{0, 0, 0, 0}})).toFloatArray();
     }
@@ -61,18 +61,18 @@ class HfDirectoryTest {
     }
     SafetensorsWriter.write(tmp.resolve("model-00001-of-00002.safetensors"), shard1, Map.of("format", "pt"));
     SafetensorsWriter.write(tmp.resolve("model-00002-of-00002.safetensors"), shard2, Map.of("format", "pt"));
-    Files.writeString(tmp.resolve(CausalLM.SAFETENSORS_INDEX), index.toString());
+    Files.writeString(tmp.resolve(HfDirectory.SAFETENSORS_INDEX), index.toString());
     Files.writeString(tmp.resolve("config.json"), TinyModels.LLAMA.configJson(1, 2).toString());
-    try (CausalLM loaded = CausalLM.load(tmp, Device.cpu(), DataType.FLOAT32);
-        CausalLM mem = CausalLM.fromTensors(TinyModels.config(TinyModels.LLAMA), rounded, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel loaded = LanguageModel.load(tmp, Device.cpu(), DataType.FLOAT32);
+        LanguageModel mem = LanguageModel.fromTensors(TinyModels.config(TinyModels.LLAMA), rounded, Device.cpu(), DataType.FLOAT32)) {
       assertArrayEquals(logits(mem), logits(loaded));
     }
     // an index that points outside the model directory is refused, naming the tensor and the path
     String first = map.fieldNames().next();
     for (String outside : new String[] {"../model-00001-of-00002.safetensors", "/etc/hostname", "sub/../../x.safetensors"}) {
       map.put(first, outside);
-      Files.writeString(tmp.resolve(CausalLM.SAFETENSORS_INDEX), index.toString());
-      var e = assertThrows(IllegalArgumentException.class, () -> CausalLM.load(tmp, Device.cpu(), DataType.FLOAT32));
+      Files.writeString(tmp.resolve(HfDirectory.SAFETENSORS_INDEX), index.toString());
+      var e = assertThrows(IllegalArgumentException.class, () -> LanguageModel.load(tmp, Device.cpu(), DataType.FLOAT32));
       assertTrue(e.getMessage().contains("'" + first + "' is mapped to \"" + outside + "\"") && e.getMessage().contains("a file in the model directory"),
           e.getMessage());
     }
@@ -84,10 +84,10 @@ class HfDirectoryTest {
     TinyModels.tensors(TinyModels.GPT2, 3).forEach((k, t) -> bare.put(k.replaceFirst("^transformer\\.", ""), t));
     Path dir = tmp.resolve("gpt2");
     ModelDirectory.write(dir, TinyModels.GPT2.configJson(1, 2), bare);
-    try (CausalLM m = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32)) {
       Path out = tmp.resolve("export");
       ModelDirectory.export(out, m, dir);
-      try (CausalLM again = CausalLM.load(out, Device.cpu(), DataType.FLOAT32)) {
+      try (LanguageModel again = LanguageModel.load(out, Device.cpu(), DataType.FLOAT32)) {
         assertArrayEquals(logits(m), logits(again));
       }
     }
@@ -99,12 +99,12 @@ class HfDirectoryTest {
     ObjectNode cfg = TinyModels.LLAMA.configJson(1, 2);
     cfg.put("model_type", "falcon");
     ModelDirectory.write(dir, cfg, Map.of());
-    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> CausalLM.load(dir, Device.cpu(), DataType.FLOAT32));
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32));
     assertTrue(e.getMessage().contains("unsupported model_type 'falcon'") && e.getMessage().contains("llama, mistral, qwen2, gpt2"), e.getMessage());
     Map<String, Tensor> t = new LinkedHashMap<>(TinyModels.tensors(TinyModels.LLAMA, 1));
     t.remove("model.layers.1.mlp.up_proj.weight");
     ModelDirectory.write(dir, TinyModels.LLAMA.configJson(1, 2), t);
-    e = assertThrows(IllegalArgumentException.class, () -> CausalLM.load(dir, Device.cpu(), DataType.FLOAT32));
+    e = assertThrows(IllegalArgumentException.class, () -> LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32));
     assertTrue(e.getMessage().contains("missing tensor 'model.layers.1.mlp.up_proj.weight' (shape [24, 16])"), e.getMessage());
   }
 
@@ -113,7 +113,7 @@ class HfDirectoryTest {
     Path dir = tmp.resolve("init");
     ModelConfig c = ModelDirectory.initModel(dir, TinyModels.LLAMA, List.of("select", "from", "where", "*", "users", "="), 1);
     assertEquals(10, c.vocabSize());
-    try (CausalLM m = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32); Tokenizer tok = Tokenizer.load(dir)) {
       int[] ids = tok.encode("select * from users");
       assertArrayEquals(new int[] {4, 7, 5, 8}, ids);
       assertEquals("select * from users", tok.decode(ids));

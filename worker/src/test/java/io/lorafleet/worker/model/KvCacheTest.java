@@ -55,7 +55,7 @@ class KvCacheTest {
   /** A batch that never empties (rows join and leave between 400 decode steps) holds a bounded number of arrays. */
   @Test
   void aLongLivedDecodeBatchHoldsABoundedNumberOfArrays() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32); DecodeBatch b = new DecodeBatch(m)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 3, DataType.FLOAT32); DecodeBatch b = new DecodeBatch(m)) {
       Map<Long, Integer> left = new HashMap<>();
       long id = 0;
       List<Integer> held = new ArrayList<>();

@@ -32,7 +32,7 @@ class ModelSkeletonTest {
     ModelDirectory.initModel(dir, new TinyModelSpec("qwen2", 2, 32, 4, 2, 48, 1, 64, false), List.of("a", "b", "c"), 3);
     LoraConfig cfg = LoraConfig.of(4, 8, List.of("q_proj", "v_proj", "down_proj")).withBias("lora_only");
     ModelSkeleton skeleton = ModelSkeleton.read(dir);
-    try (CausalLM loaded = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel loaded = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32)) {
       LoraModel onWeights = LoraModel.create(loaded, cfg);
       LoraModel onHeaders = LoraModel.create(skeleton, cfg);
       assertEquals(onWeights.layout().signature(), onHeaders.layout().signature());
@@ -49,17 +49,17 @@ class ModelSkeletonTest {
   void theHeadersAreCheckedAsLoadingChecksThem() throws Exception {
     Path dir = tmp.resolve("llama");
     ModelDirectory.initModel(dir, new TinyModelSpec("llama", 1, 16, 2, 2, 24, 1, 32, false), List.of("a", "b"), 1);
-    SafetensorsReader r = SafetensorsReader.open(dir.resolve(CausalLM.SAFETENSORS));
+    SafetensorsReader r = SafetensorsReader.open(dir.resolve(HfDirectory.SAFETENSORS));
     Map<String, Tensor> tensors = new LinkedHashMap<>();
     r.tensors().keySet().forEach(k -> tensors.put(k, r.read(k)));
     tensors.put("model.layers.0.self_attn.q_proj.weight", Tensor.ofFloats(new float[16 * 8], 8, 16));
-    Files.delete(dir.resolve(CausalLM.SAFETENSORS));
-    SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    Files.delete(dir.resolve(HfDirectory.SAFETENSORS));
+    SafetensorsWriter.write(dir.resolve(HfDirectory.SAFETENSORS), tensors, Map.of("format", "pt"));
     var e = assertThrows(IllegalArgumentException.class, () -> ModelSkeleton.read(dir));
     assertTrue(e.getMessage().contains("'model.layers.0.self_attn.q_proj.weight' has shape [8, 16] but config.json implies [16, 16]"), e.getMessage());
     tensors.remove("model.layers.0.self_attn.q_proj.weight");
-    Files.delete(dir.resolve(CausalLM.SAFETENSORS));
-    SafetensorsWriter.write(dir.resolve(CausalLM.SAFETENSORS), tensors, Map.of("format", "pt"));
+    Files.delete(dir.resolve(HfDirectory.SAFETENSORS));
+    SafetensorsWriter.write(dir.resolve(HfDirectory.SAFETENSORS), tensors, Map.of("format", "pt"));
     e = assertThrows(IllegalArgumentException.class, () -> ModelSkeleton.read(dir));
     assertTrue(e.getMessage().contains("missing tensor 'model.layers.0.self_attn.q_proj.weight'"), e.getMessage());
   }

@@ -11,7 +11,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /** A packed row computes exactly what its examples compute alone: no attention across boundaries. */
 class PackingTest {
-  static float[] logits(CausalLM m, Batch b) {
+  static float[] logits(LanguageModel m, Batch b) {
     try (NDManager s = m.manager().newSubManager()) {
       return m.forward(ForwardContext.inference(s, LinearDelta.NONE), b).toFloatArray();
     }
@@ -20,7 +20,7 @@ class PackingTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void packedRowEqualsSeparateExamples(String arch) {
-    try (CausalLM m = TinyModels.model(arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2, 3, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(arch.equals("llama") ? TinyModels.LLAMA : TinyModels.GPT2, 3, DataType.FLOAT32)) {
       int[] a = {1, 5, 6, 7};
       int[] b = {1, 9, 10, 11, 12};
       int[] row = {1, 5, 6, 7, 1, 9, 10, 11, 12};

@@ -13,7 +13,7 @@ class SmokeTest {
   @Test
   void forwardShapes() {
     for (TinyModelSpec spec : new TinyModelSpec[] {TinyModels.LLAMA, TinyModels.QWEN2, TinyModels.GPT2}) {
-      try (CausalLM m = TinyModels.model(spec, 1, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
+      try (LanguageModel m = TinyModels.model(spec, 1, DataType.FLOAT32); NDManager s = m.manager().newSubManager()) {
         Batch b = Batch.of(new int[][] {{1, 5, 6, 7}, {1, 8, 9, 10}}, new int[][] {{-100, -100, 6, 7}, {-100, 8, 9, 10}});
         NDArray logits = m.forward(ForwardContext.inference(s, LinearDelta.NONE), b);
         assertArrayEquals(new long[] {2, 4, 37}, logits.getShape().getShape());

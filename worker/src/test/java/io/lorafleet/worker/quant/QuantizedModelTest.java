@@ -15,8 +15,9 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
+import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -32,7 +33,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -55,7 +55,7 @@ class QuantizedModelTest {
     return dir;
   }
 
-  static float[] logits(CausalLM m, LoraModel lora, float[] p) {
+  static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
       ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, -1).context();
       return m.forward(ctx, BATCH).toFloatArray();
@@ -63,12 +63,12 @@ class QuantizedModelTest {
   }
 
   /** The full-precision model whose weights are {@code q}'s dequantized ones. */
-  static CausalLM dequantizedTwin(CausalLM q, DataType dtype) {
+  static LanguageModel dequantizedTwin(LanguageModel q, DataType dtype) {
     Map<String, Tensor> t = new LinkedHashMap<>();
     for (ParamSpec p : q.params()) {
       t.put(p.name(), q.hfTensor(p.name()));
     }
-    return CausalLM.fromTensors(q.config(), t, Device.cpu(), dtype);
+    return LanguageModel.fromTensors(q.config(), t, Device.cpu(), dtype);
   }
 
   static void assertClose(float[] want, float[] got, double tol, String what) {
@@ -91,11 +91,11 @@ class QuantizedModelTest {
     assertTrue(q.get("load_in_4bit").asBoolean() && q.get("bnb_4bit_use_double_quant").asBoolean());
     assertEquals("nf4", q.get("bnb_4bit_quant_type").asText());
     assertEquals("uint8", q.get("bnb_4bit_quant_storage").asText());
-    SafetensorsReader r = SafetensorsReader.open(out.resolve(CausalLM.SAFETENSORS));
+    SafetensorsReader r = SafetensorsReader.open(out.resolve(HfDirectory.SAFETENSORS));
     ModelSkeleton skeleton = ModelSkeleton.read(out); // the driver's view accepts it
     Map<String, Tensor> source = TinyModels.tensors(spec, 3);
-    try (CausalLM stored = CausalLM.load(out, Device.cpu(), DataType.FLOAT32);
-        CausalLM atLoad = CausalLM.load(src, Device.cpu(), DataType.FLOAT32, Quantization.NF4)) {
+    try (LanguageModel stored = LanguageModel.load(out, Device.cpu(), DataType.FLOAT32);
+        LanguageModel atLoad = LanguageModel.load(src, Device.cpu(), DataType.FLOAT32, Quantization.NF4)) {
       assertEquals("nf4-dq", stored.quantization());
       assertEquals("nf4-dq", atLoad.quantization());
       for (LinearSpec l : stored.linears()) {
@@ -108,9 +108,9 @@ class QuantizedModelTest {
         }
         assertEquals(DType.U8, r.info(p.name()).orElseThrow().dtype());
         float[] hf = source.get(p.name()).toFloatArray();
-        float[] outIn = p.transposed() ? hf : CausalLM.transpose(hf, l.in(), l.out());
+        float[] outIn = p.transposed() ? hf : LanguageModel.transpose(hf, l.in(), l.out());
         float[] want = Nf4Tensor.quantize(outIn, new long[] {l.out(), l.in()}, true, "float32").dequantize();
-        assertArrayEquals(p.transposed() ? want : CausalLM.transpose(want, l.out(), l.in()), a, p.name());
+        assertArrayEquals(p.transposed() ? want : LanguageModel.transpose(want, l.out(), l.in()), a, p.name());
       }
       assertEquals(skeleton.params().size(), stored.params().size());
       assertArrayEquals(source.get(stored.params().get(0).name()).toFloatArray(), stored.hfTensor(stored.params().get(0).name()).toFloatArray(),
@@ -130,7 +130,7 @@ class QuantizedModelTest {
       dir = tmp.resolve(which);
       QuantizeModel.write(fullPrecision(spec, 4), dir, !which.contains("plain"));
     }
-    try (CausalLM q = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32); CausalLM twin = dequantizedTwin(q, DataType.FLOAT32)) {
+    try (LanguageModel q = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32); LanguageModel twin = dequantizedTwin(q, DataType.FLOAT32)) {
       assertTrue(q.isQuantized());
       LoraModel lora = LoraModel.create(q, LoraConfig.of(4, 8, List.of("all-linear")));
       LoraModel twinLora = LoraModel.create(twin, LoraConfig.of(4, 8, List.of("all-linear")));
@@ -155,17 +155,17 @@ class QuantizedModelTest {
     Path src = fullPrecision(TinyModels.LLAMA, 5);
     Path q = tmp.resolve("q");
     QuantizeModel.write(src, q, false);
-    var e = assertThrows(IllegalArgumentException.class, () -> CausalLM.load(q, Device.cpu(), DataType.FLOAT32, Quantization.NF4));
+    var e = assertThrows(IllegalArgumentException.class, () -> LanguageModel.load(q, Device.cpu(), DataType.FLOAT32, Quantization.NF4));
     assertTrue(e.getMessage().contains("stored quantized") && e.getMessage().contains("--quantize"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> QuantizeModel.write(q, tmp.resolve("again"), true));
     assertTrue(e.getMessage().contains("quantization_config"), e.getMessage());
-    try (CausalLM m = CausalLM.load(q, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel m = LanguageModel.load(q, Device.cpu(), DataType.FLOAT32)) {
       assertEquals("nf4", m.quantization());
       e = assertThrows(IllegalArgumentException.class, () -> new FullModel(m));
       assertTrue(e.getMessage().contains("full fine-tuning") && e.getMessage().contains("nf4"), e.getMessage());
       var s = assertThrows(IllegalStateException.class, () -> m.weight("model.layers.0.self_attn.q_proj.weight"));
       assertTrue(s.getMessage().contains("q_proj") && s.getMessage().contains("dequantize"), s.getMessage());
-      CausalLM.Bytes b = m.bytes();
+      LanguageModel.Bytes b = m.bytes();
       assertEquals(b.params(), m.parameterCount());
     }
   }

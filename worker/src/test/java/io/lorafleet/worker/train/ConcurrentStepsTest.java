@@ -6,7 +6,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -22,7 +22,7 @@ import org.junit.jupiter.api.Test;
 class ConcurrentStepsTest {
   @Test
   void threadsSharingABaseComputeWhatEachComputesAlone() throws Exception {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 5, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 5, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")));
       int workers = 3;
       List<float[]> params = new ArrayList<>();

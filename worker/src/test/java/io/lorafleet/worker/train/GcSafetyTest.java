@@ -9,7 +9,7 @@ import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.ArrayList;
 import java.util.List;
@@ -27,7 +27,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  */
 class GcSafetyTest {
   /** n steps on random batches drawn from {@code dataSeed}; the gradient of each. */
-  static List<float[]> steps(CausalLM m, Trainable t, float[] params, int n, long dataSeed) {
+  static List<float[]> steps(LanguageModel m, Trainable t, float[] params, int n, long dataSeed) {
     Random r = new Random(dataSeed);
     List<float[]> grads = new ArrayList<>();
     for (int s = 0; s < n; s++) {
@@ -47,7 +47,7 @@ class GcSafetyTest {
   @ValueSource(strings = {"llama-lora", "gpt2-lora", "llama-full"})
   void gradientsDoNotDependOnGarbageCollection(String mode) throws Exception {
     TinyModelSpec spec = mode.startsWith("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
-    try (CausalLM m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 4, DataType.FLOAT32)) {
       Trainable t;
       float[] params;
       if (mode.endsWith("lora")) {

@@ -7,10 +7,13 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
+import io.lorafleet.worker.lora.AdaloraMethod;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.lora.VeraMethod;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.List;
 import java.util.Random;
@@ -85,7 +88,7 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "deberta"})
   void loraGradientsMatchFiniteDifferences(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
       float[] p = lora.initialParams(3);
       Random rng = new Random(5);
@@ -114,7 +117,7 @@ class GradientCheckTest {
     var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, which);
     var tensors = new java.util.LinkedHashMap<>(TinyModels.tensors(config, 9));
     tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base without this head: HeadInit makes it
-    try (CausalLM m = CausalLM.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
+    try (LanguageModel m = LanguageModel.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") ? List.of("dense", "value") : List.of("query_proj", "key_proj", "value_proj")));
       assertTrue(lora.targets().stream().noneMatch(t -> t.module().name().startsWith("classifier")), "dense names no head module");
       assertEquals(m.headTensors(), lora.biases(), "the head is trained whole");
@@ -130,7 +133,7 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void rsLoraAndRankPatternGradients(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 8, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 8, DataType.FLOAT64)) {
       String target = arch.equals("gpt2") ? "c_attn" : "v_proj";
       LoraConfig cfg = LoraConfig.of(2, 4, List.of(target, arch.equals("gpt2") ? "c_fc" : "down_proj"))
           .withRslora(true).withPatterns(java.util.Map.of(target, 5), java.util.Map.of(target, 3.0));
@@ -148,8 +151,8 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "deberta"})
   void doraGradientsMatchFiniteDifferencesWithTheNormHeld(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 10, DataType.FLOAT64)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDora(true).withInit("false"));
+    try (LanguageModel m = TinyModels.model(spec(arch), 10, DataType.FLOAT64)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withMethod(DoraMethod.INSTANCE).withInit("false"));
       float[] p = lora.initialParams(3);
       Random rng = new Random(7);
       for (int i = 0; i < p.length; i++) {
@@ -163,9 +166,9 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void veraGradientsMatchFiniteDifferences(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 11, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 11, DataType.FLOAT64)) {
       LoraModel vera = LoraModel.create(m, LoraConfig.of(5, 5, List.of("all-linear")).withBias("lora_only")
-          .withVera(LoraConfig.Vera.of(0.1, 3)));
+          .withMethod(new VeraMethod(0.1, 3)));
       float[] p = vera.initialParams(3);
       Random rng = new Random(8);
       for (int i = 0; i < p.length; i++) {
@@ -184,9 +187,9 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
   void adaloraGradientsMatchFiniteDifferences(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 12, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 12, DataType.FLOAT64)) {
       LoraModel ada = LoraModel.create(m, LoraConfig.of(8, 6, List.of("all-linear")).withBias("lora_only")
-          .withAdalora(LoraConfig.Adalora.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10)));
+          .withMethod(AdaloraMethod.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10)));
       float[] p = ada.initialParams(3);
       Random rng = new Random(9);
       for (int i = 0; i < p.length; i++) {
@@ -204,10 +207,10 @@ class GradientCheckTest {
   @ValueSource(strings = {"llama-nf4", "gpt2-nf4", "gptj-nf4", "llama-gptq", "gpt2-gptq"})
   void loraGradientsOverQuantizedBasesMatchFiniteDifferences(String which) throws Exception {
     String arch = which.substring(0, which.indexOf('-'));
-    CausalLM m = which.endsWith("nf4")
-        ? CausalLM.fromTensors(TinyModels.config(spec(arch)), TinyModels.tensors(spec(arch), 13), ai.djl.Device.cpu(), DataType.FLOAT64,
+    LanguageModel m = which.endsWith("nf4")
+        ? LanguageModel.fromTensors(TinyModels.config(spec(arch)), TinyModels.tensors(spec(arch), 13), ai.djl.Device.cpu(), DataType.FLOAT64,
             io.lorafleet.worker.quant.Quantization.NF4)
-        : CausalLM.load(io.lorafleet.worker.QuantFixtures.gptq(tmp.resolve(which), spec(arch), 13, 8, true, false), ai.djl.Device.cpu(), DataType.FLOAT64);
+        : LanguageModel.load(io.lorafleet.worker.QuantFixtures.gptq(tmp.resolve(which), spec(arch), 13, 8, true, false), ai.djl.Device.cpu(), DataType.FLOAT64);
     try (m) {
       assertTrue(m.isQuantized());
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
@@ -225,7 +228,7 @@ class GradientCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2", "gptj", "roberta"})
   void fullFineTuningGradients(String arch) {
-    try (CausalLM m = TinyModels.model(spec(arch), 9, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(spec(arch), 9, DataType.FLOAT64)) {
       FullModel full = new FullModel(m);
       check(full, full.currentParams(), 1, 13);
     }

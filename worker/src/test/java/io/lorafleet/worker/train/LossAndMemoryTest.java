@@ -10,7 +10,7 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import java.util.List;
@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
 class LossAndMemoryTest {
   @Test
   void lossFallsOnTargetTokensOnly() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 2, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 2, DataType.FLOAT64)) {
       int[] ids = {1, 7, 8, 9, 10, 11};
       int[] labels = {-100, -100, -100, 9, 10, 11}; // context 1 7 8, target 9 10 11
       Batch b = Batch.of(new int[][] {ids}, new int[][] {labels});
@@ -57,7 +57,7 @@ class LossAndMemoryTest {
 
   @Test
   void gradientsAccumulateOverMicroBatchesAsOneBatch() {
-    try (CausalLM m = TinyModels.model(TinyModels.GPT2, 2, DataType.FLOAT64)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.GPT2, 2, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("c_attn", "c_fc")));
       float[] p = lora.initialParams(1);
       for (int i = 0; i < p.length; i++) {
@@ -78,7 +78,7 @@ class LossAndMemoryTest {
 
   @Test
   void noNativeMemoryLeaksAcrossManySteps() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 2, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 2, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDropout(0.1));
       float[] p = lora.initialParams(1);
       Batch b = Batch.of(new int[][] {{1, 3, 4, 5, 6, 7, 8, 9}}, new int[][] {{-100, 3, 4, 5, 6, 7, 8, 9}});

@@ -9,7 +9,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.HfReferenceTest;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Djl;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.nio.file.Path;
@@ -62,8 +62,8 @@ class MixedPrecisionTest {
     var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, arch);
     var tensors = io.lorafleet.worker.model.ModelDirectory.randomTensors(config, 3);
     Batch batch = Batch.classification(new int[][] {{1, 5, 9, 13, 17, 21, 2}, {1, 30, 31, 2}}, new float[] {1, 0});
-    try (CausalLM half = CausalLM.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT16);
-        CausalLM full = CausalLM.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel half = LanguageModel.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT16);
+        LanguageModel full = LanguageModel.fromTensors(config, tensors, Device.cpu(), DataType.FLOAT32)) {
       var cfg = io.lorafleet.worker.lora.LoraConfig.of(4, 8, List.of("all-linear"));
       var l16 = io.lorafleet.worker.lora.LoraModel.create(half, cfg);
       var l32 = io.lorafleet.worker.lora.LoraModel.create(full, cfg);
@@ -85,7 +85,7 @@ class MixedPrecisionTest {
     Path dir = HfReferenceTest.ROOT.resolve(name);
     SafetensorsReader ref = SafetensorsReader.open(dir.resolve("reference.safetensors"));
     Batch batch = Batch.of(HfReferenceTest.ints(ref.read("input_ids")), HfReferenceTest.ints(ref.read("labels")));
-    try (CausalLM half = CausalLM.load(dir, Device.cpu(), DataType.FLOAT16); CausalLM full = CausalLM.load(dir, Device.cpu(), DataType.FLOAT32)) {
+    try (LanguageModel half = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT16); LanguageModel full = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT32)) {
       AdapterFormat.Loaded a16 = AdapterFormat.read(dir.resolve("adapter"), half);
       AdapterFormat.Loaded a32 = AdapterFormat.read(dir.resolve("adapter"), full);
       double logitErr = relErr(ref.read("lora.logits").toFloatArray(), HfReferenceTest.logits(half, a16.model(), a16.values(), batch));

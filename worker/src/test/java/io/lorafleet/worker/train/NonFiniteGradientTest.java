@@ -8,7 +8,7 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Test;
 class NonFiniteGradientTest {
   @Test
   void aDivergedStepFailsWithTheTensorNamed() {
-    try (CausalLM m = TinyModels.model(TinyModels.LLAMA, 4, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(TinyModels.LLAMA, 4, DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("q_proj")));
       float[] p = new float[lora.layout().size()];
       Arrays.fill(p, 1e30f); // q overflows to infinity, attention turns NaN

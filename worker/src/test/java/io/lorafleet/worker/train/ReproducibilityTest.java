@@ -8,7 +8,7 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.List;
 import java.util.Random;
@@ -31,7 +31,7 @@ class ReproducibilityTest {
   void fullAndLoraStepsRepeatBitForBit() {
     // large enough that PyTorch parallelises the embedding backward (the advanced-indexing path was not reproducible here)
     TinyModelSpec spec = new TinyModelSpec("llama", 2, 96, 4, 2, 256, 200, 128, false);
-    try (CausalLM m = TinyModels.model(spec, 1, DataType.FLOAT32)) {
+    try (LanguageModel m = TinyModels.model(spec, 1, DataType.FLOAT32)) {
       FullModel full = new FullModel(m);
       float[] p = full.currentParams();
       StepResult a = TrainStep.run(full, p, List.of(batch()), -1);

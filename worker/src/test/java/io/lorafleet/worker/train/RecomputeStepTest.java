@@ -7,10 +7,13 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
+import io.lorafleet.worker.lora.AdaloraMethod;
+import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.lora.VeraMethod;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.TinyModelSpec;
 import java.util.List;
@@ -24,10 +27,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * differences (as in GradientCheckTest). Blocks and chunks of 3 and 4 tokens make every piece run
  * several times on these short rows.
  */
-class CheckpointedStepTest {
-  static final CheckpointedStep.Plan SMALL = new CheckpointedStep.Plan(3, 4);
+class RecomputeStepTest {
+  static final RecomputeStep.Plan SMALL = new RecomputeStep.Plan(3, 4);
 
-  static CausalLM model(String arch, long seed, DataType dtype) {
+  static LanguageModel model(String arch, long seed, DataType dtype) {
     if (!arch.equals("mistral")) {
       return TinyModels.model(arch.equals("qwen2") ? TinyModels.QWEN2 : arch.equals("gpt2") ? TinyModels.GPT2 : arch.equals("gptj") ? TinyModels.GPTJ
           : TinyModels.LLAMA, seed, dtype);
@@ -36,7 +39,7 @@ class CheckpointedStepTest {
     TinyModelSpec spec = new TinyModelSpec("mistral", 2, 16, 4, 2, 24, 37, 64, false);
     var json = spec.configJson(1, 2);
     json.put("sliding_window", 3);
-    return CausalLM.fromTensors(ModelConfig.fromJson(json, "mistral"), TinyModels.tensors(spec, seed), Device.cpu(), dtype);
+    return LanguageModel.fromTensors(ModelConfig.fromJson(json, "mistral"), TinyModels.tensors(spec, seed), Device.cpu(), dtype);
   }
 
   /** Unpadded, right-padded, and packed rows (segments restart positions). */
@@ -60,7 +63,7 @@ class CheckpointedStepTest {
   @ParameterizedTest
   @ValueSource(strings = {"llama", "qwen2", "mistral", "gpt2", "gptj"})
   void theGradientEqualsThePlainStepsWithDropoutPaddingAndPacking(String arch) {
-    try (CausalLM m = model(arch, 7, DataType.FLOAT32)) {
+    try (LanguageModel m = model(arch, 7, DataType.FLOAT32)) {
       assertCheckpointedEqualsPlain(LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only").withDropout(0.2)));
     }
   }
@@ -70,7 +73,7 @@ class CheckpointedStepTest {
   @ValueSource(strings = {"llama", "gpt2"})
   void overAnNf4BaseTheGradientEqualsThePlainSteps(String arch) {
     TinyModelSpec spec = arch.equals("gpt2") ? TinyModels.GPT2 : TinyModels.LLAMA;
-    try (CausalLM m = CausalLM.fromTensors(TinyModels.config(spec), TinyModels.tensors(spec, 8), Device.cpu(), DataType.FLOAT32,
+    try (LanguageModel m = LanguageModel.fromTensors(TinyModels.config(spec), TinyModels.tensors(spec, 8), Device.cpu(), DataType.FLOAT32,
         io.lorafleet.worker.quant.Quantization.NF4)) {
       assertTrue(m.isQuantized());
       assertCheckpointedEqualsPlain(LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withDropout(0.2)));
@@ -81,12 +84,12 @@ class CheckpointedStepTest {
   @ParameterizedTest
   @ValueSource(strings = {"dora", "vera", "adalora"})
   void everyVariantGivesThePlainStepsGradient(String variant) {
-    try (CausalLM m = model("llama", 7, DataType.FLOAT32)) {
+    try (LanguageModel m = model("llama", 7, DataType.FLOAT32)) {
       LoraConfig c = LoraConfig.of(3, 6, List.of("all-linear")).withDropout(0.2);
       c = switch (variant) {
-        case "dora" -> c.withDora(true);
-        case "vera" -> c.withVera(LoraConfig.Vera.of(0.1, 1));
-        default -> c.withAdalora(LoraConfig.Adalora.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10));
+        case "dora" -> c.withMethod(DoraMethod.INSTANCE);
+        case "vera" -> c.withMethod(new VeraMethod(0.1, 1));
+        default -> c.withMethod(AdaloraMethod.of(3, 2, 0, 0, 1, 0.85, 0.85, 0.5, 10));
       };
       assertCheckpointedEqualsPlain(LoraModel.create(m, c));
     }
@@ -95,7 +98,7 @@ class CheckpointedStepTest {
   static void assertCheckpointedEqualsPlain(LoraModel lora) {
     float[] p = perturbed(lora, 3);
     StepResult plain = TrainStep.run(lora, p, batches(), 42);
-    StepResult flat = CheckpointedStep.run(lora, p, batches(), 42, SMALL);
+    StepResult flat = RecomputeStep.run(lora, p, batches(), 42, SMALL);
     assertEquals(plain.tokens(), flat.tokens());
     assertEquals(plain.lossSum(), flat.lossSum(), 1e-5 * Math.abs(plain.lossSum()));
     for (FlatLayout.Slot s : lora.layout().slots()) {
@@ -115,7 +118,7 @@ class CheckpointedStepTest {
   @ValueSource(strings = {"llama", "mistral", "gpt2", "gptj"})
   void theGradientMatchesFiniteDifferences(String arch) {
     final float h = 0x1p-14f;
-    try (CausalLM m = model(arch, 8, DataType.FLOAT64)) {
+    try (LanguageModel m = model(arch, 8, DataType.FLOAT64)) {
       List<String> targets = switch (arch) {
         case "gpt2" -> List.of("c_attn", "c_proj", "c_fc");
         case "gptj" -> List.of("q_proj", "v_proj", "out_proj", "fc_out", "lm_head");
@@ -124,7 +127,7 @@ class CheckpointedStepTest {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, targets).withBias(arch.equals("gpt2") ? "all" : "none"));
       float[] p = perturbed(lora, 4);
       List<Batch> b = batches();
-      StepResult r = CheckpointedStep.run(lora, p, b, -1, SMALL);
+      StepResult r = RecomputeStep.run(lora, p, b, -1, SMALL);
       Random rng = new Random(9);
       double maxAbs = 0;
       for (FlatLayout.Slot s : lora.layout().slots()) {

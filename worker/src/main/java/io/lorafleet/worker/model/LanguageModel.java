@@ -6,40 +6,29 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import io.lorafleet.worker.quant.GptqTensor;
 import io.lorafleet.worker.quant.Nf4Tensor;
 import io.lorafleet.worker.quant.Quantization;
-import io.lorafleet.worker.quant.QuantizedCheckpoint;
 import io.lorafleet.worker.quant.QuantizedLinear;
-import io.lorafleet.worker.safetensors.SafetensorsReader;
 import io.lorafleet.worker.safetensors.Tensor;
-import io.lorafleet.worker.safetensors.TensorInfo;
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.function.Function;
 import java.util.stream.Collectors;
 
 /**
- * A frozen causal language model: the base tensors in one NDManager, in compute dtype and layout
- * (see {@link ParamSpec}), and the architecture's forward pass. Loaded once per executor JVM and
+ * A language model, causal (Llama family, GPT-2, GPT-J) or an encoder classifier (RoBERTa,
+ * DeBERTa-v2): the base tensors in one NDManager, in compute dtype and layout (see
+ * {@link ParamSpec}), full precision or quantized, and its architecture's forward pass (its
+ * {@link Backbone}). Loaded once per executor JVM ({@link HfDirectory} reads the directory) and
  * shared by every step; steps pass a {@link ForwardContext} with their own scope.
  */
-public final class CausalLM implements BaseModel, AutoCloseable {
-  public static final String SAFETENSORS = "model.safetensors";
-  public static final String SAFETENSORS_INDEX = "model.safetensors.index.json";
-
+public final class LanguageModel implements BaseModel, AutoCloseable {
   private final ModelConfig config;
-  private final Decoder decoder;
+  private final Backbone backbone;
   private final List<ParamSpec> params;
   private final Map<String, ParamSpec> paramByName;
   private final Map<String, LinearSpec> linears;
@@ -52,7 +41,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   private final List<String> headTensors;
 
   /** Where a base's tensors come from: a quantized form for a projection weight, or HF-layout floats. */
-  private interface Source {
+  interface Source {
     Optional<QuantizedLinear> quantized(LinearSpec projection, ParamSpec weight);
 
     float[] dense(ParamSpec p);
@@ -68,13 +57,13 @@ public final class CausalLM implements BaseModel, AutoCloseable {
     }
   }
 
-  private CausalLM(ModelConfig config, NDManager manager, DataType dtype, String quantization, Source source) {
+  LanguageModel(ModelConfig config, NDManager manager, DataType dtype, String quantization, Source source) {
     this.config = config;
-    this.decoder = Decoder.of(config);
-    this.params = List.copyOf(decoder.params(config));
+    this.backbone = Backbone.of(config);
+    this.params = List.copyOf(backbone.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
-    this.headTensors = decoder.headParams(config).stream().map(ParamSpec::name).toList();
-    this.linears = decoder.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
+    this.headTensors = backbone.headParams(config).stream().map(ParamSpec::name).toList();
+    this.linears = backbone.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
     this.manager = manager;
     this.dtype = dtype;
     this.quantization = quantization;
@@ -105,15 +94,15 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   }
 
   /** Builds a model from host tensors keyed by HF name (used by init-model and tests). */
-  public static CausalLM fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype) {
+  public static LanguageModel fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype) {
     return fromTensors(config, tensors, device, dtype, Quantization.NONE);
   }
 
   /** As {@link #fromTensors(ModelConfig, Map, Device, DataType)}, quantizing the projections as {@link #load} does. */
-  public static CausalLM fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype, Quantization quantize) {
+  public static LanguageModel fromTensors(ModelConfig config, Map<String, Tensor> tensors, Device device, DataType dtype, Quantization quantize) {
     NDManager m = Djl.newManager(device, "causal-lm");
     try {
-      return new CausalLM(config, m, dtype, quantize.tag(), new Source() {
+      return new LanguageModel(config, m, dtype, quantize.tag(), new Source() {
         @Override
         public Optional<QuantizedLinear> quantized(LinearSpec l, ParamSpec p) {
           return atLoad(l, p, quantize, m);
@@ -136,130 +125,19 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   }
 
   /** Loads an HF model directory: config.json plus model.safetensors or a sharded index. */
-  public static CausalLM load(Path dir, Device device, DataType dtype) {
+  public static LanguageModel load(Path dir, Device device, DataType dtype) {
     return load(dir, device, dtype, Quantization.NONE);
   }
 
   /**
    * Loads an HF model directory, quantizing its projections (not embeddings, norms or lm_head) as
-   * {@code quantize} says. A checkpoint stored quantized (bitsandbytes NF4, GPTQ INT4; see
-   * {@link QuantizedCheckpoint}) is read as stored, and {@code quantize} must then be none.
+   * {@code quantize} says; how the directory is read is {@link HfDirectory}'s.
    */
-  public static CausalLM load(Path dir, Device device, DataType dtype, Quantization quantize) {
-    Path configFile = requireFile(dir, "config.json");
-    ModelConfig config = ModelConfig.read(configFile);
-    QuantizedCheckpoint stored = QuantizedCheckpoint.of(config.raw(), configFile.toString());
-    if (quantize.on() && !(stored instanceof QuantizedCheckpoint.None)) {
-      throw new IllegalArgumentException(dir + " is stored quantized (quantization_config.quant_method "
-          + config.raw().path("quantization_config").path("quant_method") + "); it cannot be quantized again with --quantize " + quantize.method()
-          + ", drop --quantize");
-    }
-    Map<String, SafetensorsReader> byTensor = openWeights(dir);
-    Function<String, Optional<Tensor>> get = k -> Optional.ofNullable(byTensor.get(k)).map(r -> r.read(k));
-    NDManager m = Djl.newManager(device, "causal-lm:" + dir.getFileName());
-    String tag = quantize.on() ? quantize.tag() : stored.tag();
-    try {
-      return new CausalLM(config, m, dtype, tag, new Source() {
-        @Override
-        public Optional<QuantizedLinear> quantized(LinearSpec l, ParamSpec p) {
-          String where = Optional.ofNullable(byTensor.get(p.name())).map(r -> r.file().toString()).orElse(dir.toString());
-          long[] outIn = {l.out(), l.in()};
-          if (stored instanceof QuantizedCheckpoint.Bnb4 && byTensor.containsKey(p.name() + Nf4Tensor.STATE_KEY)) {
-            return Optional.of(Nf4Tensor.fromTensors(p.name(), get, outIn, where).upload(m));
-          }
-          if (stored instanceof QuantizedCheckpoint.Gptq g && byTensor.containsKey(l.name() + ".qweight")) {
-            return Optional.of(GptqTensor.fromTensors(l.name(), get, l.out(), l.in(), g.config(), where).upload(m));
-          }
-          return atLoad(l, p, quantize, m);
-        }
-
-        @Override
-        public float[] dense(ParamSpec p) {
-          Optional<String> key = hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
-          if (key.isEmpty()) {
-            throw new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
-                + ") required by model_type " + config.modelType());
-          }
-          SafetensorsReader r = byTensor.get(key.get());
-          return checked(p, Optional.of(r.read(key.get())), r.file().toString());
-        }
-
-        @Override
-        public boolean has(ParamSpec p) {
-          return hfKeyCandidates(config, p.name()).stream().anyMatch(byTensor::containsKey);
-        }
-      });
-    } catch (RuntimeException e) {
-      m.close();
-      throw e;
-    }
+  public static LanguageModel load(Path dir, Device device, DataType dtype, Quantization quantize) {
+    return HfDirectory.load(dir, device, dtype, quantize);
   }
 
-  static Path requireFile(Path dir, String name) {
-    Path f = dir.resolve(name);
-    if (!Files.isRegularFile(f)) {
-      throw new IllegalArgumentException(dir + ": not a Hugging Face model directory, " + name + " is missing");
-    }
-    return f;
-  }
-
-  /** Maps every tensor name to the (single or sharded) safetensors file that holds it. */
-  static Map<String, SafetensorsReader> openWeights(Path dir) {
-    Map<String, SafetensorsReader> out = new HashMap<>();
-    Path index = dir.resolve(SAFETENSORS_INDEX);
-    if (Files.isRegularFile(index)) {
-      JsonNode map;
-      try {
-        map = new ObjectMapper().readTree(index.toFile()).path("weight_map");
-      } catch (IOException e) {
-        throw new IllegalArgumentException(index + ": cannot parse: " + e.getMessage(), e);
-      }
-      if (!map.isObject()) {
-        throw new IllegalArgumentException(index + ": field weight_map must be an object of tensor name to shard file");
-      }
-      Map<String, SafetensorsReader> shards = new HashMap<>();
-      Path root = dir.toAbsolutePath().normalize();
-      map.fields().forEachRemaining(e -> {
-        String f = e.getValue().asText();
-        Path shard = root.resolve(f).normalize();
-        if (!e.getValue().isTextual() || f.isEmpty() || !shard.getParent().equals(root)) {
-          throw new IllegalArgumentException(index + ": tensor '" + e.getKey() + "' is mapped to " + e.getValue()
-              + ", expected the name of a file in the model directory " + dir);
-        }
-        SafetensorsReader r = shards.computeIfAbsent(f, x -> SafetensorsReader.open(requireFile(dir, x)));
-        if (r.info(e.getKey()).isEmpty()) {
-          throw new IllegalArgumentException(index + ": tensor '" + e.getKey() + "' is mapped to " + e.getValue().asText() + " but that file does not hold it");
-        }
-        out.put(e.getKey(), r);
-      });
-      return out;
-    }
-    Path single = dir.resolve(SAFETENSORS);
-    if (!Files.isRegularFile(single)) {
-      throw new IllegalArgumentException(dir + ": no weights found, expected " + SAFETENSORS + " or " + SAFETENSORS_INDEX);
-    }
-    SafetensorsReader r = SafetensorsReader.open(single);
-    for (TensorInfo t : r.tensors().values()) {
-      out.put(t.name(), r);
-    }
-    return out;
-  }
-
-  /** GPT-2 checkpoints come with and without the "transformer." prefix. */
-  static List<String> hfKeyCandidates(ModelConfig c, String name) {
-    List<String> keys = new ArrayList<>(List.of(name));
-    if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
-      keys.add(name.substring("transformer.".length()));
-    }
-    for (String prefix : List.of(RobertaEncoder.PREFIX, DebertaV2Encoder.PREFIX)) { // RobertaModel / DebertaV2Model save without it
-      if (c.arch().encoder() && name.startsWith(prefix)) {
-        keys.add(name.substring(prefix.length()));
-      }
-    }
-    return keys;
-  }
-
-  private static float[] checked(ParamSpec p, Optional<Tensor> t, String where) {
+  static float[] checked(ParamSpec p, Optional<Tensor> t, String where) {
     Tensor tensor = t.orElseThrow(() -> new IllegalArgumentException(where + ": missing tensor '" + p.name() + "'"));
     if (!Arrays.equals(tensor.shape(), p.hfShape())) {
       throw new IllegalArgumentException(where + ": tensor '" + p.name() + "' has shape " + Arrays.toString(tensor.shape())
@@ -406,7 +284,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   /** Logits (B, T, V) for a batch's inputs. */
   public NDArray forward(ForwardContext ctx, Batch batch) {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(DataType.INT64, false);
-    return decoder.forward(this, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
+    return backbone.forward(this, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
   }
 
   /** Logits for new tokens (B, T) continuing the positions already in the cache. */
@@ -418,7 +296,7 @@ public final class CausalLM implements BaseModel, AutoCloseable {
       }
     }
     NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
-    return decoder.forward(this, ctx, idArr, pos, Optional.empty(), Optional.of(cache));
+    return backbone.forward(this, ctx, idArr, pos, Optional.empty(), Optional.of(cache));
   }
 
   /**
@@ -438,8 +316,8 @@ public final class CausalLM implements BaseModel, AutoCloseable {
           + " and " + ids[0].length + " are new");
     }
     NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
-    NDArray h = decoder.hidden(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache)); // (B, T, H)
-    return decoder.head(this, ctx, h.get(new NDIndex(":, -1:, :"))); // (B, 1, V)
+    NDArray h = backbone.hidden(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache)); // (B, T, H)
+    return backbone.head(this, ctx, h.get(new NDIndex(":, -1:, :"))); // (B, 1, V)
   }
 
   @Override
@@ -448,8 +326,8 @@ public final class CausalLM implements BaseModel, AutoCloseable {
   }
 
   /** The architecture's forward pass, in pieces (for {@link Segments}). */
-  Decoder decoder() {
-    return decoder;
+  Backbone backbone() {
+    return backbone;
   }
 
   /** This batch's forward pass in recomputable pieces, for training with bounded activation memory. */

@@ -6,9 +6,9 @@ import java.util.List;
 import java.util.Optional;
 
 /** An architecture's tensor inventory and the pieces of its forward pass. Implementations hold no state of their own. */
-interface Decoder {
-  /** The decoder of {@code c}'s architecture. */
-  static Decoder of(ModelConfig c) {
+interface Backbone {
+  /** The backbone of {@code c}'s architecture: a decoder stack, or an encoder with its classifier. */
+  static Backbone of(ModelConfig c) {
     return switch (c.arch()) {
       case LLAMA -> new LlamaDecoder();
       case GPT2 -> new Gpt2Decoder();
@@ -34,24 +34,24 @@ interface Decoder {
   List<LinearSpec> linears(ModelConfig c);
 
   /** Tables every layer reads for these positions (RoPE's cos and signed sin), made in {@code manager}; none for learned or relative positions. */
-  default NDArray[] positionTables(CausalLM m, NDManager manager, int[][] positions) {
+  default NDArray[] positionTables(LanguageModel m, NDManager manager, int[][] positions) {
     return new NDArray[0];
   }
 
   /** The input embeddings (B, T, H) of ids (B, T) at the given positions. */
-  NDArray embed(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions);
+  NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions);
 
   /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd), k and v (B, nkv, T, hd). */
-  NDArray[] qkv(CausalLM m, ForwardContext ctx, int layer, NDArray h, NDArray[] tables);
+  NDArray[] qkv(LanguageModel m, ForwardContext ctx, int layer, NDArray h, NDArray[] tables);
 
   /** The rest of layer i: its output from its input h and the attention output a (B, T, nh·hd). */
-  NDArray rest(CausalLM m, ForwardContext ctx, int layer, NDArray h, NDArray a);
+  NDArray rest(LanguageModel m, ForwardContext ctx, int layer, NDArray h, NDArray a);
 
   /** The final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
-  NDArray head(CausalLM m, ForwardContext ctx, NDArray h);
+  NDArray head(LanguageModel m, ForwardContext ctx, NDArray h);
 
   /** Logits (B, T, V) for ids (B, T) at the given absolute positions: the head over {@link #hidden}. */
-  default NDArray forward(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  default NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     return head(m, ctx, hidden(m, ctx, ids, positions, segments, cache));
   }
 
@@ -62,7 +62,7 @@ interface Decoder {
    * under the causal, window and segment masks, each kv head repeated heads/kv_heads times; the
    * rest of the layer.
    */
-  default NDArray hidden(CausalLM m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  default NDArray hidden(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     ModelConfig c = m.config();
     int b = positions.length;
     int t = positions[0].length;

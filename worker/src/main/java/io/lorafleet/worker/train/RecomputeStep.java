@@ -8,13 +8,16 @@ import ai.djl.pytorch.jni.JniUtils;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
-import io.lorafleet.worker.model.CausalLM;
+import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Segments;
 import java.util.List;
 
 /**
- * A training step whose activation memory stays flat with sequence length (Llama family, GPT-2). The
- * gradient equals {@link TrainStep}'s; what changes is what is held at once:
+ * A training step whose activation memory stays flat with sequence length (Llama family, GPT-2),
+ * by recomputing in its backward pass what its forward pass dropped. (transformers calls this
+ * gradient checkpointing, and the flag keeps that name, --gradient-checkpointing; in lorafleet's
+ * names a checkpoint is always a run's saved state, checkpoint-N/.) The gradient equals
+ * {@link TrainStep}'s; what changes is what is held at once:
  * <ul>
  *   <li>activation checkpointing per layer (Chen et al. 2016): the forward pass runs without a graph
  *       and keeps only each layer's input (B, T, H); the backward pass recomputes one layer at a time
@@ -32,7 +35,7 @@ import java.util.List;
  * each boundary, {@code backward(output, gradient)} per piece, and the leaves' gradients carried to
  * the piece before. Every piece's arrays live in a manager of its own, closed when it is done.
  */
-public final class CheckpointedStep {
+public final class RecomputeStep {
   /** Query rows per attention block and tokens per loss chunk. */
   public record Plan(int attentionBlock, int lossChunk) {
     public Plan {
@@ -57,7 +60,7 @@ public final class CheckpointedStep {
     return new Plan(block, chunk);
   }
 
-  private CheckpointedStep() {}
+  private RecomputeStep() {}
 
   /** As {@link TrainStep#run}, with bounded activation memory; each micro-batch gets a {@link #bounded} plan. */
   public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, double lossScale) {
@@ -71,7 +74,7 @@ public final class CheckpointedStep {
   }
 
   private static double microBatch(LoraModel lora, float[] params, Batch batch, long seed, float[] grad, Plan plan, double lossScale) {
-    CausalLM m = lora.base();
+    LanguageModel m = lora.base();
     boolean gradMode = JniUtils.isGradMode();
     try (NDManager step = m.manager().newSubManager()) {
       JniUtils.setGradMode(true); // the leaves' views (transposes) must be recorded
