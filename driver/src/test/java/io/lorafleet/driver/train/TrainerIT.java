@@ -301,6 +301,13 @@ class TrainerIT {
     var conf = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("vera2/adapter/adapter_config.json").toFile());
     assertEquals("VERA", conf.get("peft_type").asText(), conf.toString());
     assertEquals(5, conf.get("projection_prng_key").asInt());
+    // continued from its own adapter with the config train adopts from it (TrainCommandTest): it trains on as VeRA
+    Path adapter = dir.resolve("vera2/adapter");
+    Trainer.run(spark, cfg("vera-cont", 2, 1, "sgd", false).toBuilder().tuner(AdapterFormat.readConfig(adapter)).initAdapter(adapter.toString())
+        .build(), false);
+    var cont = new com.fasterxml.jackson.databind.ObjectMapper().readTree(dir.resolve("vera-cont/adapter/adapter_config.json").toFile());
+    assertEquals("VERA", cont.get("peft_type").asText(), cont.toString());
+    assertEquals(5, cont.get("projection_prng_key").asInt());
   }
 
   @Test
