@@ -93,11 +93,19 @@ public record ShardIndex(long schemaBytes, List<Block> blocks) {
         break;
       }
       byte[] meta = new byte[len];
-      in.readFully(meta);
+      try {
+        in.readFully(meta);
+      } catch (EOFException cut) {
+        throw truncated(where, start, len + " bytes of message metadata");
+      }
       pos += len;
       Message m = Message.getRootAsMessage(ByteBuffer.wrap(meta).order(ByteOrder.LITTLE_ENDIAN));
       long body = m.bodyLength();
-      in.skipNBytes(body);
+      try {
+        in.skipNBytes(body);
+      } catch (EOFException cut) {
+        throw truncated(where, start, "a body of " + body + " bytes");
+      }
       pos += body;
       if (m.headerType() == MessageHeader.Schema) {
         schemaBytes = pos;
@@ -112,5 +120,10 @@ public record ShardIndex(long schemaBytes, List<Block> blocks) {
       throw new IllegalArgumentException(where + ": no Arrow schema message; not an IPC stream");
     }
     return new ShardIndex(schemaBytes, blocks);
+  }
+
+  private static IllegalArgumentException truncated(String where, long start, String what) {
+    return new IllegalArgumentException(where + ": the Arrow message at byte " + start + " declares " + what + " but the file ends first; "
+        + "the shard is cut short or corrupt (prepare it again), expected a whole Arrow IPC stream");
   }
 }

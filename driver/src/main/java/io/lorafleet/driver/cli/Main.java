@@ -34,13 +34,14 @@ public final class Main implements Runnable {
       return 2;
     });
     cl.setExecutionExceptionHandler((ex, c, p) -> {
-      Throwable root = ex;
       c.getErr().println("lorafleet " + c.getCommandName() + ": " + message(ex));
       org.slf4j.LoggerFactory.getLogger("lorafleet.trace").error("lorafleet {} failed", c.getCommandName(), ex); // the whole trace, to the log file only
       if (Boolean.getBoolean("lorafleet.verbose")) {
-        root.printStackTrace(c.getErr());
+        ex.printStackTrace(c.getErr());
+      } else if (System.getProperty("lorafleet.log.dir") != null) {
+        c.getErr().println("lorafleet: the full trace is in " + Path.of(System.getProperty("lorafleet.log.dir"), "lorafleet.log"));
       }
-      return ex instanceof IllegalArgumentException ? 2 : 1;
+      return reported(ex) instanceof IllegalArgumentException ? 2 : 1;
     });
     String[] expanded;
     try {
@@ -92,12 +93,39 @@ public final class Main implements Runnable {
     return o != null && o.arity().max() > 0;
   }
 
+  /**
+   * The one line a failed command prints: the first line of what went wrong at the bottom of the
+   * cause chain, not the wrappers' (ExecutionException, Spark's "Job aborted due to stage failure …
+   * Driver stacktrace"). A Spark job that failed in a task carries the task's exception as its cause
+   * in local mode; on a cluster only its text, from which the task's exception line is taken.
+   */
   static String message(Throwable t) {
+    Throwable c = reported(t);
+    String m = c.getMessage() == null ? c.toString() : c.getMessage();
+    if (c.getClass().getName().equals("org.apache.spark.SparkException")) {
+      java.util.regex.Matcher task = TASK_FAILURE.matcher(m);
+      if (task.find()) {
+        return task.group(1).trim();
+      }
+    }
+    return m.split("\n")[0].trim();
+  }
+
+  /** In Spark's "most recent failure: Lost task … (…): some.Exception: message": the message. */
+  private static final java.util.regex.Pattern TASK_FAILURE = java.util.regex.Pattern.compile(
+      "most recent failure: Lost task [^:]*\\): [\\w.$]+: ([^\\n]*)");
+
+  /**
+   * The exception a failure is reported by: {@code t}, or, through the carriers that only wrap
+   * another (ExecutionException, CompletionException, Spark's job failure) or say nothing, their cause.
+   */
+  static Throwable reported(Throwable t) {
     Throwable c = t;
-    while (c.getCause() != null && (c.getMessage() == null || c instanceof java.util.concurrent.ExecutionException)) {
+    while (c.getCause() != null && c.getCause() != c && (c.getMessage() == null || c instanceof java.util.concurrent.ExecutionException
+        || c instanceof java.util.concurrent.CompletionException || c.getClass().getName().equals("org.apache.spark.SparkException"))) {
       c = c.getCause();
     }
-    return c.getMessage() == null ? c.toString() : c.getMessage();
+    return c;
   }
 
   public static void main(String[] args) {
