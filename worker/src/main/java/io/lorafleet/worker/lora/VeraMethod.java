@@ -90,16 +90,24 @@ public record VeraMethod(double dInitial, long projectionPrngKey) implements Pef
   /** (A_sliced ᵀ·diag(λ_d))·B_slicedᵀ·diag(λ_b), with A_sliced = vera_A[:, :in], B_sliced = vera_B[:out, :]. */
   @Override
   public NDArray delta(Function<String, NDArray> tensor, LoraTarget t) {
-    NDArray a = tensor.apply(VERA_A).get(new NDIndex(":, :" + t.module().in())); // (r, in)
-    NDArray b = tensor.apply(VERA_B).get(new NDIndex(":" + t.module().out() + ", :")); // (out, r)
+    NDArray a = sliceA(tensor, t);
+    NDArray b = sliceB(tensor, t);
     return a.transpose().mul(tensor.apply(t.keyLambdaD())).matMul(b.transpose()).mul(tensor.apply(t.keyLambdaB()));
   }
 
   @Override
   public LoraDelta.Factors factors(LoraModel.Binding b, LoraTarget t, int index) {
-    NDArray a = b.tensor(VERA_A).get(new NDIndex(":, :" + t.module().in())); // (r, in)
-    NDArray bb = b.tensor(VERA_B).get(new NDIndex(":" + t.module().out() + ", :")); // (out, r)
-    return new LoraDelta.Factors(a, bb, 1.0, index, new LoraDelta.Vera(b.tensor(t.keyLambdaB()), b.tensor(t.keyLambdaD())));
+    return new LoraDelta.Factors(sliceA(b::tensor, t), sliceB(b::tensor, t), 1.0, index, new LoraDelta.Vera(b.tensor(t.keyLambdaB()), b.tensor(t.keyLambdaD())));
+  }
+
+  /** vera_A[:, :in] (r, in): the part of the shared projection one module reads. */
+  private static NDArray sliceA(Function<String, NDArray> tensor, LoraTarget t) {
+    return tensor.apply(VERA_A).get(new NDIndex(":, :" + t.module().in()));
+  }
+
+  /** vera_B[:out, :] (out, r). */
+  private static NDArray sliceB(Function<String, NDArray> tensor, LoraTarget t) {
+    return tensor.apply(VERA_B).get(new NDIndex(":" + t.module().out() + ", :"));
   }
 
   /** VeRA's A is shared by every module: nothing to fuse. */
