@@ -1,6 +1,7 @@
 package io.lorafleet.datasets.prepare;
 
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.datasets.fs.NodeCopy;
 import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.tokenizer.Tokenizer;
 import java.nio.file.Path;
@@ -20,9 +21,9 @@ public final class Tokenize {
 
   private static final ConcurrentHashMap<String, io.lorafleet.worker.model.ModelConfig> CONFIGS = new ConcurrentHashMap<>();
 
-  /** The model's config.json, read once per executor. */
+  /** The model's config.json, read once per executor (from this node's copy of the tokenizer files, for a URI). */
   public static io.lorafleet.worker.model.ModelConfig config(String modelDir) {
-    return CONFIGS.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(Path.of(d, "config.json")));
+    return CONFIGS.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(local(d).resolve("config.json")));
   }
 
   /** vocab_size from the model's config.json. */
@@ -31,7 +32,12 @@ public final class Tokenize {
   }
 
   public static Tokenizer tokenizer(String modelDir) {
-    return CACHE.computeIfAbsent(modelDir, d -> Tokenizer.load(Path.of(d)));
+    return CACHE.computeIfAbsent(modelDir, d -> Tokenizer.load(local(d)));
+  }
+
+  /** A model directory's tokenizer files on this node: the directory itself, or for a URI its verified node copy. */
+  private static Path local(String modelDir) {
+    return NodeCopy.of(modelDir, NodeCopy.Kind.TOKENIZER);
   }
 
   /** The example and whether its context was truncated. */

@@ -29,13 +29,20 @@ import org.slf4j.LoggerFactory;
 /**
  * checkpoint-&lt;step&gt;/ directories: the PEFT adapter plus optimizer.safetensors (AdamW moments)
  * and trainer_state.json (step, optimizer step count, seed, data cursor, SHA-256 of both tensor
- * files). A checkpoint is written into a hidden temp directory and renamed into place, so a crash
- * never leaves a half-written one; on resume one whose checksums fail is skipped with a warning.
+ * files). A checkpoint exists only once its commit marker {@value #COMMIT} does: written last, it
+ * names every other file with its size and SHA-256. Locally the checkpoint is also written into a
+ * hidden temporary directory and renamed into place; on a Hadoop filesystem its files are uploaded
+ * in place and the marker last ({@link RunOutput}), which needs no atomic rename and so holds on an
+ * object store too. A directory without a marker whose files match it does not exist for --resume,
+ * eval --run or average; pruning deletes the marker first. On resume a checkpoint whose checksums
+ * fail is skipped with a warning.
  */
 public final class Checkpoints {
   private static final Logger LOG = LoggerFactory.getLogger(Checkpoints.class);
   public static final String STATE = "trainer_state.json";
   public static final String OPTIMIZER = "optimizer.safetensors";
+  /** The commit marker: {"files": [{"name", "size", "sha256"}…]}, every other file of the checkpoint. */
+  public static final String COMMIT = "_committed.json";
   private static final ObjectMapper JSON = new ObjectMapper();
 
   private Checkpoints() {}
@@ -118,13 +125,90 @@ public final class Checkpoints {
         fsync(f);
       }
     }
+    Files.write(tmp.resolve(COMMIT), commitMarker(tmp));
+    fsync(tmp.resolve(COMMIT));
     fsync(tmp);
-    deleteTree(fin);
+    prune(fin);
     Files.move(tmp, fin, StandardCopyOption.ATOMIC_MOVE);
     fsync(output);
     List<Path> all = list(output);
     for (int i = 0; i + keep < all.size(); i++) {
-      deleteTree(all.get(i));
+      prune(all.get(i));
+    }
+  }
+
+  /** Deletes a checkpoint directory, its commit marker first: from then on it no longer exists, whatever is left of it. */
+  public static void prune(Path dir) throws IOException {
+    Files.deleteIfExists(dir.resolve(COMMIT));
+    deleteTree(dir);
+  }
+
+  /** The commit marker of directory {@code dir}: every file in it with its size and SHA-256. */
+  static byte[] commitMarker(Path dir) throws IOException {
+    ObjectNode m = JSON.createObjectNode();
+    var files = m.putArray("files");
+    try (Stream<Path> s = Files.list(dir)) {
+      for (Path f : s.filter(f -> !f.getFileName().toString().equals(COMMIT)).sorted().toList()) {
+        files.addObject().put("name", f.getFileName().toString()).put("size", Files.size(f)).put("sha256", sha256(f));
+      }
+    }
+    return JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(m);
+  }
+
+  /**
+   * The files a commit marker names, with their sizes, if {@code marker} is one (JSON with a "files"
+   * array of names without a path and sizes); empty for anything else.
+   */
+  public static Optional<Map<String, Long>> committedSizes(byte[] marker) {
+    try {
+      JsonNode files = JSON.readTree(marker).path("files");
+      if (!files.isArray() || files.isEmpty()) {
+        return Optional.empty();
+      }
+      Map<String, Long> sizes = new java.util.TreeMap<>();
+      for (JsonNode f : files) {
+        String name = f.path("name").asText("");
+        if (name.isEmpty() || name.contains("/") || name.contains("\\") || name.equals("..") || !f.path("size").canConvertToLong()) {
+          return Optional.empty();
+        }
+        sizes.put(name, f.path("size").asLong());
+      }
+      return Optional.of(sizes);
+    } catch (IOException e) {
+      return Optional.empty();
+    }
+  }
+
+  /** True when {@code dir} holds a commit marker and every file it names, at the size it names. */
+  static boolean committed(Path dir) {
+    try {
+      Path marker = dir.resolve(COMMIT);
+      if (!Files.isRegularFile(marker)) {
+        return false;
+      }
+      Optional<Map<String, Long>> sizes = committedSizes(Files.readAllBytes(marker));
+      if (sizes.isEmpty()) {
+        return false;
+      }
+      for (Map.Entry<String, Long> f : sizes.get().entrySet()) {
+        Path p = dir.resolve(f.getKey());
+        if (!Files.isRegularFile(p) || Files.size(p) != f.getValue()) {
+          return false;
+        }
+      }
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** Checks every file of a committed checkpoint against its marker's SHA-256. */
+  private static void verify(Path dir) throws IOException {
+    for (JsonNode f : JSON.readTree(dir.resolve(COMMIT).toFile()).path("files")) {
+      String name = f.path("name").asText();
+      if (!f.path("sha256").asText().equals(sha256(dir.resolve(name)))) {
+        throw new IOException(name + ": its SHA-256 differs from the commit marker's");
+      }
     }
   }
 
@@ -135,13 +219,13 @@ public final class Checkpoints {
     }
   }
 
-  /** checkpoint-* directories, oldest step first. */
+  /** Committed checkpoint-* directories, oldest step first. */
   public static List<Path> list(Path output) throws IOException {
     if (!Files.isDirectory(output)) {
       return List.of();
     }
     try (Stream<Path> s = Files.list(output)) {
-      return s.filter(p -> stepOf(p.getFileName().toString()).isPresent() && Files.isDirectory(p))
+      return s.filter(p -> stepOf(p.getFileName().toString()).isPresent() && Files.isDirectory(p) && committed(p))
           .sorted(Comparator.comparingInt(Checkpoints::stepOf))
           .toList();
     }
@@ -153,6 +237,7 @@ public final class Checkpoints {
     for (int i = all.size() - 1; i >= 0; i--) {
       Path d = all.get(i);
       try {
+        verify(d);
         JsonNode st = JSON.readTree(d.resolve(STATE).toFile());
         if (!st.path("adapter_sha256").asText().equals(sha256(d.resolve(AdapterFormat.WEIGHTS)))
             || !st.path("optimizer_sha256").asText().equals(sha256(d.resolve(OPTIMIZER)))) {

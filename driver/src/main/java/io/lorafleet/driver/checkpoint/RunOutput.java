@@ -20,9 +20,11 @@ import org.apache.hadoop.fs.FileSystem;
 /**
  * Where a run writes. A plain path is written directly. A URI with a scheme (hdfs://, s3a://,
  * file://, any Hadoop filesystem) is staged in a local directory and each finished piece is
- * published through the Hadoop FileSystem API: copied under a temporary name, then renamed into
- * place, so a reader never sees half a checkpoint. Retention deletions are mirrored, and resume
- * pulls the remote checkpoints into the stage first.
+ * published through the Hadoop FileSystem API. A checkpoint is uploaded file by file into its
+ * directory, its commit marker last ({@link Checkpoints#COMMIT}), so that no rename is needed and a
+ * reader never takes half a checkpoint, on HDFS and on an object store alike; other pieces are
+ * copied under a temporary name, then renamed into place. Retention deletions are mirrored (the
+ * marker first), and resume pulls the committed remote checkpoints into the stage first.
  */
 public final class RunOutput {
   private final Path local;
@@ -46,6 +48,11 @@ public final class RunOutput {
     FileSystem fs = remote.getFileSystem(conf);
     fs.mkdirs(remote);
     return new RunOutput(Files.createTempDirectory("lorafleet-run-"), fs, remote);
+  }
+
+  /** True when the run writes into a local stage that is published to a Hadoop URI; false for a plain path, written directly. */
+  public boolean isStaged() {
+    return fs != null;
   }
 
   /** The output as the user named it. */
@@ -200,7 +207,52 @@ public final class RunOutput {
     }
   }
 
-  /** Mirrors retention: remote checkpoint-* directories that no longer exist locally are deleted. */
+  /**
+   * Publishes checkpoint directory local()/name: any remote one of that name is pruned, then every
+   * file is uploaded in place and the commit marker last. A crash between uploads leaves a
+   * directory without a marker, which no reader takes and the next prune or publish removes.
+   *
+   * @param afterFirstFile runs once the first file is uploaded (the fault-injection hook)
+   */
+  public void publishCheckpoint(String name, Runnable afterFirstFile) throws IOException {
+    if (fs == null) {
+      return;
+    }
+    org.apache.hadoop.fs.Path dir = new org.apache.hadoop.fs.Path(remote, name);
+    prune(dir);
+    fs.mkdirs(dir);
+    try (var s = Files.list(local.resolve(name))) {
+      boolean first = true;
+      for (Path f : s.filter(f -> !f.getFileName().toString().equals(Checkpoints.COMMIT)).sorted().toList()) {
+        fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(f.toUri()), new org.apache.hadoop.fs.Path(dir, f.getFileName().toString()));
+        if (first) {
+          afterFirstFile.run();
+          first = false;
+        }
+      }
+    }
+    fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(local.resolve(name).resolve(Checkpoints.COMMIT).toUri()),
+        new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT));
+  }
+
+  private void prune(org.apache.hadoop.fs.Path dir) throws IOException {
+    fs.delete(new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT), false);
+    fs.delete(dir, true);
+  }
+
+  /** Publishes every entry of the stage (a no-op for plain paths): what a command that writes a whole directory calls last. */
+  public void publishAll() throws IOException {
+    if (fs == null) {
+      return;
+    }
+    try (var s = Files.list(local)) {
+      for (Path p : s.sorted().toList()) {
+        publish(p.getFileName().toString());
+      }
+    }
+  }
+
+  /** Mirrors retention: remote checkpoint-* directories that are not committed locally are deleted, each its marker first. */
   public void pruneCheckpoints() throws IOException {
     if (fs == null) {
       return;
@@ -212,20 +264,27 @@ public final class RunOutput {
     for (FileStatus st : fs.listStatus(remote)) {
       String n = st.getPath().getName();
       if (Checkpoints.stepOf(n).isPresent() && !keep.contains(n)) {
-        fs.delete(st.getPath(), true);
+        prune(st.getPath());
       }
     }
   }
 
-  /** Copies the remote checkpoints into the stage (for --resume and relaunches). */
+  /** The names of the output's committed checkpoints, oldest step first. */
+  public List<String> committedCheckpoints() throws IOException {
+    if (fs == null) {
+      return Checkpoints.list(local).stream().map(p -> p.getFileName().toString()).toList();
+    }
+    return RunFiles.committed(fs, remote);
+  }
+
+  /** Copies the committed remote checkpoints into the stage (for --resume and relaunches). */
   public void pullCheckpoints() throws IOException {
     if (fs == null) {
       return;
     }
-    for (FileStatus st : fs.listStatus(remote)) {
-      String n = st.getPath().getName();
-      if (Checkpoints.stepOf(n).isPresent() && !Files.exists(local.resolve(n))) {
-        fs.copyToLocalFile(false, st.getPath(), new org.apache.hadoop.fs.Path(local.toUri()), true);
+    for (String n : RunFiles.committed(fs, remote)) {
+      if (!Files.exists(local.resolve(n))) {
+        fs.copyToLocalFile(false, new org.apache.hadoop.fs.Path(remote, n), new org.apache.hadoop.fs.Path(local.toUri()), true);
       }
     }
   }

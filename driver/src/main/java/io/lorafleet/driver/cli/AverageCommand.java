@@ -1,10 +1,13 @@
 package io.lorafleet.driver.cli;
 
 import io.lorafleet.driver.average.AdapterAverager;
-import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.datasets.fs.HadoopConf;
+import io.lorafleet.datasets.fs.NodeCopy;
+import io.lorafleet.driver.checkpoint.RunFiles;
+import io.lorafleet.driver.checkpoint.RunOutput;
+import io.lorafleet.driver.executor.ModelCache;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.ModelSkeleton;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -14,9 +17,9 @@ import picocli.CommandLine.Option;
 @Command(name = "average", mixinStandardHelpOptions = true,
     description = "Average checkpoints (or combine adapters of different tasks) into one PEFT adapter: factor, cat (exact) or svd (exact, truncated).")
 final class AverageCommand implements Callable<Integer> {
-  @Option(names = "--model", description = "base model directory (its structure: no weights are loaded)", required = true) Path model;
-  @Option(names = "--adapters", split = ",", description = "explicit adapter directories") List<Path> adapters = new ArrayList<>();
-  @Option(names = "--run", description = "a train output directory whose checkpoints to average") Path run;
+  @Option(names = "--model", description = "base model directory (its structure: no weights are loaded)", required = true) String model;
+  @Option(names = "--adapters", split = ",", description = "explicit adapter directories") List<String> adapters = new ArrayList<>();
+  @Option(names = "--run", description = "a train output directory whose checkpoints to average") String run;
   @Option(names = "--last", defaultValue = "0", description = "with --run: the last K checkpoints") int last;
   @Option(names = "--steps", description = "with --run: a step range A-B (inclusive)") String steps;
   @Option(names = "--weights", split = ",", description = "one weight per adapter") List<Double> weights = new ArrayList<>();
@@ -31,11 +34,11 @@ final class AverageCommand implements Callable<Integer> {
   @Option(names = "--majority-sign-method", defaultValue = "total", description = "ties and dare_ties: elect each entry's sign by the sum (total) "
       + "or by the count (frequency)") String majoritySignMethod;
   @Option(names = "--seed", defaultValue = "0", description = "dare: the seed of the random drop") long seed;
-  @Option(names = "--out", description = "the averaged or combined adapter directory to write", required = true) Path out;
+  @Option(names = "--out", description = "the averaged or combined adapter directory to write", required = true) String out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
 
-  private List<Path> inputs() {
-    List<Path> in = new ArrayList<>(adapters);
+  private List<String> inputs() {
+    List<String> in = new ArrayList<>(adapters);
     in.add(model);
     if (run != null) {
       in.add(run);
@@ -45,10 +48,10 @@ final class AverageCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Outputs.claim(out, overwrite, inputs());
-    List<Path> dirs = new ArrayList<>(adapters);
+    RunOutput ro = Outputs.claim(out, overwrite, inputs());
+    List<String> dirs = new ArrayList<>(adapters);
     if (run != null) {
-      List<Path> all = Checkpoints.list(run);
+      List<String> all = RunFiles.checkpoints(run, HadoopConf.current());
       if (steps != null) {
         String[] ab = steps.split("-");
         if (ab.length != 2) {
@@ -57,7 +60,7 @@ final class AverageCommand implements Callable<Integer> {
         int a = Integer.parseInt(ab[0].trim());
         int b = Integer.parseInt(ab[1].trim());
         all = all.stream().filter(p -> {
-          int s = Checkpoints.stepOf(p);
+          int s = RunFiles.stepOf(p);
           return s >= a && s <= b;
         }).toList();
       } else if (last > 0) {
@@ -79,13 +82,14 @@ final class AverageCommand implements Callable<Integer> {
     } else {
       java.util.Arrays.fill(w, 1.0);
     }
-    ModelSkeleton base = ModelSkeleton.read(model); // averaging needs the base's structure, not its weights
+    ModelSkeleton base = ModelCache.skeleton(model, HadoopConf.current()); // averaging needs the base's structure, not its weights
     List<AdapterAverager.Source> src = new ArrayList<>();
-    for (Path d : dirs) {
-      src.add(new AdapterAverager.Source(d.toString(), AdapterFormat.read(d, base)));
+    for (String d : dirs) {
+      src.add(new AdapterAverager.Source(d, AdapterFormat.read(NodeCopy.of(d, NodeCopy.Kind.ADAPTER), base)));
     }
     var r = AdapterAverager.combine(base, src, w, !combine, mode, rank, new AdapterAverager.Merge(density, majoritySignMethod, seed));
-    AdapterFormat.write(out, r.model(), r.values(), r.metadata());
+    AdapterFormat.write(ro.local(), r.model(), r.values(), r.metadata());
+    ro.publishAll();
     System.out.printf("combined %d adapters (%s) into %s%s%n", dirs.size(), mode, out,
         mode.endsWith("svd") ? String.format(", rank %d, relative error %.4g", r.model().config().r(), r.relativeError()) : "");
     return 0;

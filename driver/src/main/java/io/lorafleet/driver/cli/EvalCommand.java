@@ -1,8 +1,10 @@
 package io.lorafleet.driver.cli;
 
+import io.lorafleet.datasets.fs.HadoopConf;
+import io.lorafleet.driver.checkpoint.RunFiles;
+import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.eval.RunEvaluation;
 import io.lorafleet.driver.eval.Scores;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -14,13 +16,13 @@ import picocli.CommandLine.Option;
     description = "Evaluate the base, adapters, or every checkpoint of a run on a prepared split (loss, perplexity, greedy exact match), on Spark.")
 final class EvalCommand implements Callable<Integer> {
   @Option(names = "--model", required = true, description = "base model directory (or a merged model)") String model;
-  @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") Path data;
+  @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
   @Option(names = "--split", description = "the split of --data to evaluate", defaultValue = "validation") String split;
   @Option(names = "--adapter", description = "adapter directories to compare with the base") List<String> adapters = new ArrayList<>();
-  @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/ and adapter/") Path run;
+  @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/ and adapter/") String run;
   @Option(names = "--limit", defaultValue = "1000", description = "at most this many examples") int limit;
   @Option(names = "--partitions", description = "Spark partitions (parallel evaluation tasks)", defaultValue = "2") int partitions;
-  @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") Path out;
+  @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") String out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
   @Option(names = "--local-threads", description = "local[N] when not under spark-submit (default: --partitions)") Integer localThreads;
@@ -32,13 +34,12 @@ final class EvalCommand implements Callable<Integer> {
     if (run == null || spec.commandLine().getParseResult().hasMatchedOption("--quantize")) {
       return quantize.quantization();
     }
-    return io.lorafleet.driver.train.ResolvedConfig.quantization(run).orElse(quantize.quantization());
+    return io.lorafleet.driver.train.ResolvedConfig.quantization(run, HadoopConf.current()).orElse(quantize.quantization());
   }
 
-  private List<Path> inputs() {
-    List<Path> in = new ArrayList<>();
-    adapters.forEach(a -> in.add(Path.of(a)));
-    in.add(Path.of(model));
+  private List<String> inputs() {
+    List<String> in = new ArrayList<>(adapters);
+    in.add(model);
     in.add(data);
     if (run != null) {
       in.add(run);
@@ -48,25 +49,26 @@ final class EvalCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Outputs.claim(out, overwrite, inputs());
+    RunOutput ro = Outputs.claim(out, overwrite, inputs());
     List<RunEvaluation.Row> todo = new ArrayList<>();
     if (run != null) {
-      todo.addAll(RunEvaluation.runCandidates(run));
+      todo.addAll(RunEvaluation.runCandidates(run, HadoopConf.current()));
     } else {
       todo.add(new RunEvaluation.Row("base", 0, Optional.empty(), Scores.ZERO));
     }
     for (String a : adapters) {
-      todo.add(new RunEvaluation.Row(Path.of(a).getFileName().toString(), -1, Optional.of(a), Scores.ZERO));
+      todo.add(new RunEvaluation.Row(new org.apache.hadoop.fs.Path(a).getName(), -1, Optional.of(a), Scores.ZERO));
     }
-    Path splitDir = data.resolve(split);
-    if (!splitDir.toFile().isDirectory()) {
+    String splitDir = data + (data.endsWith("/") ? "" : "/") + split;
+    if (RunFiles.directory(data, split, HadoopConf.current()).isEmpty()) {
       throw new IllegalArgumentException("--data " + data + ": no split '" + split + "' (expected " + splitDir + ")");
     }
     var spark = Spark.session("eval", localThreads == null ? partitions : localThreads, sparkConf);
     try {
-      var rows = RunEvaluation.candidates(spark, model, quantization(), todo, splitDir.toString(), partitions, limit);
-      System.out.print(RunEvaluation.write(out, rows));
-      System.out.println("wrote " + out.resolve("eval.json") + " and " + out.resolve("eval_loss.svg"));
+      var rows = RunEvaluation.candidates(spark, model, quantization(), todo, splitDir, partitions, limit);
+      System.out.print(RunEvaluation.write(ro.local(), rows));
+      ro.publishAll();
+      System.out.println("wrote " + ro.uri() + "/eval.json and eval_loss.svg");
     } finally {
       spark.stop();
     }

@@ -2,6 +2,8 @@ package io.lorafleet.driver.cli;
 
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
+import io.lorafleet.datasets.fs.NodeCopy;
+import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -15,9 +17,9 @@ import picocli.CommandLine.Option;
 @Command(name = "merge", mixinStandardHelpOptions = true, description = "Merge an adapter into its base (W + s*B*A) and export an HF model directory. "
     + "A quantized base (stored, or --quantize) is dequantized first and exported in full precision.")
 final class MergeCommand implements Callable<Integer> {
-  @Option(names = "--model", description = "base model directory", required = true) Path model;
-  @Option(names = "--adapter", description = "the PEFT adapter to merge into it", required = true) Path adapter;
-  @Option(names = "--out", description = "the merged HF model directory to write", required = true) Path out;
+  @Option(names = "--model", description = "base model directory (a path or a Hadoop URI)", required = true) String model;
+  @Option(names = "--adapter", description = "the PEFT adapter to merge into it (a path or a Hadoop URI)", required = true) String adapter;
+  @Option(names = "--out", description = "the merged HF model directory to write (a path or a Hadoop URI)", required = true) String out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
   @Option(names = "--dtype", defaultValue = "fp32", description = "dtype of the exported weights: fp32, fp16 or bf16 (rounded to nearest even)")
   String dtype;
@@ -55,16 +57,18 @@ final class MergeCommand implements Callable<Integer> {
       case "bf16" -> DType.BF16;
       default -> throw new IllegalArgumentException("--dtype must be fp32, fp16 or bf16 but found '" + dtype + "'");
     };
-    Outputs.claim(out, overwrite, List.of(model, adapter));
-    try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
-      AdapterFormat.Loaded a = AdapterFormat.read(adapter, base);
+    RunOutput ro = Outputs.claim(out, overwrite, List.of(model, adapter));
+    Path modelDir = NodeCopy.of(model, NodeCopy.Kind.ALL);
+    try (LanguageModel base = LanguageModel.load(modelDir, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
+      AdapterFormat.Loaded a = AdapterFormat.read(NodeCopy.of(adapter, NodeCopy.Kind.ALL), base);
       if (base.isQuantized()) {
         io.lorafleet.driver.report.Progress.say("dequantizing the " + base.quantization() + " base before merging: the merged model is W_dequantized + s*B*A");
         base.dequantize();
       }
       a.model().merge(a.values());
-      ModelDirectory.export(out, base, model, exported, shardBytes);
+      ModelDirectory.export(ro.local(), base, modelDir, exported, shardBytes);
     }
+    ro.publishAll();
     System.out.println("merged model written to " + out);
     return 0;
   }

@@ -72,7 +72,7 @@ public final class Demo {
         .build();
     Trainer.Result res = Trainer.run(spark, cfg, true);
     Progress.say("[6/7] evaluate base, checkpoints, averaged and final adapter on the held-out set (loss, greedy exact match)");
-    var rows = RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, RunEvaluation.runCandidates(out.resolve("run")),
+    var rows = RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, RunEvaluation.runCandidates(out.resolve("run").toString(), spark.sparkContext().hadoopConfiguration()),
         heldData.resolve("train").toString(), 2, evalSize);
     String table = RunEvaluation.write(out, rows);
     ObjectNode report = report(rows, heldOut.size(), pretrainSteps, pre, steps, res);

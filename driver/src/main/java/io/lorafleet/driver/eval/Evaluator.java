@@ -1,5 +1,6 @@
 package io.lorafleet.driver.eval;
 
+import io.lorafleet.datasets.fs.NodeCopy;
 import ai.djl.Device;
 import io.lorafleet.datasets.arrow.Example;
 import io.lorafleet.datasets.arrow.SplitReader;
@@ -226,7 +227,7 @@ public final class Evaluator {
       List<Example> mine = rows(base, splitDir, conf.value(), it);
       List<Optional<AdapterFormat.Loaded>> cands = new ArrayList<>();
       for (String p : paths) {
-        cands.add(p.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(p), base)));
+        cands.add(p.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(NodeCopy.of(p, NodeCopy.Kind.ADAPTER, conf.value()), base)));
       }
       return List.of(mine.isEmpty() ? zero : localMany(base, cands, mine, 16)).iterator();
     }).collect().stream() // in partition order, not in the order tasks finish: the sums and the predictions do not depend on timing
@@ -264,7 +265,7 @@ public final class Evaluator {
     return pass.rows().mapPartitions(it -> {
       LanguageModel base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
       List<Example> mine = rows(base, splitDir, conf.value(), it);
-      Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(Path.of(adapterPath), base));
+      Optional<AdapterFormat.Loaded> a = adapterPath.isEmpty() ? Optional.empty() : Optional.of(AdapterFormat.read(NodeCopy.of(adapterPath, NodeCopy.Kind.ADAPTER, conf.value()), base));
       return List.of(local(base, a, mine, 16)).iterator();
     }).collect().stream().reduce(Scores.ZERO, Scores::plus); // in partition order
   }

@@ -3,7 +3,7 @@ package io.lorafleet.driver.eval;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.driver.checkpoint.Checkpoints;
+import io.lorafleet.driver.checkpoint.RunFiles;
 import io.lorafleet.driver.report.SvgPlot;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -40,17 +40,14 @@ public final class RunEvaluation {
   }
 
   /** base, checkpoint-*, averaged/ and adapter/ of a run directory, in that order. */
-  public static List<Row> runCandidates(Path run) throws IOException {
+  public static List<Row> runCandidates(String run, org.apache.hadoop.conf.Configuration conf) throws IOException {
     List<Row> rows = new ArrayList<>();
     rows.add(new Row("base", 0, Optional.empty(), Scores.ZERO));
-    for (Path c : Checkpoints.list(run)) {
-      int step = Checkpoints.stepOf(c);
-      rows.add(new Row(c.getFileName().toString(), step, Optional.of(c.toString()), Scores.ZERO));
+    for (String c : RunFiles.checkpoints(run, conf)) {
+      rows.add(new Row(new org.apache.hadoop.fs.Path(c).getName(), RunFiles.stepOf(c), Optional.of(c), Scores.ZERO));
     }
     for (String name : List.of("averaged", "adapter")) {
-      if (Files.isDirectory(run.resolve(name))) {
-        rows.add(new Row(name, -1, Optional.of(run.resolve(name).toString()), Scores.ZERO));
-      }
+      RunFiles.directory(run, name, conf).ifPresent(d -> rows.add(new Row(name, -1, Optional.of(d), Scores.ZERO)));
     }
     return rows;
   }
@@ -88,7 +85,7 @@ public final class RunEvaluation {
       } else {
         putLm(n, r, s, table);
       }
-      if (Checkpoints.stepOf(r.label()).isPresent()) {
+      if (r.step() > 0) {
         xs.add((double) r.step());
         ys.add(s.loss());
       } else if (r.label().equals("base")) {

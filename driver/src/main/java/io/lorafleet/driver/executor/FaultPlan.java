@@ -5,6 +5,7 @@ import java.io.Serializable;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import io.lorafleet.driver.checkpoint.RunOutput;
 import org.apache.spark.SparkContext;
 
 /**
@@ -26,18 +27,22 @@ import org.apache.spark.SparkContext;
  *       where that JVM is the driver);
  *   <li>{@code kill-driver-in-checkpoint}: the driver SIGKILLs itself while writing checkpoint-STEP
  *       (after the adapter file, before the optimizer state and the rename);
+ *   <li>{@code kill-driver-in-publish}: the driver SIGKILLs itself while uploading checkpoint-STEP to
+ *       a Hadoop-URI output, after its first file and before its commit marker (a plain path has no
+ *       upload, and there it does nothing);
  *   <li>{@code fill-disk-in-checkpoint}: while writing checkpoint-STEP, the driver fills the output's
  *       filesystem with a temporary file (a real full disk: use it on a small tmpfs);
  *   <li>{@code pause}: after step STEP is recorded (metrics.jsonl, the metrics gauges), the driver
- *       writes {@code _paused-STEP} into the run directory and waits until {@code _resume-STEP}
- *       appears there, so that a test can look at a live run at a known step.
+ *       writes {@code _paused-STEP} into the run's output (a local path or a Hadoop URI) and waits
+ *       until {@code _resume-STEP} appears there, so that a test can look at a live run, or act on its
+ *       storage, at a known step.
  * </ul>
  */
 public record FaultPlan(List<Fault> faults) implements Serializable {
   public static final String CONF = "spark.lorafleet.faults";
 
   /** Where a fault acts. */
-  public enum Action { FAIL, NAN, DIVERGE, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, FILL_DISK_IN_CHECKPOINT, PAUSE }
+  public enum Action { FAIL, NAN, DIVERGE, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, KILL_DRIVER_IN_PUBLISH, FILL_DISK_IN_CHECKPOINT, PAUSE }
 
   /** One fault; attempt 0 means every attempt. */
   public record Fault(Action action, int step, int rank, int attempt) implements Serializable {}
@@ -79,10 +84,11 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
         case "diverge" -> Action.DIVERGE;
         case "overflow" -> Action.OVERFLOW;
         case "kill-driver-in-checkpoint" -> Action.KILL_DRIVER_IN_CHECKPOINT;
+        case "kill-driver-in-publish" -> Action.KILL_DRIVER_IN_PUBLISH;
         case "fill-disk-in-checkpoint" -> Action.FILL_DISK_IN_CHECKPOINT;
         case "pause" -> Action.PAUSE;
         default -> throw new IllegalArgumentException(CONF + ": unknown action '" + fields[0].substring(0, at)
-            + "', expected fail, nan, diverge, overflow, kill, kill-driver-in-checkpoint, fill-disk-in-checkpoint or pause");
+            + "', expected fail, nan, diverge, overflow, kill, kill-driver-in-checkpoint, kill-driver-in-publish, fill-disk-in-checkpoint or pause");
       };
       int step = number(p, fields[0].substring(at + 1));
       int rank = 0;
@@ -153,25 +159,36 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
     }
   }
 
+  /** Called by the driver while it uploads checkpoint-{@code step}, after its first file. */
+  public void inPublish(int step) {
+    if (faults.stream().anyMatch(f -> f.action() == Action.KILL_DRIVER_IN_PUBLISH && f.step() == step)) {
+      killThisJvm();
+    }
+  }
+
   /** Called by the driver once step {@code step} is recorded: a pause there holds the run until the test releases it. */
-  public void afterDriverStep(int step, int attempt, java.nio.file.Path runDir) {
+  public void afterDriverStep(int step, int attempt, RunOutput output) {
     if (!hits(Action.PAUSE, step, 0, attempt)) {
       return;
     }
-    java.nio.file.Path paused = runDir.resolve("_paused-" + step);
-    java.nio.file.Path resume = runDir.resolve("_resume-" + step);
+    String paused = "_paused-" + step;
+    String resume = "_resume-" + step;
     try {
-      java.nio.file.Files.writeString(paused, "");
-      while (!java.nio.file.Files.exists(resume)) {
+      output.replace(paused, new byte[0]);
+      while (output.read(resume).isEmpty()) {
         Thread.sleep(20); // waiting on the test's signal, not on a timer
       }
-      java.nio.file.Files.delete(paused);
-      java.nio.file.Files.delete(resume);
     } catch (IOException e) {
       throw new java.io.UncheckedIOException(e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException("interrupted while paused at step " + step, e);
+    }
+    try { // the signals are the test's: a test that made the storage refuse writes meanwhile sees the run go on to its next write
+      output.delete(paused);
+      output.delete(resume);
+    } catch (IOException e) {
+      org.slf4j.LoggerFactory.getLogger(FaultPlan.class).warn("could not remove the pause signals of step {}: {}", step, e.toString());
     }
   }
 

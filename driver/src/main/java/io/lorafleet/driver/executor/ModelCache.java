@@ -23,7 +23,7 @@ public final class ModelCache {
 
   /** The base's structure (config.json and safetensors headers), without weights: what the driver holds. */
   public static ModelSkeleton skeleton(String dir) {
-    return skeleton(dir, new org.apache.hadoop.conf.Configuration());
+    return skeleton(dir, io.lorafleet.datasets.fs.HadoopConf.current());
   }
 
   /** As {@link #skeleton(String)}; a Hadoop URI's headers are read remotely. */

@@ -86,6 +86,22 @@ final class MetricsLog implements Closeable {
     return history;
   }
 
+  /** The file's lines for steps 1..{@code step}, as bytes: what a remote output holds with checkpoint-{@code step}. */
+  byte[] through(int step) throws IOException {
+    StringBuilder sb = new StringBuilder();
+    for (String line : Files.readAllLines(file)) {
+      try {
+        JsonNode n = JSON.readTree(line);
+        if (n != null && n.path("step").asInt(Integer.MAX_VALUE) <= step) {
+          sb.append(line).append('\n');
+        }
+      } catch (IOException torn) {
+        // not written whole yet
+      }
+    }
+    return sb.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
   void write(JsonNode line) throws IOException {
     out.write(JSON.writeValueAsString(line));
     out.newLine();

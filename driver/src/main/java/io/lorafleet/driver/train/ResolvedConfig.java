@@ -53,12 +53,17 @@ public final class ResolvedConfig {
    * (train.compute.quantize, or train.quantize in runs written before the settings were grouped);
    * empty when the run has no such file.
    */
-  public static Optional<Quantization> quantization(Path runDir) throws IOException {
-    Path file = runDir.resolve(FILE);
-    if (!Files.isRegularFile(file)) {
+  public static Optional<Quantization> quantization(String run, org.apache.hadoop.conf.Configuration conf) throws IOException {
+    org.apache.hadoop.fs.Path file = new org.apache.hadoop.fs.Path(io.lorafleet.datasets.fs.HadoopConf.remote(run) ? run
+        : Path.of(run).toAbsolutePath().toUri().toString(), FILE);
+    org.apache.hadoop.fs.FileSystem fs = file.getFileSystem(conf);
+    if (!fs.isFile(file)) {
       return Optional.empty();
     }
-    JsonNode train = YAML.readTree(file.toFile()).path("train");
+    JsonNode train;
+    try (var in = fs.open(file)) {
+      train = YAML.readTree(in).path("train");
+    }
     JsonNode q = train.path("compute").path("quantize");
     if (q.isMissingNode()) {
       q = train.path("quantize");

@@ -352,7 +352,7 @@ final class Stage {
       throw new OutputFailure("could not append step " + (step + 1) + " to " + ro.uri() + "/metrics.jsonl: " + e, e);
     }
     io.lorafleet.driver.metrics.TrainingGauges.step(m);
-    faults.afterDriverStep(step, attempt, ro.local());
+    faults.afterDriverStep(step, attempt, ro);
   }
 
   /** The progress line: redrawn in place on a terminal; whole lines, now and then, in a log (a cluster's, a file). */
@@ -378,9 +378,13 @@ final class Stage {
         ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
         hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
     String name = Checkpoints.dirName(done);
+    byte[] metricsSoFar = ro.isStaged() ? metrics.through(done) : new byte[0];
     ckpt.submit(ro.uri() + "/" + name, () -> {
       Checkpoints.write(ro.local(), lora, snap, job, cfg.run().keepCheckpoints(), () -> faults.inCheckpoint(done, ro.local()));
-      ro.publish(name);
+      ro.publishCheckpoint(name, () -> faults.inPublish(done));
+      if (ro.isStaged()) {
+        ro.replace(Trainer.METRICS, metricsSoFar); // a resume from this checkpoint finds the lines of the steps before it
+      }
       io.lorafleet.driver.metrics.TrainingGauges.checkpointed();
       ro.pruneCheckpoints();
     });

@@ -59,14 +59,7 @@ public final class Trainer {
     }
     TrainConfig given = cfg;
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
-    Path tokenizer = ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration());
-    try {
-      cfg = checkDataset(cfg, manifest, tokenizer);
-    } finally {
-      if (ModelFiles.remote(given.io().model())) {
-        Checkpoints.deleteTree(tokenizer); // a temporary copy of a remote model's tokenizer files
-      }
-    }
+    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration()));
     if (given.batching().epochs() > 0) {
       say(progress, given.batching().epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.batching().globalBatch() + ": " + cfg.batching().steps()
           + " steps");

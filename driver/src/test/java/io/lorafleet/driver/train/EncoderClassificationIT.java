@@ -134,7 +134,7 @@ class EncoderClassificationIT {
     var conf = new ObjectMapper().readTree(run.resolve("adapter/adapter_config.json").toFile());
     assertEquals("SEQ_CLS", conf.get("task_type").asText());
     assertEquals("[\"classifier\"]", conf.get("modules_to_save").toString());
-    var evals = RunEvaluation.candidates(spark, model.toString(), Quantization.NONE, RunEvaluation.runCandidates(run),
+    var evals = RunEvaluation.candidates(spark, model.toString(), Quantization.NONE, RunEvaluation.runCandidates(run.toString(), spark.sparkContext().hadoopConfiguration()),
         data.resolve("validation").toString(), 2, 1000);
     Scores base = evals.get(0).scores();
     double majority = majority(base.gold());

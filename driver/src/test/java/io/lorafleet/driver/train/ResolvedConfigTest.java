@@ -36,11 +36,11 @@ class ResolvedConfigTest {
   /** eval --run reads the base's quantization back: from this layout, and from runs written before the settings were grouped. */
   @Test
   void theQuantizationIsReadBackInEitherLayout(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
-    assertTrue(ResolvedConfig.quantization(tmp).isEmpty(), "no train_config.yaml");
+    assertTrue(ResolvedConfig.quantization(tmp.toString(), new org.apache.hadoop.conf.Configuration()).isEmpty(), "no train_config.yaml");
     TrainConfig nf4 = TrainConfig.builder("/models/m", "/data/d", "/runs/r").quantize(io.lorafleet.worker.quant.Quantization.NF4).build();
     java.nio.file.Files.writeString(tmp.resolve(ResolvedConfig.FILE), ResolvedConfig.yaml(nf4, new SparkConf(false)));
-    assertEquals(io.lorafleet.worker.quant.Quantization.NF4, ResolvedConfig.quantization(tmp).orElseThrow());
+    assertEquals(io.lorafleet.worker.quant.Quantization.NF4, ResolvedConfig.quantization(tmp.toString(), new org.apache.hadoop.conf.Configuration()).orElseThrow());
     java.nio.file.Files.writeString(tmp.resolve(ResolvedConfig.FILE), "train:\n  quantize:\n    method: nf4\n    doubleQuant: false\n");
-    assertEquals(io.lorafleet.worker.quant.Quantization.of("nf4", false), ResolvedConfig.quantization(tmp).orElseThrow());
+    assertEquals(io.lorafleet.worker.quant.Quantization.of("nf4", false), ResolvedConfig.quantization(tmp.toString(), new org.apache.hadoop.conf.Configuration()).orElseThrow());
   }
 }

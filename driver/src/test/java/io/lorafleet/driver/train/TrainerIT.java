@@ -17,7 +17,7 @@ import io.lorafleet.driver.executor.EpochOrder;
 import io.lorafleet.driver.executor.FaultPlan;
 import io.lorafleet.driver.executor.GlobalBatch;
 import io.lorafleet.driver.executor.ModelCache;
-import io.lorafleet.driver.executor.ModelFiles;
+import io.lorafleet.datasets.fs.NodeCopy;
 import io.lorafleet.worker.lora.AdaloraMethod;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.DoraMethod;
@@ -455,7 +455,7 @@ class TrainerIT {
       assertEquals(expected, reported, 1e-5 * Math.abs(expected), "val_loss of step 6 over the first --eval-examples 4");
     }
     String split = vdata.resolve("validation").toString();
-    var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg")), split, 2, 100);
+    var rows = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE, io.lorafleet.driver.eval.RunEvaluation.runCandidates(dir.resolve("avg").toString(), spark.sparkContext().hadoopConfiguration()), split, 2, 100);
     assertEquals(List.of("base", "checkpoint-2", "checkpoint-4", "checkpoint-6", "averaged", "adapter"), rows.stream().map(io.lorafleet.driver.eval.RunEvaluation.Row::label).toList());
     // one pass for every candidate (per-row adapters of mixed batches) gives the table of one pass per candidate
     for (var row : rows) {
@@ -695,18 +695,18 @@ class TrainerIT {
       assertArrayEquals(expected, Trainer.run(spark, remote, false).adapter(), 0f, "the same model, whichever way it is named");
       List<Path> entries;
       try (var s = Files.list(cache)) {
-        entries = s.filter(Files::isDirectory).toList();
+        entries = s.filter(p -> Files.isRegularFile(p.resolve("model.safetensors"))).toList(); // beside it: the tokenizer files' copy
       }
-      assertEquals(1, entries.size(), "one copy per node: " + entries);
-      var manifest = new com.fasterxml.jackson.databind.ObjectMapper().readTree(entries.get(0).resolve(ModelFiles.MANIFEST).toFile());
+      assertEquals(1, entries.size(), "one copy of the weights per node: " + entries);
+      var manifest = new com.fasterxml.jackson.databind.ObjectMapper().readTree(entries.get(0).resolve(NodeCopy.MANIFEST).toFile());
       assertTrue(manifest.toString().contains("model.safetensors") && manifest.toString().contains("sha256"), manifest.toString());
-      long stamp = Files.getLastModifiedTime(entries.get(0).resolve(ModelFiles.MANIFEST)).toMillis();
+      long stamp = Files.getLastModifiedTime(entries.get(0).resolve(NodeCopy.MANIFEST)).toMillis();
       // a copy cut short (a crash, a full disk) is not trusted: it is copied again
       Path weights = entries.get(0).resolve("model.safetensors");
       Files.write(weights, java.util.Arrays.copyOf(Files.readAllBytes(weights), 100));
       assertArrayEquals(expected, Trainer.run(spark, remote.toBuilder().output(dir.resolve("uri-remote-2").toString()).steps(2).build(), false).adapter(), 0f);
       assertTrue(Files.size(entries.get(0).resolve("model.safetensors")) > 100, "copied again");
-      assertTrue(Files.getLastModifiedTime(entries.get(0).resolve(ModelFiles.MANIFEST)).toMillis() >= stamp);
+      assertTrue(Files.getLastModifiedTime(entries.get(0).resolve(NodeCopy.MANIFEST)).toMillis() >= stamp);
     } finally {
       System.clearProperty("lorafleet.model.cache");
     }

@@ -1,0 +1,243 @@
+package io.lorafleet.deploy;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.IntStream;
+import org.apache.hadoop.hdfs.DistributedFileSystem;
+import org.apache.hadoop.hdfs.protocol.HdfsConstants;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The whole pipeline with every path on a real HDFS (Hadoop's MiniDFSCluster: a NameNode and 3
+ * DataNodes on 127.0.0.1, replication 3), run through the launcher as a user runs it, and the faults
+ * of the local filesystem's suite on HDFS: a driver SIGKILLed while it uploads a checkpoint, a second
+ * driver, a DataNode stopped mid-run, the NameNode in safe mode and a full quota. Faults act at a
+ * step named in spark.lorafleet.faults ({@code pause@STEP} holds the run there until the test has
+ * acted on the storage), never after a timer.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class HdfsIT {
+  static final int STEPS = 12;
+  static final int EVERY = 3;
+  @TempDir static Path dir;
+  static MiniHdfs hdfs;
+  static Map<String, String> env;
+  static Map<String, float[]> uninterrupted;
+
+  @BeforeAll
+  static void start() throws Exception {
+    hdfs = MiniHdfs.start(dir.resolve("hdfs"), 3, 3);
+    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
+    Files.writeString(dir.resolve("vocab.txt"), "a b c d e f g h =");
+    Shell.ok(List.of(Fixtures.launcher(), "init-model", "--arch", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab-file",
+        dir.resolve("vocab.txt").toString(), "--out", dir.resolve("model").toString()), env, dir.resolve("init.log"), 300);
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 24; i++) {
+      sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
+    }
+    Files.writeString(dir.resolve("d.jsonl"), sb);
+    hdfs.put(dir.resolve("model"), "/models/tiny");
+    hdfs.put(dir.resolve("d.jsonl"), "/raw/d.jsonl");
+    Shell.ok(List.of(Fixtures.launcher(), "prepare", "--model", hdfs.uri("/models/tiny"), "--input", hdfs.uri("/raw/d.jsonl"), "--out",
+        hdfs.uri("/data"), "--shards", "2"), env, dir.resolve("prepare.log"), 300);
+    Shell.ok(train("/runs/base"), env, dir.resolve("base.log"), 300);
+    uninterrupted = adapter("/runs/base");
+  }
+
+  @AfterAll
+  static void stop() {
+    if (hdfs != null) {
+      hdfs.close();
+    }
+  }
+
+  static List<String> train(String out, String... extra) {
+    List<String> a = new ArrayList<>(List.of(Fixtures.launcher(), "train", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--out",
+        hdfs.uri(out), "--workers", "2", "--steps", Integer.toString(STEPS), "--global-batch", "4", "--micro-batch", "2", "--checkpoint-every",
+        Integer.toString(EVERY), "--target-modules", "q_proj,v_proj", "--timeout-ms", "60000", "--schedule", "cosine", "--lr", "1e-2"));
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  static List<String> paused(String out, int step, String... extra) {
+    List<String> a = train(out, "--spark-conf", "spark.lorafleet.faults=pause@" + step);
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  /** The final adapter of a run on HDFS, every tensor. */
+  static Map<String, float[]> adapter(String run) throws Exception {
+    Path local = hdfs.get(run + "/adapter", dir.resolve("fetched" + run.replace('/', '-')));
+    return FaultInjectionIT.adapter(local.getParent());
+  }
+
+  static void assertSameAdapter(String run, String what) throws Exception {
+    Map<String, float[]> got = adapter(run);
+    assertEquals(uninterrupted.keySet(), got.keySet(), what);
+    for (var e : uninterrupted.entrySet()) {
+      assertTrue(java.util.Arrays.equals(e.getValue(), got.get(e.getKey())), what + ": " + e.getKey() + " differs from the uninterrupted run's");
+    }
+  }
+
+  /** Waits (bounded) until a run paused with pause@STEP says so on HDFS, and its checkpoints before that step are committed. */
+  static void awaitPause(Process p, String run, int step) throws Exception {
+    await(p, run + "/_paused-" + step);
+    for (int c = EVERY; c < step; c += EVERY) {
+      await(p, run + "/checkpoint-" + c + "/_committed.json"); // checkpoints are uploaded off the step loop
+    }
+  }
+
+  static void await(Process p, String path) throws Exception {
+    for (int i = 0; i < 3000 && !hdfs.exists(path); i++) {
+      assertTrue(p.isAlive(), "the run ended before " + path + " appeared");
+      Thread.sleep(100);
+    }
+    assertTrue(hdfs.exists(path), path + " did not appear");
+  }
+
+  static Shell.Result finish(Process p, Path log) throws Exception {
+    assertTrue(p.waitFor(300, java.util.concurrent.TimeUnit.SECONDS), "the run did not finish; output:\n" + Shell.read(log));
+    return new Shell.Result(p.exitValue(), Shell.read(log));
+  }
+
+  static List<Integer> metricSteps(String run) throws Exception {
+    List<Integer> steps = new ArrayList<>();
+    for (String line : new String(hdfs.read(run + "/metrics.jsonl"), java.nio.charset.StandardCharsets.UTF_8).split("\n")) {
+      steps.add(new ObjectMapper().readTree(line).get("step").asInt());
+    }
+    return steps;
+  }
+
+  @Test
+  @Order(1)
+  void evalAverageAndMergeReadTheRunFromHdfs() throws Exception {
+    assertTrue(hdfs.exists("/runs/base/checkpoint-12/_committed.json"), "a checkpoint's commit marker");
+    assertTrue(hdfs.exists("/runs/base/.lorafleet.lock") == false, "the lock is released");
+    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--run",
+        hdfs.uri("/runs/base"), "--out", hdfs.uri("/evals/base")), env, dir.resolve("eval.log"), 300);
+    for (String c : List.of("base", "checkpoint-3", "checkpoint-12", "adapter")) {
+      assertTrue(eval.output().contains(c), c + " evaluated:\n" + eval.output());
+    }
+    assertTrue(hdfs.exists("/evals/base/eval.json"));
+    Shell.ok(List.of(Fixtures.launcher(), "average", "--model", hdfs.uri("/models/tiny"), "--run", hdfs.uri("/runs/base"), "--last", "3", "--out",
+        hdfs.uri("/runs/base-avg")), env, dir.resolve("average.log"), 300);
+    assertTrue(hdfs.exists("/runs/base-avg/adapter_model.safetensors"));
+    Shell.ok(List.of(Fixtures.launcher(), "merge", "--model", hdfs.uri("/models/tiny"), "--adapter", hdfs.uri("/runs/base/adapter"), "--out",
+        hdfs.uri("/merged")), env, dir.resolve("merge.log"), 300);
+    assertTrue(hdfs.exists("/merged/model.safetensors") && hdfs.exists("/merged/config.json"));
+  }
+
+  @Test
+  @Order(2)
+  void aDriverKilledWhileUploadingACheckpointResumesToTheUninterruptedAdapter() throws Exception {
+    Shell.Result killed = Shell.run(train("/runs/kill", "--spark-conf", "spark.lorafleet.faults=kill-driver-in-publish@6"), env,
+        dir.resolve("kill.log"), 300);
+    assertEquals(137, killed.code(), "the driver died of SIGKILL; output:\n" + killed.output());
+    assertTrue(hdfs.exists("/runs/kill/checkpoint-6"), "killed halfway through uploading checkpoint-6");
+    assertFalse(hdfs.exists("/runs/kill/checkpoint-6/_committed.json"), "checkpoint-6 has no commit marker");
+    assertTrue(hdfs.exists("/runs/kill/checkpoint-3/_committed.json"));
+    // the half-uploaded checkpoint does not exist for its readers
+    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--run",
+        hdfs.uri("/runs/kill"), "--out", dir.resolve("eval-kill").toString()), env, dir.resolve("eval-kill.log"), 300);
+    assertTrue(eval.output().contains("checkpoint-3") && !eval.output().contains("checkpoint-6"), eval.output());
+    Shell.Result refused = Shell.run(train("/runs/kill"), env, dir.resolve("kill-again.log"), 300);
+    assertNotEquals(0, refused.code());
+    assertTrue(refused.output().contains("stale lock"), refused.output());
+    Shell.Result resumed = Shell.ok(train("/runs/kill", "--resume"), env, dir.resolve("kill-resume.log"), 300);
+    assertTrue(resumed.output().contains("resuming from") && resumed.output().contains("checkpoint-3"), resumed.output());
+    assertSameAdapter("/runs/kill", "resumed after a driver SIGKILL mid-upload");
+    assertEquals(IntStream.rangeClosed(1, STEPS).boxed().toList(), metricSteps("/runs/kill"), "one metrics line per step");
+    assertTrue(hdfs.exists("/runs/kill/checkpoint-6/_committed.json"), "checkpoint-6 written again, whole");
+    assertFalse(hdfs.exists("/runs/kill/.lorafleet.lock"));
+  }
+
+  @Test
+  @Order(3)
+  void aSecondDriverIsRefusedByTheLockOnHdfs() throws Exception {
+    Path log = dir.resolve("locked.log");
+    Process first = Shell.start(paused("/runs/locked", 4), env, log);
+    awaitPause(first, "/runs/locked", 4);
+    Shell.Result second = Shell.run(train("/runs/locked", "--resume"), env, dir.resolve("locked-second.log"), 300);
+    assertNotEquals(0, second.code());
+    assertTrue(second.output().contains("is locked by a running driver"), second.output());
+    hdfs.touch("/runs/locked/_resume-4");
+    assertEquals(0, finish(first, log).code(), Shell.read(log));
+    assertSameAdapter("/runs/locked", "the first driver, undisturbed by the second");
+  }
+
+  @Test
+  @Order(4)
+  void aDataNodeStoppedMidRunDoesNotStopTheRun() throws Exception {
+    Path log = dir.resolve("datanode.log");
+    Process p = Shell.start(paused("/runs/datanode", 4), env, log);
+    awaitPause(p, "/runs/datanode", 4);
+    var stopped = hdfs.cluster.stopDataNode(0);
+    assertTrue(stopped != null, "a DataNode stopped");
+    hdfs.touch("/runs/datanode/_resume-4");
+    Shell.Result r = finish(p, log);
+    assertEquals(0, r.code(), r.output());
+    assertSameAdapter("/runs/datanode", "with a DataNode stopped at step 4");
+    assertTrue(hdfs.exists("/runs/datanode/checkpoint-12/_committed.json"));
+  }
+
+  @Test
+  @Order(5)
+  void safeModeFailsTheRunNamingThePathAndKeepsEarlierCheckpoints() throws Exception {
+    Path log = dir.resolve("safemode.log");
+    Process p = Shell.start(paused("/runs/safemode", 4), env, log);
+    awaitPause(p, "/runs/safemode", 4);
+    DistributedFileSystem dfs = hdfs.cluster.getFileSystem();
+    hdfs.touch("/runs/safemode/_resume-4");
+    dfs.setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_ENTER);
+    Shell.Result r;
+    try {
+      r = finish(p, log);
+    } finally {
+      dfs.setSafeMode(HdfsConstants.SafeModeAction.SAFEMODE_LEAVE);
+    }
+    assertNotEquals(0, r.code(), "a run that cannot write its checkpoints never reports success; output:\n" + r.output());
+    assertTrue(r.output().contains(hdfs.uri("/runs/safemode")) && r.output().toLowerCase().contains("safe mode"), r.output());
+    assertFalse(r.output().contains("adapter written to"), r.output());
+    assertTrue(hdfs.exists("/runs/safemode/checkpoint-3/_committed.json"), "the checkpoint before safe mode is kept");
+    assertFalse(hdfs.exists("/runs/safemode/run_summary.json"));
+    Shell.ok(train("/runs/safemode", "--resume"), env, dir.resolve("safemode-resume.log"), 300);
+    assertSameAdapter("/runs/safemode", "resumed after safe mode");
+  }
+
+  @Test
+  @Order(6)
+  void aFullQuotaFailsTheRunNamingThePathAndKeepsEarlierCheckpoints() throws Exception {
+    Path log = dir.resolve("quota.log");
+    Process p = Shell.start(paused("/runs/quota", 4), env, log);
+    awaitPause(p, "/runs/quota", 4);
+    DistributedFileSystem dfs = hdfs.cluster.getFileSystem();
+    hdfs.touch("/runs/quota/_resume-4");
+    var used = dfs.getContentSummary(new org.apache.hadoop.fs.Path("/runs/quota")).getSpaceConsumed();
+    dfs.setQuota(new org.apache.hadoop.fs.Path("/runs/quota"), HdfsConstants.QUOTA_DONT_SET, used + 1);
+    Shell.Result r;
+    try {
+      r = finish(p, log);
+    } finally {
+      dfs.setQuota(new org.apache.hadoop.fs.Path("/runs/quota"), HdfsConstants.QUOTA_DONT_SET, HdfsConstants.QUOTA_RESET);
+    }
+    assertNotEquals(0, r.code(), "output:\n" + r.output());
+    assertTrue(r.output().contains("/runs/quota") && r.output().contains("quota"), r.output());
+    assertTrue(hdfs.exists("/runs/quota/checkpoint-3/_committed.json"), "the checkpoint before the quota filled is kept");
+    assertFalse(hdfs.exists("/runs/quota/run_summary.json"));
+  }
+}
