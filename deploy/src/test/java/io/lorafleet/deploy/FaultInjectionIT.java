@@ -48,7 +48,7 @@ class FaultInjectionIT {
     env = cluster.env;
     Fixtures.modelAndData(dir, env);
     Shell.ok(onCluster("baseline"), env, dir.resolve("baseline.log"), 300);
-    uninterrupted = adapter(dir.resolve("baseline"));
+    uninterrupted = Fixtures.adapter(dir.resolve("baseline"));
   }
 
   @AfterAll
@@ -57,11 +57,7 @@ class FaultInjectionIT {
   }
 
   static List<String> train(Path out, String... extra) {
-    List<String> a = new ArrayList<>(List.of("train", "--model", dir.resolve("model").toString(), "--data", dir.resolve("data").toString(), "--out",
-        out.toString(), "--workers", "2", "--steps", Integer.toString(STEPS), "--global-batch", "4", "--micro-batch", "2", "--checkpoint-every",
-        Integer.toString(EVERY), "--target-modules", "q_proj,v_proj", "--timeout-ms", "60000", "--schedule", "cosine", "--lr", "1e-2"));
-    a.addAll(List.of(extra));
-    return a;
+    return Fixtures.trainArgs(dir.resolve("model").toString(), dir.resolve("data").toString(), out.toString(), extra);
   }
 
   static List<String> onCluster(String out, String... extra) {
@@ -70,18 +66,8 @@ class FaultInjectionIT {
     return cmd;
   }
 
-  /** Every tensor of run/adapter. */
-  static Map<String, float[]> adapter(Path run) {
-    SafetensorsReader r = SafetensorsReader.open(run.resolve("adapter/adapter_model.safetensors"));
-    Map<String, float[]> out = new java.util.TreeMap<>();
-    for (TensorInfo t : r.tensors().values()) {
-      out.put(t.name(), r.read(t.name()).toFloatArray());
-    }
-    return out;
-  }
-
   static void assertSameAdapter(Map<String, float[]> expected, Path run, String what) {
-    Map<String, float[]> got = adapter(run);
+    Map<String, float[]> got = Fixtures.adapter(run);
     assertEquals(expected.keySet(), got.keySet(), what);
     double worst = 0;
     for (var e : expected.entrySet()) {

@@ -97,8 +97,8 @@ final class Fixtures {
         "no process of the cluster is left");
   }
 
-  /** dir/model (a tiny Llama) and dir/data (24 prepared records in 2 shards). */
-  static void modelAndData(Path dir, Map<String, String> env) throws Exception {
+  /** dir/model (a tiny Llama) and dir/d.jsonl (24 context-target records). */
+  static void modelAndRecords(Path dir, Map<String, String> env) throws Exception {
     Files.writeString(dir.resolve("vocab.txt"), "a b c d e f g h =");
     Shell.ok(List.of(launcher(), "init-model", "--arch", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab-file",
         dir.resolve("vocab.txt").toString(), "--out", dir.resolve("model").toString()), env, dir.resolve("init.log"), 300);
@@ -107,7 +107,61 @@ final class Fixtures {
       sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
     }
     Files.writeString(dir.resolve("d.jsonl"), sb);
+  }
+
+  /** dir/model (a tiny Llama) and dir/data (24 prepared records in 2 shards). */
+  static void modelAndData(Path dir, Map<String, String> env) throws Exception {
+    modelAndRecords(dir, env);
     Shell.ok(List.of(launcher(), "prepare", "--model", dir.resolve("model").toString(), "--input", dir.resolve("d.jsonl").toString(), "--out",
         dir.resolve("data").toString(), "--shards", "2"), env, dir.resolve("prepare.log"), 300);
+  }
+
+  /** The fault suites' training run through the launcher. */
+  static List<String> train(String model, String data, String out, String... extra) {
+    List<String> a = new ArrayList<>(List.of(launcher()));
+    a.addAll(trainArgs(model, data, out, extra));
+    return a;
+  }
+
+  /** The fault suites' training command: 12 steps on 2 workers, a checkpoint every 3, then {@code extra}. */
+  static List<String> trainArgs(String model, String data, String out, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--model", model, "--data", data, "--out", out, "--workers", "2", "--steps", "12",
+        "--global-batch", "4", "--micro-batch", "2", "--checkpoint-every", "3", "--target-modules", "q_proj,v_proj", "--timeout-ms", "60000",
+        "--schedule", "cosine", "--lr", "1e-2"));
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  /**
+   * After a driver died between checkpoint 3 and 6: the same command is refused for the dead
+   * driver's stale lock, and with --resume it breaks the lock and continues from checkpoint-3.
+   */
+  static void refusedThenResumedFromCheckpoint3(List<String> train, Map<String, String> env, Path logs) throws Exception {
+    Shell.Result refused = Shell.run(train, env, logs.resolve("again.log"), 300);
+    org.junit.jupiter.api.Assertions.assertNotEquals(0, refused.code());
+    assertTrue(refused.output().contains("stale lock"), refused.output());
+    List<String> resume = new ArrayList<>(train);
+    resume.add("--resume");
+    Shell.Result resumed = Shell.ok(resume, env, logs.resolve("resume.log"), 300);
+    assertTrue(resumed.output().contains("breaking the stale lock") || resumed.output().contains("resuming from"), resumed.output());
+    assertTrue(resumed.output().contains("resuming from") && resumed.output().contains("checkpoint-3"), resumed.output());
+  }
+
+  /** Every tensor of dir/adapter/adapter_model.safetensors. */
+  static Map<String, float[]> adapter(Path run) {
+    io.lorafleet.worker.safetensors.SafetensorsReader r = io.lorafleet.worker.safetensors.SafetensorsReader.open(run.resolve("adapter/adapter_model.safetensors"));
+    Map<String, float[]> out = new java.util.TreeMap<>();
+    for (io.lorafleet.worker.safetensors.TensorInfo t : r.tensors().values()) {
+      out.put(t.name(), r.read(t.name()).toFloatArray());
+    }
+    return out;
+  }
+
+  /** The same tensors, to the bit. */
+  static void assertSameTensors(Map<String, float[]> expected, Map<String, float[]> got, String what) {
+    org.junit.jupiter.api.Assertions.assertEquals(expected.keySet(), got.keySet(), what);
+    for (var e : expected.entrySet()) {
+      assertTrue(java.util.Arrays.equals(e.getValue(), got.get(e.getKey())), what + ": " + e.getKey() + " differs from the uninterrupted run's");
+    }
   }
 }

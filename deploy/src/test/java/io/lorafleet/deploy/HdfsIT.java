@@ -32,7 +32,7 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class HdfsIT {
-  static final int STEPS = 12;
+  static final int STEPS = 12; // as Fixtures.train runs them
   static final int EVERY = 3;
   @TempDir static Path dir;
   static MiniHdfs hdfs;
@@ -43,14 +43,7 @@ class HdfsIT {
   static void start() throws Exception {
     hdfs = MiniHdfs.start(dir.resolve("hdfs"), 3, 3);
     env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
-    Files.writeString(dir.resolve("vocab.txt"), "a b c d e f g h =");
-    Shell.ok(List.of(Fixtures.launcher(), "init-model", "--arch", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--vocab-file",
-        dir.resolve("vocab.txt").toString(), "--out", dir.resolve("model").toString()), env, dir.resolve("init.log"), 300);
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < 24; i++) {
-      sb.append("{\"context\": \"a b c =\", \"target\": \"").append("abcdefgh".charAt(i % 8)).append(' ').append("abcdefgh".charAt(i / 8)).append("\"}\n");
-    }
-    Files.writeString(dir.resolve("d.jsonl"), sb);
+    Fixtures.modelAndRecords(dir, env);
     hdfs.put(dir.resolve("model"), "/models/tiny");
     hdfs.put(dir.resolve("d.jsonl"), "/raw/d.jsonl");
     Shell.ok(List.of(Fixtures.launcher(), "prepare", "--model", hdfs.uri("/models/tiny"), "--input", hdfs.uri("/raw/d.jsonl"), "--out",
@@ -67,11 +60,7 @@ class HdfsIT {
   }
 
   static List<String> train(String out, String... extra) {
-    List<String> a = new ArrayList<>(List.of(Fixtures.launcher(), "train", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--out",
-        hdfs.uri(out), "--workers", "2", "--steps", Integer.toString(STEPS), "--global-batch", "4", "--micro-batch", "2", "--checkpoint-every",
-        Integer.toString(EVERY), "--target-modules", "q_proj,v_proj", "--timeout-ms", "60000", "--schedule", "cosine", "--lr", "1e-2"));
-    a.addAll(List.of(extra));
-    return a;
+    return Fixtures.train(hdfs.uri("/models/tiny"), hdfs.uri("/data"), hdfs.uri(out), extra);
   }
 
   static List<String> paused(String out, int step, String... extra) {
@@ -83,15 +72,11 @@ class HdfsIT {
   /** The final adapter of a run on HDFS, every tensor. */
   static Map<String, float[]> adapter(String run) throws Exception {
     Path local = hdfs.get(run + "/adapter", dir.resolve("fetched" + run.replace('/', '-')));
-    return FaultInjectionIT.adapter(local.getParent());
+    return Fixtures.adapter(local.getParent());
   }
 
   static void assertSameAdapter(String run, String what) throws Exception {
-    Map<String, float[]> got = adapter(run);
-    assertEquals(uninterrupted.keySet(), got.keySet(), what);
-    for (var e : uninterrupted.entrySet()) {
-      assertTrue(java.util.Arrays.equals(e.getValue(), got.get(e.getKey())), what + ": " + e.getKey() + " differs from the uninterrupted run's");
-    }
+    Fixtures.assertSameTensors(uninterrupted, adapter(run), what);
   }
 
   /** Waits (bounded) until a run paused with pause@STEP says so on HDFS, and its checkpoints before that step are committed. */
@@ -155,11 +140,7 @@ class HdfsIT {
     Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--run",
         hdfs.uri("/runs/kill"), "--out", dir.resolve("eval-kill").toString()), env, dir.resolve("eval-kill.log"), 300);
     assertTrue(eval.output().contains("checkpoint-3") && !eval.output().contains("checkpoint-6"), eval.output());
-    Shell.Result refused = Shell.run(train("/runs/kill"), env, dir.resolve("kill-again.log"), 300);
-    assertNotEquals(0, refused.code());
-    assertTrue(refused.output().contains("stale lock"), refused.output());
-    Shell.Result resumed = Shell.ok(train("/runs/kill", "--resume"), env, dir.resolve("kill-resume.log"), 300);
-    assertTrue(resumed.output().contains("resuming from") && resumed.output().contains("checkpoint-3"), resumed.output());
+    Fixtures.refusedThenResumedFromCheckpoint3(train("/runs/kill"), env, Files.createDirectories(dir.resolve("kill-logs")));
     assertSameAdapter("/runs/kill", "resumed after a driver SIGKILL mid-upload");
     assertEquals(IntStream.rangeClosed(1, STEPS).boxed().toList(), metricSteps("/runs/kill"), "one metrics line per step");
     assertTrue(hdfs.exists("/runs/kill/checkpoint-6/_committed.json"), "checkpoint-6 written again, whole");

@@ -7,10 +7,16 @@ import org.apache.hadoop.conf.Configuration;
 public final class HadoopConf {
   private HadoopConf() {}
 
-  /** On a driver or an executor: Hadoop's defaults plus the running application's spark.hadoop.* settings; elsewhere Hadoop's defaults. */
+  /**
+   * Hadoop's defaults (core-site.xml and the like on the classpath) plus, as Spark builds it, the
+   * spark.hadoop.* settings and the AWS credentials and endpoint of the environment
+   * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL): those of the
+   * running application on a driver or an executor, else those of this JVM's system properties
+   * (a command that starts no Spark, run with -Dspark.hadoop.fs.s3a.endpoint=… say).
+   */
   public static Configuration current() {
     org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
-    return env == null ? new Configuration() : org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(env.conf());
+    return org.apache.spark.deploy.SparkHadoopUtil.get().newConfiguration(env == null ? new org.apache.spark.SparkConf() : env.conf());
   }
 
   /** True for a URI with a scheme (hdfs://, s3a://, file:…), not a plain path nor a Windows drive letter. */

@@ -33,6 +33,11 @@ public final class RunLock implements AutoCloseable {
   private final String id = UUID.randomUUID().toString();
   private final ScheduledExecutorService heartbeat;
 
+  private RunLock(RunOutput out) {
+    this.out = out;
+    this.heartbeat = null;
+  }
+
   private RunLock(RunOutput out, long staleMs) {
     this.out = out;
     this.heartbeat = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -52,6 +57,11 @@ public final class RunLock implements AutoCloseable {
    *     {@code breakStale} is false
    */
   public static RunLock acquire(RunOutput out, boolean breakStale, long staleMs) throws IOException {
+    if (!out.refusesSecondCreate()) {
+      throw new IllegalStateException(out.uri() + " is on a store that does not refuse a second exclusive create of one file (it ignores "
+          + "If-None-Match: *), so a run lock there would be a check-then-write race; pass --no-lock to write it without one, and make sure "
+          + "that a single driver writes it");
+    }
     for (int tries = 0; tries < 2; tries++) {
       if (out.createExclusive(FILE, owner(null).toString().getBytes(java.nio.charset.StandardCharsets.UTF_8))) {
         RunLock lock = new RunLock(out, staleMs);
@@ -83,6 +93,12 @@ public final class RunLock implements AutoCloseable {
       out.delete(FILE);
     }
     throw new IllegalStateException(out.uri() + ": another driver took the lock while this one broke a stale one");
+  }
+
+  /** No lock (--no-lock): the output is written as if locked, and a single writer is the user's to ensure. */
+  public static RunLock none(RunOutput out) {
+    LOG.warn("{}: running without a run lock (--no-lock); a second driver writing it would not be refused", out.uri());
+    return new RunLock(out);
   }
 
   /** Why the lock described by {@code o} is stale, or empty while its owner looks alive. */
@@ -147,6 +163,9 @@ public final class RunLock implements AutoCloseable {
 
   @Override
   public void close() throws IOException {
+    if (heartbeat == null) {
+      return;
+    }
     heartbeat.shutdownNow();
     if (ours()) {
       out.delete(FILE);

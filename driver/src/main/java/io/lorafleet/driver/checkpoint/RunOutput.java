@@ -68,12 +68,21 @@ public final class RunOutput {
         s.forEach(p -> names.add(p.getFileName().toString()));
       }
     } else {
-      for (FileStatus st : fs.listStatus(remote)) {
+      for (FileStatus st : listing()) {
         names.add(st.getPath().getName());
       }
     }
     names.sort(null);
     return names;
+  }
+
+  /** The remote output's entries; none where it does not exist yet (on an object store, a prefix that holds no object). */
+  private FileStatus[] listing() throws IOException {
+    try {
+      return fs.listStatus(remote);
+    } catch (java.io.FileNotFoundException e) {
+      return new FileStatus[0];
+    }
   }
 
   /** Deletes every entry of the output but {@code keep} (and clears the local stage). */
@@ -108,7 +117,12 @@ public final class RunOutput {
     }
   }
 
-  /** Creates {@code name} holding {@code bytes} unless it exists; atomic on POSIX and HDFS. */
+  /**
+   * Creates {@code name} holding {@code bytes} unless it exists. Atomic where the store refuses a
+   * second exclusive create itself: POSIX, HDFS, and S3 stores that honour If-None-Match: * (S3A
+   * sends it for a create without overwrite; it is asked to skip its own existence check, which would
+   * only race). {@link #refusesSecondCreate} says whether this store does.
+   */
   public boolean createExclusive(String name, byte[] bytes) throws IOException {
     if (fs == null) {
       try {
@@ -118,16 +132,40 @@ public final class RunOutput {
         return false;
       }
     }
-    try (var o = fs.create(new org.apache.hadoop.fs.Path(remote, name), false)) {
+    org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(remote, name);
+    try (var o = (org.apache.hadoop.fs.FSDataOutputStream) fs.createFile(p).overwrite(false).opt(S3A_SKIP_EXISTENCE_CHECK, true).build()) {
       o.write(bytes);
-      return true;
     } catch (org.apache.hadoop.fs.FileAlreadyExistsException e) {
       return false;
     } catch (IOException e) {
-      if (fs.exists(new org.apache.hadoop.fs.Path(remote, name))) {
-        return false;
+      if (fs.exists(p)) {
+        return false; // S3A: 412 Precondition Failed at close, when the object was there
       }
       throw e;
+    }
+    return true;
+  }
+
+  /** S3A's create option that skips its HEAD and LIST checks before a create; other stores ignore it. */
+  private static final String S3A_SKIP_EXISTENCE_CHECK = "fs.s3a.create.performance";
+
+  /**
+   * Whether this store refuses a second exclusive create of one file, probed on a scratch file of
+   * the output (true for a plain path). Many S3-compatible servers accept If-None-Match and ignore
+   * it: there a lock file would be a check-then-write race.
+   */
+  public boolean refusesSecondCreate() throws IOException {
+    if (fs == null) {
+      return true;
+    }
+    String probe = ".lorafleet-create-probe-" + java.util.UUID.randomUUID();
+    try {
+      if (!createExclusive(probe, new byte[] {1})) {
+        throw new IOException(remote + ": the first exclusive create of the fresh file " + probe + " was refused");
+      }
+      return !createExclusive(probe, new byte[] {2});
+    } finally {
+      fs.delete(new org.apache.hadoop.fs.Path(remote, probe), false);
     }
   }
 
@@ -200,7 +238,7 @@ public final class RunOutput {
     org.apache.hadoop.fs.Path tmp = new org.apache.hadoop.fs.Path(remote, ".tmp-" + name);
     org.apache.hadoop.fs.Path fin = new org.apache.hadoop.fs.Path(remote, name);
     fs.delete(tmp, true);
-    fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(local.resolve(name).toUri()), tmp);
+    upload(local.resolve(name), tmp);
     fs.delete(fin, true);
     if (!fs.rename(tmp, fin)) {
       throw new IOException("cannot rename " + tmp + " to " + fin);
@@ -224,15 +262,34 @@ public final class RunOutput {
     try (var s = Files.list(local.resolve(name))) {
       boolean first = true;
       for (Path f : s.filter(f -> !f.getFileName().toString().equals(Checkpoints.COMMIT)).sorted().toList()) {
-        fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(f.toUri()), new org.apache.hadoop.fs.Path(dir, f.getFileName().toString()));
+        upload(f, new org.apache.hadoop.fs.Path(dir, f.getFileName().toString()));
         if (first) {
           afterFirstFile.run();
           first = false;
         }
       }
     }
-    fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(local.resolve(name).resolve(Checkpoints.COMMIT).toUri()),
-        new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT));
+    upload(local.resolve(name).resolve(Checkpoints.COMMIT), new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT));
+  }
+
+  /**
+   * Copies a local file, or a directory and everything in it, to {@code to} through output streams:
+   * on an object store each file is one upload (multipart past fs.s3a.multipart.size), as any
+   * S3-compatible store takes it.
+   */
+  private void upload(Path from, org.apache.hadoop.fs.Path to) throws IOException {
+    if (Files.isDirectory(from)) {
+      fs.mkdirs(to);
+      try (var s = Files.list(from)) {
+        for (Path f : s.sorted().toList()) {
+          upload(f, new org.apache.hadoop.fs.Path(to, f.getFileName().toString()));
+        }
+      }
+      return;
+    }
+    try (var in = Files.newInputStream(from); var out = fs.create(to, true)) {
+      in.transferTo(out);
+    }
   }
 
   private void prune(org.apache.hadoop.fs.Path dir) throws IOException {
@@ -261,7 +318,7 @@ public final class RunOutput {
     for (Path p : Checkpoints.list(local)) {
       keep.add(p.getFileName().toString());
     }
-    for (FileStatus st : fs.listStatus(remote)) {
+    for (FileStatus st : listing()) {
       String n = st.getPath().getName();
       if (Checkpoints.stepOf(n).isPresent() && !keep.contains(n)) {
         prune(st.getPath());

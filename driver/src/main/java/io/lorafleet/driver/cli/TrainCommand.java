@@ -68,6 +68,8 @@ final class TrainCommand implements Callable<Integer> {
       description = "continue the newest valid checkpoint in --out (an error if there is none); --resume=auto starts afresh when there is none")
   String resume = "false";
   @Option(names = "--overwrite", description = "clear --out first if it already holds a run") boolean overwrite;
+  @Option(names = "--no-lock", description = "write --out without its run lock: for an object store that cannot create a file exclusively "
+      + "(train refuses such a store otherwise); a single writer is then yours to ensure") boolean noLock;
   @Option(names = "--executor-wait-ms", defaultValue = "" + TrainConfig.DEFAULT_EXECUTOR_WAIT_MS,
       description = "how long to wait for executors, at launch and for replacements after a lost one") int executorWaitMs;
   @Option(names = "--gradient-ports", defaultValue = "", description = "port or LO-HI range for the driver's gradient channel (default: any free port)")
@@ -147,7 +149,7 @@ final class TrainCommand implements Callable<Integer> {
         .workers(workers).steps(steps).epochs(epochs).globalBatch(globalBatch).microBatch(microBatch).shuffleWindow(shuffleWindow).seed(seed)
         .optimizer(optimizer).lr(lr).weightDecay(weightDecay).clip(clip).adamBeta1(adamBeta1).adamBeta2(adamBeta2).adamEpsilon(adamEpsilon)
         .loraplusLrRatio(loraplusLrRatio).schedule(schedule).warmup(warmup).warmupRatio(warmupRatio).minLrRate(minLrRate)
-        .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite)
+        .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite).lock(!noLock)
         .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
         .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)

@@ -151,12 +151,14 @@ public record TrainConfig(
    * @param resume continue the newest valid checkpoint in the output
    * @param resumeAuto with resume: start afresh when the output holds no valid checkpoint
    * @param overwrite replace whatever the output holds
+   * @param lock take the output's run lock (false: --no-lock, where the store cannot create a file
+   *     exclusively, and a single writer is the user's to ensure)
    * @param timeoutMs how long the driver waits for a worker's answer
    * @param maxAttempts stage relaunches in a row without a new checkpoint before the run fails
    * @param executorWaitMs how long to wait for executors, at launch and after a lost one
    */
-  public record RunPolicy(int checkpointEvery, int keepCheckpoints, boolean resume, boolean resumeAuto, boolean overwrite, int timeoutMs,
-      int maxAttempts, int executorWaitMs) implements Serializable {
+  public record RunPolicy(int checkpointEvery, int keepCheckpoints, boolean resume, boolean resumeAuto, boolean overwrite, boolean lock,
+      int timeoutMs, int maxAttempts, int executorWaitMs) implements Serializable {
     public RunPolicy {
       positive("checkpoint-every", checkpointEvery);
       positive("keep-checkpoints", keepCheckpoints);
@@ -298,6 +300,7 @@ public record TrainConfig(
     private boolean resume = false;
     private boolean resumeAuto = false;
     private boolean overwrite = false;
+    private boolean lock = true;
     private int timeoutMs = 120_000;
     private int maxAttempts = 3;
     private int executorWaitMs = DEFAULT_EXECUTOR_WAIT_MS;
@@ -350,6 +353,7 @@ public record TrainConfig(
       resume = r.resume();
       resumeAuto = r.resumeAuto();
       overwrite = r.overwrite();
+      lock = r.lock();
       timeoutMs = r.timeoutMs();
       maxAttempts = r.maxAttempts();
       executorWaitMs = r.executorWaitMs();
@@ -516,6 +520,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder lock(boolean v) {
+      lock = v;
+      return this;
+    }
+
     public Builder timeoutMs(int v) {
       timeoutMs = v;
       return this;
@@ -588,7 +597,7 @@ public record TrainConfig(
           new Batching(workers, steps, epochs, globalBatch, microBatch, shuffleWindow, seed),
           new Optimization(optimizer, lr, weightDecay, clip, adamBeta1, adamBeta2, adamEpsilon, loraplusLrRatio, schedule, warmup, warmupRatio,
               minLrRate),
-          new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, timeoutMs, maxAttempts, executorWaitMs),
+          new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs),
           new Evaluation(evalEvery, evalExamples),
           new Averaging(averageLast, averageMode),
           new GradientChannel(gradientPorts, gradTransport, preReduce),

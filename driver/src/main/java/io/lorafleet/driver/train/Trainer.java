@@ -67,7 +67,8 @@ public final class Trainer {
     ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
     checkSlots(spark, cfg);
     RunOutput ro = RunOutput.of(cfg.io().output(), spark.sparkContext().hadoopConfiguration());
-    try (RunLock lock = RunLock.acquire(ro, cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS)) {
+    try (RunLock lock = cfg.run().lock() ? RunLock.acquire(ro, cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS)
+        : RunLock.none(ro)) {
       return run(spark, cfg, progress, faults, base, lora, job, ro, manifest);
     }
   }
