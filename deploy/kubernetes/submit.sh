@@ -23,6 +23,8 @@ exec "$here/../bin/lorafleet" submit \
   --conf spark.kubernetes.namespace="$namespace" \
   --conf spark.kubernetes.container.image="$image" \
   --conf spark.kubernetes.authenticate.driver.serviceAccountName=lorafleet \
+  --conf spark.driver.cores=2 \
+  --conf spark.driver.memory=7g \
   --conf spark.kubernetes.driver.podTemplateFile="$here/driver-pod-template.yaml" \
   --conf spark.kubernetes.executor.podTemplateFile="$here/executor-pod-template.yaml" \
   --conf spark.executor.resource.gpu.vendor=nvidia.com \
