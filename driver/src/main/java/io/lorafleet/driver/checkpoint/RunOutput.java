@@ -248,7 +248,8 @@ public final class RunOutput {
   /**
    * Publishes checkpoint directory local()/name: any remote one of that name is pruned, then every
    * file is uploaded in place and the commit marker last. A crash between uploads leaves a
-   * directory without a marker, which no reader takes and the next prune or publish removes.
+   * directory without a marker, which no reader takes and the next prune or publish removes. A
+   * checkpoint already committed there with the same marker is left as it is.
    *
    * @param afterFirstFile runs once the first file is uploaded (the fault-injection hook)
    */
@@ -257,6 +258,11 @@ public final class RunOutput {
       return;
     }
     org.apache.hadoop.fs.Path dir = new org.apache.hadoop.fs.Path(remote, name);
+    byte[] marker = Files.readAllBytes(local.resolve(name).resolve(Checkpoints.COMMIT));
+    if (RunFiles.committed(fs, remote).contains(name) && java.util.Arrays.equals(marker, readRemote(new org.apache.hadoop.fs.Path(dir,
+        Checkpoints.COMMIT)))) {
+      return; // a retry after a later step of the same write failed: this very checkpoint is committed there, and is never taken down
+    }
     prune(dir);
     fs.mkdirs(dir);
     try (var s = Files.list(local.resolve(name))) {
@@ -270,6 +276,12 @@ public final class RunOutput {
       }
     }
     upload(local.resolve(name).resolve(Checkpoints.COMMIT), new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT));
+  }
+
+  private byte[] readRemote(org.apache.hadoop.fs.Path p) throws IOException {
+    try (var in = fs.open(p)) {
+      return in.readAllBytes();
+    }
   }
 
   /**
