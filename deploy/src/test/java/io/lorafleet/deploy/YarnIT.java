@@ -24,6 +24,7 @@ import org.junit.jupiter.api.io.TempDir;
  * the launcher's spark-submit with HADOOP_CONF_DIR naming the clusters, as a user submits it.
  */
 class YarnIT {
+  static final String GPU = "yarn.io/gpu";
   @TempDir static Path dir;
   static MiniHdfs hdfs;
   static MiniYARNCluster yarn;
@@ -46,6 +47,10 @@ class YarnIT {
     conf.set("yarn.scheduler.capacity.root.default.capacity", "100");
     conf.set("yarn.scheduler.capacity.root.default.maximum-capacity", "100");
     conf.set("yarn.scheduler.capacity.maximum-am-resource-percent", "0.5");
+    conf.set("yarn.scheduler.capacity.resource-calculator", "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator");
+    conf.set("yarn.resource-types", GPU); // the resource type YARN's GPU support declares: this node says it has 2
+    conf.set("yarn.resource-types." + GPU + ".maximum-allocation", "2");
+    conf.set("yarn.nodemanager.resource-type." + GPU, "2");
     yarn = new MiniYARNCluster("lorafleet-yarn", 1, 1, 1, 1);
     yarn.init(conf);
     yarn.start();
@@ -59,6 +64,11 @@ class YarnIT {
     }
     try (OutputStream o = Files.newOutputStream(confDir.resolve("yarn-site.xml"))) {
       site.writeXml(o);
+    }
+    Configuration types = new Configuration(false); // resource-types.xml, which YARN clients read too
+    types.set("yarn.resource-types", GPU);
+    try (OutputStream o = Files.newOutputStream(confDir.resolve("resource-types.xml"))) {
+      types.writeXml(o);
     }
     Configuration core = new Configuration(false);
     core.set("fs.defaultFS", hdfs.uri("/"));
@@ -146,5 +156,54 @@ class YarnIT {
     Path fetched = Files.createDirectories(dir.resolve("fetched-killed"));
     hdfs.get("/runs/killed/adapter", fetched);
     Fixtures.assertSameTensors(local, Fixtures.adapter(fetched), "YARN with an executor container killed at step 7");
+  }
+
+  @Test
+  void theRecipesGpuSettingsBecomeYarnGpuRequests() throws Exception {
+    List<String> cmd = submit("client", "/runs/gpu");
+    int at = cmd.indexOf("--");
+    cmd.addAll(at, List.of("--conf", "spark.executor.resource.gpu.amount=1", "--conf", "spark.task.resource.gpu.amount=1", "--conf",
+        "spark.executor.resource.gpu.discoveryScript=" + Shell.ROOT.resolve("deploy/gpu/discover-gpus.sh")));
+    Path log = dir.resolve("gpu.log");
+    Process p = Shell.start(cmd, env, log);
+    try {
+      List<Long> gpus = List.of();
+      for (int i = 0; i < 1200 && gpus.isEmpty(); i++) { // bounded: the requests appear once the ApplicationMaster registers
+        assertTrue(p.isAlive(), "the submission ended before asking for executors:\n" + Shell.read(log));
+        gpus = executorGpuRequests();
+        Thread.sleep(100);
+      }
+      assertTrue(!gpus.isEmpty() && gpus.stream().allMatch(g -> g == 1), "each executor container asks YARN for one " + GPU + ": " + gpus
+          + "; the submission's output:\n" + Shell.read(log));
+    } finally {
+      p.destroyForcibly().waitFor();
+    }
+  }
+
+  /**
+   * The yarn.io/gpu amount of every container the ResourceManager is asked for or has granted
+   * (executors; the ApplicationMaster asks for none).
+   */
+  static List<Long> executorGpuRequests() {
+    var rm = yarn.getResourceManager();
+    var scheduler = (org.apache.hadoop.yarn.server.resourcemanager.scheduler.AbstractYarnScheduler<?, ?>) rm.getResourceScheduler();
+    List<Long> out = new ArrayList<>();
+    for (var app : rm.getRMContext().getRMApps().values()) {
+      if (app.getCurrentAppAttempt() == null || scheduler.getApplicationAttempt(app.getCurrentAppAttempt().getAppAttemptId()) == null) {
+        continue;
+      }
+      var attempt = scheduler.getApplicationAttempt(app.getCurrentAppAttempt().getAppAttemptId());
+      for (var req : attempt.getAppSchedulingInfo().getAllResourceRequests()) {
+        if (req.getNumContainers() > 0 && req.getCapability().getResourceValue(GPU) > 0) {
+          out.add(req.getCapability().getResourceValue(GPU));
+        }
+      }
+      for (var c : attempt.getLiveContainers()) {
+        if (c.getAllocatedResource().getResourceValue(GPU) > 0) {
+          out.add(c.getAllocatedResource().getResourceValue(GPU));
+        }
+      }
+    }
+    return out;
   }
 }
