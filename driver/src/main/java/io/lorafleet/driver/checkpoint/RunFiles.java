@@ -65,7 +65,8 @@ public final class RunFiles {
     return out;
   }
 
-  private static boolean isCommitted(FileSystem fs, org.apache.hadoop.fs.Path dir) throws IOException {
+  /** True when {@code dir} holds a commit marker and every file it names, at the size it names. */
+  static boolean isCommitted(FileSystem fs, org.apache.hadoop.fs.Path dir) throws IOException {
     byte[] marker;
     try (InputStream in = fs.open(new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT))) {
       marker = in.readAllBytes();

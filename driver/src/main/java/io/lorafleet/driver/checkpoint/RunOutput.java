@@ -259,8 +259,7 @@ public final class RunOutput {
     }
     org.apache.hadoop.fs.Path dir = new org.apache.hadoop.fs.Path(remote, name);
     byte[] marker = Files.readAllBytes(local.resolve(name).resolve(Checkpoints.COMMIT));
-    if (RunFiles.committed(fs, remote).contains(name) && java.util.Arrays.equals(marker, readRemote(new org.apache.hadoop.fs.Path(dir,
-        Checkpoints.COMMIT)))) {
+    if (RunFiles.isCommitted(fs, dir) && java.util.Arrays.equals(marker, readRemote(new org.apache.hadoop.fs.Path(dir, Checkpoints.COMMIT)))) {
       return; // a retry after a later step of the same write failed: this very checkpoint is committed there, and is never taken down
     }
     prune(dir);
