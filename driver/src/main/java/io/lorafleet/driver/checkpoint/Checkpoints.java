@@ -264,19 +264,7 @@ public final class Checkpoints {
 
   /** SHA-256 of a file's bytes, in hex. */
   public static String sha256(Path f) throws IOException {
-    try {
-      MessageDigest md = MessageDigest.getInstance("SHA-256");
-      try (var in = Files.newInputStream(f)) {
-        byte[] buf = new byte[1 << 16];
-        int n;
-        while ((n = in.read(buf)) > 0) {
-          md.update(buf, 0, n);
-        }
-      }
-      return HexFormat.of().formatHex(md.digest());
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
+    return io.lorafleet.datasets.fs.NodeCopy.sha256(f);
   }
 
   /** SHA-256 of {@code bytes}, in hex. */

@@ -2,35 +2,21 @@ package io.lorafleet.driver.executor;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.lorafleet.driver.checkpoint.Checkpoints;
-import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.safetensors.SafetensorsReader;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.URI;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.security.DigestInputStream;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.Map;
 import io.lorafleet.datasets.fs.HadoopConf;
 import io.lorafleet.datasets.fs.NodeCopy;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
-import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 
 /**
