@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.datasets.fs.NodeCopy;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -38,11 +39,15 @@ class HdfsIT {
   static MiniHdfs hdfs;
   static Map<String, String> env;
   static Map<String, float[]> uninterrupted;
+  static Path cache;
+  static long copiedAt;
 
   @BeforeAll
   static void start() throws Exception {
     hdfs = MiniHdfs.start(dir.resolve("hdfs"), 3, 3);
-    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString());
+    cache = dir.resolve("node-cache");
+    env = Map.of("SPARK_LOCAL_IP", "127.0.0.1", "LORAFLEET_LOG_DIR", dir.resolve("logs").toString(), "LORAFLEET_JAVA_OPTS",
+        "-Dlorafleet.model.cache=" + cache);
     Fixtures.modelAndRecords(dir, env);
     hdfs.put(dir.resolve("model"), "/models/tiny");
     hdfs.put(dir.resolve("d.jsonl"), "/raw/d.jsonl");
@@ -50,6 +55,17 @@ class HdfsIT {
         hdfs.uri("/data"), "--shards", "2"), env, dir.resolve("prepare.log"), 300);
     Shell.ok(train("/runs/base"), env, dir.resolve("base.log"), 300);
     uninterrupted = adapter("/runs/base");
+    copiedAt = Files.getLastModifiedTime(weightsCopy().resolve(NodeCopy.MANIFEST)).toMillis();
+  }
+
+  /** The node's one verified copy of the model's weights, taken from HDFS. */
+  static Path weightsCopy() throws Exception {
+    List<Path> copies;
+    try (var s = Files.list(cache)) {
+      copies = s.filter(p -> Files.isRegularFile(p.resolve("model.safetensors"))).toList();
+    }
+    assertEquals(1, copies.size(), "one copy of the weights on this node: " + copies);
+    return copies.get(0);
   }
 
   @AfterAll
@@ -129,6 +145,28 @@ class HdfsIT {
 
   @Test
   @Order(2)
+  void theModelIsCopiedFromHdfsOncePerNodeAndTheCopyVerified() throws Exception {
+    Path copy = weightsCopy(); // after the base run, eval, average and merge: still one copy
+    var manifest = new ObjectMapper().readTree(copy.resolve(NodeCopy.MANIFEST).toFile());
+    assertEquals(hdfs.uri("/models/tiny"), manifest.path("source").asText());
+    String sha = null;
+    for (var f : manifest.path("files")) {
+      if (f.path("name").asText().equals("model.safetensors")) {
+        sha = f.path("sha256").asText();
+      }
+    }
+    assertEquals(NodeCopy.sha256(dir.resolve("model/model.safetensors")), sha, "the copy's recorded SHA-256 is the original file's");
+    assertEquals(NodeCopy.sha256(dir.resolve("model/model.safetensors")), NodeCopy.sha256(copy.resolve("model.safetensors")));
+    assertEquals(copiedAt, Files.getLastModifiedTime(copy.resolve(NodeCopy.MANIFEST)).toMillis(), "later commands reused the copy");
+    // a copy cut short is not trusted: the next run copies the model again, and trains the same adapter
+    Files.write(copy.resolve("model.safetensors"), java.util.Arrays.copyOf(Files.readAllBytes(copy.resolve("model.safetensors")), 100));
+    Shell.ok(train("/runs/recopied"), env, dir.resolve("recopied.log"), 300);
+    assertEquals(NodeCopy.sha256(dir.resolve("model/model.safetensors")), NodeCopy.sha256(weightsCopy().resolve("model.safetensors")), "copied again");
+    assertSameAdapter("/runs/recopied", "trained on the copy taken again");
+  }
+
+  @Test
+  @Order(3)
   void aDriverKilledWhileUploadingACheckpointResumesToTheUninterruptedAdapter() throws Exception {
     Shell.Result killed = Shell.run(train("/runs/kill", "--spark-conf", "spark.lorafleet.faults=kill-driver-in-publish@6"), env,
         dir.resolve("kill.log"), 300);
@@ -148,7 +186,7 @@ class HdfsIT {
   }
 
   @Test
-  @Order(3)
+  @Order(4)
   void aSecondDriverIsRefusedByTheLockOnHdfs() throws Exception {
     Path log = dir.resolve("locked.log");
     Process first = Shell.start(paused("/runs/locked", 4), env, log);
@@ -162,7 +200,7 @@ class HdfsIT {
   }
 
   @Test
-  @Order(4)
+  @Order(5)
   void aDataNodeStoppedMidRunDoesNotStopTheRun() throws Exception {
     Path log = dir.resolve("datanode.log");
     Process p = Shell.start(paused("/runs/datanode", 4), env, log);
@@ -177,7 +215,7 @@ class HdfsIT {
   }
 
   @Test
-  @Order(5)
+  @Order(6)
   void safeModeFailsTheRunNamingThePathAndKeepsEarlierCheckpoints() throws Exception {
     Path log = dir.resolve("safemode.log");
     Process p = Shell.start(paused("/runs/safemode", 4), env, log);
@@ -201,7 +239,7 @@ class HdfsIT {
   }
 
   @Test
-  @Order(6)
+  @Order(7)
   void aFullQuotaFailsTheRunNamingThePathAndKeepsEarlierCheckpoints() throws Exception {
     Path log = dir.resolve("quota.log");
     Process p = Shell.start(paused("/runs/quota", 4), env, log);
