@@ -37,6 +37,7 @@ class YarnIT {
     YarnConfiguration conf = new YarnConfiguration();
     conf.set("fs.defaultFS", hdfs.uri("/"));
     conf.setInt(YarnConfiguration.NM_PMEM_MB, 6144);
+    conf.setInt(YarnConfiguration.YARN_MINICLUSTER_NM_PMEM_MB, 6144); // MiniYARNCluster's NodeManager reads this one (default 4096)
     conf.setInt(YarnConfiguration.NM_VCORES, 4);
     conf.setInt(YarnConfiguration.RM_SCHEDULER_MINIMUM_ALLOCATION_MB, 256);
     conf.setBoolean(YarnConfiguration.NM_PMEM_CHECK_ENABLED, false);
@@ -145,6 +146,21 @@ class YarnIT {
     hdfs.get("/runs/client/adapter", fetched);
     Fixtures.assertSameTensors(local, Fixtures.adapter(fetched), "YARN client mode against local[2]");
     assertEquals(0, r.code());
+  }
+
+  @Test
+  void trainInClusterModeOnYarnGivesTheLocalRunsAdapter() throws Exception {
+    // the driver runs in the ApplicationMaster's container; the submission waits for the application to end
+    var before = java.util.Set.copyOf(yarn.getResourceManager().getRMContext().getRMApps().keySet());
+    Shell.ok(submit("cluster", "/runs/cluster"), env, dir.resolve("cluster.log"), 600);
+    var apps = yarn.getResourceManager().getRMContext().getRMApps().values().stream().filter(a -> !before.contains(a.getApplicationId())).toList();
+    assertEquals(1, apps.size(), "one application submitted");
+    assertEquals(org.apache.hadoop.yarn.api.records.FinalApplicationStatus.SUCCEEDED, apps.get(0).getFinalApplicationStatus(),
+        "the ApplicationMaster reports the driver's success");
+    assertEquals(1, apps.get(0).getAppAttempts().size(), "in one attempt: the driver returned from main instead of exiting the JVM under it");
+    Path fetched = Files.createDirectories(dir.resolve("fetched-cluster"));
+    hdfs.get("/runs/cluster/adapter", fetched);
+    Fixtures.assertSameTensors(local, Fixtures.adapter(fetched), "YARN cluster mode against local[2]");
   }
 
   @Test

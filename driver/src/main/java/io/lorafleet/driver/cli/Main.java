@@ -128,7 +128,24 @@ public final class Main implements Runnable {
     return c;
   }
 
+  /**
+   * Exits with the command's code; inside YARN's ApplicationMaster (cluster mode) it returns on
+   * success and throws on failure instead, since the ApplicationMaster runs main in a thread and
+   * reports a JVM exit before main returned as a failure (and retries the application).
+   */
   public static void main(String[] args) {
-    System.exit(execute(args));
+    int code = execute(args);
+    if (!inYarnApplicationMaster()) {
+      System.exit(code);
+    }
+    if (code != 0) {
+      throw new IllegalStateException("lorafleet " + (args.length > 0 ? args[0] : "") + " failed with exit code " + code
+          + "; the driver's log (the ApplicationMaster container's) has the error");
+    }
+  }
+
+  /** Whether this JVM is YARN's ApplicationMaster running the driver: spark-submit --deploy-mode cluster on YARN, which sets these properties. */
+  static boolean inYarnApplicationMaster() {
+    return "cluster".equals(System.getProperty("spark.submit.deployMode")) && System.getProperty("spark.yarn.app.id") != null;
   }
 }

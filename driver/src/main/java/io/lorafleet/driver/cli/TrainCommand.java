@@ -132,7 +132,7 @@ final class TrainCommand implements Callable<Integer> {
     var spark = Spark.session("train", localThreads == null ? workers : localThreads, sparkConf);
     try {
       var res = Trainer.run(spark, cfg, true);
-      System.out.println("adapter written to " + res.finalAdapter());
+      System.out.println("adapter written to " + res.publishedAdapter());
     } finally {
       spark.stop();
     }

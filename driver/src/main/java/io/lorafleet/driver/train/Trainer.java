@@ -42,8 +42,12 @@ public final class Trainer {
 
   private Trainer() {}
 
-  /** What a run produced. */
-  public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter) {}
+  /**
+   * What a run produced: the final adapter's values, the losses, the attempts it took, the final
+   * adapter's directory on this machine (for a remote --out, its staged copy) and where it was
+   * published, as the user named --out.
+   */
+  public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter, String publishedAdapter) {}
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
@@ -129,7 +133,7 @@ public final class Trainer {
     for (String f : List.of("adapter", "averaged", "loss.svg", METRICS, "run_summary.json")) {
       ro.publish(f);
     }
-    return new Result(state.params, losses, attempts, fin);
+    return new Result(state.params, losses, attempts, fin, ro.isStaged() ? ro.uri().replaceAll("/+$", "") + "/adapter" : fin.toString());
   }
 
   /** Refuses an --out that holds something unless --resume or --overwrite says what to do with it; clears it for --overwrite. */
