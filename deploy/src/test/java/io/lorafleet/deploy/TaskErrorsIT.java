@@ -1,5 +1,6 @@
 package io.lorafleet.deploy;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -99,5 +100,56 @@ class TaskErrorsIT {
     assertTrue(lines.size() <= 3, "at most 3 lines on stderr:\n" + r.getValue());
     assertTrue(lines.stream().anyMatch(l -> l.startsWith("lorafleet eval: ") && l.contains(shard.getFileName().toString())
         && l.contains("the shard is cut short or corrupt")), r.getValue());
+  }
+
+  /** Lines of a failed run's stderr, at most 3, one of them the error. */
+  static List<String> oneError(Map.Entry<Integer, String> r, String command) {
+    assertNotEquals(0, r.getKey(), r.getValue());
+    List<String> lines = r.getValue().lines().toList();
+    assertTrue(lines.size() <= 3, "at most 3 lines on stderr:\n" + r.getValue());
+    assertTrue(lines.stream().anyMatch(l -> l.startsWith("lorafleet " + command + ": ")), r.getValue());
+    return lines;
+  }
+
+  /** Data prepared for one classifier's labels, trained with another's: refused on the driver, before any task, in one line. */
+  @Test
+  void labelsThatDoNotMatchTheModelAreRefusedBeforeAnyTask() throws Exception {
+    for (String[] m : new String[][] {{"three", "negative,neutral,positive"}, {"two", "negative,positive"}}) {
+      Shell.ok(List.of(Fixtures.launcher(), "init-model", "--arch", "bert", "--layers", "1", "--hidden", "16", "--heads", "2", "--labels", m[1],
+          "--vocab-file", dir.resolve("vocab.txt").toString(), "--out", dir.resolve("bert-" + m[0]).toString()), Map.of(), dir.resolve(m[0] + ".log"), 300);
+    }
+    StringBuilder rows = new StringBuilder();
+    for (int i = 0; i < 8; i++) {
+      rows.append("{\"text\": \"a b c\", \"text_pair\": \"d e\", \"label\": \"").append(List.of("negative", "neutral", "positive").get(i % 3)).append("\"}\n");
+    }
+    Files.writeString(dir.resolve("three.jsonl"), rows);
+    Shell.ok(List.of(Fixtures.launcher(), "prepare", "--format", "classification", "--input", dir.resolve("three.jsonl").toString(), "--model",
+        dir.resolve("bert-three").toString(), "--out", dir.resolve("three-data").toString(), "--shards", "1"), Map.of(), dir.resolve("three-prep.log"), 300);
+    var r = run("labels", "train", "--model", dir.resolve("bert-two").toString(), "--data", dir.resolve("three-data").toString(), "--out",
+        dir.resolve("labels-run").toString(), "--workers", "1", "--steps", "2", "--global-batch", "2", "--micro-batch", "2", "--target-modules", "query");
+    List<String> lines = oneError(r, "train");
+    assertTrue(lines.stream().anyMatch(l -> l.contains("was prepared for labels [negative, neutral, positive]") && l.contains("has labels [negative, positive]")),
+        r.getValue());
+    assertEquals(2, r.getKey(), "a bad argument's exit code");
+    assertTrue(Files.notExists(dir.resolve("labels-run").resolve("checkpoint-1")), "nothing was trained");
+  }
+
+  /** A model whose weights file was cut short after its header: named in one line, wherever it is found. */
+  @Test
+  void aCutShortWeightsFileIsOneLineNamingIt() throws Exception {
+    Path model = dir.resolve("model-cut");
+    Files.createDirectories(model);
+    try (Stream<Path> files = Files.list(dir.resolve("model"))) {
+      for (Path f : files.toList()) {
+        Files.copy(f, model.resolve(f.getFileName()));
+      }
+    }
+    Path weights = model.resolve("model.safetensors");
+    byte[] whole = Files.readAllBytes(weights);
+    Files.write(weights, java.util.Arrays.copyOf(whole, whole.length - 64));
+    var r = run("cut-model", "eval", "--model", model.toString(), "--data", dir.resolve("data").toString(), "--split", "train",
+        "--out", dir.resolve("eval-cut-model").toString(), "--limit", "4");
+    List<String> lines = oneError(r, "eval");
+    assertTrue(lines.stream().anyMatch(l -> l.contains(weights.toString())), r.getValue());
   }
 }

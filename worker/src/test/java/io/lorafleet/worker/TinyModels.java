@@ -25,6 +25,8 @@ public final class TinyModels {
 
   /** RoBERTa sequence classifier: 4 heads of 4 channels, two labels. */
   public static final TinyModelSpec ROBERTA = new TinyModelSpec("roberta", 2, 16, 4, 4, 32, 37, 32, false);
+  /** BERT sequence classifier: positions from 0, two token types, pooler and classifier. */
+  public static final TinyModelSpec BERT = new TinyModelSpec("bert", 2, 16, 4, 4, 32, 37, 32, false);
   /** DeBERTa-v3-shaped classifier: relative attention only, shared keys, log buckets beyond ±4. */
   public static final TinyModelSpec DEBERTA = new TinyModelSpec("deberta-v2", 2, 16, 4, 4, 32, 37, 64, false);
 

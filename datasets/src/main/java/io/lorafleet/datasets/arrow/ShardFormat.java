@@ -11,7 +11,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * The shard schema: list&lt;int32&gt; columns input_ids, labels and (packed) position_ids, or, for
- * sequence classification, input_ids and a scalar label (int64 class ids, as datasets' ClassLabel
+ * sequence classification, input_ids, token_type_ids (as BERT's tokenizer gives them; shards
+ * written before it was added lack it and read as all 0) and a scalar label (int64 class ids, as datasets' ClassLabel
  * stores them, or float32 values for regression, which transformers' Trainer reads as such),
  * written as Arrow IPC streams, which is what Hugging Face datasets' save_to_disk writes and
  * Dataset.from_file reads. The "huggingface" schema metadata carries the features, as datasets
@@ -22,6 +23,7 @@ public final class ShardFormat {
   public static final String LABELS = "labels";
   public static final String POSITION_IDS = "position_ids";
   public static final String LABEL = "label";
+  public static final String TOKEN_TYPE_IDS = "token_type_ids";
 
   /** What a split's rows hold. */
   public enum Columns {
@@ -29,9 +31,9 @@ public final class ShardFormat {
     TOKENS,
     /** input_ids, labels and position_ids. */
     PACKED,
-    /** input_ids and an int64 class id. */
+    /** input_ids, token_type_ids and an int64 class id. */
     CLASSES,
-    /** input_ids and a float32 regression target. */
+    /** input_ids, token_type_ids and a float32 regression target. */
     VALUES;
 
     public boolean classification() {
@@ -53,7 +55,7 @@ public final class ShardFormat {
     List<String> cols = switch (columns) {
       case PACKED -> List.of(INPUT_IDS, LABELS, POSITION_IDS);
       case TOKENS -> List.of(INPUT_IDS, LABELS);
-      case CLASSES, VALUES -> List.of(INPUT_IDS);
+      case CLASSES, VALUES -> List.of(INPUT_IDS, TOKEN_TYPE_IDS);
     };
     StringBuilder features = new StringBuilder("{\"info\":{\"features\":{");
     List<Field> fields = new ArrayList<>();

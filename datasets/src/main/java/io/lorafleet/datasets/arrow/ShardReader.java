@@ -41,12 +41,15 @@ public final class ShardReader {
         }
       }
       boolean packed = has(root, ShardFormat.POSITION_IDS);
+      boolean typed = classified && has(root, ShardFormat.TOKEN_TYPE_IDS);
       while (r.loadNextBatch()) {
         ListVector ids = (ListVector) root.getVector(ShardFormat.INPUT_IDS);
         ListVector labels = classified ? null : (ListVector) root.getVector(ShardFormat.LABELS);
         ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
+        ListVector types = typed ? (ListVector) root.getVector(ShardFormat.TOKEN_TYPE_IDS) : null;
         for (int i = 0; i < root.getRowCount(); i++) {
-          Example e = classified ? Example.classified(row(ids, i), label(root.getVector(ShardFormat.LABEL), i, where + ", row " + (firstRow + out.size())))
+          Example e = classified ? Example.classified(row(ids, i), typed ? typeIds(types, ids, i, where + ", row " + (firstRow + out.size())) : new int[0],
+              label(root.getVector(ShardFormat.LABEL), i, where + ", row " + (firstRow + out.size())))
               : new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
           limits.check(e, where + ", row " + (firstRow + out.size()));
           out.add(e);
@@ -54,6 +57,16 @@ public final class ShardReader {
       }
     }
     return out;
+  }
+
+  /** A row's token_type_ids, which must be as long as its input_ids. */
+  private static int[] typeIds(ListVector types, ListVector ids, int i, String where) {
+    int[] t = row(types, i);
+    int n = row(ids, i).length;
+    if (t.length != n) {
+      throw new IllegalArgumentException(where + ": column 'token_type_ids' holds " + t.length + " values for " + n + " input_ids");
+    }
+    return t;
   }
 
   private static boolean has(VectorSchemaRoot root, String col) {

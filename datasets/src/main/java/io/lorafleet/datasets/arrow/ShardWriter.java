@@ -46,6 +46,7 @@ public final class ShardWriter {
         root.allocateNew();
         fill((ListVector) root.getVector(ShardFormat.INPUT_IDS), chunk, 0);
         if (columns.classification()) {
+          fill((ListVector) root.getVector(ShardFormat.TOKEN_TYPE_IDS), chunk, 3);
           fillLabel(root, chunk, columns);
         } else {
           fill((ListVector) root.getVector(ShardFormat.LABELS), chunk, 1);
@@ -107,7 +108,12 @@ public final class ShardWriter {
     int pos = 0;
     for (int r = 0; r < rows.size(); r++) {
       Example e = rows.get(r);
-      int[] vals = column == 0 ? e.inputIds() : column == 1 ? e.labels() : e.positionIds().orElseThrow();
+      int[] vals = switch (column) {
+        case 0 -> e.inputIds();
+        case 1 -> e.labels();
+        case 2 -> e.positionIds().orElseThrow();
+        default -> e.tokenTypes().length == 0 ? new int[e.inputIds().length] : e.tokenTypes();
+      };
       v.startNewValue(r);
       for (int x : vals) {
         data.setSafe(pos++, x);

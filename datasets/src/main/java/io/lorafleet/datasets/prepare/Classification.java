@@ -8,8 +8,8 @@ import java.util.Map;
 import java.util.Optional;
 
 /**
- * --format classification: (text, optional text_pair, label) → the ids transformers'
- * tokenizer(text, text_pair) gives (the post-processor's separators included) and one label: a
+ * --format classification: (text, optional text_pair, label) → the ids and token type ids
+ * transformers' tokenizer(text, text_pair) gives (the post-processor's separators included) and one label: a
  * class id, given as a number or as a name from the model's id2label, or, when the model regresses
  * (num_labels 1), a number. CSV gives every field as a string; numbers in strings are read as numbers.
  */
@@ -21,19 +21,19 @@ final class Classification {
     Object p = rec.get(o.records().column("text_pair"));
     Optional<String> pair = p == null ? Optional.empty() : Optional.of(RecordFormat.string(rec, "text_pair", o, true));
     float label = label(rec.get(o.records().column("label")), o.records().column("label"), model);
-    int[] ids = tok.encodeForClassification(text, pair);
+    Tokenizer.Classified enc = tok.encodeForClassification(text, pair);
     boolean truncated = false;
-    if (ids.length > o.tokens().maxSeqLen()) {
+    if (enc.ids().length > o.tokens().maxSeqLen()) {
       if (o.tokens().truncation().equals("drop")) {
-        throw new RecordFormat.BadRecord("too long: " + ids.length + " tokens, --max-seq-len is " + o.tokens().maxSeqLen() + " (--truncation drop)");
+        throw new RecordFormat.BadRecord("too long: " + enc.ids().length + " tokens, --max-seq-len is " + o.tokens().maxSeqLen() + " (--truncation drop)");
       }
-      ids = tok.encodeForClassification(text, pair, o.tokens().maxSeqLen()); // longest_first, as transformers truncates pairs
-      if (ids.length > o.tokens().maxSeqLen()) {
+      enc = tok.encodeForClassification(text, pair, o.tokens().maxSeqLen()); // longest_first, as transformers truncates pairs
+      if (enc.ids().length > o.tokens().maxSeqLen()) {
         throw new RecordFormat.BadRecord("too long: the special tokens alone take more than --max-seq-len " + o.tokens().maxSeqLen());
       }
       truncated = true;
     }
-    return new Tokenize.Result(Example.classified(ids, label), truncated);
+    return new Tokenize.Result(Example.classified(enc.ids(), enc.types(), label), truncated);
   }
 
   static float label(Object v, String column, ModelConfig model) {

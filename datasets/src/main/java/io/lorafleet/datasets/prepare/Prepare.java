@@ -98,6 +98,12 @@ public final class Prepare {
     ArrayNode vin = manifest.putArray("validation_inputs");
     valFiles.forEach(vin::add);
     manifest.set("options", JSON.valueToTree(o)); // every option, as given
+    if (columns.classification()) { // what the labels were read against, which train checks on the driver before any task
+      var model = Tokenize.config(o.tokens().modelDir());
+      ObjectNode labels = manifest.putObject("labels");
+      labels.put("regression", model.regression());
+      model.labelNames().forEach(labels.putArray("names")::add);
+    }
 
     // Quarantined records are counted and written by executor tasks; only a per-reason count reaches the driver.
     JavaRDD<Out> badRdd = out.filter(x -> x.reason() != null);
@@ -381,7 +387,7 @@ public final class Prepare {
     boolean classify = o.records().format() == RecordFormat.CLASSIFICATION;
     if (classify != model.arch().encoder()) {
       throw new IllegalArgumentException(classify
-          ? "--format classification needs a sequence-classification model (roberta, deberta-v2) but " + o.tokens().modelDir() + " is " + model.modelType()
+          ? "--format classification needs a sequence-classification model (bert, roberta, xlm-roberta, deberta-v2) but " + o.tokens().modelDir() + " is " + model.modelType()
           : "--model " + o.tokens().modelDir() + " is a " + model.modelType() + " sequence classifier: prepare its data with --format classification");
     }
     if (classify && o.tokens().pack()) {

@@ -9,7 +9,7 @@ import picocli.CommandLine.Option;
 @Command(name = "bench-step", mixinStandardHelpOptions = true,
     description = "Benchmark a LoRA training step against a full fine-tuning step on one model and batch (tokens/s, peak RSS, FLOP/s vs matmul peak).")
 final class BenchStepCommand implements Callable<Integer> {
-  @Option(names = "--arch", defaultValue = "llama", description = "the random model: llama, or the encoders roberta and deberta-v2 (sequence "
+  @Option(names = "--arch", defaultValue = "llama", description = "the random model: llama, or the encoders bert, roberta and deberta-v2 (sequence "
       + "classification, 2 labels; LoRA against full fine-tuning or --variants)") String arch;
   @Option(names = "--hidden", description = "hidden size of the benchmark model", defaultValue = "512") int hidden;
   @Option(names = "--layers", description = "decoder layers", defaultValue = "4") int layers;

@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "init-model", mixinStandardHelpOptions = true, description = "Write a small randomly initialised HF model directory (config.json, model.safetensors, tokenizer.json).")
 final class InitModelCommand implements Callable<Integer> {
-  @Option(names = "--arch", required = true, description = "llama, mistral, qwen2, gpt2, gptj, or the sequence classifiers roberta and deberta-v2") String arch;
+  @Option(names = "--arch", required = true, description = "llama, mistral, qwen2, gpt2, gptj, or the sequence classifiers bert, roberta, xlm-roberta and deberta-v2") String arch;
   @Option(names = "--labels", split = ",", description = "a classifier's class names, in id order (id2label); one name makes a regression head; "
       + "default LABEL_0,LABEL_1") List<String> labels = new java.util.ArrayList<>();
   @Option(names = "--layers", description = "decoder layers", defaultValue = "2") int layers;
@@ -31,7 +31,7 @@ final class InitModelCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--vocab-file " + vocabFile + ": no such file");
     }
     List<String> words = Arrays.stream(Files.readString(vocabFile).split("\\s+")).filter(s -> !s.isEmpty()).distinct().toList();
-    boolean fourX = List.of("gpt2", "gptj", "roberta", "deberta-v2").contains(arch);
+    boolean fourX = List.of("gpt2", "gptj", "roberta", "xlm-roberta", "bert", "deberta-v2").contains(arch);
     int ffn = intermediate != null ? intermediate : fourX ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
     TinyModelSpec spec = new TinyModelSpec(arch, layers, hidden, heads, kvHeads == null ? heads : kvHeads, ffn, 1, maxPositions, false);
     var c = ModelDirectory.initModel(out, spec, words, seed, labels);

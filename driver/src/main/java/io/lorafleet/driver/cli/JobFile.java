@@ -25,7 +25,7 @@ import picocli.CommandLine.Model.OptionSpec;
  */
 final class JobFile {
   /** PEFT LoraConfig fields lorafleet does not implement: refused by name rather than as unknown. */
-  private static final Set<String> UNSUPPORTED_PEFT = Set.of("exclude_modules", "layers_pattern", "modules_to_save", "lora_bias", "layer_replication",
+  private static final Set<String> UNSUPPORTED_PEFT = Set.of("exclude_modules", "layers_pattern", "lora_bias", "layer_replication",
       "trainable_token_indices", "megatron_config", "loftq_config", "eva_config", "corda_config");
 
   private JobFile() {}

@@ -86,6 +86,9 @@ final class TrainCommand implements Callable<Integer> {
   Map<String, Double> alphaPattern = new LinkedHashMap<>();
   @Option(names = "--layers-to-transform", split = ",", description = "PEFT's layers_to_transform: adapt only these decoder layers (e.g. 0,1,2)")
   List<Integer> layersToTransform = new java.util.ArrayList<>();
+  @Option(names = "--modules-to-save", split = ",", description = "PEFT's modules_to_save for a sequence classifier: the modules trained whole "
+      + "(default: its classification head, as PEFT's SEQ_CLS); e.g. pooler,classifier to train BERT's pooler too")
+  List<String> modulesToSave = new java.util.ArrayList<>();
   @Option(names = "--init-lora-weights", defaultValue = "true", description = "PEFT's init_lora_weights: true (Kaiming-uniform A, B = 0), "
       + "gaussian (A ~ N(0, 1/r^2), B = 0) or false (A and B both random, for tests)") String initLoraWeights;
   @Option(names = "--loraplus-lr-ratio", defaultValue = "0", description = "LoRA+: lora_B and biases train at this times --lr (biases without weight "
@@ -165,7 +168,7 @@ final class TrainCommand implements Callable<Integer> {
    */
   LoraConfig tuner() {
     LoraConfig base = LoraConfig.ofTargetModules(r, alpha, targets).withDropout(dropout).withRslora(useRslora).withBias(bias)
-        .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights);
+        .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withModulesToSave(modulesToSave);
     if (adopted != null) {
       return base.withMethod(adopted);
     }
@@ -231,6 +234,9 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (!parsed.hasMatchedOption("--layers-to-transform")) {
       layersToTransform = new java.util.ArrayList<>(a.layersToTransform());
+    }
+    if (!parsed.hasMatchedOption("--modules-to-save")) {
+      modulesToSave = new java.util.ArrayList<>(a.modulesToSave());
     }
   }
 }

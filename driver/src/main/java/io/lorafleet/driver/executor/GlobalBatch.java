@@ -42,7 +42,7 @@ public final class GlobalBatch {
         for (int k = 0; k < y.length; k++) {
           y[k] = chunk.get(k).label().orElseThrow();
         }
-        out.add(Batch.classification(ids, y));
+        out.add(Batch.classification(ids, chunk.stream().map(Example::tokenTypes).toArray(int[][]::new), y));
       } else if (chunk.stream().anyMatch(e -> e.positionIds().isPresent())) {
         out.add(packed(chunk));
       } else {

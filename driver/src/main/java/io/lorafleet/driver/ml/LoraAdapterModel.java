@@ -215,7 +215,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
           chunk.add(rows.next());
           continue;
         }
-        int[][] ids = chunk.stream().map(r -> tok.encodeForClassification(r.getString(in), Optional.empty(), seqLen)).toArray(int[][]::new);
+        int[][] ids = chunk.stream().map(r -> tok.encodeForClassification(r.getString(in), Optional.empty(), seqLen).ids()).toArray(int[][]::new);
         float[] predicted;
         try (ai.djl.ndarray.NDManager s = m.manager().newSubManager()) {
           predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, -1).context(),

@@ -40,6 +40,8 @@ final class Generation {
   private volatile boolean cancelled;
   private boolean ended;
   private boolean released;
+  /** The last event (Done or Failed), held back until the scheduler has let go of what the request held: see {@link #deliverEnd}. */
+  private Event last;
 
   Generation(long id, String model, Optional<AdapterRegistry.Entry> adapter, int[] prompt, Sampling sampling, Optional<Integer> eos, TextStream text,
       Instant deadline, int context) {
@@ -100,14 +102,26 @@ final class Generation {
       events.add(new Delta(rest));
     }
     ended = true;
-    events.add(new Done(text.text(), reason, prompt.length, generated));
+    last = new Done(text.text(), reason, prompt.length, generated);
   }
 
   /** Ends the generation with an error (timeout, shutdown, a failed step); no-op once ended. */
   void fail(ApiError e) {
     if (!ended) {
       ended = true;
-      events.add(new Failed(e));
+      last = new Failed(e);
+    }
+  }
+
+  /**
+   * Sends the last event (Done or Failed), once, after the scheduler let go of the request's KV
+   * reservation and adapter: a client that has its response can send the next request at once,
+   * and the budget has room for it.
+   */
+  void deliverEnd() {
+    if (last != null) {
+      events.add(last);
+      last = null;
     }
   }
 

@@ -439,5 +439,6 @@ public final class Scheduler implements AutoCloseable {
     if (g.release(adapters)) {
       locked(() -> reserved -= g.reservation());
     }
+    g.deliverEnd();
   }
 }

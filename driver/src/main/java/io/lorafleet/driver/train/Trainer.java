@@ -63,7 +63,8 @@ public final class Trainer {
     }
     TrainConfig given = cfg;
     Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
-    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration()));
+    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration()),
+        base.config());
     if (given.batching().epochs() > 0) {
       say(progress, given.batching().epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.batching().globalBatch() + ": " + cfg.batching().steps()
           + " steps");
@@ -348,10 +349,21 @@ public final class Trainer {
   }
 
   /**
-   * Checks the dataset against the job: prepared with this model's tokenizer, a validation split for
-   * --eval-every; resolves --epochs into steps. The driver reads the manifest only, never the rows.
+   * Checks the dataset against the job: prepared with this model's tokenizer and, for a classifier,
+   * for its labels; a validation split for --eval-every; resolves --epochs into steps. The driver
+   * reads the manifest only, never the rows.
    */
-  static TrainConfig checkDataset(TrainConfig cfg, Manifest m, Path tokenizerDir) throws IOException {
+  static TrainConfig checkDataset(TrainConfig cfg, Manifest m, Path tokenizerDir, io.lorafleet.worker.model.ModelConfig model) throws IOException {
+    com.fasterxml.jackson.databind.JsonNode labels = m.json().path("labels");
+    if (labels.isObject() && model.arch().encoder()) { // manifests written before labels were recorded: the rows are checked as they are read
+      List<String> prepared = new java.util.ArrayList<>();
+      labels.path("names").forEach(x -> prepared.add(x.asText()));
+      if (labels.path("regression").asBoolean() != model.regression() || !prepared.equals(model.labelNames())) {
+        throw new IllegalArgumentException("--data " + cfg.io().data() + " was prepared for " + (labels.path("regression").asBoolean() ? "regression"
+            : "labels " + prepared) + " but --model " + cfg.io().model() + " has " + (model.regression() ? "a regression head" : "labels "
+            + model.labelNames()) + " (config.json id2label); prepare the data again with this model");
+      }
+    }
     String fp = m.json().path("tokenizer_fingerprint").asText();
     try (Tokenizer tok = Tokenizer.load(tokenizerDir)) {
       if (!fp.equals(tok.fingerprint())) {

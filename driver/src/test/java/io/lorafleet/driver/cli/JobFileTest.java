@@ -122,10 +122,10 @@ class JobFileTest {
     assertEquals("false", lora.initLoraWeights());
     assertEquals(4, lora.rankFor("model.layers.0.self_attn.q_proj"));
     assertEquals(2.5 / Math.sqrt(8), lora.scaleFor("model.layers.1.self_attn.v_proj"), 1e-12);
-    Files.writeString(job, "model: m\nmodules_to_save: [lm_head]\n");
+    Files.writeString(job, "model: m\nexclude_modules: [lm_head]\n");
     var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
         () -> Main.withJobFile(new CommandLine(new Main()), new String[] {"train", "--config", job.toString()}));
-    assertTrue(e.getMessage().contains("'modules_to_save' is a PEFT LoraConfig option that lorafleet does not support"), e.getMessage());
+    assertTrue(e.getMessage().contains("'exclude_modules' is a PEFT LoraConfig option that lorafleet does not support"), e.getMessage());
   }
 
   static TrainCommand parsed(String... args) {

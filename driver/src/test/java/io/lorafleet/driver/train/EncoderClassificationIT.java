@@ -202,6 +202,38 @@ class EncoderClassificationIT {
     }
   }
 
+  /**
+   * BERT on text pairs: the shards hold the tokenizer's token types (1 for the second text and its
+   * [SEP]); 2 workers train the 1-worker adapter with the pooler trained too (modules_to_save
+   * pooler,classifier), and the adapter holds it.
+   */
+  @Test
+  void bertPairsCarryTokenTypesAndTrainThePoolerWhenAsked() throws Exception {
+    Path model = model("bert", "bert", List.of("negative", "positive"));
+    Path data = prepare(model, "pairs.jsonl", "bert-data");
+    var rows = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
+        io.lorafleet.datasets.arrow.TokenLimits.NONE, 1);
+    var first = rows.row(0);
+    int sep = first.inputIds()[first.inputIds().length - 1];
+    int firstSep = java.util.stream.IntStream.range(0, first.inputIds().length).filter(i -> first.inputIds()[i] == sep).findFirst().orElseThrow();
+    for (int i = 0; i < first.inputIds().length; i++) {
+      assertEquals(i <= firstSep ? 0 : 1, first.tokenTypes()[i], "token " + i + " of " + java.util.Arrays.toString(first.inputIds()));
+    }
+    float[][] byWorkers = new float[2][];
+    Trainer.Result last = null;
+    for (int w = 1; w <= 2; w++) {
+      last = Trainer.run(spark, cfg(model, data, "bert" + w, w, 4).toBuilder().tuner(LoraConfig.ofTargetModules(8, 16, "query,value")
+          .withModulesToSave(List.of("pooler", "classifier"))).build(), false);
+      byWorkers[w - 1] = last.adapter();
+    }
+    assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
+    var st = SafetensorsReader.open(last.finalAdapter().resolve(AdapterFormat.WEIGHTS));
+    for (String k : List.of("base_model.model.bert.pooler.dense.weight", "base_model.model.classifier.weight",
+        "base_model.model.bert.encoder.layer.1.attention.self.value.lora_B.weight")) {
+      assertTrue(st.tensors().containsKey(k), k + " in " + st.tensors().keySet());
+    }
+  }
+
   /** num_labels 1: squared error, and Pearson and Spearman against the values. */
   @Test
   void debertaRegressionLearnsTheValues() throws Exception {

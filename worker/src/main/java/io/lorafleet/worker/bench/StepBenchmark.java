@@ -54,8 +54,8 @@ public final class StepBenchmark {
    */
   public record Settings(Base base, Load load, Adapter adapter) {
     public Settings {
-      if (!List.of("llama", "roberta", "deberta-v2").contains(base.arch())) {
-        throw new IllegalArgumentException("--arch must be llama, roberta or deberta-v2 but found '" + base.arch() + "'");
+      if (!List.of("llama", "bert", "roberta", "deberta-v2").contains(base.arch())) {
+        throw new IllegalArgumentException("--arch must be llama, bert, roberta or deberta-v2 but found '" + base.arch() + "'");
       }
       if (encoder() && (load.checkpointing() || load.quantize().on() || !base.modelDir().isEmpty())) {
         throw new IllegalArgumentException("--arch " + base.arch() + " benchmarks LoRA against full fine-tuning (or --variants) on a random "
@@ -69,7 +69,7 @@ public final class StepBenchmark {
   }
 
   /**
-   * @param arch the random model's model_type: llama, or an encoder (roberta, deberta-v2) classifying each row into 2 labels
+   * @param arch the random model's model_type: llama, or an encoder (bert, roberta, deberta-v2) classifying each row into 2 labels
    * @param modelDir a checkpoint to load instead of a random model ("" for none)
    */
   public record Base(String arch, int hidden, int layers, int intermediate, int vocab, String modelDir) {}

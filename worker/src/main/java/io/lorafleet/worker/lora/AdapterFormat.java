@@ -106,9 +106,9 @@ public final class AdapterFormat {
     return n;
   }
 
-  /** task_type, and modules_to_save for an encoder's head: CAUSAL_LM and null, or SEQ_CLS and the head's modules. */
+  /** task_type, and modules_to_save for an encoder: CAUSAL_LM and null, or SEQ_CLS and the modules trained whole (the head's by default). */
   static void putTask(ObjectNode n, LoraModel model) {
-    List<String> heads = modulesToSave(model.structure());
+    List<String> heads = model.config().modulesToSave().isEmpty() ? modulesToSave(model.structure()) : model.config().modulesToSave();
     if (heads.isEmpty()) {
       n.putNull("modules_to_save");
     } else {
@@ -220,7 +220,7 @@ public final class AdapterFormat {
       lt.forEach(x -> layers.add(x.asInt()));
     }
     try {
-      return method.read(f, n, new Fields(targets, regex, layers, n.path("base_model_name_or_path").asText("")));
+      return method.read(f, n, new Fields(targets, regex, layers, n.path("base_model_name_or_path").asText(""))).withModulesToSave(listedModulesToSave(f, n));
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException(f + ": " + e.getMessage(), e);
     }
@@ -241,31 +241,20 @@ public final class AdapterFormat {
   }
 
   /**
-   * modules_to_save must name exactly the base's head, the modules lorafleet trains whole: none for
-   * a causal LM; for an encoder its classifier (and DeBERTa's pooler). PEFT's SEQ_CLS models add
-   * "classifier" and "score" on their own; "score" names nothing in these encoders and is passed over.
+   * modules_to_save as listed, less "score", which PEFT's SEQ_CLS models add on their own and which
+   * names nothing in these encoders. What the list names is checked against the base where the
+   * adapter is built on it ({@link LoraModel#create}); the head alone reads as the default.
    */
-  private static void checkModulesToSave(Path f, BaseModel base) {
-    JsonNode v;
-    try {
-      v = JSON.readTree(f.toFile()).get("modules_to_save");
-    } catch (IOException e) {
-      throw new IllegalArgumentException(f + ": cannot parse: " + e.getMessage(), e);
-    }
-    Set<String> listed = new TreeSet<>();
+  private static List<String> listedModulesToSave(Path f, JsonNode n) {
+    JsonNode v = n.get("modules_to_save");
+    List<String> listed = new ArrayList<>();
     if (v != null && v.isArray()) {
       v.forEach(x -> listed.add(x.asText()));
     } else if (v != null && !v.isNull()) {
       throw new IllegalArgumentException(f + ": modules_to_save is " + v + ", expected a list of module names or null");
     }
-    Set<String> head = new TreeSet<>(modulesToSave(base));
-    if (!head.isEmpty()) {
-      listed.remove("score");
-    }
-    if (!listed.equals(head)) {
-      throw new IllegalArgumentException(f + ": modules_to_save is " + (v == null ? "null" : v) + "; lorafleet trains exactly the "
-          + base.config().modelType() + " head " + (head.isEmpty() ? "(none: this option is not supported for a causal LM), expected null" : head + ", expected those"));
-    }
+    listed.remove("score");
+    return listed.equals(List.of("classifier")) ? List.of() : listed;
   }
 
   /** Reads an adapter for {@code base}, checking every tensor's presence and shape against it. */
@@ -275,9 +264,8 @@ public final class AdapterFormat {
     try {
       model = LoraModel.create(base, config);
     } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException(dir + ": adapter does not fit the base model: " + e.getMessage(), e);
+      throw new IllegalArgumentException(dir.resolve(CONFIG) + ": adapter does not fit the base model: " + e.getMessage(), e);
     }
-    checkModulesToSave(dir.resolve(CONFIG), base);
     Path wf = dir.resolve(WEIGHTS);
     if (!Files.isRegularFile(wf)) {
       throw new IllegalArgumentException(dir + ": " + WEIGHTS + " is missing");

@@ -21,6 +21,9 @@ import java.util.Optional;
  *     changes the model from the start, for tests)
  * @param method the PEFT method over these targets: LoRA, DoRA, VeRA, AdaLoRA or a registered one
  *     ({@link PeftMethod}), with its own settings
+ * @param modulesToSave PEFT's modules_to_save: an encoder's modules trained whole (each matched as a
+ *     module name or a ".name" suffix, as PEFT does); empty for the architecture's own, its
+ *     classification head (PEFT's SEQ_CLS default)
  */
 public record LoraConfig(
     int r,
@@ -35,7 +38,8 @@ public record LoraConfig(
     boolean useRslora,
     String initLoraWeights,
     String baseModelNameOrPath,
-    PeftMethod method) implements java.io.Serializable {
+    PeftMethod method,
+    List<String> modulesToSave) implements java.io.Serializable {
 
   public LoraConfig {
     if (r <= 0) {
@@ -73,10 +77,11 @@ public record LoraConfig(
     layersToTransform = List.copyOf(layersToTransform);
     rankPattern = Map.copyOf(rankPattern);
     alphaPattern = Map.copyOf(alphaPattern);
+    modulesToSave = List.copyOf(modulesToSave);
   }
 
   public static LoraConfig of(int r, double alpha, List<String> targets) {
-    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", LoraMethod.INSTANCE);
+    return new LoraConfig(r, alpha, 0.0, targets, false, List.of(), Map.of(), Map.of(), "none", false, "kaiming", "", LoraMethod.INSTANCE, List.of());
   }
 
   /**
@@ -157,6 +162,11 @@ public record LoraConfig(
     return method.peftType();
   }
 
+  /** PEFT's modules_to_save (empty: the classification head, SEQ_CLS's default). */
+  public LoraConfig withModulesToSave(List<String> modules) {
+    return copy(c -> c.modulesToSave = modules);
+  }
+
   public LoraConfig withBaseModel(String path) {
     return copy(c -> c.baseModelNameOrPath = path);
   }
@@ -176,6 +186,7 @@ public record LoraConfig(
     String initLoraWeights;
     String baseModelNameOrPath;
     PeftMethod method;
+    List<String> modulesToSave;
 
     Copy(LoraConfig c) {
       r = c.r;
@@ -191,6 +202,7 @@ public record LoraConfig(
       initLoraWeights = c.initLoraWeights;
       baseModelNameOrPath = c.baseModelNameOrPath;
       method = c.method;
+      modulesToSave = c.modulesToSave;
     }
   }
 
@@ -199,7 +211,7 @@ public record LoraConfig(
     Copy c = new Copy(this);
     change.accept(c);
     LoraConfig copy = new LoraConfig(c.r, c.loraAlpha, c.loraDropout, c.targetModules, c.targetRegex, c.layersToTransform, c.rankPattern,
-        c.alphaPattern, c.bias, c.useRslora, c.initLoraWeights, c.baseModelNameOrPath, c.method);
+        c.alphaPattern, c.bias, c.useRslora, c.initLoraWeights, c.baseModelNameOrPath, c.method, c.modulesToSave);
     copy.method.validate(copy); // the method refuses the options it does not take
     return copy;
   }

@@ -111,14 +111,55 @@ public final class LoraModel implements Trainable {
     }
     Set<String> whole = new LinkedHashSet<>();
     Set<String> targeted = targets.stream().map(t -> t.module().name() + ".bias").collect(Collectors.toSet());
-    Set<String> head = new java.util.HashSet<>(base.headTensors());
+    List<String> saved = savedWhole(base, config.modulesToSave());
+    Set<String> head = new java.util.HashSet<>(saved);
     for (ParamSpec p : base.params()) {
       if (p.name().endsWith(".bias") && !head.contains(p.name()) && (config.bias().equals("all") || (config.bias().equals("lora_only") && targeted.contains(p.name())))) {
         whole.add(p.name());
       }
     }
-    whole.addAll(base.headTensors()); // an encoder's classification head: PEFT's modules_to_save for SEQ_CLS
+    whole.addAll(saved); // an encoder's classification head (and what else modules_to_save names): PEFT's modules_to_save for SEQ_CLS
     return new LoraModel(base, config, targets, new ArrayList<>(whole), null);
+  }
+
+  /**
+   * The tensors trained whole for modules_to_save {@code modules}: the head when empty; else each
+   * module's tensors (a module matches its full path or a ".name" suffix of it, as PEFT matches),
+   * which must lie in what an adapter can train whole (the head, BERT's pooler) and cover the head.
+   */
+  static List<String> savedWhole(BaseModel base, List<String> modules) {
+    if (modules.isEmpty()) {
+      return base.headTensors();
+    }
+    if (base.headTensors().isEmpty()) {
+      throw new IllegalArgumentException("modules_to_save " + modules + " applies to the sequence classifiers; " + base.config().modelType()
+          + " is a causal LM, expected none");
+    }
+    Set<String> out = new LinkedHashSet<>();
+    for (String m : modules) {
+      List<String> under = base.params().stream().map(ParamSpec::name).filter(t -> ("." + t).contains("." + m + ".")).toList();
+      if (under.isEmpty()) {
+        throw new IllegalArgumentException("modules_to_save '" + m + "' names no module of this " + base.config().modelType() + " model; it can train "
+            + "whole: " + modulesOf(base.optionalTensors()));
+      }
+      List<String> refused = under.stream().filter(t -> !base.optionalTensors().contains(t)).toList();
+      if (!refused.isEmpty()) {
+        throw new IllegalArgumentException("modules_to_save '" + m + "' names " + refused.get(0) + (refused.size() > 1 ? " and " + (refused.size() - 1)
+            + " more" : "") + ", which lorafleet does not train whole; it can train whole: " + modulesOf(base.optionalTensors()));
+      }
+      out.addAll(under);
+    }
+    List<String> missing = base.headTensors().stream().filter(t -> !out.contains(t)).toList();
+    if (!missing.isEmpty()) {
+      throw new IllegalArgumentException("modules_to_save " + modules + " leaves out the classification head (" + modulesOf(missing)
+          + "), which is trained from scratch; list it too");
+    }
+    return base.params().stream().map(ParamSpec::name).filter(out::contains).toList();
+  }
+
+  /** The modules (tensor names less ".weight"/".bias") of {@code tensors}, for messages. */
+  private static Set<String> modulesOf(List<String> tensors) {
+    return tensors.stream().map(t -> t.substring(0, t.lastIndexOf('.'))).collect(Collectors.toCollection(LinkedHashSet::new));
   }
 
   /**

@@ -13,7 +13,13 @@ public enum Architecture {
   /** GPT-J: parallel attention and MLP on one LayerNorm, partial rotary rotating every two channels, gelu_new. */
   GPTJ(List.of("gptj")),
   /** RoBERTa encoder with a sequence-classification head: post-LayerNorm blocks, GELU, learned positions offset past the pad id. */
-  ROBERTA(List.of("roberta")),
+  ROBERTA(List.of("roberta", "xlm-roberta")),
+  /**
+   * BERT and its descendants (MiniLM, e5, bge, gte, BioBERT, multilingual BERT) with a
+   * sequence-classification head: post-LayerNorm blocks, GELU, learned positions from 0, token
+   * types, the pooler (dense + tanh on [CLS]) and a linear classifier.
+   */
+  BERT(List.of("bert")),
   /** DeBERTa v2 and v3 encoder with pooler and classifier: disentangled attention over log-bucketed relative positions. */
   DEBERTA_V2(List.of("deberta-v2"));
 
@@ -25,7 +31,7 @@ public enum Architecture {
 
   /** Whether this is a bidirectional encoder with a sequence-classification head (no generation). */
   public boolean encoder() {
-    return this == ROBERTA || this == DEBERTA_V2;
+    return this == ROBERTA || this == BERT || this == DEBERTA_V2;
   }
 
   public List<String> modelTypes() {

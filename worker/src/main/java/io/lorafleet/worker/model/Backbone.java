@@ -14,6 +14,7 @@ interface Backbone {
       case GPT2 -> new Gpt2Decoder();
       case GPTJ -> new GptjDecoder();
       case ROBERTA -> new RobertaEncoder();
+      case BERT -> new BertEncoder();
       case DEBERTA_V2 -> new DebertaV2Encoder();
     };
   }
@@ -30,6 +31,19 @@ interface Backbone {
     return List.of();
   }
 
+  /**
+   * Tensors made as transformers' _init_weights makes them (see {@link HeadInit}) when a checkpoint
+   * lacks them: the head, and for BERT the pooler that sentence-embedding checkpoints leave out.
+   */
+  default List<String> initializedWhenMissing(ModelConfig c) {
+    return headParams(c).stream().map(ParamSpec::name).toList();
+  }
+
+  /** The transformers class of this architecture's sequence classifier, which a merged encoder's config.json names. */
+  default String sequenceClassifierClass(ModelConfig c) {
+    throw new IllegalStateException("model_type " + c.modelType() + " is a causal LM, not a sequence classifier");
+  }
+
   /** The projections LoRA may target, in forward order. */
   List<LinearSpec> linears(ModelConfig c);
 
@@ -38,8 +52,8 @@ interface Backbone {
     return new NDArray[0];
   }
 
-  /** The input embeddings (B, T, H) of ids (B, T) at the given positions. */
-  NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions);
+  /** The input embeddings (B, T, H) of ids (B, T) at the given positions, with their token types (B, T) where the model has them (encoders; none: all 0). */
+  NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes);
 
   /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd), k and v (B, nkv, T, hd). */
   NDArray[] qkv(LanguageModel m, ForwardContext ctx, int layer, NDArray h, NDArray[] tables);
@@ -49,6 +63,16 @@ interface Backbone {
 
   /** The final norm and output layer, for any tokens of the last hidden state h (B, T', H) → (B, T', V). */
   NDArray head(LanguageModel m, ForwardContext ctx, NDArray h);
+
+  /** Logits for a batch's ids (B, T): (B, T, V) for a causal LM, class logits (B, num_labels) for an encoder, which reads the batch's token types too. */
+  default NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, Batch batch) {
+    return forward(m, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
+  }
+
+  /** The last layer's output (B, T, H) for a batch's ids, before the head: what sentence-embedding models pool. */
+  default NDArray lastHiddenState(LanguageModel m, ForwardContext ctx, NDArray ids, Batch batch) {
+    return hidden(m, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
+  }
 
   /** Logits (B, T, V) for ids (B, T) at the given absolute positions: the head over {@link #hidden}. */
   default NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
@@ -70,7 +94,7 @@ interface Backbone {
     int rep = c.heads() / c.kvHeads();
     NDArray[] tables = positionTables(m, ctx.manager(), positions);
     NDArray mask = Ops.mask(ctx.manager(), b, t, past, segments, c.slidingWindow(), m.dtype());
-    NDArray h = embed(m, ctx, ids, positions); // (B, T, H)
+    NDArray h = embed(m, ctx, ids, positions, Optional.empty()); // (B, T, H)
     for (int i = 0; i < c.layers(); i++) {
       NDArray[] qkv = qkv(m, ctx, i, h, tables);
       NDArray k = qkv[1];

@@ -25,6 +25,12 @@ public interface BaseModel {
    */
   List<String> headTensors();
 
+  /**
+   * HF names of the tensors an adapter may train whole (PEFT's modules_to_save): the head, and BERT's
+   * pooler, which a checkpoint may lack (both are then initialized as transformers does).
+   */
+  List<String> optionalTensors();
+
   /** One tensor in HF layout; for small tensors (a bias an adapter trains starts from the base's). */
   Tensor hfTensor(String name);
 

@@ -8,14 +8,17 @@ import java.util.Optional;
  * with inputs, -100 where no loss falls; the model shifts them). {@code positionIds} restart at 0
  * for each packed example, and {@code segmentIds} then keep attention inside each example.
  * {@code targets} holds one value per row for sequence classification (a class id, or the value a
- * regression head predicts); token labels are then all -100.
+ * regression head predicts); token labels are then all -100. {@code tokenTypes} are an encoder's
+ * token type ids (BERT's 0 for the first text of a pair and 1 for the second, as the tokenizer's
+ * post-processor gives them); none means all 0.
  */
-public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds, Optional<float[]> targets) {
+public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds, Optional<float[]> targets,
+    Optional<int[][]> tokenTypes) {
   public static final int IGNORE = -100;
 
   /** A batch with token labels (causal LM). */
   public Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds) {
-    this(inputIds, labels, positionIds, segmentIds, Optional.empty());
+    this(inputIds, labels, positionIds, segmentIds, Optional.empty(), Optional.empty());
   }
 
   public Batch {
@@ -27,7 +30,7 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
       throw new IllegalArgumentException("a batch needs at least one row");
     }
     int t = inputIds[0].length;
-    for (int[][] m : new int[][][] {inputIds, labels, positionIds}) {
+    for (int[][] m : tokenTypes.isPresent() ? new int[][][] {inputIds, labels, positionIds, tokenTypes.get()} : new int[][][] {inputIds, labels, positionIds}) {
       if (m.length != b) {
         throw new IllegalArgumentException("batch fields must have " + b + " rows but one has " + m.length);
       }
@@ -93,7 +96,24 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
    * bidirectional attention never reads it (transformers' attention_mask).
    */
   public static Batch classification(int[][] ids, float[] targets) {
+    return classification(ids, new int[ids.length][0], targets);
+  }
+
+  /**
+   * As {@link #classification(int[][], float[])} with each row's token types (a row's may be empty:
+   * all 0), padded with type 0.
+   */
+  public static Batch classification(int[][] ids, int[][] types, float[] targets) {
     int t = Arrays.stream(ids).mapToInt(r -> r.length).max().orElse(0);
+    int[][] tt = new int[ids.length][t];
+    boolean any = false;
+    for (int b = 0; b < ids.length; b++) {
+      if (types[b].length != 0 && types[b].length != ids[b].length) {
+        throw new IllegalArgumentException("row " + b + " has " + types[b].length + " token types for " + ids[b].length + " tokens");
+      }
+      System.arraycopy(types[b], 0, tt[b], 0, types[b].length);
+      any |= Arrays.stream(types[b]).anyMatch(x -> x != 0);
+    }
     int[][] in = new int[ids.length][t];
     int[][] lab = new int[ids.length][t];
     int[][] pos = new int[ids.length][t];
@@ -109,7 +129,7 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
         seg[b][i] = i < ids[b].length ? 0 : 1;
       }
     }
-    return new Batch(in, lab, pos, Optional.of(seg), Optional.of(targets.clone()));
+    return new Batch(in, lab, pos, Optional.of(seg), Optional.of(targets.clone()), any ? Optional.of(tt) : Optional.empty());
   }
 
   /** Packed rows: positions restart per example; the segment id increments whenever a position resets to 0. */

@@ -27,7 +27,7 @@ import java.util.Optional;
  * after the first layer: LN(h1 + act(conv1d(embeddings))), masked, where the convolution reads the
  * embeddings (padding zeroed, as DebertaV2Embeddings multiplies by the mask) with same padding.
  */
-final class DebertaV2Encoder implements Backbone {
+final class DebertaV2Encoder extends EncoderBackbone {
   static final String PREFIX = "deberta.";
 
   /** The relative-attention settings of a DebertaV2Config. */
@@ -142,7 +142,7 @@ final class DebertaV2Encoder implements Backbone {
 
   /** LayerNorm(word [+ absolute position when position_biased_input] [+ token type 0]). */
   @Override
-  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
     NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids);
     if (positionBiasedInput(c)) {
@@ -153,7 +153,7 @@ final class DebertaV2Encoder implements Backbone {
       }
       e = e.add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", ctx.manager().create(positions).toType(DataType.INT64, false)));
     }
-    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c));
+    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c), tokenTypes);
   }
 
   @Override
@@ -224,11 +224,15 @@ final class DebertaV2Encoder implements Backbone {
     }
   }
 
-  /** Class logits (B, num_labels); padding lies in a segment of its own. */
   @Override
-  public NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
+  public String sequenceClassifierClass(ModelConfig c) {
+    return "DebertaV2ForSequenceClassification";
+  }
+
+  /** The last hidden state (B, T, H); padding lies in a segment of its own. */
+  @Override
+  NDArray encode(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
-    EncoderBlocks.refuseCache(c, cache);
     Relative rel = Relative.of(c);
     int b = positions.length;
     int t = positions[0].length;
@@ -237,7 +241,7 @@ final class DebertaV2Encoder implements Backbone {
     double scale = 1.0 / Math.sqrt(c.headDim() * (1.0 + (rel.c2p() ? 1 : 0) + (rel.p2c() ? 1 : 0)));
     Optional<Positions> pos = rel.on() ? Optional.of(Positions.of(m, ctx, rel, b, t)) : Optional.empty(); // c2p and p2c imply rel.on()
     NDArray inputMask = inputMask(mg, positions, segments, m.dtype()); // (B, T, 1): 1 for the row's tokens, 0 for padding
-    NDArray embeddings = embed(m, ctx, ids, positions).mul(inputMask); // DebertaV2Embeddings: embeddings * mask
+    NDArray embeddings = embed(m, ctx, ids, positions, tokenTypes).mul(inputMask); // DebertaV2Embeddings: embeddings * mask
     NDArray h = embeddings;
     for (int i = 0; i < c.layers(); i++) {
       NDArray[] qkv = qkv(m, ctx, i, h, new NDArray[0]);
@@ -262,7 +266,7 @@ final class DebertaV2Encoder implements Backbone {
         h = conv(m, ctx, embeddings, h, inputMask);
       }
     }
-    return head(m, ctx, h);
+    return h;
   }
 
   /** ConvLayer.forward(hidden_states = the embeddings, residual_states = layer 0's output, input_mask). e and h (B, T, H). */

@@ -104,15 +104,45 @@ final class EncoderBlocks {
   }
 
   /**
-   * The embeddings' last steps under {@code prefix} ("roberta.embeddings."): token type 0's
-   * embedding added when the model has token types (RoBERTa's tokenizers give pairs type 0 too),
-   * then LayerNorm. e (B, T, H).
+   * The embeddings' last steps under {@code prefix} ("roberta.embeddings."): the token types'
+   * embedding added when the model has token types (none given: type 0 everywhere, which is also
+   * what RoBERTa's tokenizers give pairs; each must be below type_vocab_size), then LayerNorm. e (B, T, H).
    */
-  static NDArray finishEmbeddings(LanguageModel m, ForwardContext ctx, String prefix, NDArray e, int typeVocab) {
+  static NDArray finishEmbeddings(LanguageModel m, ForwardContext ctx, String prefix, NDArray e, int typeVocab, Optional<int[][]> tokenTypes) {
     if (typeVocab > 0) {
       Shape bt = new Shape(e.getShape().get(0), e.getShape().get(1));
-      e = e.add(m.embed(ctx, prefix + "token_type_embeddings.weight", ctx.manager().zeros(bt, DataType.INT64)));
-    }
+      NDArray types = ctx.manager().zeros(bt, DataType.INT64);
+      if (tokenTypes.isPresent()) {
+        int[][] tt = tokenTypes.get();
+        for (int b = 0; b < tt.length; b++) {
+          for (int i = 0; i < tt[b].length; i++) {
+            if (tt[b][i] < 0 || tt[b][i] >= typeVocab) {
+              throw new IllegalArgumentException("row " + b + ", token " + i + " has token type " + tt[b][i] + " but " + m.config().modelType()
+                  + "'s type_vocab_size is " + typeVocab + ", expected 0.." + (typeVocab - 1));
+            }
+          }
+        }
+        types = ctx.manager().create(tt).toType(DataType.INT64, false);
+      }
+      e = e.add(m.embed(ctx, prefix + "token_type_embeddings.weight", types));
+    } // type_vocab_size 0 (DeBERTa-v3): the tokenizer's token types are not read, as DebertaV2Embeddings reads none
     return layerNorm(m, ctx, prefix + "LayerNorm", e);
+  }
+
+  /**
+   * The last hidden state (B, T, H) of an encoder whose layers are BERT's (RoBERTa, BERT):
+   * embeddings, then each layer's q, k, v under bidirectional attention (padding lies in a segment
+   * of its own) and the rest of the layer. Its head on it gives the class logits.
+   */
+  static NDArray encode(Backbone e, LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments,
+      Optional<int[][]> tokenTypes) {
+    ModelConfig c = m.config();
+    NDArray mask = mask(ctx.manager(), positions.length, positions[0].length, segments, m.dtype());
+    NDArray h = e.embed(m, ctx, ids, positions, tokenTypes);
+    for (int i = 0; i < c.layers(); i++) {
+      NDArray[] qkv = e.qkv(m, ctx, i, h, new NDArray[0]);
+      h = e.rest(m, ctx, i, h, Ops.attention(qkv[0], qkv[1], qkv[2], mask));
+    }
+    return h;
   }
 }

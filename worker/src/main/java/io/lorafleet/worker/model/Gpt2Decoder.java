@@ -3,6 +3,7 @@ package io.lorafleet.worker.model;
 import ai.djl.ndarray.NDArray;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * GPT-2 (GPT2LMHeadModel), following transformers' modeling_gpt2.py: learned positions, pre-LayerNorm
@@ -54,7 +55,7 @@ final class Gpt2Decoder implements Backbone {
 
   /** Token plus learned position embeddings (B, T, H). */
   @Override
-  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
     for (int[] row : positions) {
       for (int p : row) {

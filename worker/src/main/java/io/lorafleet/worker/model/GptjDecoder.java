@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * GPT-J (GPTJForCausalLM), following transformers' modeling_gptj.py: each block reads one
@@ -108,7 +109,7 @@ final class GptjDecoder implements Backbone {
   }
 
   @Override
-  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     return m.embed(ctx, "transformer.wte.weight", ids);
   }
 

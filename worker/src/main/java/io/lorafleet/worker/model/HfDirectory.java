@@ -42,7 +42,8 @@ public final class HfDirectory {
    * {@code quantize} says. A checkpoint stored quantized (bitsandbytes NF4, GPTQ INT4; see
    * {@link QuantizedCheckpoint}) is read as stored, and {@code quantize} must then be none.
    */
-  static LanguageModel load(Path dir, Device device, DataType dtype, Quantization quantize) {
+  static LanguageModel load(Path given, Device device, DataType dtype, Quantization quantize) {
+    Path dir = modelDir(given);
     Path configFile = requireFile(dir, "config.json");
     ModelConfig config = ModelConfig.read(configFile);
     QuantizedCheckpoint stored = QuantizedCheckpoint.of(config.raw(), configFile.toString());
@@ -90,6 +91,19 @@ public final class HfDirectory {
       m.close();
       throw e;
     }
+  }
+
+  /** sentence-transformers' older layout keeps the Hugging Face model in this subdirectory, beside modules.json and the pooling config. */
+  public static final String SENTENCE_TRANSFORMERS_MODULE = io.lorafleet.worker.tokenizer.TokenizerFiles.SENTENCE_TRANSFORMERS_MODULE;
+
+  /**
+   * The Hugging Face model directory {@code dir} names: itself, or, for a sentence-transformers
+   * directory of the older layout (no config.json of its own), its {@code 0_Transformer/}. Newer
+   * sentence-transformers directories hold the model at their top, with its keys unprefixed.
+   */
+  public static Path modelDir(Path dir) {
+    Path module = dir.resolve(SENTENCE_TRANSFORMERS_MODULE);
+    return !Files.isRegularFile(dir.resolve("config.json")) && Files.isRegularFile(module.resolve("config.json")) ? module : dir;
   }
 
   static Path requireFile(Path dir, String name) {
@@ -148,7 +162,7 @@ public final class HfDirectory {
     if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
       keys.add(name.substring("transformer.".length()));
     }
-    for (String prefix : List.of(RobertaEncoder.PREFIX, DebertaV2Encoder.PREFIX)) { // RobertaModel / DebertaV2Model save without it
+    for (String prefix : List.of(RobertaEncoder.PREFIX, BertEncoder.PREFIX, DebertaV2Encoder.PREFIX)) { // RobertaModel / BertModel / DebertaV2Model save without it
       if (c.arch().encoder() && name.startsWith(prefix)) {
         keys.add(name.substring(prefix.length()));
       }

@@ -63,6 +63,7 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
     this.params = List.copyOf(backbone.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
     this.headTensors = backbone.headParams(config).stream().map(ParamSpec::name).toList();
+    List<String> initialized = backbone.initializedWhenMissing(config);
     this.linears = backbone.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
     this.manager = manager;
     this.dtype = dtype;
@@ -81,8 +82,8 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
         quantized.put(p.name(), q.get());
         continue;
       }
-      // a head the checkpoint lacks is made as transformers' _init_weights makes it
-      float[] hf = headTensors.contains(p.name()) && !source.has(p) ? HeadInit.tensor(config, p).toFloatArray() : source.dense(p);
+      // a head (or BERT's pooler) the checkpoint lacks is made as transformers' _init_weights makes it
+      float[] hf = initialized.contains(p.name()) && !source.has(p) ? HeadInit.tensor(config, p).toFloatArray() : source.dense(p);
       float[] data = p.transposed() ? transpose(hf, (int) p.hfShape()[0], (int) p.hfShape()[1]) : hf;
       weights.put(p.name(), manager.create(data, new Shape(p.computeShape())).toType(dtype, false));
     }
@@ -281,10 +282,16 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
     return Tensor.ofFloats(data, p.hfShape());
   }
 
+  /** The last hidden state (B, T, H) for a batch's inputs: an encoder's output before its pooler and classifier, which sentence-embedding models pool. */
+  public NDArray lastHiddenState(ForwardContext ctx, Batch batch) {
+    NDArray ids = ctx.manager().create(batch.inputIds()).toType(DataType.INT64, false);
+    return backbone.lastHiddenState(this, ctx, ids, batch);
+  }
+
   /** Logits (B, T, V) for a batch's inputs. */
   public NDArray forward(ForwardContext ctx, Batch batch) {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(DataType.INT64, false);
-    return backbone.forward(this, ctx, ids, batch.positionIds(), batch.segmentIds(), Optional.empty());
+    return backbone.forward(this, ctx, ids, batch);
   }
 
   /** Logits for new tokens (B, T) continuing the positions already in the cache. */
@@ -318,6 +325,11 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
     NDArray idArr = ctx.manager().create(ids).toType(DataType.INT64, false);
     NDArray h = backbone.hidden(this, ctx, idArr, positions, Optional.of(segments), Optional.of(cache)); // (B, T, H)
     return backbone.head(this, ctx, h.get(new NDIndex(":, -1:, :"))); // (B, 1, V)
+  }
+
+  @Override
+  public List<String> optionalTensors() {
+    return backbone.initializedWhenMissing(config);
   }
 
   @Override

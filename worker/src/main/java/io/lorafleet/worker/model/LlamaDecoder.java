@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * The Llama family (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), following
@@ -72,7 +73,7 @@ final class LlamaDecoder implements Backbone {
   }
 
   @Override
-  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     return m.embed(ctx, "model.embed_tokens.weight", ids);
   }
 

@@ -249,7 +249,7 @@ public record ModelConfig(
             + "hidden_size / num_attention_heads = " + hidden / heads);
       }
     }
-    double eps = c.path("layer_norm_eps").asDouble(arch == Architecture.ROBERTA ? 1e-12 : 1e-7);
+    double eps = c.path("layer_norm_eps").asDouble(arch == Architecture.DEBERTA_V2 ? 1e-7 : 1e-12);
     ModelConfig config = new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, heads,
         hidden / heads, integer(c, "intermediate_size", where), eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true,
         true, c);

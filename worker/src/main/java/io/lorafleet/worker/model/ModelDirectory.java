@@ -94,8 +94,7 @@ public final class ModelDirectory {
     ObjectNode config = model.config().raw().deepCopy();
     config.remove("quantization_config");
     if (model.config().arch().encoder()) { // a base saved for masked LM (roberta-base) exports as the classifier it now is
-      config.putArray("architectures").add(model.config().arch() == Architecture.ROBERTA ? "RobertaForSequenceClassification"
-          : "DebertaV2ForSequenceClassification");
+      config.putArray("architectures").add(model.backbone().sequenceClassifierClass(model.config()));
     }
     write(dir, config.put("torch_dtype", dtype.torchName()), tensors, maxShardBytes);
     for (String f : TOKENIZER_FILES) {
@@ -158,8 +157,8 @@ public final class ModelDirectory {
    */
   public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed, List<String> labels) throws IOException {
     var specials = switch (spec.modelType()) {
-      case "roberta" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.ROBERTA;
-      case "deberta-v2" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
+      case "roberta", "xlm-roberta" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.ROBERTA;
+      case "deberta-v2", "bert" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
       default -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.BOS;
     };
     int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words, specials);
@@ -167,7 +166,7 @@ public final class ModelDirectory {
     ObjectNode cfgJson = sized.configJson(io.lorafleet.worker.tokenizer.TokenizerFiles.BOS, io.lorafleet.worker.tokenizer.TokenizerFiles.EOS);
     if (!labels.isEmpty()) {
       if (!cfgJson.has("id2label")) {
-        throw new IllegalArgumentException("--labels applies to the sequence classifiers (roberta, deberta-v2), not " + spec.modelType());
+        throw new IllegalArgumentException("--labels applies to the sequence classifiers (bert, roberta, xlm-roberta, deberta-v2), not " + spec.modelType());
       }
       if (labels.stream().distinct().count() != labels.size()) {
         throw new IllegalArgumentException("--labels must name each class once but found " + labels);

@@ -26,6 +26,7 @@ public final class ModelSkeleton implements BaseModel {
   private final Map<String, SafetensorsReader> byTensor;
   private final Map<String, String> keyOf;
   private final List<String> headTensors;
+  private final List<String> initialized;
 
   private ModelSkeleton(String dir, ModelConfig config, Map<String, SafetensorsReader> byTensor) {
     this.dir = dir;
@@ -37,6 +38,7 @@ public final class ModelSkeleton implements BaseModel {
     this.byTensor = byTensor;
     this.keyOf = new LinkedHashMap<>();
     this.headTensors = decoder.headParams(config).stream().map(ParamSpec::name).toList();
+    this.initialized = decoder.initializedWhenMissing(config);
     io.lorafleet.worker.quant.QuantizedCheckpoint stored = io.lorafleet.worker.quant.QuantizedCheckpoint.of(config.raw(), dir + "/config.json");
     Map<String, LinearSpec> quantizable = new java.util.HashMap<>();
     linears.stream().filter(LinearSpec::quantizable).forEach(l -> quantizable.put(l.weightKey(), l));
@@ -46,8 +48,8 @@ public final class ModelSkeleton implements BaseModel {
         continue; // its parts are checked where the weights are loaded; the driver never reads them
       }
       Optional<String> found = HfDirectory.hfKeyCandidates(config, p.name()).stream().filter(byTensor::containsKey).findFirst();
-      if (found.isEmpty() && headTensors.contains(p.name())) {
-        continue; // a base without this task's head: it is initialized where it is needed (HeadInit)
+      if (found.isEmpty() && initialized.contains(p.name())) {
+        continue; // a base without this task's head (or BERT's pooler): it is initialized where it is needed (HeadInit)
       }
       String key = found
           .orElseThrow(() -> new IllegalArgumentException(dir + ": missing tensor '" + p.name() + "' (shape " + Arrays.toString(p.hfShape())
@@ -63,7 +65,16 @@ public final class ModelSkeleton implements BaseModel {
       }
       keyOf.put(p.name(), key);
     }
+    List<String> frozenMade = initialized.stream().filter(n -> !headTensors.contains(n) && !keyOf.containsKey(n)).toList();
+    if (!frozenMade.isEmpty() && WARNED.add(dir)) {
+      LOG.warn("{}: the checkpoint has no {} (sentence-embedding models such as all-MiniLM-L6-v2 save no pooler): it is initialized as "
+          + "transformers initializes a missing module (normal(0, initializer_range), here seeded by its name) and stays frozen, as PEFT's SEQ_CLS "
+          + "trains only the classifier; a merged model saves it", dir, frozenMade);
+    }
   }
+
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ModelSkeleton.class);
+  private static final java.util.Set<String> WARNED = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
   /** Whether the checkpoint holds projection {@code l} in a quantized form (bitsandbytes' quant_state, GPTQ's qweight). */
   private static boolean storedQuantized(io.lorafleet.worker.quant.QuantizedCheckpoint stored, LinearSpec l, Map<String, SafetensorsReader> byTensor) {
@@ -72,7 +83,8 @@ public final class ModelSkeleton implements BaseModel {
   }
 
   /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */
-  public static ModelSkeleton read(Path dir) {
+  public static ModelSkeleton read(Path given) {
+    Path dir = HfDirectory.modelDir(given);
     ModelConfig config = ModelConfig.read(HfDirectory.requireFile(dir, "config.json"));
     return new ModelSkeleton(dir.toString(), config, HfDirectory.openWeights(dir));
   }
@@ -111,6 +123,11 @@ public final class ModelSkeleton implements BaseModel {
   }
 
   @Override
+  public List<String> optionalTensors() {
+    return initialized;
+  }
+
+  @Override
   public List<String> headTensors() {
     return headTensors;
   }
@@ -118,7 +135,7 @@ public final class ModelSkeleton implements BaseModel {
   @Override
   public Tensor hfTensor(String name) {
     String key = keyOf.get(name);
-    if (key == null && headTensors.contains(name)) {
+    if (key == null && initialized.contains(name)) {
       return HeadInit.tensor(config, paramByName.get(name));
     }
     if (key == null) {

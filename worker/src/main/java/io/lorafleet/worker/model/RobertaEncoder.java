@@ -14,11 +14,12 @@ import java.util.Optional;
  * the first token, out_proj(tanh(dense(h[:, 0]))). Dropout is off, as in eval mode. Keys carry
  * transformers' "roberta." prefix; a checkpoint written by RobertaModel (no prefix) loads too.
  */
-final class RobertaEncoder implements Backbone {
+final class RobertaEncoder extends BertLayers {
   static final String PREFIX = "roberta.";
 
-  private static String layer(int i) {
-    return PREFIX + "encoder.layer." + i + ".";
+  @Override
+  String prefix() {
+    return PREFIX;
   }
 
   static int typeVocab(ModelConfig c) {
@@ -30,31 +31,10 @@ final class RobertaEncoder implements Backbone {
   }
 
   @Override
-  public List<LinearSpec> linears(ModelConfig c) {
-    List<LinearSpec> out = new ArrayList<>();
-    int h = c.hidden();
-    for (int i = 0; i < c.layers(); i++) {
-      String p = layer(i);
-      String x = p + "attention.self"; // q, k and v read the layer input
-      out.add(new LinearSpec(p + "attention.self.query", i, h, h, true, x));
-      out.add(new LinearSpec(p + "attention.self.key", i, h, h, true, x));
-      out.add(new LinearSpec(p + "attention.self.value", i, h, h, true, x));
-      out.addAll(EncoderBlocks.blockLinears(c, p, i));
-    }
-    return out;
-  }
-
-  @Override
   public List<ParamSpec> params(ModelConfig c) {
     List<ParamSpec> out = new ArrayList<>();
     int h = c.hidden();
-    out.add(new ParamSpec(PREFIX + "embeddings.word_embeddings.weight", new long[] {c.vocabSize(), h}, false));
-    out.add(new ParamSpec(PREFIX + "embeddings.position_embeddings.weight", new long[] {c.maxPositions(), h}, false));
-    if (typeVocab(c) > 0) {
-      out.add(new ParamSpec(PREFIX + "embeddings.token_type_embeddings.weight", new long[] {typeVocab(c), h}, false));
-    }
-    out.addAll(EncoderBlocks.layerNorm(PREFIX + "embeddings.LayerNorm", h));
-    out.addAll(EncoderBlocks.linearParams(c, linears(c)));
+    out.addAll(stackParams(c, typeVocab(c)));
     out.addAll(headParams(c));
     return out;
   }
@@ -68,7 +48,7 @@ final class RobertaEncoder implements Backbone {
 
   /** LayerNorm(word + position + token type 0), positions offset past the pad id as RoBERTa numbers them. */
   @Override
-  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions) {
+  public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
     int offset = padId(c) + 1;
     int[][] pos = new int[positions.length][];
@@ -84,20 +64,7 @@ final class RobertaEncoder implements Backbone {
     }
     NDArray posIds = ctx.manager().create(pos).toType(DataType.INT64, false);
     NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids).add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", posIds));
-    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c));
-  }
-
-  @Override
-  public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
-    ModelConfig c = m.config();
-    String p = layer(i) + "attention.self.";
-    return new NDArray[] {Ops.heads(m.linear(ctx, h, p + "query"), c.heads(), c.headDim()), Ops.heads(m.linear(ctx, h, p + "key"), c.heads(), c.headDim()),
-        Ops.heads(m.linear(ctx, h, p + "value"), c.heads(), c.headDim())};
-  }
-
-  @Override
-  public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
-    return EncoderBlocks.rest(m, ctx, layer(i), h, a);
+    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c), tokenTypes);
   }
 
   /** RobertaClassificationHead on the first token: (B, T', H) → (B, num_labels). */
@@ -107,17 +74,10 @@ final class RobertaEncoder implements Backbone {
     return EncoderBlocks.headLinear(m, ctx, x, "classifier.out_proj");
   }
 
-  /** Class logits (B, num_labels) under bidirectional attention; padding lies in a segment of its own. */
   @Override
-  public NDArray forward(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
-    ModelConfig c = m.config();
-    EncoderBlocks.refuseCache(c, cache);
-    NDArray mask = EncoderBlocks.mask(ctx.manager(), positions.length, positions[0].length, segments, m.dtype());
-    NDArray h = embed(m, ctx, ids, positions);
-    for (int i = 0; i < c.layers(); i++) {
-      NDArray[] qkv = qkv(m, ctx, i, h, new NDArray[0]);
-      h = rest(m, ctx, i, h, Ops.attention(qkv[0], qkv[1], qkv[2], mask));
-    }
-    return head(m, ctx, h);
+  public String sequenceClassifierClass(ModelConfig c) {
+    return c.modelType().equals("xlm-roberta") ? "XLMRobertaForSequenceClassification" : "RobertaForSequenceClassification";
   }
+
+  /** Class logits (B, num_labels) under bidirectional attention, token types all 0; padding lies in a segment of its own. */
 }

@@ -39,7 +39,7 @@ public final class Segments {
   /** The input embeddings (B, T, H). */
   public NDArray embed() {
     NDArray ids = ctx.manager().create(batch.inputIds()).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return backbone.embed(m, ctx, ids, batch.positionIds());
+    return backbone.embed(m, ctx, ids, batch.positionIds(), batch.tokenTypes());
   }
 
   /** Layer i's q (B, nh, T, hd), k and v (B, nkv, T, hd) from its input h. */

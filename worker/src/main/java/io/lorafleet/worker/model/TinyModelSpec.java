@@ -5,8 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 
 /**
  * The shape of a small randomly initialised model, written in exactly the HF layout by
- * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2, gpt2, gptj, roberta or
- * deberta-v2 (a sequence classifier with two labels).
+ * {@link ModelDirectory}. {@code modelType} is llama, mistral, qwen2, gpt2, gptj, or one of the
+ * sequence classifiers (two labels) roberta, xlm-roberta, bert and deberta-v2.
  */
 public record TinyModelSpec(String modelType, int layers, int hidden, int heads, int kvHeads, int intermediate, int vocab, int maxPositions, boolean tieEmbeddings) {
   public TinyModelSpec {
@@ -56,7 +56,7 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
       c.put("activation_function", "gelu_new");
       c.put("layer_norm_epsilon", 1e-5);
       c.put("tie_word_embeddings", false);
-    } else if (modelType.equals("roberta") || modelType.equals("deberta-v2")) {
+    } else if (Architecture.forModelType(modelType, "init-model --arch").encoder()) {
       encoderConfig(c);
     } else {
       String arch = switch (modelType) {
@@ -84,10 +84,12 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
     return c;
   }
 
-  /** config.json of a RoBERTa or DeBERTa-v2 sequence classifier with two labels. */
+  /** config.json of a RoBERTa, BERT or DeBERTa-v2 sequence classifier with two labels. */
   private void encoderConfig(ObjectNode c) {
-    boolean roberta = modelType.equals("roberta");
-    c.putArray("architectures").add(roberta ? "RobertaForSequenceClassification" : "DebertaV2ForSequenceClassification");
+    ModelConfig shape = ModelConfig.fromJson(new ObjectMapper().createObjectNode().put("model_type", modelType).put("hidden_size", hidden)
+        .put("num_attention_heads", heads).put("num_hidden_layers", layers).put("intermediate_size", intermediate).put("vocab_size", vocab), modelType);
+    boolean roberta = shape.arch() == Architecture.ROBERTA;
+    c.putArray("architectures").add(Backbone.of(shape).sequenceClassifierClass(shape));
     c.put("hidden_size", hidden);
     c.put("num_hidden_layers", layers);
     c.put("num_attention_heads", heads);
@@ -102,6 +104,10 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
       c.put("max_position_embeddings", maxPositions + io.lorafleet.worker.tokenizer.TokenizerFiles.PAD + 1);
       c.put("type_vocab_size", 1);
       c.put("layer_norm_eps", 1e-5);
+    } else if (shape.arch() == Architecture.BERT) { // bert-base's: positions from 0, two token types
+      c.put("max_position_embeddings", maxPositions);
+      c.put("type_vocab_size", 2);
+      c.put("layer_norm_eps", 1e-12);
     } else { // DeBERTa-v3's shape: relative attention only, shared keys, log buckets beyond ±4
       c.put("max_position_embeddings", maxPositions);
       c.put("type_vocab_size", 0);

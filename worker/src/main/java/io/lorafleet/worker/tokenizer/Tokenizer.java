@@ -41,7 +41,9 @@ public final class Tokenizer implements AutoCloseable {
     this.tokenizerConfig = cfg;
   }
 
-  public static Tokenizer load(Path modelDir) {
+  public static Tokenizer load(Path given) {
+    Path module = given.resolve(TokenizerFiles.SENTENCE_TRANSFORMERS_MODULE); // sentence-transformers' older layout keeps it there
+    Path modelDir = !Files.isRegularFile(given.resolve("tokenizer.json")) && Files.isRegularFile(module.resolve("tokenizer.json")) ? module : given;
     Path json = modelDir.resolve("tokenizer.json");
     if (!Files.isRegularFile(json)) {
       throw new IllegalArgumentException(modelDir + ": tokenizer.json is missing");
@@ -89,10 +91,24 @@ public final class Tokenizer implements AutoCloseable {
   /**
    * A text, or a pair of texts, with the special tokens the tokenizer's post-processor puts around
    * them (RoBERTa's &lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;, BERT's and DeBERTa's [CLS] A [SEP] B [SEP]): what
-   * transformers' tokenizer(text, text_pair) gives a sequence classifier.
+   * transformers' tokenizer(text, text_pair) gives a sequence classifier, with the token type ids
+   * the post-processor gives them (BERT's 1 for the second text of a pair and its [SEP]).
    */
-  public int[] encodeForClassification(String text, Optional<String> pair) {
-    return ints(pair.isPresent() ? hf.encode(text, pair.get(), true, false).getIds() : hf.encode(text, true, false).getIds());
+  public Classified encodeForClassification(String text, Optional<String> pair) {
+    return classified(pair.isPresent() ? hf.encode(text, pair.get(), true, false) : hf.encode(text, true, false));
+  }
+
+  /** A classifier's input: token ids and their token type ids (as long as the ids). */
+  public record Classified(int[] ids, int[] types) {
+    public Classified {
+      if (types.length != ids.length) {
+        throw new IllegalArgumentException(types.length + " token types for " + ids.length + " tokens");
+      }
+    }
+  }
+
+  private static Classified classified(ai.djl.huggingface.tokenizers.Encoding e) {
+    return new Classified(ints(e.getIds()), ints(e.getTypeIds()));
   }
 
   /**
@@ -101,7 +117,7 @@ public final class Tokenizer implements AutoCloseable {
    * from the end of the longer text, one at a time (longest_first), and the special tokens are put
    * around what is left.
    */
-  public int[] encodeForClassification(String text, Optional<String> pair, int maxLength) {
+  public Classified encodeForClassification(String text, Optional<String> pair, int maxLength) {
     HuggingFaceTokenizer t = truncating.computeIfAbsent(maxLength, n -> {
       try {
         return HuggingFaceTokenizer.builder().optTokenizerPath(json).optAddSpecialTokens(true).optTruncation(true).optMaxLength(n).optPadding(false).build();
@@ -109,7 +125,7 @@ public final class Tokenizer implements AutoCloseable {
         throw new IllegalArgumentException(json + ": cannot load tokenizer: " + e.getMessage(), e);
       }
     });
-    return ints(pair.isPresent() ? t.encode(text, pair.get(), true, false).getIds() : t.encode(text, true, false).getIds());
+    return classified(pair.isPresent() ? t.encode(text, pair.get(), true, false) : t.encode(text, true, false));
   }
 
   private static int[] ints(long[] ids) {

@@ -17,6 +17,9 @@ import java.util.Map;
  * tokens &lt;pad&gt;, &lt;s&gt;, &lt;/s&gt;, &lt;unk&gt;.
  */
 public final class TokenizerFiles {
+  /** sentence-transformers' older layout keeps the Hugging Face model and its tokenizer in this subdirectory, beside modules.json. */
+  public static final String SENTENCE_TRANSFORMERS_MODULE = "0_Transformer";
+
   public static final List<String> SPECIALS = List.of("<pad>", "<s>", "</s>", "<unk>");
   public static final int PAD = 0;
   public static final int BOS = 1;

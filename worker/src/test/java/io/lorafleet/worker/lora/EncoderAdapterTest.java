@@ -170,4 +170,60 @@ class EncoderAdapterTest {
       }
     }
   }
+
+  /**
+   * BERT saved as sentence-transformers saves it (no pooler, no head): by default only the
+   * classifier is trained whole and the pooler is an initialized frozen tensor; with
+   * modules_to_save pooler,classifier the pooler is trained and saved too, read back, merged and
+   * exported. What an adapter cannot train whole, or a list without the head, is refused by name.
+   */
+  @org.junit.jupiter.api.Test
+  void bertsPoolerIsFrozenUnlessModulesToSaveNamesIt() throws Exception {
+    Path base = tmp.resolve("bert-base");
+    Map<String, Tensor> t = new LinkedHashMap<>(TinyModels.tensors(TinyModels.BERT, 3));
+    t.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("bert.pooler"));
+    ModelDirectory.write(base, TinyModels.BERT.configJson(1, 2), t);
+    List<String> pooler = List.of("bert.pooler.dense.weight", "bert.pooler.dense.bias");
+    List<String> head = List.of("classifier.weight", "classifier.bias");
+    try (LanguageModel m = LanguageModel.load(base, Device.cpu(), DataType.FLOAT32)) {
+      ModelSkeleton sk = ModelSkeleton.read(base);
+      assertEquals(head, LoraModel.create(m, LoraConfig.of(2, 4, List.of("query", "value"))).biases(), "PEFT's SEQ_CLS default: the classifier alone");
+      for (String x : pooler) {
+        assertArrayEquals(m.hfTensor(x).toFloatArray(), sk.hfTensor(x).toFloatArray(), x + ": the same initialized pooler on the driver and the workers");
+      }
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("query", "value")).withModulesToSave(List.of("pooler", "classifier")));
+      List<String> whole = new java.util.ArrayList<>(pooler);
+      whole.addAll(head);
+      assertEquals(whole, lora.biases());
+      float[] p = TinyModels.trained(lora, 5);
+      float[] unmerged = logits(lora, p);
+      Path out = tmp.resolve("bert-adapter");
+      AdapterFormat.write(out, lora, p, Map.of());
+      JsonNode cfg = new ObjectMapper().readTree(out.resolve(AdapterFormat.CONFIG).toFile());
+      assertEquals("[\"pooler\",\"classifier\"]", cfg.get("modules_to_save").toString());
+      SafetensorsReader saved = SafetensorsReader.open(out.resolve(AdapterFormat.WEIGHTS));
+      for (String x : whole) {
+        assertTrue(saved.info("base_model.model." + x).isPresent(), x + " saved as modules_to_save");
+      }
+      AdapterFormat.Loaded back = AdapterFormat.read(out, sk);
+      assertEquals(whole, back.model().biases(), "read back with its modules_to_save");
+      assertArrayEquals(p, back.values());
+      lora.merge(p);
+      assertArrayEquals(unmerged, logits(new FrozenModel(m), new float[0]), 1e-5f);
+      Path export = tmp.resolve("bert-merged");
+      ModelDirectory.export(export, m, base);
+      try (LanguageModel reloaded = LanguageModel.load(export, Device.cpu(), DataType.FLOAT32)) {
+        assertArrayEquals(unmerged, logits(new FrozenModel(reloaded), new float[0]), 1e-5f);
+        assertArrayEquals(lora.layout().slice(p, lora.layout().slot("base_model.model." + pooler.get(0)).orElseThrow()), reloaded.hfTensor(pooler.get(0))
+            .toFloatArray(), "the trained pooler is exported");
+      }
+      lora.unmerge(p);
+      for (var c : Map.of(List.of("pooler"), "leaves out the classification head", List.of("query", "classifier"), "which lorafleet does not train whole",
+          List.of("decoder", "classifier"), "names no module").entrySet()) {
+        var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+            () -> LoraModel.create(m, LoraConfig.of(2, 4, List.of("query")).withModulesToSave(c.getKey())));
+        assertTrue(e.getMessage().contains(c.getValue()), e.getMessage());
+      }
+    }
+  }
 }

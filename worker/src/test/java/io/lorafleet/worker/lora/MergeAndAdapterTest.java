@@ -156,7 +156,7 @@ class MergeAndAdapterTest {
       ObjectMapper json = new ObjectMapper();
       String original = Files.readString(cfg);
       Map<String, String> cases = Map.of(
-          "{\"modules_to_save\": [\"lm_head\"]}", "modules_to_save is [\"lm_head\"]",
+          "{\"modules_to_save\": [\"lm_head\"]}", "modules_to_save [lm_head] applies to the sequence classifiers",
           "{\"lora_bias\": true}", "lora_bias is true",
           "{\"exclude_modules\": \"q_proj\"}", "exclude_modules is \"q_proj\"",
           "{\"layers_pattern\": \"layers\"}", "layers_pattern is \"layers\"",

@@ -96,8 +96,9 @@ class EncoderReferenceTest {
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(conv, "cfg.json")).getMessage().contains("conv_kernel_size 4"));
     ObjectNode multi = TinyModels.ROBERTA.configJson(1, 2).put("problem_type", "multi_label_classification");
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(multi, "cfg.json")).getMessage().contains("multi_label"));
-    ObjectNode bert = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "bert");
-    assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(bert, "cfg.json")).getMessage().contains("roberta, deberta-v2"));
+    ObjectNode distil = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "distilbert");
+    String refused = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(distil, "cfg.json")).getMessage();
+    assertTrue(refused.contains("'distilbert'") && refused.contains("roberta, xlm-roberta, bert, deberta-v2"), refused);
   }
 
   /** The state_dict keys of RobertaForSequenceClassification and DebertaV2ForSequenceClassification (v3 config), listed from their modules, for 2 layers. */
@@ -145,15 +146,7 @@ class EncoderReferenceTest {
     Map<String, Tensor> t = TinyModels.tensors(c, 31);
     Path dir = tmp.resolve(spec.modelType() + cfgJson.hashCode());
     ModelDirectory.write(dir, cfgJson, t);
-    Map<String, double[]> w = new LinkedHashMap<>();
-    t.forEach((k, v) -> {
-      float[] f = v.toFloatArray();
-      double[] d = new double[f.length];
-      for (int i = 0; i < f.length; i++) {
-        d[i] = f[i];
-      }
-      w.put(k, d);
-    });
+    Map<String, double[]> w = doubles(t);
     double[] wantLong = ref.logits(w, c, LONG);
     double[] wantShort = ref.logits(w, c, SHORT);
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
@@ -170,6 +163,20 @@ class EncoderReferenceTest {
   }
 
   // ---- float64 reference pieces ----
+
+  /** Each tensor's values widened to double, by name. */
+  static Map<String, double[]> doubles(Map<String, Tensor> tensors) {
+    Map<String, double[]> w = new LinkedHashMap<>();
+    tensors.forEach((k, v) -> {
+      float[] f = v.toFloatArray();
+      double[] d = new double[f.length];
+      for (int i = 0; i < f.length; i++) {
+        d[i] = f[i];
+      }
+      w.put(k, d);
+    });
+    return w;
+  }
 
   /** x (T, in) · Wᵀ + b, W (out, in) row-major as stored. */
   static double[][] linear(double[][] x, double[] wt, double[] b) {
@@ -296,42 +303,14 @@ class EncoderReferenceTest {
     return s;
   }
 
-  /** RobertaForSequenceClassification on one unpadded row. */
+  /** RobertaForSequenceClassification on one unpadded row: BERT's layers (see {@link BertReferenceTest#lastHidden}) at RoBERTa's positions, and its head. */
   static double[] roberta(Map<String, double[]> w, ModelConfig c, int[] ids) {
-    int h = c.hidden();
-    int nh = c.heads();
-    int hd = h / nh;
     int pad = c.raw().get("pad_token_id").asInt();
     int[] pos = new int[ids.length];
     for (int i = 0; i < ids.length; i++) {
       pos[i] = pad + 1 + i; // cumsum(ids != pad) + pad for a row without pad ids
     }
-    String e = "roberta.embeddings.";
-    double[][] x = add(add(rows(w.get(e + "word_embeddings.weight"), ids, h), rows(w.get(e + "position_embeddings.weight"), pos, h)),
-        rows(w.get(e + "token_type_embeddings.weight"), new int[ids.length], h));
-    x = layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), c.normEps());
-    for (int l = 0; l < c.layers(); l++) {
-      String p = "roberta.encoder.layer." + l + ".";
-      double[][] q = linear(x, w.get(p + "attention.self.query.weight"), w.get(p + "attention.self.query.bias"));
-      double[][] k = linear(x, w.get(p + "attention.self.key.weight"), w.get(p + "attention.self.key.bias"));
-      double[][] v = linear(x, w.get(p + "attention.self.value.weight"), w.get(p + "attention.self.value.bias"));
-      double[][] a = new double[ids.length][h];
-      for (int head = 0; head < nh; head++) {
-        for (int i = 0; i < ids.length; i++) {
-          double[] s = new double[ids.length];
-          for (int j = 0; j < ids.length; j++) {
-            s[j] = dot(q[i], head * hd, k[j], head * hd, hd) / Math.sqrt(hd);
-          }
-          double[] pr = softmax(s);
-          for (int j = 0; j < ids.length; j++) {
-            for (int d = 0; d < hd; d++) {
-              a[i][head * hd + d] += pr[j] * v[j][head * hd + d];
-            }
-          }
-        }
-      }
-      x = block(w, p, x, a, c.normEps());
-    }
+    double[][] x = BertReferenceTest.lastHidden(w, c, ids, new int[ids.length], pos, "roberta.");
     double[][] first = {x[0]};
     double[][] dense = map(linear(first, w.get("classifier.dense.weight"), w.get("classifier.dense.bias")), Math::tanh);
     return linear(dense, w.get("classifier.out_proj.weight"), w.get("classifier.out_proj.bias"))[0];

@@ -126,9 +126,9 @@ class GptjReferenceTest {
     ObjectNode odd = TinyModels.GPTJ.configJson(1, 2);
     odd.put("rotary_dim", 3);
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(odd, "config.json")).getMessage().contains("rotary_dim"));
-    ObjectNode bert = TinyModels.GPTJ.configJson(1, 2);
-    bert.put("model_type", "bert");
-    String msg = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(bert, "config.json")).getMessage();
+    ObjectNode t5 = TinyModels.GPTJ.configJson(1, 2);
+    t5.put("model_type", "t5");
+    String msg = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(t5, "config.json")).getMessage();
     assertTrue(msg.contains("supported: llama, mistral, qwen2, gpt2, gptj"), msg);
   }
 

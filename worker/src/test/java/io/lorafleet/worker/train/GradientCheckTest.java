@@ -35,13 +35,17 @@ class GradientCheckTest {
         new int[][] {{-100, -100, -100, 13, 17, 21, 2}, {-100, -100, 31, 32, 33}});
   }
 
-  /** An encoder's batch: two right-padded rows with class ids, or values when the head regresses. */
+  /**
+   * An encoder's batch: two right-padded rows of text pairs, with class ids, or values when the head
+   * regresses; their token types are 0 and 1 where the model has two (BERT), else all 0 (RoBERTa).
+   */
   static Batch batch(Trainable t) {
     if (!t.base().config().arch().encoder()) {
       return batch();
     }
     float[] y = t.base().config().regression() ? new float[] {0.7f, -1.3f} : new float[] {1, 0};
-    return Batch.classification(new int[][] {{1, 5, 9, 13, 17, 21, 2}, {1, 30, 31, 2}}, y);
+    int[][] types = t.base().config().raw().path("type_vocab_size").asInt(0) > 1 ? new int[][] {{0, 0, 0, 0, 1, 1, 1, 1}, {0, 0, 0, 1, 1}} : new int[2][0];
+    return Batch.classification(new int[][] {{1, 5, 9, 2, 13, 17, 21, 2}, {1, 30, 2, 31, 2}}, types, y);
   }
 
   static double loss(Trainable t, float[] p, Batch b) {
@@ -80,13 +84,14 @@ class GradientCheckTest {
       case "qwen2" -> TinyModels.QWEN2;
       case "gptj" -> TinyModels.GPTJ;
       case "roberta" -> TinyModels.ROBERTA;
+      case "bert" -> TinyModels.BERT;
       case "deberta" -> TinyModels.DEBERTA;
       default -> TinyModels.GPT2;
     };
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "deberta"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "bert", "deberta"})
   void loraGradientsMatchFiniteDifferences(String arch) {
     try (LanguageModel m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
@@ -104,7 +109,7 @@ class GradientCheckTest {
    * cross-entropy over three classes and through regression (num_labels 1, squared error).
    */
   @ParameterizedTest
-  @ValueSource(strings = {"roberta-3", "roberta-1", "deberta-3", "deberta-1", "debertaconv-2"})
+  @ValueSource(strings = {"roberta-3", "roberta-1", "bert-3", "bert-1", "deberta-3", "deberta-1", "debertaconv-2"})
   void encoderHeadsAndLossesGradients(String which) {
     String[] parts = which.split("-");
     TinyModelSpec spec = spec(parts[0].replace("conv", ""));
@@ -116,9 +121,10 @@ class GradientCheckTest {
     json.put("num_labels", Integer.parseInt(parts[1]));
     var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, which);
     var tensors = new java.util.LinkedHashMap<>(TinyModels.tensors(config, 9));
-    tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler")); // a base without this head: HeadInit makes it
+    tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler") || k.startsWith("bert.pooler")); // a base without this head (or BERT's pooler): HeadInit makes them
     try (LanguageModel m = LanguageModel.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") ? List.of("dense", "value") : List.of("query_proj", "key_proj", "value_proj")));
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") || parts[0].equals("bert") ? List.of("dense", "value")
+          : List.of("query_proj", "key_proj", "value_proj")));
       assertTrue(lora.targets().stream().noneMatch(t -> t.module().name().startsWith("classifier")), "dense names no head module");
       assertEquals(m.headTensors(), lora.biases(), "the head is trained whole");
       float[] p = lora.initialParams(4);
