@@ -99,7 +99,7 @@ public final class Prepare {
     valFiles.forEach(vin::add);
     manifest.set("options", JSON.valueToTree(o)); // every option, as given
     if (columns.classification()) { // what the labels were read against, which train checks on the driver before any task
-      var model = Tokenize.config(o.tokens().modelDir());
+      var model = Tokenize.config(o);
       ObjectNode labels = manifest.putObject("labels");
       labels.put("regression", model.regression());
       model.labelNames().forEach(labels.putArray("names")::add);
@@ -383,7 +383,7 @@ public final class Prepare {
    * (which --format classification alone prepares for), token labels (packed or not) for a causal LM.
    */
   static ShardFormat.Columns columns(PrepareOptions o) {
-    var model = Tokenize.config(o.tokens().modelDir());
+    var model = Tokenize.config(o);
     boolean classify = o.records().format() == RecordFormat.CLASSIFICATION;
     if (classify != model.arch().encoder()) {
       throw new IllegalArgumentException(classify

@@ -53,8 +53,10 @@ public record PrepareOptions(Source source, Records records, Tokens tokens, Spli
    *     input, output, text) mapped to the input's column names
    * @param template a prompt template with {field} placeholders ("" for the format's own)
    * @param trainOnInputs put loss on the context too
+   * @param labels a classifier's labels, which the records' label field names, instead of the model's config.json's
    */
-  public record Records(RecordFormat format, Map<String, String> columns, String template, boolean trainOnInputs) implements Serializable {
+  public record Records(RecordFormat format, Map<String, String> columns, String template, boolean trainOnInputs,
+      io.lorafleet.worker.model.Labels labels) implements Serializable {
     public Records {
       columns = Map.copyOf(columns);
       template = template == null ? "" : template;
@@ -133,6 +135,7 @@ public record PrepareOptions(Source source, Records records, Tokens tokens, Spli
     private Map<String, String> columns = Map.of();
     private String template = "";
     private boolean trainOnInputs = false;
+    private io.lorafleet.worker.model.Labels labels = io.lorafleet.worker.model.Labels.FROM_CONFIG;
     private String modelDir;
     private int maxSeqLen = 512;
     private String truncation = "truncate-context";
@@ -159,6 +162,7 @@ public record PrepareOptions(Source source, Records records, Tokens tokens, Spli
       columns = o.records.columns();
       template = o.records.template();
       trainOnInputs = o.records.trainOnInputs();
+      labels = o.records.labels();
       maxSeqLen = o.tokens.maxSeqLen();
       truncation = o.tokens.truncation();
       pack = o.tokens.pack();
@@ -205,6 +209,12 @@ public record PrepareOptions(Source source, Records records, Tokens tokens, Spli
 
     public Builder template(String v) {
       template = v;
+      return this;
+    }
+
+    /** A classifier's labels instead of the model's config.json's (--labels, --num-labels, --regression). */
+    public Builder labels(io.lorafleet.worker.model.Labels v) {
+      labels = v;
       return this;
     }
 
@@ -261,7 +271,7 @@ public record PrepareOptions(Source source, Records records, Tokens tokens, Spli
     public PrepareOptions build() {
       return new PrepareOptions(
           new Source(inputs, inputType, valInputs, maxRecordBytes, maxBadFraction),
-          new Records(format, columns, template, trainOnInputs),
+          new Records(format, columns, template, trainOnInputs, labels),
           new Tokens(modelDir, maxSeqLen, truncation, pack),
           new Split(output, shards, valFraction, seed, overwrite));
     }

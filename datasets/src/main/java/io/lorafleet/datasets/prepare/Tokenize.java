@@ -22,6 +22,21 @@ public final class Tokenize {
   private static final ConcurrentHashMap<String, io.lorafleet.worker.model.ModelConfig> CONFIGS = new ConcurrentHashMap<>();
 
   /** The model's config.json, read once per executor (from this node's copy of the tokenizer files, for a URI). */
+  /** The model's config as these options read the records: with --labels' classes when given (train checks them against the checkpoint's head). */
+  static io.lorafleet.worker.model.ModelConfig config(PrepareOptions o) {
+    var c = config(o.tokens().modelDir());
+    var labels = o.records().labels();
+    if (labels.fromConfig()) {
+      return c;
+    }
+    if (!c.arch().encoder()) {
+      throw new IllegalArgumentException("--labels applies to --format classification with a sequence classifier, not " + o.tokens().modelDir()
+          + ", a " + c.modelType() + " causal LM");
+    }
+    return CONFIGS.computeIfAbsent(o.tokens().modelDir() + "@" + labels,
+        k -> io.lorafleet.worker.model.ModelConfig.fromJson(labels.applyTo(c.raw()), o.tokens().modelDir() + "/config.json with " + labels.describe()));
+  }
+
   public static io.lorafleet.worker.model.ModelConfig config(String modelDir) {
     return CONFIGS.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(local(d).resolve("config.json")));
   }
@@ -52,7 +67,7 @@ public final class Tokenize {
       return ChatFormat.example(tok, ChatFormat.template(tok), rec, o);
     }
     if (o.records().format() == RecordFormat.CLASSIFICATION) {
-      return Classification.example(tok, rec, o, config(o.tokens().modelDir()));
+      return Classification.example(tok, rec, o, config(o));
     }
     return encode(tok, o.records().format().toPair(rec, o), o);
   }

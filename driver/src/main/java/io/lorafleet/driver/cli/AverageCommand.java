@@ -82,10 +82,12 @@ final class AverageCommand implements Callable<Integer> {
     } else {
       java.util.Arrays.fill(w, 1.0);
     }
-    ModelSkeleton base = ModelCache.skeleton(model, HadoopConf.current()); // averaging needs the base's structure, not its weights
+    List<java.nio.file.Path> local = dirs.stream().map(d -> NodeCopy.of(d, NodeCopy.Kind.ADAPTER)).toList();
+    // the base's structure, not its weights, with the labels the (first) adapter's head was trained for
+    ModelSkeleton base = ModelCache.skeleton(model, HadoopConf.current(), AdapterFormat.labels(local.get(0)));
     List<AdapterAverager.Source> src = new ArrayList<>();
-    for (String d : dirs) {
-      src.add(new AdapterAverager.Source(d, AdapterFormat.read(NodeCopy.of(d, NodeCopy.Kind.ADAPTER), base)));
+    for (int i = 0; i < dirs.size(); i++) {
+      src.add(new AdapterAverager.Source(dirs.get(i), AdapterFormat.read(local.get(i), base)));
     }
     var r = AdapterAverager.combine(base, src, w, !combine, mode, rank, new AdapterAverager.Merge(density, majoritySignMethod, seed));
     AdapterFormat.write(ro.local(), r.model(), r.values(), r.metadata());

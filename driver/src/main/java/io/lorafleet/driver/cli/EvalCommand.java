@@ -25,6 +25,7 @@ final class EvalCommand implements Callable<Integer> {
   @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") String out;
   @Option(names = "--overwrite", description = "replace what --out holds (otherwise an output that holds files is refused)") boolean overwrite;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
+  @picocli.CommandLine.Mixin LabelOptions labelOptions = new LabelOptions();
   @Option(names = "--local-threads", description = "local[N] when not under spark-submit (default: --partitions)") Integer localThreads;
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") java.util.Map<String, String> sparkConf = new java.util.LinkedHashMap<>();
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -35,6 +36,31 @@ final class EvalCommand implements Callable<Integer> {
       return quantize.quantization();
     }
     return io.lorafleet.driver.train.ResolvedConfig.quantization(run, HadoopConf.current()).orElse(quantize.quantization());
+  }
+
+  /** A classifier's labels: the flags', else those its adapters were trained for (which must agree), else the base's config.json's. */
+  private io.lorafleet.worker.model.Labels labels(List<RunEvaluation.Row> todo) {
+    var given = labelOptions.labels();
+    if (!given.fromConfig()) {
+      return given;
+    }
+    java.util.Map<io.lorafleet.worker.model.Labels, String> seen = new java.util.LinkedHashMap<>();
+    for (RunEvaluation.Row r : todo) {
+      r.adapter().ifPresent(a -> {
+        var l = io.lorafleet.worker.lora.AdapterFormat.labels(io.lorafleet.datasets.fs.NodeCopy.of(a, io.lorafleet.datasets.fs.NodeCopy.Kind.ADAPTER));
+        if (!l.fromConfig()) {
+          seen.putIfAbsent(l, a);
+        }
+      });
+    }
+    if (seen.size() > 1) {
+      var it = seen.entrySet().iterator();
+      var a = it.next();
+      var b = it.next();
+      throw new IllegalArgumentException(a.getValue() + " was trained for " + a.getKey().describe() + " but " + b.getValue() + " for "
+          + b.getKey().describe() + "; evaluate them apart");
+    }
+    return seen.keySet().stream().findFirst().orElse(given);
   }
 
   private List<String> inputs() {
@@ -65,8 +91,14 @@ final class EvalCommand implements Callable<Integer> {
     }
     var spark = Spark.session("eval", localThreads == null ? partitions : localThreads, sparkConf);
     try {
-      var rows = RunEvaluation.candidates(spark, model, quantization(), todo, splitDir, partitions, limit);
+      var labels = labels(todo);
+      var rows = RunEvaluation.candidates(spark, model, quantization(), labels, todo, splitDir, partitions, limit);
       System.out.print(RunEvaluation.write(ro.local(), rows));
+      var base = io.lorafleet.driver.executor.ModelCache.skeleton(model, HadoopConf.current(), labels).untrainedHead();
+      if (!base.isEmpty() && rows.stream().anyMatch(r -> r.label().equals("base"))) {
+        System.out.println("base: " + model + " holds no trained classification head (" + String.join(", ", base) + " initialized as transformers "
+            + "initializes a missing head): its scores are chance level, not the pretrained model's");
+      }
       ro.publishAll();
       System.out.println("wrote " + ro.uri() + "/eval.json and eval_loss.svg");
     } finally {

@@ -59,8 +59,10 @@ final class MergeCommand implements Callable<Integer> {
     };
     RunOutput ro = Outputs.claim(out, overwrite, List.of(model, adapter));
     Path modelDir = NodeCopy.of(model, NodeCopy.Kind.ALL);
-    try (LanguageModel base = LanguageModel.load(modelDir, Device.cpu(), DataType.FLOAT32, quantize.quantization())) {
-      AdapterFormat.Loaded a = AdapterFormat.read(NodeCopy.of(adapter, NodeCopy.Kind.ALL), base);
+    Path adapterDir = NodeCopy.of(adapter, NodeCopy.Kind.ALL);
+    // a classifier's labels as the adapter records them: the merged config.json's id2label
+    try (LanguageModel base = LanguageModel.load(modelDir, Device.cpu(), DataType.FLOAT32, quantize.quantization(), AdapterFormat.labels(adapterDir))) {
+      AdapterFormat.Loaded a = AdapterFormat.read(adapterDir, base);
       if (base.isQuantized()) {
         io.lorafleet.driver.report.Progress.say("dequantizing the " + base.quantization() + " base before merging: the merged model is W_dequantized + s*B*A");
         base.dequantize();

@@ -12,6 +12,7 @@ import picocli.CommandLine.Option;
 
 @Command(name = "prepare", mixinStandardHelpOptions = true, description = "Tokenize raw records into label-masked Arrow shards on Spark.")
 final class PrepareCommand implements Callable<Integer> {
+  @picocli.CommandLine.Mixin LabelOptions labelOptions = new LabelOptions();
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") java.util.Map<String, String> sparkConf = new java.util.LinkedHashMap<>();
   @Option(names = "--input", required = true, split = ",", description = "files, directories or globs (any Hadoop filesystem)") List<String> inputs;
   @Option(names = "--input-type", defaultValue = "auto", description = "auto, jsonl, parquet or csv") String inputType;
@@ -52,6 +53,7 @@ final class PrepareCommand implements Callable<Integer> {
   PrepareOptions options() {
     return PrepareOptions.builder(inputs, model, out).inputType(inputType).format(RecordFormat.parse(format)).columns(columns)
         .template(template).maxSeqLen(maxSeqLen).truncation(truncation).trainOnInputs(trainOnInputs).seed(seed).valFraction(valFraction)
-        .shards(shards).maxBadFraction(maxBadFraction).pack(pack).valInputs(valInputs).maxRecordBytes(maxRecordBytes).overwrite(overwrite).build();
+        .shards(shards).maxBadFraction(maxBadFraction).pack(pack).valInputs(valInputs).maxRecordBytes(maxRecordBytes).overwrite(overwrite)
+        .labels(labelOptions.labels()).build();
   }
 }

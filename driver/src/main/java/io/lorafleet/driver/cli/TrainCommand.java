@@ -18,6 +18,7 @@ import picocli.CommandLine.Spec;
 
 @Command(name = "train", mixinStandardHelpOptions = true, description = "Train a LoRA adapter on N Spark workers; the driver all-reduces gradients and checkpoints.")
 final class TrainCommand implements Callable<Integer> {
+  @picocli.CommandLine.Mixin LabelOptions labelOptions = new LabelOptions();
   @Option(names = "--config", description = "a YAML or JSON job file: fields are these flags without '--', plus a 'spark' map of Spark confs; flags override it") String config;
   @Option(names = "--spark-conf", description = "a Spark conf key=value (repeatable)") Map<String, String> sparkConf = new LinkedHashMap<>();
   @Option(names = "--spark-ui", description = "keep Spark's web UI on in local mode (port 4040, or spark.ui.port), with lorafleet's training gauges "
@@ -148,7 +149,7 @@ final class TrainCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--resume takes no value or 'auto' but found '" + resume + "'");
     }
     adoptInitAdapter();
-    return TrainConfig.builder(model, data, out).initAdapter(initAdapter).baseModelId(baseModelId).tuner(tuner())
+    return TrainConfig.builder(model, data, out).initAdapter(initAdapter).baseModelId(baseModelId).labels(labels()).tuner(tuner())
         .workers(workers).steps(steps).epochs(epochs).globalBatch(globalBatch).microBatch(microBatch).shuffleWindow(shuffleWindow).seed(seed)
         .optimizer(optimizer).lr(lr).weightDecay(weightDecay).clip(clip).adamBeta1(adamBeta1).adamBeta2(adamBeta2).adamEpsilon(adamEpsilon)
         .loraplusLrRatio(loraplusLrRatio).schedule(schedule).warmup(warmup).warmupRatio(warmupRatio).minLrRate(minLrRate)
@@ -166,6 +167,12 @@ final class TrainCommand implements Callable<Integer> {
    * VeRA or AdaLoRA adapter trains as itself), else the registered method --peft-type names, made
    * from its own flags.
    */
+  /** The classifier's labels: the flags', else an --init-adapter's own, else the base's config.json's. */
+  io.lorafleet.worker.model.Labels labels() {
+    var given = labelOptions.labels();
+    return given.fromConfig() && !initAdapter.isEmpty() ? AdapterFormat.labels(Path.of(initAdapter)) : given;
+  }
+
   LoraConfig tuner() {
     LoraConfig base = LoraConfig.ofTargetModules(r, alpha, targets).withDropout(dropout).withRslora(useRslora).withBias(bias)
         .withPatterns(rankPattern, alphaPattern).withLayers(layersToTransform).withInit(initLoraWeights).withModulesToSave(modulesToSave);

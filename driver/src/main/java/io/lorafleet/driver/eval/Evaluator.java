@@ -217,13 +217,13 @@ public final class Evaluator {
    * loading the base once and every candidate once, the data read in one pass for all of them.
    */
   public static List<Scores> distributedMany(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize,
-      List<Optional<String>> adapters, String splitDir, int partitions, int limit) {
+      io.lorafleet.worker.model.Labels labels, List<Optional<String>> adapters, String splitDir, int partitions, int limit) {
     Pass pass = pass(spark, splitDir, partitions, limit, adapters.size() + " candidates in one pass");
     var conf = pass.conf();
     List<String> paths = adapters.stream().map(a -> a.orElse("")).toList();
     List<Scores> zero = paths.stream().map(p -> Scores.ZERO).toList();
     return pass.rows().mapPartitions(it -> {
-      LanguageModel base = ModelCache.model(model, Device.cpu(), conf.value(), quantize);
+      LanguageModel base = ModelCache.model(model, Device.cpu(), conf.value(), quantize, labels);
       List<Example> mine = rows(base, splitDir, conf.value(), it);
       List<Optional<AdapterFormat.Loaded>> cands = new ArrayList<>();
       for (String p : paths) {

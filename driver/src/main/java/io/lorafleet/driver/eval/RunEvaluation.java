@@ -28,9 +28,15 @@ public final class RunEvaluation {
   public record Row(String label, int step, Optional<String> adapter, Scores scores) {}
 
   public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, List<Row> todo, String split, int partitions, int limit) {
+    return candidates(spark, model, quantize, io.lorafleet.worker.model.Labels.FROM_CONFIG, todo, split, partitions, limit);
+  }
+
+  /** As {@link #candidates(SparkSession, String, io.lorafleet.worker.quant.Quantization, List, String, int, int)}, a classifier with {@code labels}. */
+  public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, io.lorafleet.worker.model.Labels labels,
+      List<Row> todo, String split, int partitions, int limit) {
     // every candidate in one pass over the data, as per-row adapters of mixed batches
     io.lorafleet.driver.report.Progress.say("eval: " + todo.size() + " candidates in one pass over " + split);
-    List<Scores> scores = Evaluator.distributedMany(spark, model, quantize, todo.stream().map(Row::adapter).toList(), split, partitions, limit);
+    List<Scores> scores = Evaluator.distributedMany(spark, model, quantize, labels, todo.stream().map(Row::adapter).toList(), split, partitions, limit);
     List<Row> out = new ArrayList<>();
     for (int i = 0; i < todo.size(); i++) {
       Row r = todo.get(i);

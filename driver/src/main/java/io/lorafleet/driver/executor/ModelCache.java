@@ -3,6 +3,7 @@ package io.lorafleet.driver.executor;
 import ai.djl.Device;
 import io.lorafleet.datasets.arrow.SplitReader;
 import io.lorafleet.datasets.arrow.TokenLimits;
+import io.lorafleet.worker.model.Labels;
 import io.lorafleet.worker.model.ModelConfig;
 import io.lorafleet.worker.model.ModelSkeleton;
 import io.lorafleet.worker.model.LanguageModel;
@@ -28,29 +29,38 @@ public final class ModelCache {
 
   /** As {@link #skeleton(String)}; a Hadoop URI's headers are read remotely. */
   public static ModelSkeleton skeleton(String dir, org.apache.hadoop.conf.Configuration conf) {
-    return SKELETONS.computeIfAbsent(dir, d -> {
-      if (!ModelFiles.remote(d)) {
-        return ModelSkeleton.read(Path.of(d));
+    return skeleton(dir, conf, Labels.FROM_CONFIG);
+  }
+
+  /** As {@link #skeleton(String, org.apache.hadoop.conf.Configuration)}, a classifier with {@code labels} instead of config.json's. */
+  public static ModelSkeleton skeleton(String dir, org.apache.hadoop.conf.Configuration conf, Labels labels) {
+    return SKELETONS.computeIfAbsent(dir + "@" + labels, d -> {
+      if (!ModelFiles.remote(dir)) {
+        return ModelSkeleton.read(Path.of(dir), labels);
       }
       try {
-        return ModelFiles.skeleton(d, conf);
+        return ModelFiles.skeleton(dir, conf, labels);
       } catch (IOException e) {
-        throw new UncheckedIOException("--model " + d + ": " + e.getMessage(), e);
+        throw new UncheckedIOException("--model " + dir + ": " + e.getMessage(), e);
       }
     });
   }
 
   /** The loaded base of {@code dir}, a local directory or a Hadoop URI (copied once to this node first), quantized as asked. */
   public static LanguageModel model(String dir, Device device, org.apache.hadoop.conf.Configuration conf, Quantization quantize) {
-    if (!ModelFiles.remote(dir)) {
-      return model(dir, device, quantize);
-    }
-    return model(ModelFiles.local(dir, conf).toString(), device, quantize);
+    return model(dir, device, conf, quantize, Labels.FROM_CONFIG);
+  }
+
+  /** As {@link #model(String, Device, org.apache.hadoop.conf.Configuration, Quantization)}, a classifier with {@code labels} instead of config.json's. */
+  public static LanguageModel model(String dir, Device device, org.apache.hadoop.conf.Configuration conf, Quantization quantize, Labels labels) {
+    String local = ModelFiles.remote(dir) ? ModelFiles.local(dir, conf).toString() : dir;
+    var dtype = Djl.computeDtype(device);
+    return MODELS.computeIfAbsent(local + "@" + device + "@" + dtype + "@" + quantize.tag() + "@" + labels,
+        k -> LanguageModel.load(Path.of(local), device, dtype, quantize, labels));
   }
 
   public static LanguageModel model(String dir, Device device, Quantization quantize) {
-    var dtype = Djl.computeDtype(device);
-    return MODELS.computeIfAbsent(dir + "@" + device + "@" + dtype + "@" + quantize.tag(), k -> LanguageModel.load(Path.of(dir), device, dtype, quantize));
+    return model(dir, device, new org.apache.hadoop.conf.Configuration(false), quantize, Labels.FROM_CONFIG);
   }
 
   /**

@@ -58,7 +58,7 @@ public final class ModelFiles {
    * The driver's view of a remote model: config.json and the safetensors headers, read through
    * positioned reads; no tensor data is read unless a (small) one is asked for.
    */
-  public static ModelSkeleton skeleton(String model, Configuration conf) throws IOException {
+  public static ModelSkeleton skeleton(String model, Configuration conf, io.lorafleet.worker.model.Labels labels) throws IOException {
     org.apache.hadoop.fs.Path dir = new org.apache.hadoop.fs.Path(model);
     FileSystem fs = dir.getFileSystem(conf);
     ModelConfig config = ModelConfig.fromJson((ObjectNode) JSON.readTree(readAll(fs, new org.apache.hadoop.fs.Path(dir, "config.json"))),
@@ -81,7 +81,7 @@ public final class ModelFiles {
       SafetensorsReader r = open(fs, new org.apache.hadoop.fs.Path(dir, HfDirectory.SAFETENSORS));
       r.tensors().keySet().forEach(k -> byTensor.put(k, r));
     }
-    return ModelSkeleton.of(model, config, byTensor);
+    return ModelSkeleton.of(model, HfDirectory.withLabels(config, labels, byTensor.keySet(), model), byTensor);
   }
 
   /** Copies the tokenizer files (small) into a local temporary directory, for the driver's tokenizer check. */

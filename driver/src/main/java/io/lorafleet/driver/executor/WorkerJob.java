@@ -22,7 +22,7 @@ public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, 
    * @param quantize the quantization applied at load
    * @param gradientCheckpointing recompute a causal decoder's activations in the backward pass
    */
-  public record Base(String model, Quantization quantize, boolean gradientCheckpointing) implements Serializable {}
+  public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels) implements Serializable {}
 
   /**
    * @param path the directory lorafleet prepare wrote

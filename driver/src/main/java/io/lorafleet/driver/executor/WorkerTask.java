@@ -120,7 +120,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce);
     int rank = at.rank();
     Device device = device(ctx);
-    LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize());
+    LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize(), job.base().labels());
     LoraModel lora = LoraModel.create(model, job.lora());
     // twice the shuffle window: the group being consumed stays cached while the next one is read
     var split = ModelCache.split(job.data().path() + "/train", job.data().fingerprint(), model.config(), hadoop.value(), 2 * job.data().shuffleWindow());

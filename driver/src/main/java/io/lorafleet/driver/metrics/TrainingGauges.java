@@ -12,7 +12,7 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 public final class TrainingGauges {
   /** Gauge names, as they appear after the plugin's source name in every sink. */
-  public static final List<String> NAMES = List.of("step", "loss", "learning_rate", "tokens_per_second", "grad_norm", "compute_ms",
+  public static final List<String> NAMES = List.of("step", "loss", "learning_rate", "tokens_per_second", "examples_per_second", "grad_norm", "compute_ms",
       "communication_ms", "optimizer_ms", "checkpoint_age_seconds");
 
   private static final Map<String, Double> VALUES = new ConcurrentHashMap<>();
@@ -27,7 +27,8 @@ public final class TrainingGauges {
     VALUES.put("learning_rate", m.path("lr").asDouble(Double.NaN));
     VALUES.put("grad_norm", m.path("grad_norm").asDouble(Double.NaN));
     double ms = m.path("step_ms").asDouble(Double.NaN);
-    VALUES.put("tokens_per_second", ms > 0 ? m.path("tokens").asDouble() / (ms / 1000) : Double.NaN);
+    VALUES.put("tokens_per_second", ms > 0 && m.has("tokens") ? m.path("tokens").asDouble() / (ms / 1000) : Double.NaN);
+    VALUES.put("examples_per_second", ms > 0 && m.has("examples") ? m.path("examples").asDouble() / (ms / 1000) : Double.NaN);
     for (String k : List.of("compute_ms", "communication_ms", "optimizer_ms")) {
       VALUES.put(k, m.path(k).asDouble(Double.NaN));
     }

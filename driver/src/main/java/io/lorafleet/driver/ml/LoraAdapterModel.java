@@ -123,7 +123,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
 
   /** The base's config when it is a sequence classifier (read on the driver). */
   private Optional<io.lorafleet.worker.model.ModelConfig> encoder() {
-    var c = ModelCache.skeleton(value(baseModel)).config();
+    var c = ModelCache.skeleton(value(baseModel), io.lorafleet.datasets.fs.HadoopConf.current(), AdapterFormat.labels(Path.of((String) value(adapter)))).config();
     return c.arch().encoder() ? Optional.of(c) : Optional.empty();
   }
 
@@ -204,7 +204,9 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
     int in = Arrays.asList(dataset.schema().fieldNames()).indexOf((String) value(inputCol));
     int seqLen = value(maxSeqLen);
     MapPartitionsFunction<Row, Row> f = rows -> {
-      LanguageModel m = ModelCache.model(base, Device.cpu(), Quantization.NONE);
+      // the labels the adapter's head was trained for, which it records
+      LanguageModel m = ModelCache.model(base, Device.cpu(), io.lorafleet.datasets.fs.HadoopConf.current(), Quantization.NONE,
+          AdapterFormat.labels(Path.of(adapterDir)));
       AdapterFormat.Loaded a = AdapterFormat.read(Path.of(adapterDir), m);
       Tokenizer tok = Tokenize.tokenizer(base);
       List<String> names = m.config().labelNames();

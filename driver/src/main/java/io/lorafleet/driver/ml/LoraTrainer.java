@@ -53,6 +53,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   private final IntParam maxSeqLen;
   private final DoubleParam valFraction;
   private final IntParam seed;
+  private final Param<String> labels;
 
   public LoraTrainer() {
     this(Identifiable$.MODULE$.randomUID("loraTrainer"));
@@ -80,6 +81,8 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     maxSeqLen = new IntParam(this, "maxSeqLen", "longest tokenized example (longer contexts are truncated)");
     valFraction = new DoubleParam(this, "valFraction", "fraction of the records held out as the validation split");
     seed = new IntParam(this, "seed", "seed of the adapter init, the data order and the split");
+    labels = new Param<>(this, "labels", "a classifier's class names by id, comma-separated, instead of the base's config.json id2label "
+        + "(transformers' from_pretrained(id2label=...)); recorded in the adapter. Empty: the base's");
     setDefault(workDir, "");
     setDefault(contextCol, "context");
     setDefault(targetCol, "target");
@@ -98,6 +101,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     setDefault(maxSeqLen, 512);
     setDefault(valFraction, 0.0);
     setDefault(seed, 0);
+    setDefault(labels, "");
   }
 
   // Spark ML finds a stage's Params through public no-argument methods that return them
@@ -123,6 +127,20 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
 
   public Param<String> targetModules() {
     return targetModules;
+  }
+
+  public Param<String> labels() {
+    return labels;
+  }
+
+  public LoraTrainer setLabels(String v) {
+    return (LoraTrainer) set(labels, v);
+  }
+
+  /** The labels Param as the CLI's --labels reads it. */
+  private io.lorafleet.worker.model.Labels labelsValue() {
+    String v = value(labels);
+    return io.lorafleet.worker.model.Labels.of(java.util.Arrays.stream(v.split(",")).map(String::trim).filter(x -> !x.isEmpty()).toList(), null, false);
   }
 
   public IntParam r() {
@@ -197,7 +215,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
       throw new IllegalArgumentException("LoraTrainer needs model and out set");
     }
     LoraConfig tuner = LoraConfig.ofTargetModules(value(r), value(loraAlpha), value(targetModules)).withDropout(value(loraDropout));
-    return TrainConfig.builder(value(model), data, value(out)).tuner(tuner).workers(value(workers)).steps(value(steps))
+    return TrainConfig.builder(value(model), data, value(out)).labels(labelsValue()).tuner(tuner).workers(value(workers)).steps(value(steps))
         .globalBatch(value(globalBatch)).microBatch(value(microBatch)).seed((int) value(seed)).lr(value(lr)).warmup(value(warmup))
         .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalExamples(0).build();
   }
@@ -244,7 +262,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
       RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
       Prepare.run(spark, PrepareOptions.builder(List.of(work + "/records"), value(model), work + "/prepared").inputType("parquet").format(format)
           .maxSeqLen((int) value(maxSeqLen)).seed((int) value(seed)).valFraction((double) value(valFraction))
-          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).overwrite(true).build());
+          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).overwrite(true).labels(labelsValue()).build());
       Trainer.Result res = Trainer.run(spark, cfg, false);
       LoraAdapterModel m = new LoraAdapterModel(uid, value(model), res.finalAdapter().toString());
       m.setParent(this);

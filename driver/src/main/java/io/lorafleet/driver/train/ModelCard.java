@@ -42,6 +42,12 @@ final class ModelCard {
     row(b, "optimizer, lr, schedule, warmup", cfg.optimization().optimizer() + ", " + fmt(cfg.optimization().lr()) + ", " + cfg.optimization().schedule() + ", " + cfg.optimization().warmup());
     row(b, "weight decay, clip", fmt(cfg.optimization().weightDecay()) + ", " + fmt(cfg.optimization().clip()));
     row(b, "seed", Long.toString(cfg.batching().seed()));
+    if (manifest.path("labels").isObject()) { // a classifier's: what the data was prepared for, which train checked against the head
+      JsonNode l = manifest.get("labels");
+      List<String> names = new java.util.ArrayList<>();
+      l.path("names").forEach(x -> names.add(x.asText()));
+      row(b, "labels (id2label)", l.path("regression").asBoolean() ? "regression (one value)" : String.join(", ", names));
+    }
     b.append("\n## Data\n\n| split | records |\n|---|---|\n");
     for (String split : List.of("train", "validation")) {
       row(b, split, Long.toString(manifest.at("/splits/" + split + "/records").asLong(0)));

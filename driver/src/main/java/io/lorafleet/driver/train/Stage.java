@@ -112,7 +112,7 @@ final class Stage {
   private WorkerJob workerJob(String host, int port, String jobId, byte[] secret) {
     var b = cfg.batching();
     return new WorkerJob(
-        new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing()),
+        new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels()),
         lora.config(),
         new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
             b.shuffleWindow(), b.seed(), cfg.eval().examples()),
@@ -314,7 +314,7 @@ final class Stage {
     m.put("loss", loss);
     m.put("lr", lr);
     m.put("grad_norm", norm);
-    m.put("tokens", g.tokens());
+    m.put(classifier() ? "examples" : "tokens", g.tokens()); // what the loss is averaged over: target tokens, or a classifier's rows
     if (g.overflow()) {
       m.put("skipped", true);
     }
@@ -355,6 +355,11 @@ final class Stage {
     faults.afterDriverStep(step, attempt, ro);
   }
 
+  /** Whether the model is a sequence classifier, whose loss counts rows (examples), not target tokens. */
+  private boolean classifier() {
+    return lora.structure().config().arch().encoder();
+  }
+
   /** The progress line: redrawn in place on a terminal; whole lines, now and then, in a log (a cluster's, a file). */
   private void report(int done, int doneHere, double loss, long tokens, double elapsedS, double stepS) {
     if (!progress) {
@@ -362,7 +367,7 @@ final class Stage {
     }
     int steps = cfg.batching().steps();
     double eta = elapsedS / doneHere * (steps - done);
-    String line = String.format("step %d/%d  loss %.4f  %.0f tok/s  eta %.0fs", done, steps, loss, tokens / stepS, eta);
+    String line = String.format("step %d/%d  loss %.4f  %.0f %s  eta %.0fs", done, steps, loss, tokens / stepS, classifier() ? "ex/s" : "tok/s", eta);
     if (TERMINAL) {
       System.out.print("\r" + line + "   ");
       System.out.flush();

@@ -1,5 +1,6 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.worker.model.Labels;
 import io.lorafleet.driver.allreduce.PortRange;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.optim.AdamW;
@@ -54,8 +55,10 @@ public record TrainConfig(
    * @param output the run directory
    * @param initAdapter a PEFT adapter to start from ("" for PEFT's init)
    * @param baseModelId what adapters record as base_model_name_or_path ("" for {@code model})
+   * @param labels a classifier's labels instead of the base's config.json's (--labels, --num-labels, --regression)
    */
-  public record Io(String model, String data, String output, String initAdapter, String baseModelId) implements Serializable {}
+  public record Io(String model, String data, String output, String initAdapter, String baseModelId, Labels labels)
+      implements Serializable {}
 
   /** @param epochs passes over the training split instead of {@code steps} (0: run {@code steps}) */
   public record Batching(int workers, int steps, int epochs, int globalBatch, int microBatch, int shuffleWindow, long seed) implements Serializable {
@@ -275,6 +278,7 @@ public record TrainConfig(
     private String output;
     private String initAdapter = "";
     private String baseModelId = "";
+    private Labels labels = Labels.FROM_CONFIG;
     private LoraConfig tuner = LoraConfig.ofTargetModules(8, 16, DEFAULT_TARGETS);
     private int workers = 2;
     private int steps = 100;
@@ -325,6 +329,7 @@ public record TrainConfig(
       this(c.io.model(), c.io.data(), c.io.output());
       initAdapter = c.io.initAdapter();
       baseModelId = c.io.baseModelId();
+      labels = c.io.labels();
       tuner = c.tuner;
       Batching b = c.batching;
       workers = b.workers();
@@ -391,6 +396,12 @@ public record TrainConfig(
 
     public Builder baseModelId(String v) {
       baseModelId = v;
+      return this;
+    }
+
+    /** A classifier's labels instead of the base's config.json's, as transformers' from_pretrained(num_labels=…, id2label=…). */
+    public Builder labels(Labels v) {
+      labels = v;
       return this;
     }
 
@@ -592,7 +603,7 @@ public record TrainConfig(
 
     public TrainConfig build() {
       return new TrainConfig(
-          new Io(model, data, output, initAdapter, baseModelId),
+          new Io(model, data, output, initAdapter, baseModelId, labels),
           tuner,
           new Batching(workers, steps, epochs, globalBatch, microBatch, shuffleWindow, seed),
           new Optimization(optimizer, lr, weightDecay, clip, adamBeta1, adamBeta2, adamEpsilon, loraplusLrRatio, schedule, warmup, warmupRatio,

@@ -52,7 +52,7 @@ public final class Trainer {
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
     io.lorafleet.driver.metrics.TrainingGauges.reset();
-    ModelSkeleton base = ModelCache.skeleton(cfg.io().model(), spark.sparkContext().hadoopConfiguration()); // config and headers: no weights
+    ModelSkeleton base = ModelCache.skeleton(cfg.io().model(), spark.sparkContext().hadoopConfiguration(), cfg.io().labels()); // config and headers: no weights
     LoraConfig lc = loraConfig(cfg);
     LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
     String model = cfg.io().model();
@@ -361,7 +361,7 @@ public final class Trainer {
       if (labels.path("regression").asBoolean() != model.regression() || !prepared.equals(model.labelNames())) {
         throw new IllegalArgumentException("--data " + cfg.io().data() + " was prepared for " + (labels.path("regression").asBoolean() ? "regression"
             : "labels " + prepared) + " but --model " + cfg.io().model() + " has " + (model.regression() ? "a regression head" : "labels "
-            + model.labelNames()) + " (config.json id2label); prepare the data again with this model");
+            + model.labelNames()) + " (config.json id2label, or --labels); prepare the data again with these labels");
       }
     }
     String fp = m.json().path("tokenizer_fingerprint").asText();

@@ -32,6 +32,8 @@ class GenerationTest {
       steps++;
       assertTrue(steps < 100, "the row did not end");
     }
+    assertTrue(g.events.stream().noneMatch(e -> e instanceof Generation.Done), "the last event waits until the scheduler has released the row");
+    g.deliverEnd(); // what the scheduler does once it has let go of the row's KV reservation and adapter
     List<Generation.Event> events = new ArrayList<>(g.events);
     Generation.Done done = (Generation.Done) events.get(events.size() - 1);
     assertEquals("length", done.finishReason());

@@ -115,6 +115,26 @@ public final class AdapterFormat {
       heads.forEach(n.putArray("modules_to_save")::add);
     }
     n.put("task_type", heads.isEmpty() ? "CAUSAL_LM" : "SEQ_CLS");
+    if (!heads.isEmpty()) { // the labels the head was trained for (transformers' names; PEFT passes over keys it does not know)
+      io.lorafleet.worker.model.Labels.of(model.structure().config()).write(n);
+    }
+  }
+
+  /**
+   * The labels an adapter's head was trained for, as its adapter_config.json records them
+   * (id2label, problem_type), or {@link io.lorafleet.worker.model.Labels#FROM_CONFIG} when it records
+   * none: what a command reading the adapter loads its base with, so that no flag is needed.
+   */
+  public static io.lorafleet.worker.model.Labels labels(Path adapterDir) {
+    Path f = adapterDir.resolve(CONFIG);
+    if (!Files.isRegularFile(f)) {
+      return io.lorafleet.worker.model.Labels.FROM_CONFIG;
+    }
+    try {
+      return io.lorafleet.worker.model.Labels.read(JSON.readTree(f.toFile()));
+    } catch (IOException | IllegalArgumentException e) {
+      throw new IllegalArgumentException(f + ": cannot read its labels: " + e.getMessage(), e);
+    }
   }
 
   static void putLayers(ObjectNode n, LoraConfig c) {

@@ -42,17 +42,18 @@ public final class HfDirectory {
    * {@code quantize} says. A checkpoint stored quantized (bitsandbytes NF4, GPTQ INT4; see
    * {@link QuantizedCheckpoint}) is read as stored, and {@code quantize} must then be none.
    */
-  static LanguageModel load(Path given, Device device, DataType dtype, Quantization quantize) {
+  static LanguageModel load(Path given, Device device, DataType dtype, Quantization quantize, Labels labels) {
     Path dir = modelDir(given);
     Path configFile = requireFile(dir, "config.json");
-    ModelConfig config = ModelConfig.read(configFile);
+    Map<String, SafetensorsReader> weights = openWeights(dir);
+    ModelConfig config = withLabels(ModelConfig.read(configFile), labels, weights.keySet(), dir.toString());
     QuantizedCheckpoint stored = QuantizedCheckpoint.of(config.raw(), configFile.toString());
     if (quantize.on() && !(stored instanceof QuantizedCheckpoint.None)) {
       throw new IllegalArgumentException(dir + " is stored quantized (quantization_config.quant_method "
           + config.raw().path("quantization_config").path("quant_method") + "); it cannot be quantized again with --quantize " + quantize.method()
           + ", drop --quantize");
     }
-    Map<String, SafetensorsReader> byTensor = openWeights(dir);
+    Map<String, SafetensorsReader> byTensor = weights;
     Function<String, Optional<Tensor>> get = k -> Optional.ofNullable(byTensor.get(k)).map(r -> r.read(k));
     NDManager m = Djl.newManager(device, "causal-lm:" + dir.getFileName());
     String tag = quantize.on() ? quantize.tag() : stored.tag();
@@ -154,6 +155,16 @@ public final class HfDirectory {
       out.put(t.name(), r);
     }
     return out;
+  }
+
+  /** {@code c} with {@code labels} (see {@link Labels#check}): the checkpoint holding {@code keys} has a head when it holds every head tensor. */
+  public static ModelConfig withLabels(ModelConfig c, Labels labels, java.util.Set<String> keys, String where) {
+    if (labels.fromConfig()) {
+      return c;
+    }
+    boolean hasHead = !Backbone.of(c).headParams(c).isEmpty()
+        && Backbone.of(c).headParams(c).stream().allMatch(p -> hfKeyCandidates(c, p.name()).stream().anyMatch(keys::contains));
+    return labels.check(c, hasHead, where);
   }
 
   /** GPT-2 checkpoints come with and without the "transformer." prefix. */

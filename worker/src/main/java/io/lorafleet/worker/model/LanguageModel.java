@@ -135,7 +135,12 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
    * {@code quantize} says; how the directory is read is {@link HfDirectory}'s.
    */
   public static LanguageModel load(Path dir, Device device, DataType dtype, Quantization quantize) {
-    return HfDirectory.load(dir, device, dtype, quantize);
+    return load(dir, device, dtype, quantize, Labels.FROM_CONFIG);
+  }
+
+  /** As {@link #load(Path, Device, DataType, Quantization)}, a classifier with {@code labels} instead of config.json's (see {@link Labels}). */
+  public static LanguageModel load(Path dir, Device device, DataType dtype, Quantization quantize, Labels labels) {
+    return HfDirectory.load(dir, device, dtype, quantize, labels);
   }
 
   static float[] checked(ParamSpec p, Optional<Tensor> t, String where) {

@@ -84,9 +84,15 @@ public final class ModelSkeleton implements BaseModel {
 
   /** Reads config.json and every safetensors header of {@code dir}; no tensor data. */
   public static ModelSkeleton read(Path given) {
+    return read(given, Labels.FROM_CONFIG);
+  }
+
+  /** As {@link #read(Path)}, a classifier with {@code labels} instead of config.json's. */
+  public static ModelSkeleton read(Path given, Labels labels) {
     Path dir = HfDirectory.modelDir(given);
     ModelConfig config = ModelConfig.read(HfDirectory.requireFile(dir, "config.json"));
-    return new ModelSkeleton(dir.toString(), config, HfDirectory.openWeights(dir));
+    Map<String, SafetensorsReader> weights = HfDirectory.openWeights(dir);
+    return new ModelSkeleton(dir.toString(), HfDirectory.withLabels(config, labels, weights.keySet(), dir.toString()), weights);
   }
 
   /**
@@ -120,6 +126,11 @@ public final class ModelSkeleton implements BaseModel {
   @Override
   public List<LinearSpec> linears() {
     return linears;
+  }
+
+  /** The head tensors the checkpoint lacks, initialized where they are needed: a base whose head was never trained. */
+  public List<String> untrainedHead() {
+    return headTensors.stream().filter(n -> !keyOf.containsKey(n)).toList();
   }
 
   @Override

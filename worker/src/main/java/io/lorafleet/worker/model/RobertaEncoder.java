@@ -46,7 +46,7 @@ final class RobertaEncoder extends BertLayers {
     return out;
   }
 
-  /** LayerNorm(word + position + token type 0), positions offset past the pad id as RoBERTa numbers them. */
+  /** LayerNorm(word + position + token type), positions offset past the pad id as RoBERTa numbers them. */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
@@ -78,6 +78,4 @@ final class RobertaEncoder extends BertLayers {
   public String sequenceClassifierClass(ModelConfig c) {
     return c.modelType().equals("xlm-roberta") ? "XLMRobertaForSequenceClassification" : "RobertaForSequenceClassification";
   }
-
-  /** Class logits (B, num_labels) under bidirectional attention, token types all 0; padding lies in a segment of its own. */
 }

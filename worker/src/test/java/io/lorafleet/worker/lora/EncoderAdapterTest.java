@@ -187,6 +187,9 @@ class EncoderAdapterTest {
     List<String> head = List.of("classifier.weight", "classifier.bias");
     try (LanguageModel m = LanguageModel.load(base, Device.cpu(), DataType.FLOAT32)) {
       ModelSkeleton sk = ModelSkeleton.read(base);
+      assertEquals(head, sk.untrainedHead(), "eval says its base row is an untrained head's");
+      assertEquals(List.of(), ModelSkeleton.read(tmp.resolve("bert-base")).untrainedHead().stream().filter(x -> x.contains("pooler")).toList(),
+          "the frozen pooler is no head");
       assertEquals(head, LoraModel.create(m, LoraConfig.of(2, 4, List.of("query", "value"))).biases(), "PEFT's SEQ_CLS default: the classifier alone");
       for (String x : pooler) {
         assertArrayEquals(m.hfTensor(x).toFloatArray(), sk.hfTensor(x).toFloatArray(), x + ": the same initialized pooler on the driver and the workers");
