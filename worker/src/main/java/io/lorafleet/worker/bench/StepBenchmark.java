@@ -57,7 +57,7 @@ public final class StepBenchmark {
       if (!List.of("llama", "bert", "roberta", "deberta-v2").contains(base.arch())) {
         throw new IllegalArgumentException("--arch must be llama, bert, roberta or deberta-v2 but found '" + base.arch() + "'");
       }
-      if (encoder() && (load.checkpointing() || load.quantize().on() || !base.modelDir().isEmpty())) {
+      if (!base.arch().equals("llama") && (load.checkpointing() || load.quantize().on() || !base.modelDir().isEmpty())) {
         throw new IllegalArgumentException("--arch " + base.arch() + " benchmarks LoRA against full fine-tuning (or --variants) on a random "
             + "encoder; --gradient-checkpointing, --quantize and --model apply to llama");
       }
