@@ -123,6 +123,48 @@ class MlApiIT {
     assertTrue(e.getMessage().contains("sequence classifier"), e.getMessage());
   }
 
+  /** The estimator's labels Param, on a base saved without a head or id2label: the model predicts those names, read from the adapter. */
+  @Test
+  void theLabelsParamNamesTheClassesOfAHeadlessBase() throws Exception {
+    Path headed = dir.resolve("bert-headed");
+    List<String> words = List.of("the", "cat", "sat", "great", "awful");
+    io.lorafleet.worker.model.ModelDirectory.initModel(headed, new io.lorafleet.worker.model.TinyModelSpec("bert", 1, 16, 2, 2, 32, 1, 32, false), words, 3,
+        List.of());
+    Path bare = dir.resolve("bert-bare");
+    java.nio.file.Files.createDirectories(bare);
+    for (String f : List.of("tokenizer.json", "tokenizer_config.json")) {
+      java.nio.file.Files.copy(headed.resolve(f), bare.resolve(f));
+    }
+    var cfg = (com.fasterxml.jackson.databind.node.ObjectNode) new com.fasterxml.jackson.databind.ObjectMapper().readTree(headed.resolve("config.json").toFile());
+    cfg.remove(List.of("id2label", "label2id"));
+    java.nio.file.Files.writeString(bare.resolve("config.json"), cfg.toString());
+    var r = io.lorafleet.worker.safetensors.SafetensorsReader.open(headed.resolve("model.safetensors"));
+    java.util.Map<String, io.lorafleet.worker.safetensors.Tensor> body = new java.util.LinkedHashMap<>();
+    r.tensors().keySet().stream().filter(k -> !k.startsWith("classifier.")).forEach(k -> body.put(k, r.read(k)));
+    io.lorafleet.worker.safetensors.SafetensorsWriter.write(bare.resolve("model.safetensors"), body, java.util.Map.of("format", "pt"));
+    List<Row> rows = new ArrayList<>();
+    for (int i = 0; i < 16; i++) {
+      rows.add(RowFactory.create("the cat sat " + (i % 2 == 0 ? "great" : "awful"), i % 2 == 0 ? "great" : "awful"));
+    }
+    Dataset<Row> df = spark.createDataFrame(rows, new StructType().add("text", DataTypes.StringType, false).add("label", DataTypes.StringType, false));
+    LoraTrainer trainer = new LoraTrainer();
+    trainer.set(trainer.model(), bare.toString());
+    trainer.set(trainer.out(), dir.resolve("labels-run").toString());
+    trainer.set(trainer.contextCol(), "text");
+    trainer.set(trainer.targetCol(), "label");
+    trainer.set(trainer.targetModules(), "query,value");
+    trainer.setLabels("awful,great");
+    trainer.set(trainer.workers(), 1);
+    trainer.set(trainer.steps(), 2);
+    trainer.set(trainer.globalBatch(), 4);
+    trainer.set(trainer.microBatch(), 4);
+    trainer.set(trainer.checkpointEvery(), 2);
+    LoraAdapterModel m = trainer.fit(df);
+    m.set(m.inputCol(), "text");
+    List<Row> out = m.transform(df).collectAsList();
+    assertTrue(out.stream().allMatch(x -> List.of("awful", "great").contains(x.getString(2))), "predictions are the Param's names: " + out);
+  }
+
   @Test
   void prepareIsATransformationFromRowsToExamplesAndAQuarantine() {
     PrepareOptions o = PrepareOptions.builder(List.of("dataset"), model, "unused").maxSeqLen(16).truncation("drop").valFraction(0.25).shards(1)
