@@ -48,10 +48,12 @@ public final class ShardReader {
         ListVector pos = packed ? (ListVector) root.getVector(ShardFormat.POSITION_IDS) : null;
         ListVector types = typed ? (ListVector) root.getVector(ShardFormat.TOKEN_TYPE_IDS) : null;
         for (int i = 0; i < root.getRowCount(); i++) {
-          Example e = classified ? Example.classified(row(ids, i), typed ? typeIds(types, ids, i, where + ", row " + (firstRow + out.size())) : new int[0],
-              label(root.getVector(ShardFormat.LABEL), i, where + ", row " + (firstRow + out.size())))
-              : new Example(row(ids, i), row(labels, i), packed ? row(pos, i) : new int[0]);
-          limits.check(e, where + ", row " + (firstRow + out.size()));
+          String at = where + ", row " + (firstRow + out.size());
+          int[] inputIds = row(ids, i);
+          Example e = classified ? Example.classified(inputIds, typed ? typeIds(types, inputIds.length, i, at) : new int[0],
+              label(root.getVector(ShardFormat.LABEL), i, at))
+              : new Example(inputIds, row(labels, i), packed ? row(pos, i) : new int[0]);
+          limits.check(e, at);
           out.add(e);
         }
       }
@@ -60,9 +62,8 @@ public final class ShardReader {
   }
 
   /** A row's token_type_ids, which must be as long as its input_ids. */
-  private static int[] typeIds(ListVector types, ListVector ids, int i, String where) {
+  private static int[] typeIds(ListVector types, int n, int i, String where) {
     int[] t = row(types, i);
-    int n = row(ids, i).length;
     if (t.length != n) {
       throw new IllegalArgumentException(where + ": column 'token_type_ids' holds " + t.length + " values for " + n + " input_ids");
     }

@@ -387,7 +387,7 @@ public final class Prepare {
     boolean classify = o.records().format() == RecordFormat.CLASSIFICATION;
     if (classify != model.arch().encoder()) {
       throw new IllegalArgumentException(classify
-          ? "--format classification needs a sequence-classification model (bert, roberta, xlm-roberta, deberta-v2) but " + o.tokens().modelDir() + " is " + model.modelType()
+          ? "--format classification needs a sequence-classification model (" + io.lorafleet.worker.model.Architecture.encoderModelTypes() + ") but " + o.tokens().modelDir() + " is " + model.modelType()
           : "--model " + o.tokens().modelDir() + " is a " + model.modelType() + " sequence classifier: prepare its data with --format classification");
     }
     if (classify && o.tokens().pack()) {

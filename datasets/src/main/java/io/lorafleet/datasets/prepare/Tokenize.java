@@ -21,7 +21,6 @@ public final class Tokenize {
 
   private static final ConcurrentHashMap<String, io.lorafleet.worker.model.ModelConfig> CONFIGS = new ConcurrentHashMap<>();
 
-  /** The model's config.json, read once per executor (from this node's copy of the tokenizer files, for a URI). */
   /** The model's config as these options read the records: with --labels' classes when given (train checks them against the checkpoint's head). */
   static io.lorafleet.worker.model.ModelConfig config(PrepareOptions o) {
     var c = config(o.tokens().modelDir());
@@ -37,6 +36,7 @@ public final class Tokenize {
         k -> io.lorafleet.worker.model.ModelConfig.fromJson(labels.applyTo(c.raw()), o.tokens().modelDir() + "/config.json with " + labels.describe()));
   }
 
+  /** The model's config.json, read once per executor (from this node's copy of the tokenizer files, for a URI). */
   public static io.lorafleet.worker.model.ModelConfig config(String modelDir) {
     return CONFIGS.computeIfAbsent(modelDir, d -> io.lorafleet.worker.model.ModelConfig.read(local(d).resolve("config.json")));
   }

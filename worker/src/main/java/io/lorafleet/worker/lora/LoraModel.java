@@ -135,17 +135,18 @@ public final class LoraModel implements Trainable {
       throw new IllegalArgumentException("modules_to_save " + modules + " applies to the sequence classifiers; " + base.config().modelType()
           + " is a causal LM, expected none");
     }
+    List<String> optional = base.optionalTensors();
     Set<String> out = new LinkedHashSet<>();
     for (String m : modules) {
       List<String> under = base.params().stream().map(ParamSpec::name).filter(t -> ("." + t).contains("." + m + ".")).toList();
       if (under.isEmpty()) {
         throw new IllegalArgumentException("modules_to_save '" + m + "' names no module of this " + base.config().modelType() + " model; it can train "
-            + "whole: " + modulesOf(base.optionalTensors()));
+            + "whole: " + modulesOf(optional));
       }
-      List<String> refused = under.stream().filter(t -> !base.optionalTensors().contains(t)).toList();
+      List<String> refused = under.stream().filter(t -> !optional.contains(t)).toList();
       if (!refused.isEmpty()) {
         throw new IllegalArgumentException("modules_to_save '" + m + "' names " + refused.get(0) + (refused.size() > 1 ? " and " + (refused.size() - 1)
-            + " more" : "") + ", which lorafleet does not train whole; it can train whole: " + modulesOf(base.optionalTensors()));
+            + " more" : "") + ", which lorafleet does not train whole; it can train whole: " + modulesOf(optional));
       }
       out.addAll(under);
     }

@@ -38,6 +38,11 @@ public enum Architecture {
     return modelTypes;
   }
 
+  /** The sequence classifiers' model types, for messages: "roberta, xlm-roberta, bert, deberta-v2". */
+  public static String encoderModelTypes() {
+    return Arrays.stream(values()).filter(Architecture::encoder).flatMap(a -> a.modelTypes.stream()).collect(Collectors.joining(", "));
+  }
+
   public static Architecture forModelType(String modelType, String where) {
     for (Architecture a : values()) {
       if (a.modelTypes.contains(modelType)) {

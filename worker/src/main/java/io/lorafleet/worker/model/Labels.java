@@ -115,7 +115,7 @@ public record Labels(List<String> names, boolean regression) implements Serializ
       return base;
     }
     if (!base.arch().encoder()) {
-      throw new IllegalArgumentException("--labels applies to the sequence classifiers (bert, roberta, xlm-roberta, deberta-v2), not " + where
+      throw new IllegalArgumentException("--labels applies to the sequence classifiers (" + Architecture.encoderModelTypes() + "), not " + where
           + ", a " + base.modelType() + " causal LM");
     }
     Labels own = of(base);

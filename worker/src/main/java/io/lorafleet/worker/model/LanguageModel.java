@@ -39,6 +39,7 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
   private final String quantization;
   private final Map<String, NDArray> transposed = new java.util.concurrent.ConcurrentHashMap<>();
   private final List<String> headTensors;
+  private final List<String> optionalTensors;
 
   /** Where a base's tensors come from: a quantized form for a projection weight, or HF-layout floats. */
   interface Source {
@@ -63,7 +64,7 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
     this.params = List.copyOf(backbone.params(config));
     this.paramByName = params.stream().collect(Collectors.toMap(ParamSpec::name, p -> p, (a, b) -> a, LinkedHashMap::new));
     this.headTensors = backbone.headParams(config).stream().map(ParamSpec::name).toList();
-    List<String> initialized = backbone.initializedWhenMissing(config);
+    this.optionalTensors = backbone.initializedWhenMissing(config);
     this.linears = backbone.linears(config).stream().collect(Collectors.toMap(LinearSpec::name, l -> l, (a, b) -> a, LinkedHashMap::new));
     this.manager = manager;
     this.dtype = dtype;
@@ -83,7 +84,7 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
         continue;
       }
       // a head (or BERT's pooler) the checkpoint lacks is made as transformers' _init_weights makes it
-      float[] hf = initialized.contains(p.name()) && !source.has(p) ? HeadInit.tensor(config, p).toFloatArray() : source.dense(p);
+      float[] hf = optionalTensors.contains(p.name()) && !source.has(p) ? HeadInit.tensor(config, p).toFloatArray() : source.dense(p);
       float[] data = p.transposed() ? transpose(hf, (int) p.hfShape()[0], (int) p.hfShape()[1]) : hf;
       weights.put(p.name(), manager.create(data, new Shape(p.computeShape())).toType(dtype, false));
     }
@@ -334,7 +335,7 @@ public final class LanguageModel implements BaseModel, AutoCloseable {
 
   @Override
   public List<String> optionalTensors() {
-    return backbone.initializedWhenMissing(config);
+    return optionalTensors;
   }
 
   @Override

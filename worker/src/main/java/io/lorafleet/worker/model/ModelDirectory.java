@@ -166,7 +166,7 @@ public final class ModelDirectory {
     ObjectNode cfgJson = sized.configJson(io.lorafleet.worker.tokenizer.TokenizerFiles.BOS, io.lorafleet.worker.tokenizer.TokenizerFiles.EOS);
     if (!labels.isEmpty()) {
       if (!cfgJson.has("id2label")) {
-        throw new IllegalArgumentException("--labels applies to the sequence classifiers (bert, roberta, xlm-roberta, deberta-v2), not " + spec.modelType());
+        throw new IllegalArgumentException("--labels applies to the sequence classifiers (" + Architecture.encoderModelTypes() + "), not " + spec.modelType());
       }
       if (labels.stream().distinct().count() != labels.size()) {
         throw new IllegalArgumentException("--labels must name each class once but found " + labels);
