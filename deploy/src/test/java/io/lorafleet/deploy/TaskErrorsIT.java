@@ -152,4 +152,17 @@ class TaskErrorsIT {
     List<String> lines = oneError(r, "eval");
     assertTrue(lines.stream().anyMatch(l -> l.contains(weights.toString())), r.getValue());
   }
+
+  /** Data prepared without a validation split has none to evaluate: refused in one line, not a table of NaN. */
+  @Test
+  void anEmptySplitIsRefusedNotScoredAsNaN() throws Exception {
+    var r = run("empty-split", "eval", "--model", dir.resolve("model").toString(), "--data", dir.resolve("data").toString(), "--out",
+        dir.resolve("eval-empty").toString());
+    assertNotEquals(0, r.getKey(), r.getValue());
+    List<String> lines = r.getValue().lines().toList();
+    assertTrue(lines.size() <= 3, "at most 3 lines on stderr:\n" + r.getValue());
+    assertTrue(lines.stream().anyMatch(l -> l.startsWith("lorafleet eval: ") && l.contains(dir.resolve("data").resolve("validation").toString())
+        && l.contains("holds no example") && l.contains("--split train")), r.getValue());
+    assertTrue(!Files.exists(dir.resolve("eval-empty").resolve("eval.json")), "no eval.json of NaN");
+  }
 }

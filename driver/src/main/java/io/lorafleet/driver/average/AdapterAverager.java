@@ -379,7 +379,8 @@ public final class AdapterAverager {
 
   /** An adapter over {@code ref}'s modules at the given ranks, every scaling 1 (lora_alpha = r, no rsLoRA). */
   private static LoraModel unitScaleModel(BaseModel base, LoraModel ref, Map<String, Integer> ranks) {
-    int r0 = ranks.values().iterator().next();
+    LoraConfig c = ref.config();
+    int r0 = ranks.isEmpty() ? c.r() : ranks.values().iterator().next(); // empty: a head trained alone
     Map<String, Integer> rankPattern = new LinkedHashMap<>();
     Map<String, Double> alphaPattern = new LinkedHashMap<>();
     ranks.forEach((m, r) -> {
@@ -389,9 +390,9 @@ public final class AdapterAverager {
         alphaPattern.put(key, (double) r);
       }
     });
-    LoraConfig c = ref.config();
     LoraConfig cfg = LoraConfig.of(r0, r0, c.targetModules()).withTargets(c.targetModules(), c.targetRegex()).withLayers(c.layersToTransform())
-        .withPatterns(rankPattern, alphaPattern).withBias(c.bias()).withInit(c.initLoraWeights()).withBaseModel(c.baseModelNameOrPath());
+        .withPatterns(rankPattern, alphaPattern).withBias(c.bias()).withInit(c.initLoraWeights()).withBaseModel(c.baseModelNameOrPath())
+        .withModulesToSave(c.modulesToSave());
     return LoraModel.create(base, cfg);
   }
 

@@ -26,7 +26,7 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--model", description = "base model: an HF model directory or a Hadoop filesystem URI", required = true) String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
   @Option(names = "--out", description = "run directory: checkpoints, metrics.jsonl, adapter/ (any Hadoop filesystem URI)", required = true) String out;
-  @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
+  @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path; empty ('') trains a sequence classifier's head alone (a linear probe)", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
   @Option(names = "--r", description = "LoRA rank (PEFT's r)", defaultValue = "8") int r;
   @Option(names = "--lora-alpha", description = "LoRA scaling numerator: the update is lora_alpha/r times B·A", defaultValue = "16") double alpha;
   @Option(names = {"--lora-dropout", "--vera-dropout"}, defaultValue = "0.0", description = "dropout on the adapter's input (PEFT's "

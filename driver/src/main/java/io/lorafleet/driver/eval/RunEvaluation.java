@@ -35,8 +35,15 @@ public final class RunEvaluation {
   public static List<Row> candidates(SparkSession spark, String model, io.lorafleet.worker.quant.Quantization quantize, io.lorafleet.worker.model.Labels labels,
       List<Row> todo, String split, int partitions, int limit) {
     // every candidate in one pass over the data, as per-row adapters of mixed batches
+    if (limit < 1) {
+      throw new IllegalArgumentException("--limit must be at least 1 example but found " + limit);
+    }
     io.lorafleet.driver.report.Progress.say("eval: " + todo.size() + " candidates in one pass over " + split);
     List<Scores> scores = Evaluator.distributedMany(spark, model, quantize, labels, todo.stream().map(Row::adapter).toList(), split, partitions, limit);
+    if (!scores.isEmpty() && scores.get(0).examples() == 0) { // every candidate saw the same rows: none
+      throw new IllegalArgumentException("eval: " + split + " holds no example to evaluate; expected a split with rows (data prepared without a "
+          + "validation split has its rows in --split train)");
+    }
     List<Row> out = new ArrayList<>();
     for (int i = 0; i < todo.size(); i++) {
       Row r = todo.get(i);
@@ -61,14 +68,15 @@ public final class RunEvaluation {
   public static String write(Path outDir, List<Row> rows) throws IOException {
     Files.createDirectories(outDir);
     ArrayNode arr = JSON.createArrayNode();
-    StringBuilder table = new StringBuilder(String.format(Locale.ROOT, "%-18s %6s %10s %11s %12s%n", "candidate", "step", "loss", "perplexity", "exact match"));
+    String name = "%-" + rows.stream().mapToInt(r -> r.label().length()).reduce(18, Math::max) + "s"; // the candidates' column
+    StringBuilder table = new StringBuilder(String.format(Locale.ROOT, name + " %6s %10s %11s %12s%n", "candidate", "step", "loss", "perplexity", "exact match"));
     List<Double> xs = new ArrayList<>();
     List<Double> ys = new ArrayList<>();
     List<SvgPlot.Level> levels = new ArrayList<>();
     boolean classifier = rows.stream().anyMatch(r -> r.scores().classification());
     if (classifier) {
       table.setLength(0);
-      table.append(String.format(Locale.ROOT, "%-18s %6s %10s %9s %7s %9s %8s %9s%n", "candidate", "step", "loss", "accuracy", "f1", "matthews", "pearson",
+      table.append(String.format(Locale.ROOT, name + " %6s %10s %9s %7s %9s %8s %9s%n", "candidate", "step", "loss", "accuracy", "f1", "matthews", "pearson",
           "spearman"));
     }
     for (Row r : rows) {
@@ -86,10 +94,10 @@ public final class RunEvaluation {
         putMetric(n, "pearson", m.pearson());
         putMetric(n, "spearman", m.spearman());
         n.put("examples", s.examples());
-        table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %9s %7s %9s %8s %9s%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
+        table.append(String.format(Locale.ROOT, name + " %6s %10.4f %9s %7s %9s %8s %9s%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
             cell(100 * m.accuracy(), "%.1f%%"), cell(m.f1(), "%.3f"), cell(m.matthews(), "%.3f"), cell(m.pearson(), "%.3f"), cell(m.spearman(), "%.3f")));
       } else {
-        putLm(n, r, s, table);
+        putLm(n, r, s, table, name);
       }
       if (r.step() > 0) {
         xs.add((double) r.step());
@@ -120,12 +128,12 @@ public final class RunEvaluation {
   }
 
   /** A causal LM's row: loss, perplexity and exact match. */
-  private static void putLm(ObjectNode n, Row r, Scores s, StringBuilder table) {
+  private static void putLm(ObjectNode n, Row r, Scores s, StringBuilder table, String name) {
     n.put("perplexity", s.perplexity());
     n.put("exact_match", s.exactMatch());
     n.put("target_tokens", s.tokens());
     n.put("examples", s.examples());
-    table.append(String.format(Locale.ROOT, "%-18s %6s %10.4f %11.3f %11.1f%%%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
+    table.append(String.format(Locale.ROOT, name + " %6s %10.4f %11.3f %11.1f%%%n", r.label(), r.step() < 0 ? "-" : Integer.toString(r.step()), s.loss(),
         s.perplexity(), 100 * s.exactMatch()));
   }
 }

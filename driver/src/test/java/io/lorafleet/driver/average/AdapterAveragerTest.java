@@ -271,4 +271,42 @@ class AdapterAveragerTest {
     }
     return Math.sqrt(s);
   }
+
+  /**
+   * What an encoder's adapter trains whole (modules_to_save: the head, and BERT's pooler when listed)
+   * is averaged linearly in every mode, and kept: an svd average of adapters that trained the pooler
+   * holds the pooler, and adapters that train the head alone (no LoRA target) average too.
+   */
+  @Test
+  void modulesSavedWholeAreAveragedAndKeptInEveryMode() {
+    TinyModelSpec spec = new TinyModelSpec("bert", 2, 16, 4, 4, 32, 37, 32, false);
+    ModelConfig c = ModelConfig.fromJson(spec.configJson(1, 2), "test");
+    try (LanguageModel bert = LanguageModel.fromTensors(c, ModelDirectory.randomTensors(c, 1), Device.cpu(), DataType.FLOAT32)) {
+      for (LoraConfig cfg : List.of(LoraConfig.of(2, 4, List.of("query")).withModulesToSave(List.of("pooler", "classifier")),
+          LoraConfig.of(2, 4, List.of()).withModulesToSave(List.of("pooler", "classifier")))) {
+        List<AdapterAverager.Source> src = new ArrayList<>();
+        for (long seed = 1; seed <= 2; seed++) {
+          LoraModel m = LoraModel.create(bert, cfg);
+          float[] v = m.initialParams(seed);
+          Random r = new Random(seed);
+          for (int i = 0; i < v.length; i++) {
+            v[i] += (float) r.nextGaussian() * 0.1f;
+          }
+          src.add(new AdapterAverager.Source("s" + seed, new AdapterFormat.Loaded(m, v, Map.of())));
+        }
+        for (String mode : List.of("svd", "cat", "factor")) {
+          AdapterAverager.Result res = AdapterAverager.combine(bert, src, new double[] {1, 3}, true, mode, 0);
+          assertEquals(List.of("pooler", "classifier"), res.model().config().modulesToSave(), mode);
+          for (String t : List.of("base_model.model.bert.pooler.dense.weight", "base_model.model.classifier.bias")) {
+            FlatLayout.Slot out = res.model().layout().slot(t).orElseThrow(() -> new AssertionError(mode + " dropped " + t + ": " + res.model().layout().slots().stream().map(FlatLayout.Slot::key).toList()));
+            FlatLayout.Slot in = src.get(0).adapter().model().layout().slot(t).orElseThrow();
+            for (int i = 0; i < out.size(); i++) {
+              float want = (float) (0.25 * src.get(0).adapter().values()[in.offset() + i] + 0.75 * src.get(1).adapter().values()[in.offset() + i]);
+              assertEquals(want, res.values()[out.offset() + i], 1e-6f, mode + " " + t + "[" + i + "] of " + cfg.targetModules());
+            }
+          }
+        }
+      }
+    }
+  }
 }

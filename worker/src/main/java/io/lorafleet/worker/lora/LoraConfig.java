@@ -11,7 +11,8 @@ import java.util.Optional;
  *
  * @param targetModules module names matched as PEFT does (exact name or ".name" suffix), the single
  *     entry "all-linear", or, when {@code targetRegex} is set, one regex matched against the full
- *     module path
+ *     module path; empty for none, which trains a sequence classifier's modules_to_save alone (its
+ *     head: a linear probe)
  * @param layersToTransform empty for all layers
  * @param rankPattern regex (matched as PEFT: "(.*\.)?key$") → rank
  * @param alphaPattern regex → alpha
@@ -50,9 +51,6 @@ public record LoraConfig(
     }
     if (loraDropout < 0 || loraDropout >= 1) {
       throw new IllegalArgumentException("lora_dropout must be in [0, 1) but found " + loraDropout);
-    }
-    if (targetModules.isEmpty()) {
-      throw new IllegalArgumentException("target_modules must name at least one module");
     }
     if (targetRegex && targetModules.size() != 1) {
       throw new IllegalArgumentException("a regex target_modules is one string, found " + targetModules.size());

@@ -103,7 +103,7 @@ public final class LoraModel implements Trainable {
         targets.add(new LoraTarget(s, config.rankFor(s.name()), config.scaleFor(s.name())));
       }
     }
-    if (!unmatched.isEmpty() || targets.isEmpty()) {
+    if (!unmatched.isEmpty() || (targets.isEmpty() && !config.targetModules().isEmpty())) {
       Set<String> names = all.stream().map(LinearSpec::shortName).collect(Collectors.toCollection(LinkedHashSet::new));
       throw new IllegalArgumentException("target_modules " + (unmatched.isEmpty() ? config.targetModules() : unmatched)
           + " match no module" + (layers.isEmpty() ? "" : " in layers_to_transform " + layers) + " of this "
@@ -112,6 +112,11 @@ public final class LoraModel implements Trainable {
     Set<String> whole = new LinkedHashSet<>();
     Set<String> targeted = targets.stream().map(t -> t.module().name() + ".bias").collect(Collectors.toSet());
     List<String> saved = savedWhole(base, config.modulesToSave());
+    if (targets.isEmpty() && saved.isEmpty()) {
+      throw new IllegalArgumentException("target_modules is empty, which trains only the modules saved whole, but this " + base.config().modelType()
+          + " model has none: name its projections (" + String.join(", ", all.stream().map(LinearSpec::shortName).collect(Collectors.toCollection(LinkedHashSet::new)))
+          + ", or all-linear)");
+    }
     Set<String> head = new java.util.HashSet<>(saved);
     for (ParamSpec p : base.params()) {
       if (p.name().endsWith(".bias") && !head.contains(p.name()) && (config.bias().equals("all") || (config.bias().equals("lora_only") && targeted.contains(p.name())))) {

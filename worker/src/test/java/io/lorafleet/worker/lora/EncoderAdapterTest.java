@@ -229,4 +229,37 @@ class EncoderAdapterTest {
       }
     }
   }
+
+  /**
+   * An empty target_modules trains what a sequence classifier saves whole and nothing else (a linear
+   * probe of the frozen body): no LoRA factor, the head alone, written and read back as PEFT writes
+   * target_modules [], and merged as it trains. A causal LM has nothing saved whole: refused by name.
+   */
+  @org.junit.jupiter.api.Test
+  void anEmptyTargetModulesTrainsTheHeadAlone() throws Exception {
+    Path base = tmp.resolve("bert-probe");
+    ModelDirectory.write(base, TinyModels.BERT.configJson(1, 2), TinyModels.tensors(TinyModels.BERT, 3));
+    try (LanguageModel m = LanguageModel.load(base, Device.cpu(), DataType.FLOAT32)) {
+      LoraModel probe = LoraModel.create(m, LoraConfig.of(2, 4, List.of()));
+      assertEquals(List.of(), probe.targets());
+      assertEquals(List.of("classifier.weight", "classifier.bias"), probe.biases());
+      float[] p = TinyModels.trained(probe, 5);
+      float[] unmerged = logits(probe, p);
+      Path out = tmp.resolve("probe-adapter");
+      AdapterFormat.write(out, probe, p, Map.of());
+      assertEquals("[]", new ObjectMapper().readTree(out.resolve(AdapterFormat.CONFIG).toFile()).get("target_modules").toString());
+      AdapterFormat.Loaded back = AdapterFormat.read(out, m);
+      assertArrayEquals(p, back.values());
+      assertArrayEquals(unmerged, logits(back.model(), back.values()), 0f);
+      probe.merge(p);
+      assertArrayEquals(unmerged, logits(new FrozenModel(m), new float[0]), 1e-6f);
+      probe.unmerge(p);
+    }
+    Path llama = tmp.resolve("llama-probe");
+    ModelDirectory.write(llama, TinyModels.LLAMA.configJson(1, 2), TinyModels.tensors(TinyModels.LLAMA, 3));
+    try (LanguageModel m = LanguageModel.load(llama, Device.cpu(), DataType.FLOAT32)) {
+      var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> LoraModel.create(m, LoraConfig.of(2, 4, List.of())));
+      assertTrue(e.getMessage().contains("target_modules is empty") && e.getMessage().contains("q_proj"), e.getMessage());
+    }
+  }
 }

@@ -19,8 +19,9 @@ import java.util.Map;
 /**
  * all-MiniLM-L6-v2 as Maven Central ships it (langchain4j's jar: an ONNX graph of BertModel exported
  * by torch.onnx, and its tokenizer.json), turned into the Hugging Face directory that
- * sentence-transformers saves: BertModel's keys without a prefix and no pooler. Test code only: the
- * product reads Hugging Face directories, not ONNX.
+ * sentence-transformers saves: BertModel's keys without a prefix and no pooler. Test and build code
+ * only: the product reads Hugging Face directories, not ONNX; the build runs {@link #main} once to
+ * give {@code demo --task classify} its model.
  *
  * <p>The graph's initializers keep their state_dict names, except each nn.Linear's weight, which
  * the export stores transposed (in, out) under a generated name as the second input of a MatMul.
@@ -29,11 +30,16 @@ import java.util.Map;
  * GraphProto.node (1: NodeProto input 1, output 2, op_type 4) and GraphProto.initializer (5:
  * TensorProto dims 1, data_type 2, name 8, raw_data 9).
  */
-final class OnnxBert {
+public final class OnnxBert {
   static final String ONNX = "/all-minilm-l6-v2.onnx";
   static final String TOKENIZER = "/all-minilm-l6-v2-tokenizer.json";
 
   private OnnxBert() {}
+
+  /** Writes the Hugging Face directory into args[0]: the build's step that gives {@code demo --task classify} its model. */
+  public static void main(String[] args) throws IOException {
+    writeHfDirectory(onnx(), Path.of(args[0]));
+  }
 
   /** The ONNX graph's bytes, from the test classpath. */
   static byte[] onnx() throws IOException {
