@@ -100,14 +100,14 @@ public class HfReferenceTest {
 
   public static float[] logits(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, -1).context();
+      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, io.lorafleet.worker.model.Dropout.OFF).context();
       return m.forward(ctx, batch).toType(DataType.FLOAT32, false).toFloatArray();
     }
   }
 
   static double meanLoss(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, -1).context();
+      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, io.lorafleet.worker.model.Dropout.OFF).context();
       return TokenLoss.value(TokenLoss.sum(s, m.forward(ctx, batch), batch)) / batch.targetTokens();
     }
   }

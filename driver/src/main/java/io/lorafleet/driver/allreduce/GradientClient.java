@@ -121,20 +121,23 @@ public final class GradientClient implements AutoCloseable {
   }
 
   /**
+   * @param tokens what the loss is averaged over: target tokens, or a classifier's rows
+   * @param inputTokens the step's input tokens, padding excluded (for the driver's metrics)
    * @param computeNanos the worker's forward+backward time for this step (for the driver's metrics)
    * @param flags {@link GradientServer#FLAG_OVERFLOW} and {@link GradientServer#FLAG_SCALED}, or 0
    */
-  public void push(int step, long tokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
-    push(step, tokens, lossSum, computeNanos, flags, -1, gradSum);
+  public void push(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
+    push(step, tokens, inputTokens, lossSum, computeNanos, flags, -1, gradSum);
   }
 
   /**
-   * As {@link #push(int, long, double, long, int, float[])} for a pre-reduced sum;
+   * As {@link #push(int, long, long, double, long, int, float[])} for a pre-reduced sum;
    * {@code nonFiniteRank} names the first rank of it whose own gradient held NaN or infinity (-1: none).
    */
-  public void push(int step, long tokens, double lossSum, long computeNanos, int flags, int nonFiniteRank, float[] gradSum) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(lossSum).putLong(computeNanos).putInt(flags)
-        .putInt(nonFiniteRank).array();
+  public void push(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, int nonFiniteRank, float[] gradSum)
+      throws IOException {
+    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putLong(inputTokens).putDouble(lossSum).putLong(computeNanos)
+        .putInt(flags).putInt(nonFiniteRank).array();
     int n = gradSum.length;
     int bytes = (int) transport.bytes(n);
     if (pushed.length != bytes) {
@@ -172,7 +175,8 @@ public final class GradientClient implements AutoCloseable {
 
   /** For a simulated worker: pushes a payload encoded and digested once, reused every step. */
   public void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1).array();
+    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1)
+        .array();
     toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
   }
 

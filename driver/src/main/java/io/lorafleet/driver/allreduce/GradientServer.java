@@ -50,10 +50,11 @@ public final class GradientServer implements AutoCloseable {
 
   /**
    * What one step's pushes came to: the gradient sum over every rank (valid until the next
-   * exchange, which reuses the buffer), its Σ sum², target tokens, loss sum, the slowest rank's
-   * compute time, and where the driver's time went.
+   * exchange, which reuses the buffer), its Σ sum², target tokens (a classifier's rows), input
+   * tokens (padding excluded), loss sum, the slowest rank's compute time, and where the driver's
+   * time went.
    */
-  public record Gathered(float[] sum, double sumSquares, long tokens, double lossSum, long computeNanos, boolean overflow, boolean scaled,
+  public record Gathered(float[] sum, double sumSquares, long tokens, long inputTokens, double lossSum, long computeNanos, boolean overflow, boolean scaled,
       int pushes, long broadcastNanos, long reduceNanos, long digestNanos) {}
 
   /** An authenticated worker's connection, speaking for the ranks of {@code node}. */
@@ -313,12 +314,14 @@ public final class GradientServer implements AutoCloseable {
     }
     Map<SumTree.Node, Double> losses = new HashMap<>();
     long tokens = 0;
+    long inputTokens = 0;
     long compute = 0;
     int flags = 0;
     int scaled = 0;
     for (int i = 0; i < got.length; i++) {
       losses.put(nodes.get(i), got[i].lossSum());
       tokens += got[i].tokens();
+      inputTokens += got[i].inputTokens();
       compute = Math.max(compute, got[i].computeNanos());
       flags |= got[i].flags();
       scaled += (got[i].flags() & FLAG_SCALED) != 0 ? 1 : 0;
@@ -332,7 +335,7 @@ public final class GradientServer implements AutoCloseable {
       throw new NonFiniteGradientException("step " + step + " gave a non-finite loss sum " + loss);
     }
     long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
-    return new Gathered(sum, reduce.sumSquares(), tokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, got.length, broadcastNanos,
+    return new Gathered(sum, reduce.sumSquares(), tokens, inputTokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, got.length, broadcastNanos,
         reduce.reduceNanos(), reduce.digestNanos());
   }
 
@@ -385,12 +388,14 @@ public final class GradientServer implements AutoCloseable {
               .findFirst().orElse(""));
     }
     ByteBuffer b = ByteBuffer.wrap(h);
-    StreamingReduce.Header got = new StreamingReduce.Header(b.getInt(), b.getLong(), b.getDouble(), b.getLong(), b.getInt(), b.getInt());
+    StreamingReduce.Header got = new StreamingReduce.Header(b.getInt(), b.getLong(), b.getLong(), b.getDouble(), b.getLong(), b.getInt(), b.getInt());
     if (got.step() != step) {
       throw new Wire.ProtocolException("push for step " + got.step() + " rejected, the current step is " + step);
     }
-    if (got.tokens() < 0 || (got.flags() & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0 || (got.culprit() != -1 && !p.node().contains(got.culprit()))) {
-      throw new Wire.ProtocolException("push rejected: tokens " + got.tokens() + ", flags " + got.flags() + ", non-finite rank " + got.culprit());
+    if (got.tokens() < 0 || got.inputTokens() < 0 || (got.flags() & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0
+        || (got.culprit() != -1 && !p.node().contains(got.culprit()))) {
+      throw new Wire.ProtocolException("push rejected: tokens " + got.tokens() + ", input tokens " + got.inputTokens() + ", flags " + got.flags()
+          + ", non-finite rank " + got.culprit());
     }
     Wire.Digest d = new Wire.Digest();
     reduce.receive(i, got, p.in(), d);

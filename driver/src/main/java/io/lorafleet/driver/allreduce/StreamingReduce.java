@@ -27,7 +27,7 @@ final class StreamingReduce {
   static final int DEPTH = 4;
 
   /** A push's header. */
-  record Header(int step, long tokens, double lossSum, long computeNanos, int flags, int culprit) {}
+  record Header(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, int culprit) {}
 
   private final int n;
   private final int chunk;

@@ -33,8 +33,8 @@ import javax.crypto.spec.SecretKeySpec;
  * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
  * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
  * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, loss scale | n fp32)
- * and DONE; a worker answers PARAMS with PUSH(step, target tokens, loss sum, compute nanoseconds,
- * flags | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, target tokens,
+ * and DONE; a worker answers PARAMS with PUSH(step, target tokens, input tokens, loss sum, compute
+ * nanoseconds, flags, non-finite rank | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, target tokens,
  * loss sum) over its share of the validation examples. Before the first step of a DoRA run, the
  * server sends INIT(step, loss scale | n fp32) to the worker of rank 0, which answers
  * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
@@ -42,7 +42,7 @@ import javax.crypto.spec.SecretKeySpec;
  */
 final class Wire {
   static final int MAGIC = 0x4c4f5241; // "LORA"
-  static final int VERSION = 3;
+  static final int VERSION = 4; // 4: PUSH carries the step's input tokens
   static final int ACCEPT = 1;
   static final int REJECT = 2;
   static final int PARAMS = 3;
@@ -58,8 +58,12 @@ final class Wire {
   static final int EVAL_RESULT_BYTES = 4 + 8 + 8;
   static final int NONCE_BYTES = 16;
   static final int MAC_BYTES = 32;
-  /** PUSH header: step, tokens, loss sum, compute nanoseconds, flags, the first rank whose gradient held NaN or infinity (-1: none). */
-  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4 + 4;
+  /**
+   * PUSH header: step, target tokens (a classifier's rows: what the loss is averaged over), input
+   * tokens (padding excluded), loss sum, compute nanoseconds, flags, the first rank whose gradient
+   * held NaN or infinity (-1: none).
+   */
+  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 8 + 4 + 4;
   /** PARAMS and EVAL header: step, loss scale. */
   static final int PARAMS_HEADER = 4 + 8;
   /** Payload bytes per digested piece. */

@@ -19,7 +19,7 @@ public final class GlobalBatch {
   public static List<Example> slice(SplitReader split, EpochOrder order, int step, int globalBatch, int workers, int rank) {
     int per = globalBatch / workers;
     List<Example> out = new ArrayList<>(per);
-    long start = (long) step * globalBatch + (long) rank * per;
+    long start = firstPosition(step, globalBatch, workers, rank);
     for (int i = 0; i < per; i++) {
       long row = order.rowAt(start + i);
       try {
@@ -31,7 +31,21 @@ public final class GlobalBatch {
     return out;
   }
 
+  /** The position in the data order of the first row worker {@code rank} of {@code workers} trains on at {@code step}. */
+  public static long firstPosition(int step, int globalBatch, int workers, int rank) {
+    return (long) step * globalBatch + (long) rank * (globalBatch / workers);
+  }
+
+  /** As {@link #microBatches(List, int, long)}, the rows keyed from 0 (validation, tests). */
   public static List<Batch> microBatches(List<Example> examples, int micro) {
+    return microBatches(examples, micro, 0);
+  }
+
+  /**
+   * The examples in micro-batches of {@code micro} rows, each row keyed for its dropout masks by its
+   * position in the data order: {@code first} for the first example, and on.
+   */
+  public static List<Batch> microBatches(List<Example> examples, int micro, long first) {
     List<Batch> out = new ArrayList<>();
     for (int i = 0; i < examples.size(); i += micro) {
       List<Example> chunk = examples.subList(i, Math.min(examples.size(), i + micro));
@@ -42,11 +56,11 @@ public final class GlobalBatch {
         for (int k = 0; k < y.length; k++) {
           y[k] = chunk.get(k).label().orElseThrow();
         }
-        out.add(Batch.classification(ids, chunk.stream().map(Example::tokenTypes).toArray(int[][]::new), y));
+        out.add(Batch.classification(ids, chunk.stream().map(Example::tokenTypes).toArray(int[][]::new), y).withRowKeys(first + i));
       } else if (chunk.stream().anyMatch(e -> e.positionIds().isPresent())) {
-        out.add(packed(chunk));
+        out.add(packed(chunk).withRowKeys(first + i));
       } else {
-        out.add(Batch.of(ids, labels));
+        out.add(Batch.of(ids, labels).withRowKeys(first + i));
       }
     }
     return out;

@@ -183,11 +183,13 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         all.put(own.rank(), own);
         Map<SumTree.Node, Double> loss = new HashMap<>();
         long tokens = 0;
+        long inputTokens = 0;
         long compute = 0;
         int flags = 0;
         for (ExecutorGroup.Contribution x : all.values()) {
           loss.put(new SumTree.Node(x.rank(), x.rank() + 1), x.lossSum());
           tokens += x.tokens();
+          inputTokens += x.inputTokens();
           compute = Math.max(compute, x.computeNanos());
           flags |= x.flags();
         }
@@ -207,7 +209,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           }
         }
         float[] sum = node.leaf() ? own.gradSum() : sumOf(node, grads);
-        c.push(p.get().step(), tokens, lossSum, compute, flags, nonFinite, sum);
+        c.push(p.get().step(), tokens, inputTokens, lossSum, compute, flags, nonFinite, sum);
         steps++;
       }
       group.publish(Optional.empty());
@@ -264,7 +266,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       int step = p.step();
       if (p.evaluate()) {
         StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), job.data().microBatch()));
-        return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), v.lossSum(), 0, 0);
+        return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), 0, v.lossSum(), 0, 0);
       }
       job.faults().beforeWorkerStep(step, rank, job.attempt());
       var mine = GlobalBatch.slice(split, order, step, job.data().globalBatch(), job.data().workers(), rank);
@@ -277,7 +279,8 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           }
         });
       }
-      long dropoutSeed = job.lora().loraDropout() > 0 ? (job.data().seed() * 1_000_003L + step) * 1_009L + rank : -1;
+      // the run's seed alone: each row's masks are keyed by its position in the data order, so no worker or step enters them
+      long dropoutSeed = job.lora().loraDropout() > 0 ? (job.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1;
       long t0 = System.nanoTime();
       StepResult r;
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
@@ -285,7 +288,8 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       double scale = job.faults().diverges(step, rank, job.attempt()) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
       try {
-        var micro = GlobalBatch.microBatches(mine, job.data().microBatch());
+        var micro = GlobalBatch.microBatches(mine, job.data().microBatch(),
+            GlobalBatch.firstPosition(step, job.data().globalBatch(), job.data().workers(), rank));
         // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
         r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, p.values(), micro, dropoutSeed, scale)
             : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
@@ -303,7 +307,11 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       if (job.faults().poisons(step, rank, job.attempt())) {
         r.gradSum()[r.gradSum().length - 1] = Float.NaN;
       }
-      return new ExecutorGroup.Contribution(rank, r.gradSum(), r.tokens(), r.lossSum(), System.nanoTime() - t0, flags);
+      long inputTokens = 0; // the rows' own tokens: padding is the batch's, not the data's
+      for (var e : mine) {
+        inputTokens += e.inputIds().length;
+      }
+      return new ExecutorGroup.Contribution(rank, r.gradSum(), r.tokens(), inputTokens, r.lossSum(), System.nanoTime() - t0, flags);
     }
   }
 }

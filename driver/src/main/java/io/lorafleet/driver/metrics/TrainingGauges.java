@@ -27,7 +27,8 @@ public final class TrainingGauges {
     VALUES.put("learning_rate", m.path("lr").asDouble(Double.NaN));
     VALUES.put("grad_norm", m.path("grad_norm").asDouble(Double.NaN));
     double ms = m.path("step_ms").asDouble(Double.NaN);
-    VALUES.put("tokens_per_second", ms > 0 && m.has("tokens") ? m.path("tokens").asDouble() / (ms / 1000) : Double.NaN);
+    // input tokens (padding excluded), as trainers count throughput; a classifier's rows are examples_per_second
+    VALUES.put("tokens_per_second", ms > 0 && m.has("input_tokens") ? m.path("input_tokens").asDouble() / (ms / 1000) : Double.NaN);
     VALUES.put("examples_per_second", ms > 0 && m.has("examples") ? m.path("examples").asDouble() / (ms / 1000) : Double.NaN);
     for (String k : List.of("compute_ms", "communication_ms", "optimizer_ms")) {
       VALUES.put(k, m.path(k).asDouble(Double.NaN));

@@ -220,7 +220,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
         int[][] ids = chunk.stream().map(r -> tok.encodeForClassification(r.getString(in), Optional.empty(), seqLen).ids()).toArray(int[][]::new);
         float[] predicted;
         try (ai.djl.ndarray.NDManager s = m.manager().newSubManager()) {
-          predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, -1).context(),
+          predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, io.lorafleet.worker.model.Dropout.OFF).context(),
               Batch.classification(ids, new float[ids.length])));
         }
         for (int k = 0; k < chunk.size(); k++) {

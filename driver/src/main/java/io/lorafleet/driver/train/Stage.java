@@ -228,7 +228,7 @@ final class Stage {
       validate(server, step, m);
       record(step, m);
       int done = step + 1;
-      report(done, done - start, m.get("loss").asDouble(), g.tokens(), (System.nanoTime() - t0) / 1e9, (to - ts) / 1e9);
+      report(done, done - start, m.get("loss").asDouble(), g, (System.nanoTime() - t0) / 1e9, (to - ts) / 1e9);
       if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps()) {
         snapshot(done);
       }
@@ -315,6 +315,7 @@ final class Stage {
     m.put("lr", lr);
     m.put("grad_norm", norm);
     m.put(classifier() ? "examples" : "tokens", g.tokens()); // what the loss is averaged over: target tokens, or a classifier's rows
+    m.put("input_tokens", g.inputTokens()); // what the model read: every row's tokens, padding excluded
     if (g.overflow()) {
       m.put("skipped", true);
     }
@@ -361,13 +362,15 @@ final class Stage {
   }
 
   /** The progress line: redrawn in place on a terminal; whole lines, now and then, in a log (a cluster's, a file). */
-  private void report(int done, int doneHere, double loss, long tokens, double elapsedS, double stepS) {
+  private void report(int done, int doneHere, double loss, GradientServer.Gathered g, double elapsedS, double stepS) {
     if (!progress) {
       return;
     }
     int steps = cfg.batching().steps();
     double eta = elapsedS / doneHere * (steps - done);
-    String line = String.format("step %d/%d  loss %.4f  %.0f %s  eta %.0fs", done, steps, loss, tokens / stepS, classifier() ? "ex/s" : "tok/s", eta);
+    // input tokens a second, padding excluded; a classifier's examples beside them
+    String rate = String.format("%.0f tok/s", g.inputTokens() / stepS) + (classifier() ? String.format("  %.0f ex/s", g.tokens() / stepS) : "");
+    String line = String.format("step %d/%d  loss %.4f  %s  eta %.0fs", done, steps, loss, rate, eta);
     if (TERMINAL) {
       System.out.print("\r" + line + "   ");
       System.out.flush();

@@ -83,16 +83,17 @@ class GradientServerTest {
         CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[] {1, 2, 3});
         var p = c.next().orElseThrow();
         assertArrayEquals(new float[] {1, 2, 3}, p.values());
-        c.push(0, 5, 2.5, 1_000_000L, 0, new float[] {0.5f, 0.25f, 0.125f});
+        c.push(0, 5, 23, 2.5, 1_000_000L, 0, new float[] {0.5f, 0.25f, 0.125f});
         GradientServer.Gathered pushes = ex.get();
         assertArrayEquals(new float[] {0.5f, 0.25f, 0.125f}, pushes.sum());
         assertEquals(5, pushes.tokens());
+        assertEquals(23, pushes.inputTokens(), "the input tokens travel beside the target tokens");
         assertEquals(1_000_000L, pushes.computeNanos());
         assertEquals(0.25 + 0.0625 + 0.015625, pushes.sumSquares(), 1e-12);
         // A push for the wrong step fails the step and is not applied.
         CompletableFuture<GradientServer.Gathered> bad = exchangeAsync(s, 1, new float[] {1, 2, 3});
         c.next().orElseThrow();
-        c.push(7, 5, 1.0, 0L, 0, new float[] {1, 1, 1});
+        c.push(7, 5, 5, 1.0, 0L, 0, new float[] {1, 1, 1});
         var err = assertThrows(ExecutionException.class, bad::get);
         assertTrue(err.getCause().getMessage().contains("push for step 7 rejected, the current step is 1"), err.getCause().getMessage());
       }
@@ -107,7 +108,7 @@ class GradientServerTest {
         accept.get();
         CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[] {1, 2});
         c.next();
-        c.push(0, 1, 1.0, 0L, 0, new float[] {1, 2, 3, 4});
+        c.push(0, 1, 1, 1.0, 0L, 0, new float[] {1, 2, 3, 4});
         var err = assertThrows(ExecutionException.class, ex::get);
         assertTrue(err.getCause().getMessage().contains("it holds 4 fp32 values but the adapter has 2"), err.getCause().getMessage());
       }
@@ -130,20 +131,20 @@ class GradientServerTest {
         accept.get();
         CompletableFuture<GradientServer.Gathered> nan = exchangeAsync(s, 0, new float[] {1, 2, 3});
         c.next();
-        c.push(0, 4, 1.0, 0L, 0, new float[] {0, 0, Float.NaN});
+        c.push(0, 4, 4, 1.0, 0L, 0, new float[] {0, 0, Float.NaN});
         var err = assertThrows(ExecutionException.class, nan::get);
         assertInstanceOf(io.lorafleet.worker.train.NonFiniteGradientException.class, err.getCause());
         assertTrue(err.getCause().getMessage().contains("non-finite gradient (NaN) for 'layer.lora_B.weight'"), err.getCause().getMessage());
         // An overflow flagged as such (fp16 under loss scaling) is not an error: the driver skips the step.
         CompletableFuture<GradientServer.Gathered> over = exchangeAsync(s, 1, new float[] {1, 2, 3});
         c.next();
-        c.push(1, 4, Double.POSITIVE_INFINITY, 0L, GradientServer.FLAG_OVERFLOW, new float[] {Float.POSITIVE_INFINITY, 0, 0});
+        c.push(1, 4, 4, Double.POSITIVE_INFINITY, 0L, GradientServer.FLAG_OVERFLOW, new float[] {Float.POSITIVE_INFINITY, 0, 0});
         assertTrue(over.get().overflow());
         // A push signed with another key (altered or injected on the wire) fails its MAC.
         CompletableFuture<GradientServer.Gathered> forged = exchangeAsync(s, 2, new float[] {1, 2, 3});
         c.next();
         c.forgeSessionKey();
-        c.push(2, 4, 1.0, 0L, 0, new float[] {1, 1, 1});
+        c.push(2, 4, 4, 1.0, 0L, 0, new float[] {1, 1, 1});
         err = assertThrows(ExecutionException.class, forged::get);
         assertTrue(err.getCause().getMessage().contains("message authentication failed"), err.getCause().getMessage());
       }
@@ -242,7 +243,7 @@ class GradientServerTest {
             for (int r = x.lo(); r < x.hi(); r++) {
               leaves.put(rank(r), perRank[r].clone());
             }
-            c.push(0, x.size(), x.size(), 0, 0, SumTree.sum(x, leaves, 0, n));
+            c.push(0, x.size(), x.size(), x.size(), 0, 0, SumTree.sum(x, leaves, 0, n));
           } catch (IOException e) {
             throw new RuntimeException(e);
           }
@@ -253,7 +254,7 @@ class GradientServerTest {
       for (GradientClient c : clients) {
         c.close();
       }
-      return new GradientServer.Gathered(g.sum().clone(), g.sumSquares(), g.tokens(), g.lossSum(), g.computeNanos(), g.overflow(), g.scaled(),
+      return new GradientServer.Gathered(g.sum().clone(), g.sumSquares(), g.tokens(), g.inputTokens(), g.lossSum(), g.computeNanos(), g.overflow(), g.scaled(),
           g.pushes(), 0, 0, 0);
     }
   }

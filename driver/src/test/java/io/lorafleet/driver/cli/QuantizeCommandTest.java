@@ -34,7 +34,7 @@ class QuantizeCommandTest {
   static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
       var ctx = p == null ? io.lorafleet.worker.model.ForwardContext.inference(s, io.lorafleet.worker.model.LinearDelta.NONE)
-          : lora.bind(s, p, false, -1).context();
+          : lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context();
       return m.forward(ctx, Batch.of(new int[][] {{1, 3, 4, 5, 6}}, new int[][] {{-100, 3, 4, 5, 6}})).toFloatArray();
     }
   }

@@ -222,9 +222,21 @@ class EncoderClassificationIT {
     float[][] byWorkers = new float[2][];
     Trainer.Result last = null;
     for (int w = 1; w <= 2; w++) {
-      last = Trainer.run(spark, cfg(model, data, "bert" + w, w, 4).toBuilder().tuner(LoraConfig.ofTargetModules(8, 16, "query,value")
-          .withModulesToSave(List.of("pooler", "classifier"))).build(), false);
+      TrainConfig c = cfg(model, data, "bert" + w, w, 4).toBuilder().tuner(LoraConfig.ofTargetModules(8, 16, "query,value")
+          .withModulesToSave(List.of("pooler", "classifier"))).build();
+      last = Trainer.run(spark, c, false);
       byWorkers[w - 1] = last.adapter();
+      // honest counters: each step's input tokens are its rows' own (no padding), whichever worker read them; its examples are its rows
+      var order = new io.lorafleet.driver.executor.EpochOrder(rows.blockRows(), c.batching().seed(), c.batching().shuffleWindow());
+      List<String> lines = Files.readAllLines(dir.resolve("bert" + w).resolve("metrics.jsonl"));
+      assertEquals(4, lines.size());
+      for (int step = 0; step < 4; step++) {
+        long tokens = io.lorafleet.driver.executor.GlobalBatch.slice(rows, order, step, 16, 1, 0).stream().mapToLong(e -> e.inputIds().length).sum();
+        var m = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(step));
+        assertEquals(tokens, m.get("input_tokens").asLong(), w + " workers, step " + step + ": " + m);
+        assertEquals(16, m.get("examples").asLong(), m.toString());
+        assertFalse(m.has("tokens"), "a classifier's rows are examples, not tokens: " + m);
+      }
     }
     assertArrayEquals(byWorkers[0], byWorkers[1], 1e-6f, "2 workers make the 1-worker update");
     var st = SafetensorsReader.open(last.finalAdapter().resolve(AdapterFormat.WEIGHTS));

@@ -383,7 +383,35 @@ class TrainerIT {
       for (int n : new int[] {1, 2, 3}) {
         assertArrayEquals(p, results[n], 1e-6f, n + " workers");
       }
+      // the step's counters, whatever N: target tokens (the loss's denominator) and input tokens, the rows' own, padding excluded
+      long input = firstGlobalBatch().stream().mapToLong(e -> e.inputIds().length).sum();
+      for (int n : new int[] {1, 2, 3}) {
+        assertEquals(List.of((int) r.tokens()), metric(dir.resolve("eq" + n), "tokens"), n + " workers");
+        assertEquals(List.of((int) input), metric(dir.resolve("eq" + n), "input_tokens"), n + " workers");
+      }
     }
+  }
+
+  /**
+   * LoRA dropout draws each row's masks from its position in the data order (not from the worker or
+   * the micro-batch), so 1, 2 and 3 workers train the same adapter with dropout on; and dropout is
+   * on (the adapter differs from the run without it).
+   */
+  @Test
+  void loraDropoutFollowsTheRowsSoNWorkersTrainAsOne() throws Exception {
+    float[][] got = new float[4][];
+    for (int n : new int[] {1, 2, 3}) {
+      got[n] = Trainer.run(spark, tuned(cfg("drop" + n, n, 3, "sgd", false), t -> t.withDropout(0.3)), false).adapter();
+    }
+    for (int n : new int[] {2, 3}) {
+      assertArrayEquals(got[1], got[n], 1e-6f, n + " workers with lora_dropout 0.3");
+    }
+    float[] none = Trainer.run(spark, cfg("drop0", 1, 3, "sgd", false), false).adapter();
+    double diff = 0;
+    for (int i = 0; i < none.length; i++) {
+      diff = Math.max(diff, Math.abs(none[i] - got[1][i]));
+    }
+    assertTrue(diff > 1e-3, "dropout changed the training: " + diff);
   }
 
   @Test

@@ -6,6 +6,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Djl;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.Ops;
 import java.util.List;
@@ -23,9 +24,10 @@ public interface Trainable {
    * Creates the trainable tensors from {@code flat} in {@code step} and a context that uses them.
    * With {@code grad} the tensors are autograd leaves, in {@link FlatLayout#slots()} order.
    *
-   * @param dropoutSeed seeds dropout masks; negative for evaluation (no dropout)
+   * @param dropout the masks of training mode over the batch's rows; {@link Dropout#OFF} for
+   *     evaluation
    */
-  Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed);
+  Bound bind(NDManager step, float[] flat, boolean grad, Dropout dropout);
 
   /**
    * The autograd leaf for one slot: {@code flat}'s values in the master dtype of {@code compute}

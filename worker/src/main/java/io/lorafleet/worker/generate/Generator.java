@@ -55,7 +55,7 @@ public final class Generator {
     SplittableRandom rng = new SplittableRandom(s.seed());
     List<Integer> out = new ArrayList<>();
     try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
-      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, io.lorafleet.worker.model.Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
       int[] next = prompt;
       for (int i = 0; i < s.maxNewTokens(); i++) {
         float[] last;
@@ -88,7 +88,7 @@ public final class Generator {
    */
   public static int[][] greedyBatch(LanguageModel model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
     try (NDManager gen = model.manager().newSubManager()) {
-      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, -1).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, io.lorafleet.worker.model.Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
       List<DecodeBatch.Join> joins = new ArrayList<>();
       for (int r = 0; r < prompts.length; r++) {
         joins.add(new DecodeBatch.Join(r, prompts[r], 0, Optional.of(ctx.delta())));

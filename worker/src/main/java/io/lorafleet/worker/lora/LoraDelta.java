@@ -12,7 +12,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.SplittableRandom;
 
 /**
  * The LoRA term of a projection (Hu et al. 2021, eq. 3): delta(x) = s · dropout(x)·Aᵀ·Bᵀ, with A
@@ -76,18 +75,18 @@ public final class LoraDelta implements LinearDelta {
   private final NDManager manager;
   private final Map<String, Factors> factors;
   private final double dropout;
-  private final long seed;
+  private final io.lorafleet.worker.model.Dropout masks;
   /** Adapted modules per input group, in target order (only groups of two or more are fused). */
   private final Map<String, List<String>> groups;
   /** Per group: the input it was computed for and each member's x·Aᵀ. */
   private final Map<String, Map.Entry<NDArray, Map<String, NDArray>>> fused = new HashMap<>();
 
-  LoraDelta(NDManager manager, Map<String, Factors> factors, Map<String, List<String>> groups, double dropout, long seed) {
+  LoraDelta(NDManager manager, Map<String, Factors> factors, Map<String, List<String>> groups, double dropout, io.lorafleet.worker.model.Dropout masks) {
     this.manager = manager;
     this.factors = Map.copyOf(factors);
     this.groups = dropout > 0 ? Map.of() : Map.copyOf(groups); // dropout draws a mask per module: no shared product
     this.dropout = dropout;
-    this.seed = seed;
+    this.masks = masks;
   }
 
   /** The factors per adapted module, by module name. */
@@ -107,7 +106,7 @@ public final class LoraDelta implements LinearDelta {
     if (group != null && group.size() > 1) {
       xa = fusedProduct(module.inputGroup(), group, x).get(module.name());
     } else {
-      in = dropout > 0 && seed >= 0 ? x.mul(dropoutMask(x, f.index())) : x;
+      in = masks.apply(manager, x, f.index(), dropout); // the module's index keys its masks
       xa = in.matMul(f.a().transpose()); // (..., r)
     }
     return f.term().add(f, y, xa, in, x);
@@ -141,16 +140,5 @@ public final class LoraDelta implements LinearDelta {
     }
     fused.put(group, Map.entry(x, byModule));
     return byModule;
-  }
-
-  /** Inverted dropout: keep with probability 1−p and scale kept values by 1/(1−p). */
-  private NDArray dropoutMask(NDArray x, int index) {
-    SplittableRandom rng = new SplittableRandom(seed * 1_000_003L + index);
-    float[] m = new float[Math.toIntExact(x.size())];
-    float keep = (float) (1.0 / (1.0 - dropout));
-    for (int i = 0; i < m.length; i++) {
-      m[i] = rng.nextDouble() < dropout ? 0f : keep;
-    }
-    return manager.create(m, x.getShape()).toType(x.getDataType(), false);
   }
 }

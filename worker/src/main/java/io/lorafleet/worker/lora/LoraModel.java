@@ -276,7 +276,7 @@ public final class LoraModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
     List<NDArray> leaves = new ArrayList<>();
     List<NDArray> used = new ArrayList<>(); // the leaves in the compute dtype (a recorded cast under fp16)
     for (FlatLayout.Slot s : layout.slots()) {
@@ -301,7 +301,7 @@ public final class LoraModel implements Trainable {
     for (LoraTarget t : config.method().fusesInputs() ? targets : List.<LoraTarget>of()) {
       groups.computeIfAbsent(t.module().inputGroup(), g -> new ArrayList<>()).add(t.module().name());
     }
-    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropoutSeed));
+    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropout));
     return new Bound(ctx, leaves);
   }
 

@@ -59,7 +59,7 @@ public final class MixedDelta implements LinearDelta {
     List<LinearDelta> bound = new ArrayList<>();
     for (AdapterFormat.Loaded a : adapters) {
       mixable(a.model());
-      bound.add(a.model().bind(scope, a.values(), false, -1).context().delta());
+      bound.add(a.model().bind(scope, a.values(), false, io.lorafleet.worker.model.Dropout.OFF).context().delta());
     }
     return bound;
   }

@@ -10,10 +10,12 @@ import java.util.Optional;
  * {@code targets} holds one value per row for sequence classification (a class id, or the value a
  * regression head predicts); token labels are then all -100. {@code tokenTypes} are an encoder's
  * token type ids (BERT's 0 for the first text of a pair and 1 for the second, as the tokenizer's
- * post-processor gives them); none means all 0.
+ * post-processor gives them); none means all 0. {@code rowKeys} name each row for its dropout
+ * masks ({@link Dropout}): in training, the row's position in the run's data order; 0, 1, … unless
+ * set with {@link #withRowKeys}.
  */
 public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds, Optional<float[]> targets,
-    Optional<int[][]> tokenTypes) {
+    Optional<int[][]> tokenTypes, long[] rowKeys) {
   public static final int IGNORE = -100;
 
   /** A batch with token labels (causal LM). */
@@ -21,7 +23,21 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
     this(inputIds, labels, positionIds, segmentIds, Optional.empty(), Optional.empty());
   }
 
+  /** Rows keyed 0, 1, …. */
+  public Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optional<int[][]> segmentIds, Optional<float[]> targets,
+      Optional<int[][]> tokenTypes) {
+    this(inputIds, labels, positionIds, segmentIds, targets, tokenTypes, java.util.stream.LongStream.range(0, inputIds.length).toArray());
+  }
+
+  /** This batch with its rows keyed {@code first}, {@code first} + 1, …: their positions in the run's data order. */
+  public Batch withRowKeys(long first) {
+    return new Batch(inputIds, labels, positionIds, segmentIds, targets, tokenTypes, java.util.stream.LongStream.range(first, first + size()).toArray());
+  }
+
   public Batch {
+    if (rowKeys.length != inputIds.length) {
+      throw new IllegalArgumentException("a batch needs one row key per row but has " + rowKeys.length + " for " + inputIds.length);
+    }
     if (targets.isPresent() && targets.get().length != inputIds.length) {
       throw new IllegalArgumentException("a classification batch needs one target per row but has " + targets.get().length + " for " + inputIds.length);
     }

@@ -28,7 +28,7 @@ public final class FrozenModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
     return new Bound(ForwardContext.inference(step, LinearDelta.NONE), List.of());
   }
 }

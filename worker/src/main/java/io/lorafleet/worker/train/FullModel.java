@@ -53,7 +53,7 @@ public final class FullModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, long dropoutSeed) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
     List<NDArray> leaves = new ArrayList<>();
     Map<String, NDArray> overrides = new HashMap<>();
     for (FlatLayout.Slot s : layout.slots()) {

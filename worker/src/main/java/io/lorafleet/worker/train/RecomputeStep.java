@@ -78,7 +78,7 @@ public final class RecomputeStep {
     boolean gradMode = JniUtils.isGradMode();
     try (NDManager step = m.manager().newSubManager()) {
       JniUtils.setGradMode(true); // the leaves' views (transposes) must be recorded
-      Trainable.Bound bound = lora.bind(step, params, true, seed);
+      Trainable.Bound bound = lora.bind(step, params, true, seed < 0 ? io.lorafleet.worker.model.Dropout.OFF : io.lorafleet.worker.model.Dropout.of(seed, batch));
       Segments seg = m.segments(bound.context(), batch);
       int layers = seg.layers();
       int t = seg.seqLen();

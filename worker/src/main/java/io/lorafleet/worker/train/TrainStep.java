@@ -18,7 +18,8 @@ public final class TrainStep {
   private TrainStep() {}
 
   /**
-   * @param dropoutSeed a seed unique to this (step, worker); micro-batch i uses dropoutSeed + i
+   * @param dropoutSeed the run's dropout seed (negative: none); each row's masks are keyed by its
+   *     batch row key as well ({@link io.lorafleet.worker.model.Dropout})
    */
   public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed) {
     return run(trainable, params, microBatches, dropoutSeed, 1.0);
@@ -38,7 +39,7 @@ public final class TrainStep {
     double run(Batch batch, long seed, float[] grad);
   }
 
-  /** Runs {@code step} over the micro-batches, micro-batch i with dropout seed dropoutSeed + i, adding gradients and losses. */
+  /** Runs {@code step} over the micro-batches, each with the run's dropout seed, adding gradients and losses. */
   static StepResult accumulate(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed, MicroStep step) {
     FlatLayout layout = trainable.layout();
     if (params.length != layout.size()) {
@@ -49,7 +50,7 @@ public final class TrainStep {
     long tokens = 0;
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
-      loss += step.run(batch, dropoutSeed < 0 ? -1 : dropoutSeed + i, grad);
+      loss += step.run(batch, dropoutSeed, grad);
       tokens += batch.targetTokens();
     }
     return new StepResult(grad, loss, tokens);
@@ -71,7 +72,7 @@ public final class TrainStep {
       JniUtils.setGradMode(true);
       try {
         // bind with grad mode on: views of the leaves (transposes) must be recorded by autograd
-        bound = trainable.bind(step, params, true, seed);
+        bound = trainable.bind(step, params, true, seed < 0 ? io.lorafleet.worker.model.Dropout.OFF : io.lorafleet.worker.model.Dropout.of(seed, batch));
         NDArray logits = trainable.base().forward(bound.context(), batch);
         lossSum = lossSum(step, logits, batch);
         JniUtils.backward((PtNDArray) lossSum, (PtNDArray) seedGradient(step, lossSum, lossScale), false, false);
@@ -124,7 +125,7 @@ public final class TrainStep {
     long tokens = 0;
     for (Batch batch : batches) {
       try (NDManager step = trainable.base().manager().newSubManager()) {
-        Trainable.Bound bound = trainable.bind(step, params, false, -1);
+        Trainable.Bound bound = trainable.bind(step, params, false, io.lorafleet.worker.model.Dropout.OFF);
         loss += TokenLoss.value(lossSum(step, trainable.base().forward(bound.context(), batch), batch));
         tokens += batch.targetTokens();
       }

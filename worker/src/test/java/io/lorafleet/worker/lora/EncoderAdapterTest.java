@@ -51,7 +51,7 @@ class EncoderAdapterTest {
 
   static float[] logits(Trainable t, float[] p) {
     try (NDManager s = t.base().manager().newSubManager()) {
-      return t.base().forward(t.bind(s, p, false, -1).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
+      return t.base().forward(t.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
     }
   }
 

@@ -11,7 +11,6 @@ import io.lorafleet.worker.model.LinearSpec;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Random;
-import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -46,13 +45,15 @@ class LoraDeltaTest {
       var dora = new LoraDelta.Dora(mg.create(m, new Shape(OUT)), mg.create(n, new Shape(OUT)), wa, Optional.of(ba));
       var f = new LoraDelta.Factors(mg.create(a, new Shape(R, IN)), mg.create(b, new Shape(OUT, R)), S, 0, dora);
       for (boolean dropout : new boolean[] {false, true}) {
-        LoraDelta delta = new LoraDelta(mg, Map.of(spec.name(), f), Map.of(), dropout ? P : 0, dropout ? SEED : -1);
+        io.lorafleet.worker.model.Dropout masks = dropout ? new io.lorafleet.worker.model.Dropout(SEED, new long[] {0, 1, 2, 3})
+            : io.lorafleet.worker.model.Dropout.OFF;
+        LoraDelta delta = new LoraDelta(mg, Map.of(spec.name(), f), Map.of(), dropout ? P : 0, masks);
         float[] got = delta.addTo(spec, xa, y).toFloatArray();
-        // the same mask LoraDelta draws: SplittableRandom(seed·1_000_003 + module index), keep with 1 − p, scaled by 1/(1 − p)
-        SplittableRandom mask = new SplittableRandom(SEED * 1_000_003L);
+        // the mask Dropout draws for module index 0 over these 4 rows: 0 or 1/(1 − p)
+        float[] mask = dropout ? masks.mask(new long[] {4, IN}, 0, P) : null;
         double[] xd = new double[x.length];
         for (int i = 0; i < x.length; i++) {
-          xd[i] = dropout ? (mask.nextDouble() < P ? 0 : x[i] / (1 - P)) : x[i];
+          xd[i] = dropout ? (mask[i] == 0 ? 0 : x[i] / (1 - P)) : x[i];
         }
         for (int t = 0; t < 4; t++) {
           for (int o = 0; o < OUT; o++) {

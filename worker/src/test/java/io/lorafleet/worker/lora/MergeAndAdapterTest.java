@@ -35,7 +35,7 @@ class MergeAndAdapterTest {
 
   static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, -1).context();
+      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context();
       return m.forward(ctx, BATCH).toFloatArray();
     }
   }
