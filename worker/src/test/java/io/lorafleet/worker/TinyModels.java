@@ -27,6 +27,8 @@ public final class TinyModels {
   public static final TinyModelSpec ROBERTA = new TinyModelSpec("roberta", 2, 16, 4, 4, 32, 37, 32, false);
   /** BERT sequence classifier: positions from 0, two token types, pooler and classifier. */
   public static final TinyModelSpec BERT = new TinyModelSpec("bert", 2, 16, 4, 4, 32, 37, 32, false);
+  /** DistilBERT sequence classifier: BERT's blocks under DistilBERT's names, no token types, ReLU pre_classifier and classifier. */
+  public static final TinyModelSpec DISTILBERT = new TinyModelSpec("distilbert", 2, 16, 4, 4, 32, 37, 32, false);
   /** DeBERTa-v3-shaped classifier: relative attention only, shared keys, log buckets beyond ±4. */
   public static final TinyModelSpec DEBERTA = new TinyModelSpec("deberta-v2", 2, 16, 4, 4, 32, 37, 64, false);
 

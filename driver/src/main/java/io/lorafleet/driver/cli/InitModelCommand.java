@@ -31,7 +31,7 @@ final class InitModelCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--vocab-file " + vocabFile + ": no such file");
     }
     List<String> words = Arrays.stream(Files.readString(vocabFile).split("\\s+")).filter(s -> !s.isEmpty()).distinct().toList();
-    boolean fourX = List.of("gpt2", "gptj", "roberta", "xlm-roberta", "bert", "deberta-v2").contains(arch);
+    boolean fourX = List.of("gpt2", "gptj", "roberta", "xlm-roberta", "bert", "distilbert", "deberta-v2").contains(arch);
     int ffn = intermediate != null ? intermediate : fourX ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
     TinyModelSpec spec = new TinyModelSpec(arch, layers, hidden, heads, kvHeads == null ? heads : kvHeads, ffn, 1, maxPositions, false);
     var c = ModelDirectory.initModel(out, spec, words, seed, labels);

@@ -54,7 +54,7 @@ public final class StepBenchmark {
    */
   public record Settings(Base base, Load load, Adapter adapter) {
     public Settings {
-      if (!List.of("llama", "bert", "roberta", "deberta-v2").contains(base.arch())) {
+      if (!List.of("llama", "bert", "distilbert", "roberta", "deberta-v2").contains(base.arch())) {
         throw new IllegalArgumentException("--arch must be llama, bert, roberta or deberta-v2 but found '" + base.arch() + "'");
       }
       if (!base.arch().equals("llama") && (load.checkpointing() || load.quantize().on() || !base.modelDir().isEmpty())) {

@@ -21,7 +21,9 @@ public enum Architecture {
    */
   BERT(List.of("bert")),
   /** DeBERTa v2 and v3 encoder with pooler and classifier: disentangled attention over log-bucketed relative positions. */
-  DEBERTA_V2(List.of("deberta-v2"));
+  DEBERTA_V2(List.of("deberta-v2")),
+  /** DistilBERT: BERT's blocks under its own names (q_lin, …, ffn.lin1), no token types, and a ReLU pre_classifier before the classifier. */
+  DISTILBERT(List.of("distilbert"));
 
   private final List<String> modelTypes;
 
@@ -31,7 +33,7 @@ public enum Architecture {
 
   /** Whether this is a bidirectional encoder with a sequence-classification head (no generation). */
   public boolean encoder() {
-    return this == ROBERTA || this == BERT || this == DEBERTA_V2;
+    return this == ROBERTA || this == BERT || this == DEBERTA_V2 || this == DISTILBERT;
   }
 
   public List<String> modelTypes() {

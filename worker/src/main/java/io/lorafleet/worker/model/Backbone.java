@@ -16,6 +16,7 @@ interface Backbone {
       case ROBERTA -> new RobertaEncoder();
       case BERT -> new BertEncoder();
       case DEBERTA_V2 -> new DebertaV2Encoder();
+      case DISTILBERT -> new DistilBertEncoder();
     };
   }
 

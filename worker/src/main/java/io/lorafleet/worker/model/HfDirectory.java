@@ -173,7 +173,7 @@ public final class HfDirectory {
     if (c.arch() == Architecture.GPT2 && name.startsWith("transformer.")) {
       keys.add(name.substring("transformer.".length()));
     }
-    for (String prefix : List.of(RobertaEncoder.PREFIX, BertEncoder.PREFIX, DebertaV2Encoder.PREFIX)) { // RobertaModel / BertModel / DebertaV2Model save without it
+    for (String prefix : List.of(RobertaEncoder.PREFIX, BertEncoder.PREFIX, DebertaV2Encoder.PREFIX, DistilBertEncoder.PREFIX)) { // the bare *Model classes save without it
       if (c.arch().encoder() && name.startsWith(prefix)) {
         keys.add(name.substring(prefix.length()));
       }

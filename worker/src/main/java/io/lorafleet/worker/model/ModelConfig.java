@@ -214,14 +214,19 @@ public record ModelConfig(
    * embedding size other than the hidden size, and a head size of its own.
    */
   private static ModelConfig encoder(Architecture arch, String type, ObjectNode c, String where) {
-    int hidden = integer(c, "hidden_size", where);
-    int heads = integer(c, "num_attention_heads", where);
-    String act = c.path("hidden_act").asText("gelu");
+    boolean distil = arch == Architecture.DISTILBERT; // DistilBertConfig's own names: dim, n_heads, n_layers, hidden_dim, activation
+    int hidden = integer(c, distil ? "dim" : "hidden_size", where);
+    int heads = integer(c, distil ? "n_heads" : "num_attention_heads", where);
+    int layers = integer(c, distil ? "n_layers" : "num_hidden_layers", where);
+    int intermediate = integer(c, distil ? "hidden_dim" : "intermediate_size", where);
+    String act = c.path(distil ? "activation" : "hidden_act").asText("gelu");
     if (!act.equals("gelu")) {
-      throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported for " + type + ", expected gelu");
+      throw new IllegalArgumentException(where + ": " + (distil ? "activation" : "hidden_act") + " '" + act + "' is not supported for " + type
+          + ", expected gelu");
     }
     if (hidden % heads != 0) {
-      throw new IllegalArgumentException(where + ": hidden_size (" + hidden + ") must be a multiple of num_attention_heads (" + heads + ")");
+      throw new IllegalArgumentException(where + ": " + (distil ? "dim" : "hidden_size") + " (" + hidden + ") must be a multiple of "
+          + (distil ? "n_heads" : "num_attention_heads") + " (" + heads + ")");
     }
     if (c.path("problem_type").asText("").equals("multi_label_classification")) {
       throw new IllegalArgumentException(where + ": problem_type multi_label_classification is not supported, expected single_label_classification "
@@ -249,9 +254,9 @@ public record ModelConfig(
             + "hidden_size / num_attention_heads = " + hidden / heads);
       }
     }
-    double eps = c.path("layer_norm_eps").asDouble(arch == Architecture.DEBERTA_V2 ? 1e-7 : 1e-12);
-    ModelConfig config = new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, integer(c, "num_hidden_layers", where), heads, heads,
-        hidden / heads, integer(c, "intermediate_size", where), eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true,
+    double eps = distil ? 1e-12 : c.path("layer_norm_eps").asDouble(arch == Architecture.DEBERTA_V2 ? 1e-7 : 1e-12); // modeling_distilbert fixes 1e-12
+    ModelConfig config = new ModelConfig(arch, type, integer(c, "vocab_size", where), hidden, layers, heads, heads,
+        hidden / heads, intermediate, eps, 0, RopeScaling.NONE, c.path("max_position_embeddings").asInt(512), 0, false, true,
         true, c);
     if (config.numLabels() < 1) {
       throw new IllegalArgumentException(where + ": num_labels must be >= 1 but found " + config.numLabels());

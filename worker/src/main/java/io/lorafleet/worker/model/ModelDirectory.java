@@ -158,7 +158,7 @@ public final class ModelDirectory {
   public static ModelConfig initModel(Path dir, TinyModelSpec spec, java.util.List<String> words, long seed, List<String> labels) throws IOException {
     var specials = switch (spec.modelType()) {
       case "roberta", "xlm-roberta" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.ROBERTA;
-      case "deberta-v2", "bert" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
+      case "deberta-v2", "bert", "distilbert" -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.CLS_SEP;
       default -> io.lorafleet.worker.tokenizer.TokenizerFiles.Specials.BOS;
     };
     int vocab = io.lorafleet.worker.tokenizer.TokenizerFiles.writeWordLevel(dir, words, specials);

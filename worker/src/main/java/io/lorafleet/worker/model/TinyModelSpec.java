@@ -86,6 +86,26 @@ public record TinyModelSpec(String modelType, int layers, int hidden, int heads,
 
   /** config.json of a RoBERTa, BERT or DeBERTa-v2 sequence classifier with two labels. */
   private void encoderConfig(ObjectNode c) {
+    if (modelType.equals("distilbert")) { // DistilBertConfig's names; distilbert-base's shape otherwise
+      c.putArray("architectures").add("DistilBertForSequenceClassification");
+      c.put("dim", hidden);
+      c.put("n_layers", layers);
+      c.put("n_heads", heads);
+      c.put("hidden_dim", intermediate);
+      c.put("vocab_size", vocab);
+      c.put("max_position_embeddings", maxPositions);
+      c.put("sinusoidal_pos_embds", false);
+      c.put("activation", "gelu");
+      c.put("initializer_range", 0.02);
+      c.put("dropout", 0.1);
+      c.put("attention_dropout", 0.1);
+      c.put("seq_classif_dropout", 0.2);
+      c.put("pad_token_id", io.lorafleet.worker.tokenizer.TokenizerFiles.PAD);
+      c.putObject("id2label").put("0", "LABEL_0").put("1", "LABEL_1");
+      c.putObject("label2id").put("LABEL_0", 0).put("LABEL_1", 1);
+      c.put("problem_type", "single_label_classification");
+      return;
+    }
     ModelConfig shape = ModelConfig.fromJson(new ObjectMapper().createObjectNode().put("model_type", modelType).put("hidden_size", hidden)
         .put("num_attention_heads", heads).put("num_hidden_layers", layers).put("intermediate_size", intermediate).put("vocab_size", vocab), modelType);
     boolean roberta = shape.arch() == Architecture.ROBERTA;

@@ -262,4 +262,43 @@ class EncoderAdapterTest {
       assertTrue(e.getMessage().contains("target_modules is empty") && e.getMessage().contains("q_proj"), e.getMessage());
     }
   }
+
+  /**
+   * DistilBERT as PEFT adapts it: LoRA on q_lin, k_lin, v_lin, out_lin, lin1, lin2; the classifier
+   * trained whole and pre_classifier frozen (initialized when the checkpoint lacks it) unless
+   * modules_to_save names it; merged and exported, the model gives the unmerged logits.
+   */
+  @org.junit.jupiter.api.Test
+  void distilbertsPreClassifierIsFrozenUnlessModulesToSaveNamesItAndMergesExactly() throws Exception {
+    Path base = tmp.resolve("distilbert-base");
+    Map<String, Tensor> t = new LinkedHashMap<>(TinyModels.tensors(TinyModels.DISTILBERT, 3));
+    t.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pre_classifier"));
+    ModelDirectory.write(base, TinyModels.DISTILBERT.configJson(1, 2), t);
+    List<String> pre = List.of("pre_classifier.weight", "pre_classifier.bias");
+    List<String> head = List.of("classifier.weight", "classifier.bias");
+    try (LanguageModel m = LanguageModel.load(base, Device.cpu(), DataType.FLOAT32)) {
+      assertEquals(head, LoraModel.create(m, LoraConfig.of(2, 4, List.of("all-linear"))).biases(), "PEFT's SEQ_CLS default: the classifier alone");
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, List.of("all-linear")).withModulesToSave(List.of("pre_classifier", "classifier")));
+      assertEquals(List.of("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"),
+          lora.targets().stream().filter(x -> x.module().layer() == 0).map(x -> x.module().shortName()).toList());
+      List<String> whole = new java.util.ArrayList<>(pre);
+      whole.addAll(head);
+      assertEquals(whole, lora.biases());
+      float[] p = TinyModels.trained(lora, 5);
+      float[] unmerged = logits(lora, p);
+      Path out = tmp.resolve("distilbert-adapter");
+      AdapterFormat.write(out, lora, p, Map.of());
+      AdapterFormat.Loaded back = AdapterFormat.read(out, ModelSkeleton.read(base));
+      assertEquals(whole, back.model().biases());
+      assertArrayEquals(p, back.values());
+      lora.merge(p);
+      assertArrayEquals(unmerged, logits(new FrozenModel(m), new float[0]), 1e-5f);
+      Path export = tmp.resolve("distilbert-merged");
+      ModelDirectory.export(export, m, base);
+      try (LanguageModel reloaded = LanguageModel.load(export, Device.cpu(), DataType.FLOAT32)) {
+        assertArrayEquals(unmerged, logits(new FrozenModel(reloaded), new float[0]), 1e-5f);
+      }
+      lora.unmerge(p);
+    }
+  }
 }

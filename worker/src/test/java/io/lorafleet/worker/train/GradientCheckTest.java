@@ -85,13 +85,14 @@ class GradientCheckTest {
       case "gptj" -> TinyModels.GPTJ;
       case "roberta" -> TinyModels.ROBERTA;
       case "bert" -> TinyModels.BERT;
+      case "distilbert" -> TinyModels.DISTILBERT;
       case "deberta" -> TinyModels.DEBERTA;
       default -> TinyModels.GPT2;
     };
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "bert", "deberta"})
+  @ValueSource(strings = {"llama", "qwen2", "gpt2", "gptj", "roberta", "bert", "distilbert", "deberta"})
   void loraGradientsMatchFiniteDifferences(String arch) {
     try (LanguageModel m = TinyModels.model(spec(arch), 7, DataType.FLOAT64)) {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withBias("lora_only"));
@@ -109,7 +110,7 @@ class GradientCheckTest {
    * cross-entropy over three classes and through regression (num_labels 1, squared error).
    */
   @ParameterizedTest
-  @ValueSource(strings = {"roberta-3", "roberta-1", "bert-3", "bert-1", "deberta-3", "deberta-1", "debertaconv-2"})
+  @ValueSource(strings = {"roberta-3", "roberta-1", "bert-3", "bert-1", "distilbert-3", "distilbert-1", "deberta-3", "deberta-1", "debertaconv-2"})
   void encoderHeadsAndLossesGradients(String which) {
     String[] parts = which.split("-");
     TinyModelSpec spec = spec(parts[0].replace("conv", ""));
@@ -121,10 +122,14 @@ class GradientCheckTest {
     json.put("num_labels", Integer.parseInt(parts[1]));
     var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, which);
     var tensors = new java.util.LinkedHashMap<>(TinyModels.tensors(config, 9));
-    tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler") || k.startsWith("bert.pooler")); // a base without this head (or BERT's pooler): HeadInit makes them
+    // a base without this head (or BERT's pooler, DistilBERT's pre_classifier): HeadInit makes them
+    tensors.keySet().removeIf(k -> k.startsWith("classifier") || k.startsWith("pooler") || k.startsWith("bert.pooler") || k.startsWith("pre_classifier"));
     try (LanguageModel m = LanguageModel.fromTensors(config, tensors, ai.djl.Device.cpu(), DataType.FLOAT64)) {
-      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, parts[0].equals("roberta") || parts[0].equals("bert") ? List.of("dense", "value")
-          : List.of("query_proj", "key_proj", "value_proj")));
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, switch (parts[0]) {
+        case "roberta", "bert" -> List.of("dense", "value");
+        case "distilbert" -> List.of("q_lin", "v_lin", "lin2");
+        default -> List.of("query_proj", "key_proj", "value_proj");
+      }));
       assertTrue(lora.targets().stream().noneMatch(t -> t.module().name().startsWith("classifier")), "dense names no head module");
       assertEquals(m.headTensors(), lora.biases(), "the head is trained whole");
       float[] p = lora.initialParams(4);
