@@ -129,7 +129,7 @@ class HdfsIT {
   void evalAverageAndMergeReadTheRunFromHdfs() throws Exception {
     assertTrue(hdfs.exists("/runs/base/checkpoint-12/_committed.json"), "a checkpoint's commit marker");
     assertTrue(hdfs.exists("/runs/base/.lorafleet.lock") == false, "the lock is released");
-    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--run",
+    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--split", "train", "--run",
         hdfs.uri("/runs/base"), "--out", hdfs.uri("/evals/base")), env, dir.resolve("eval.log"), 300);
     for (String c : List.of("base", "checkpoint-3", "checkpoint-12", "adapter")) {
       assertTrue(eval.output().contains(c), c + " evaluated:\n" + eval.output());
@@ -175,7 +175,7 @@ class HdfsIT {
     assertFalse(hdfs.exists("/runs/kill/checkpoint-6/_committed.json"), "checkpoint-6 has no commit marker");
     assertTrue(hdfs.exists("/runs/kill/checkpoint-3/_committed.json"));
     // the half-uploaded checkpoint does not exist for its readers
-    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--run",
+    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", hdfs.uri("/models/tiny"), "--data", hdfs.uri("/data"), "--split", "train", "--run",
         hdfs.uri("/runs/kill"), "--out", dir.resolve("eval-kill").toString()), env, dir.resolve("eval-kill.log"), 300);
     assertTrue(eval.output().contains("checkpoint-3") && !eval.output().contains("checkpoint-6"), eval.output());
     Fixtures.refusedThenResumedFromCheckpoint3(train("/runs/kill"), env, Files.createDirectories(dir.resolve("kill-logs")));

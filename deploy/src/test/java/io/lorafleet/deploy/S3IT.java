@@ -80,7 +80,7 @@ class S3IT {
     assertEquals(137, killed.code(), "the driver died of SIGKILL; output:\n" + killed.output());
     assertTrue(exists("/runs/kill/checkpoint-6/adapter_config.json"), "killed after checkpoint-6's first upload");
     assertFalse(exists("/runs/kill/checkpoint-6/_committed.json"), "and before its commit marker");
-    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", s3.uri("/models/tiny"), "--data", s3.uri("/data"), "--run",
+    Shell.Result eval = Shell.ok(List.of(Fixtures.launcher(), "eval", "--model", s3.uri("/models/tiny"), "--data", s3.uri("/data"), "--split", "train", "--run",
         s3.uri("/runs/kill"), "--out", dir.resolve("eval-kill").toString()), env, dir.resolve("eval-kill.log"), 300);
     assertTrue(eval.output().contains("checkpoint-3") && !eval.output().contains("checkpoint-6"), eval.output());
     Fixtures.refusedThenResumedFromCheckpoint3(train("/runs/kill"), env, Files.createDirectories(dir.resolve("kill-logs")));
