@@ -15,6 +15,7 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
@@ -100,14 +101,14 @@ public class HfReferenceTest {
 
   public static float[] logits(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, io.lorafleet.worker.model.Dropout.OFF).context();
+      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, Dropout.OFF).context();
       return m.forward(ctx, batch).toType(DataType.FLOAT32, false).toFloatArray();
     }
   }
 
   static double meanLoss(LanguageModel m, Trainable adapter, float[] values, Batch batch) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, io.lorafleet.worker.model.Dropout.OFF).context();
+      ForwardContext ctx = adapter == null ? ForwardContext.inference(s, LinearDelta.NONE) : adapter.bind(s, values, false, Dropout.OFF).context();
       return TokenLoss.value(TokenLoss.sum(s, m.forward(ctx, batch), batch)) / batch.targetTokens();
     }
   }

@@ -11,6 +11,7 @@ import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.train.FrozenModel;
 import io.lorafleet.worker.train.TrainStep;
@@ -157,7 +158,7 @@ public final class Evaluator {
     int at = 0;
     for (io.lorafleet.worker.model.Batch b : GlobalBatch.microBatches(examples, batch)) {
       try (ai.djl.ndarray.NDManager s = base.manager().newSubManager()) {
-        ai.djl.ndarray.NDArray logits = base.forward(t.bind(s, values, false, io.lorafleet.worker.model.Dropout.OFF).context(), b);
+        ai.djl.ndarray.NDArray logits = base.forward(t.bind(s, values, false, Dropout.OFF).context(), b);
         float[] y = b.targets().orElseThrow(() -> new IllegalArgumentException("the split holds token labels but " + base.config().modelType()
             + " is a sequence classifier; prepare the data with --format classification"));
         loss += io.lorafleet.worker.train.TokenLoss.value(io.lorafleet.worker.train.SequenceLoss.sum(s, logits, y));

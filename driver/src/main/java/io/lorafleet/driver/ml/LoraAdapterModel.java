@@ -9,6 +9,7 @@ import io.lorafleet.worker.generate.Generator;
 import io.lorafleet.worker.generate.Sampling;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.quant.Quantization;
 import io.lorafleet.worker.tokenizer.Tokenizer;
@@ -220,7 +221,7 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
         int[][] ids = chunk.stream().map(r -> tok.encodeForClassification(r.getString(in), Optional.empty(), seqLen).ids()).toArray(int[][]::new);
         float[] predicted;
         try (ai.djl.ndarray.NDManager s = m.manager().newSubManager()) {
-          predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, io.lorafleet.worker.model.Dropout.OFF).context(),
+          predicted = io.lorafleet.worker.train.SequenceLoss.predictions(m.forward(a.model().bind(s, a.values(), false, Dropout.OFF).context(),
               Batch.classification(ids, new float[ids.length])));
         }
         for (int k = 0; k < chunk.size(); k++) {

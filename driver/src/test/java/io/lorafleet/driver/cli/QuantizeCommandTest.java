@@ -13,6 +13,7 @@ import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -34,7 +35,7 @@ class QuantizeCommandTest {
   static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
       var ctx = p == null ? io.lorafleet.worker.model.ForwardContext.inference(s, io.lorafleet.worker.model.LinearDelta.NONE)
-          : lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context();
+          : lora.bind(s, p, false, Dropout.OFF).context();
       return m.forward(ctx, Batch.of(new int[][] {{1, 3, 4, 5, 6}}, new int[][] {{-100, 3, 4, 5, 6}})).toFloatArray();
     }
   }

@@ -20,6 +20,7 @@ import io.lorafleet.worker.lora.DoraMethod;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ModelDirectory;
 import io.lorafleet.worker.model.ModelSkeleton;
@@ -285,7 +286,7 @@ class ServeIT {
     System.arraycopy(gen, 0, ids, prompt.length, gen.length - 1);
     float[] logits;
     try (NDManager s = m.manager().newSubManager()) {
-      var ctx = a.isPresent() ? a.get().model().bind(s, a.get().values(), false, io.lorafleet.worker.model.Dropout.OFF).context()
+      var ctx = a.isPresent() ? a.get().model().bind(s, a.get().values(), false, Dropout.OFF).context()
           : io.lorafleet.worker.model.ForwardContext.inference(s, io.lorafleet.worker.model.LinearDelta.NONE);
       logits = m.forward(ctx, Batch.of(new int[][] {ids}, new int[1][ids.length])).toFloatArray();
     }

@@ -7,6 +7,7 @@ import ai.djl.ndarray.types.DataType;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.AdapterFormat;
 import io.lorafleet.worker.lora.MixedDelta;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.KvCache;
@@ -55,7 +56,7 @@ public final class Generator {
     SplittableRandom rng = new SplittableRandom(s.seed());
     List<Integer> out = new ArrayList<>();
     try (NDManager gen = model.manager().newSubManager(); KvCache cache = model.newCache(gen)) {
-      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, io.lorafleet.worker.model.Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
       int[] next = prompt;
       for (int i = 0; i < s.maxNewTokens(); i++) {
         float[] last;
@@ -88,7 +89,7 @@ public final class Generator {
    */
   public static int[][] greedyBatch(LanguageModel model, Optional<Trainable> adapter, float[] values, int[][] prompts, int[] maxNew, int[] stop) {
     try (NDManager gen = model.manager().newSubManager()) {
-      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, io.lorafleet.worker.model.Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
+      ForwardContext ctx = adapter.isPresent() ? adapter.get().bind(gen, values, false, Dropout.OFF).context() : ForwardContext.inference(gen, LinearDelta.NONE);
       List<DecodeBatch.Join> joins = new ArrayList<>();
       for (int r = 0; r < prompts.length; r++) {
         joins.add(new DecodeBatch.Join(r, prompts[r], 0, Optional.of(ctx.delta())));

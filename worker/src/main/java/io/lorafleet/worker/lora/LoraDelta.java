@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
@@ -75,13 +76,13 @@ public final class LoraDelta implements LinearDelta {
   private final NDManager manager;
   private final Map<String, Factors> factors;
   private final double dropout;
-  private final io.lorafleet.worker.model.Dropout masks;
+  private final Dropout masks;
   /** Adapted modules per input group, in target order (only groups of two or more are fused). */
   private final Map<String, List<String>> groups;
   /** Per group: the input it was computed for and each member's x·Aᵀ. */
   private final Map<String, Map.Entry<NDArray, Map<String, NDArray>>> fused = new HashMap<>();
 
-  LoraDelta(NDManager manager, Map<String, Factors> factors, Map<String, List<String>> groups, double dropout, io.lorafleet.worker.model.Dropout masks) {
+  LoraDelta(NDManager manager, Map<String, Factors> factors, Map<String, List<String>> groups, double dropout, Dropout masks) {
     this.manager = manager;
     this.factors = Map.copyOf(factors);
     this.groups = dropout > 0 ? Map.of() : Map.copyOf(groups); // dropout draws a mask per module: no shared product

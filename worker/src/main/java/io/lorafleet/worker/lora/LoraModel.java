@@ -6,6 +6,7 @@ import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.BaseModel;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearSpec;
@@ -276,7 +277,7 @@ public final class LoraModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, Dropout dropout) {
     List<NDArray> leaves = new ArrayList<>();
     List<NDArray> used = new ArrayList<>(); // the leaves in the compute dtype (a recorded cast under fp16)
     for (FlatLayout.Slot s : layout.slots()) {

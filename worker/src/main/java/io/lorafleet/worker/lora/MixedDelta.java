@@ -5,6 +5,7 @@ import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
 import io.lorafleet.worker.model.LinearSpec;
@@ -59,7 +60,7 @@ public final class MixedDelta implements LinearDelta {
     List<LinearDelta> bound = new ArrayList<>();
     for (AdapterFormat.Loaded a : adapters) {
       mixable(a.model());
-      bound.add(a.model().bind(scope, a.values(), false, io.lorafleet.worker.model.Dropout.OFF).context().delta());
+      bound.add(a.model().bind(scope, a.values(), false, Dropout.OFF).context().delta());
     }
     return bound;
   }

@@ -3,6 +3,7 @@ package io.lorafleet.worker.train;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
@@ -28,7 +29,7 @@ public final class FrozenModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, Dropout dropout) {
     return new Bound(ForwardContext.inference(step, LinearDelta.NONE), List.of());
   }
 }

@@ -4,6 +4,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
@@ -53,7 +54,7 @@ public final class FullModel implements Trainable {
   }
 
   @Override
-  public Bound bind(NDManager step, float[] flat, boolean grad, io.lorafleet.worker.model.Dropout dropout) {
+  public Bound bind(NDManager step, float[] flat, boolean grad, Dropout dropout) {
     List<NDArray> leaves = new ArrayList<>();
     Map<String, NDArray> overrides = new HashMap<>();
     for (FlatLayout.Slot s : layout.slots()) {

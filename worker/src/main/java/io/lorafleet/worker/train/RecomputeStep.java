@@ -8,6 +8,7 @@ import ai.djl.pytorch.jni.JniUtils;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.Segments;
 import java.util.List;
@@ -78,7 +79,7 @@ public final class RecomputeStep {
     boolean gradMode = JniUtils.isGradMode();
     try (NDManager step = m.manager().newSubManager()) {
       JniUtils.setGradMode(true); // the leaves' views (transposes) must be recorded
-      Trainable.Bound bound = lora.bind(step, params, true, seed < 0 ? io.lorafleet.worker.model.Dropout.OFF : io.lorafleet.worker.model.Dropout.of(seed, batch));
+      Trainable.Bound bound = lora.bind(step, params, true, seed < 0 ? Dropout.OFF : Dropout.of(seed, batch));
       Segments seg = m.segments(bound.context(), batch);
       int layers = seg.layers();
       int t = seg.seqLen();

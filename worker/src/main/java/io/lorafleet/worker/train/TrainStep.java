@@ -8,6 +8,7 @@ import ai.djl.pytorch.jni.JniUtils;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import java.util.List;
 
 /**
@@ -19,7 +20,7 @@ public final class TrainStep {
 
   /**
    * @param dropoutSeed the run's dropout seed (negative: none); each row's masks are keyed by its
-   *     batch row key as well ({@link io.lorafleet.worker.model.Dropout})
+   *     batch row key as well ({@link Dropout})
    */
   public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed) {
     return run(trainable, params, microBatches, dropoutSeed, 1.0);
@@ -72,7 +73,7 @@ public final class TrainStep {
       JniUtils.setGradMode(true);
       try {
         // bind with grad mode on: views of the leaves (transposes) must be recorded by autograd
-        bound = trainable.bind(step, params, true, seed < 0 ? io.lorafleet.worker.model.Dropout.OFF : io.lorafleet.worker.model.Dropout.of(seed, batch));
+        bound = trainable.bind(step, params, true, seed < 0 ? Dropout.OFF : Dropout.of(seed, batch));
         NDArray logits = trainable.base().forward(bound.context(), batch);
         lossSum = lossSum(step, logits, batch);
         JniUtils.backward((PtNDArray) lossSum, (PtNDArray) seedGradient(step, lossSum, lossScale), false, false);
@@ -125,7 +126,7 @@ public final class TrainStep {
     long tokens = 0;
     for (Batch batch : batches) {
       try (NDManager step = trainable.base().manager().newSubManager()) {
-        Trainable.Bound bound = trainable.bind(step, params, false, io.lorafleet.worker.model.Dropout.OFF);
+        Trainable.Bound bound = trainable.bind(step, params, false, Dropout.OFF);
         loss += TokenLoss.value(lossSum(step, trainable.base().forward(bound.context(), batch), batch));
         tokens += batch.targetTokens();
       }

@@ -11,6 +11,7 @@ import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
@@ -58,7 +59,7 @@ class GeneratorTest {
         p[i] += (float) r.nextGaussian() * 0.3f;
       }
       int[] adapted = Generator.generate(m, Optional.<Trainable>of(lora), p, prompt, Sampling.greedy(10), Optional.empty());
-      assertArrayEquals(slowGreedy(m, s -> lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context(), prompt, 10), adapted);
+      assertArrayEquals(slowGreedy(m, s -> lora.bind(s, p, false, Dropout.OFF).context(), prompt, 10), adapted);
       int[] sampled = Generator.generate(m, Optional.empty(), new float[0], prompt, new Sampling(10, 0.8, 0.9, 5), Optional.empty());
       assertArrayEquals(sampled, Generator.generate(m, Optional.empty(), new float[0], prompt, new Sampling(10, 0.8, 0.9, 5), Optional.empty()));
       assertEquals(10, sampled.length);

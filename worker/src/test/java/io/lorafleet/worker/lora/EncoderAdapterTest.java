@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.Trainable;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.HfDirectory;
 import io.lorafleet.worker.model.ModelDirectory;
@@ -51,7 +52,7 @@ class EncoderAdapterTest {
 
   static float[] logits(Trainable t, float[] p) {
     try (NDManager s = t.base().manager().newSubManager()) {
-      return t.base().forward(t.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
+      return t.base().forward(t.bind(s, p, false, Dropout.OFF).context(), BATCH).toType(DataType.FLOAT32, false).toFloatArray();
     }
   }
 

@@ -7,6 +7,7 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
 import io.lorafleet.worker.model.Djl;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LinearSpec;
 import java.util.Map;
 import java.util.Optional;
@@ -45,8 +46,8 @@ class LoraDeltaTest {
       var dora = new LoraDelta.Dora(mg.create(m, new Shape(OUT)), mg.create(n, new Shape(OUT)), wa, Optional.of(ba));
       var f = new LoraDelta.Factors(mg.create(a, new Shape(R, IN)), mg.create(b, new Shape(OUT, R)), S, 0, dora);
       for (boolean dropout : new boolean[] {false, true}) {
-        io.lorafleet.worker.model.Dropout masks = dropout ? new io.lorafleet.worker.model.Dropout(SEED, new long[] {0, 1, 2, 3})
-            : io.lorafleet.worker.model.Dropout.OFF;
+        Dropout masks = dropout ? new Dropout(SEED, new long[] {0, 1, 2, 3})
+            : Dropout.OFF;
         LoraDelta delta = new LoraDelta(mg, Map.of(spec.name(), f), Map.of(), dropout ? P : 0, masks);
         float[] got = delta.addTo(spec, xa, y).toFloatArray();
         // the mask Dropout draws for module index 0 over these 4 rows: 0 or 1/(1 − p)

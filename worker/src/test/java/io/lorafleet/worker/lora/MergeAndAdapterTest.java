@@ -11,6 +11,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.flat.FlatLayout;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.LinearDelta;
@@ -35,7 +36,7 @@ class MergeAndAdapterTest {
 
   static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context();
+      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, Dropout.OFF).context();
       return m.forward(ctx, BATCH).toFloatArray();
     }
   }

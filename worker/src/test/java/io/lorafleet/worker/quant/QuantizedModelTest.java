@@ -15,6 +15,7 @@ import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.lora.LoraConfig;
 import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Batch;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.model.ForwardContext;
 import io.lorafleet.worker.model.HfDirectory;
@@ -57,7 +58,7 @@ class QuantizedModelTest {
 
   static float[] logits(LanguageModel m, LoraModel lora, float[] p) {
     try (NDManager s = m.manager().newSubManager()) {
-      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, io.lorafleet.worker.model.Dropout.OFF).context();
+      ForwardContext ctx = p == null ? ForwardContext.inference(s, LinearDelta.NONE) : lora.bind(s, p, false, Dropout.OFF).context();
       return m.forward(ctx, BATCH).toFloatArray();
     }
   }
