@@ -96,9 +96,12 @@ class EncoderReferenceTest {
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(conv, "cfg.json")).getMessage().contains("conv_kernel_size 4"));
     ObjectNode multi = TinyModels.ROBERTA.configJson(1, 2).put("problem_type", "multi_label_classification");
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(multi, "cfg.json")).getMessage().contains("multi_label"));
-    ObjectNode distil = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "distilbert");
-    String refused = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(distil, "cfg.json")).getMessage();
-    assertTrue(refused.contains("'distilbert'") && refused.contains("roberta, xlm-roberta, bert, deberta-v2"), refused);
+    ObjectNode albert = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "albert");
+    String refused = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(albert, "cfg.json")).getMessage();
+    assertTrue(refused.contains("'albert'") && refused.contains("roberta, xlm-roberta, bert, deberta-v2, distilbert"), refused);
+    ObjectNode distil = TinyModels.ROBERTA.configJson(1, 2).put("model_type", "distilbert"); // BERT's field names under DistilBERT's type
+    String named = assertThrows(IllegalArgumentException.class, () -> ModelConfig.fromJson(distil, "cfg.json")).getMessage();
+    assertTrue(named.contains("cfg.json: missing integer field 'dim'"), named);
   }
 
   /** The state_dict keys of RobertaForSequenceClassification and DebertaV2ForSequenceClassification (v3 config), listed from their modules, for 2 layers. */
