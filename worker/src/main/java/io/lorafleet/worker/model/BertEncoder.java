@@ -1,7 +1,6 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.types.DataType;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -61,16 +60,8 @@ final class BertEncoder extends BertLayers {
   /** LayerNorm(word + position + token type), positions from 0. */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
-    ModelConfig c = m.config();
-    for (int b = 0; b < positions.length; b++) {
-      int last = positions[b][positions[b].length - 1];
-      if (last >= c.maxPositions()) {
-        throw new IllegalArgumentException("row " + b + " has " + (last + 1) + " tokens but max_position_embeddings is " + c.maxPositions());
-      }
-    }
-    NDArray posIds = ctx.manager().create(positions).toType(DataType.INT64, false);
-    NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids).add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", posIds));
-    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c), tokenTypes);
+    NDArray e = EncoderBlocks.wordAndPosition(m, ctx, PREFIX + "embeddings.", ids, positions);
+    return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(m.config()), tokenTypes);
   }
 
   /** BertPooler then the classifier: classifier(tanh(pooler.dense(h[:, 0]))), (B, T', H) → (B, num_labels). */

@@ -50,10 +50,8 @@ abstract class BertLayers extends EncoderBackbone {
 
   @Override
   public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
-    ModelConfig c = m.config();
     String p = layer(i) + "attention.self.";
-    return new NDArray[] {Ops.heads(m.linear(ctx, h, p + "query"), c.heads(), c.headDim()), Ops.heads(m.linear(ctx, h, p + "key"), c.heads(), c.headDim()),
-        Ops.heads(m.linear(ctx, h, p + "value"), c.heads(), c.headDim())};
+    return EncoderBlocks.qkv(m, ctx, h, p + "query", p + "key", p + "value");
   }
 
   @Override

@@ -1,7 +1,6 @@
 package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.nn.Activation;
 import java.util.ArrayList;
 import java.util.List;
@@ -87,24 +86,13 @@ final class DistilBertEncoder extends EncoderBackbone {
   /** LayerNorm(word + position), positions from 0; token types are not read (DistilBERT has none). */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
-    ModelConfig c = m.config();
-    for (int b = 0; b < positions.length; b++) {
-      int last = positions[b][positions[b].length - 1];
-      if (last >= c.maxPositions()) {
-        throw new IllegalArgumentException("row " + b + " has " + (last + 1) + " tokens but max_position_embeddings is " + c.maxPositions());
-      }
-    }
-    NDArray posIds = ctx.manager().create(positions).toType(DataType.INT64, false);
-    NDArray e = m.embed(ctx, PREFIX + "embeddings.word_embeddings.weight", ids).add(m.embed(ctx, PREFIX + "embeddings.position_embeddings.weight", posIds));
-    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", e);
+    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", EncoderBlocks.wordAndPosition(m, ctx, PREFIX + "embeddings.", ids, positions));
   }
 
   @Override
   public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] tables) {
-    ModelConfig c = m.config();
     String p = layer(i) + "attention.";
-    return new NDArray[] {Ops.heads(m.linear(ctx, h, p + "q_lin"), c.heads(), c.headDim()), Ops.heads(m.linear(ctx, h, p + "k_lin"), c.heads(), c.headDim()),
-        Ops.heads(m.linear(ctx, h, p + "v_lin"), c.heads(), c.headDim())};
+    return EncoderBlocks.qkv(m, ctx, h, p + "q_lin", p + "k_lin", p + "v_lin");
   }
 
   /** h1 = sa_layer_norm(out_lin(a) + h), then output_layer_norm(lin2(gelu(lin1(h1))) + h1). a (B, T, H). */

@@ -43,6 +43,29 @@ final class EncoderBlocks {
     return out;
   }
 
+  /**
+   * word + position embeddings under {@code prefix} (B, T, H), positions from 0 (BERT, DistilBERT);
+   * a row longer than max_position_embeddings is refused by row.
+   */
+  static NDArray wordAndPosition(LanguageModel m, ForwardContext ctx, String prefix, NDArray ids, int[][] positions) {
+    ModelConfig c = m.config();
+    for (int b = 0; b < positions.length; b++) {
+      int last = positions[b][positions[b].length - 1];
+      if (last >= c.maxPositions()) {
+        throw new IllegalArgumentException("row " + b + " has " + (last + 1) + " tokens but max_position_embeddings is " + c.maxPositions());
+      }
+    }
+    NDArray posIds = ctx.manager().create(positions).toType(ai.djl.ndarray.types.DataType.INT64, false);
+    return m.embed(ctx, prefix + "word_embeddings.weight", ids).add(m.embed(ctx, prefix + "position_embeddings.weight", posIds));
+  }
+
+  /** The heads (B, nh, T, hd) of projections {@code q}, {@code k} and {@code v} of h (B, T, H). */
+  static NDArray[] qkv(LanguageModel m, ForwardContext ctx, NDArray h, String q, String k, String v) {
+    ModelConfig c = m.config();
+    return new NDArray[] {Ops.heads(m.linear(ctx, h, q), c.heads(), c.headDim()), Ops.heads(m.linear(ctx, h, k), c.heads(), c.headDim()),
+        Ops.heads(m.linear(ctx, h, v), c.heads(), c.headDim())};
+  }
+
   static List<ParamSpec> layerNorm(String name, int h) {
     return List.of(new ParamSpec(name + ".weight", new long[] {h}, false), new ParamSpec(name + ".bias", new long[] {h}, false));
   }
