@@ -59,9 +59,17 @@ final class MiniHdfs implements AutoCloseable {
     }
   }
 
-  /** Creates an empty file. */
+  /**
+   * Creates an empty file, whole at once: written under another name and renamed, because a run that polls for the
+   * file sees it on HDFS while it is still being created, and may delete it before this client closes it.
+   */
   void touch(String path) throws IOException {
-    fs.create(new org.apache.hadoop.fs.Path(path), true).close();
+    var target = new org.apache.hadoop.fs.Path(path);
+    var staged = new org.apache.hadoop.fs.Path(target.getParent(), "." + target.getName() + ".touching");
+    fs.create(staged, true).close();
+    if (!fs.rename(staged, target)) {
+      throw new IOException("could not rename " + staged + " to " + target);
+    }
   }
 
   boolean exists(String path) throws IOException {
