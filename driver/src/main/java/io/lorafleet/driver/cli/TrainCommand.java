@@ -37,6 +37,9 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--steps", description = "optimizer steps (see --epochs)", defaultValue = "100") int steps;
   @Option(names = "--gradient-checkpointing", description = "flat activation memory in sequence length: layer checkpointing, blockwise "
       + "attention and a chunked loss (about a third more compute)") boolean gradientCheckpointing;
+  @Option(names = "--model-dropout", defaultValue = "on", description = "on: the base model's own dropouts in training, as transformers' train "
+      + "mode applies them (hidden_dropout_prob, attention_probs_dropout_prob, GPT-2's resid/embd/attn_pdrop, …), masks keyed by row; off: the "
+      + "model as in eval mode, LoRA's dropout alone") String modelDropout;
   @Option(names = "--initial-loss-scale", defaultValue = "65536", description = "fp16 compute: the first loss scale (GradScaler's init_scale)")
   double initialLossScale;
   @Option(names = "--epochs", defaultValue = "0", description = "train this many passes over the training split instead of --steps (0: use --steps)")
@@ -158,6 +161,11 @@ final class TrainCommand implements Callable<Integer> {
         .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
         .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization())
+        .modelDropout(switch (modelDropout) {
+          case "on" -> true;
+          case "off" -> false;
+          default -> throw new IllegalArgumentException("--model-dropout must be on or off but found '" + modelDropout + "'");
+        })
         .build();
   }
 

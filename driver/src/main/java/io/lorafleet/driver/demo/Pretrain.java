@@ -1,5 +1,6 @@
 package io.lorafleet.driver.demo;
 
+import io.lorafleet.worker.model.Dropout;
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.optim.AdamW;
@@ -71,7 +72,7 @@ public final class Pretrain {
             labels[b][i] = ids[b][i]; // loss on the copy and the EOS only
           }
         }
-        StepResult res = TrainStep.run(full, p, List.of(Batch.of(ids, labels)), -1);
+        StepResult res = TrainStep.run(full, p, List.of(Batch.of(ids, labels)), Dropout.Plan.NONE);
         float[] g = res.gradSum();
         for (int i = 0; i < g.length; i++) {
           g[i] /= res.tokens();

@@ -21,8 +21,10 @@ public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, 
    * @param model an HF model directory or Hadoop URI
    * @param quantize the quantization applied at load
    * @param gradientCheckpointing recompute a causal decoder's activations in the backward pass
+   * @param modelDropout the base model's own dropouts in training (transformers' train mode)
    */
-  public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels) implements Serializable {}
+  public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels, boolean modelDropout)
+      implements Serializable {}
 
   /**
    * @param path the directory lorafleet prepare wrote

@@ -8,6 +8,7 @@ import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.kernels.Kernels;
 import io.lorafleet.worker.lora.LoraModel;
+import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.train.RecomputeStep;
 import io.lorafleet.worker.train.NonFiniteGradientException;
@@ -280,7 +281,8 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         });
       }
       // the run's seed alone: each row's masks are keyed by its position in the data order, so no worker or step enters them
-      long dropoutSeed = job.lora().loraDropout() > 0 ? (job.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1;
+      boolean drops = job.lora().loraDropout() > 0 || job.base().modelDropout();
+      var dropout = new Dropout.Plan(drops ? (job.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1, job.base().modelDropout());
       long t0 = System.nanoTime();
       StepResult r;
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
@@ -291,8 +293,8 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         var micro = GlobalBatch.microBatches(mine, job.data().microBatch(),
             GlobalBatch.firstPosition(step, job.data().globalBatch(), job.data().workers(), rank));
         // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, p.values(), micro, dropoutSeed, scale)
-            : TrainStep.run(lora, p.values(), micro, dropoutSeed, scale);
+        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, p.values(), micro, dropout, scale)
+            : TrainStep.run(lora, p.values(), micro, dropout, scale);
       } catch (NonFiniteGradientException e) {
         r = new StepResult(new float[lora.layout().size()], 0, 0);
         if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step

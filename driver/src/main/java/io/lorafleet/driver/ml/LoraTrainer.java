@@ -11,6 +11,7 @@ import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.Map;
 import org.apache.spark.ml.Estimator;
+import org.apache.spark.ml.param.BooleanParam;
 import org.apache.spark.ml.param.DoubleParam;
 import org.apache.spark.ml.param.IntParam;
 import org.apache.spark.ml.param.Param;
@@ -42,6 +43,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   private final IntParam r;
   private final DoubleParam loraAlpha;
   private final DoubleParam loraDropout;
+  private final BooleanParam modelDropout;
   private final IntParam workers;
   private final IntParam steps;
   private final IntParam globalBatch;
@@ -70,6 +72,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     r = new IntParam(this, "r", "LoRA rank");
     loraAlpha = new DoubleParam(this, "loraAlpha", "LoRA scaling numerator: the update is loraAlpha/r times B·A");
     loraDropout = new DoubleParam(this, "loraDropout", "dropout on the adapter's input");
+    modelDropout = new BooleanParam(this, "modelDropout", "the base model's own dropouts in training, as transformers' train mode (false: --model-dropout off)");
     workers = new IntParam(this, "workers", "training tasks, one per GPU or CPU slot");
     steps = new IntParam(this, "steps", "optimizer steps");
     globalBatch = new IntParam(this, "globalBatch", "examples per optimizer step, over all workers (a multiple of workers)");
@@ -90,6 +93,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     setDefault(r, 8);
     setDefault(loraAlpha, 16.0);
     setDefault(loraDropout, 0.0);
+    setDefault(modelDropout, true);
     setDefault(workers, 2);
     setDefault(steps, 100);
     setDefault(globalBatch, 8);
@@ -155,6 +159,10 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     return loraDropout;
   }
 
+  public BooleanParam modelDropout() {
+    return modelDropout;
+  }
+
   public IntParam workers() {
     return workers;
   }
@@ -217,7 +225,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     LoraConfig tuner = LoraConfig.ofTargetModules(value(r), value(loraAlpha), value(targetModules)).withDropout(value(loraDropout));
     return TrainConfig.builder(value(model), data, value(out)).labels(labelsValue()).tuner(tuner).workers(value(workers)).steps(value(steps))
         .globalBatch(value(globalBatch)).microBatch(value(microBatch)).seed((int) value(seed)).lr(value(lr)).warmup(value(warmup))
-        .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalExamples(0).build();
+        .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalExamples(0).modelDropout(value(modelDropout)).build();
   }
 
   String resolvedWorkDir() {

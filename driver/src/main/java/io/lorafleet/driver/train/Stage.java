@@ -112,7 +112,8 @@ final class Stage {
   private WorkerJob workerJob(String host, int port, String jobId, byte[] secret) {
     var b = cfg.batching();
     return new WorkerJob(
-        new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels()),
+        new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels(),
+            cfg.compute().modelDropout()),
         lora.config(),
         new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
             b.shuffleWindow(), b.seed(), cfg.eval().examples()),

@@ -217,8 +217,9 @@ public record TrainConfig(
    * @param gradientCheckpointing layer checkpointing, blockwise attention and a chunked loss on the workers
    * @param initialLossScale fp16 loss scaling's first scale (torch's GradScaler init_scale)
    * @param quantize the base quantized at load (QLoRA with nf4)
+   * @param modelDropout the base model's own dropouts in training, as transformers' train mode applies them (false: eval mode, --model-dropout off)
    */
-  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize) implements Serializable {
+  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize, boolean modelDropout) implements Serializable {
     public Compute {
       if (!(initialLossScale > 0)) {
         throw new IllegalArgumentException("--initial-loss-scale must be > 0 but found " + initialLossScale);
@@ -318,6 +319,7 @@ public record TrainConfig(
     private boolean gradientCheckpointing = false;
     private double initialLossScale = LossScaler.INITIAL;
     private Quantization quantize = Quantization.NONE;
+    private boolean modelDropout = true;
 
     private Builder(String model, String data, String output) {
       this.model = model;
@@ -372,6 +374,7 @@ public record TrainConfig(
       gradientCheckpointing = c.compute.gradientCheckpointing();
       initialLossScale = c.compute.initialLossScale();
       quantize = c.compute.quantize();
+      modelDropout = c.compute.modelDropout();
     }
 
     public Builder model(String v) {
@@ -601,6 +604,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder modelDropout(boolean v) {
+      modelDropout = v;
+      return this;
+    }
+
     public TrainConfig build() {
       return new TrainConfig(
           new Io(model, data, output, initAdapter, baseModelId, labels),
@@ -612,7 +620,7 @@ public record TrainConfig(
           new Evaluation(evalEvery, evalExamples),
           new Averaging(averageLast, averageMode),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
-          new Compute(gradientCheckpointing, initialLossScale, quantize));
+          new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout));
     }
   }
 }

@@ -1,6 +1,8 @@
 package io.lorafleet.driver.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.lorafleet.datasets.prepare.PrepareOptions;
@@ -29,6 +31,16 @@ class TrainCommandTest {
   void theFlagsDefaultsAreTheBuildersDefaults() {
     TrainConfig cfg = JobFileTest.parsed("train", "--model", "m", "--data", "d", "--out", "o").config();
     assertEquals(TrainConfig.builder("m", "d", "o").build(), cfg, "a default written twice would differ here");
+  }
+
+  /** The model's own dropouts are on by default, as transformers trains; --model-dropout off is eval mode's model; anything else is refused by name. */
+  @Test
+  void modelDropoutIsOnUnlessTurnedOff() {
+    assertTrue(JobFileTest.parsed("train", "--model", "m", "--data", "d", "--out", "o").config().compute().modelDropout());
+    assertFalse(JobFileTest.parsed("train", "--model", "m", "--data", "d", "--out", "o", "--model-dropout", "off").config().compute().modelDropout());
+    var e = assertThrows(IllegalArgumentException.class,
+        () -> JobFileTest.parsed("train", "--model", "m", "--data", "d", "--out", "o", "--model-dropout", "false").config());
+    assertEquals("--model-dropout must be on or off but found 'false'", e.getMessage());
   }
 
   @Test

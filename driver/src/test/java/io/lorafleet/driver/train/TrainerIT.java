@@ -1,5 +1,6 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -110,7 +111,7 @@ class TrainerIT {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       for (int r = 0; r < 2; r++) {
         var rows = GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 2, r);
-        StepResult res = TrainStep.run(lora, init.clone(), GlobalBatch.microBatches(rows, 2), -1);
+        StepResult res = TrainStep.run(lora, init.clone(), GlobalBatch.microBatches(rows, 2), Dropout.Plan.NONE);
         perRank[r] = res.gradSum();
         tokens += res.tokens();
       }
@@ -228,7 +229,7 @@ class TrainerIT {
   /** The reference for one step: the whole first global batch in this process, SGD at lr 0.05, as cfg(...) trains. */
   static float[] sgdStepInOneProcess(LoraModel lora, float[] start) throws Exception {
     float[] p = start.clone();
-    StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
+    StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), Dropout.Plan.NONE);
     for (int i = 0; i < p.length; i++) {
       p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
     }
@@ -371,7 +372,7 @@ class TrainerIT {
       float[] p = lora.initialParams(7);
       float[] b0 = lora.initialParams(7);
       // B starts at zero, so give the step a non-trivial starting point: compare the first update from the true init
-      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), Dropout.Plan.NONE);
       for (int i = 0; i < p.length; i++) {
         p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
       }
@@ -886,7 +887,7 @@ class TrainerIT {
     try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
       float[] p = AdapterFormat.read(first.finalAdapter(), base).values().clone();
-      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), -1);
+      StepResult r = TrainStep.run(lora, p, GlobalBatch.microBatches(firstGlobalBatch(), 6), Dropout.Plan.NONE);
       for (int i = 0; i < p.length; i++) {
         p[i] -= 0.05f * (float) (r.gradSum()[i] / r.tokens());
       }

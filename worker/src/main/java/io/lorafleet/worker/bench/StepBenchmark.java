@@ -1,5 +1,6 @@
 package io.lorafleet.worker.bench;
 
+import io.lorafleet.worker.model.Dropout;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -347,7 +348,7 @@ public final class StepBenchmark {
 
   static double timeStep(Trainable t, float[] params, Batch b) {
     long t0 = System.nanoTime();
-    TrainStep.run(t, params, List.of(b), -1);
+    TrainStep.run(t, params, List.of(b), Dropout.Plan.NONE);
     return (System.nanoTime() - t0) / 1e9;
   }
 
@@ -356,7 +357,7 @@ public final class StepBenchmark {
       return timeStep(t, params, b);
     }
     long t0 = System.nanoTime();
-    RecomputeStep.run(lora, params, List.of(b), -1, 1.0);
+    RecomputeStep.run(lora, params, List.of(b), Dropout.Plan.NONE, 1.0);
     return (System.nanoTime() - t0) / 1e9;
   }
 

@@ -302,7 +302,7 @@ public final class LoraModel implements Trainable {
     for (LoraTarget t : config.method().fusesInputs() ? targets : List.<LoraTarget>of()) {
       groups.computeIfAbsent(t.module().inputGroup(), g -> new ArrayList<>()).add(t.module().name());
     }
-    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropout));
+    ForwardContext ctx = new ForwardContext(step, overrides, new LoraDelta(step, factors, groups, config.loraDropout(), dropout), dropout);
     return new Bound(ctx, leaves);
   }
 

@@ -59,6 +59,11 @@ interface Backbone {
   /** Layer i's attention inputs from its input h (B, T, H): q (B, nh, T, hd), k and v (B, nkv, T, hd). */
   NDArray[] qkv(LanguageModel m, ForwardContext ctx, int layer, NDArray h, NDArray[] tables);
 
+  /** Layer i's dropout on the attention probabilities in train mode (transformers' attn_dropout); {@link Dropout.Site#NONE} where the architecture has none. */
+  default Dropout.Site attentionDropout(ModelConfig c, int layer) {
+    return Dropout.Site.NONE;
+  }
+
   /** The rest of layer i: its output from its input h and the attention output a (B, T, nh·hd). */
   NDArray rest(LanguageModel m, ForwardContext ctx, int layer, NDArray h, NDArray a);
 
@@ -84,8 +89,8 @@ interface Backbone {
    * The last layer's output (B, T, H) for ids (B, T) at the given absolute positions, from the
    * pieces above (which {@link Segments} recomputes one at a time): for each layer q, k, v; k and v
    * appended to the cache, when there is one, so that attention covers the cached prefix; attention
-   * under the causal, window and segment masks, each kv head repeated heads/kv_heads times; the
-   * rest of the layer.
+   * under the causal, window and segment masks, each kv head repeated heads/kv_heads times, its
+   * probabilities dropped in train mode; the rest of the layer.
    */
   default NDArray hidden(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments, Optional<KvCache> cache) {
     ModelConfig c = m.config();
@@ -105,7 +110,8 @@ interface Backbone {
         k = kv[0];
         v = kv[1];
       }
-      h = rest(m, ctx, i, h, Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask));
+      Dropout.Site probs = attentionDropout(c, i);
+      h = rest(m, ctx, i, h, Ops.attention(qkv[0], Ops.repeatKv(k, rep), Ops.repeatKv(v, rep), mask, a -> ctx.drop(a, probs)));
     }
     cache.ifPresent(kc -> kc.advance(t));
     return h;

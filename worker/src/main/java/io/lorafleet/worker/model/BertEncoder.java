@@ -64,10 +64,11 @@ final class BertEncoder extends BertLayers {
     return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(m.config()), tokenTypes);
   }
 
-  /** BertPooler then the classifier: classifier(tanh(pooler.dense(h[:, 0]))), (B, T', H) → (B, num_labels). */
+  /** BertPooler then the classifier: classifier(dropout(tanh(pooler.dense(h[:, 0])))), (B, T', H) → (B, num_labels). */
   @Override
   public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     NDArray pooled = EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), POOLER).tanh();
+    pooled = ctx.drop(pooled, new Dropout.Site("dropout", EncoderBlocks.classifierDropout(m.config())));
     return EncoderBlocks.headLinear(m, ctx, pooled, "classifier");
   }
 }

@@ -54,6 +54,12 @@ abstract class BertLayers extends EncoderBackbone {
     return EncoderBlocks.qkv(m, ctx, h, p + "query", p + "key", p + "value");
   }
 
+  /** BertSelfAttention's dropout on the probabilities: attention_probs_dropout_prob. */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "attention.self.dropout", EncoderBlocks.attentionProbsDropout(c));
+  }
+
   @Override
   public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     return EncoderBlocks.rest(m, ctx, layer(i), h, a);

@@ -169,16 +169,22 @@ final class DebertaV2Encoder extends EncoderBackbone {
     return EncoderBlocks.rest(m, ctx, layer(i), h, a);
   }
 
-  /** ContextPooler then the classifier: (B, T', H) → (B, num_labels). */
+  /**
+   * ContextPooler then the classifier, classifier(dropout(act(dense(dropout(h[:, 0]))))): (B, T', H) → (B, num_labels).
+   * The pooler's dropout is pooler_dropout (default 0), the classifier's cls_dropout or, when it is absent, hidden_dropout_prob.
+   */
   @Override
   public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
-    NDArray pooled = EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), "pooler.dense");
+    ModelConfig c = m.config();
+    NDArray context = ctx.drop(EncoderBlocks.first(h), new Dropout.Site("pooler.dropout", c.dropout("pooler_dropout", 0.0)));
+    NDArray pooled = EncoderBlocks.headLinear(m, ctx, context, "pooler.dense");
     String act = m.config().raw().path("pooler_hidden_act").asText("gelu");
     pooled = switch (act) {
       case "gelu" -> Activation.gelu(pooled);
       case "tanh" -> pooled.tanh();
       default -> throw new IllegalArgumentException("pooler_hidden_act '" + act + "' is not supported, expected gelu or tanh");
     };
+    pooled = ctx.drop(pooled, new Dropout.Site("dropout", c.dropout("cls_dropout", EncoderBlocks.hiddenDropout(c))));
     return EncoderBlocks.headLinear(m, ctx, pooled, "classifier");
   }
 
@@ -248,18 +254,19 @@ final class DebertaV2Encoder extends EncoderBackbone {
       NDArray q = qkv[0].mul(Ops.constant(qkv[0], scale)); // (B, nh, T, hd), scaled once for all terms
       NDArray scores = q.matMul(qkv[1].transpose(0, 1, 3, 2)); // (B, nh, T, T)
       String p = layer(i) + "attention.self.";
+      NDArray relEmbeddings = pos.map(r -> positionDropout(ctx, r.embeddings(), p, b, c)).orElse(null);
       if (rel.c2p()) {
         Positions r = pos.orElseThrow();
-        NDArray posKey = Ops.heads(m.linear(ctx, r.embeddings(), p + (rel.shareKey() ? "key_proj" : "pos_key_proj")), c.heads(), c.headDim()); // (1, nh, 2s, hd)
+        NDArray posKey = Ops.heads(m.linear(ctx, relEmbeddings, p + (rel.shareKey() ? "key_proj" : "pos_key_proj")), c.heads(), c.headDim()); // (1|B, nh, 2s, hd)
         scores = scores.add(q.matMul(posKey.transpose(0, 1, 3, 2)).gather(r.c2p(), 3)); // q_i · K^r_δ(i,j)
       }
       if (rel.p2c()) {
         Positions r = pos.orElseThrow();
-        NDArray posQuery = Ops.heads(m.linear(ctx, r.embeddings(), p + (rel.shareKey() ? "query_proj" : "pos_query_proj")), c.heads(), c.headDim());
+        NDArray posQuery = Ops.heads(m.linear(ctx, relEmbeddings, p + (rel.shareKey() ? "query_proj" : "pos_query_proj")), c.heads(), c.headDim());
         NDArray k = qkv[1].mul(Ops.constant(qkv[1], scale));
         scores = scores.add(k.matMul(posQuery.transpose(0, 1, 3, 2)).gather(r.p2c(), 3).transpose(0, 1, 3, 2)); // k_j · Q^r_δ(i,j)
       }
-      NDArray probs = Ops.cast(Ops.wide(scores.add(mask)).softmax(-1), scores.getDataType());
+      NDArray probs = ctx.drop(Ops.cast(Ops.wide(scores.add(mask)).softmax(-1), scores.getDataType()), attentionDropout(c, i));
       NDArray a = probs.matMul(qkv[2]); // (B, nh, T, hd)
       h = rest(m, ctx, i, h, a.transpose(0, 2, 1, 3).reshape(b, t, c.hidden()));
       if (i == 0 && convKernel(c) > 0) {
@@ -269,6 +276,28 @@ final class DebertaV2Encoder extends EncoderBackbone {
     return h;
   }
 
+  /** DisentangledSelfAttention's dropout on the probabilities: attention_probs_dropout_prob. */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "attention.self.dropout", EncoderBlocks.attentionProbsDropout(c));
+  }
+
+  /**
+   * The relative embeddings (1, 2·span, H) as layer {@code p}'s attention reads them: through its
+   * pos_dropout (hidden_dropout_prob) in train mode. transformers draws one mask for the whole
+   * batch there; here, in training, each row gets its own copy (B, 2·span, H) and draws its own
+   * masks, this one and LoRA's dropout on the position projections that read it, so that a row's
+   * masks do not depend on the rows beside it and N workers train what one does.
+   */
+  private static NDArray positionDropout(ForwardContext ctx, NDArray e, String p, int b, ModelConfig c) {
+    Dropout.Site site = new Dropout.Site(p + "pos_dropout", EncoderBlocks.hiddenDropout(c));
+    if (!ctx.dropout().on()) {
+      return e;
+    }
+    Shape s = e.getShape();
+    return ctx.drop(e.broadcast(new Shape(b, s.get(1), s.get(2))), site);
+  }
+
   /** ConvLayer.forward(hidden_states = the embeddings, residual_states = layer 0's output, input_mask). e and h (B, T, H). */
   private static NDArray conv(LanguageModel m, ForwardContext ctx, NDArray e, NDArray h, NDArray inputMask) {
     ModelConfig c = m.config();
@@ -276,6 +305,7 @@ final class DebertaV2Encoder extends EncoderBackbone {
     NDArray out = ai.djl.nn.convolutional.Conv1d.conv1d(e.transpose(0, 2, 1), m.param(ctx, PREFIX + "encoder.conv.conv.weight"),
         m.param(ctx, PREFIX + "encoder.conv.conv.bias"), new Shape(1), new Shape((k - 1) / 2), new Shape(1), c.raw().path("conv_groups").asInt(1))
         .singletonOrThrow().transpose(0, 2, 1).mul(inputMask); // (B, T, H), padding's outputs zeroed (masked_fill)
+    out = ctx.drop(out, new Dropout.Site(PREFIX + "encoder.conv.dropout", EncoderBlocks.hiddenDropout(c)));
     out = c.raw().path("conv_act").asText("tanh").equals("gelu") ? Activation.gelu(out) : out.tanh();
     return EncoderBlocks.layerNorm(m, ctx, PREFIX + "encoder.conv.LayerNorm", h.add(out)).mul(inputMask);
   }

@@ -83,10 +83,22 @@ final class DistilBertEncoder extends EncoderBackbone {
     return "DistilBertForSequenceClassification";
   }
 
-  /** LayerNorm(word + position), positions from 0; token types are not read (DistilBERT has none). */
+  /** dropout(LayerNorm(word + position)), positions from 0; token types are not read (DistilBERT has none). */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
-    return EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", EncoderBlocks.wordAndPosition(m, ctx, PREFIX + "embeddings.", ids, positions));
+    NDArray e = EncoderBlocks.layerNorm(m, ctx, PREFIX + "embeddings.LayerNorm", EncoderBlocks.wordAndPosition(m, ctx, PREFIX + "embeddings.", ids, positions));
+    return ctx.drop(e, new Dropout.Site(PREFIX + "embeddings.dropout", dropout(m.config())));
+  }
+
+  /** DistilBertConfig's dropout (default 0.1): the embeddings' and the feed-forward output's. */
+  private static double dropout(ModelConfig c) {
+    return c.dropout("dropout", 0.1);
+  }
+
+  /** MultiHeadSelfAttention's dropout on the probabilities: attention_dropout (default 0.1). */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "attention.dropout", c.dropout("attention_dropout", 0.1));
   }
 
   @Override
@@ -95,13 +107,14 @@ final class DistilBertEncoder extends EncoderBackbone {
     return EncoderBlocks.qkv(m, ctx, h, p + "q_lin", p + "k_lin", p + "v_lin");
   }
 
-  /** h1 = sa_layer_norm(out_lin(a) + h), then output_layer_norm(lin2(gelu(lin1(h1))) + h1). a (B, T, H). */
+  /** h1 = sa_layer_norm(out_lin(a) + h), then output_layer_norm(dropout(lin2(gelu(lin1(h1)))) + h1). a (B, T, H). */
   @Override
   public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     String p = layer(i);
     NDArray h1 = EncoderBlocks.layerNorm(m, ctx, p + "sa_layer_norm", m.linear(ctx, a, p + "attention.out_lin").add(h));
     NDArray mid = Activation.gelu(m.linear(ctx, h1, p + "ffn.lin1")); // exact (erf) GELU, get_activation("gelu")
-    return EncoderBlocks.layerNorm(m, ctx, p + "output_layer_norm", m.linear(ctx, mid, p + "ffn.lin2").add(h1));
+    NDArray ffn = ctx.drop(m.linear(ctx, mid, p + "ffn.lin2"), new Dropout.Site(p + "ffn.dropout", dropout(m.config())));
+    return EncoderBlocks.layerNorm(m, ctx, p + "output_layer_norm", ffn.add(h1));
   }
 
   @Override
@@ -109,10 +122,11 @@ final class DistilBertEncoder extends EncoderBackbone {
     return EncoderBlocks.encode(this, m, ctx, ids, positions, segments, tokenTypes);
   }
 
-  /** classifier(relu(pre_classifier(h[:, 0]))), (B, T, H) → (B, num_labels). */
+  /** classifier(dropout(relu(pre_classifier(h[:, 0])))), the dropout seq_classif_dropout's (default 0.2): (B, T, H) → (B, num_labels). */
   @Override
   public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
     NDArray pooled = Activation.relu(EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), PRE_CLASSIFIER));
+    pooled = ctx.drop(pooled, new Dropout.Site("dropout", m.config().dropout("seq_classif_dropout", 0.2)));
     return EncoderBlocks.headLinear(m, ctx, pooled, "classifier");
   }
 }

@@ -76,12 +76,30 @@ final class EncoderBlocks {
 
   /**
    * The rest of layer i after attention (BertSelfOutput, BertIntermediate, BertOutput):
-   * h1 = LN(h + dense(a)), then LN(h1 + dense(gelu(dense(h1)))). a (B, T, H).
+   * h1 = LN(h + dropout(dense(a))), then LN(h1 + dropout(dense(gelu(dense(h1))))). a (B, T, H). The
+   * dropouts are hidden_dropout_prob's, in train mode.
    */
   static NDArray rest(LanguageModel m, ForwardContext ctx, String p, NDArray h, NDArray a) {
-    NDArray h1 = layerNorm(m, ctx, p + "attention.output.LayerNorm", m.linear(ctx, a, p + "attention.output.dense").add(h));
+    Dropout.Site attentionOut = new Dropout.Site(p + "attention.output.dropout", hiddenDropout(m.config()));
+    NDArray h1 = layerNorm(m, ctx, p + "attention.output.LayerNorm", ctx.drop(m.linear(ctx, a, p + "attention.output.dense"), attentionOut).add(h));
     NDArray mid = Activation.gelu(m.linear(ctx, h1, p + "intermediate.dense")); // exact (erf) GELU, ACT2FN["gelu"]
-    return layerNorm(m, ctx, p + "output.LayerNorm", m.linear(ctx, mid, p + "output.dense").add(h1));
+    Dropout.Site out = new Dropout.Site(p + "output.dropout", hiddenDropout(m.config()));
+    return layerNorm(m, ctx, p + "output.LayerNorm", ctx.drop(m.linear(ctx, mid, p + "output.dense"), out).add(h1));
+  }
+
+  /** hidden_dropout_prob (BertConfig's default 0.1): the embeddings', the two residual branches' and, unless said otherwise, the classifier's dropout. */
+  static double hiddenDropout(ModelConfig c) {
+    return c.dropout("hidden_dropout_prob", 0.1);
+  }
+
+  /** attention_probs_dropout_prob (default 0.1): dropout on the attention probabilities. */
+  static double attentionProbsDropout(ModelConfig c) {
+    return c.dropout("attention_probs_dropout_prob", 0.1);
+  }
+
+  /** The classifier's dropout: classifier_dropout, or hidden_dropout_prob when it is null (BERT, RoBERTa). */
+  static double classifierDropout(ModelConfig c) {
+    return c.dropout("classifier_dropout", hiddenDropout(c));
   }
 
   /**
@@ -129,7 +147,8 @@ final class EncoderBlocks {
   /**
    * The embeddings' last steps under {@code prefix} ("roberta.embeddings."): the token types'
    * embedding added when the model has token types (none given: type 0 everywhere, which is also
-   * what RoBERTa's tokenizers give pairs; each must be below type_vocab_size), then LayerNorm. e (B, T, H).
+   * what RoBERTa's tokenizers give pairs; each must be below type_vocab_size), then LayerNorm and,
+   * in train mode, hidden_dropout_prob's dropout. e (B, T, H).
    */
   static NDArray finishEmbeddings(LanguageModel m, ForwardContext ctx, String prefix, NDArray e, int typeVocab, Optional<int[][]> tokenTypes) {
     if (typeVocab > 0) {
@@ -149,13 +168,13 @@ final class EncoderBlocks {
       }
       e = e.add(m.embed(ctx, prefix + "token_type_embeddings.weight", types));
     } // type_vocab_size 0 (DeBERTa-v3): the tokenizer's token types are not read, as DebertaV2Embeddings reads none
-    return layerNorm(m, ctx, prefix + "LayerNorm", e);
+    return ctx.drop(layerNorm(m, ctx, prefix + "LayerNorm", e), new Dropout.Site(prefix + "dropout", hiddenDropout(m.config())));
   }
 
   /**
    * The last hidden state (B, T, H) of an encoder whose layers are BERT's (RoBERTa, BERT):
    * embeddings, then each layer's q, k, v under bidirectional attention (padding lies in a segment
-   * of its own) and the rest of the layer. Its head on it gives the class logits.
+   * of its own; the probabilities dropped in train mode) and the rest of the layer. Its head on it gives the class logits.
    */
   static NDArray encode(Backbone e, LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> segments,
       Optional<int[][]> tokenTypes) {
@@ -164,7 +183,8 @@ final class EncoderBlocks {
     NDArray h = e.embed(m, ctx, ids, positions, tokenTypes);
     for (int i = 0; i < c.layers(); i++) {
       NDArray[] qkv = e.qkv(m, ctx, i, h, new NDArray[0]);
-      h = e.rest(m, ctx, i, h, Ops.attention(qkv[0], qkv[1], qkv[2], mask));
+      Dropout.Site probs = e.attentionDropout(c, i);
+      h = e.rest(m, ctx, i, h, Ops.attention(qkv[0], qkv[1], qkv[2], mask, a -> ctx.drop(a, probs)));
     }
     return h;
   }

@@ -53,7 +53,7 @@ final class Gpt2Decoder implements Backbone {
     return out;
   }
 
-  /** Token plus learned position embeddings (B, T, H). */
+  /** Token plus learned position embeddings (B, T, H), embd_pdrop's dropout in train mode. */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
     ModelConfig c = m.config();
@@ -65,7 +65,14 @@ final class Gpt2Decoder implements Backbone {
       }
     }
     NDArray pos = ctx.manager().create(positions).toType(ai.djl.ndarray.types.DataType.INT64, false);
-    return m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos));
+    NDArray e = m.embed(ctx, "transformer.wte.weight", ids).add(m.embed(ctx, "transformer.wpe.weight", pos));
+    return ctx.drop(e, new Dropout.Site("transformer.drop", c.dropout("embd_pdrop", 0.1)));
+  }
+
+  /** GPT2Attention's attn_dropout: attn_pdrop (GPT2Config's default 0.1). */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "attn.attn_dropout", c.dropout("attn_pdrop", 0.1));
   }
 
   /** ln_1, then the fused c_attn split in three. */
@@ -79,14 +86,16 @@ final class Gpt2Decoder implements Backbone {
         Ops.heads(parts.get(2), c.heads(), c.headDim())};
   }
 
-  /** The rest of layer i: h + c_proj(a), then ln_2 and the GELU MLP. */
+  /** The rest of layer i: h + dropout(c_proj(a)), then ln_2 and the GELU MLP, its output dropped too (resid_pdrop, in train mode). */
   @Override
   public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     ModelConfig c = m.config();
     String p = layer(i);
-    h = h.add(m.linear(ctx, a, p + "attn.c_proj"));
+    double resid = c.dropout("resid_pdrop", 0.1);
+    h = h.add(ctx.drop(m.linear(ctx, a, p + "attn.c_proj"), new Dropout.Site(p + "attn.resid_dropout", resid)));
     NDArray x = Ops.layerNorm(h, m.param(ctx, p + "ln_2.weight"), m.param(ctx, p + "ln_2.bias"), c.normEps());
-    return h.add(m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.c_fc")), p + "mlp.c_proj"));
+    NDArray mlp = m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.c_fc")), p + "mlp.c_proj");
+    return h.add(ctx.drop(mlp, new Dropout.Site(p + "mlp.dropout", resid)));
   }
 
   /** ln_f and the tied output layer, for any tokens of h (B, T', H). */

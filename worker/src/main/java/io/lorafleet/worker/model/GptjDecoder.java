@@ -108,9 +108,16 @@ final class GptjDecoder implements Backbone {
     return x.mul(cos).add(swapped.mul(signedSin));
   }
 
+  /** The token embeddings, embd_pdrop's dropout (GPTJConfig's default 0) in train mode. */
   @Override
   public NDArray embed(LanguageModel m, ForwardContext ctx, NDArray ids, int[][] positions, Optional<int[][]> tokenTypes) {
-    return m.embed(ctx, "transformer.wte.weight", ids);
+    return ctx.drop(m.embed(ctx, "transformer.wte.weight", ids), new Dropout.Site("transformer.drop", m.config().dropout("embd_pdrop", 0.0)));
+  }
+
+  /** GPTJAttention's attn_dropout: attn_pdrop (default 0). */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "attn.attn_dropout", c.dropout("attn_pdrop", 0.0));
   }
 
   /** ln_1, the three projections, rotary on q and k. */
@@ -125,13 +132,15 @@ final class GptjDecoder implements Backbone {
     return new NDArray[] {q, k, v};
   }
 
-  /** The rest of layer i, in parallel: h + out_proj(a) + fc_out(gelu_new(fc_in(ln_1(h)))). */
+  /** The rest of layer i, in parallel: h + dropout(out_proj(a)) + dropout(fc_out(gelu_new(fc_in(ln_1(h))))), resid_pdrop's dropouts in train mode. */
   @Override
   public NDArray rest(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray a) {
     String p = layer(i);
+    double resid = m.config().dropout("resid_pdrop", 0.0);
     NDArray x = ln1(m, ctx, i, h);
-    NDArray mlp = m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.fc_in")), p + "mlp.fc_out");
-    return m.linear(ctx, a, p + "attn.out_proj").add(mlp).add(h); // GPT-J's order: attn_output + feed_forward + residual
+    NDArray mlp = ctx.drop(m.linear(ctx, Ops.geluTanh(m.linear(ctx, x, p + "mlp.fc_in")), p + "mlp.fc_out"), new Dropout.Site(p + "mlp.dropout", resid));
+    NDArray attn = ctx.drop(m.linear(ctx, a, p + "attn.out_proj"), new Dropout.Site(p + "attn.resid_dropout", resid));
+    return attn.add(mlp).add(h); // GPT-J's order: attn_output + feed_forward + residual
   }
 
   private static NDArray ln1(LanguageModel m, ForwardContext ctx, int i, NDArray h) {

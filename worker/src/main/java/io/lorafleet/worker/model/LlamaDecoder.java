@@ -77,6 +77,12 @@ final class LlamaDecoder implements Backbone {
     return m.embed(ctx, "model.embed_tokens.weight", ids);
   }
 
+  /** The attention probabilities' dropout: attention_dropout (LlamaConfig's and Qwen2Config's default 0). */
+  @Override
+  public Dropout.Site attentionDropout(ModelConfig c, int i) {
+    return new Dropout.Site(layer(i) + "self_attn.attention_dropout", c.dropout("attention_dropout", 0.0));
+  }
+
   /** input_layernorm, the three projections, rotary applied to q and k. */
   @Override
   public NDArray[] qkv(LanguageModel m, ForwardContext ctx, int i, NDArray h, NDArray[] rope) {

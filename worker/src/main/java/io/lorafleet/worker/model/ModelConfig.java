@@ -111,6 +111,21 @@ public record ModelConfig(
     return raw.path("initializer_range").asDouble(0.02);
   }
 
+  /**
+   * A dropout rate of config.json ({@code field}), or {@code fallback} when it is absent or null, as
+   * the architecture's transformers config class defaults it; refused outside [0, 1) by name.
+   */
+  public double dropout(String field, double fallback) {
+    JsonNode n = raw.path(field);
+    if (n.isMissingNode() || n.isNull()) {
+      return fallback;
+    }
+    if (!n.isNumber() || n.asDouble() < 0 || n.asDouble() >= 1) {
+      throw new IllegalArgumentException("config field " + field + " must be a dropout rate in [0, 1) but found " + n);
+    }
+    return n.asDouble();
+  }
+
   private static void check(String field, int v) {
     if (v <= 0) {
       throw new IllegalArgumentException("config field " + field + " must be > 0 but found " + v);

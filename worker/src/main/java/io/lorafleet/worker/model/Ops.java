@@ -85,13 +85,14 @@ public final class Ops {
 
   /**
    * Scaled dot-product attention. q (B, nh, T, hd), k and v (B, nh, S, hd), mask additive and
-   * broadcastable to (B, nh, T, S). Returns (B, T, nh·hd).
+   * broadcastable to (B, nh, T, S); {@code probs} is applied to the probabilities (B, nh, T, S):
+   * training's attention dropout, or the identity. Returns (B, T, nh·hd).
    */
-  public static NDArray attention(NDArray q, NDArray k, NDArray v, NDArray mask) {
+  public static NDArray attention(NDArray q, NDArray k, NDArray v, NDArray mask, java.util.function.UnaryOperator<NDArray> probs) {
     long hd = q.getShape().get(3);
     // scale q (B, nh, T, hd) rather than the scores (B, nh, T, S): the same product, a smaller pass
     NDArray scores = q.mul(constant(q, 1.0 / Math.sqrt(hd))).matMul(k.transpose(0, 1, 3, 2)).add(mask); // (B, nh, T, S)
-    NDArray out = cast(wide(scores).softmax(-1), q.getDataType()).matMul(v); // (B, nh, T, hd); softmax in fp32 under fp16
+    NDArray out = probs.apply(cast(wide(scores).softmax(-1), q.getDataType())).matMul(v); // (B, nh, T, hd); softmax in fp32 under fp16
     Shape s = out.getShape();
     return out.transpose(0, 2, 1, 3).reshape(s.get(0), s.get(2), s.get(1) * hd);
   }

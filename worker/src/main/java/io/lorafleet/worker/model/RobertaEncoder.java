@@ -67,10 +67,16 @@ final class RobertaEncoder extends BertLayers {
     return EncoderBlocks.finishEmbeddings(m, ctx, PREFIX + "embeddings.", e, typeVocab(c), tokenTypes);
   }
 
-  /** RobertaClassificationHead on the first token: (B, T', H) → (B, num_labels). */
+  /**
+   * RobertaClassificationHead on the first token, out_proj(dropout(tanh(dense(dropout(h[:, 0]))))):
+   * (B, T', H) → (B, num_labels). Its one dropout module runs twice, so the second call's site is
+   * named apart ("classifier.dropout.1") to draw a mask of its own, as a second call does in torch.
+   */
   @Override
   public NDArray head(LanguageModel m, ForwardContext ctx, NDArray h) {
-    NDArray x = EncoderBlocks.headLinear(m, ctx, EncoderBlocks.first(h), "classifier.dense").tanh();
+    double p = EncoderBlocks.classifierDropout(m.config());
+    NDArray x = ctx.drop(EncoderBlocks.first(h), new Dropout.Site("classifier.dropout", p));
+    x = ctx.drop(EncoderBlocks.headLinear(m, ctx, x, "classifier.dense").tanh(), new Dropout.Site("classifier.dropout.1", p));
     return EncoderBlocks.headLinear(m, ctx, x, "classifier.out_proj");
   }
 

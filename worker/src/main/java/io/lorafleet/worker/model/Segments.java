@@ -48,16 +48,17 @@ public final class Segments {
   }
 
   /**
-   * Attention output rows [r0, r1) (B, r1 − r0, nh·hd): those queries against every key, under the
-   * causal, window and segment masks. Every array it makes (the block's mask, scores and
+   * Layer {@code layer}'s attention output rows [r0, r1) (B, r1 − r0, nh·hd): those queries against every key, under the
+   * causal, window and segment masks, with that block's rows of the layer's attention dropout in train mode. Every array it makes (the block's mask, scores and
    * probabilities, the repeated keys and values) lives in {@code scope}, so closing it frees the
    * block: blocks never add up to a T × T matrix.
    */
-  public NDArray attend(NDManager scope, NDArray q, NDArray k, NDArray v, int r0, int r1) {
+  public NDArray attend(NDManager scope, int layer, NDArray q, NDArray k, NDArray v, int r0, int r1) {
     NDArray mask = Ops.maskRows(scope, batch.size(), batch.seqLen(), r0, r1, batch.segmentIds(), m.config().slidingWindow(), m.dtype());
     NDArray qb = q.get(new NDIndex(":, :, {}:{}", r0, r1)); // a view; the ops below take their manager from it
     qb.attach(scope);
-    return Ops.attention(qb, scoped(Ops.repeatKv(k, rep), k, scope), scoped(Ops.repeatKv(v, rep), v, scope), mask);
+    Dropout.Site probs = backbone.attentionDropout(m.config(), layer); // the block's rows of the whole layer's mask
+    return Ops.attention(qb, scoped(Ops.repeatKv(k, rep), k, scope), scoped(Ops.repeatKv(v, rep), v, scope), mask, a -> ctx.drop(a, probs, r0));
   }
 
   private static NDArray scoped(NDArray made, NDArray from, NDManager scope) {

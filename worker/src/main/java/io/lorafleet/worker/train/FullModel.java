@@ -64,6 +64,6 @@ public final class FullModel implements Trainable {
       ParamSpec p = base.paramSpec(s.key()).orElseThrow();
       overrides.put(s.key(), p.transposed() ? used.transpose() : used); // the transpose is a view inside the graph
     }
-    return new Bound(new ForwardContext(step, overrides, LinearDelta.NONE), leaves);
+    return new Bound(new ForwardContext(step, overrides, LinearDelta.NONE, dropout), leaves);
   }
 }

@@ -22,13 +22,15 @@ import java.util.List;
  * <ul>
  *   <li>activation checkpointing per layer (Chen et al. 2016): the forward pass runs without a graph
  *       and keeps only each layer's input (B, T, H); the backward pass recomputes one layer at a time
- *       with its graph and back-propagates the output gradient through it. LoRA dropout masks are
- *       drawn from (seed, module), so the recomputation applies the same masks;
+ *       with its graph and back-propagates the output gradient through it. Dropout masks, LoRA's
+ *       and the model's own, are drawn from (seed, row, module, element), so the recomputation
+ *       applies the same masks;
  *   <li>blockwise attention: queries are taken {@code attentionBlock} rows at a time against all
  *       keys, in the forward pass and again in the backward pass, where each block is recomputed and
  *       back-propagated on its own, so no (B, nh, T, T) scores or probabilities exist (each row's
  *       softmax is over all its keys, so blocking rows is exact). Causal, sliding-window and
- *       packed-segment masks are built per block;
+ *       packed-segment masks are built per block, and so is the attention dropout's: the block's
+ *       rows of the whole matrix's mask;
  *   <li>chunked cross-entropy: the output layer and loss run {@code lossChunk} tokens at a time,
  *       each chunk back-propagated at once into the last hidden state, so no (B, T, V) logits exist.
  * </ul>
@@ -64,22 +66,22 @@ public final class RecomputeStep {
   private RecomputeStep() {}
 
   /** As {@link TrainStep#run}, with bounded activation memory; each micro-batch gets a {@link #bounded} plan. */
-  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, double lossScale) {
-    return TrainStep.accumulate(lora, params, microBatches, dropoutSeed,
-        (batch, seed, grad) -> microBatch(lora, params, batch, seed, grad, bounded(batch, lora.base().config()), lossScale));
+  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, Dropout.Plan dropout, double lossScale) {
+    return TrainStep.accumulate(lora, params, microBatches, dropout,
+        (batch, masks, grad) -> microBatch(lora, params, batch, masks, grad, bounded(batch, lora.base().config()), lossScale));
   }
 
   /** With a given plan (tests use small pieces so that short rows take several). */
-  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, long dropoutSeed, Plan plan) {
-    return TrainStep.accumulate(lora, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(lora, params, batch, seed, grad, plan, 1.0));
+  public static StepResult run(LoraModel lora, float[] params, List<Batch> microBatches, Dropout.Plan dropout, Plan plan) {
+    return TrainStep.accumulate(lora, params, microBatches, dropout, (batch, masks, grad) -> microBatch(lora, params, batch, masks, grad, plan, 1.0));
   }
 
-  private static double microBatch(LoraModel lora, float[] params, Batch batch, long seed, float[] grad, Plan plan, double lossScale) {
+  private static double microBatch(LoraModel lora, float[] params, Batch batch, Dropout masks, float[] grad, Plan plan, double lossScale) {
     LanguageModel m = lora.base();
     boolean gradMode = JniUtils.isGradMode();
     try (NDManager step = m.manager().newSubManager()) {
       JniUtils.setGradMode(true); // the leaves' views (transposes) must be recorded
-      Trainable.Bound bound = lora.bind(step, params, true, seed < 0 ? Dropout.OFF : Dropout.of(seed, batch));
+      Trainable.Bound bound = lora.bind(step, params, true, masks);
       Segments seg = m.segments(bound.context(), batch);
       int layers = seg.layers();
       int t = seg.seqLen();
@@ -92,7 +94,7 @@ public final class RecomputeStep {
         try (NDManager scope = step.newSubManager()) {
           NDArray h = moved(inputs[i].duplicate(), scope);
           NDArray[] qkv = seg.qkv(i, h);
-          NDArray out = seg.rest(i, h, attention(seg, scope, qkv, t, plan.attentionBlock()));
+          NDArray out = seg.rest(i, h, attention(seg, scope, i, qkv, t, plan.attentionBlock()));
           inputs[i + 1] = moved(out, step);
         }
       }
@@ -122,7 +124,7 @@ public final class RecomputeStep {
           NDArray[] qkv = seg.qkv(i, x); // q, k, v with their graph back to x and the projections' LoRA factors
           NDArray[] lv = {leaf(qkv[0], scope), leaf(qkv[1], scope), leaf(qkv[2], scope)};
           JniUtils.setGradMode(false);
-          NDArray a = attention(seg, scope, lv, t, plan.attentionBlock());
+          NDArray a = attention(seg, scope, i, lv, t, plan.attentionBlock());
           JniUtils.setGradMode(true);
           NDArray al = leaf(a, scope);
           backward(seg.rest(i, x, al), dh); // o_proj, the MLP and the residual path into x
@@ -130,7 +132,7 @@ public final class RecomputeStep {
           for (int r0 = 0; r0 < t; r0 += plan.attentionBlock()) {
             int r1 = Math.min(t, r0 + plan.attentionBlock());
             try (NDManager block = scope.newSubManager()) {
-              NDArray out = seg.attend(block, lv[0], lv[1], lv[2], r0, r1);
+              NDArray out = seg.attend(block, i, lv[0], lv[1], lv[2], r0, r1);
               backward(out, r0 == 0 && r1 == t ? da : moved(da.get(new NDIndex(":, {}:{}", r0, r1)), block));
             }
           }
@@ -151,14 +153,14 @@ public final class RecomputeStep {
   }
 
   /**
-   * The attention output (B, T, nh·hd), a block of query rows at a time (with the current grad
+   * Layer {@code layer}'s attention output (B, T, nh·hd), a block of query rows at a time (with the current grad
    * mode); each block's arrays are freed before the next, and only its output is kept, in {@code scope}.
    */
-  private static NDArray attention(Segments seg, NDManager scope, NDArray[] qkv, int t, int blockRows) {
+  private static NDArray attention(Segments seg, NDManager scope, int layer, NDArray[] qkv, int t, int blockRows) {
     ai.djl.ndarray.NDList parts = new ai.djl.ndarray.NDList();
     for (int r0 = 0; r0 < t; r0 += blockRows) {
       try (NDManager block = scope.newSubManager()) {
-        parts.add(moved(seg.attend(block, qkv[0], qkv[1], qkv[2], r0, Math.min(t, r0 + blockRows)), scope));
+        parts.add(moved(seg.attend(block, layer, qkv[0], qkv[1], qkv[2], r0, Math.min(t, r0 + blockRows)), scope));
       }
     }
     return parts.size() == 1 ? parts.get(0) : ai.djl.ndarray.NDArrays.concat(parts, 1);

@@ -19,29 +19,29 @@ public final class TrainStep {
   private TrainStep() {}
 
   /**
-   * @param dropoutSeed the run's dropout seed (negative: none); each row's masks are keyed by its
-   *     batch row key as well ({@link Dropout})
+   * @param dropout what the step drops ({@link Dropout.Plan#NONE}: nothing); each row's masks are
+   *     keyed by its batch row key as well ({@link Dropout})
    */
-  public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed) {
-    return run(trainable, params, microBatches, dropoutSeed, 1.0);
+  public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, Dropout.Plan dropout) {
+    return run(trainable, params, microBatches, dropout, 1.0);
   }
 
   /**
-   * As {@link #run(Trainable, float[], List, long)}, back-propagating {@code lossScale} times the loss
+   * As {@link #run(Trainable, float[], List, Dropout.Plan)}, back-propagating {@code lossScale} times the loss
    * (fp16 loss scaling): the gradient sums come back scaled, the loss sum does not.
    */
-  public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed, double lossScale) {
-    return accumulate(trainable, params, microBatches, dropoutSeed, (batch, seed, grad) -> microBatch(trainable, params, batch, seed, grad, lossScale));
+  public static StepResult run(Trainable trainable, float[] params, List<Batch> microBatches, Dropout.Plan dropout, double lossScale) {
+    return accumulate(trainable, params, microBatches, dropout, (batch, masks, grad) -> microBatch(trainable, params, batch, masks, grad, lossScale));
   }
 
-  /** One micro-batch's forward and backward: adds its gradient into grad, returns its loss sum. */
+  /** One micro-batch's forward and backward under its dropout masks: adds its gradient into grad, returns its loss sum. */
   @FunctionalInterface
   interface MicroStep {
-    double run(Batch batch, long seed, float[] grad);
+    double run(Batch batch, Dropout masks, float[] grad);
   }
 
-  /** Runs {@code step} over the micro-batches, each with the run's dropout seed, adding gradients and losses. */
-  static StepResult accumulate(Trainable trainable, float[] params, List<Batch> microBatches, long dropoutSeed, MicroStep step) {
+  /** Runs {@code step} over the micro-batches, each with its rows' dropout masks, adding gradients and losses. */
+  static StepResult accumulate(Trainable trainable, float[] params, List<Batch> microBatches, Dropout.Plan dropout, MicroStep step) {
     FlatLayout layout = trainable.layout();
     if (params.length != layout.size()) {
       throw new IllegalArgumentException("parameter buffer has " + params.length + " floats but the layout needs " + layout.size());
@@ -51,7 +51,7 @@ public final class TrainStep {
     long tokens = 0;
     for (int i = 0; i < microBatches.size(); i++) {
       Batch batch = microBatches.get(i);
-      loss += step.run(batch, dropoutSeed, grad);
+      loss += step.run(batch, dropout.over(batch), grad);
       tokens += batch.targetTokens();
     }
     return new StepResult(grad, loss, tokens);
@@ -65,7 +65,7 @@ public final class TrainStep {
    * share an executor JVM (local[N], several cores per executor) train at the same time. The frozen
    * base they share is only read.
    */
-  private static double microBatch(Trainable trainable, float[] params, Batch batch, long seed, float[] grad, double lossScale) {
+  private static double microBatch(Trainable trainable, float[] params, Batch batch, Dropout masks, float[] grad, double lossScale) {
     try (NDManager step = trainable.base().manager().newSubManager()) {
       Trainable.Bound bound;
       NDArray lossSum;
@@ -73,7 +73,7 @@ public final class TrainStep {
       JniUtils.setGradMode(true);
       try {
         // bind with grad mode on: views of the leaves (transposes) must be recorded by autograd
-        bound = trainable.bind(step, params, true, seed < 0 ? Dropout.OFF : Dropout.of(seed, batch));
+        bound = trainable.bind(step, params, true, masks);
         NDArray logits = trainable.base().forward(bound.context(), batch);
         lossSum = lossSum(step, logits, batch);
         JniUtils.backward((PtNDArray) lossSum, (PtNDArray) seedGradient(step, lossSum, lossScale), false, false);

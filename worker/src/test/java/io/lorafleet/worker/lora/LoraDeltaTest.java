@@ -46,7 +46,7 @@ class LoraDeltaTest {
       var dora = new LoraDelta.Dora(mg.create(m, new Shape(OUT)), mg.create(n, new Shape(OUT)), wa, Optional.of(ba));
       var f = new LoraDelta.Factors(mg.create(a, new Shape(R, IN)), mg.create(b, new Shape(OUT, R)), S, 0, dora);
       for (boolean dropout : new boolean[] {false, true}) {
-        Dropout masks = dropout ? new Dropout(SEED, new long[] {0, 1, 2, 3})
+        Dropout masks = dropout ? new Dropout(SEED, new long[] {0, 1, 2, 3}, false)
             : Dropout.OFF;
         LoraDelta delta = new LoraDelta(mg, Map.of(spec.name(), f), Map.of(), dropout ? P : 0, masks);
         float[] got = delta.addTo(spec, xa, y).toFloatArray();

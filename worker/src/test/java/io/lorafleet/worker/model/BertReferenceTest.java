@@ -111,44 +111,46 @@ class BertReferenceTest {
     Path dir = tmp.resolve("bert" + stored.size());
     ModelDirectory.write(dir, cfgJson, stored);
     Map<String, double[]> w = EncoderReferenceTest.doubles(expected);
-    double[] wantLong = bert(w, c, LONG, LONG_TYPES);
-    double[] wantShort = bert(w, c, SHORT, SHORT_TYPES);
-    double[] wantLongNoTypes = bert(w, c, LONG, new int[LONG.length]);
+    double[] wantLong = bert(w, c, LONG, LONG_TYPES, RowMasks.EVAL);
+    double[] wantShort = bert(w, c, SHORT, SHORT_TYPES, RowMasks.EVAL);
+    double[] wantLongNoTypes = bert(w, c, LONG, new int[LONG.length], RowMasks.EVAL);
     assertTrue(Math.abs(wantLong[0] - wantLongNoTypes[0]) > 1e-6, "token types change the logits");
+    double[] trainLong = bert(w, c, LONG, LONG_TYPES, RowMasks.of(EncoderReferenceTest.SEED, EncoderReferenceTest.KEYS[0]));
+    double[] trainShort = bert(w, c, SHORT, SHORT_TYPES, RowMasks.of(EncoderReferenceTest.SEED, EncoderReferenceTest.KEYS[1]));
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
-      double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE),
-          Batch.classification(new int[][] {LONG, SHORT}, new int[][] {LONG_TYPES, SHORT_TYPES}, new float[] {0, 1})).toType(DataType.FLOAT64, false)
-          .toDoubleArray();
+      Batch batch = Batch.classification(new int[][] {LONG, SHORT}, new int[][] {LONG_TYPES, SHORT_TYPES}, new float[] {0, 1});
       int l = c.numLabels();
-      assertEquals(2 * l, got.length);
-      for (int k = 0; k < l; k++) {
-        assertEquals(wantLong[k], got[k], 1e-9, "long row, label " + k);
-        assertEquals(wantShort[k], got[l + k], 1e-9, "padded short row, label " + k);
-      }
+      EncoderReferenceTest.assertRows(wantLong, wantShort, EncoderReferenceTest.logits(m, s, batch, false), l, "eval mode");
+      EncoderReferenceTest.assertRows(trainLong, trainShort, EncoderReferenceTest.logits(m, s, batch, true), l,
+          "train mode, the reference drawing the same masks");
       assertTrue(Math.abs(wantLong[0] - wantLong[1]) > 1e-3, "the labels' logits differ");
+      assertTrue(Math.abs(wantLong[0] - trainLong[0]) > 1e-6, "train mode drops");
     }
   }
 
   /** BertForSequenceClassification on one unpadded row with its token types. */
-  static double[] bert(Map<String, double[]> w, ModelConfig c, int[] ids, int[] types) {
+  static double[] bert(Map<String, double[]> w, ModelConfig c, int[] ids, int[] types, RowMasks masks) {
     int[] pos = new int[ids.length];
     for (int i = 0; i < ids.length; i++) {
       pos[i] = i;
     }
-    double[][] x = lastHidden(w, c, ids, types, pos, "bert.");
+    double[][] x = lastHidden(w, c, ids, types, pos, "bert.", masks);
     double[][] pooled = map(linear(new double[][] {x[0]}, w.get("bert.pooler.dense.weight"), w.get("bert.pooler.dense.bias")), Math::tanh);
-    return linear(pooled, w.get("classifier.weight"), w.get("classifier.bias"))[0];
+    double p = EncoderReferenceTest.rate(c, "classifier_dropout", EncoderReferenceTest.rate(c, "hidden_dropout_prob", 0.1));
+    return linear(new double[][] {masks.dropVector(pooled[0], "dropout", p)}, w.get("classifier.weight"), w.get("classifier.bias"))[0];
   }
 
   /** BertModel's (and RobertaModel's) last hidden state (T, H) for one unpadded row at positions {@code pos}, keys under {@code prefix}. */
-  static double[][] lastHidden(Map<String, double[]> w, ModelConfig c, int[] ids, int[] types, int[] pos, String prefix) {
+  static double[][] lastHidden(Map<String, double[]> w, ModelConfig c, int[] ids, int[] types, int[] pos, String prefix, RowMasks masks) {
     int h = c.hidden();
     int nh = c.heads();
     int hd = h / nh;
     String e = prefix + "embeddings.";
     double[][] x = add(add(rows(w.get(e + "word_embeddings.weight"), ids, h), rows(w.get(e + "token_type_embeddings.weight"), types, h)),
         rows(w.get(e + "position_embeddings.weight"), pos, h));
-    x = layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), c.normEps());
+    double hidden = EncoderReferenceTest.rate(c, "hidden_dropout_prob", 0.1);
+    double probsP = EncoderReferenceTest.rate(c, "attention_probs_dropout_prob", 0.1);
+    x = masks.drop(layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), c.normEps()), e + "dropout", hidden);
     for (int l = 0; l < c.layers(); l++) {
       String p = prefix + "encoder.layer." + l + ".";
       double[][] q = linear(x, w.get(p + "attention.self.query.weight"), w.get(p + "attention.self.query.bias"));
@@ -161,7 +163,7 @@ class BertReferenceTest {
           for (int j = 0; j < ids.length; j++) {
             s[j] = dot(q[i], head * hd, k[j], head * hd, hd) / Math.sqrt(hd);
           }
-          double[] pr = softmax(s);
+          double[] pr = masks.dropProbs(softmax(s), p + "attention.self.dropout", probsP, nh, head, i);
           for (int j = 0; j < ids.length; j++) {
             for (int d = 0; d < hd; d++) {
               a[i][head * hd + d] += pr[j] * v[j][head * hd + d];
@@ -169,7 +171,7 @@ class BertReferenceTest {
           }
         }
       }
-      x = block(w, p, x, a, c.normEps());
+      x = block(w, p, x, a, c.normEps(), masks, hidden);
     }
     return x;
   }

@@ -64,23 +64,25 @@ class DistilBertReferenceTest {
     Path dir = tmp.resolve("distilbert" + stored.size());
     ModelDirectory.write(dir, TinyModels.DISTILBERT.configJson(1, 2), stored);
     Map<String, double[]> w = EncoderReferenceTest.doubles(expected);
-    double[] wantLong = distilbert(w, c, LONG);
-    double[] wantShort = distilbert(w, c, SHORT);
+    double[] wantLong = distilbert(w, c, LONG, RowMasks.EVAL);
+    double[] wantShort = distilbert(w, c, SHORT, RowMasks.EVAL);
+    double[] trainLong = distilbert(w, c, LONG, RowMasks.of(EncoderReferenceTest.SEED, EncoderReferenceTest.KEYS[0]));
+    double[] trainShort = distilbert(w, c, SHORT, RowMasks.of(EncoderReferenceTest.SEED, EncoderReferenceTest.KEYS[1]));
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
-      double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.classification(new int[][] {LONG, SHORT},
-          new int[][] {{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {0, 0, 0, 1, 1}}, new float[] {0, 1})).toType(DataType.FLOAT64, false).toDoubleArray();
+      Batch batch = Batch.classification(new int[][] {LONG, SHORT}, new int[][] {{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {0, 0, 0, 1, 1}}, new float[] {0, 1});
       int l = c.numLabels();
-      assertEquals(2 * l, got.length);
-      for (int k = 0; k < l; k++) {
-        assertEquals(wantLong[k], got[k], 1e-9, "long row, label " + k);
-        assertEquals(wantShort[k], got[l + k], 1e-9, "padded short row, label " + k);
-      }
+      EncoderReferenceTest.assertRows(wantLong, wantShort, EncoderReferenceTest.logits(m, s, batch, false), l, "eval mode");
+      EncoderReferenceTest.assertRows(trainLong, trainShort, EncoderReferenceTest.logits(m, s, batch, true), l,
+          "train mode, the reference drawing the same masks");
       assertTrue(Math.abs(wantLong[0] - wantLong[1]) > 1e-3, "the labels' logits differ");
+      assertTrue(Math.abs(wantLong[0] - trainLong[0]) > 1e-6, "train mode drops");
     }
   }
 
   /** DistilBertForSequenceClassification on one unpadded row. */
-  static double[] distilbert(Map<String, double[]> w, ModelConfig c, int[] ids) {
+  static double[] distilbert(Map<String, double[]> w, ModelConfig c, int[] ids, RowMasks masks) {
+    double drop = EncoderReferenceTest.rate(c, "dropout", 0.1);
+    double probsP = EncoderReferenceTest.rate(c, "attention_dropout", 0.1);
     int h = c.hidden();
     int nh = c.heads();
     int hd = h / nh;
@@ -90,7 +92,7 @@ class DistilBertReferenceTest {
     }
     String e = "distilbert.embeddings.";
     double[][] x = add(rows(w.get(e + "word_embeddings.weight"), ids, h), rows(w.get(e + "position_embeddings.weight"), pos, h));
-    x = layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), 1e-12);
+    x = masks.drop(layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), 1e-12), e + "dropout", drop);
     for (int l = 0; l < c.layers(); l++) {
       String p = "distilbert.transformer.layer." + l + ".";
       double[][] q = linear(x, w.get(p + "attention.q_lin.weight"), w.get(p + "attention.q_lin.bias"));
@@ -103,7 +105,7 @@ class DistilBertReferenceTest {
           for (int j = 0; j < ids.length; j++) {
             s[j] = dot(q[i], head * hd, k[j], head * hd, hd) / Math.sqrt(hd); // q / √dim_per_head, then q·kᵀ
           }
-          double[] pr = softmax(s);
+          double[] pr = masks.dropProbs(softmax(s), p + "attention.dropout", probsP, nh, head, i);
           for (int j = 0; j < ids.length; j++) {
             for (int d = 0; d < hd; d++) {
               a[i][head * hd + d] += pr[j] * v[j][head * hd + d];
@@ -113,11 +115,12 @@ class DistilBertReferenceTest {
       }
       double[][] sa = layerNorm(add(linear(a, w.get(p + "attention.out_lin.weight"), w.get(p + "attention.out_lin.bias")), x),
           w.get(p + "sa_layer_norm.weight"), w.get(p + "sa_layer_norm.bias"), 1e-12);
-      double[][] ffn = linear(map(linear(sa, w.get(p + "ffn.lin1.weight"), w.get(p + "ffn.lin1.bias")), EncoderReferenceTest::gelu),
-          w.get(p + "ffn.lin2.weight"), w.get(p + "ffn.lin2.bias"));
+      double[][] ffn = masks.drop(linear(map(linear(sa, w.get(p + "ffn.lin1.weight"), w.get(p + "ffn.lin1.bias")), EncoderReferenceTest::gelu),
+          w.get(p + "ffn.lin2.weight"), w.get(p + "ffn.lin2.bias")), p + "ffn.dropout", drop);
       x = layerNorm(add(ffn, sa), w.get(p + "output_layer_norm.weight"), w.get(p + "output_layer_norm.bias"), 1e-12);
     }
     double[][] pooled = map(linear(new double[][] {x[0]}, w.get("pre_classifier.weight"), w.get("pre_classifier.bias")), z -> Math.max(z, 0));
-    return linear(pooled, w.get("classifier.weight"), w.get("classifier.bias"))[0];
+    double[] dropped = masks.dropVector(pooled[0], "dropout", EncoderReferenceTest.rate(c, "seq_classif_dropout", 0.2));
+    return linear(new double[][] {dropped}, w.get("classifier.weight"), w.get("classifier.bias"))[0];
   }
 }

@@ -67,6 +67,9 @@ class EncoderReferenceTest {
       c.put("position_buckets", -1);
       c.put("max_relative_positions", 6);
       c.put("pooler_hidden_act", "tanh");
+      c.put("pooler_dropout", 0.2);
+      c.put("cls_dropout", 0.3);
+      c.put("attention_probs_dropout_prob", 0.25);
     }, EncoderReferenceTest::deberta);
   }
 
@@ -139,7 +142,29 @@ class EncoderReferenceTest {
   }
 
   interface Reference {
-    double[] logits(Map<String, double[]> w, ModelConfig c, int[] ids);
+    double[] logits(Map<String, double[]> w, ModelConfig c, int[] ids, RowMasks masks);
+  }
+
+  /** The seed and row keys of the train-mode comparison: keys far apart, as two rows of a run's data order. */
+  static final long SEED = 5;
+  static final long[] KEYS = {17, 4};
+
+  /**
+   * The model's logits for a batch of the long row and the padded short row, in eval mode or in
+   * train mode with {@link #SEED} and {@link #KEYS}.
+   */
+  static double[] logits(LanguageModel m, NDManager s, Batch batch, boolean train) {
+    Dropout d = train ? new Dropout(SEED, KEYS, true) : Dropout.OFF;
+    return m.forward(new ForwardContext(s, Map.of(), LinearDelta.NONE, d), batch).toType(DataType.FLOAT64, false).toDoubleArray();
+  }
+
+  /** got (2 rows of l logits) against the references of the long row and of the short row, to 1e-9. */
+  static void assertRows(double[] wantLong, double[] wantShort, double[] got, int l, String mode) {
+    assertEquals(2 * l, got.length);
+    for (int k = 0; k < l; k++) {
+      assertEquals(wantLong[k], got[k], 1e-9, mode + ": long row, label " + k);
+      assertEquals(wantShort[k], got[l + k], 1e-9, mode + ": padded short row, label " + k);
+    }
   }
 
   private void check(TinyModelSpec spec, Consumer<ObjectNode> tweak, Reference ref) throws Exception {
@@ -150,18 +175,17 @@ class EncoderReferenceTest {
     Path dir = tmp.resolve(spec.modelType() + cfgJson.hashCode());
     ModelDirectory.write(dir, cfgJson, t);
     Map<String, double[]> w = doubles(t);
-    double[] wantLong = ref.logits(w, c, LONG);
-    double[] wantShort = ref.logits(w, c, SHORT);
+    double[] wantLong = ref.logits(w, c, LONG, RowMasks.EVAL);
+    double[] wantShort = ref.logits(w, c, SHORT, RowMasks.EVAL);
+    double[] trainLong = ref.logits(w, c, LONG, RowMasks.of(SEED, KEYS[0]));
+    double[] trainShort = ref.logits(w, c, SHORT, RowMasks.of(SEED, KEYS[1]));
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
-      double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.classification(new int[][] {LONG, SHORT}, new float[] {0, 1}))
-          .toType(DataType.FLOAT64, false).toDoubleArray();
+      Batch batch = Batch.classification(new int[][] {LONG, SHORT}, new float[] {0, 1});
       int l = c.numLabels();
-      assertEquals(2 * l, got.length);
-      for (int k = 0; k < l; k++) {
-        assertEquals(wantLong[k], got[k], 1e-9, "long row, label " + k);
-        assertEquals(wantShort[k], got[l + k], 1e-9, "padded short row, label " + k);
-      }
+      assertRows(wantLong, wantShort, logits(m, s, batch, false), l, "eval mode");
+      assertRows(trainLong, trainShort, logits(m, s, batch, true), l, "train mode, the reference drawing the same masks");
       assertTrue(Math.abs(wantLong[0] - wantLong[1]) > 1e-3, "the labels' logits differ");
+      assertTrue(Math.abs(wantLong[0] - trainLong[0]) > 1e-6 && Math.abs(wantShort[0] - trainShort[0]) > 1e-6, "train mode drops");
     }
   }
 
@@ -272,13 +296,20 @@ class EncoderReferenceTest {
     return y;
   }
 
-  /** BertSelfOutput, BertIntermediate and BertOutput after the attention context a. */
-  static double[][] block(Map<String, double[]> w, String p, double[][] h, double[][] a, double eps) {
-    double[][] h1 = layerNorm(add(linear(a, w.get(p + "attention.output.dense.weight"), w.get(p + "attention.output.dense.bias")), h),
-        w.get(p + "attention.output.LayerNorm.weight"), w.get(p + "attention.output.LayerNorm.bias"), eps);
+  /** BertSelfOutput, BertIntermediate and BertOutput after the attention context a, each output dense's dropout at rate {@code hidden}. */
+  static double[][] block(Map<String, double[]> w, String p, double[][] h, double[][] a, double eps, RowMasks masks, double hidden) {
+    double[][] attn = masks.drop(linear(a, w.get(p + "attention.output.dense.weight"), w.get(p + "attention.output.dense.bias")),
+        p + "attention.output.dropout", hidden);
+    double[][] h1 = layerNorm(add(attn, h), w.get(p + "attention.output.LayerNorm.weight"), w.get(p + "attention.output.LayerNorm.bias"), eps);
     double[][] mid = map(linear(h1, w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")), EncoderReferenceTest::gelu);
-    return layerNorm(add(linear(mid, w.get(p + "output.dense.weight"), w.get(p + "output.dense.bias")), h1), w.get(p + "output.LayerNorm.weight"),
-        w.get(p + "output.LayerNorm.bias"), eps);
+    double[][] out = masks.drop(linear(mid, w.get(p + "output.dense.weight"), w.get(p + "output.dense.bias")), p + "output.dropout", hidden);
+    return layerNorm(add(out, h1), w.get(p + "output.LayerNorm.weight"), w.get(p + "output.LayerNorm.bias"), eps);
+  }
+
+  /** A rate of config.json read as transformers' config classes default it. */
+  static double rate(ModelConfig c, String field, double fallback) {
+    var n = c.raw().path(field);
+    return n.isNumber() ? n.asDouble() : fallback;
   }
 
   static double[] softmax(double[] s) {
@@ -307,15 +338,17 @@ class EncoderReferenceTest {
   }
 
   /** RobertaForSequenceClassification on one unpadded row: BERT's layers (see {@link BertReferenceTest#lastHidden}) at RoBERTa's positions, and its head. */
-  static double[] roberta(Map<String, double[]> w, ModelConfig c, int[] ids) {
+  static double[] roberta(Map<String, double[]> w, ModelConfig c, int[] ids, RowMasks masks) {
     int pad = c.raw().get("pad_token_id").asInt();
     int[] pos = new int[ids.length];
     for (int i = 0; i < ids.length; i++) {
       pos[i] = pad + 1 + i; // cumsum(ids != pad) + pad for a row without pad ids
     }
-    double[][] x = BertReferenceTest.lastHidden(w, c, ids, new int[ids.length], pos, "roberta.");
-    double[][] first = {x[0]};
+    double[][] x = BertReferenceTest.lastHidden(w, c, ids, new int[ids.length], pos, "roberta.", masks);
+    double p = rate(c, "classifier_dropout", rate(c, "hidden_dropout_prob", 0.1));
+    double[][] first = {masks.dropVector(x[0], "classifier.dropout", p)};
     double[][] dense = map(linear(first, w.get("classifier.dense.weight"), w.get("classifier.dense.bias")), Math::tanh);
+    dense = new double[][] {masks.dropVector(dense[0], "classifier.dropout.1", p)}; // the head's one Dropout module, called a second time
     return linear(dense, w.get("classifier.out_proj.weight"), w.get("classifier.out_proj.bias"))[0];
   }
 
@@ -328,7 +361,7 @@ class EncoderReferenceTest {
   }
 
   /** DebertaV2ForSequenceClassification on one unpadded row. */
-  static double[] deberta(Map<String, double[]> w, ModelConfig c, int[] ids) {
+  static double[] deberta(Map<String, double[]> w, ModelConfig c, int[] ids, RowMasks masks) {
     var r = c.raw();
     int h = c.hidden();
     int nh = c.heads();
@@ -346,7 +379,9 @@ class EncoderReferenceTest {
     if (r.path("type_vocab_size").asInt(0) > 0) {
       x = add(x, rows(w.get(e + "token_type_embeddings.weight"), new int[n], h));
     }
-    x = layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), c.normEps());
+    double hidden = rate(c, "hidden_dropout_prob", 0.1);
+    double probsP = rate(c, "attention_probs_dropout_prob", 0.1);
+    x = masks.drop(layerNorm(x, w.get(e + "LayerNorm.weight"), w.get(e + "LayerNorm.bias"), c.normEps()), e + "dropout", hidden);
     int maxRel = r.path("max_relative_positions").asInt(-1) < 1 ? c.maxPositions() : r.get("max_relative_positions").asInt();
     int buckets = r.path("position_buckets").asInt(-1);
     int span = buckets > 0 ? buckets : maxRel;
@@ -377,8 +412,9 @@ class EncoderReferenceTest {
       double[][] v = linear(x, w.get(p + "value_proj.weight"), w.get(p + "value_proj.bias"));
       String kp = share ? "key_proj" : "pos_key_proj";
       String qp = share ? "query_proj" : "pos_query_proj";
-      double[][] posKey = c2p ? linear(relEmb, w.get(p + kp + ".weight"), w.get(p + kp + ".bias")) : null;
-      double[][] posQuery = p2c ? linear(relEmb, w.get(p + qp + ".weight"), w.get(p + qp + ".bias")) : null;
+      double[][] rel = masks.drop(relEmb, p + "pos_dropout", hidden); // this row's own mask (transformers shares one across the batch)
+      double[][] posKey = c2p ? linear(rel, w.get(p + kp + ".weight"), w.get(p + kp + ".bias")) : null;
+      double[][] posQuery = p2c ? linear(rel, w.get(p + qp + ".weight"), w.get(p + qp + ".bias")) : null;
       double[][] a = new double[n][h];
       for (int head = 0; head < nh; head++) {
         int o = head * hd;
@@ -395,7 +431,7 @@ class EncoderReferenceTest {
               s[j] += dot(k[j], o, posQuery[idx], o, hd) / scale;
             }
           }
-          double[] pr = softmax(s);
+          double[] pr = masks.dropProbs(softmax(s), p + "dropout", probsP, nh, head, i);
           for (int j = 0; j < n; j++) {
             for (int d = 0; d < hd; d++) {
               a[i][o + d] += pr[j] * v[j][o + d];
@@ -403,7 +439,7 @@ class EncoderReferenceTest {
           }
         }
       }
-      x = block(w, "deberta.encoder.layer." + l + ".", x, a, c.normEps());
+      x = block(w, "deberta.encoder.layer." + l + ".", x, a, c.normEps(), masks, hidden);
       int kernel = r.path("conv_kernel_size").asInt(0);
       if (l == 0 && kernel > 0) { // ConvLayer: LN(residual + act(conv1d(embeddings))), nn.Conv1d with padding (k − 1)/2 and groups
         int groups = r.path("conv_groups").asInt(1);
@@ -425,12 +461,14 @@ class EncoderReferenceTest {
             out[t][o] = acc;
           }
         }
-        out = map(out, r.path("conv_act").asText("tanh").equals("gelu") ? EncoderReferenceTest::gelu : Math::tanh);
+        out = map(masks.drop(out, "deberta.encoder.conv.dropout", hidden), r.path("conv_act").asText("tanh").equals("gelu") ? EncoderReferenceTest::gelu : Math::tanh);
         x = layerNorm(add(x, out), w.get("deberta.encoder.conv.LayerNorm.weight"), w.get("deberta.encoder.conv.LayerNorm.bias"), c.normEps());
       }
     }
-    double[][] pooled = linear(new double[][] {x[0]}, w.get("pooler.dense.weight"), w.get("pooler.dense.bias"));
+    double[][] context = {masks.dropVector(x[0], "pooler.dropout", rate(c, "pooler_dropout", 0))};
+    double[][] pooled = linear(context, w.get("pooler.dense.weight"), w.get("pooler.dense.bias"));
     pooled = map(pooled, r.path("pooler_hidden_act").asText("gelu").equals("tanh") ? Math::tanh : EncoderReferenceTest::gelu);
+    pooled = new double[][] {masks.dropVector(pooled[0], "dropout", rate(c, "cls_dropout", hidden))};
     return linear(pooled, w.get("classifier.weight"), w.get("classifier.bias"))[0];
   }
 }

@@ -73,7 +73,7 @@ class GptjReferenceTest {
     Path dir = tmp.resolve("gptj");
     ModelDirectory.write(dir, cfgJson, t);
     int[] ids = {1, 7, 30, 4, 4, 19, 2, 11, 36, 5};
-    double[][] want = reference(t, c, ids);
+    double[][] want = reference(t, c, ids, RowMasks.EVAL);
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
       double[] got = m.forward(ForwardContext.inference(s, LinearDelta.NONE), Batch.of(new int[][] {ids}, new int[1][ids.length]))
           .toType(DataType.FLOAT64, false).toDoubleArray();
@@ -159,6 +159,55 @@ class GptjReferenceTest {
     return y;
   }
 
+  static double[][] add(double[][] x, double[][] y) {
+    double[][] z = new double[x.length][x[0].length];
+    for (int i = 0; i < x.length; i++) {
+      for (int j = 0; j < x[i].length; j++) {
+        z[i][j] = x[i][j] + y[i][j];
+      }
+    }
+    return z;
+  }
+
+  /**
+   * Causal attention of one row, softmax(q·kᵀ/√hd)·v per head, the probabilities through the row's
+   * mask at {@code site} (rate p): q, k and v (T, ·) are read from column offsets qo, ko and vo. Returns (T, nh·hd).
+   */
+  static double[][] causalAttention(double[][] q, int qo, double[][] k, int ko, double[][] v, int vo, int nh, int hd, RowMasks masks, String site,
+      double p) {
+    int len = q.length;
+    double[][] a = new double[len][nh * hd];
+    for (int head = 0; head < nh; head++) {
+      for (int i = 0; i < len; i++) {
+        double[] s = new double[i + 1];
+        double max = Double.NEGATIVE_INFINITY;
+        for (int j = 0; j <= i; j++) {
+          double d = 0;
+          for (int e = 0; e < hd; e++) {
+            d += q[i][qo + head * hd + e] * k[j][ko + head * hd + e];
+          }
+          s[j] = d / Math.sqrt(hd);
+          max = Math.max(max, s[j]);
+        }
+        double z = 0;
+        for (int j = 0; j <= i; j++) {
+          s[j] = Math.exp(s[j] - max);
+          z += s[j];
+        }
+        for (int j = 0; j <= i; j++) {
+          s[j] /= z;
+        }
+        s = masks.dropProbs(s, site, p, nh, head, i, len);
+        for (int j = 0; j <= i; j++) {
+          for (int e = 0; e < hd; e++) {
+            a[i][head * hd + e] += s[j] * v[j][vo + head * hd + e];
+          }
+        }
+      }
+    }
+    return a;
+  }
+
   static double[][] layerNorm(double[][] x, double[] g, double[] b, double eps) {
     double[][] y = new double[x.length][x[0].length];
     for (int i = 0; i < x.length; i++) {
@@ -202,7 +251,34 @@ class GptjReferenceTest {
     }
   }
 
-  static double[][] reference(Map<String, Tensor> t, ModelConfig c, int[] ids) {
+  /** GPTJModel's dropouts in train mode (embd_pdrop, attn_pdrop, resid_pdrop) against the reference drawing the same masks. */
+  @Test
+  void trainModeDropoutsEqualTheReferenceDrawingTheSameMasks() throws Exception {
+    ObjectNode cfgJson = TinyModels.GPTJ.configJson(1, 2).put("embd_pdrop", 0.1).put("attn_pdrop", 0.2).put("resid_pdrop", 0.15);
+    ModelConfig c = ModelConfig.fromJson(cfgJson, "gptj");
+    Map<String, Tensor> t = TinyModels.tensors(c, 21);
+    Path dir = tmp.resolve("gptj-dropout");
+    ModelDirectory.write(dir, cfgJson, t);
+    int[] ids = {1, 7, 30, 4, 4, 19, 2, 11, 36, 5};
+    double[][] eval = reference(t, c, ids, RowMasks.EVAL);
+    double[][] want = reference(t, c, ids, RowMasks.of(EncoderReferenceTest.SEED, 40));
+    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
+      var ctx = new ForwardContext(s, Map.of(), LinearDelta.NONE, new Dropout(EncoderReferenceTest.SEED, new long[] {40}, true));
+      double[] got = m.forward(ctx, Batch.of(new int[][] {ids}, new int[1][ids.length])).toType(DataType.FLOAT64, false).toDoubleArray();
+      int v = c.vocabSize();
+      for (int i = 0; i < ids.length; i++) {
+        for (int j = 0; j < v; j++) {
+          assertEquals(want[i][j], got[i * v + j], 1e-9 * (1 + Math.abs(want[i][j])), "position " + i + " logit " + j);
+        }
+      }
+      assertTrue(Math.abs(want[3][0] - eval[3][0]) > 1e-6, "train mode drops");
+    }
+  }
+
+  static double[][] reference(Map<String, Tensor> t, ModelConfig c, int[] ids, RowMasks masks) {
+    double embd = EncoderReferenceTest.rate(c, "embd_pdrop", 0);
+    double attnP = EncoderReferenceTest.rate(c, "attn_pdrop", 0);
+    double resid = EncoderReferenceTest.rate(c, "resid_pdrop", 0);
     int h = c.hidden();
     int nh = c.heads();
     int hd = c.headDim();
@@ -212,6 +288,7 @@ class GptjReferenceTest {
     for (int i = 0; i < len; i++) {
       System.arraycopy(wte, ids[i] * h, x[i], 0, h);
     }
+    x = masks.drop(x, "transformer.drop", embd);
     for (int l = 0; l < c.layers(); l++) {
       String p = "transformer.h." + l + ".";
       double[][] n = layerNorm(x, w(t, p + "ln_1.weight"), w(t, p + "ln_1.bias"), c.normEps());
@@ -220,39 +297,15 @@ class GptjReferenceTest {
       double[][] v = linear(n, w(t, p + "attn.v_proj.weight"), h, null);
       rotate(q, nh, hd, c.rotaryDim());
       rotate(k, nh, hd, c.rotaryDim());
-      double[][] a = new double[len][h];
-      for (int head = 0; head < nh; head++) {
-        for (int i = 0; i < len; i++) {
-          double[] s = new double[i + 1];
-          double max = Double.NEGATIVE_INFINITY;
-          for (int j = 0; j <= i; j++) {
-            double d = 0;
-            for (int e = 0; e < hd; e++) {
-              d += q[i][head * hd + e] * k[j][head * hd + e];
-            }
-            s[j] = d / Math.sqrt(hd);
-            max = Math.max(max, s[j]);
-          }
-          double z = 0;
-          for (int j = 0; j <= i; j++) {
-            s[j] = Math.exp(s[j] - max);
-            z += s[j];
-          }
-          for (int j = 0; j <= i; j++) {
-            for (int e = 0; e < hd; e++) {
-              a[i][head * hd + e] += s[j] / z * v[j][head * hd + e];
-            }
-          }
-        }
-      }
-      double[][] attn = linear(a, w(t, p + "attn.out_proj.weight"), h, null);
+      double[][] a = causalAttention(q, 0, k, 0, v, 0, nh, hd, masks, p + "attn.attn_dropout", attnP);
+      double[][] attn = masks.drop(linear(a, w(t, p + "attn.out_proj.weight"), h, null), p + "attn.resid_dropout", resid);
       double[][] fc = linear(n, w(t, p + "mlp.fc_in.weight"), c.intermediate(), w(t, p + "mlp.fc_in.bias"));
       for (double[] row : fc) {
         for (int j = 0; j < row.length; j++) {
           row[j] = geluNew(row[j]);
         }
       }
-      double[][] mlp = linear(fc, w(t, p + "mlp.fc_out.weight"), h, w(t, p + "mlp.fc_out.bias"));
+      double[][] mlp = masks.drop(linear(fc, w(t, p + "mlp.fc_out.weight"), h, w(t, p + "mlp.fc_out.bias")), p + "mlp.dropout", resid);
       for (int i = 0; i < len; i++) {
         for (int j = 0; j < h; j++) {
           x[i][j] = attn[i][j] + mlp[i][j] + x[i][j];

@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -37,7 +38,7 @@ class GcSafetyTest {
           row[i] = 1 + r.nextInt(m.config().vocabSize() - 1);
         }
       }
-      StepResult res = TrainStep.run(t, params, List.of(Batch.of(ids, ids)), -1);
+      StepResult res = TrainStep.run(t, params, List.of(Batch.of(ids, ids)), Dropout.Plan.NONE);
       grads.add(res.gradSum());
     }
     return grads;

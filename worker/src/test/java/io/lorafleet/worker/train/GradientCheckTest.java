@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -48,13 +49,24 @@ class GradientCheckTest {
     return Batch.classification(new int[][] {{1, 5, 9, 2, 13, 17, 21, 2}, {1, 30, 2, 31, 2}}, types, y);
   }
 
-  static double loss(Trainable t, float[] p, Batch b) {
-    return TrainStep.evaluate(t, p, List.of(b)).lossSum();
+  /** The batch's loss sum under these dropout masks ({@link Dropout#OFF}: eval mode), without a graph. */
+  static double loss(Trainable t, float[] p, Batch b, Dropout masks) {
+    try (ai.djl.ndarray.NDManager step = t.base().manager().newSubManager()) {
+      Trainable.Bound bound = t.bind(step, p, false, masks);
+      return TokenLoss.value(TrainStep.lossSum(step, t.base().forward(bound.context(), b), b));
+    }
   }
 
   static void check(Trainable t, float[] params, int samplesPerSlot, long seed) {
+    check(t, params, samplesPerSlot, seed, Dropout.Plan.NONE);
+  }
+
+  /** As {@link #check(Trainable, float[], int, long)} in train mode: the step's masks held fixed in every loss the differences take. */
+  static void check(Trainable t, float[] params, int samplesPerSlot, long seed, Dropout.Plan dropout) {
     Batch b = batch(t);
-    StepResult r = TrainStep.run(t, params, List.of(b), -1);
+    Dropout masks = dropout.over(b);
+    StepResult r = TrainStep.run(t, params, List.of(b), dropout);
+    assertEquals(loss(t, params, b, masks), r.lossSum(), 1e-9 * (1 + Math.abs(r.lossSum())), "the step's loss is the loss under its masks");
     assertEquals(b.targetTokens(), r.tokens());
     Random rng = new Random(seed);
     int checked = 0;
@@ -64,9 +76,9 @@ class GradientCheckTest {
         int i = s.offset() + rng.nextInt(s.size());
         float orig = params[i];
         params[i] = orig + H;
-        double up = loss(t, params, b);
+        double up = loss(t, params, b, masks);
         params[i] = orig - H;
-        double down = loss(t, params, b);
+        double down = loss(t, params, b, masks);
         params[i] = orig;
         double numeric = (up - down) / (2.0 * H);
         double analytic = r.gradSum()[i];
@@ -89,6 +101,38 @@ class GradientCheckTest {
       case "deberta" -> TinyModels.DEBERTA;
       default -> TinyModels.GPT2;
     };
+  }
+
+  /**
+   * The base model's own dropouts in train mode, LoRA's dropout beside them: each row's masks are
+   * fixed by its key, so the step's gradient is that of the loss under those masks, which finite
+   * differences of the same loss check. Every rate is non-zero, set where the config class defaults it to 0.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gpt2", "gptj", "roberta", "bert", "distilbert", "deberta", "debertaconv"})
+  void modelDropoutGradientsMatchFiniteDifferencesWithFixedMasks(String arch) {
+    var json = spec(arch.replace("conv", "")).configJson(1, 2);
+    switch (arch) {
+      case "llama" -> json.put("attention_dropout", 0.2);
+      case "gptj" -> json.put("embd_pdrop", 0.1).put("attn_pdrop", 0.2).put("resid_pdrop", 0.15);
+      case "debertaconv" -> json.put("conv_kernel_size", 3).put("conv_act", "gelu").put("pooler_dropout", 0.1);
+      default -> { } // GPT-2's, BERT's, RoBERTa's, DistilBERT's and DeBERTa's defaults are 0.1 (DistilBERT's classifier 0.2)
+    }
+    var config = io.lorafleet.worker.model.ModelConfig.fromJson(json, arch);
+    try (LanguageModel m = LanguageModel.fromTensors(config, TinyModels.tensors(config, 7), ai.djl.Device.cpu(), DataType.FLOAT64)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")).withDropout(0.1));
+      float[] p = lora.initialParams(3);
+      Random rng = new Random(5);
+      for (int i = 0; i < p.length; i++) {
+        p[i] += (float) (rng.nextGaussian() * 0.2);
+      }
+      Batch b = batch(lora);
+      Dropout.Plan plan = new Dropout.Plan(21, true);
+      double train = loss(lora, p, b, plan.over(b));
+      assertTrue(Math.abs(train - loss(lora, p, b, Dropout.Plan.loraOnly(21).over(b))) > 1e-6, "the model's dropouts add to LoRA's (--model-dropout off)");
+      assertTrue(Math.abs(train - loss(lora, p, b, Dropout.OFF)) > 1e-6, "train mode is not eval mode");
+      check(lora, p, 3, 11, plan);
+    }
   }
 
   @ParameterizedTest
@@ -185,7 +229,7 @@ class GradientCheckTest {
       for (int i = 0; i < p.length; i++) {
         p[i] += (float) (rng.nextGaussian() * 0.3); // λ_b = 0 at init would make dL/dλ_d vanish
       }
-      StepResult r = TrainStep.run(vera, p, List.of(batch()), -1);
+      StepResult r = TrainStep.run(vera, p, List.of(batch()), Dropout.Plan.NONE);
       for (FlatLayout.Slot s : vera.layout().slots()) {
         for (int i = s.offset(); s.frozen() && i < s.offset() + s.size(); i++) {
           assertEquals(0f, r.gradSum()[i], s.key() + " is frozen");

@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -46,7 +47,7 @@ class LossAndMemoryTest {
       assertEquals(expected, r.lossSum(), 1e-9);
       // Changing a context token's label (masked) changes nothing; all-masked rows give zero loss and gradient.
       Batch masked = Batch.of(new int[][] {ids}, new int[][] {{-100, -100, -100, -100, -100, -100}});
-      StepResult z = TrainStep.run(lora, p, List.of(masked), -1);
+      StepResult z = TrainStep.run(lora, p, List.of(masked), Dropout.Plan.NONE);
       assertEquals(0, z.tokens());
       assertEquals(0, z.lossSum());
       for (float g : z.gradSum()) {
@@ -66,8 +67,8 @@ class LossAndMemoryTest {
       Batch a = Batch.of(new int[][] {{1, 3, 4, 5}}, new int[][] {{-100, 3, 4, 5}});
       Batch c = Batch.of(new int[][] {{1, 6, 7, 8}}, new int[][] {{-100, -100, 7, 8}});
       Batch both = Batch.of(new int[][] {{1, 3, 4, 5}, {1, 6, 7, 8}}, new int[][] {{-100, 3, 4, 5}, {-100, -100, 7, 8}});
-      StepResult two = TrainStep.run(lora, p, List.of(a, c), -1);
-      StepResult one = TrainStep.run(lora, p, List.of(both), -1);
+      StepResult two = TrainStep.run(lora, p, List.of(a, c), Dropout.Plan.NONE);
+      StepResult one = TrainStep.run(lora, p, List.of(both), Dropout.Plan.NONE);
       assertEquals(one.tokens(), two.tokens());
       assertEquals(one.lossSum(), two.lossSum(), 1e-9);
       for (int i = 0; i < p.length; i++) {
@@ -82,10 +83,10 @@ class LossAndMemoryTest {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDropout(0.1));
       float[] p = lora.initialParams(1);
       Batch b = Batch.of(new int[][] {{1, 3, 4, 5, 6, 7, 8, 9}}, new int[][] {{-100, 3, 4, 5, 6, 7, 8, 9}});
-      TrainStep.run(lora, p, List.of(b), 1); // warm up: lazily cached arrays (tied-head transposes) settle
+      TrainStep.run(lora, p, List.of(b), Dropout.Plan.loraOnly(1)); // warm up: lazily cached arrays (tied-head transposes) settle
       int before = m.manager().getManagedArrays().size();
       for (int i = 0; i < 200; i++) {
-        StepResult r = TrainStep.run(lora, p, List.of(b, b), i);
+        StepResult r = TrainStep.run(lora, p, List.of(b, b), Dropout.Plan.loraOnly(i));
         for (int k = 0; k < p.length; k++) {
           p[k] -= 1e-3f * r.gradSum()[k];
         }

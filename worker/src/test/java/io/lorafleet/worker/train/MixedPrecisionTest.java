@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -69,8 +70,8 @@ class MixedPrecisionTest {
       var l32 = io.lorafleet.worker.lora.LoraModel.create(full, cfg);
       float[] p = io.lorafleet.worker.TinyModels.trained(l32, 5);
       double logitErr = relErr(HfReferenceTest.logits(full, l32, p, batch), HfReferenceTest.logits(half, l16, p, batch));
-      StepResult g16 = TrainStep.run(l16, p, List.of(batch), -1);
-      StepResult g32 = TrainStep.run(l32, p, List.of(batch), -1);
+      StepResult g16 = TrainStep.run(l16, p, List.of(batch), Dropout.Plan.NONE);
+      StepResult g32 = TrainStep.run(l32, p, List.of(batch), Dropout.Plan.NONE);
       double gradErr = relErr(g32.gradSum(), g16.gradSum());
       System.out.printf("%s fp16: logits rel. error %.2e, gradient rel. error %.2e, loss %.5f vs %.5f%n", arch, logitErr, gradErr, g16.meanLoss(), g32.meanLoss());
       assertTrue(logitErr < 1e-2, arch + ": fp16 logits relative error " + logitErr);
@@ -89,8 +90,8 @@ class MixedPrecisionTest {
       AdapterFormat.Loaded a16 = AdapterFormat.read(dir.resolve("adapter"), half);
       AdapterFormat.Loaded a32 = AdapterFormat.read(dir.resolve("adapter"), full);
       double logitErr = relErr(ref.read("lora.logits").toFloatArray(), HfReferenceTest.logits(half, a16.model(), a16.values(), batch));
-      StepResult g16 = TrainStep.run(a16.model(), a16.values(), List.of(batch), -1);
-      StepResult g32 = TrainStep.run(a32.model(), a32.values(), List.of(batch), -1);
+      StepResult g16 = TrainStep.run(a16.model(), a16.values(), List.of(batch), Dropout.Plan.NONE);
+      StepResult g32 = TrainStep.run(a32.model(), a32.values(), List.of(batch), Dropout.Plan.NONE);
       double gradErr = relErr(g32.gradSum(), g16.gradSum());
       double lossErr = Math.abs(g16.meanLoss() - HfReferenceTest.scalar(ref.read("lora.loss")));
       System.out.printf("%s fp16: logits rel. error %.2e, gradient rel. error %.2e, loss error %.2e%n", name, logitErr, gradErr, lossErr);

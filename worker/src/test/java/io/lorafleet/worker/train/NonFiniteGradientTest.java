@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -22,7 +23,7 @@ class NonFiniteGradientTest {
       float[] p = new float[lora.layout().size()];
       Arrays.fill(p, 1e30f); // q overflows to infinity, attention turns NaN
       Batch b = Batch.of(new int[][] {{1, 5, 9, 3, 7}}, new int[][] {{1, 5, 9, 3, 7}});
-      IllegalStateException e = assertThrows(IllegalStateException.class, () -> TrainStep.run(lora, p, List.of(b), -1));
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> TrainStep.run(lora, p, List.of(b), Dropout.Plan.NONE));
       assertTrue(e.getMessage().contains("non-finite gradient for 'base_model.model.model.layers."), e.getMessage());
     }
   }

@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -68,6 +69,27 @@ class RecomputeStepTest {
     }
   }
 
+  /** Llama's attention_dropout and GPT-J's three dropouts, which their configs default to 0, set: blocks of attention rows drop as the whole matrix does. */
+  @ParameterizedTest
+  @ValueSource(strings = {"llama", "gptj"})
+  void theModelsDropoutsGiveThePlainStepsGradient(String arch) {
+    TinyModelSpec spec = arch.equals("gptj") ? TinyModels.GPTJ : TinyModels.LLAMA;
+    var json = spec.configJson(1, 2);
+    if (arch.equals("gptj")) {
+      json.put("embd_pdrop", 0.1).put("attn_pdrop", 0.2).put("resid_pdrop", 0.15);
+    } else {
+      json.put("attention_dropout", 0.2);
+    }
+    ModelConfig c = ModelConfig.fromJson(json, arch);
+    try (LanguageModel m = LanguageModel.fromTensors(c, TinyModels.tensors(c, 7), Device.cpu(), DataType.FLOAT32)) {
+      LoraModel lora = LoraModel.create(m, LoraConfig.of(3, 6, List.of("all-linear")));
+      float[] p = perturbed(lora, 3);
+      assertTrue(Math.abs(TrainStep.run(lora, p, batches(), new Dropout.Plan(42, true)).lossSum() - TrainStep.run(lora, p, batches(),
+          Dropout.Plan.NONE).lossSum()) > 1e-4, "the dropouts are on");
+      assertCheckpointedEqualsPlain(lora);
+    }
+  }
+
   /** QLoRA: over an NF4 base each projection is dequantized inside its layer's scope, in the forward pass and again in the recomputation. */
   @ParameterizedTest
   @ValueSource(strings = {"llama", "gpt2"})
@@ -97,8 +119,9 @@ class RecomputeStepTest {
 
   static void assertCheckpointedEqualsPlain(LoraModel lora) {
     float[] p = perturbed(lora, 3);
-    StepResult plain = TrainStep.run(lora, p, batches(), 42);
-    StepResult flat = RecomputeStep.run(lora, p, batches(), 42, SMALL);
+    // the model's own dropouts too (GPT-2's by default): each block of attention rows draws its rows of the whole matrix's mask
+    StepResult plain = TrainStep.run(lora, p, batches(), new Dropout.Plan(42, true));
+    StepResult flat = RecomputeStep.run(lora, p, batches(), new Dropout.Plan(42, true), SMALL);
     assertEquals(plain.tokens(), flat.tokens());
     assertEquals(plain.lossSum(), flat.lossSum(), 1e-5 * Math.abs(plain.lossSum()));
     for (FlatLayout.Slot s : lora.layout().slots()) {
@@ -127,7 +150,7 @@ class RecomputeStepTest {
       LoraModel lora = LoraModel.create(m, LoraConfig.of(2, 4, targets).withBias(arch.equals("gpt2") ? "all" : "none"));
       float[] p = perturbed(lora, 4);
       List<Batch> b = batches();
-      StepResult r = RecomputeStep.run(lora, p, b, -1, SMALL);
+      StepResult r = RecomputeStep.run(lora, p, b, Dropout.Plan.NONE, SMALL);
       Random rng = new Random(9);
       double maxAbs = 0;
       for (FlatLayout.Slot s : lora.layout().slots()) {

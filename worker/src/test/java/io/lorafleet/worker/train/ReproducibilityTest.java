@@ -1,5 +1,6 @@
 package io.lorafleet.worker.train;
 
+import io.lorafleet.worker.model.Dropout;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -34,15 +35,15 @@ class ReproducibilityTest {
     try (LanguageModel m = TinyModels.model(spec, 1, DataType.FLOAT32)) {
       FullModel full = new FullModel(m);
       float[] p = full.currentParams();
-      StepResult a = TrainStep.run(full, p, List.of(batch()), -1);
+      StepResult a = TrainStep.run(full, p, List.of(batch()), Dropout.Plan.NONE);
       LoraModel lora = LoraModel.create(m, LoraConfig.of(4, 8, List.of("all-linear")).withDropout(0.1));
       float[] q = lora.initialParams(2);
-      StepResult c = TrainStep.run(lora, q, List.of(batch()), 9);
+      StepResult c = TrainStep.run(lora, q, List.of(batch()), Dropout.Plan.loraOnly(9));
       for (int k = 0; k < 3; k++) {
-        StepResult b = TrainStep.run(full, p, List.of(batch()), -1);
+        StepResult b = TrainStep.run(full, p, List.of(batch()), Dropout.Plan.NONE);
         assertArrayEquals(a.gradSum(), b.gradSum());
         assertEquals(a.lossSum(), b.lossSum());
-        StepResult d = TrainStep.run(lora, q, List.of(batch()), 9);
+        StepResult d = TrainStep.run(lora, q, List.of(batch()), Dropout.Plan.loraOnly(9));
         assertArrayEquals(c.gradSum(), d.gradSum());
       }
     }
