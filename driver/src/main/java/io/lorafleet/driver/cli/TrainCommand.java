@@ -122,6 +122,19 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--eval-examples", description = "validation examples for --eval-every", defaultValue = "64") int evalExamples;
   @Option(names = "--average-last", defaultValue = "0", description = "average the last K checkpoints into averaged/") int averageLast;
   @Option(names = "--average-mode", defaultValue = "svd", description = "factor, cat or svd") String averageMode;
+  @Option(names = "--ema-decay", defaultValue = "0", description = "keep an EMA of the adapter on the driver, ema <- D*ema + (1-D)*adapter, "
+      + "written to ema/ (0: none)") double emaDecay;
+  @Option(names = "--bema", description = "keep a bias-corrected EMA (BEMA, arXiv 2508.00180) of the adapter on the driver, written to bema/: "
+      + "after --bema-update-after steps (tau) theta0 is snapshotted; then at t steps past tau, beta=max((lag+multiplier*t)^-ema_power, "
+      + "min_ema_multiplier), ema <- (1-beta)*ema + beta*theta, bema = ema + (lag+multiplier*t)^-bias_power * (theta - theta0)") boolean bema;
+  @Option(names = "--average-every", defaultValue = "1", description = "steps between updates of --ema-decay's and --bema's averages "
+      + "(default 1: every step; TRL's BEMACallback updates every 400 steps by default, which a short run rarely reaches)") int averageEvery;
+  @Option(names = "--bema-ema-power", defaultValue = "0.5", description = "BEMA's kappa (default 0.5; 0 turns the EMA off)") double bemaEmaPower;
+  @Option(names = "--bema-bias-power", defaultValue = "0.2", description = "BEMA's eta (default 0.2; 0 keeps the bias correction whole)") double bemaBiasPower;
+  @Option(names = "--bema-lag", defaultValue = "10", description = "BEMA's rho, a virtual starting age (default 10)") double bemaLag;
+  @Option(names = "--bema-update-after", defaultValue = "0", description = "BEMA's tau: burn-in steps before theta0 is taken (default 0)") int bemaUpdateAfter;
+  @Option(names = "--bema-multiplier", defaultValue = "1", description = "BEMA's gamma (default 1)") double bemaMultiplier;
+  @Option(names = "--bema-min-ema-multiplier", defaultValue = "0", description = "BEMA's floor on beta (default 0)") double bemaMinEmaMultiplier;
 
   /** The method --init-adapter's config gave, when no method flag was given; else null, and the flags make one. */
   private PeftMethod adopted;
@@ -159,6 +172,8 @@ final class TrainCommand implements Callable<Integer> {
         .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite).lock(!noLock)
         .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
         .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
+        .emaDecay(emaDecay).averageEvery(averageEvery)
+        .bema(new io.lorafleet.driver.average.Bema(bema, bemaEmaPower, bemaBiasPower, bemaLag, bemaUpdateAfter, bemaMultiplier, bemaMinEmaMultiplier))
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
         .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization())
         .modelDropout(switch (modelDropout) {

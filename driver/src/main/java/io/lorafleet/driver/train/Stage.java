@@ -62,6 +62,8 @@ final class Stage {
   private final LossScaler scaler;
   /** AdaLoRA's allocation, which runs on the driver after each optimizer step. */
   private final Optional<RankAllocator> ranks;
+  /** The run's state, whose running averages and checkpoint tensors the stage updates and saves. */
+  private final TrainingState state;
   /** train_config.yaml: the run's resolved configuration, written into every checkpoint. */
   private final String resolvedConfig;
 
@@ -96,6 +98,7 @@ final class Stage {
     this.opt = state.opt;
     this.scaler = state.scaler;
     this.ranks = state.ranks;
+    this.state = state;
     this.attempt = attempt;
   }
 
@@ -210,6 +213,7 @@ final class Stage {
   /** The step loop: each step reads top to bottom as exchange, update, record, report, snapshot. */
   private int steps(int start, GradientServer server, FutureTask<Object> stage) throws IOException {
     connect(server, stage);
+    state.averages.startAt(start, params); // after connect: DoRA's magnitudes are the base's by now
     long t0 = System.nanoTime();
     int step = start;
     for (; step < cfg.batching().steps(); step++) {
@@ -224,6 +228,7 @@ final class Stage {
       double scale = scaler.scale(); // the scale this step's gradients were computed under
       double lr = sched.lr(step);
       double norm = update(g, step, scale, lr);
+      state.averages.afterStep(step + 1, params);
       long to = System.nanoTime();
       ObjectNode m = metricsLine(step, g, scale, lr, norm, new long[] {ts, tc, to}, server.bytesSent() + server.bytesReceived() - bytesBefore);
       validate(server, step, m);
@@ -384,7 +389,7 @@ final class Stage {
   private void snapshot(int done) throws IOException {
     Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),
         opt.stepCount(), cfg.batching().seed(), (long) done * cfg.batching().globalBatch(), scaler.scale(), scaler.cleanSteps(),
-        ranks.map(RankAllocator::checkpointTensors).orElse(Map.of()),
+        state.checkpointTensors(),
         hfState(done), Map.of(ResolvedConfig.FILE, resolvedConfig));
     String name = Checkpoints.dirName(done);
     byte[] metricsSoFar = ro.isStaged() ? metrics.through(done) : new byte[0];

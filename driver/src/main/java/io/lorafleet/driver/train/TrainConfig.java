@@ -1,5 +1,7 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.driver.average.Bema;
+import io.lorafleet.driver.average.RunningAverages;
 import io.lorafleet.worker.model.Labels;
 import io.lorafleet.driver.allreduce.PortRange;
 import io.lorafleet.driver.allreduce.Transport;
@@ -186,9 +188,20 @@ public record TrainConfig(
     }
   }
 
-  /** The last {@code last} checkpoints averaged into averaged/ (0: none), combined as {@code mode}: factor, cat or svd. */
-  public record Averaging(int last, String mode) implements Serializable {
+  /**
+   * Averaging: the last {@code last} checkpoints averaged into averaged/ at the end of the run (0:
+   * none), combined as {@code mode} (factor, cat or svd); and the running averages the driver keeps
+   * during it, written to ema/ and bema/: an EMA with decay {@code emaDecay} (0: none) and {@code
+   * bema}, each updated every {@code every} steps.
+   */
+  public record Averaging(int last, String mode, double emaDecay, Bema bema, int every) implements Serializable {
+    /** The running averages of a run with these settings, not yet started. */
+    public RunningAverages newRunning() {
+      return new RunningAverages(emaDecay, bema, every);
+    }
+
     public Averaging {
+      new RunningAverages(emaDecay, bema, every); // validates the decay and the cadence (the fields are not assigned yet)
       if (last < 0) {
         throw new IllegalArgumentException("--average-last must be >= 0 (0 disables) but found " + last);
       }
@@ -313,6 +326,9 @@ public record TrainConfig(
     private int evalExamples = 64;
     private int averageLast = 0;
     private String averageMode = "svd";
+    private double emaDecay = 0;
+    private Bema bema = Bema.OFF;
+    private int averageEvery = 1;
     private String gradientPorts = "";
     private String gradTransport = "fp32";
     private String preReduce = "executor";
@@ -368,6 +384,9 @@ public record TrainConfig(
       evalExamples = c.eval.examples();
       averageLast = c.averaging.last();
       averageMode = c.averaging.mode();
+      emaDecay = c.averaging.emaDecay();
+      bema = c.averaging.bema();
+      averageEvery = c.averaging.every();
       gradientPorts = c.channel.ports();
       gradTransport = c.channel.transport();
       preReduce = c.channel.preReduce();
@@ -574,6 +593,21 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder emaDecay(double v) {
+      emaDecay = v;
+      return this;
+    }
+
+    public Builder bema(Bema v) {
+      bema = v;
+      return this;
+    }
+
+    public Builder averageEvery(int v) {
+      averageEvery = v;
+      return this;
+    }
+
     public Builder gradientPorts(String v) {
       gradientPorts = v;
       return this;
@@ -618,7 +652,7 @@ public record TrainConfig(
               minLrRate),
           new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs),
           new Evaluation(evalEvery, evalExamples),
-          new Averaging(averageLast, averageMode),
+          new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
           new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout));
     }

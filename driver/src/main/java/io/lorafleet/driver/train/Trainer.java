@@ -23,6 +23,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import org.apache.spark.sql.SparkSession;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -39,6 +40,10 @@ public final class Trainer {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final Logger LOG = LoggerFactory.getLogger(Trainer.class);
   static final String METRICS = "metrics.jsonl";
+
+  /** The run directory's running averages: --ema-decay's and --bema's adapters. */
+  public static final String EMA = "ema";
+  public static final String BEMA = "bema";
 
   private Trainer() {}
 
@@ -131,7 +136,7 @@ public final class Trainer {
     }
     Path fin = finish(cfg, base, lora, state, ro, manifest, valLosses);
     writeSummary(out, cfg, losses, valLosses, attempts, state.params.length, base.parameterCount());
-    for (String f : List.of("adapter", "averaged", "loss.svg", METRICS, "run_summary.json")) {
+    for (String f : List.of("adapter", "averaged", EMA, BEMA, "loss.svg", METRICS, "run_summary.json")) {
       ro.publish(f);
     }
     return new Result(state.params, losses, attempts, fin, ro.isStaged() ? ro.uri().replaceAll("/+$", "") + "/adapter" : fin.toString());
@@ -188,7 +193,11 @@ public final class Trainer {
     return nonFinite ? failedStep : -1;
   }
 
-  /** The final adapter (AdaLoRA's cut to its kept ranks, as PEFT saves it), its model card, --average-last's average and the loss plot. */
+  /**
+   * The final adapter (AdaLoRA's cut to its kept ranks, as PEFT saves it), its model card,
+   * --average-last's average, and the running averages (--ema-decay: ema/, --bema: bema/), each a
+   * PEFT adapter with its model card (AdaLoRA's cut to the final allocation's ranks too).
+   */
   private static Path finish(TrainConfig cfg, ModelSkeleton base, LoraModel lora, TrainingState state, RunOutput ro, Manifest manifest,
       List<double[]> valLosses) throws IOException {
     Path out = ro.local();
@@ -200,6 +209,18 @@ public final class Trainer {
     if (cfg.averaging().last() > 0) {
       averageLast(cfg, base, out);
       ModelCard.write(out.resolve("averaged"), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
+    }
+    Map<String, Optional<float[]>> running = new java.util.LinkedHashMap<>();
+    running.put(EMA, state.averages.ema());
+    running.put(BEMA, state.averages.bema(state.params));
+    for (Map.Entry<String, Optional<float[]>> a : running.entrySet()) {
+      if (a.getValue().isPresent()) {
+        float[] values = a.getValue().get();
+        LoraModel.Values v = state.ranks.map(r -> r.finalAdapter(values)).orElse(new LoraModel.Values(lora, values));
+        AdapterFormat.write(out.resolve(a.getKey()), v.model(), v.values(), Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()),
+            "lorafleet.average", a.getKey()));
+        ModelCard.write(out.resolve(a.getKey()), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
+      }
     }
     return fin;
   }

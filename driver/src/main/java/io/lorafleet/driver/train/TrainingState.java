@@ -1,5 +1,6 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.driver.average.RunningAverages;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.optim.AdamW;
 import io.lorafleet.driver.optim.LossScaler;
@@ -9,19 +10,29 @@ import java.util.Optional;
 
 /**
  * What a run carries from one barrier stage to the next: the fp32 master adapter, the optimizer,
- * the loss scaler and AdaLoRA's allocator, all as of the last step, a checkpoint or the init.
+ * the loss scaler, AdaLoRA's allocator and the running averages, all as of the last step, a
+ * checkpoint or the init.
  */
 final class TrainingState {
   final float[] params;
   final AdamW opt;
   LossScaler scaler;
   Optional<RankAllocator> ranks;
+  final RunningAverages averages;
 
   TrainingState(TrainConfig cfg, LoraModel lora, float[] init) {
     params = init;
     opt = cfg.optimization().newOptimizer(lora.layout());
     scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     ranks = RankAllocator.of(lora);
+    averages = cfg.averaging().newRunning();
+  }
+
+  /** What a checkpoint saves beside AdamW's moments: AdaLoRA's importance and the running averages. */
+  java.util.Map<String, float[]> checkpointTensors() {
+    java.util.Map<String, float[]> out = new java.util.TreeMap<>(ranks.map(RankAllocator::checkpointTensors).orElse(java.util.Map.of()));
+    out.putAll(averages.tensors());
+    return out;
   }
 
   /** Back to checkpoint {@code st}. */
@@ -30,6 +41,7 @@ final class TrainingState {
     opt.restore(st.m(), st.v(), st.optimizerSteps());
     scaler = new LossScaler(st.lossScale(), st.lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
     ranks.ifPresent(r -> r.restore(st.extra(), st.trainerState()));
+    averages.restore(st.extra());
   }
 
   /** Back to step 0. */
@@ -38,5 +50,6 @@ final class TrainingState {
     opt.restore(new float[params.length], new float[params.length], 0);
     scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     ranks = ranks.map(r -> new RankAllocator(lora));
+    averages.reset();
   }
 }

@@ -415,6 +415,83 @@ class TrainerIT {
     assertTrue(diff > 1e-3, "dropout changed the training: " + diff);
   }
 
+  /**
+   * --ema-decay and --bema (with a burn-in and --average-every 2): ema/ and bema/, and the state in
+   * every checkpoint, equal the updates computed here in float64 from each step's adapter (a
+   * checkpoint every step), at 1 and at 2 workers; a run stopped at step 3 and resumed to 5
+   * continues them to the uninterrupted run's bits.
+   */
+  @Test
+  void emaAndBemaFollowTheirUpdatesOnOneAndTwoWorkersAndAcrossAResume() throws Exception {
+    io.lorafleet.driver.average.Bema bema = new io.lorafleet.driver.average.Bema(true, 0.5, 0.2, 10, 1, 1.0, 0.0);
+    java.util.function.BiFunction<String, Integer, TrainConfig> avg = (out, workers) -> cfg(out, workers, 5, "adamw", false).toBuilder()
+        .checkpointEvery(1).keepCheckpoints(10).emaDecay(0.8).bema(bema).averageEvery(2).build();
+    var base = ModelCache.skeleton(model.toString());
+    float[][] finals = new float[2][];
+    for (int workers : new int[] {1, 2}) {
+      String out = "avg" + workers;
+      Trainer.run(spark, avg.apply(out, workers), false);
+      float[][] theta = new float[6][];
+      theta[0] = LoraModel.create(base, avg.apply(out, workers).lora()).initialParams(7);
+      for (int t = 1; t <= 5; t++) {
+        theta[t] = AdapterFormat.read(dir.resolve(out).resolve(Checkpoints.dirName(t)), base).values();
+      }
+      int n = theta[0].length;
+      double[] ema = new double[n];
+      double[] mu = new double[n];
+      double[] bemaWant = new double[n];
+      for (int i = 0; i < n; i++) {
+        ema[i] = theta[0][i];
+      }
+      for (int t = 1; t <= 5; t++) {
+        for (int i = 0; i < n; i++) {
+          if (t % 2 == 0) {
+            ema[i] = 0.8 * ema[i] + 0.2 * theta[t][i];
+          }
+          if (t == 1) { // tau: theta0 and the EMA taken
+            mu[i] = theta[1][i];
+            bemaWant[i] = theta[1][i];
+          } else if ((t - 1) % 2 == 0) { // t - tau = 2, 4
+            double beta = Math.pow(10 + (t - 1), -0.5);
+            double alpha = Math.pow(10 + (t - 1), -0.2);
+            mu[i] = (1 - beta) * mu[i] + beta * theta[t][i];
+            bemaWant[i] = mu[i] + alpha * (theta[t][i] - theta[1][i]);
+          }
+        }
+        var saved = io.lorafleet.worker.safetensors.SafetensorsReader.open(dir.resolve(out).resolve(Checkpoints.dirName(t)).resolve(Checkpoints.OPTIMIZER));
+        assertClose(ema, saved.read("lorafleet.ema").toFloatArray(), workers + " workers, the EMA in checkpoint-" + t);
+        assertClose(bemaWant, saved.read("lorafleet.bema").toFloatArray(), workers + " workers, BEMA in checkpoint-" + t);
+      }
+      assertClose(ema, AdapterFormat.read(dir.resolve(out).resolve(Trainer.EMA), base).values(), workers + " workers, ema/");
+      assertClose(bemaWant, AdapterFormat.read(dir.resolve(out).resolve(Trainer.BEMA), base).values(), workers + " workers, bema/");
+      double moved = 0;
+      for (int i = 0; i < n; i++) {
+        moved = Math.max(moved, Math.abs(bemaWant[i] - ema[i]));
+      }
+      assertTrue(moved > 1e-3, "BEMA is not the EMA: " + moved);
+      finals[workers - 1] = AdapterFormat.read(dir.resolve(out).resolve(Trainer.BEMA), base).values();
+    }
+    assertArrayEquals(finals[0], finals[1], 1e-5f, "2 workers keep the 1-worker BEMA");
+    Trainer.run(spark, avg.apply("avg-part", 2).toBuilder().steps(3).build(), false);
+    Trainer.run(spark, avg.apply("avg-part", 2).toBuilder().resume(true).build(), false);
+    for (String a : List.of(Trainer.EMA, Trainer.BEMA)) {
+      assertArrayEquals(AdapterFormat.read(dir.resolve("avg2").resolve(a), base).values(), AdapterFormat.read(dir.resolve("avg-part").resolve(a), base).values(),
+          a + " resumed from checkpoint-3 is the uninterrupted run's");
+    }
+  }
+
+  /** want (float64) against got (the driver's float32 averages): within float32 rounding of the largest value. */
+  static void assertClose(double[] want, float[] got, String what) {
+    assertEquals(want.length, got.length, what);
+    double max = 0;
+    for (double w : want) {
+      max = Math.max(max, Math.abs(w));
+    }
+    for (int i = 0; i < want.length; i++) {
+      assertEquals(want[i], got[i], 1e-6 * max, what + " [" + i + "]");
+    }
+  }
+
   @Test
   void resumedRunReproducesUninterruptedLosses() throws Exception {
     List<Double> full = Trainer.run(spark, cfg("full", 2, 6, "adamw", false), false).losses();
