@@ -54,7 +54,12 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--warmup-ratio", description = "warm-up as a fraction of the steps, ceil(steps*ratio), when --warmup is 0 (transformers' "
       + "warmup_ratio)", defaultValue = "0") double warmupRatio;
   @Option(names = "--schedule", description = "learning-rate schedule, as transformers defines it: linear, cosine, cosine_with_min_lr, constant "
-      + "(no warm-up) or constant_with_warmup", defaultValue = "cosine") String schedule;
+      + "(no warm-up) or constant_with_warmup; or warmup_stable_merge (WSM): constant_with_warmup's rates, and the final adapter/ is the merge "
+      + "of the last --merge-window checkpoints instead of a decayed run", defaultValue = "cosine") String schedule;
+  @Option(names = "--merge-window", defaultValue = "0", description = "warmup_stable_merge: how many of the last checkpoints adapter/ merges "
+      + "(at least 2), combined as --average-mode") int mergeWindow;
+  @Option(names = "--merge-decay", defaultValue = "0", description = "warmup_stable_merge: 0 weighs the window's checkpoints alike; D in (0, 1) "
+      + "weighs the i-th of K by D^(K-1-i), newest heaviest (an EMA over them)") double mergeDecay;
   @Option(names = "--min-lr-rate", description = "cosine_with_min_lr: the floor as a fraction of --lr (transformers' min_lr_rate)",
       defaultValue = "0") double minLrRate;
   @Option(names = "--adam-beta1", description = "AdamW's beta1", defaultValue = "0.9") double adamBeta1;
@@ -172,7 +177,7 @@ final class TrainCommand implements Callable<Integer> {
         .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite).lock(!noLock)
         .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
         .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
-        .emaDecay(emaDecay).averageEvery(averageEvery)
+        .emaDecay(emaDecay).averageEvery(averageEvery).mergeWindow(mergeWindow).mergeDecay(mergeDecay)
         .bema(new io.lorafleet.driver.average.Bema(bema, bemaEmaPower, bemaBiasPower, bemaLag, bemaUpdateAfter, bemaMultiplier, bemaMinEmaMultiplier))
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
         .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization())

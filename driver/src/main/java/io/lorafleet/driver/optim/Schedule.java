@@ -12,11 +12,18 @@ import java.util.List;
  *   <li>{@code cosine}: peak·½(1 + cos(π·p)), p = (s − warmup)/(total − warmup);
  *   <li>{@code cosine_with_min_lr}: the cosine factor f scaled into [minLrRate, 1]: peak·(f·(1 − r) + r);
  *   <li>{@code constant}: peak at every step, warm-up ignored (get_constant_schedule);
- *   <li>{@code constant_with_warmup}: warm-up, then peak.
+ *   <li>{@code constant_with_warmup}: warm-up, then peak;
+ *   <li>{@code warmup_stable_merge} (WSM, 2025): constant_with_warmup's rates; instead of a decay, the
+ *       run's final adapter is the merge of its last checkpoints (the train package does that part).
  * </ul>
  */
 public record Schedule(String kind, double peak, int warmup, int total, double minLrRate) {
-  public static final List<String> KINDS = List.of("linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup");
+  public static final List<String> KINDS = List.of("linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup", "warmup_stable_merge");
+
+  /** Whether the run's final adapter is a merge of its last checkpoints rather than its last step (WSM). */
+  public boolean merges() {
+    return kind.equals("warmup_stable_merge");
+  }
 
   public Schedule {
     if (!KINDS.contains(kind)) {
@@ -54,7 +61,7 @@ public record Schedule(String kind, double peak, int warmup, int total, double m
     if (step < warmup) {
       return peak * step / Math.max(1, warmup);
     }
-    if (kind.equals("constant_with_warmup")) {
+    if (kind.equals("constant_with_warmup") || merges()) {
       return peak;
     }
     if (kind.equals("linear")) {

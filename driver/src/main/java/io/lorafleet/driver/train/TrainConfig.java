@@ -1,5 +1,6 @@
 package io.lorafleet.driver.train;
 
+import io.lorafleet.driver.average.AdapterAverager;
 import io.lorafleet.driver.average.Bema;
 import io.lorafleet.driver.average.RunningAverages;
 import io.lorafleet.worker.model.Labels;
@@ -190,11 +191,23 @@ public record TrainConfig(
 
   /**
    * Averaging: the last {@code last} checkpoints averaged into averaged/ at the end of the run (0:
-   * none), combined as {@code mode} (factor, cat or svd); and the running averages the driver keeps
+   * none), combined as {@code mode} (factor, cat or svd); the running averages the driver keeps
    * during it, written to ema/ and bema/: an EMA with decay {@code emaDecay} (0: none) and {@code
-   * bema}, each updated every {@code every} steps.
+   * bema}, each updated every {@code every} steps; and, under --schedule warmup_stable_merge, the
+   * final adapter merged from the last {@code mergeWindow} checkpoints, weighted uniformly ({@code
+   * mergeDecay} 0) or as an EMA over them (decay^(K−1−i), newest heaviest).
    */
-  public record Averaging(int last, String mode, double emaDecay, Bema bema, int every) implements Serializable {
+  public record Averaging(int last, String mode, double emaDecay, Bema bema, int every, int mergeWindow, double mergeDecay) implements Serializable {
+    /** The merge's weights over the window's checkpoints, oldest first. */
+    public double[] mergeWeights(int n) {
+      if (mergeDecay == 0) {
+        double[] w = new double[n];
+        java.util.Arrays.fill(w, 1);
+        return w;
+      }
+      return AdapterAverager.emaWeights(n, mergeDecay);
+    }
+
     /** The running averages of a run with these settings, not yet started. */
     public RunningAverages newRunning() {
       return new RunningAverages(emaDecay, bema, every);
@@ -207,6 +220,10 @@ public record TrainConfig(
       }
       if (!List.of("factor", "cat", "svd").contains(mode)) {
         throw new IllegalArgumentException("--average-mode must be factor, cat or svd but found '" + mode + "'");
+      }
+      if (mergeWindow < 0 || mergeDecay < 0 || mergeDecay >= 1) {
+        throw new IllegalArgumentException("--merge-window must be >= 0 and --merge-decay in [0, 1) (0: uniform) but found " + mergeWindow + " and "
+            + mergeDecay);
       }
     }
   }
@@ -247,11 +264,34 @@ public record TrainConfig(
         throw new IllegalArgumentException("--average-last " + averaging.last() + " with " + why + "; drop --average-last");
       });
     }
+    checkMerge(optimization, batching, run, averaging, tuner);
     if (compute.quantize().on()) {
       tuner.method().notOverQuantizedBase().ifPresent(why -> {
         throw new IllegalArgumentException(why + " (found with --quantize " + compute.quantize().method() + "); drop one of them");
       });
     }
+  }
+
+  /** --schedule warmup_stable_merge and --merge-window go together, and the window's checkpoints must exist and be kept. */
+  private static void checkMerge(Optimization optimization, Batching batching, RunPolicy run, Averaging averaging, LoraConfig tuner) {
+    boolean wsm = optimization.schedule(batching.steps()).merges();
+    int k = averaging.mergeWindow();
+    if (!wsm) {
+      if (k > 0 || averaging.mergeDecay() > 0) {
+        throw new IllegalArgumentException("--merge-window and --merge-decay are for --schedule warmup_stable_merge, found with --schedule "
+            + optimization.schedule());
+      }
+      return;
+    }
+    int made = (batching.steps() + run.checkpointEvery() - 1) / run.checkpointEvery(); // the last step always checkpoints
+    if (k < 2 || k > made || k > run.keepCheckpoints()) {
+      throw new IllegalArgumentException("--schedule warmup_stable_merge merges the last --merge-window checkpoints: it must be at least 2, and at "
+          + "most the " + made + " checkpoints that --steps " + batching.steps() + " and --checkpoint-every " + run.checkpointEvery()
+          + " make and the " + run.keepCheckpoints() + " that --keep-checkpoints keeps; found " + k);
+    }
+    tuner.method().notAveraged().ifPresent(why -> {
+      throw new IllegalArgumentException("--schedule warmup_stable_merge with " + why + "; choose another schedule");
+    });
   }
 
   private static void positive(String f, int v) {
@@ -329,6 +369,8 @@ public record TrainConfig(
     private double emaDecay = 0;
     private Bema bema = Bema.OFF;
     private int averageEvery = 1;
+    private int mergeWindow = 0;
+    private double mergeDecay = 0;
     private String gradientPorts = "";
     private String gradTransport = "fp32";
     private String preReduce = "executor";
@@ -387,6 +429,8 @@ public record TrainConfig(
       emaDecay = c.averaging.emaDecay();
       bema = c.averaging.bema();
       averageEvery = c.averaging.every();
+      mergeWindow = c.averaging.mergeWindow();
+      mergeDecay = c.averaging.mergeDecay();
       gradientPorts = c.channel.ports();
       gradTransport = c.channel.transport();
       preReduce = c.channel.preReduce();
@@ -608,6 +652,16 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder mergeWindow(int v) {
+      mergeWindow = v;
+      return this;
+    }
+
+    public Builder mergeDecay(double v) {
+      mergeDecay = v;
+      return this;
+    }
+
     public Builder gradientPorts(String v) {
       gradientPorts = v;
       return this;
@@ -652,7 +706,7 @@ public record TrainConfig(
               minLrRate),
           new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs),
           new Evaluation(evalEvery, evalExamples),
-          new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery),
+          new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery, mergeWindow, mergeDecay),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
           new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout));
     }

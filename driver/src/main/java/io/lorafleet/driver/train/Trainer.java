@@ -203,8 +203,15 @@ public final class Trainer {
     Path out = ro.local();
     Path fin = out.resolve("adapter");
     Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()));
-    LoraModel.Values saved = state.ranks.map(r -> r.finalAdapter(state.params)).orElse(new LoraModel.Values(lora, state.params));
-    AdapterFormat.write(fin, saved.model(), saved.values(), meta);
+    if (cfg.lrSchedule().merges()) { // WSM: the merge of the last checkpoints, not the last step (which checkpoint-<steps> keeps)
+      var merged = combineLast(cfg, base, out, cfg.averaging().mergeWindow(), cfg.averaging().mergeWeights(cfg.averaging().mergeWindow()));
+      Map<String, String> m = new java.util.TreeMap<>(merged.metadata());
+      m.putAll(meta);
+      AdapterFormat.write(fin, merged.model(), merged.values(), m);
+    } else {
+      LoraModel.Values saved = state.ranks.map(r -> r.finalAdapter(state.params)).orElse(new LoraModel.Values(lora, state.params));
+      AdapterFormat.write(fin, saved.model(), saved.values(), meta);
+    }
     ModelCard.write(fin, cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
     if (cfg.averaging().last() > 0) {
       averageLast(cfg, base, out);
@@ -321,16 +328,23 @@ public final class Trainer {
 
   /** --average-last K: the last K checkpoints combined into averaged/ (svd keeps the run's rank). */
   static void averageLast(TrainConfig cfg, BaseModel base, Path out) throws IOException {
+    double[] w = new double[cfg.averaging().last()];
+    java.util.Arrays.fill(w, 1);
+    var r = combineLast(cfg, base, out, cfg.averaging().last(), w);
+    AdapterFormat.write(out.resolve("averaged"), r.model(), r.values(), r.metadata());
+  }
+
+  /** The last {@code k} checkpoints of the run in {@code out}, combined with {@code weights} (oldest first) as --average-mode says. */
+  static io.lorafleet.driver.average.AdapterAverager.Result combineLast(TrainConfig cfg, BaseModel base, Path out, int k, double[] weights)
+      throws IOException {
     List<Path> all = Checkpoints.list(out);
-    List<Path> last = all.subList(Math.max(0, all.size() - cfg.averaging().last()), all.size());
+    List<Path> last = all.subList(Math.max(0, all.size() - k), all.size());
     List<io.lorafleet.driver.average.AdapterAverager.Source> src = new ArrayList<>();
     for (Path p : last) {
       src.add(new io.lorafleet.driver.average.AdapterAverager.Source(p.getFileName().toString(), AdapterFormat.read(p, base)));
     }
-    double[] w = new double[src.size()];
-    java.util.Arrays.fill(w, 1);
-    var r = io.lorafleet.driver.average.AdapterAverager.combine(base, src, w, true, cfg.averaging().mode(), cfg.tuner().r());
-    AdapterFormat.write(out.resolve("averaged"), r.model(), r.values(), r.metadata());
+    double[] w = java.util.Arrays.copyOfRange(weights, weights.length - src.size(), weights.length);
+    return io.lorafleet.driver.average.AdapterAverager.combine(base, src, w, true, cfg.averaging().mode(), cfg.tuner().r());
   }
 
   static void plot(Path out, List<Double> losses, List<double[]> val) throws IOException {

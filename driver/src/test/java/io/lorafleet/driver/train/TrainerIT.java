@@ -480,6 +480,47 @@ class TrainerIT {
     }
   }
 
+  /**
+   * --schedule warmup_stable_merge: constant_with_warmup's rates, and adapter/ is the merge of the
+   * last --merge-window checkpoints (here factor-wise, so the merge is their weighted mean),
+   * uniform or EMA-weighted; the last step's adapter stays in its checkpoint. A window the run
+   * cannot fill, or one given without the schedule, is refused by flag.
+   */
+  @Test
+  void warmupStableMergeMakesTheFinalAdapterTheMergeOfTheLastCheckpoints() throws Exception {
+    var base = ModelCache.skeleton(model.toString());
+    for (double decay : new double[] {0, 0.5}) {
+      String out = "wsm" + decay;
+      Trainer.run(spark, cfg(out, 2, 5, "adamw", false).toBuilder().schedule("warmup_stable_merge").warmup(2).checkpointEvery(1).keepCheckpoints(5)
+          .mergeWindow(3).mergeDecay(decay).averageMode("factor").build(), false);
+      assertEquals(List.of(0.0, 0.025, 0.05, 0.05, 0.05), metricDoubles(dir.resolve(out), "lr"), "warm-up, then stable");
+      double[] w = decay == 0 ? new double[] {1, 1, 1} : new double[] {0.25, 0.5, 1};
+      double sum = w[0] + w[1] + w[2];
+      float[][] ck = new float[3][];
+      for (int i = 0; i < 3; i++) {
+        ck[i] = AdapterFormat.read(dir.resolve(out).resolve(Checkpoints.dirName(3 + i)), base).values();
+      }
+      double[] want = new double[ck[0].length];
+      for (int k = 0; k < want.length; k++) {
+        want[k] = (w[0] * ck[0][k] + w[1] * ck[1][k] + w[2] * ck[2][k]) / sum;
+      }
+      assertClose(want, AdapterFormat.read(dir.resolve(out).resolve("adapter"), base).values(), out + ": adapter/ merges checkpoints 3, 4 and 5");
+    }
+    var wide = assertThrows(IllegalArgumentException.class, () -> cfg("x", 2, 5, "adamw", false).toBuilder().schedule("warmup_stable_merge")
+        .checkpointEvery(2).keepCheckpoints(5).mergeWindow(4).build());
+    assertTrue(wide.getMessage().contains("--merge-window") && wide.getMessage().contains("the 3 checkpoints"), wide.getMessage());
+    var alone = assertThrows(IllegalArgumentException.class, () -> cfg("x", 2, 5, "adamw", false).toBuilder().mergeWindow(2).build());
+    assertTrue(alone.getMessage().contains("are for --schedule warmup_stable_merge"), alone.getMessage());
+  }
+
+  static List<Double> metricDoubles(Path run, String field) throws Exception {
+    List<Double> out = new java.util.ArrayList<>();
+    for (String line : Files.readAllLines(run.resolve(Trainer.METRICS))) {
+      out.add(new com.fasterxml.jackson.databind.ObjectMapper().readTree(line).get(field).asDouble());
+    }
+    return out;
+  }
+
   /** want (float64) against got (the driver's float32 averages): within float32 rounding of the largest value. */
   static void assertClose(double[] want, float[] got, String what) {
     assertEquals(want.length, got.length, what);
