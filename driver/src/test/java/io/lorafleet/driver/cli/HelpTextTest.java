@@ -40,7 +40,7 @@ class HelpTextTest {
       System.setErr(old);
     }
     String said = err.toString();
-    for (String want : new String[] {"lr schedule must be one of linear, cosine, cosine_with_min_lr, constant, constant_with_warmup but found 'wsd'", "--optimizer must be adamw or sgd but found 'lion'",
+    for (String want : new String[] {"lr schedule must be one of linear, cosine, cosine_with_min_lr, constant, constant_with_warmup, warmup_stable_merge but found 'wsd'", "--optimizer must be adamw or sgd but found 'lion'",
         "--average-mode must be factor, cat or svd but found 'mean'", "--grad-transport must be fp32, bf16 or fp16 but found 'int8'",
         "--peft-type must be ", "lora, dora, vera or adalora but found 'ia3'", "--quantize must be none or nf4 but found 'int8'"}) {
       assertTrue(said.contains(want), said);
