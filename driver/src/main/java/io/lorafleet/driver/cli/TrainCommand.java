@@ -125,6 +125,16 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--init-adapter", description = "start from this PEFT adapter (its LoRA config is adopted)", defaultValue = "") String initAdapter;
   @Option(names = "--eval-every", defaultValue = "0", description = "validation loss every N steps (0: never)") int evalEvery;
   @Option(names = "--eval-examples", description = "validation examples for --eval-every", defaultValue = "64") int evalExamples;
+  @Option(names = "--metric-for-best-model", defaultValue = "", description = "at each --eval-every, keep the best of the live adapter and the "
+      + "running averages (--ema-decay, --bema) by loss or perplexity (an eval_ prefix is dropped) in best/, as transformers' "
+      + "metric_for_best_model") String metricForBestModel;
+  @Option(names = "--greater-is-better", arity = "0..1", fallbackValue = "true", description = "whether a higher metric is better (default, "
+      + "as transformers: false for a name ending in loss, true otherwise)") Boolean greaterIsBetter;
+  @Option(names = "--load-best-model-at-end", description = "make adapter/ the best candidate (best/) at the end of the run") boolean loadBestModelAtEnd;
+  @Option(names = "--early-stopping-patience", defaultValue = "0", description = "stop after this many evaluations in a row that do not improve "
+      + "the best by more than --early-stopping-threshold (transformers' EarlyStoppingCallback; 0: never)") int earlyStoppingPatience;
+  @Option(names = "--early-stopping-threshold", defaultValue = "0", description = "how much an evaluation must improve the best by to count")
+  double earlyStoppingThreshold;
   @Option(names = "--average-last", defaultValue = "0", description = "average the last K checkpoints into averaged/") int averageLast;
   @Option(names = "--average-mode", defaultValue = "svd", description = "factor, cat or svd") String averageMode;
   @Option(names = "--ema-decay", defaultValue = "0", description = "keep an EMA of the adapter on the driver, ema <- D*ema + (1-D)*adapter, "
@@ -176,7 +186,8 @@ final class TrainCommand implements Callable<Integer> {
         .loraplusLrRatio(loraplusLrRatio).schedule(schedule).warmup(warmup).warmupRatio(warmupRatio).minLrRate(minLrRate)
         .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite).lock(!noLock)
         .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
-        .evalEvery(evalEvery).evalExamples(evalExamples).averageLast(averageLast).averageMode(averageMode)
+        .evalEvery(evalEvery).evalExamples(evalExamples)
+        .best(TrainConfig.Selection.of(metricForBestModel, greaterIsBetter, loadBestModelAtEnd, earlyStoppingPatience, earlyStoppingThreshold)).averageLast(averageLast).averageMode(averageMode)
         .emaDecay(emaDecay).averageEvery(averageEvery).mergeWindow(mergeWindow).mergeDecay(mergeDecay)
         .bema(new io.lorafleet.driver.average.Bema(bema, bemaEmaPower, bemaBiasPower, bemaLag, bemaUpdateAfter, bemaMultiplier, bemaMinEmaMultiplier))
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)

@@ -52,14 +52,15 @@ public final class RunEvaluation {
     return out;
   }
 
-  /** base, checkpoint-*, averaged/, the running averages ema/ and bema/, and adapter/ of a run directory, in that order. */
+  /** base, checkpoint-*, averaged/, the running averages ema/ and bema/, best/ and adapter/ of a run directory, in that order. */
   public static List<Row> runCandidates(String run, org.apache.hadoop.conf.Configuration conf) throws IOException {
     List<Row> rows = new ArrayList<>();
     rows.add(new Row("base", 0, Optional.empty(), Scores.ZERO));
     for (String c : RunFiles.checkpoints(run, conf)) {
       rows.add(new Row(new org.apache.hadoop.fs.Path(c).getName(), RunFiles.stepOf(c), Optional.of(c), Scores.ZERO));
     }
-    for (String name : List.of("averaged", io.lorafleet.driver.train.Trainer.EMA, io.lorafleet.driver.train.Trainer.BEMA, "adapter")) {
+    for (String name : List.of("averaged", io.lorafleet.driver.train.Trainer.EMA, io.lorafleet.driver.train.Trainer.BEMA, io.lorafleet.driver.train.Trainer.BEST,
+        "adapter")) {
       RunFiles.directory(run, name, conf).ifPresent(d -> rows.add(new Row(name, -1, Optional.of(d), Scores.ZERO)));
     }
     return rows;

@@ -165,6 +165,7 @@ final class Stage {
   /** trainer_state.json's fields beyond lorafleet's: transformers' global_step, max_steps and log_history, and AdaLoRA's allocation. */
   private ObjectNode hfState(int done) throws IOException {
     ObjectNode n = ranks.map(RankAllocator::checkpointState).orElse(JSON.createObjectNode());
+    state.best.write(n, ro.uri().replaceAll("/+$", ""));
     n.put("global_step", done);
     n.put("max_steps", cfg.batching().steps());
     n.set("log_history", metrics.logHistory(done));
@@ -235,8 +236,17 @@ final class Stage {
       record(step, m);
       int done = step + 1;
       report(done, done - start, m.get("loss").asDouble(), g, (System.nanoTime() - t0) / 1e9, (to - ts) / 1e9);
-      if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps()) {
+      boolean stop = state.best.stop();
+      if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps() || stop) {
         snapshot(done);
+      }
+      if (stop) { // EarlyStoppingCallback: the run ends here, its last step checkpointed
+        state.stoppedAt = done;
+        io.lorafleet.driver.report.Progress.say("early stopping at step " + done + ": " + cfg.eval().best().patience()
+            + " evaluations without improving " + cfg.eval().best().metric() + " by more than " + cfg.eval().best().threshold() + " (best "
+            + state.best.metric() + ", " + state.best.candidate() + " at step " + state.best.step() + ")");
+        step = done;
+        break;
       }
     }
     server.finish();
@@ -341,14 +351,56 @@ final class Stage {
     return m;
   }
 
-  /** With --eval-every, the validation loss on the workers (which hold the base); the driver adds their sums. */
+  /**
+   * With --eval-every, the validation loss on the workers (which hold the base); the driver adds
+   * their sums. With --metric-for-best-model the running averages are evaluated too (val_loss_ema,
+   * val_loss_bema), and a candidate that becomes the best is kept in best/.
+   */
   private void validate(GradientServer server, int step, ObjectNode m) throws IOException {
     if (cfg.eval().every() > 0 && (step + 1) % cfg.eval().every() == 0) {
-      double[] v = server.evaluate(step + 1, params);
-      double vl = v[1] == 0 ? 0 : v[0] / v[1];
+      double vl = meanLoss(server.evaluate(step + 1, params));
       valLosses.add(new double[] {step + 1, vl});
       m.put("val_loss", vl);
+      if (!cfg.eval().best().on()) {
+        return;
+      }
+      Map<String, float[]> candidates = new java.util.LinkedHashMap<>();
+      candidates.put("adapter", params);
+      state.averages.ema().ifPresent(e -> candidates.put(Trainer.EMA, e));
+      state.averages.bema(params).ifPresent(b -> candidates.put(Trainer.BEMA, b));
+      Map<String, Double> losses = new java.util.LinkedHashMap<>();
+      for (Map.Entry<String, float[]> c : candidates.entrySet()) {
+        double loss = c.getKey().equals("adapter") ? vl : meanLoss(server.evaluate(step + 1, c.getValue()));
+        losses.put(c.getKey(), loss);
+        if (!c.getKey().equals("adapter")) {
+          m.put("val_loss_" + c.getKey(), loss);
+        }
+      }
+      java.util.Optional<String> better = state.best.offer(step + 1, losses);
+      if (better.isPresent()) {
+        keepBest(better.get(), candidates.get(better.get()), step + 1);
+      }
+      m.put("best_metric", state.best.metric());
+      m.put("best_candidate", state.best.candidate());
     }
+  }
+
+  private static double meanLoss(double[] sumAndCount) {
+    return sumAndCount[1] == 0 ? 0 : sumAndCount[0] / sumAndCount[1];
+  }
+
+  /** Writes the new best candidate to best/ whole (a temporary renamed over the old one) and publishes it. */
+  private void keepBest(String candidate, float[] values, int step) throws IOException {
+    java.nio.file.Path out = ro.local();
+    java.nio.file.Path tmp = out.resolve(".tmp-" + BestModel.DIR);
+    Checkpoints.deleteTree(tmp);
+    var v = ranks.map(r -> r.finalAdapter(values)).orElse(new io.lorafleet.worker.lora.LoraModel.Values(lora, values));
+    io.lorafleet.worker.lora.AdapterFormat.write(tmp, v.model(), v.values(), Map.of("lorafleet.step", Integer.toString(step),
+        "lorafleet.best_candidate", candidate, "lorafleet.best_metric", Double.toString(state.best.metric()),
+        "lorafleet.metric_for_best_model", cfg.eval().best().metric()));
+    Checkpoints.deleteTree(out.resolve(BestModel.DIR));
+    java.nio.file.Files.move(tmp, out.resolve(BestModel.DIR), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    ro.publish(BestModel.DIR);
   }
 
   /** Appends the step to metrics.jsonl and the gauges; a fault plan may act after it. */

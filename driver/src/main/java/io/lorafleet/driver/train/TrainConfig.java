@@ -180,12 +180,75 @@ public record TrainConfig(
     }
   }
 
-  /** Validation loss over {@code examples} validation rows every {@code every} steps (0: never). */
-  public record Evaluation(int every, int examples) implements Serializable {
+  /**
+   * Validation loss over {@code examples} validation rows every {@code every} steps (0: never), and
+   * the choice of the best candidate at each evaluation ({@link Selection#NONE}: none).
+   */
+  public record Evaluation(int every, int examples, Selection best) implements Serializable {
     public Evaluation {
       if (every < 0 || examples < 0) {
         throw new IllegalArgumentException("--eval-every and --eval-examples must be >= 0 (0 disables) but found " + every + " and " + examples);
       }
+      if (best.on() && every == 0) {
+        throw new IllegalArgumentException("--metric-for-best-model, --load-best-model-at-end and --early-stopping-patience choose at the run's "
+            + "evaluations: set --eval-every");
+      }
+    }
+  }
+
+  /**
+   * Keeping the best candidate (the live adapter, ema/ or bema/) by a validation metric, as
+   * transformers' metric_for_best_model, greater_is_better and load_best_model_at_end, and stopping
+   * early as its EarlyStoppingCallback: after {@code patience} evaluations in a row that did not
+   * improve the best by more than {@code threshold} (0: never).
+   *
+   * @param metric loss or perplexity ("" for none)
+   */
+  public record Selection(String metric, boolean greaterIsBetter, boolean loadAtEnd, int patience, double threshold) implements Serializable {
+    public static final Selection NONE = new Selection("", false, false, 0, 0);
+    /** What the run's own evaluation computes: the mean validation loss, and its exponential. */
+    public static final List<String> METRICS = List.of("loss", "perplexity");
+
+    public Selection {
+      if (!metric.isEmpty() && !METRICS.contains(metric)) {
+        throw new IllegalArgumentException("--metric-for-best-model must be loss or perplexity (with or without eval_) but found '" + metric
+            + "': the run evaluates the validation loss; accuracy, F1, Matthews, Pearson and exact match are eval --run's, so choose by them there");
+      }
+      if (patience < 0 || threshold < 0) {
+        throw new IllegalArgumentException("--early-stopping-patience and --early-stopping-threshold must be >= 0 but found " + patience + " and "
+            + threshold);
+      }
+      if (metric.isEmpty() && (loadAtEnd || patience > 0)) {
+        throw new IllegalArgumentException("--load-best-model-at-end and --early-stopping-patience need --metric-for-best-model");
+      }
+    }
+
+    /**
+     * As transformers resolves TrainingArguments: an eval_ prefix dropped, loss when load-best or
+     * early stopping is asked for without a metric, and greater_is_better, when not given, false
+     * for a name ending in loss and true otherwise.
+     */
+    public static Selection of(String metric, Boolean greaterIsBetter, boolean loadAtEnd, int patience, double threshold) {
+      String m = metric.startsWith("eval_") ? metric.substring("eval_".length()) : metric;
+      if (m.isEmpty() && (loadAtEnd || patience > 0)) {
+        m = "loss";
+      }
+      boolean greater = greaterIsBetter != null ? greaterIsBetter : !m.isEmpty() && !m.endsWith("loss");
+      return new Selection(m, greater, loadAtEnd, patience, threshold);
+    }
+
+    public boolean on() {
+      return !metric.isEmpty();
+    }
+
+    /** The metric of a mean validation loss. */
+    public double value(double meanLoss) {
+      return metric.equals("perplexity") ? Math.exp(meanLoss) : meanLoss;
+    }
+
+    /** Whether {@code v} improves on {@code best} (NaN: none yet) by more than {@code by}. */
+    public boolean improves(double v, double best, double by) {
+      return Double.isNaN(best) || (greaterIsBetter ? v - best > by : best - v > by);
     }
   }
 
@@ -364,6 +427,7 @@ public record TrainConfig(
     private int executorWaitMs = DEFAULT_EXECUTOR_WAIT_MS;
     private int evalEvery = 0;
     private int evalExamples = 64;
+    private Selection best = Selection.NONE;
     private int averageLast = 0;
     private String averageMode = "svd";
     private double emaDecay = 0;
@@ -424,6 +488,7 @@ public record TrainConfig(
       executorWaitMs = r.executorWaitMs();
       evalEvery = c.eval.every();
       evalExamples = c.eval.examples();
+      best = c.eval.best();
       averageLast = c.averaging.last();
       averageMode = c.averaging.mode();
       emaDecay = c.averaging.emaDecay();
@@ -627,6 +692,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder best(Selection v) {
+      best = v;
+      return this;
+    }
+
     public Builder averageLast(int v) {
       averageLast = v;
       return this;
@@ -705,7 +775,7 @@ public record TrainConfig(
           new Optimization(optimizer, lr, weightDecay, clip, adamBeta1, adamBeta2, adamEpsilon, loraplusLrRatio, schedule, warmup, warmupRatio,
               minLrRate),
           new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs),
-          new Evaluation(evalEvery, evalExamples),
+          new Evaluation(evalEvery, evalExamples, best),
           new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery, mergeWindow, mergeDecay),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
           new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout));

@@ -44,6 +44,8 @@ public final class Trainer {
   /** The run directory's running averages: --ema-decay's and --bema's adapters. */
   public static final String EMA = "ema";
   public static final String BEMA = "bema";
+  /** --metric-for-best-model's best candidate so far. */
+  public static final String BEST = BestModel.DIR;
 
   private Trainer() {}
 
@@ -101,7 +103,7 @@ public final class Trainer {
     Stage.Run run = new Stage.Run(spark, cfg, ro, lora, cfg.lrSchedule(), job, resolved, faults, progress);
     try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
       final int first = start; // losses.get(i) is the loss of step first + i + 1
-      while (start < cfg.batching().steps()) {
+      while (start < cfg.batching().steps() && state.stoppedAt == 0) {
         attempts++;
         int from = start;
         try {
@@ -136,7 +138,7 @@ public final class Trainer {
     }
     Path fin = finish(cfg, base, lora, state, ro, manifest, valLosses);
     writeSummary(out, cfg, losses, valLosses, attempts, state.params.length, base.parameterCount());
-    for (String f : List.of("adapter", "averaged", EMA, BEMA, "loss.svg", METRICS, "run_summary.json")) {
+    for (String f : List.of("adapter", "averaged", EMA, BEMA, BestModel.DIR, "loss.svg", METRICS, "run_summary.json")) {
       ro.publish(f);
     }
     return new Result(state.params, losses, attempts, fin, ro.isStaged() ? ro.uri().replaceAll("/+$", "") + "/adapter" : fin.toString());
@@ -202,8 +204,13 @@ public final class Trainer {
       List<double[]> valLosses) throws IOException {
     Path out = ro.local();
     Path fin = out.resolve("adapter");
-    Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()));
-    if (cfg.lrSchedule().merges()) { // WSM: the merge of the last checkpoints, not the last step (which checkpoint-<steps> keeps)
+    int last = state.stoppedAt > 0 ? state.stoppedAt : cfg.batching().steps();
+    Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(last));
+    if (cfg.eval().best().loadAtEnd() && state.best.any()) { // load_best_model_at_end: adapter/ is best/
+      AdapterFormat.Loaded best = AdapterFormat.read(out.resolve(BestModel.DIR), base);
+      AdapterFormat.write(fin, best.model(), best.values(), Map.of("lorafleet.step", Integer.toString(state.best.step()),
+          "lorafleet.best_candidate", state.best.candidate()));
+    } else if (cfg.lrSchedule().merges()) { // WSM: the merge of the last checkpoints, not the last step (which checkpoint-<steps> keeps)
       var merged = combineLast(cfg, base, out, cfg.averaging().mergeWindow(), cfg.averaging().mergeWeights(cfg.averaging().mergeWindow()));
       Map<String, String> m = new java.util.TreeMap<>(merged.metadata());
       m.putAll(meta);
@@ -224,7 +231,7 @@ public final class Trainer {
       if (a.getValue().isPresent()) {
         float[] values = a.getValue().get();
         LoraModel.Values v = state.ranks.map(r -> r.finalAdapter(values)).orElse(new LoraModel.Values(lora, values));
-        AdapterFormat.write(out.resolve(a.getKey()), v.model(), v.values(), Map.of("lorafleet.step", Integer.toString(cfg.batching().steps()),
+        AdapterFormat.write(out.resolve(a.getKey()), v.model(), v.values(), Map.of("lorafleet.step", Integer.toString(last),
             "lorafleet.average", a.getKey()));
         ModelCard.write(out.resolve(a.getKey()), cfg, lora.config(), manifest.json(), manifest.fingerprint(), valLosses);
       }

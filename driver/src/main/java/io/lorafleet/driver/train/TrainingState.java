@@ -19,6 +19,9 @@ final class TrainingState {
   LossScaler scaler;
   Optional<RankAllocator> ranks;
   final RunningAverages averages;
+  final BestModel best;
+  /** The step early stopping ended the run at (0: it did not). */
+  int stoppedAt;
 
   TrainingState(TrainConfig cfg, LoraModel lora, float[] init) {
     params = init;
@@ -26,6 +29,7 @@ final class TrainingState {
     scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     ranks = RankAllocator.of(lora);
     averages = cfg.averaging().newRunning();
+    best = new BestModel(cfg.eval().best());
   }
 
   /** What a checkpoint saves beside AdamW's moments: AdaLoRA's importance and the running averages. */
@@ -42,6 +46,7 @@ final class TrainingState {
     scaler = new LossScaler(st.lossScale(), st.lossScaleCleanSteps(), LossScaler.GROWTH_INTERVAL);
     ranks.ifPresent(r -> r.restore(st.extra(), st.trainerState()));
     averages.restore(st.extra());
+    best.restore(st.trainerState());
   }
 
   /** Back to step 0. */
@@ -51,5 +56,6 @@ final class TrainingState {
     scaler = new LossScaler(cfg.compute().initialLossScale(), 0, LossScaler.GROWTH_INTERVAL);
     ranks = ranks.map(r -> new RankAllocator(lora));
     averages.reset();
+    best.restore(com.fasterxml.jackson.databind.node.MissingNode.getInstance());
   }
 }

@@ -513,6 +513,69 @@ class TrainerIT {
     assertTrue(alone.getMessage().contains("are for --schedule warmup_stable_merge"), alone.getMessage());
   }
 
+  /**
+   * --metric-for-best-model eval_loss with an EMA beside the live adapter: best/ holds the candidate
+   * with the lowest validation loss of any evaluation (metrics.jsonl's), it is that candidate's
+   * adapter at that step, trainer_state.json says so, --load-best-model-at-end makes it adapter/, and
+   * eval --run on the same validation split finds the same loss for it. Early stopping with a
+   * threshold nothing can pass stops after --early-stopping-patience evaluations, checkpointed.
+   */
+  @Test
+  void theBestCandidateIsKeptAsEvalFindsItAndEarlyStoppingStopsOnThePatienceRule() throws Exception {
+    List<String> words = List.of("a", "b", "c", "d", "e", "f", "g", "h");
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < 48; i++) {
+      sb.append("{\"context\": \"").append(words.get(i % 8)).append(" ").append(words.get((i / 8) % 8)).append(" =\", \"target\": \"")
+          .append(words.get((i + 1) % 8)).append("\"}\n");
+    }
+    Files.writeString(dir.resolve("v.jsonl"), sb);
+    Path vdata = dir.resolve("vdata");
+    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("v.jsonl").toString()), model.toString(), vdata.toString()).maxSeqLen(32)
+        .valFraction(0.25).seed(2).shards(2).maxBadFraction(0).build());
+    TrainConfig c = cfg("best", 2, 6, "adamw", false).toBuilder().data(vdata.toString()).checkpointEvery(1).keepCheckpoints(10).evalEvery(1)
+        .evalExamples(1000).emaDecay(0.5).best(TrainConfig.Selection.of("eval_loss", null, true, 0, 0)).build();
+    assertTrue(!c.eval().best().greaterIsBetter(), "a loss: lower is better, as transformers defaults it");
+    Trainer.run(spark, c, false);
+    Path run = dir.resolve("best");
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    double want = Double.NaN;
+    String wantCandidate = "";
+    int wantStep = -1;
+    for (String line : Files.readAllLines(run.resolve(Trainer.METRICS))) {
+      var m = json.readTree(line);
+      for (String cand : List.of("adapter", "ema")) {
+        double v = m.get(cand.equals("adapter") ? "val_loss" : "val_loss_ema").asDouble();
+        if (Double.isNaN(want) || v < want) {
+          want = v;
+          wantCandidate = cand;
+          wantStep = m.get("step").asInt();
+        }
+      }
+    }
+    var base = ModelCache.skeleton(model.toString());
+    var state = json.readTree(run.resolve(Checkpoints.dirName(6)).resolve(Checkpoints.STATE).toFile());
+    assertEquals(want, state.get("best_metric").asDouble(), 0, state.toString());
+    assertEquals(wantCandidate, state.get("best_candidate").asText());
+    assertEquals(wantStep, state.get("best_step").asInt());
+    assertTrue(state.get("best_model_checkpoint").asText().endsWith("/best"), state.toString());
+    Path ck = run.resolve(Checkpoints.dirName(wantStep));
+    float[] expected = wantCandidate.equals("adapter") ? AdapterFormat.read(ck, base).values()
+        : io.lorafleet.worker.safetensors.SafetensorsReader.open(ck.resolve(Checkpoints.OPTIMIZER)).read("lorafleet.ema").toFloatArray();
+    assertArrayEquals(expected, AdapterFormat.read(run.resolve(Trainer.BEST), base).values(), "best/ is " + wantCandidate + " at step " + wantStep);
+    assertArrayEquals(expected, AdapterFormat.read(run.resolve("adapter"), base).values(), "--load-best-model-at-end");
+    var evaluated = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE,
+        List.of(new io.lorafleet.driver.eval.RunEvaluation.Row("best", -1, java.util.Optional.of(run.resolve(Trainer.BEST).toString()),
+            io.lorafleet.driver.eval.Scores.ZERO)), vdata.resolve("validation").toString(), 2, 1000);
+    assertEquals(want, evaluated.get(0).scores().loss(), 1e-6 * Math.abs(want), "eval --run's loss of best/ on the same split");
+    // early stopping: the first evaluation sets the best; the next two pass no threshold of 1e9, so the run ends at step 3
+    Trainer.Result stopped = Trainer.run(spark, c.toBuilder().output(dir.resolve("stopped").toString())
+        .best(TrainConfig.Selection.of("loss", null, false, 2, 1e9)).build(), false);
+    assertEquals(3, stopped.losses().size(), "2 evaluations without improvement after the first");
+    assertTrue(Files.isDirectory(dir.resolve("stopped").resolve(Checkpoints.dirName(3))), "the stopping step is checkpointed");
+    assertEquals(2, json.readTree(dir.resolve("stopped").resolve(Checkpoints.dirName(3)).resolve(Checkpoints.STATE).toFile())
+        .get("early_stopping_patience_counter").asInt());
+  }
+
   static List<Double> metricDoubles(Path run, String field) throws Exception {
     List<Double> out = new java.util.ArrayList<>();
     for (String line : Files.readAllLines(run.resolve(Trainer.METRICS))) {
