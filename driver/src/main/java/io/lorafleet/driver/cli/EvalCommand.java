@@ -19,7 +19,7 @@ final class EvalCommand implements Callable<Integer> {
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
   @Option(names = "--split", description = "the split of --data to evaluate", defaultValue = "validation") String split;
   @Option(names = "--adapter", description = "adapter directories to compare with the base") List<String> adapters = new ArrayList<>();
-  @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/ and adapter/") String run;
+  @Option(names = "--run", description = "a train output directory: evaluate every checkpoint, averaged/, ema/, bema/, best/ and adapter/") String run;
   @Option(names = "--limit", defaultValue = "1000", description = "at most this many examples") int limit;
   @Option(names = "--partitions", description = "Spark partitions (parallel evaluation tasks)", defaultValue = "2") int partitions;
   @Option(names = "--out", description = "directory for eval.json and eval_loss.svg", defaultValue = "eval") String out;
