@@ -18,10 +18,11 @@ OUT=${1:-lorafleet-bench-averaging}
 common=(--model lorafleet-demo/base-model --data lorafleet-demo/data --workers 2 --steps 300 --global-batch 32 --micro-batch 16
   --shuffle-window 8 --r 16 --lora-alpha 32 --target-modules q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head
   --checkpoint-every 25 --keep-checkpoints 12 --warmup 10 --overwrite)
-# eval.json's candidates in order: "name loss exact_match"
+# eval.json's candidates, named by their place in the eval command below: "name loss exact_match"
 table() {
-  awk -F' : ' '/"candidate"/ {gsub(/[",]/, "", $2); c = $2} /"loss"/ {gsub(/,/, "", $2); l = $2}
-    /"exact_match"/ {gsub(/,/, "", $2); printf "%s %.5f %.1f%%\n", c, l, 100 * $2}' "$1"
+  awk -F' : ' 'BEGIN {split("base cosine constant constant-LAWA constant-EMA constant-BEMA constant-best WSM-EMA-merge", name, " ")}
+    /"loss"/ {gsub(/,/, "", $2); l = $2}
+    /"exact_match"/ {gsub(/,/, "", $2); printf "%-22s %.5f %5.1f%%\n", name[++n], l, 100 * $2}' "$1"
 }
 # the first step at which metrics.jsonl's FIELD reached its minimum
 first_best() {
