@@ -15,13 +15,20 @@ import java.util.Optional;
 /** A worker's end of the gradient channel; see {@link Wire} for the protocol. */
 public final class GradientClient implements AutoCloseable {
   /**
-   * The adapter values the driver sent: for a training step, or, with {@code evaluate}, for
+   * The adapter values the driver sent: for a training step, or, with {@code evaluate}, one after
+   * another for each of {@code candidates} adapters to score on validation rows, or
    * validation loss after step {@code step}, or, with {@code initialize}, for DoRA's initial
    * magnitudes ({@link #pushInit}).
    */
-  public record Params(int step, float[] values, boolean evaluate, double lossScale, boolean initialize) {
+  public record Params(int step, float[] values, boolean evaluate, double lossScale, boolean initialize, int candidates) {
     public Params(int step, float[] values, boolean evaluate, double lossScale) {
-      this(step, values, evaluate, lossScale, false);
+      this(step, values, evaluate, lossScale, false, 1);
+    }
+
+    /** Candidate {@code c}'s values of an evaluation. */
+    public float[] candidate(int c) {
+      int n = values.length / candidates;
+      return java.util.Arrays.copyOfRange(values, c * n, (c + 1) * n);
     }
   }
 
@@ -99,8 +106,9 @@ public final class GradientClient implements AutoCloseable {
 
   /** The next step's adapter, or empty when the driver says training is done. */
   public Optional<Params> next() throws IOException {
-    in.mark(4);
+    in.mark(8);
     int type = in.readInt();
+    int length = in.readInt();
     in.reset();
     if (type == Wire.DONE) {
       fromServer.read(in, Wire.DONE, 0, "end of training");
@@ -109,15 +117,28 @@ public final class GradientClient implements AutoCloseable {
     boolean evaluate = type == Wire.EVAL;
     boolean initialize = type == Wire.INIT;
     int t = evaluate ? Wire.EVAL : initialize ? Wire.INIT : Wire.PARAMS;
-    if (params.length != 4 * size) {
-      params = new byte[4 * size];
+    int headerLength = evaluate ? Wire.EVAL_HEADER : Wire.PARAMS_HEADER;
+    // an evaluation carries K adapters: K is what the length says, refused unless whole and within bounds
+    long perCandidate = 4L * size;
+    int k = evaluate && length > headerLength && (length - headerLength) % perCandidate == 0 ? (int) ((length - headerLength) / perCandidate) : 1;
+    k = Math.min(k, Wire.MAX_CANDIDATES);
+    if (params.length != perCandidate * k) {
+      params = new byte[(int) (perCandidate * k)];
     }
-    ByteBuffer b = ByteBuffer.wrap(fromServer.readHead(in, t, Wire.PARAMS_HEADER, params.length, "adapter broadcast"));
+    ByteBuffer b = ByteBuffer.wrap(fromServer.readHead(in, t, headerLength, params.length, "adapter broadcast"));
     in.readFully(params);
     fromServer.verify(in, t, b.array(), params.length, Wire.Digest.of(params, 0, params.length), "adapter broadcast");
-    float[] values = new float[size];
-    Transport.FP32.decode(params, 0, size, values, 0);
-    return Optional.of(new Params(b.getInt(), values, evaluate, b.getDouble(), initialize));
+    float[] values = new float[size * k];
+    Transport.FP32.decode(params, 0, size * k, values, 0);
+    int step = b.getInt();
+    if (evaluate) {
+      int said = b.getInt();
+      if (said != k) {
+        throw new Wire.ProtocolException("an evaluation says " + said + " candidates but carries " + k);
+      }
+      return Optional.of(new Params(step, values, true, 1.0, false, k));
+    }
+    return Optional.of(new Params(step, values, false, b.getDouble(), initialize, 1));
   }
 
   /**
@@ -187,9 +208,10 @@ public final class GradientClient implements AutoCloseable {
     toServer.write(out, Wire.INIT_RESULT, new byte[0], payload, payload.length, Wire.Digest.of(payload, 0, payload.length));
   }
 
-  /** Answers an evaluation request: this worker's validation loss sum and target tokens. */
-  public void pushEval(int step, long tokens, double lossSum) throws IOException {
-    toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_RESULT_BYTES).putInt(step).putLong(tokens).putDouble(lossSum).array());
+  /** Answers an evaluation request: this worker's (or executor's) scores of the {@code candidates}, encoded by the caller. */
+  public void pushEval(int step, int candidates, byte[] scores) throws IOException {
+    toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(candidates).array(), scores, scores.length,
+        Wire.Digest.of(scores, 0, scores.length));
   }
 
   /** Replaces the session key this client signs with; tests use it to send pushes whose MAC fails. */

@@ -405,35 +405,44 @@ public final class GradientServer implements AutoCloseable {
   }
 
   /**
-   * Validation loss of {@code params} after step {@code step}: every worker evaluates its share of
-   * the validation examples; returns the loss sum and the target-token count, added over the tree.
+   * Evaluates {@code candidates} (adapters of the layout's size: the live one and the running
+   * averages) after step {@code step}: every worker scores its share of the validation examples,
+   * all candidates in one pass. Returns each input's answer (its scores of every candidate, as the
+   * worker encoded them) in the tree's order of inputs, for the caller to decode and add.
    */
-  public double[] evaluate(int step, float[] params) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putDouble(1.0).array();
-    byte[] digest = encodeBroadcast(params);
-    List<Future<double[]>> fs = new ArrayList<>();
+  public List<byte[]> evaluate(int step, List<float[]> candidates) throws IOException {
+    int k = candidates.size();
+    if (k < 1 || k > Wire.MAX_CANDIDATES) {
+      throw new IllegalArgumentException("an evaluation carries 1 to " + Wire.MAX_CANDIDATES + " candidates but found " + k);
+    }
+    byte[] header = ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(k).array();
+    int n = candidates.get(0).length;
+    byte[] payload = new byte[4 * n * k];
+    for (int c = 0; c < k; c++) {
+      Transport.FP32.encode(candidates.get(c), 0, n, payload, 4 * n * c);
+    }
+    byte[] digest = Wire.Digest.of(payload, 0, payload.length);
+    List<Future<byte[]>> fs = new ArrayList<>();
     for (int i = 0; i < inputs.size(); i++) {
       Peer p = inputs.get(i);
       fs.add(io.submit(() -> {
-        p.toWorker().write(p.out(), Wire.EVAL, header, broadcast, broadcast.length, digest);
-        ByteBuffer a = ByteBuffer.wrap(p.fromWorker().read(p.in(), Wire.EVAL_RESULT, Wire.EVAL_RESULT_BYTES, p.node() + "'s validation loss"));
-        int s = a.getInt();
-        long tokens = a.getLong();
-        double loss = a.getDouble();
-        if (s != step || tokens < 0 || !Double.isFinite(loss)) {
-          throw new Wire.ProtocolException("validation result rejected: step " + s + " (expected " + step + "), tokens " + tokens + ", loss sum " + loss);
+        p.toWorker().write(p.out(), Wire.EVAL, header, payload, payload.length, digest);
+        byte[][] a = p.fromWorker().readAny(p.in(), Wire.EVAL_RESULT, Wire.EVAL_HEADER, 1L << 30, p.node() + "'s validation scores");
+        ByteBuffer h = ByteBuffer.wrap(a[0]);
+        int s = h.getInt();
+        int got = h.getInt();
+        if (s != step || got != k) {
+          throw new Wire.ProtocolException("validation result rejected: step " + s + " (expected " + step + "), " + got + " candidates (expected " + k
+              + ")");
         }
-        return new double[] {loss, tokens};
+        return a[1];
       }));
     }
-    Map<SumTree.Node, Double> loss = new HashMap<>();
-    long tokens = 0;
+    List<byte[]> out = new ArrayList<>();
     for (int i = 0; i < inputs.size(); i++) {
-      double[] x = await(fs, i, step, "validation after ");
-      loss.put(inputs.get(i).node(), x[0]);
-      tokens += (long) x[1];
+      out.add(await(fs, i, step, "validation after "));
     }
-    return new double[] {SumTree.sum(SumTree.root(workers), loss::get), tokens};
+    return out;
   }
 
   /**

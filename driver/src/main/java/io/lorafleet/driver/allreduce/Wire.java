@@ -32,17 +32,18 @@ import javax.crypto.spec.SecretKeySpec;
  * stream in, and a broadcast's digest is computed once for all workers, so integrity costs one
  * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
  * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
- * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, loss scale | n fp32)
+ * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, candidates K | K·n fp32)
  * and DONE; a worker answers PARAMS with PUSH(step, target tokens, input tokens, loss sum, compute
- * nanoseconds, flags, non-finite rank | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, target tokens,
- * loss sum) over its share of the validation examples. Before the first step of a DoRA run, the
+ * nanoseconds, flags, non-finite rank | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, K | each
+ * candidate's scores, as the eval package's Scores encodes them) over its share of the validation examples, every
+ * candidate evaluated in one mixed-adapter pass. Before the first step of a DoRA run, the
  * server sends INIT(step, loss scale | n fp32) to the worker of rank 0, which answers
  * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
  * than the one the adapter implies is refused before any allocation.
  */
 final class Wire {
   static final int MAGIC = 0x4c4f5241; // "LORA"
-  static final int VERSION = 4; // 4: PUSH carries the step's input tokens
+  static final int VERSION = 5; // 4: PUSH carries the step's input tokens; 5: EVAL carries several candidates and EVAL_RESULT their scores
   static final int ACCEPT = 1;
   static final int REJECT = 2;
   static final int PARAMS = 3;
@@ -54,8 +55,10 @@ final class Wire {
   static final int INIT = 8;
   /** The answer to INIT: the adapter with its magnitudes set (n fp32). */
   static final int INIT_RESULT = 9;
-  /** EVAL_RESULT: step, target tokens, loss sum. */
-  static final int EVAL_RESULT_BYTES = 4 + 8 + 8;
+  /** EVAL and EVAL_RESULT header: step, candidates. */
+  static final int EVAL_HEADER = 4 + 4;
+  /** The most candidates one evaluation carries (the live adapter and the running averages, with room). */
+  static final int MAX_CANDIDATES = 16;
   static final int NONCE_BYTES = 16;
   static final int MAC_BYTES = 32;
   /**
@@ -215,6 +218,27 @@ final class Wire {
       if (!MessageDigest.isEqual(got, tag(type, header, payloadLength, digest))) {
         throw new ProtocolException(what + ": message authentication failed (altered, replayed or forged)");
       }
+    }
+
+    /**
+     * Reads a whole message of {@code type} whose payload may be any length up to {@code maxPayload}
+     * bytes, checks its tag, and returns its header and payload.
+     */
+    byte[][] readAny(DataInputStream in, int type, int headerLength, long maxPayload, String what) throws IOException {
+      int t = in.readInt();
+      if (t != type) {
+        throw new ProtocolException("expected " + what + " (message type " + type + ") but got message type " + t);
+      }
+      int n = in.readInt();
+      if (n < headerLength || n - headerLength > maxPayload) {
+        throw new LengthException(what + " holds " + n + " bytes but " + headerLength + " to " + (headerLength + maxPayload) + " were expected", n);
+      }
+      byte[] header = new byte[headerLength];
+      in.readFully(header);
+      byte[] payload = new byte[n - headerLength];
+      in.readFully(payload);
+      verify(in, type, header, payload.length, Digest.of(payload, 0, payload.length), what);
+      return new byte[][] {header, payload};
     }
 
     /** Reads a whole message without payload: its header. */

@@ -21,6 +21,11 @@ import org.apache.hadoop.fs.FileSystem;
  * files that are all there at its sizes, and its other adapter directories.
  */
 public final class RunFiles {
+  /** The running averages' adapters (--ema-decay, --bema) and the best candidate (--metric-for-best-model) of a run directory. */
+  public static final String EMA = "ema";
+  public static final String BEMA = "bema";
+  public static final String BEST = "best";
+
   private RunFiles() {}
 
   /** The locations (paths or URIs) of run {@code run}'s committed checkpoints, oldest step first. */

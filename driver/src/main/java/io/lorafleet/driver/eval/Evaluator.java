@@ -35,6 +35,11 @@ public final class Evaluator {
 
   /** Evaluates examples on this JVM. {@code adapter} empty means the base (or merged model) alone. */
   public static Scores local(LanguageModel base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch) {
+    return local(base, adapter, examples, batch, true);
+  }
+
+  /** As {@link #local(LanguageModel, Optional, List, int)}; without {@code generate} a causal LM's exact matches are not counted (0). */
+  static Scores local(LanguageModel base, Optional<AdapterFormat.Loaded> adapter, List<Example> examples, int batch, boolean generate) {
     if (base.config().arch().encoder()) {
       return classify(base, adapter, examples, batch);
     }
@@ -43,7 +48,9 @@ public final class Evaluator {
     var loss = TrainStep.evaluate(t, values, GlobalBatch.microBatches(examples, batch));
     List<int[]> prompts = new ArrayList<>();
     List<int[]> answers = new ArrayList<>();
-    promptsAndAnswers(examples, prompts, answers);
+    if (generate) {
+      promptsAndAnswers(examples, prompts, answers);
+    }
     long exact = 0;
     // Greedy generation in batches; a row stops at its answer's length or at the answer's last token
     // (EOS), so every generation is compared with its answer token for token.
@@ -68,6 +75,15 @@ public final class Evaluator {
    * trained biases) are evaluated on their own, by {@link #local}.
    */
   public static List<Scores> localMany(LanguageModel base, List<Optional<AdapterFormat.Loaded>> candidates, List<Example> examples, int batch) {
+    return localMany(base, candidates, examples, batch, true);
+  }
+
+  /**
+   * As {@link #localMany(LanguageModel, List, List, int)}; without {@code generate} a causal LM's
+   * exact matches are not counted (0): a training run's evaluations that choose by loss.
+   */
+  public static List<Scores> localMany(LanguageModel base, List<Optional<AdapterFormat.Loaded>> candidates, List<Example> examples, int batch,
+      boolean generate) {
     if (base.config().arch().encoder()) { // a classifier's pass is one forward per batch: each candidate on its own
       return candidates.stream().map(c -> classify(base, c, examples, batch)).toList();
     }
@@ -114,7 +130,9 @@ public final class Evaluator {
     }
     List<int[]> prompts = new ArrayList<>();
     List<int[]> answers = new ArrayList<>();
-    promptsAndAnswers(examples, prompts, answers);
+    if (generate) {
+      promptsAndAnswers(examples, prompts, answers);
+    }
     for (int from = 0; from < prompts.size(); from += batch) {
       int k = Math.min(prompts.size(), from + batch) - from;
       int[][] ps = new int[n * k][];
@@ -139,7 +157,7 @@ public final class Evaluator {
     }
     List<Scores> out = new ArrayList<>();
     for (int c = 0; c < candidates.size(); c++) {
-      out.add(slot[c] == -2 ? local(base, candidates.get(c), examples, batch) : new Scores(loss[c], tokens[c], exact[c], examples.size()));
+      out.add(slot[c] == -2 ? local(base, candidates.get(c), examples, batch, generate) : new Scores(loss[c], tokens[c], exact[c], examples.size()));
     }
     return out;
   }

@@ -59,8 +59,7 @@ public final class RunEvaluation {
     for (String c : RunFiles.checkpoints(run, conf)) {
       rows.add(new Row(new org.apache.hadoop.fs.Path(c).getName(), RunFiles.stepOf(c), Optional.of(c), Scores.ZERO));
     }
-    for (String name : List.of("averaged", io.lorafleet.driver.train.Trainer.EMA, io.lorafleet.driver.train.Trainer.BEMA, io.lorafleet.driver.train.Trainer.BEST,
-        "adapter")) {
+    for (String name : List.of("averaged", RunFiles.EMA, RunFiles.BEMA, RunFiles.BEST, "adapter")) {
       RunFiles.directory(run, name, conf).ifPresent(d -> rows.add(new Row(name, -1, Optional.of(d), Scores.ZERO)));
     }
     return rows;

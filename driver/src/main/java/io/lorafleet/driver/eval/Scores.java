@@ -20,6 +20,21 @@ public record Scores(double lossSum, long tokens, long exact, long examples, flo
         regression || o.regression);
   }
 
+  /** Each candidate's scores added over the lists, in their order (each list holds every candidate's, in one order). */
+  public static java.util.List<Scores> sumEach(java.util.List<java.util.List<Scores>> lists) {
+    java.util.List<Scores> sum = new java.util.ArrayList<>();
+    for (java.util.List<Scores> x : lists) {
+      for (int c = 0; c < x.size(); c++) {
+        if (sum.size() <= c) {
+          sum.add(x.get(c));
+        } else {
+          sum.set(c, sum.get(c).plus(x.get(c)));
+        }
+      }
+    }
+    return sum;
+  }
+
   private static float[] concat(float[] a, float[] b) {
     float[] out = java.util.Arrays.copyOf(a, a.length + b.length);
     System.arraycopy(b, 0, out, a.length, b.length);
@@ -47,5 +62,60 @@ public record Scores(double lossSum, long tokens, long exact, long examples, flo
 
   public double exactMatch() {
     return examples == 0 ? Double.NaN : (double) exact / examples;
+  }
+
+  /**
+   * Candidates' scores as bytes, for the gradient channel: their count, then for each the loss sum,
+   * tokens, exact matches and examples, whether it regresses, and its predictions and gold labels.
+   */
+  public static byte[] encodeAll(java.util.List<Scores> all) {
+    int bytes = 4;
+    for (Scores s : all) {
+      bytes += 8 * 4 + 1 + 4 + 8 * s.predicted.length;
+    }
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(bytes).putInt(all.size());
+    for (Scores s : all) {
+      b.putDouble(s.lossSum).putLong(s.tokens).putLong(s.exact).putLong(s.examples).put((byte) (s.regression ? 1 : 0)).putInt(s.predicted.length);
+      for (int i = 0; i < s.predicted.length; i++) {
+        b.putFloat(s.predicted[i]).putFloat(s.gold[i]);
+      }
+    }
+    return b.array();
+  }
+
+  /** What {@link #encodeAll} wrote; a count or a length that does not fit the bytes is refused. */
+  public static java.util.List<Scores> decodeAll(byte[] bytes) {
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes);
+    try {
+      int n = b.getInt();
+      if (n < 0 || n > bytes.length) {
+        throw new IllegalArgumentException("scores: a count of " + n + " candidates in " + bytes.length + " bytes");
+      }
+      java.util.List<Scores> out = new java.util.ArrayList<>();
+      for (int c = 0; c < n; c++) {
+        double loss = b.getDouble();
+        long tokens = b.getLong();
+        long exact = b.getLong();
+        long examples = b.getLong();
+        boolean regression = b.get() != 0;
+        int rows = b.getInt();
+        if (rows < 0 || rows > b.remaining() / 8) {
+          throw new IllegalArgumentException("scores: " + rows + " predictions in " + b.remaining() + " bytes");
+        }
+        float[] predicted = new float[rows];
+        float[] gold = new float[rows];
+        for (int i = 0; i < rows; i++) {
+          predicted[i] = b.getFloat();
+          gold[i] = b.getFloat();
+        }
+        out.add(new Scores(loss, tokens, exact, examples, predicted, gold, regression));
+      }
+      if (b.hasRemaining()) {
+        throw new IllegalArgumentException("scores: " + b.remaining() + " bytes left over");
+      }
+      return out;
+    } catch (java.nio.BufferUnderflowException e) {
+      throw new IllegalArgumentException("scores: " + bytes.length + " bytes end inside a candidate's scores");
+    }
   }
 }

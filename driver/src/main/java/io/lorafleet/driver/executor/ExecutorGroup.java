@@ -21,7 +21,12 @@ final class ExecutorGroup {
   private static final Map<String, ExecutorGroup> GROUPS = new ConcurrentHashMap<>();
 
   /** One rank's result for a round: a training step's gradient sum, or a validation loss (gradSum empty). */
-  record Contribution(int rank, float[] gradSum, long tokens, long inputTokens, double lossSum, long computeNanos, int flags) {}
+  record Contribution(int rank, float[] gradSum, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, byte[] scores) {
+    /** A training step's contribution: no validation scores. */
+    Contribution(int rank, float[] gradSum, long tokens, long inputTokens, double lossSum, long computeNanos, int flags) {
+      this(rank, gradSum, tokens, inputTokens, lossSum, computeNanos, flags, new byte[0]);
+    }
+  }
 
   /** A round: the broadcast it carries (empty: training is over). */
   record Round(long number, Optional<GradientClient.Params> params) {}

@@ -30,9 +30,11 @@ public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, 
    * @param path the directory lorafleet prepare wrote
    * @param fingerprint the dataset's fingerprint, which keys the executors' split cache
    * @param evalExamples validation examples shared out over the workers for --eval-every
+   * @param evalGenerates whether those evaluations generate (greedy) to count exact matches: a causal LM chosen by exact_match
+   * @param scorer how those evaluations score their candidates (the eval package's)
    */
   public record Data(String path, String fingerprint, int workers, int steps, int globalBatch, int microBatch, int shuffleWindow, long seed,
-      int evalExamples) implements Serializable {}
+      int evalExamples, boolean evalGenerates, ValidationScorer scorer) implements Serializable {}
 
   /**
    * @param secret the job's shared secret, which authenticates every message

@@ -182,6 +182,14 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         ExecutorGroup.Contribution own = work.run(p.get());
         Map<Integer, ExecutorGroup.Contribution> all = new HashMap<>(group.gather(cancelled));
         all.put(own.rank(), own);
+        if (p.get().evaluate()) { // each candidate's scores added over this executor's ranks, in rank order
+          List<byte[]> ranks = new java.util.ArrayList<>();
+          for (int r = node.lo(); r < node.hi(); r++) {
+            ranks.add(all.get(r).scores());
+          }
+          c.pushEval(p.get().step(), p.get().candidates(), job.data().scorer().add(ranks));
+          continue;
+        }
         Map<SumTree.Node, Double> loss = new HashMap<>();
         long tokens = 0;
         long inputTokens = 0;
@@ -195,10 +203,6 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           flags |= x.flags();
         }
         double lossSum = SumTree.sum(node, loss::get);
-        if (p.get().evaluate()) {
-          c.pushEval(p.get().step(), tokens, lossSum);
-          continue;
-        }
         Map<SumTree.Node, float[]> grads = new HashMap<>();
         int nonFinite = -1;
         for (int r = node.lo(); r < node.hi(); r++) { // before the sum, which would hide whose it was
@@ -265,9 +269,13 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     ExecutorGroup.Contribution run(GradientClient.Params p) throws java.io.IOException {
       BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
       int step = p.step();
-      if (p.evaluate()) {
-        StepResult v = TrainStep.evaluate(lora, p.values(), GlobalBatch.microBatches(validationShare(model, rank), job.data().microBatch()));
-        return new ExecutorGroup.Contribution(rank, new float[0], v.tokens(), 0, v.lossSum(), 0, 0);
+      if (p.evaluate()) { // every candidate scored in one mixed-adapter pass, as eval --run scores them
+        List<float[]> candidates = new java.util.ArrayList<>();
+        for (int k = 0; k < p.candidates(); k++) {
+          candidates.add(p.candidate(k));
+        }
+        byte[] scores = job.data().scorer().score(model, lora, candidates, validationShare(model, rank), job.data().microBatch(), job.data().evalGenerates());
+        return new ExecutorGroup.Contribution(rank, new float[0], 0, 0, 0, 0, 0, scores);
       }
       job.faults().beforeWorkerStep(step, rank, job.attempt());
       var mine = GlobalBatch.slice(split, order, step, job.data().globalBatch(), job.data().workers(), rank);

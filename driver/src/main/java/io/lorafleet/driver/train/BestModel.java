@@ -13,7 +13,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
  */
 final class BestModel {
   /** Where the best candidate's adapter is kept in the run directory. */
-  static final String DIR = "best";
+  static final String DIR = io.lorafleet.driver.checkpoint.RunFiles.BEST;
 
   private final TrainConfig.Selection selection;
   private double metric = Double.NaN;
@@ -26,15 +26,15 @@ final class BestModel {
   }
 
   /**
-   * An evaluation's candidates at {@code step}, by name and mean validation loss, in the order they
-   * are preferred on a tie (the live adapter first). Returns the name of the one that became the
-   * best, if one did; the early-stopping count moves by the evaluation's best candidate.
+   * An evaluation's candidates at {@code step}, by name and value of the selection metric, in the
+   * order they are preferred on a tie (the live adapter first). Returns the name of the one that
+   * became the best, if one did; the early-stopping count moves by the evaluation's best candidate.
    */
-  java.util.Optional<String> offer(int step, java.util.Map<String, Double> meanLosses) {
+  java.util.Optional<String> offer(int step, java.util.Map<String, Double> values) {
     String top = null;
     double topValue = Double.NaN;
-    for (var e : meanLosses.entrySet()) {
-      double v = selection.value(e.getValue());
+    for (var e : values.entrySet()) {
+      double v = e.getValue();
       if (top == null || selection.improves(v, topValue, 0)) {
         top = e.getKey();
         topValue = v;

@@ -119,7 +119,7 @@ final class Stage {
             cfg.compute().modelDropout()),
         lora.config(),
         new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
-            b.shuffleWindow(), b.seed(), cfg.eval().examples()),
+            b.shuffleWindow(), b.seed(), cfg.eval().examples(), cfg.eval().best().generates(), new io.lorafleet.driver.eval.EvalScorer()),
         new WorkerJob.Channel(host, port, jobId, secret, cfg.channel().transport(), cfg.channel().preReduce().equals("executor"),
             cfg.run().timeoutMs()),
         faults, attempt);
@@ -352,31 +352,39 @@ final class Stage {
   }
 
   /**
-   * With --eval-every, the validation loss on the workers (which hold the base); the driver adds
-   * their sums. With --metric-for-best-model the running averages are evaluated too (val_loss_ema,
-   * val_loss_bema), and a candidate that becomes the best is kept in best/.
+   * With --eval-every, the validation loss on the workers (which hold the base), added over them by
+   * the driver. With --metric-for-best-model the running averages are scored beside the live
+   * adapter in the same pass, by the code eval uses (val_loss_ema, val_loss_bema, and val_METRIC
+   * for each when the metric is not the loss), and a candidate that becomes the best is kept in best/.
    */
   private void validate(GradientServer server, int step, ObjectNode m) throws IOException {
     if (cfg.eval().every() > 0 && (step + 1) % cfg.eval().every() == 0) {
-      double vl = meanLoss(server.evaluate(step + 1, params));
-      valLosses.add(new double[] {step + 1, vl});
-      m.put("val_loss", vl);
-      if (!cfg.eval().best().on()) {
-        return;
-      }
+      TrainConfig.Selection sel = cfg.eval().best();
       Map<String, float[]> candidates = new java.util.LinkedHashMap<>();
       candidates.put("adapter", params);
-      state.averages.ema().ifPresent(e -> candidates.put(Trainer.EMA, e));
-      state.averages.bema(params).ifPresent(b -> candidates.put(Trainer.BEMA, b));
-      Map<String, Double> losses = new java.util.LinkedHashMap<>();
-      for (Map.Entry<String, float[]> c : candidates.entrySet()) {
-        double loss = c.getKey().equals("adapter") ? vl : meanLoss(server.evaluate(step + 1, c.getValue()));
-        losses.put(c.getKey(), loss);
-        if (!c.getKey().equals("adapter")) {
-          m.put("val_loss_" + c.getKey(), loss);
+      if (sel.on()) {
+        state.averages.ema().ifPresent(e -> candidates.put(Trainer.EMA, e));
+        state.averages.bema(params).ifPresent(b -> candidates.put(Trainer.BEMA, b));
+      }
+      List<io.lorafleet.driver.eval.Scores> scores = scores(server.evaluate(step + 1, List.copyOf(candidates.values())), candidates.size());
+      double vl = scores.get(0).tokens() == 0 ? 0 : scores.get(0).loss();
+      valLosses.add(new double[] {step + 1, vl});
+      m.put("val_loss", vl);
+      if (!sel.on()) {
+        return;
+      }
+      Map<String, Double> values = new java.util.LinkedHashMap<>();
+      int i = 0;
+      for (String name : candidates.keySet()) {
+        io.lorafleet.driver.eval.Scores s = scores.get(i++);
+        String suffix = name.equals("adapter") ? "" : "_" + name;
+        values.put(name, sel.value(s));
+        m.put("val_loss" + suffix, s.loss());
+        if (!sel.metric().equals("loss")) {
+          m.put("val_" + sel.metric() + suffix, sel.value(s));
         }
       }
-      java.util.Optional<String> better = state.best.offer(step + 1, losses);
+      java.util.Optional<String> better = state.best.offer(step + 1, values);
       if (better.isPresent()) {
         keepBest(better.get(), candidates.get(better.get()), step + 1);
       }
@@ -385,8 +393,13 @@ final class Stage {
     }
   }
 
-  private static double meanLoss(double[] sumAndCount) {
-    return sumAndCount[1] == 0 ? 0 : sumAndCount[0] / sumAndCount[1];
+  /** The workers' answers to an evaluation of {@code k} candidates, each candidate's scores added over the inputs in the tree's order. */
+  private static List<io.lorafleet.driver.eval.Scores> scores(List<byte[]> answers, int k) throws IOException {
+    try {
+      return io.lorafleet.driver.eval.EvalScorer.decodeAndAdd(answers, k);
+    } catch (IllegalArgumentException e) {
+      throw new IOException("the workers' validation scores: " + e.getMessage(), e);
+    }
   }
 
   /** Writes the new best candidate to best/ whole (a temporary renamed over the old one) and publishes it. */

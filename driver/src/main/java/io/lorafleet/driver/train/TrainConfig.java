@@ -202,17 +202,20 @@ public record TrainConfig(
    * early as its EarlyStoppingCallback: after {@code patience} evaluations in a row that did not
    * improve the best by more than {@code threshold} (0: never).
    *
-   * @param metric loss or perplexity ("" for none)
+   * @param metric loss, perplexity or exact_match (a causal LM), or accuracy, f1, matthews or
+   *     pearson (a sequence classifier), as eval reports them ("" for none)
    */
   public record Selection(String metric, boolean greaterIsBetter, boolean loadAtEnd, int patience, double threshold) implements Serializable {
     public static final Selection NONE = new Selection("", false, false, 0, 0);
-    /** What the run's own evaluation computes: the mean validation loss, and its exponential. */
-    public static final List<String> METRICS = List.of("loss", "perplexity");
+    /** eval's metrics: a causal LM's loss, perplexity and greedy exact match; a classifier's loss and its metrics. */
+    public static final List<String> METRICS = List.of("loss", "perplexity", "exact_match", "accuracy", "f1", "matthews", "pearson");
+    /** The metrics only a sequence classifier has. */
+    public static final List<String> CLASSIFIER_METRICS = List.of("accuracy", "f1", "matthews", "pearson");
 
     public Selection {
       if (!metric.isEmpty() && !METRICS.contains(metric)) {
-        throw new IllegalArgumentException("--metric-for-best-model must be loss or perplexity (with or without eval_) but found '" + metric
-            + "': the run evaluates the validation loss; accuracy, F1, Matthews, Pearson and exact match are eval --run's, so choose by them there");
+        throw new IllegalArgumentException("--metric-for-best-model must be one of " + String.join(", ", METRICS) + " (with or without eval_) but "
+            + "found '" + metric + "'");
       }
       if (patience < 0 || threshold < 0) {
         throw new IllegalArgumentException("--early-stopping-patience and --early-stopping-threshold must be >= 0 but found " + patience + " and "
@@ -241,9 +244,22 @@ public record TrainConfig(
       return !metric.isEmpty();
     }
 
-    /** The metric of a mean validation loss. */
-    public double value(double meanLoss) {
-      return metric.equals("perplexity") ? Math.exp(meanLoss) : meanLoss;
+    /** The metric of a candidate's validation scores, as eval computes it. */
+    public double value(io.lorafleet.driver.eval.Scores s) {
+      return switch (metric) {
+        case "loss" -> s.loss();
+        case "perplexity" -> s.perplexity();
+        case "exact_match" -> s.exactMatch();
+        case "accuracy" -> s.metrics().accuracy();
+        case "f1" -> s.metrics().f1();
+        case "matthews" -> s.metrics().matthews();
+        default -> s.metrics().pearson();
+      };
+    }
+
+    /** Whether the run's evaluations must generate: a causal LM chosen by exact match. */
+    public boolean generates() {
+      return metric.equals("exact_match");
     }
 
     /** Whether {@code v} improves on {@code best} (NaN: none yet) by more than {@code by}. */

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.driver.checkpoint.CheckpointWriter;
 import io.lorafleet.driver.checkpoint.Checkpoints;
 import io.lorafleet.driver.checkpoint.OutputFailure;
+import io.lorafleet.driver.checkpoint.RunFiles;
 import io.lorafleet.driver.checkpoint.RunLock;
 import io.lorafleet.driver.checkpoint.RunOutput;
 import io.lorafleet.driver.executor.FaultPlan;
@@ -42,10 +43,10 @@ public final class Trainer {
   static final String METRICS = "metrics.jsonl";
 
   /** The run directory's running averages: --ema-decay's and --bema's adapters. */
-  public static final String EMA = "ema";
-  public static final String BEMA = "bema";
+  public static final String EMA = RunFiles.EMA;
+  public static final String BEMA = RunFiles.BEMA;
   /** --metric-for-best-model's best candidate so far. */
-  public static final String BEST = BestModel.DIR;
+  public static final String BEST = RunFiles.BEST;
 
   private Trainer() {}
 
@@ -412,6 +413,13 @@ public final class Trainer {
         throw new IllegalArgumentException("--data " + cfg.io().data() + " was tokenized with tokenizer " + fp + " but --model " + cfg.io().model()
             + " has tokenizer " + tok.fingerprint() + "; prepare the data again with this model");
       }
+    }
+    String metric = cfg.eval().best().metric();
+    boolean classifierMetric = TrainConfig.Selection.CLASSIFIER_METRICS.contains(metric);
+    if (model.arch().encoder() ? metric.equals("exact_match") : classifierMetric) {
+      throw new IllegalArgumentException("--metric-for-best-model " + metric + " is not a metric of " + model.modelType() + ": a "
+          + (model.arch().encoder() ? "sequence classifier has loss, perplexity, accuracy, f1, matthews and pearson"
+          : "causal LM has loss, perplexity and exact_match"));
     }
     if (cfg.eval().every() > 0 && m.rows("validation") == 0) {
       throw new IllegalArgumentException("--eval-every " + cfg.eval().every() + " needs validation examples but " + cfg.io().data() + "/validation"

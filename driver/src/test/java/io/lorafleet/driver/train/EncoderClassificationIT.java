@@ -259,4 +259,25 @@ class EncoderClassificationIT {
     assertTrue(trained.pearson() > 0.9 && trained.spearman() > 0.8, "trained: " + trained);
     assertTrue(evals.get(1).scores().loss() < evals.get(0).scores().loss() / 4, "MSE " + evals.get(1).scores().loss() + " vs base " + evals.get(0).scores().loss());
   }
+
+  /**
+   * A classifier chosen by Matthews correlation during the run: the live adapter and its EMA are
+   * scored on the workers by eval's own code, and eval --run on the same validation split gives
+   * best/ the best_metric that trainer_state.json records.
+   */
+  @Test
+  void aClassifierKeepsItsBestByMatthewsAsEvalScoresIt() throws Exception {
+    Path model = model("roberta", "roberta", List.of("negative", "positive"));
+    Path data = prepare(model, "pairs.jsonl", "roberta-data");
+    TrainConfig c = cfg(model, data, "roberta-best", 2, 160).toBuilder().seed(1).checkpointEvery(40).evalEvery(40).evalExamples(1000).emaDecay(0.8)
+        .best(TrainConfig.Selection.of("eval_matthews", null, true, 0, 0)).build();
+    assertTrue(c.eval().best().greaterIsBetter(), "transformers: greater is better for a name not ending in loss");
+    Trainer.run(spark, c, false);
+    Path run = dir.resolve("roberta-best");
+    var state = new com.fasterxml.jackson.databind.ObjectMapper().readTree(run.resolve("checkpoint-160").resolve("trainer_state.json").toFile());
+    var evals = RunEvaluation.candidates(spark, model.toString(), Quantization.NONE, List.of(new RunEvaluation.Row("best", -1,
+        Optional.of(run.resolve(Trainer.BEST).toString()), Scores.ZERO)), data.resolve("validation").toString(), 2, 1000);
+    assertEquals(evals.get(0).scores().metrics().matthews(), state.get("best_metric").asDouble(), 1e-12, state.toString());
+    assertTrue(state.get("best_metric").asDouble() > 0, "the classifier learned something: " + state);
+  }
 }

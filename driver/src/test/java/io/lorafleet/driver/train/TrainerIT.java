@@ -528,9 +528,9 @@ class TrainerIT {
       sb.append("{\"context\": \"").append(words.get(i % 8)).append(" ").append(words.get((i / 8) % 8)).append(" =\", \"target\": \"")
           .append(words.get((i + 1) % 8)).append("\"}\n");
     }
-    Files.writeString(dir.resolve("v.jsonl"), sb);
-    Path vdata = dir.resolve("vdata");
-    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("v.jsonl").toString()), model.toString(), vdata.toString()).maxSeqLen(32)
+    Files.writeString(dir.resolve("best.jsonl"), sb);
+    Path vdata = dir.resolve("best-data");
+    Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("best.jsonl").toString()), model.toString(), vdata.toString()).maxSeqLen(32)
         .valFraction(0.25).seed(2).shards(2).maxBadFraction(0).build());
     TrainConfig c = cfg("best", 2, 6, "adamw", false).toBuilder().data(vdata.toString()).checkpointEvery(1).keepCheckpoints(10).evalEvery(1)
         .evalExamples(1000).emaDecay(0.5).best(TrainConfig.Selection.of("eval_loss", null, true, 0, 0)).build();
@@ -567,6 +567,24 @@ class TrainerIT {
         List.of(new io.lorafleet.driver.eval.RunEvaluation.Row("best", -1, java.util.Optional.of(run.resolve(Trainer.BEST).toString()),
             io.lorafleet.driver.eval.Scores.ZERO)), vdata.resolve("validation").toString(), 2, 1000);
     assertEquals(want, evaluated.get(0).scores().loss(), 1e-6 * Math.abs(want), "eval --run's loss of best/ on the same split");
+    // by greedy exact match (greater is better), scored on the workers by eval's own code: eval --run finds the same for best/
+    TrainConfig em = c.toBuilder().output(dir.resolve("best-em").toString()).best(TrainConfig.Selection.of("eval_exact_match", null, false, 0, 0)).build();
+    assertTrue(em.eval().best().greaterIsBetter());
+    Trainer.run(spark, em, false);
+    var emState = json.readTree(dir.resolve("best-em").resolve(Checkpoints.dirName(6)).resolve(Checkpoints.STATE).toFile());
+    var emEval = io.lorafleet.driver.eval.RunEvaluation.candidates(spark, model.toString(), io.lorafleet.worker.quant.Quantization.NONE,
+        List.of(new io.lorafleet.driver.eval.RunEvaluation.Row("best", -1, java.util.Optional.of(dir.resolve("best-em").resolve(Trainer.BEST).toString()),
+            io.lorafleet.driver.eval.Scores.ZERO)), vdata.resolve("validation").toString(), 2, 1000);
+    assertEquals(emEval.get(0).scores().exactMatch(), emState.get("best_metric").asDouble(), 1e-12, emState.toString());
+    double emMax = 0;
+    for (String line : Files.readAllLines(dir.resolve("best-em").resolve(Trainer.METRICS))) {
+      var m = json.readTree(line);
+      emMax = Math.max(emMax, Math.max(m.get("val_exact_match").asDouble(), m.get("val_exact_match_ema").asDouble()));
+    }
+    assertEquals(emMax, emState.get("best_metric").asDouble(), 0, "the highest exact match of any candidate at any evaluation");
+    var refused = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, c.toBuilder().output(dir.resolve("best-acc").toString())
+        .best(TrainConfig.Selection.of("accuracy", null, false, 0, 0)).build(), false));
+    assertTrue(refused.getMessage().contains("accuracy is not a metric of llama"), refused.getMessage());
     // early stopping: the first evaluation sets the best; the next two pass no threshold of 1e9, so the run ends at step 3
     Trainer.Result stopped = Trainer.run(spark, c.toBuilder().output(dir.resolve("stopped").toString())
         .best(TrainConfig.Selection.of("loss", null, false, 2, 1e9)).build(), false);
