@@ -134,6 +134,16 @@ class JobFileTest {
     return cl.getSubcommands().get("train").getCommand();
   }
 
+  /** transformers' TrainingArguments for the best model and EarlyStoppingCallback's arguments, as a job file spells them. */
+  @Test
+  void transformersBestModelFieldsAreTheirFlags() throws Exception {
+    Path job = tmp.resolve("best.yaml");
+    Files.writeString(job, "model: m\ndata: d\nout: o\neval_steps: 10\nmetric_for_best_model: eval_accuracy\ngreater_is_better: false\n"
+        + "load_best_model_at_end: true\nearly_stopping_patience: 3\nearly_stopping_threshold: 0.01\n");
+    var c = parsed("train", "--config", job.toString()).config();
+    assertEquals(new io.lorafleet.driver.train.TrainConfig.Selection("accuracy", false, true, 3, 0.01), c.eval().best());
+  }
+
   @Test
   void huggingFaceAndAxolotlNamesAreAliases() throws Exception {
     Path job = tmp.resolve("hf.yaml");
