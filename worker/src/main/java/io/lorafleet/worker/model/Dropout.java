@@ -79,7 +79,12 @@ public record Dropout(long seed, long[] rowKeys, boolean model) {
     if (!on() || p <= 0) {
       return x;
     }
-    return x.mul(manager.create(mask(x.getShape().getShape(), module, p), x.getShape()).toType(x.getDataType(), false));
+    return times(manager, x, mask(x.getShape().getShape(), module, p));
+  }
+
+  /** x · mask, the mask made in {@code manager} in x's dtype. */
+  private static NDArray times(NDManager manager, NDArray x, float[] mask) {
+    return x.mul(manager.create(mask, x.getShape()).toType(x.getDataType(), false));
   }
 
   /**
@@ -97,7 +102,7 @@ public record Dropout(long seed, long[] rowKeys, boolean model) {
     if (offset != 0) {
       origin[2] = offset;
     }
-    return x.mul(x.getManager().create(mask(shape, origin, site(site), p), x.getShape()).toType(x.getDataType(), false));
+    return times(x.getManager(), x, mask(shape, origin, site(site), p));
   }
 
   /** The mask {@link #apply} multiplies a tensor of {@code shape} (rows first) by, row-major: 0 or 1/(1−p). */

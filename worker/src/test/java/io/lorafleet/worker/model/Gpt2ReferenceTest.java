@@ -38,7 +38,20 @@ class Gpt2ReferenceTest {
     Map<String, Tensor> t = TinyModels.tensors(c, 23);
     Path dir = tmp.resolve("gpt2");
     ModelDirectory.write(dir, cfgJson, t);
-    long[] keys = {8, 3};
+    assertTrainAndEvalModes(dir, c, new long[] {8, 3}, (ids, masks) -> reference(t, c, ids, masks), 2);
+  }
+
+  /** A decoder's float64 reference: logits (T, V) of one unpadded row under that row's masks. */
+  interface Reference {
+    double[][] logits(int[] ids, RowMasks masks);
+  }
+
+  /**
+   * The model in {@code dir} on a batch of a long row and a padded short one, in eval mode and in
+   * train mode with rows keyed {@code keys}, against {@code ref} drawing each row's masks, to 1e-9;
+   * in train mode position {@code probe} must differ from eval mode (the dropouts are on).
+   */
+  static void assertTrainAndEvalModes(Path dir, ModelConfig c, long[] keys, Reference ref, int probe) {
     try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
       Batch batch = Batch.of(IDS, new int[2][IDS[0].length]);
       for (boolean train : new boolean[] {false, true}) {
@@ -48,15 +61,15 @@ class Gpt2ReferenceTest {
         int tt = IDS[0].length;
         for (int r = 0; r < 2; r++) {
           int[] ids = java.util.Arrays.copyOf(IDS[r], LENGTHS[r]); // a padded row's real tokens see only themselves
-          double[][] want = reference(t, c, ids, train ? RowMasks.of(EncoderReferenceTest.SEED, keys[r]) : RowMasks.EVAL);
-          double[][] eval = reference(t, c, ids, RowMasks.EVAL);
+          double[][] want = ref.logits(ids, train ? RowMasks.of(EncoderReferenceTest.SEED, keys[r]) : RowMasks.EVAL);
+          double[][] eval = ref.logits(ids, RowMasks.EVAL);
           for (int i = 0; i < ids.length; i++) {
             for (int j = 0; j < v; j++) {
               assertEquals(want[i][j], got[(r * tt + i) * v + j], 1e-9 * (1 + Math.abs(want[i][j])), (train ? "train" : "eval") + " mode, row " + r
                   + ", position " + i + ", logit " + j);
             }
           }
-          assertTrue(!train || Math.abs(want[2][0] - eval[2][0]) > 1e-6, "train mode drops");
+          assertTrue(!train || Math.abs(want[probe][0] - eval[probe][0]) > 1e-6, "train mode drops");
         }
       }
     }
@@ -101,7 +114,7 @@ class Gpt2ReferenceTest {
       String p = "transformer.h." + l + ".";
       double[][] qkv = conv1d(layerNorm(x, w(t, p + "ln_1.weight"), w(t, p + "ln_1.bias"), c.normEps()), w(t, p + "attn.c_attn.weight"),
           w(t, p + "attn.c_attn.bias"));
-      double[][] a = GptjReferenceTest.causalAttention(qkv, 0, qkv, h, qkv, 2 * h, nh, hd, masks, p + "attn.attn_dropout", attnP); // q | k | v
+      double[][] a = GptjReferenceTest.causalAttention(qkv, 0, qkv, h, qkv, 2 * h, nh, nh, hd, masks, p + "attn.attn_dropout", attnP); // q | k | v
       double[][] attn = masks.drop(conv1d(a, w(t, p + "attn.c_proj.weight"), w(t, p + "attn.c_proj.bias")), p + "attn.resid_dropout", resid);
       x = GptjReferenceTest.add(x, attn);
       double[][] fc = conv1d(layerNorm(x, w(t, p + "ln_2.weight"), w(t, p + "ln_2.bias"), c.normEps()), w(t, p + "mlp.c_fc.weight"),

@@ -171,20 +171,23 @@ class GptjReferenceTest {
 
   /**
    * Causal attention of one row, softmax(q·kᵀ/√hd)·v per head, the probabilities through the row's
-   * mask at {@code site} (rate p): q, k and v (T, ·) are read from column offsets qo, ko and vo. Returns (T, nh·hd).
+   * mask at {@code site} (rate p): q, k and v (T, ·) are read from column offsets qo, ko and vo; nh
+   * query heads share nkv key/value heads (grouped-query attention: query head h reads kv head
+   * h / (nh / nkv); nkv = nh for plain multi-head attention). Returns (T, nh·hd).
    */
-  static double[][] causalAttention(double[][] q, int qo, double[][] k, int ko, double[][] v, int vo, int nh, int hd, RowMasks masks, String site,
-      double p) {
+  static double[][] causalAttention(double[][] q, int qo, double[][] k, int ko, double[][] v, int vo, int nh, int nkv, int hd, RowMasks masks,
+      String site, double p) {
     int len = q.length;
     double[][] a = new double[len][nh * hd];
     for (int head = 0; head < nh; head++) {
+      int kvh = head / (nh / nkv);
       for (int i = 0; i < len; i++) {
         double[] s = new double[i + 1];
         double max = Double.NEGATIVE_INFINITY;
         for (int j = 0; j <= i; j++) {
           double d = 0;
           for (int e = 0; e < hd; e++) {
-            d += q[i][qo + head * hd + e] * k[j][ko + head * hd + e];
+            d += q[i][qo + head * hd + e] * k[j][ko + kvh * hd + e];
           }
           s[j] = d / Math.sqrt(hd);
           max = Math.max(max, s[j]);
@@ -200,7 +203,7 @@ class GptjReferenceTest {
         s = masks.dropProbs(s, site, p, nh, head, i, len);
         for (int j = 0; j <= i; j++) {
           for (int e = 0; e < hd; e++) {
-            a[i][head * hd + e] += s[j] * v[j][vo + head * hd + e];
+            a[i][head * hd + e] += s[j] * v[j][vo + kvh * hd + e];
           }
         }
       }
@@ -297,7 +300,7 @@ class GptjReferenceTest {
       double[][] v = linear(n, w(t, p + "attn.v_proj.weight"), h, null);
       rotate(q, nh, hd, c.rotaryDim());
       rotate(k, nh, hd, c.rotaryDim());
-      double[][] a = causalAttention(q, 0, k, 0, v, 0, nh, hd, masks, p + "attn.attn_dropout", attnP);
+      double[][] a = causalAttention(q, 0, k, 0, v, 0, nh, nh, hd, masks, p + "attn.attn_dropout", attnP);
       double[][] attn = masks.drop(linear(a, w(t, p + "attn.out_proj.weight"), h, null), p + "attn.resid_dropout", resid);
       double[][] fc = linear(n, w(t, p + "mlp.fc_in.weight"), c.intermediate(), w(t, p + "mlp.fc_in.bias"));
       for (double[] row : fc) {

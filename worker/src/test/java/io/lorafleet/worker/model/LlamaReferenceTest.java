@@ -2,12 +2,8 @@ package io.lorafleet.worker.model;
 
 import static io.lorafleet.worker.model.GptjReferenceTest.linear;
 import static io.lorafleet.worker.model.GptjReferenceTest.w;
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.djl.Device;
-import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.lorafleet.worker.TinyModels;
 import io.lorafleet.worker.safetensors.Tensor;
@@ -28,9 +24,6 @@ import org.junit.jupiter.api.io.TempDir;
 class LlamaReferenceTest {
   @TempDir Path tmp;
 
-  private static final int[][] IDS = {{1, 7, 30, 4, 4, 19, 2, 11, 36, 5}, {3, 9, 2, 14, 0, 0, 0, 0, 0, 0}};
-  private static final int[] LENGTHS = {10, 4};
-
   @Test
   void logitsInEvalAndTrainModeEqualAFloat64ImplementationOfModelingLlama() throws Exception {
     ObjectNode cfgJson = TinyModels.LLAMA.configJson(1, 2).put("attention_dropout", 0.2);
@@ -39,27 +32,7 @@ class LlamaReferenceTest {
     Map<String, Tensor> t = TinyModels.tensors(c, 29);
     Path dir = tmp.resolve("llama");
     ModelDirectory.write(dir, cfgJson, t);
-    long[] keys = {6, 13};
-    try (LanguageModel m = LanguageModel.load(dir, Device.cpu(), DataType.FLOAT64); NDManager s = m.manager().newSubManager()) {
-      Batch batch = Batch.of(IDS, new int[2][IDS[0].length]);
-      for (boolean train : new boolean[] {false, true}) {
-        Dropout d = train ? new Dropout(EncoderReferenceTest.SEED, keys, true) : Dropout.OFF;
-        double[] got = m.forward(new ForwardContext(s, Map.of(), LinearDelta.NONE, d), batch).toType(DataType.FLOAT64, false).toDoubleArray();
-        int v = c.vocabSize();
-        for (int r = 0; r < 2; r++) {
-          int[] ids = java.util.Arrays.copyOf(IDS[r], LENGTHS[r]);
-          double[][] want = reference(t, c, ids, train ? RowMasks.of(EncoderReferenceTest.SEED, keys[r]) : RowMasks.EVAL);
-          double[][] eval = reference(t, c, ids, RowMasks.EVAL);
-          for (int i = 0; i < ids.length; i++) {
-            for (int j = 0; j < v; j++) {
-              assertEquals(want[i][j], got[(r * IDS[0].length + i) * v + j], 1e-9 * (1 + Math.abs(want[i][j])), (train ? "train" : "eval")
-                  + " mode, row " + r + ", position " + i + ", logit " + j);
-            }
-          }
-          assertTrue(!train || Math.abs(want[3][0] - eval[3][0]) > 1e-6, "train mode drops");
-        }
-      }
-    }
+    Gpt2ReferenceTest.assertTrainAndEvalModes(dir, c, new long[] {6, 13}, (ids, masks) -> reference(t, c, ids, masks), 3);
   }
 
   static double[][] rmsNorm(double[][] x, double[] g, double eps) {
@@ -117,36 +90,7 @@ class LlamaReferenceTest {
       double[][] v = linear(n, w(t, pre + "self_attn.v_proj.weight"), nkv * hd, null);
       rotate(q, nh, hd, c.ropeTheta());
       rotate(k, nkv, hd, c.ropeTheta());
-      double[][] a = new double[len][nh * hd];
-      for (int head = 0; head < nh; head++) {
-        int kvh = head / (nh / nkv);
-        for (int i = 0; i < len; i++) {
-          double[] s = new double[i + 1];
-          double max = Double.NEGATIVE_INFINITY;
-          for (int j = 0; j <= i; j++) {
-            double dot = 0;
-            for (int e = 0; e < hd; e++) {
-              dot += q[i][head * hd + e] * k[j][kvh * hd + e];
-            }
-            s[j] = dot / Math.sqrt(hd);
-            max = Math.max(max, s[j]);
-          }
-          double z = 0;
-          for (int j = 0; j <= i; j++) {
-            s[j] = Math.exp(s[j] - max);
-            z += s[j];
-          }
-          for (int j = 0; j <= i; j++) {
-            s[j] /= z;
-          }
-          s = masks.dropProbs(s, pre + "self_attn.attention_dropout", p, nh, head, i, len);
-          for (int j = 0; j <= i; j++) {
-            for (int e = 0; e < hd; e++) {
-              a[i][head * hd + e] += s[j] * v[j][kvh * hd + e];
-            }
-          }
-        }
-      }
+      double[][] a = GptjReferenceTest.causalAttention(q, 0, k, 0, v, 0, nh, nkv, hd, masks, pre + "self_attn.attention_dropout", p);
       x = GptjReferenceTest.add(x, linear(a, w(t, pre + "self_attn.o_proj.weight"), h, null));
       double[][] n2 = rmsNorm(x, w(t, pre + "post_attention_layernorm.weight"), c.normEps());
       double[][] gate = linear(n2, w(t, pre + "mlp.gate_proj.weight"), c.intermediate(), null);
