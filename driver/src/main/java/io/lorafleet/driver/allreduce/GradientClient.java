@@ -50,12 +50,15 @@ public final class GradientClient implements AutoCloseable {
     this.transport = transport;
   }
 
-  /** One rank's connection, pushing fp32. */
-  public static GradientClient connect(String host, int port, String jobId, byte[] secret, int rank, int size, int timeoutMs) throws IOException {
-    return connect(host, port, jobId, secret, new SumTree.Node(rank, rank + 1), size, timeoutMs, Transport.FP32);
+  /** The connection of one slot's worker, pushing fp32. */
+  public static GradientClient connect(String host, int port, String jobId, byte[] secret, int slot, int size, int timeoutMs) throws IOException {
+    return connect(host, port, jobId, secret, new SumTree.Node(slot, slot + 1), size, timeoutMs, Transport.FP32);
   }
 
-  /** The connection that speaks for the ranks of {@code node}, pushing their sum in {@code transport}. */
+  /**
+   * The connection that speaks for the slots of {@code node} (any range of them), pushing the sums of
+   * the tree nodes inside it in {@code transport}.
+   */
   public static GradientClient connect(String host, int port, String jobId, byte[] secret, SumTree.Node node, int size, int timeoutMs,
       Transport transport) throws IOException {
     Socket s = new Socket();
@@ -93,7 +96,7 @@ public final class GradientClient implements AutoCloseable {
     out.flush();
     int answer = in.readInt();
     if (answer != Wire.ACCEPT) {
-      throw new IOException("gradient server " + where + " refused " + node + " (wrong job secret, a rank already taken, or a late connection)");
+      throw new IOException("gradient server " + where + " refused " + node + " (wrong job secret, a slot already taken, or a late connection)");
     }
     byte[] proof = new byte[Wire.MAC_BYTES];
     in.readFully(proof);
@@ -142,31 +145,51 @@ public final class GradientClient implements AutoCloseable {
   }
 
   /**
+   * A push of one node's sum: a peer whose slots are one node of the tree.
+   *
    * @param tokens what the loss is averaged over: target tokens, or a classifier's rows
    * @param inputTokens the step's input tokens, padding excluded (for the driver's metrics)
    * @param computeNanos the worker's forward+backward time for this step (for the driver's metrics)
    * @param flags {@link GradientServer#FLAG_OVERFLOW} and {@link GradientServer#FLAG_SCALED}, or 0
    */
   public void push(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
-    push(step, tokens, inputTokens, lossSum, computeNanos, flags, -1, gradSum);
+    push(step, tokens, inputTokens, computeNanos, flags, -1, new double[] {lossSum}, java.util.List.of(gradSum));
   }
 
   /**
-   * As {@link #push(int, long, long, double, long, int, float[])} for a pre-reduced sum;
-   * {@code nonFiniteRank} names the first rank of it whose own gradient held NaN or infinity (-1: none).
+   * The step's push: the gradient and loss sums of each tree node inside this peer's slots, in slot
+   * order ({@link SumTree#cover}); {@code nonFiniteSlot} names the first slot whose own gradient held
+   * NaN or infinity (-1: none).
    */
-  public void push(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, int nonFiniteRank, float[] gradSum)
-      throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putLong(inputTokens).putDouble(lossSum).putLong(computeNanos)
-        .putInt(flags).putInt(nonFiniteRank).array();
-    int n = gradSum.length;
-    int bytes = (int) transport.bytes(n);
+  public void push(int step, long tokens, long inputTokens, long computeNanos, int flags, int nonFiniteSlot, double[] lossSums,
+      java.util.List<float[]> gradSums) throws IOException {
+    int k = gradSums.size();
+    if (lossSums.length != k) {
+      throw new IllegalArgumentException("a push holds one loss sum a node but found " + lossSums.length + " for " + k + " nodes");
+    }
+    ByteBuffer h = ByteBuffer.allocate(Wire.pushHeader(k)).putInt(step).putLong(tokens).putLong(inputTokens).putLong(computeNanos).putInt(flags)
+        .putInt(nonFiniteSlot);
+    for (double l : lossSums) {
+      h.putDouble(l);
+    }
+    int n = gradSums.get(0).length;
+    int bytes = (int) (k * transport.bytes(n));
     if (pushed.length != bytes) {
       pushed = new byte[bytes];
     }
-    // encoded in chunks on every core (chunk starts are multiples of the fp16 block)
-    Kernels.chunks(n, (from, to) -> transport.encode(gradSum, from, to - from, pushed, (int) transport.offset(from)));
-    toServer.write(out, Wire.PUSH, header, pushed, bytes, Wire.Digest.of(pushed, 0, bytes));
+    // chunk c of every node in turn, encoded in chunks on every core (chunk starts are multiples of the fp16 block)
+    int chunk = StreamingReduce.chunk(n);
+    Kernels.chunks(n, (from, to) -> {
+      for (int c = from / chunk * chunk; c < to; c += chunk) { // whole chunks of the layout inside [from, to)
+        int start = Math.max(c, from);
+        int len = Math.min(Math.min(c + chunk, n), to) - start;
+        for (int j = 0; j < k; j++) {
+          transport.encode(gradSums.get(j), start, len, pushed, (int) (StreamingReduce.layout(transport, c, Math.min(chunk, n - c), j, k)
+              + transport.offset(start) - transport.offset(c)));
+        }
+      }
+    });
+    toServer.write(out, Wire.PUSH, h.array(), pushed, bytes, Wire.Digest.of(pushed, 0, bytes));
   }
 
   /**
@@ -196,8 +219,8 @@ public final class GradientClient implements AutoCloseable {
 
   /** For a simulated worker: pushes a payload encoded and digested once, reused every step. */
   public void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PUSH_HEADER).putInt(step).putLong(tokens).putLong(tokens).putDouble(tokens).putLong(0).putInt(0).putInt(-1)
-        .array();
+    byte[] header = ByteBuffer.allocate(Wire.pushHeader(1)).putInt(step).putLong(tokens).putLong(tokens).putLong(0).putInt(0).putInt(-1)
+        .putDouble(tokens).array();
     toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
   }
 

@@ -35,9 +35,10 @@ import java.util.function.IntFunction;
  * call, so steps do not use it); {@link Wire} has the protocol. Handshakes run concurrently, each
  * under an overall deadline, so a peer that connects and trickles bytes delays nobody. Each step the
  * server broadcasts the adapter (encoded and digested once for all workers) and reduces the pushes
- * while they stream in ({@link StreamingReduce}), in the fixed order of {@link SumTree}. A peer
- * speaks for one rank or for a tree node its executor pre-reduced; the peers' nodes must cover the
- * ranks exactly. A push with the wrong step, size or tag, or holding NaN or infinity, fails the
+ * while they stream in ({@link StreamingReduce}), in the fixed order of {@link SumTree} over the
+ * step's slots (micro-batches). A peer speaks for a range of slots (a worker's, or an executor's
+ * workers' together) and pushes the sums of the maximal tree nodes inside it; the peers' ranges must
+ * tile the slots exactly. The sum therefore does not depend on how many peers there are. A push with the wrong step, size or tag, or holding NaN or infinity, fails the
  * step with a clear error and is never applied; a worker that does not answer within the timeout
  * fails the step instead of hanging the job.
  */
@@ -49,26 +50,26 @@ public final class GradientServer implements AutoCloseable {
   private static final int MAX_PENDING_HANDSHAKES = 64;
 
   /**
-   * What one step's pushes came to: the gradient sum over every rank (valid until the next
+   * What one step's pushes came to: the gradient sum over every slot (valid until the next
    * exchange, which reuses the buffer), its Σ sum², target tokens (a classifier's rows), input
-   * tokens (padding excluded), loss sum, the slowest rank's compute time, and where the driver's
-   * time went.
+   * tokens (padding excluded), loss sum, the slowest peer's compute time, the node sums pushed,
+   * and where the driver's time went.
    */
   public record Gathered(float[] sum, double sumSquares, long tokens, long inputTokens, double lossSum, long computeNanos, boolean overflow, boolean scaled,
       int pushes, long broadcastNanos, long reduceNanos, long digestNanos) {}
 
-  /** An authenticated worker's connection, speaking for the ranks of {@code node}. */
-  private record Peer(SumTree.Node node, Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
+  /** An authenticated worker's connection, speaking for the slots of {@code node} and pushing {@code pushes}, the tree nodes inside them. */
+  private record Peer(SumTree.Node node, List<SumTree.Node> pushes, Socket socket, DataInputStream in, DataOutputStream out, Wire.Channel toWorker, Wire.Channel fromWorker) {}
 
   private final ServerSocket socket;
   private final String jobId;
   private final byte[] secret;
-  private final int workers;
+  private final int slots;
   private final int timeoutMs;
   private final int handshakeMs;
   private final IntFunction<String> tensorAt;
   private final Transport transport;
-  /** Connected peers by their node's first rank; each rank is covered at most once. */
+  /** Connected peers by their first slot; each slot is covered at most once. */
   private final java.util.TreeMap<Integer, Peer> peers = new java.util.TreeMap<>();
   private final boolean[] covered;
   private int connected;
@@ -87,28 +88,29 @@ public final class GradientServer implements AutoCloseable {
   private static final int KEPT_REASONS = 100;
   private final Thread acceptor;
 
-  public GradientServer(String bindHost, String jobId, byte[] secret, int workers, int timeoutMs) throws IOException {
-    this(bindHost, PortRange.ANY, jobId, secret, workers, timeoutMs, i -> "element " + i, Transport.FP32);
+  public GradientServer(String bindHost, String jobId, byte[] secret, int slots, int timeoutMs) throws IOException {
+    this(bindHost, PortRange.ANY, jobId, secret, slots, timeoutMs, i -> "element " + i, Transport.FP32);
   }
 
   /**
    * @param bindHost the driver's address (never the wildcard on a cluster: the channel has no reason
    *     to listen on other interfaces)
    * @param tensorAt the name of the tensor holding flat element i, for error messages
+   * @param slots the micro-batches of a step's global batch, which the peers' ranges tile
    * @param transport how the workers encode their pushes
    */
-  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int workers, int timeoutMs, IntFunction<String> tensorAt,
+  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int slots, int timeoutMs, IntFunction<String> tensorAt,
       Transport transport) throws IOException {
     this.socket = ports.bind(InetAddress.getByName(bindHost));
     this.jobId = jobId;
     this.secret = secret.clone();
-    this.workers = workers;
+    this.slots = slots;
     this.timeoutMs = timeoutMs;
     this.handshakeMs = Math.min(timeoutMs, 30_000);
     this.tensorAt = tensorAt;
     this.transport = transport;
-    this.covered = new boolean[workers];
-    this.io = Executors.newFixedThreadPool(workers, daemon("lorafleet-gradient-io"));
+    this.covered = new boolean[slots];
+    this.io = Executors.newFixedThreadPool(slots, daemon("lorafleet-gradient-io")); // threads start as peers need them: at most one a peer
     this.handshakes = Executors.newCachedThreadPool(daemon("lorafleet-gradient-handshake"));
     this.deadlines = Executors.newSingleThreadScheduledExecutor(daemon("lorafleet-gradient-deadline"));
     this.acceptor = daemon("lorafleet-gradient-accept").newThread(this::acceptLoop);
@@ -190,15 +192,15 @@ public final class GradientServer implements AutoCloseable {
     if (!MessageDigest.isEqual(mac, Wire.hmac(secret, "hello", jobId, node, serverNonce, clientNonce))) {
       throw new Wire.ProtocolException("authentication failed for a peer claiming " + node);
     }
-    Peer p = new Peer(node, s, in, out, Wire.Channel.of(secret, "s2c", jobId, node, serverNonce, clientNonce),
+    if (node.hi() > slots) {
+      throw new Wire.ProtocolException(node + " lies outside the " + slots + " slots of a step");
+    }
+    Peer p = new Peer(node, SumTree.cover(slots, node), s, in, out, Wire.Channel.of(secret, "s2c", jobId, node, serverNonce, clientNonce),
         Wire.Channel.of(secret, "c2s", jobId, node, serverNonce, clientNonce));
     synchronized (this) {
-      if (node.hi() > workers || !SumTree.isNode(workers, node)) {
-        throw new Wire.ProtocolException(node + " is not a node of the summation tree over " + workers + " workers");
-      }
       for (int r = node.lo(); r < node.hi(); r++) {
         if (covered[r]) {
-          throw new Wire.ProtocolException(node + ": rank " + r + " is already connected (workers: " + workers + ")");
+          throw new Wire.ProtocolException(node + ": slot " + r + " is already connected (slots: " + slots + ")");
         }
       }
       out.writeInt(Wire.ACCEPT);
@@ -237,7 +239,7 @@ public final class GradientServer implements AutoCloseable {
     }
   }
 
-  /** Waits until every rank has connected and authenticated; strangers are refused and closed. */
+  /** Waits until every slot's peer has connected and authenticated; strangers are refused and closed. */
   public void awaitWorkers() throws IOException {
     awaitWorkers(() -> false);
   }
@@ -245,19 +247,20 @@ public final class GradientServer implements AutoCloseable {
   /**
    * As {@link #awaitWorkers()}, but gives up as soon as {@code abandoned} says the workers will not
    * come (their stage has already failed), instead of waiting for the timeout. Connections that
-   * arrive later are still answered, and refused (every rank is taken), so a late or hostile peer
+   * arrive later are still answered, and refused (every slot is taken), so a late or hostile peer
    * gets the same treatment during the whole stage.
    */
   public void awaitWorkers(BooleanSupplier abandoned) throws IOException {
     long deadline = System.currentTimeMillis() + timeoutMs;
     synchronized (this) {
-      while (connected < workers) {
+      while (connected < slots) {
         long left = deadline - System.currentTimeMillis();
         if (left <= 0) {
-          throw new IOException("only " + connected + " of " + workers + " workers connected to the gradient channel within " + timeoutMs + " ms");
+          throw new IOException("workers for only " + connected + " of " + slots + " slots connected to the gradient channel within " + timeoutMs
+              + " ms");
         }
         if (abandoned.getAsBoolean()) {
-          throw new IOException("the worker stage ended after " + connected + " of " + workers + " workers connected");
+          throw new IOException("the worker stage ended after workers for " + connected + " of " + slots + " slots connected");
         }
         try {
           wait(Math.min(left, 200));
@@ -270,9 +273,9 @@ public final class GradientServer implements AutoCloseable {
     }
   }
 
-  /** The connections pushing each step: one per rank, or one per pre-reduced node. */
+  /** The node sums pushed each step, over all connections. */
   public synchronized int pushesPerStep() {
-    return peers.size();
+    return peers.values().stream().mapToInt(p -> p.pushes().size()).sum();
   }
 
   /** Sends the adapter for {@code step} to every worker and reduces their pushes. */
@@ -285,12 +288,13 @@ public final class GradientServer implements AutoCloseable {
     int n = params.length;
     byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putDouble(lossScale).array();
     byte[] digest = encodeBroadcast(params);
-    if (buffers == null || buffers.inputs != inputs.size() || sum.length != n) {
-      buffers = new StreamingReduce.Buffers(inputs.size(), n, transport);
+    List<List<SumTree.Node>> nodes = inputs.stream().map(Peer::pushes).toList();
+    int leaves = nodes.stream().mapToInt(List::size).sum();
+    if (buffers == null || buffers.leaves != leaves || buffers.wire.length != inputs.size() || sum.length != n) {
+      buffers = new StreamingReduce.Buffers(inputs.size(), leaves, n, transport);
       sum = new float[n];
     }
-    List<SumTree.Node> nodes = inputs.stream().map(Peer::node).toList();
-    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(workers), transport, buffers, sum, timeoutMs, tensorAt);
+    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(slots), transport, buffers, sum, timeoutMs, tensorAt);
     long[] written = new long[inputs.size()];
     List<Future<StreamingReduce.Header>> fs = new ArrayList<>();
     for (int i = 0; i < inputs.size(); i++) {
@@ -319,7 +323,9 @@ public final class GradientServer implements AutoCloseable {
     int flags = 0;
     int scaled = 0;
     for (int i = 0; i < got.length; i++) {
-      losses.put(nodes.get(i), got[i].lossSum());
+      for (int j = 0; j < nodes.get(i).size(); j++) {
+        losses.put(nodes.get(i).get(j), got[i].lossSums()[j]);
+      }
       tokens += got[i].tokens();
       inputTokens += got[i].inputTokens();
       compute = Math.max(compute, got[i].computeNanos());
@@ -330,12 +336,12 @@ public final class GradientServer implements AutoCloseable {
       throw new Wire.ProtocolException("step " + step + ": " + scaled + " of " + got.length + " pushes hold loss-scaled fp16 gradients and the rest "
           + "do not; every worker of a job must compute in the same dtype");
     }
-    double loss = SumTree.sum(SumTree.root(workers), losses::get);
+    double loss = SumTree.sum(SumTree.root(slots), losses::get);
     if ((flags & FLAG_OVERFLOW) == 0 && !Double.isFinite(loss)) {
       throw new NonFiniteGradientException("step " + step + " gave a non-finite loss sum " + loss);
     }
     long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
-    return new Gathered(sum, reduce.sumSquares(), tokens, inputTokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, got.length, broadcastNanos,
+    return new Gathered(sum, reduce.sumSquares(), tokens, inputTokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, leaves, broadcastNanos,
         reduce.reduceNanos(), reduce.digestNanos());
   }
 
@@ -377,25 +383,37 @@ public final class GradientServer implements AutoCloseable {
     written[i] = System.nanoTime() - t0;
     bytesSent.addAndGet(8L + header.length + 4L * n + Wire.MAC_BYTES);
     String what = p.node() + "'s push";
-    long payload = transport.bytes(n);
+    int k = p.pushes().size();
+    long payload = k * transport.bytes(n);
+    int headerBytes = Wire.pushHeader(k);
     byte[] h;
     try {
-      h = p.fromWorker().readHead(p.in(), Wire.PUSH, Wire.PUSH_HEADER, payload, what);
+      h = p.fromWorker().readHead(p.in(), Wire.PUSH, headerBytes, payload, what);
     } catch (Wire.LengthException e) {
-      long found = e.found() - Wire.PUSH_HEADER;
-      throw new Wire.ProtocolException(what + " holds " + e.found() + " bytes but " + (Wire.PUSH_HEADER + payload) + " were expected"
-          + transport.values(found).stream().mapToObj(v -> ": it holds " + v + " " + transport.flag() + " values but the adapter has " + n)
-              .findFirst().orElse(""));
+      long found = e.found() - headerBytes;
+      throw new Wire.ProtocolException(what + " holds " + e.found() + " bytes but " + (headerBytes + payload) + " were expected ("
+          + k + " node sum" + (k == 1 ? "" : "s") + ")" + (found % k != 0 ? "" : transport.values(found / k).stream()
+              .mapToObj(v -> ": it holds " + v + " " + transport.flag() + " values a node but the adapter has " + n).findFirst().orElse("")));
     }
     ByteBuffer b = ByteBuffer.wrap(h);
-    StreamingReduce.Header got = new StreamingReduce.Header(b.getInt(), b.getLong(), b.getLong(), b.getDouble(), b.getLong(), b.getInt(), b.getInt());
+    int pushedStep = b.getInt();
+    long pushedTokens = b.getLong();
+    long pushedInput = b.getLong();
+    long pushedNanos = b.getLong();
+    int pushedFlags = b.getInt();
+    int culprit = b.getInt();
+    double[] lossSums = new double[k];
+    for (int j = 0; j < k; j++) {
+      lossSums[j] = b.getDouble();
+    }
+    StreamingReduce.Header got = new StreamingReduce.Header(pushedStep, pushedTokens, pushedInput, pushedNanos, pushedFlags, culprit, lossSums);
     if (got.step() != step) {
       throw new Wire.ProtocolException("push for step " + got.step() + " rejected, the current step is " + step);
     }
     if (got.tokens() < 0 || got.inputTokens() < 0 || (got.flags() & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0
         || (got.culprit() != -1 && !p.node().contains(got.culprit()))) {
       throw new Wire.ProtocolException("push rejected: tokens " + got.tokens() + ", input tokens " + got.inputTokens() + ", flags " + got.flags()
-          + ", non-finite rank " + got.culprit());
+          + ", non-finite slot " + got.culprit());
     }
     Wire.Digest d = new Wire.Digest();
     reduce.receive(i, got, p.in(), d);
@@ -446,7 +464,7 @@ public final class GradientServer implements AutoCloseable {
   }
 
   /**
-   * DoRA: sends the adapter to the worker of rank 0 and returns what it answers, the adapter with
+   * DoRA: sends the adapter to the peer of slot 0 and returns what it answers, the adapter with
    * the initial magnitudes that only the base weights give (the driver holds none).
    */
   public float[] initialize(float[] params) throws IOException {

@@ -11,14 +11,15 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.IntFunction;
 
 /**
- * One step's gradient reduce, done while the pushes stream in. Each push (one per input: a rank, or
- * a node its executor pre-reduced) is read in chunks of {@code chunk} values on its own I/O thread.
- * The thread that delivers the last input of chunk c adds that chunk over the {@link SumTree}, so
- * the sum is the same whatever the arrival order, and chunks are added on as many threads as are
- * receiving. An input may run at most {@code depth} chunks ahead of the slowest; beyond that its
- * thread stops reading and TCP holds the sender back, so memory is inputs × depth × chunk values
- * however large the adapter. Non-finite values are only recorded here: the step fails once the
- * push's tag has verified (so a forged push is reported as forged, not as a diverged worker).
+ * One step's gradient reduce, done while the pushes stream in. Each input (a peer: a worker, or an
+ * executor that pre-reduced its workers) pushes the sums of its {@link SumTree} nodes, interleaved
+ * chunk by chunk ({@link #layout}): chunk c of its first node, chunk c of its second, and so on. An
+ * input is read on its own I/O thread. The thread that delivers the last node's chunk c adds that
+ * chunk over the tree, so the sum is the same whatever the arrival order, and chunks are added on as
+ * many threads as are receiving. An input may run at most {@code depth} chunks ahead of the slowest;
+ * beyond that its thread stops reading and TCP holds the sender back, so memory is nodes × depth ×
+ * chunk values however large the adapter. Non-finite values are only recorded here: the step fails
+ * once the push's tag has verified (so a forged push is reported as forged, not as a diverged worker).
  */
 final class StreamingReduce {
   /** Values per chunk (1 MiB of fp32): a multiple of {@link Transport#BLOCK}, at home in L2. */
@@ -26,13 +27,33 @@ final class StreamingReduce {
   /** Chunks an input may be ahead of the slowest one. */
   static final int DEPTH = 4;
 
-  /** A push's header. */
-  record Header(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, int culprit) {}
+  /**
+   * A push's header; {@code lossSums} holds each pushed node's loss sum, {@code culprit} the first
+   * slot whose own gradient held NaN or infinity (-1: none).
+   */
+  record Header(int step, long tokens, long inputTokens, long computeNanos, int flags, int culprit, double[] lossSums) {}
+
+  /** Values per chunk for an adapter of n values: the same on both ends of the channel. */
+  static int chunk(int n) {
+    return Math.max(1, Math.min(CHUNK, n));
+  }
+
+  /**
+   * Where chunk [from, from + len) of a push's node j of k starts in its payload: the chunks of its
+   * nodes interleave, so the driver can add chunk c as soon as every node's chunk c is in. With one
+   * node this is the plain encoding of the values.
+   */
+  static long layout(Transport t, int from, int len, int j, int k) {
+    return k * t.offset(from) + j * (t.offset(from + len) - t.offset(from));
+  }
 
   private final int n;
   private final int chunk;
   private final int chunks;
-  private final List<SumTree.Node> inputs;
+  private final List<List<SumTree.Node>> inputs;
+  /** Input i's node j is leaf first[i] + j of the reduce. */
+  private final int[] first;
+  private final int leaves;
   private final SumTree.Node root;
   private final Transport transport;
   private final float[][][] ring;
@@ -49,27 +70,35 @@ final class StreamingReduce {
   private String nonFinite;
   private Throwable failed;
 
-  /** Buffers reused from step to step: the ring of chunks and the wire bytes of each input. */
+  /** Buffers reused from step to step: the ring of chunks of each pushed node and the wire bytes of each input. */
   static final class Buffers {
     final float[][][] ring;
     final byte[][] wire;
-    final int inputs;
+    final int leaves;
     final int chunk;
 
-    Buffers(int inputs, int n, Transport t) {
-      this.inputs = inputs;
-      this.chunk = Math.min(CHUNK, n);
-      this.ring = new float[inputs][DEPTH][chunk];
+    Buffers(int inputs, int leaves, int n, Transport t) {
+      this.leaves = leaves;
+      this.chunk = chunk(n);
+      this.ring = new float[leaves][DEPTH][chunk];
       this.wire = new byte[inputs][(int) t.bytes(chunk)];
     }
   }
 
-  StreamingReduce(int n, List<SumTree.Node> inputs, SumTree.Node root, Transport transport, Buffers buffers, float[] out, long timeoutMs,
+  /** @param inputs each input's pushed nodes, in the order its payload interleaves them */
+  StreamingReduce(int n, List<List<SumTree.Node>> inputs, SumTree.Node root, Transport transport, Buffers buffers, float[] out, long timeoutMs,
       IntFunction<String> tensorAt) {
     this.n = n;
     this.chunk = buffers.chunk;
     this.chunks = n == 0 ? 0 : (n + chunk - 1) / chunk;
     this.inputs = inputs;
+    this.first = new int[inputs.size()];
+    int leaf = 0;
+    for (int i = 0; i < inputs.size(); i++) {
+      first[i] = leaf;
+      leaf += inputs.get(i).size();
+    }
+    this.leaves = leaf;
     this.root = root;
     this.transport = transport;
     this.ring = buffers.ring;
@@ -97,6 +126,7 @@ final class StreamingReduce {
   void receive(int i, Header header, DataInputStream in, Wire.Digest digest) throws IOException {
     headers[i] = header;
     boolean checkFinite = (header.flags() & GradientServer.FLAG_OVERFLOW) == 0;
+    List<SumTree.Node> nodes = inputs.get(i);
     for (int c = 0; c < chunks; c++) {
       if (c >= DEPTH) {
         awaitDone(c - DEPTH);
@@ -104,32 +134,36 @@ final class StreamingReduce {
       int from = c * chunk;
       int len = Math.min(chunk, n - from);
       int bytes = (int) (transport.offset(from + len) - transport.offset(from));
-      in.readFully(wire[i], 0, bytes);
-      long t0 = System.nanoTime();
-      digest.update(wire[i], 0, bytes);
-      digestNanos.addAndGet(System.nanoTime() - t0);
-      float[] slot = ring[i][c % DEPTH];
-      transport.decode(wire[i], 0, len, slot, 0);
-      if (checkFinite) {
-        int bad = Kernels.firstNonFinite(slot, 0, len);
-        if (bad >= 0) {
-          recordNonFinite(header, inputs.get(i), slot[bad], from + bad);
-          checkFinite = false;
+      for (int j = 0; j < nodes.size(); j++) {
+        in.readFully(wire[i], 0, bytes);
+        long t0 = System.nanoTime();
+        digest.update(wire[i], 0, bytes);
+        digestNanos.addAndGet(System.nanoTime() - t0);
+        float[] values = ring[first[i] + j][c % DEPTH];
+        transport.decode(wire[i], 0, len, values, 0);
+        if (checkFinite) {
+          int bad = Kernels.firstNonFinite(values, 0, len);
+          if (bad >= 0) {
+            recordNonFinite(header, nodes.get(j), values[bad], from + bad);
+            checkFinite = false;
+          }
         }
-      }
-      if (arrived[c].incrementAndGet() == inputs.size()) {
-        reduce(c, len);
+        if (arrived[c].incrementAndGet() == leaves) {
+          reduce(c, len);
+        }
       }
     }
   }
 
   private void reduce(int c, int len) {
     long t0 = System.nanoTime();
-    Map<SumTree.Node, float[]> leaves = new HashMap<>();
+    Map<SumTree.Node, float[]> pushed = new HashMap<>();
     for (int i = 0; i < inputs.size(); i++) {
-      leaves.put(inputs.get(i), ring[i][c % DEPTH]);
+      for (int j = 0; j < inputs.get(i).size(); j++) {
+        pushed.put(inputs.get(i).get(j), ring[first[i] + j][c % DEPTH]);
+      }
     }
-    float[] sum = SumTree.sum(root, leaves, 0, len);
+    float[] sum = SumTree.sum(root, pushed, 0, len);
     System.arraycopy(sum, 0, out, c * chunk, len);
     squares[c] = Kernels.sumSquares(sum, 0, len);
     reduceNanos.addAndGet(System.nanoTime() - t0);
@@ -160,9 +194,10 @@ final class StreamingReduce {
 
   private synchronized void recordNonFinite(Header h, SumTree.Node node, float value, int index) {
     if (nonFinite == null) {
-      String who = h.culprit() >= 0 ? "rank " + h.culprit() : node.toString();
-      nonFinite = "step " + h.step() + ", " + who + " pushed a non-finite gradient (" + value + ") for '" + tensorAt.apply(index) + "'"
-          + (node.leaf() ? "" : " (in the sum its executor pre-reduced for " + node + ")") + "; the step is not applied";
+      boolean named = h.culprit() >= 0 && node.contains(h.culprit());
+      String who = named ? "slot " + h.culprit() : node.toString();
+      nonFinite = "step " + h.step() + ", " + who + " gave a non-finite gradient (" + value + ") for '" + tensorAt.apply(index) + "'"
+          + (node.leaf() ? "" : " (in the sum pushed for " + node + ")") + "; the step is not applied";
     }
   }
 

@@ -7,21 +7,23 @@ import java.util.Map;
 import java.util.function.Function;
 
 /**
- * The one order in which the gradients of ranks 0..n-1 are added, whoever adds them. Node [lo, hi)
- * is the sum of its left child [lo, mid) and its right child [mid, hi), left + right, with mid = lo
- * plus the largest power of two below hi - lo; leaves are single ranks. A worker group that holds
- * the ranks of a node can add them itself and push that node's sum: the driver then adds the pushed
- * nodes in the same tree, so the result is bit-identical to the driver adding every rank's push
- * (float addition is not associative, so this is the only way two groupings can agree). Aligned
- * power-of-two groups (ranks 0-1, 2-3; or 0-3, 4-7) are single nodes; any other group is covered by
- * the few maximal nodes inside it ({@link #cover}), one push each.
+ * The one order in which the gradients of a step's slots 0..n-1 are added, whoever adds them. A
+ * slot is one micro-batch of the global batch, its rows fixed by the data order alone, so the tree
+ * does not depend on how many workers there are. Node [lo, hi) is the sum of its left child [lo,
+ * mid) and its right child [mid, hi), left + right, with mid = lo plus the largest power of two
+ * below hi - lo; leaves are single slots. A worker holding a range of slots adds each maximal node
+ * inside it ({@link #cover}) itself and pushes those sums; an executor's leader does the same for
+ * its workers' ranges, and the driver adds the pushed nodes in the same tree. So the sum is
+ * bit-identical for any number of workers and any grouping (float addition is not associative, so
+ * this is the only way two groupings can agree). A range of slots has at most about 2·log2(n)
+ * maximal nodes; aligned power-of-two ranges (slots 0-1, 2-3; or 0-3, 4-7) are single nodes.
  */
 public final class SumTree {
-  /** Ranks [lo, hi). */
+  /** Slots [lo, hi): a node of the tree, or (in a handshake) the range of slots a peer speaks for. */
   public record Node(int lo, int hi) implements Comparable<Node> {
     public Node {
       if (lo < 0 || hi <= lo) {
-        throw new IllegalArgumentException("a tree node covers ranks [lo, hi) with 0 <= lo < hi but found [" + lo + ", " + hi + ")");
+        throw new IllegalArgumentException("a range of slots [lo, hi) with 0 <= lo < hi but found [" + lo + ", " + hi + ")");
       }
     }
 
@@ -45,8 +47,8 @@ public final class SumTree {
       return new Node(mid(), hi);
     }
 
-    public boolean contains(int rank) {
-      return rank >= lo && rank < hi;
+    public boolean contains(int slot) {
+      return slot >= lo && slot < hi;
     }
 
     @Override
@@ -56,7 +58,7 @@ public final class SumTree {
 
     @Override
     public String toString() {
-      return leaf() ? "rank " + lo : "ranks " + lo + ".." + (hi - 1);
+      return leaf() ? "slot " + lo : "slots " + lo + ".." + (hi - 1);
     }
   }
 
@@ -66,7 +68,7 @@ public final class SumTree {
     return new Node(0, n);
   }
 
-  /** Whether {@code node} is a node of the tree over n ranks. */
+  /** Whether {@code node} is a node of the tree over n slots. */
   public static boolean isNode(int n, Node node) {
     Node at = root(n);
     while (!at.equals(node)) {
@@ -81,11 +83,21 @@ public final class SumTree {
     return true;
   }
 
-  /** The maximal nodes of the tree over n ranks made only of {@code members}' ranks, in rank order. */
+  /** The maximal nodes of the tree over n slots made only of {@code members}' slots, in slot order. */
   public static List<Node> cover(int n, java.util.BitSet members) {
     List<Node> out = new ArrayList<>();
     cover(root(n), members, out);
     return out;
+  }
+
+  /** The maximal nodes of the tree over n slots inside {@code range}, in slot order: what a peer holding that range pushes. */
+  public static List<Node> cover(int n, Node range) {
+    if (range.hi() > n) {
+      throw new IllegalArgumentException(range + " lies outside the " + n + " slots of the tree");
+    }
+    java.util.BitSet members = new java.util.BitSet(n);
+    members.set(range.lo(), range.hi());
+    return cover(n, members);
   }
 
   private static void cover(Node at, java.util.BitSet members, List<Node> out) {

@@ -18,8 +18,8 @@ import javax.crypto.spec.SecretKeySpec;
  * The gradient channel's protocol (version {@value #VERSION}).
  *
  * <p>Handshake. The server sends MAGIC, VERSION and a 16-byte nonce. The worker answers MAGIC,
- * VERSION, the ranks [lo, hi) it speaks for (one rank, or a node of {@link SumTree} whose sum its
- * executor pre-reduced), a 16-byte nonce of its own and HMAC-SHA256(secret, "hello"|version|job|
+ * VERSION, the slots [lo, hi) of the global batch it speaks for (a worker's, or its executor's
+ * workers' together), a 16-byte nonce of its own and HMAC-SHA256(secret, "hello"|version|job|
  * lo-hi|both nonces). The job id never travels in clear, and a recorded handshake replays against a
  * new server nonce in vain. The server answers ACCEPT plus its own proof, HMAC(secret, "accept"|…),
  * so the worker knows it reached the driver; or REJECT and nothing else, so a stranger learns
@@ -33,17 +33,20 @@ import javax.crypto.spec.SecretKeySpec;
  * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
  * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
  * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, candidates K | K·n fp32)
- * and DONE; a worker answers PARAMS with PUSH(step, target tokens, input tokens, loss sum, compute
- * nanoseconds, flags, non-finite rank | n values in the job's {@link Transport}) and EVAL with EVAL_RESULT(step, K | each
+ * and DONE; a worker answers PARAMS with PUSH(step, target tokens, input tokens, compute
+ * nanoseconds, flags, non-finite slot, k loss sums | k·n values in the job's {@link Transport}), the sums of
+ * the k maximal {@link SumTree} nodes inside its slots, their chunks interleaved ({@code StreamingReduce.layout}) and EVAL with EVAL_RESULT(step, K | each
  * candidate's scores, as the eval package's Scores encodes them) over its share of the validation examples, every
  * candidate evaluated in one mixed-adapter pass. Before the first step of a DoRA run, the
- * server sends INIT(step, loss scale | n fp32) to the worker of rank 0, which answers
+ * server sends INIT(step, loss scale | n fp32) to the peer holding slot 0, which answers
  * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
  * than the one the adapter implies is refused before any allocation.
  */
 final class Wire {
   static final int MAGIC = 0x4c4f5241; // "LORA"
-  static final int VERSION = 5; // 4: PUSH carries the step's input tokens; 5: EVAL carries several candidates and EVAL_RESULT their scores
+  // 4: PUSH carries the step's input tokens; 5: EVAL carries several candidates and EVAL_RESULT their scores;
+  // 6: peers speak for slots of the global batch and push one sum (and loss sum) per maximal tree node inside them
+  static final int VERSION = 6;
   static final int ACCEPT = 1;
   static final int REJECT = 2;
   static final int PARAMS = 3;
@@ -63,10 +66,15 @@ final class Wire {
   static final int MAC_BYTES = 32;
   /**
    * PUSH header: step, target tokens (a classifier's rows: what the loss is averaged over), input
-   * tokens (padding excluded), loss sum, compute nanoseconds, flags, the first rank whose gradient
-   * held NaN or infinity (-1: none).
+   * tokens (padding excluded), compute nanoseconds, flags, the first slot whose gradient held NaN or
+   * infinity (-1: none); then one loss sum per pushed node ({@link #pushHeader}).
    */
-  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 8 + 4 + 4;
+  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4 + 4;
+
+  /** A PUSH header's length for k pushed nodes. */
+  static int pushHeader(int k) {
+    return PUSH_HEADER + 8 * k;
+  }
   /** PARAMS and EVAL header: step, loss scale. */
   static final int PARAMS_HEADER = 4 + 8;
   /** Payload bytes per digested piece. */

@@ -46,8 +46,12 @@ final class TrainCommand implements Callable<Integer> {
   int epochs;
   @Option(names = "--shuffle-window", defaultValue = "" + TrainConfig.DEFAULT_SHUFFLE_WINDOW,
       description = "record batches whose rows are shuffled together each epoch (each worker holds about this many)") int shuffleWindow;
-  @Option(names = "--global-batch", description = "examples per optimizer step, over all workers (a multiple of --workers)", defaultValue = "8") int globalBatch;
-  @Option(names = "--micro-batch", description = "examples per forward/backward pass on a worker (gradient accumulation makes up the rest)", defaultValue = "4") int microBatch;
+  @Option(names = "--global-batch", description = "examples per optimizer step, over all workers: a multiple of --micro-batch, whose slots the "
+      + "workers share out (the update is bit-identical for any --workers up to global-batch/micro-batch)", defaultValue = "8") int globalBatch;
+  @Option(names = "--micro-batch", description = "examples per forward/backward pass on a worker, one slot of the global batch (gradient "
+      + "accumulation makes up the rest)", defaultValue = "4") int microBatch;
+  @Option(names = "--intra-op-threads", defaultValue = "0", description = "PyTorch's intra-op threads on every worker, the same everywhere so "
+      + "that no gradient depends on the executor it runs on (0: spark.task.cpus)") int intraOpThreads;
   @Option(names = "--lr", description = "peak learning rate", defaultValue = "1e-3") double lr;
   @Option(names = "--warmup", description = "warm-up steps: the learning rate rises as lr*step/warmup from 0 (transformers' warmup_steps)",
       defaultValue = "0") int warmup;
@@ -191,7 +195,7 @@ final class TrainCommand implements Callable<Integer> {
         .emaDecay(emaDecay).averageEvery(averageEvery).mergeWindow(mergeWindow).mergeDecay(mergeDecay)
         .bema(new io.lorafleet.driver.average.Bema(bema, bemaEmaPower, bemaBiasPower, bemaLag, bemaUpdateAfter, bemaMultiplier, bemaMinEmaMultiplier))
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
-        .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization())
+        .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization()).intraOpThreads(intraOpThreads)
         .modelDropout(switch (modelDropout) {
           case "on" -> true;
           case "off" -> false;

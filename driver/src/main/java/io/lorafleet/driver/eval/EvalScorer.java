@@ -23,20 +23,18 @@ public final class EvalScorer implements ValidationScorer {
     return Scores.encodeAll(Evaluator.localMany(base, adapters, rows, microBatch, generate));
   }
 
-  @Override
-  public byte[] add(List<byte[]> ranks) {
-    return Scores.encodeAll(decodeAndAdd(ranks, -1));
-  }
-
   /**
-   * Each candidate's scores added over the answers, in their order; with {@code candidates} ≥ 0 an
-   * answer scoring another number of candidates is refused.
+   * Each of {@code candidates}' scores added over the answers, in their order (none: zero scores);
+   * an answer scoring another number of candidates is refused.
    */
   public static List<Scores> decodeAndAdd(List<byte[]> answers, int candidates) {
+    if (answers.isEmpty()) {
+      return java.util.Collections.nCopies(candidates, Scores.ZERO);
+    }
     List<List<Scores>> all = new ArrayList<>();
     for (byte[] a : answers) {
       List<Scores> x = Scores.decodeAll(a);
-      if (candidates >= 0 && x.size() != candidates) {
+      if (x.size() != candidates) {
         throw new IllegalArgumentException("a worker scored " + x.size() + " validation candidates but " + candidates + " were sent");
       }
       all.add(x);

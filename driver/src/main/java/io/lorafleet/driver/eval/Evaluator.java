@@ -113,8 +113,8 @@ public final class Evaluator {
     long[] exact = new long[candidates.size()];
     int n = together.size();
     int[] rowSlots = together.stream().mapToInt(c -> slot[c]).toArray();
-    for (io.lorafleet.worker.model.Batch b : GlobalBatch.microBatches(examples, batch)) {
-      int k = b.size();
+    for (io.lorafleet.worker.model.Batch b : n == 0 ? List.<io.lorafleet.worker.model.Batch>of() : GlobalBatch.microBatches(examples, batch)) {
+      int k = b.size(); // (no candidate mixes, DoRA's say: each is scored alone below)
       int[] rowAdapter = new int[n * k];
       for (int j = 0; j < n; j++) {
         Arrays.fill(rowAdapter, j * k, (j + 1) * k, rowSlots[j]);
@@ -130,7 +130,7 @@ public final class Evaluator {
     }
     List<int[]> prompts = new ArrayList<>();
     List<int[]> answers = new ArrayList<>();
-    if (generate) {
+    if (generate && n > 0) {
       promptsAndAnswers(examples, prompts, answers);
     }
     for (int from = 0; from < prompts.size(); from += batch) {

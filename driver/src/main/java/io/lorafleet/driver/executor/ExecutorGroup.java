@@ -11,20 +11,26 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BooleanSupplier;
 
 /**
- * The workers of one executor that push as one {@link SumTree} node: its first rank (the leader)
- * holds the only connection to the driver, hands each adapter broadcast to the others in the same
- * JVM, and pushes the node's sum of their gradients, added in the tree's order. Members never touch
- * the network. A failure anywhere in the group wakes everyone in it, so Spark's barrier-stage
+ * The workers of one executor that push as one peer: its first rank (the leader) holds the only
+ * connection to the driver, hands each adapter broadcast to the others in the same JVM, and pushes
+ * the sums of the {@link SumTree} nodes inside the group's slots, added from the members' own node
+ * sums in the tree's order. Members never touch the network. A failure anywhere in the group wakes everyone in it, so Spark's barrier-stage
  * failure handling sees every task end.
  */
 final class ExecutorGroup {
   private static final Map<String, ExecutorGroup> GROUPS = new ConcurrentHashMap<>();
 
-  /** One rank's result for a round: a training step's gradient sum, or a validation loss (gradSum empty). */
-  record Contribution(int rank, float[] gradSum, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, byte[] scores) {
-    /** A training step's contribution: no validation scores. */
-    Contribution(int rank, float[] gradSum, long tokens, long inputTokens, double lossSum, long computeNanos, int flags) {
-      this(rank, gradSum, tokens, inputTokens, lossSum, computeNanos, flags, new byte[0]);
+  /**
+   * One rank's result for a round: a training step's gradient and loss sums for each tree node
+   * inside its slots, or its validation slots' scores (sums empty).
+   *
+   * @param culprit the first slot whose own gradient held NaN or infinity (-1: none)
+   */
+  record Contribution(int rank, Map<SumTree.Node, float[]> gradSums, Map<SumTree.Node, Double> lossSums, long tokens, long inputTokens,
+      long computeNanos, int flags, int culprit, byte[] scores) {
+    /** A validation round's contribution. */
+    static Contribution scored(int rank, byte[] scores) {
+      return new Contribution(rank, Map.of(), Map.of(), 0, 0, 0, 0, -1, scores);
     }
   }
 
@@ -32,20 +38,22 @@ final class ExecutorGroup {
   record Round(long number, Optional<GradientClient.Params> params) {}
 
   private final SumTree.Node node;
+  private final int members;
   private final long timeoutMs;
   private long round;
   private Optional<GradientClient.Params> current = Optional.empty();
   private final Map<Integer, Contribution> contributions = new HashMap<>();
   private Throwable failed;
 
-  private ExecutorGroup(SumTree.Node node, long timeoutMs) {
+  private ExecutorGroup(SumTree.Node node, int members, long timeoutMs) {
     this.node = node;
+    this.members = members;
     this.timeoutMs = timeoutMs;
   }
 
-  /** The group of {@code node} in stage {@code jobId}, made by whichever of its tasks comes first. */
-  static ExecutorGroup join(String jobId, SumTree.Node node, long timeoutMs) {
-    return GROUPS.computeIfAbsent(jobId + "/" + node.lo() + "-" + node.hi(), k -> new ExecutorGroup(node, timeoutMs));
+  /** The group of {@code members} ranks pushing the slots of {@code node} in stage {@code jobId}, made by whichever of its tasks comes first. */
+  static ExecutorGroup join(String jobId, SumTree.Node node, int members, long timeoutMs) {
+    return GROUPS.computeIfAbsent(jobId + "/" + node.lo() + "-" + node.hi(), k -> new ExecutorGroup(node, members, timeoutMs));
   }
 
   static void leave(String jobId, SumTree.Node node) {
@@ -66,7 +74,7 @@ final class ExecutorGroup {
 
   /** Member: waits for the round after {@code seen}. */
   synchronized Round next(long seen, BooleanSupplier cancelled) throws IOException {
-    await(() -> round > seen, cancelled, "the adapter from " + node + "'s leader, rank " + node.lo());
+    await(() -> round > seen, cancelled, "the adapter from the leader of " + node);
     return new Round(round, current);
   }
 
@@ -80,7 +88,7 @@ final class ExecutorGroup {
 
   /** Leader: the members' results for the current round, by rank (the leader's own excluded). */
   synchronized Map<Integer, Contribution> gather(BooleanSupplier cancelled) throws IOException {
-    await(() -> contributions.size() == node.size() - 1, cancelled, "the gradients of " + node + " on this executor");
+    await(() -> contributions.size() == members - 1, cancelled, "the gradients of " + node + " on this executor");
     return Map.copyOf(contributions);
   }
 

@@ -1,6 +1,7 @@
 package io.lorafleet.driver.executor;
 
 import io.lorafleet.datasets.arrow.Example;
+import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.datasets.arrow.SplitReader;
 import java.io.IOException;
 import io.lorafleet.worker.model.Batch;
@@ -9,31 +10,55 @@ import java.util.List;
 
 /**
  * Which examples a worker trains on at a step. The global batch of step s is the rows at positions
- * [s·G, (s+1)·G) of the run's {@link EpochOrder} (epoch after epoch); worker r of N takes its
- * contiguous G/N of them. Every worker runs the same number of micro-batches every step, and the
- * union over workers does not depend on N, so N workers compute exactly the update one worker would.
+ * [s·G, (s+1)·G) of the run's {@link EpochOrder} (epoch after epoch), cut into S = G/m slots of one
+ * micro-batch each: slot j holds positions [s·G + j·m, s·G + (j+1)·m). The slots, their rows and
+ * their padding depend on the data order alone; worker r of N computes the contiguous share [⌊r·S/N⌋,
+ * ⌊(r+1)·S/N⌋) of them, one micro-batch a slot, and the slot gradients are added over {@link SumTree},
+ * so the update is bit-identical for every N from 1 to S (shares differ by at most one slot when N
+ * does not divide S).
  */
 public final class GlobalBatch {
   private GlobalBatch() {}
 
-  public static List<Example> slice(SplitReader split, EpochOrder order, int step, int globalBatch, int workers, int rank) {
-    int per = globalBatch / workers;
-    List<Example> out = new ArrayList<>(per);
-    long start = firstPosition(step, globalBatch, workers, rank);
-    for (int i = 0; i < per; i++) {
+  /** The slots of a global batch: micro-batches of {@code micro} rows. */
+  public static int slots(int globalBatch, int micro) {
+    if (micro <= 0 || globalBatch % micro != 0) {
+      throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --micro-batch (" + micro + ")");
+    }
+    return globalBatch / micro;
+  }
+
+  /** The slots worker {@code rank} of {@code workers} computes: [⌊rank·S/N⌋, ⌊(rank+1)·S/N⌋). */
+  public static SumTree.Node share(int slots, int workers, int rank) {
+    if (workers < 1 || workers > slots || rank < 0 || rank >= workers) {
+      throw new IllegalArgumentException("rank " + rank + " of " + workers + " workers cannot share " + slots + " slots: expected 1 <= workers <= slots");
+    }
+    return new SumTree.Node((int) ((long) rank * slots / workers), (int) ((long) (rank + 1) * slots / workers));
+  }
+
+  /** The examples of {@code slots} of step {@code step}, in slot order. */
+  public static List<Example> slice(SplitReader split, EpochOrder order, int step, int globalBatch, int micro, SumTree.Node slots) {
+    List<Example> out = new ArrayList<>(slots.size() * micro);
+    long start = firstPosition(step, globalBatch, micro, slots.lo());
+    for (int i = 0; i < slots.size() * micro; i++) {
       long row = order.rowAt(start + i);
       try {
         out.add(split.row(row));
       } catch (IOException e) {
-        throw new java.io.UncheckedIOException("step " + step + ", rank " + rank + ": cannot read row " + row + " of the training split: " + e, e);
+        throw new java.io.UncheckedIOException("step " + step + ", " + slots + ": cannot read row " + row + " of the training split: " + e, e);
       }
     }
     return out;
   }
 
-  /** The position in the data order of the first row worker {@code rank} of {@code workers} trains on at {@code step}. */
-  public static long firstPosition(int step, int globalBatch, int workers, int rank) {
-    return (long) step * globalBatch + (long) rank * (globalBatch / workers);
+  /** The whole global batch of step {@code step}. */
+  public static List<Example> slice(SplitReader split, EpochOrder order, int step, int globalBatch) {
+    return slice(split, order, step, globalBatch, 1, SumTree.root(globalBatch));
+  }
+
+  /** The position in the data order of the first row of slot {@code slot} at {@code step}. */
+  public static long firstPosition(int step, int globalBatch, int micro, int slot) {
+    return (long) step * globalBatch + (long) slot * micro;
   }
 
   /** As {@link #microBatches(List, int, long)}, the rows keyed from 0 (validation, tests). */

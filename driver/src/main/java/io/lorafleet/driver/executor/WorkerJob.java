@@ -22,9 +22,16 @@ public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, 
    * @param quantize the quantization applied at load
    * @param gradientCheckpointing recompute a causal decoder's activations in the backward pass
    * @param modelDropout the base model's own dropouts in training (transformers' train mode)
+   * @param intraOpThreads PyTorch's intra-op threads on every worker (the same everywhere, so no slot's gradient depends on its executor)
    */
-  public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels, boolean modelDropout)
-      implements Serializable {}
+  public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels, boolean modelDropout,
+      int intraOpThreads) implements Serializable {
+    public Base {
+      if (intraOpThreads < 1) {
+        throw new IllegalArgumentException("a worker's intra-op threads must be >= 1 but found " + intraOpThreads);
+      }
+    }
+  }
 
   /**
    * @param path the directory lorafleet prepare wrote

@@ -29,9 +29,10 @@ import scala.runtime.AbstractFunction1;
 
 /**
  * The body of one barrier task: bind to the GPU Spark assigned (or the CPU), load the frozen base
- * once per executor, and for every step the driver announces compute this rank's gradient sum. The
- * tasks of one executor form a group ({@link ExecutorGroup}): its leader alone talks to the driver
- * and pushes the group's sum.
+ * once per executor, and for every step the driver announces compute the gradients of this rank's
+ * share of the step's slots ({@link GlobalBatch}), one micro-batch a slot, added over the slot tree
+ * ({@link SumTree}). The tasks of one executor form a group ({@link ExecutorGroup}): its leader
+ * alone talks to the driver and pushes the sums of the tree nodes inside the group's slots.
  */
 public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
   private final WorkerJob job;
@@ -71,45 +72,64 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     return Device.gpu(id);
   }
 
-  /** This rank's share of the first --eval-examples validation rows: every workers-th one, from its rank. */
-  private List<io.lorafleet.datasets.arrow.Example> validationShare(LanguageModel model, int rank) throws java.io.IOException {
+  /**
+   * The validation rows this rank scores, slot by slot: the first --eval-examples rows cut into
+   * slots of one micro-batch, shared out as training slots are, so every slot is scored alike
+   * whatever the number of workers and the driver adds the slots' scores in slot order.
+   */
+  private List<List<io.lorafleet.datasets.arrow.Example>> validationSlots(LanguageModel model, int rank) throws java.io.IOException {
     var split = ModelCache.split(job.data().path() + "/validation", job.data().fingerprint(), model.config(), hadoop.value(), job.data().shuffleWindow());
-    List<io.lorafleet.datasets.arrow.Example> mine = new java.util.ArrayList<>();
-    for (long i = rank; i < Math.min(split.rows(), job.data().evalExamples()); i += job.data().workers()) {
-      mine.add(split.row(i));
+    int m = job.data().microBatch();
+    long rows = Math.min(split.rows(), job.data().evalExamples());
+    long slots = (rows + m - 1) / m;
+    int n = job.data().workers();
+    List<List<io.lorafleet.datasets.arrow.Example>> mine = new java.util.ArrayList<>();
+    for (long j = rank * slots / n; j < (rank + 1) * slots / n; j++) {
+      List<io.lorafleet.datasets.arrow.Example> slot = new java.util.ArrayList<>();
+      for (long i = j * m; i < Math.min(rows, (j + 1) * m); i++) {
+        slot.add(split.row(i));
+      }
+      mine.add(slot);
     }
     return mine;
   }
 
-  /** Where this task sits: its rank (which rows and dropout seeds it owns) and the tree node it pushes with. */
-  record Placement(int rank, SumTree.Node node) {
+  /**
+   * Where this task sits: its rank, the slots it computes, and the peer it pushes with: the slots of
+   * its group (its executor's ranks, or itself alone) and how many ranks the group has.
+   */
+  record Placement(int rank, SumTree.Node slots, SumTree.Node group, int members) {
     boolean leader() {
-      return rank == node.lo();
+      return slots.lo() == group.lo();
     }
   }
 
   /**
    * Ranks follow the executors: every task reports its executor, and rank r is the r-th task in
-   * (executor, partition) order, so each executor's tasks hold consecutive ranks. With pre-reduction
-   * they push as the largest tree nodes inside that run; without it, each rank alone. Rows, dropout
-   * and the summation order are keyed by rank, so the update does not depend on the placement.
+   * (executor, partition) order, so each executor's tasks hold consecutive ranks and so consecutive
+   * slots. With pre-reduction they push as one peer for the union of their slots; without it, each
+   * rank alone. Rows, dropout and the summation order are keyed by slot, so the update depends on
+   * neither the placement nor the number of workers.
    */
-  static Placement place(String[] executors, int partition, boolean preReduce) {
+  static Placement place(String[] executors, int partition, boolean preReduce, int slots) {
     int n = executors.length;
     Integer[] order = java.util.stream.IntStream.range(0, n).boxed().toArray(Integer[]::new);
     java.util.Arrays.sort(order, java.util.Comparator.<Integer, String>comparing(p -> executors[p]).thenComparing(p -> p));
     int rank = java.util.Arrays.asList(order).indexOf(partition);
+    SumTree.Node mine = GlobalBatch.share(slots, n, rank);
     if (!preReduce) {
-      return new Placement(rank, new SumTree.Node(rank, rank + 1));
+      return new Placement(rank, mine, mine, 1);
     }
-    java.util.BitSet mine = new java.util.BitSet(n);
-    for (int r = 0; r < n; r++) {
-      if (executors[order[r]].equals(executors[partition])) {
-        mine.set(r);
-      }
+    int first = rank;
+    while (first > 0 && executors[order[first - 1]].equals(executors[partition])) {
+      first--;
     }
-    SumTree.Node node = SumTree.cover(n, mine).stream().filter(x -> x.contains(rank)).findFirst().orElseThrow();
-    return new Placement(rank, node);
+    int last = rank;
+    while (last + 1 < n && executors[order[last + 1]].equals(executors[partition])) {
+      last++;
+    }
+    SumTree.Node group = new SumTree.Node(GlobalBatch.share(slots, n, first).lo(), GlobalBatch.share(slots, n, last).hi());
+    return new Placement(rank, mine, group, last - first + 1);
   }
 
   @Override
@@ -118,8 +138,12 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     boolean preReduce = job.channel().preReduce() && job.data().workers() > 1;
     String executor = org.apache.spark.SparkEnv.get().executorId();
     // one allGather per stage (about a second): where every task runs
-    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce);
+    int slots = GlobalBatch.slots(job.data().globalBatch(), job.data().microBatch());
+    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce, slots);
     int rank = at.rank();
+    // PyTorch's intra-op threads, set on this thread (which runs every forward and backward): the
+    // same on every executor, so a slot's gradient does not depend on the machine shape it lands on
+    ai.djl.pytorch.jni.JniUtils.setNumThreads(job.base().intraOpThreads());
     Device device = device(ctx);
     LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize(), job.base().labels());
     LoraModel lora = LoraModel.create(model, job.lora());
@@ -133,8 +157,8 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       t.setDaemon(true);
       return t;
     });
-    Steps work = new Steps(model, lora, split, order, rank, prefetch);
-    ExecutorGroup group = ExecutorGroup.join(job.channel().jobId(), at.node(), job.channel().timeoutMs());
+    Steps work = new Steps(model, lora, split, order, at, slots, prefetch);
+    ExecutorGroup group = ExecutorGroup.join(job.channel().jobId(), at.group(), at.members(), job.channel().timeoutMs());
     BooleanSupplier cancelled = ctx::isInterrupted;
     int steps = 0;
     try {
@@ -152,11 +176,11 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     } finally {
       prefetch.shutdownNow();
       if (at.leader()) {
-        ExecutorGroup.leave(job.channel().jobId(), at.node());
+        ExecutorGroup.leave(job.channel().jobId(), at.group());
       }
     }
-    return CollectionConverters.asScala(List.of("rank " + rank + " (" + at.node() + ", executor " + executor + ") on " + device + " ran " + steps
-        + " steps").iterator());
+    return CollectionConverters.asScala(List.of("rank " + rank + " (" + at.slots() + ", pushed with " + at.group() + ", executor " + executor + ") on "
+        + device + " ran " + steps + " steps").iterator());
   }
 
   private static String[] sameExecutor(int n) {
@@ -165,12 +189,13 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     return all;
   }
 
-  /** The leader: the only connection to the driver; pushes its node's sum. */
+  /** The leader: the only connection to the driver; pushes the sums of the tree nodes inside its group's slots. */
   private int lead(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
-    SumTree.Node node = group.node();
+    SumTree.Node range = group.node();
+    List<SumTree.Node> pushes = SumTree.cover(work.slots, range);
     int steps = 0;
     WorkerJob.Channel ch = job.channel();
-    try (GradientClient c = GradientClient.connect(ch.host(), ch.port(), ch.jobId(), ch.secret(), node, work.lora.layout().size(), ch.timeoutMs(),
+    try (GradientClient c = GradientClient.connect(ch.host(), ch.port(), ch.jobId(), ch.secret(), range, work.lora.layout().size(), ch.timeoutMs(),
         Transport.parse(ch.transport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
@@ -180,41 +205,39 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         }
         group.publish(p);
         ExecutorGroup.Contribution own = work.run(p.get());
-        Map<Integer, ExecutorGroup.Contribution> all = new HashMap<>(group.gather(cancelled));
+        java.util.TreeMap<Integer, ExecutorGroup.Contribution> all = new java.util.TreeMap<>(group.gather(cancelled));
         all.put(own.rank(), own);
-        if (p.get().evaluate()) { // each candidate's scores added over this executor's ranks, in rank order
-          List<byte[]> ranks = new java.util.ArrayList<>();
-          for (int r = node.lo(); r < node.hi(); r++) {
-            ranks.add(all.get(r).scores());
+        if (p.get().evaluate()) { // the ranks' validation slots, in slot order; the driver adds them
+          java.io.ByteArrayOutputStream slots = new java.io.ByteArrayOutputStream();
+          for (ExecutorGroup.Contribution x : all.values()) {
+            slots.writeBytes(x.scores());
           }
-          c.pushEval(p.get().step(), p.get().candidates(), job.data().scorer().add(ranks));
+          c.pushEval(p.get().step(), p.get().candidates(), slots.toByteArray());
           continue;
         }
-        Map<SumTree.Node, Double> loss = new HashMap<>();
+        Map<SumTree.Node, float[]> grads = new HashMap<>();
+        Map<SumTree.Node, Double> losses = new HashMap<>();
         long tokens = 0;
         long inputTokens = 0;
         long compute = 0;
         int flags = 0;
-        for (ExecutorGroup.Contribution x : all.values()) {
-          loss.put(new SumTree.Node(x.rank(), x.rank() + 1), x.lossSum());
+        int culprit = -1;
+        for (ExecutorGroup.Contribution x : all.values()) { // in rank order, so the first culprit is the first slot's
+          grads.putAll(x.gradSums());
+          losses.putAll(x.lossSums());
           tokens += x.tokens();
           inputTokens += x.inputTokens();
           compute = Math.max(compute, x.computeNanos());
           flags |= x.flags();
+          culprit = culprit < 0 ? x.culprit() : culprit;
         }
-        double lossSum = SumTree.sum(node, loss::get);
-        Map<SumTree.Node, float[]> grads = new HashMap<>();
-        int nonFinite = -1;
-        for (int r = node.lo(); r < node.hi(); r++) { // before the sum, which would hide whose it was
-          float[] g = all.get(r).gradSum();
-          grads.put(new SumTree.Node(r, r + 1), g);
-          if (nonFinite < 0 && !node.leaf() && (flags & GradientServer.FLAG_OVERFLOW) == 0
-              && Kernels.firstNonFinite(g, 0, g.length) >= 0) {
-            nonFinite = r;
-          }
+        double[] lossSums = new double[pushes.size()];
+        List<float[]> sums = new java.util.ArrayList<>();
+        for (int j = 0; j < pushes.size(); j++) {
+          lossSums[j] = SumTree.sum(pushes.get(j), losses::get);
+          sums.add(sumOf(pushes.get(j), grads));
         }
-        float[] sum = node.leaf() ? own.gradSum() : sumOf(node, grads);
-        c.push(p.get().step(), tokens, inputTokens, lossSum, compute, flags, nonFinite, sum);
+        c.push(p.get().step(), tokens, inputTokens, compute, flags, culprit, lossSums, sums);
         steps++;
       }
       group.publish(Optional.empty());
@@ -223,11 +246,15 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   }
 
   /**
-   * Adds the members' gradients over the tree, in parallel chunks (elementwise, so any chunking gives
-   * the same bits), into the buffer of the node's first rank, which holds the sum afterwards.
+   * Adds the members' node sums inside {@code node} over the tree, in parallel chunks (elementwise,
+   * so any chunking gives the same bits), into the buffer of its first input, which holds the sum afterwards.
    */
   private static float[] sumOf(SumTree.Node node, Map<SumTree.Node, float[]> grads) {
-    float[] first = grads.get(new SumTree.Node(node.lo(), node.lo() + 1));
+    if (grads.containsKey(node)) {
+      return grads.get(node);
+    }
+    float[] first = grads.entrySet().stream().filter(e -> e.getKey().lo() == node.lo()).findFirst() // the inputs are disjoint
+        .orElseThrow(() -> new IllegalStateException("no gradient covers " + node)).getValue();
     Kernels.chunks(first.length, (from, to) -> SumTree.sum(node, grads, from, to));
     return first;
   }
@@ -247,42 +274,51 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     }
   }
 
-  /** One rank's work for a broadcast: a training step's gradient sum, or its share of the validation loss. */
+  /** One rank's work for a broadcast: a training step's node sums over its slots, or its validation slots' scores. */
   private final class Steps {
     private final LanguageModel model;
     private final LoraModel lora;
     private final io.lorafleet.datasets.arrow.SplitReader split;
     private final EpochOrder order;
     private final int rank;
+    private final SumTree.Node mine;
+    private final int slots;
     private final java.util.concurrent.ExecutorService prefetch;
 
-    Steps(LanguageModel model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, int rank,
+    Steps(LanguageModel model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, Placement at, int slots,
         java.util.concurrent.ExecutorService prefetch) {
       this.model = model;
       this.lora = lora;
       this.split = split;
       this.order = order;
-      this.rank = rank;
+      this.rank = at.rank();
+      this.mine = at.slots();
+      this.slots = slots;
       this.prefetch = prefetch;
     }
 
     ExecutorGroup.Contribution run(GradientClient.Params p) throws java.io.IOException {
       BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
       int step = p.step();
-      if (p.evaluate()) { // every candidate scored in one mixed-adapter pass, as eval --run scores them
+      if (p.evaluate()) { // every candidate scored in one mixed-adapter pass a slot, as eval --run scores them
         List<float[]> candidates = new java.util.ArrayList<>();
         for (int k = 0; k < p.candidates(); k++) {
           candidates.add(p.candidate(k));
         }
-        byte[] scores = job.data().scorer().score(model, lora, candidates, validationShare(model, rank), job.data().microBatch(), job.data().evalGenerates());
-        return new ExecutorGroup.Contribution(rank, new float[0], 0, 0, 0, 0, 0, scores);
+        List<byte[]> scored = new java.util.ArrayList<>();
+        for (var rows : validationSlots(model, rank)) {
+          scored.add(job.data().scorer().score(model, lora, candidates, rows, job.data().microBatch(), job.data().evalGenerates()));
+        }
+        return ExecutorGroup.Contribution.scored(rank, ValidationScorer.frame(scored));
       }
       job.faults().beforeWorkerStep(step, rank, job.attempt());
-      var mine = GlobalBatch.slice(split, order, step, job.data().globalBatch(), job.data().workers(), rank);
+      int g = job.data().globalBatch();
+      int m = job.data().microBatch();
+      var rows = GlobalBatch.slice(split, order, step, g, m, mine);
       if (step + 1 < job.data().steps()) {
         prefetch.execute(() -> {
           try {
-            GlobalBatch.slice(split, order, step + 1, job.data().globalBatch(), job.data().workers(), rank);
+            GlobalBatch.slice(split, order, step + 1, g, m, mine);
           } catch (RuntimeException later) {
             // the next step reads these rows again and reports the error there
           }
@@ -292,36 +328,86 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       boolean drops = job.lora().loraDropout() > 0 || job.base().modelDropout();
       var dropout = new Dropout.Plan(drops ? (job.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1, job.base().modelDropout());
       long t0 = System.nanoTime();
-      StepResult r;
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
       boolean fp16 = model.dtype() == DataType.FLOAT16;
       double scale = job.faults().diverges(step, rank, job.attempt()) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
-      int flags = fp16 ? GradientServer.FLAG_SCALED : 0;
-      try {
-        var micro = GlobalBatch.microBatches(mine, job.data().microBatch(),
-            GlobalBatch.firstPosition(step, job.data().globalBatch(), job.data().workers(), rank));
-        // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-        r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, p.values(), micro, dropout, scale)
-            : TrainStep.run(lora, p.values(), micro, dropout, scale);
-      } catch (NonFiniteGradientException e) {
-        r = new StepResult(new float[lora.layout().size()], 0, 0);
-        if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step
-          flags |= GradientServer.FLAG_OVERFLOW;
-        } else { // fp32: the step diverged. The push marks where, so the driver refuses the step naming this rank and tensor
-          r.gradSum()[Math.max(0, e.at())] = Float.NaN;
-        }
-      }
-      if (job.faults().overflows(step, rank, job.attempt())) {
-        flags |= GradientServer.FLAG_OVERFLOW;
-      }
-      if (job.faults().poisons(step, rank, job.attempt())) {
-        r.gradSum()[r.gradSum().length - 1] = Float.NaN;
+      var micro = GlobalBatch.microBatches(rows, m, GlobalBatch.firstPosition(step, g, m, mine.lo())); // one a slot
+      SlotSums sums = new SlotSums(step, p.values(), micro, dropout, scale, fp16);
+      Map<SumTree.Node, float[]> grads = new HashMap<>();
+      Map<SumTree.Node, Double> losses = new HashMap<>();
+      for (SumTree.Node node : SumTree.cover(slots, mine)) {
+        SlotSums.Partial x = sums.of(node);
+        grads.put(node, x.grad());
+        losses.put(node, x.loss());
       }
       long inputTokens = 0; // the rows' own tokens: padding is the batch's, not the data's
-      for (var e : mine) {
+      for (var e : rows) {
         inputTokens += e.inputIds().length;
       }
-      return new ExecutorGroup.Contribution(rank, r.gradSum(), r.tokens(), inputTokens, r.lossSum(), System.nanoTime() - t0, flags);
+      return new ExecutorGroup.Contribution(rank, grads, losses, sums.tokens, inputTokens, System.nanoTime() - t0, sums.flags, sums.culprit, new byte[0]);
+    }
+
+    /** The gradient and loss sums of tree nodes over this rank's slots, each slot one micro-batch, added left + right as {@link SumTree} adds. */
+    private final class SlotSums {
+      record Partial(float[] grad, double loss) {}
+
+      private final int step;
+      private final float[] params;
+      private final List<io.lorafleet.worker.model.Batch> micro;
+      private final Dropout.Plan dropout;
+      private final double scale;
+      private final boolean fp16;
+      long tokens;
+      int flags;
+      int culprit = -1;
+
+      SlotSums(int step, float[] params, List<io.lorafleet.worker.model.Batch> micro, Dropout.Plan dropout, double scale, boolean fp16) {
+        this.step = step;
+        this.params = params;
+        this.micro = micro;
+        this.dropout = dropout;
+        this.scale = scale;
+        this.fp16 = fp16;
+        this.flags = fp16 ? GradientServer.FLAG_SCALED : 0;
+      }
+
+      /** Node {@code at}'s sums: its slots computed as the recursion reaches them, so one buffer a tree level is alive. */
+      Partial of(SumTree.Node at) {
+        if (at.leaf()) {
+          return slot(at.lo());
+        }
+        Partial l = of(at.left());
+        Partial r = of(at.right());
+        Kernels.add(l.grad(), r.grad(), 0, l.grad().length);
+        return new Partial(l.grad(), l.loss() + r.loss());
+      }
+
+      private Partial slot(int j) {
+        var batch = micro.get(j - mine.lo());
+        StepResult r;
+        try {
+          // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
+          r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, params, List.of(batch), dropout, scale)
+              : TrainStep.run(lora, params, List.of(batch), dropout, scale);
+        } catch (NonFiniteGradientException e) {
+          r = new StepResult(new float[lora.layout().size()], 0, 0);
+          if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step
+            flags |= GradientServer.FLAG_OVERFLOW;
+          } else { // fp32: the step diverged. The push marks where, so the driver refuses the step naming this slot and tensor
+            r.gradSum()[Math.max(0, e.at())] = Float.NaN;
+            culprit = culprit < 0 ? j : culprit;
+          }
+        }
+        if (j == mine.lo() && job.faults().overflows(step, rank, job.attempt())) {
+          flags |= GradientServer.FLAG_OVERFLOW;
+        }
+        if (j == mine.lo() && job.faults().poisons(step, rank, job.attempt())) {
+          r.gradSum()[r.gradSum().length - 1] = Float.NaN;
+          culprit = culprit < 0 ? j : culprit;
+        }
+        tokens += r.tokens();
+        return new Partial(r.gradSum(), r.lossSum());
+      }
     }
   }
 }

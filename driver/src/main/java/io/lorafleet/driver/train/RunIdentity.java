@@ -15,13 +15,18 @@ import java.util.Objects;
 
 /**
  * What a checkpoint must share with the job that continues it. --resume refuses any difference in
- * the LoRA config (it fixes the adapter's layout and meaning), the global batch, seed, optimizer and
- * learning-rate schedule (they fix the trajectory) or the dataset (its fingerprint): a run that
+ * the LoRA config (it fixes the adapter's layout and meaning), the global batch and micro-batch (its
+ * slots fix the summation order), seed, optimizer and learning-rate schedule (they fix the
+ * trajectory) or the dataset (its fingerprint): a run that
  * continued under other settings would be neither the old run nor a new one. The LoRA config lives
- * in the checkpoint's adapter_config.json; the rest in trainer_state.json under "job".
+ * in the checkpoint's adapter_config.json; the rest in trainer_state.json under "job". The number of
+ * workers is not part of it: any worker count the slots allow continues the same bytes.
  */
 final class RunIdentity {
   private static final ObjectMapper JSON = new ObjectMapper();
+
+  /** Fields that checkpoints written before them lack: micro_batch (2026-12-07, slots of the global batch). */
+  private static final java.util.Set<String> ADDED_LATER = java.util.Set.of("micro_batch");
 
   private RunIdentity() {}
 
@@ -29,6 +34,7 @@ final class RunIdentity {
   static ObjectNode job(TrainConfig cfg, String datasetFingerprint) {
     ObjectNode j = JSON.createObjectNode();
     j.put("global_batch", cfg.batching().globalBatch());
+    j.put("micro_batch", cfg.batching().microBatch());
     j.put("seed", cfg.batching().seed());
     j.put("optimizer", cfg.optimization().optimizer());
     j.put("schedule", cfg.optimization().schedule());
@@ -66,7 +72,11 @@ final class RunIdentity {
       throw new IllegalArgumentException("--resume: " + st.dir() + " records no job settings (written by an older lorafleet); "
           + "it cannot be checked, start a new run");
     }
-    job.fields().forEachRemaining(e -> same(diffs, e.getKey(), was.path(e.getKey()).asText("(absent)"), e.getValue().asText()));
+    job.fields().forEachRemaining(e -> {
+      if (!(ADDED_LATER.contains(e.getKey()) && was.path(e.getKey()).isMissingNode())) { // a checkpoint from before the field existed resumes
+        same(diffs, e.getKey(), was.path(e.getKey()).asText("(absent)"), e.getValue().asText());
+      }
+    });
     if (!diffs.isEmpty()) {
       throw new IllegalArgumentException("--resume: " + st.dir().getFileName() + " does not belong to this job: " + String.join("; ", diffs)
           + ". Resume with the checkpoint's settings, or start a new run (another --out, or --overwrite)");

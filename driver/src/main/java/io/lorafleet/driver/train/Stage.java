@@ -116,13 +116,19 @@ final class Stage {
     var b = cfg.batching();
     return new WorkerJob(
         new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels(),
-            cfg.compute().modelDropout()),
+            cfg.compute().modelDropout(), intraOpThreads()),
         lora.config(),
         new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
             b.shuffleWindow(), b.seed(), cfg.eval().examples(), cfg.eval().best().generates(), new io.lorafleet.driver.eval.EvalScorer()),
         new WorkerJob.Channel(host, port, jobId, secret, cfg.channel().transport(), cfg.channel().preReduce().equals("executor"),
             cfg.run().timeoutMs()),
         faults, attempt);
+  }
+
+  /** --intra-op-threads, or spark.task.cpus (the cores each task is given) when it is 0. */
+  private int intraOpThreads() {
+    int t = cfg.compute().intraOpThreads();
+    return t > 0 ? t : spark.sparkContext().getConf().getInt("spark.task.cpus", 1);
   }
 
   /** Runs steps [start, steps); returns the step reached. */
@@ -132,7 +138,8 @@ final class Stage {
     String jobId = UUID.randomUUID().toString();
     String[] addr = addresses(spark.sparkContext().getConf());
     FlatLayout layout = lora.layout();
-    try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.channel().ports()), jobId, secret, cfg.batching().workers(), cfg.run().timeoutMs(),
+    int slots = io.lorafleet.driver.executor.GlobalBatch.slots(cfg.batching().globalBatch(), cfg.batching().microBatch());
+    try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.channel().ports()), jobId, secret, slots, cfg.run().timeoutMs(),
         i -> tensorAt(layout, i), Transport.parse(cfg.channel().transport()))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
       RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.batching().workers()).boxed().toList(), cfg.batching().workers())
@@ -393,10 +400,14 @@ final class Stage {
     }
   }
 
-  /** The workers' answers to an evaluation of {@code k} candidates, each candidate's scores added over the inputs in the tree's order. */
+  /** The workers' answers to an evaluation of {@code k} candidates, each candidate's scores added over the validation slots in slot order. */
   private static List<io.lorafleet.driver.eval.Scores> scores(List<byte[]> answers, int k) throws IOException {
     try {
-      return io.lorafleet.driver.eval.EvalScorer.decodeAndAdd(answers, k);
+      List<byte[]> slots = new java.util.ArrayList<>();
+      for (byte[] a : answers) { // the peers in slot order, each with its slots in order
+        slots.addAll(io.lorafleet.driver.executor.ValidationScorer.unframe(a));
+      }
+      return io.lorafleet.driver.eval.EvalScorer.decodeAndAdd(slots, k);
     } catch (IllegalArgumentException e) {
       throw new IOException("the workers' validation scores: " + e.getMessage(), e);
     }

@@ -20,8 +20,8 @@ import java.util.List;
  * A training job, as named groups of settings, each validated at construction and the whole checked
  * across groups. Make one with {@link #builder}: it starts from the three required paths and holds
  * every other setting's default, written once here (the CLI's flags, job files and the Spark ML
- * Params all go through it). {@code batching.globalBatch} examples make one step; each of the {@code
- * batching.workers} takes globalBatch/workers of them, in micro-batches of {@code batching.microBatch}.
+ * Params all go through it). {@code batching.globalBatch} examples make one step, in slots of {@code
+ * batching.microBatch}; each of the {@code batching.workers} computes a contiguous share of the slots.
  *
  * @param io where the base, the data and the run live
  * @param tuner the adapter trained: PEFT's LoraConfig, its method included (base_model_name_or_path
@@ -74,8 +74,14 @@ public record TrainConfig(
       if (epochs < 0) {
         throw new IllegalArgumentException("--epochs must be >= 0 (0: run --steps) but found " + epochs);
       }
-      if (globalBatch % workers != 0) {
-        throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --workers (" + workers + ")");
+      if (globalBatch % microBatch != 0) {
+        throw new IllegalArgumentException("--global-batch (" + globalBatch + ") must be a multiple of --micro-batch (" + microBatch + "): a step is "
+            + "a whole number of micro-batch slots, the unit its gradient is summed in whatever the number of workers");
+      }
+      if (workers > globalBatch / microBatch) {
+        throw new IllegalArgumentException("--workers " + workers + " exceeds the " + globalBatch / microBatch + " micro-batch slots of a step (--global-batch "
+            + globalBatch + " / --micro-batch " + microBatch + "); use at most " + globalBatch / microBatch + " workers, a smaller --micro-batch or a "
+            + "larger --global-batch");
       }
     }
   }
@@ -327,11 +333,17 @@ public record TrainConfig(
    * @param initialLossScale fp16 loss scaling's first scale (torch's GradScaler init_scale)
    * @param quantize the base quantized at load (QLoRA with nf4)
    * @param modelDropout the base model's own dropouts in training, as transformers' train mode applies them (false: eval mode, --model-dropout off)
+   * @param intraOpThreads PyTorch's intra-op threads on every worker, pinned so that a slot's gradient does not depend on the
+   *     executor it lands on (0: spark.task.cpus, the cores Spark gives each task)
    */
-  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize, boolean modelDropout) implements Serializable {
+  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize, boolean modelDropout, int intraOpThreads)
+      implements Serializable {
     public Compute {
       if (!(initialLossScale > 0)) {
         throw new IllegalArgumentException("--initial-loss-scale must be > 0 but found " + initialLossScale);
+      }
+      if (intraOpThreads < 0) {
+        throw new IllegalArgumentException("--intra-op-threads must be >= 0 (0: spark.task.cpus) but found " + intraOpThreads);
       }
     }
   }
@@ -458,6 +470,7 @@ public record TrainConfig(
     private double initialLossScale = LossScaler.INITIAL;
     private Quantization quantize = Quantization.NONE;
     private boolean modelDropout = true;
+    private int intraOpThreads = 0;
 
     private Builder(String model, String data, String output) {
       this.model = model;
@@ -519,6 +532,7 @@ public record TrainConfig(
       initialLossScale = c.compute.initialLossScale();
       quantize = c.compute.quantize();
       modelDropout = c.compute.modelDropout();
+      intraOpThreads = c.compute.intraOpThreads();
     }
 
     public Builder model(String v) {
@@ -783,6 +797,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder intraOpThreads(int v) {
+      intraOpThreads = v;
+      return this;
+    }
+
     public TrainConfig build() {
       return new TrainConfig(
           new Io(model, data, output, initAdapter, baseModelId, labels),
@@ -794,7 +813,7 @@ public record TrainConfig(
           new Evaluation(evalEvery, evalExamples, best),
           new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery, mergeWindow, mergeDecay),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
-          new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout));
+          new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout, intraOpThreads));
     }
   }
 }

@@ -65,7 +65,7 @@ class GradientServerTest {
     try (GradientServer s = new GradientServer("127.0.0.1", "job-1", SECRET, 1, 5_000)) {
       CompletableFuture<Void> accept = acceptAsync(s);
       IOException wrongSecret = assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job-1", new byte[32], 0, 3, 5_000));
-      assertTrue(wrongSecret.getMessage().contains("refused rank 0"), wrongSecret.getMessage());
+      assertTrue(wrongSecret.getMessage().contains("refused slot 0"), wrongSecret.getMessage());
       IOException wrongJob = assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job-2", SECRET, 0, 3, 5_000));
       assertFalse(wrongJob.getMessage().contains("job-1"), "a refused peer learns nothing about the job: " + wrongJob.getMessage());
       // what a stranger receives: the server's hello, then REJECT, then the end of the stream
@@ -110,7 +110,7 @@ class GradientServerTest {
         c.next();
         c.push(0, 1, 1, 1.0, 0L, 0, new float[] {1, 2, 3, 4});
         var err = assertThrows(ExecutionException.class, ex::get);
-        assertTrue(err.getCause().getMessage().contains("it holds 4 fp32 values but the adapter has 2"), err.getCause().getMessage());
+        assertTrue(err.getCause().getMessage().contains("it holds 4 fp32 values a node but the adapter has 2"), err.getCause().getMessage());
       }
     }
     try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 1, 1_000)) {
@@ -220,7 +220,10 @@ class GradientServerTest {
     }
   }
 
-  /** Pushes of several chunks each (more than the ring holds), from the given nodes; returns the driver's sum. */
+  /**
+   * Pushes of several chunks each (more than the ring holds), from peers speaking for the given slot
+   * ranges, each pushing the sums of the tree nodes inside its range; returns the driver's sum.
+   */
   static GradientServer.Gathered reduceOver(int workers, java.util.List<SumTree.Node> nodes, float[][] perRank, Transport t) throws Exception {
     int n = perRank[0].length;
     try (GradientServer s = new GradientServer("127.0.0.1", PortRange.ANY, "job", SECRET, workers, 30_000, i -> "t", t)) {
@@ -230,7 +233,7 @@ class GradientServerTest {
         clients.add(GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, x, n, 30_000, t));
       }
       accept.get();
-      assertEquals(nodes.size(), s.pushesPerStep());
+      assertEquals(nodes.stream().mapToInt(x -> SumTree.cover(workers, x).size()).sum(), s.pushesPerStep());
       CompletableFuture<GradientServer.Gathered> ex = exchangeAsync(s, 0, new float[n]);
       java.util.List<CompletableFuture<Void>> pushes = new java.util.ArrayList<>();
       for (int k = 0; k < nodes.size(); k++) {
@@ -243,7 +246,14 @@ class GradientServerTest {
             for (int r = x.lo(); r < x.hi(); r++) {
               leaves.put(rank(r), perRank[r].clone());
             }
-            c.push(0, x.size(), x.size(), x.size(), 0, 0, SumTree.sum(x, leaves, 0, n));
+            java.util.List<SumTree.Node> cover = SumTree.cover(workers, x);
+            java.util.List<float[]> sums = new java.util.ArrayList<>();
+            double[] losses = new double[cover.size()];
+            for (int j = 0; j < cover.size(); j++) {
+              sums.add(SumTree.sum(cover.get(j), leaves, 0, n));
+              losses[j] = cover.get(j).size();
+            }
+            c.push(0, x.size(), x.size(), 0, 0, -1, losses, sums);
           } catch (IOException e) {
             throw new RuntimeException(e);
           }
@@ -287,30 +297,42 @@ class GradientServerTest {
     assertEquals(2, grouped.pushes());
     GradientServer.Gathered mixed = reduceOver(4, java.util.List.of(rank(0), rank(1), new SumTree.Node(2, 4)), g, Transport.FP32);
     assertArrayEquals(expected, mixed.sum(), 0f);
-    // bf16 on the wire: each push within 2^-8 of itself, accumulated in fp32
-    GradientServer.Gathered bf16 = reduceOver(4, java.util.List.of(rank(0), rank(1), rank(2), rank(3)), g, Transport.BF16);
-    double err = 0;
-    for (int i = 0; i < n; i++) {
-      double bound = 0;
-      for (float[] x : g) {
-        bound += Math.abs(x[i]) * 0x1p-8;
+    // ranges that are not tree nodes: slots 1..3 push [1, 2) and [2, 4), interleaved chunk by chunk in one message
+    GradientServer.Gathered uneven = reduceOver(4, java.util.List.of(rank(0), new SumTree.Node(1, 4)), g, Transport.FP32);
+    assertArrayEquals(expected, uneven.sum(), 0f, "a range's node sums give the flat path's bits");
+    assertEquals(3, uneven.pushes());
+    assertEquals(4.0, uneven.lossSum(), "each node's loss sum travels in the header");
+    GradientServer.Gathered thirds = reduceOver(4, java.util.List.of(rank(0), new SumTree.Node(1, 3), rank(3)), g, Transport.FP32);
+    assertArrayEquals(expected, thirds.sum(), 0f);
+    // bf16 and block-scaled fp16 on the wire: each pushed node sum within 2^-8 (2^-11) of itself, accumulated in fp32
+    for (Transport t : new Transport[] {Transport.BF16, Transport.FP16}) {
+      for (java.util.List<SumTree.Node> peers : java.util.List.of(java.util.List.of(rank(0), rank(1), rank(2), rank(3)),
+          java.util.List.of(rank(0), new SumTree.Node(1, 4)))) {
+        GradientServer.Gathered got = reduceOver(4, peers, g, t);
+        double err = 0;
+        for (int i = 0; i < n; i++) {
+          double bound = 0;
+          for (float[] x : g) {
+            bound += Math.abs(x[i]) * (t == Transport.BF16 ? 0x1p-8 : 0x1p-11);
+          }
+          err = Math.max(err, Math.abs(got.sum()[i] - expected[i]) - bound - 4 * Math.ulp(expected[i]) - (t == Transport.FP16 ? 1e-9 : 0));
+        }
+        assertTrue(err <= 0, t + " over " + peers + ": the sum exceeds its bound by " + err);
       }
-      err = Math.max(err, Math.abs(bf16.sum()[i] - expected[i]) - bound - 4 * Math.ulp(expected[i]));
     }
-    assertTrue(err <= 0, "bf16 sum exceeds its bound by " + err);
   }
 
   @Test
-  void aNodeThatIsNotInTheTreeOrOverlapsIsRefused() throws Exception {
+  void aRangeOutsideTheSlotsOrOverlappingAnotherIsRefused() throws Exception {
     try (GradientServer s = new GradientServer("127.0.0.1", "job", SECRET, 6, 5_000)) {
-      IOException straddles = assertThrows(IOException.class,
-          () -> GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(1, 3), 2, 5_000, Transport.FP32));
-      assertTrue(straddles.getMessage().contains("refused ranks 1..2"), straddles.getMessage());
-      try (GradientClient pair = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(4, 6), 2, 5_000, Transport.FP32)) {
+      IOException outside = assertThrows(IOException.class,
+          () -> GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(5, 7), 2, 5_000, Transport.FP32));
+      assertTrue(outside.getMessage().contains("refused slots 5..6"), outside.getMessage());
+      try (GradientClient three = GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, new SumTree.Node(3, 6), 2, 5_000, Transport.FP32)) {
         assertThrows(IOException.class, () -> GradientClient.connect("127.0.0.1", s.port(), "job", SECRET, rank(5), 2, 5_000, Transport.FP32));
       }
-      assertTrue(s.rejected().get(0).contains("not a node of the summation tree over 6 workers"), s.rejected().toString());
-      assertTrue(s.rejected().get(1).contains("rank 5 is already connected"), s.rejected().toString());
+      assertTrue(s.rejected().get(0).contains("slots 5..6 lies outside the 6 slots of a step"), s.rejected().toString());
+      assertTrue(s.rejected().get(1).contains("slot 5 is already connected"), s.rejected().toString());
     }
   }
 

@@ -14,7 +14,7 @@ import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
-class SumTreeTest {
+public class SumTreeTest {
   static SumTree.Node node(int lo, int hi) {
     return new SumTree.Node(lo, hi);
   }
@@ -41,7 +41,7 @@ class SumTreeTest {
   }
 
   /** Values of very different magnitudes, so that the order of additions shows in the bits. */
-  static float[][] gradients(int ranks, int n, long seed) {
+  public static float[][] gradients(int ranks, int n, long seed) {
     Random rnd = new Random(seed);
     float[][] g = new float[ranks][n];
     for (float[] x : g) {

@@ -231,7 +231,7 @@ class EncoderClassificationIT {
       List<String> lines = Files.readAllLines(dir.resolve("bert" + w).resolve("metrics.jsonl"));
       assertEquals(4, lines.size());
       for (int step = 0; step < 4; step++) {
-        long tokens = io.lorafleet.driver.executor.GlobalBatch.slice(rows, order, step, 16, 1, 0).stream().mapToLong(e -> e.inputIds().length).sum();
+        long tokens = io.lorafleet.driver.executor.GlobalBatch.slice(rows, order, step, 16).stream().mapToLong(e -> e.inputIds().length).sum();
         var m = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lines.get(step));
         assertEquals(tokens, m.get("input_tokens").asLong(), w + " workers, step " + step + ": " + m);
         assertEquals(16, m.get("examples").asLong(), m.toString());

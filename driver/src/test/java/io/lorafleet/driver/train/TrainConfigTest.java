@@ -34,6 +34,11 @@ class TrainConfigTest {
   void aBuiltJobIsValidatedAsAnyOther() {
     var e = assertThrows(IllegalArgumentException.class, () -> job().toBuilder().tuner(LoraConfig.ofTargetModules(0, 16, "q_proj")).build());
     assertTrue(e.getMessage().contains("0"), e.getMessage());
-    assertThrows(IllegalArgumentException.class, () -> job().toBuilder().globalBatch(7).build(), "7 rows do not split over 2 workers");
+    var ragged = assertThrows(IllegalArgumentException.class, () -> job().toBuilder().globalBatch(7).microBatch(2).build());
+    assertTrue(ragged.getMessage().startsWith("--global-batch (7) must be a multiple of --micro-batch (2)"), ragged.getMessage());
+    var many = assertThrows(IllegalArgumentException.class, () -> job().toBuilder().globalBatch(8).microBatch(4).workers(3).build());
+    assertTrue(many.getMessage().startsWith("--workers 3 exceeds the 2 micro-batch slots of a step (--global-batch 8 / --micro-batch 4)"),
+        many.getMessage());
+    job().toBuilder().globalBatch(12).microBatch(2).workers(4).build(); // 6 slots: shares of 1, 2, 1, 2
   }
 }

@@ -87,7 +87,7 @@ class TrainerIT {
   static List<Example> firstGlobalBatch() throws Exception {
     var split = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
         io.lorafleet.datasets.arrow.TokenLimits.NONE, 16);
-    return GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 1, 0);
+    return GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6);
   }
 
 
@@ -100,19 +100,20 @@ class TrainerIT {
     assertEquals(List.of(1, 1), metric(dir.resolve("grouped3"), "pushes"));
     assertArrayEquals(flat.adapter(), grouped.adapter(), 0f, "the same additions in the same order");
     assertEquals(flat.losses(), grouped.losses());
-    // One SGD step, so the update is -lr times the mean gradient. Each rank's gradient, recomputed here, bounds
-    // the error: bf16 rounds each value within 2^-8 of itself, block-scaled fp16 within 2^-11 (or 2^-39 of its block's largest).
+    // One SGD step, so the update is -lr times the mean gradient. Each slot's gradient, recomputed here, bounds the
+    // error of every node sum pushed: bf16 rounds each value within 2^-8 of itself, block-scaled fp16 within 2^-11 (or 2^-39 of its block's largest).
     float[] init = LoraModel.create(ModelCache.skeleton(model.toString()), cfg("x", 1, 1, "sgd", false).lora()).initialParams(7);
-    float[][] perRank = new float[2][];
+    float[][] perSlot = new float[3][];
     long tokens = 0;
     var split = io.lorafleet.datasets.arrow.SplitReader.open(data.resolve("train").toString(), new org.apache.hadoop.conf.Configuration(),
         io.lorafleet.datasets.arrow.TokenLimits.NONE, 16);
     try (LanguageModel base = LanguageModel.load(model, Device.cpu(), DataType.FLOAT32)) {
       LoraModel lora = LoraModel.create(base, cfg("x", 1, 1, "sgd", false).lora());
-      for (int r = 0; r < 2; r++) {
-        var rows = GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 2, r);
+      for (int j = 0; j < 3; j++) {
+        var rows = GlobalBatch.slice(split, new EpochOrder(split.blockRows(), 7, TrainConfig.DEFAULT_SHUFFLE_WINDOW), 0, 6, 2,
+            new io.lorafleet.driver.allreduce.SumTree.Node(j, j + 1));
         StepResult res = TrainStep.run(lora, init.clone(), GlobalBatch.microBatches(rows, 2), Dropout.Plan.NONE);
-        perRank[r] = res.gradSum();
+        perSlot[j] = res.gradSum();
         tokens += res.tokens();
       }
     }
@@ -123,7 +124,7 @@ class TrainerIT {
       double norm = 0;
       double worst = 0;
       for (int i = 0; i < init.length; i++) {
-        double spread = Math.abs(perRank[0][i]) + Math.abs(perRank[1][i]);
+        double spread = Math.abs(perSlot[0][i]) + Math.abs(perSlot[1][i]) + Math.abs(perSlot[2][i]);
         double bound = 0.05 / tokens * (t.equals("bf16") ? spread * 0x1p-8 : spread * 0x1p-11 + 1e-9) + 4 * Math.ulp(exact[i]);
         worst = Math.max(worst, Math.abs(got[i] - exact[i]) / bound);
         relative += Math.pow(got[i] - exact[i], 2);
@@ -770,20 +771,21 @@ class TrainerIT {
     var e = assertThrows(java.io.IOException.class, () -> withFaults("nan@4:rank=1:attempt=*",
         steady("nan-always", 5).toBuilder().output(dir.resolve("nan-always").toString()).steps(6).build()));
     assertTrue(e.getMessage().startsWith("training diverged: step 4 gave a non-finite gradient again"), e.getMessage());
-    assertTrue(e.getMessage().contains("rank 1 pushed a non-finite gradient (NaN) for 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight'"),
-        e.getMessage());
+    // rank 1 of 2 holds slots 1 and 2 of the 3: its first slot is named, inside the sum its executor pushed
+    assertTrue(e.getMessage().contains("slot 1 gave a non-finite gradient (NaN) for 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight' "
+        + "(in the sum pushed for slots 0..2)"), e.getMessage());
   }
 
   /**
    * A worker's own backward pass finds the non-finite gradient (the fault back-propagates a NaN loss
-   * scale). It reports it on the channel, never by failing its task, so the driver names the rank
+   * scale). It reports it on the channel, never by failing its task, so the driver names the slot
    * and the tensor and stops the run by the failure's type, not its message.
    */
   @Test
   void aWorkerWhoseBackwardPassDivergesStopsTheRunByType() {
     var e = assertThrows(java.io.IOException.class, () -> withFaults("diverge@1:rank=1:attempt=*", cfg("diverge", 2, 4, "sgd", false)));
     assertTrue(e.getMessage().startsWith("training diverged: step 1 gave a non-finite gradient again"), e.getMessage());
-    assertTrue(e.getMessage().contains("step 1, rank 1 pushed a non-finite gradient (NaN) for 'base_model.model.model.layers.0."), e.getMessage());
+    assertTrue(e.getMessage().contains("step 1, slot 1 gave a non-finite gradient (NaN) for 'base_model.model.model.layers.0."), e.getMessage());
     assertTrue(e.getCause() instanceof io.lorafleet.worker.train.NonFiniteGradientException, String.valueOf(e.getCause()));
   }
 
@@ -1115,10 +1117,11 @@ class TrainerIT {
         .tuner(LoraConfig.ofTargetModules(4, 8, "c_attn")).workers(1).steps(1).globalBatch(6).microBatch(2).lr(0.05).schedule("constant")
         .optimizer("sgd").clip(0).checkpointEvery(2).keepCheckpoints(3).seed(7).timeoutMs(60_000).maxAttempts(2).evalExamples(0).build(), false));
     assertTrue(e.getMessage().contains("c_attn") && e.getMessage().contains("q_proj"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("bad2", 6, 1, "sgd", false), false));
+    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, cfg("bad2", 1, 1, "sgd", false).toBuilder().microBatch(1).workers(6).build(),
+        false));
     assertTrue(e.getMessage().contains("exceeds the 3 task slots"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> cfg("bad3", 4, 1, "sgd", false));
-    assertTrue(e.getMessage().contains("multiple of --workers"), e.getMessage());
+    assertTrue(e.getMessage().contains("--workers 4 exceeds the 3 micro-batch slots of a step"), e.getMessage());
     // a dataset tokenized for another model is refused
     Path other = dir.resolve("other-model");
     try {
