@@ -34,11 +34,16 @@ final class Fixtures {
       this.hook = new Thread(() -> stopCluster(state, dir.resolve("stop.log")));
     }
 
-    /** Workers of {@code cores} cores and {@code memory} each. */
+    /** Two workers of {@code cores} cores and {@code memory} each. */
     static Cluster start(Path dir, int cores, String memory) throws Exception {
+      return start(dir, 2, cores, memory);
+    }
+
+    /** {@code workers} workers of {@code cores} cores and {@code memory} each. */
+    static Cluster start(Path dir, int workers, int cores, String memory) throws Exception {
       Cluster c = new Cluster(dir);
       Runtime.getRuntime().addShutdownHook(c.hook);
-      c.daemons.addAll(startCluster(c.state, 0, cores, memory, c.env, dir.resolve("start.log")));
+      c.daemons.addAll(startCluster(c.state, 0, workers, cores, memory, c.env, dir.resolve("start.log")));
       return c;
     }
 
@@ -60,11 +65,16 @@ final class Fixtures {
 
   /** Starts master + 2 workers of {@code cores} cores and {@code memory} each, and returns the daemons' pids. */
   static List<Long> startCluster(Path state, int gpus, int cores, String memory, Map<String, String> env, Path log) throws Exception {
+    return startCluster(state, gpus, 2, cores, memory, env, log);
+  }
+
+  /** Starts master + {@code workers} workers of {@code cores} cores and {@code memory} each, and returns the daemons' pids. */
+  static List<Long> startCluster(Path state, int gpus, int workers, int cores, String memory, Map<String, String> env, Path log) throws Exception {
     int port;
     try (ServerSocket s = new ServerSocket(0)) {
       port = s.getLocalPort();
     }
-    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", "2", "--cores", Integer.toString(cores),
+    List<String> cmd = new ArrayList<>(List.of(Shell.ROOT.resolve("deploy/standalone/start-cluster.sh").toString(), "--workers", Integer.toString(workers), "--cores", Integer.toString(cores),
         "--memory", memory, "--port", Integer.toString(port), "--state", state.toString()));
     if (gpus > 0) {
       cmd.addAll(List.of("--gpus", Integer.toString(gpus)));

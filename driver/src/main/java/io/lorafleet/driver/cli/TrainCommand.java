@@ -85,6 +85,9 @@ final class TrainCommand implements Callable<Integer> {
       + "(train refuses such a store otherwise); a single writer is then yours to ensure") boolean noLock;
   @Option(names = "--executor-wait-ms", defaultValue = "" + TrainConfig.DEFAULT_EXECUTOR_WAIT_MS,
       description = "how long to wait for executors, at launch and for replacements after a lost one") int executorWaitMs;
+  @Option(names = "--min-workers", defaultValue = "0", description = "after a lost executor, continue at once from the last checkpoint on as "
+      + "few as this many workers instead of waiting --executor-wait-ms for replacements, and grow back to --workers at a later checkpoint "
+      + "once executors return; the update is the same bytes at any worker count (0: --workers, always wait)") int minWorkers;
   @Option(names = "--gradient-ports", defaultValue = "", description = "port or LO-HI range for the driver's gradient channel (default: any free port)")
   String gradientPorts;
   @Option(names = "--grad-transport", defaultValue = "fp32", description = "how gradients travel to the driver: fp32 (exact), bf16 or fp16 "
@@ -189,7 +192,7 @@ final class TrainCommand implements Callable<Integer> {
         .optimizer(optimizer).lr(lr).weightDecay(weightDecay).clip(clip).adamBeta1(adamBeta1).adamBeta2(adamBeta2).adamEpsilon(adamEpsilon)
         .loraplusLrRatio(loraplusLrRatio).schedule(schedule).warmup(warmup).warmupRatio(warmupRatio).minLrRate(minLrRate)
         .checkpointEvery(checkpointEvery).keepCheckpoints(keep).resume(!resume.equals("false")).resumeAuto(resume.equals("auto")).overwrite(overwrite).lock(!noLock)
-        .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs)
+        .timeoutMs(timeoutMs).maxAttempts(maxAttempts).executorWaitMs(executorWaitMs).minWorkers(minWorkers)
         .evalEvery(evalEvery).evalExamples(evalExamples)
         .best(TrainConfig.Selection.of(metricForBestModel, greaterIsBetter, loadBestModelAtEnd, earlyStoppingPatience, earlyStoppingThreshold)).averageLast(averageLast).averageMode(averageMode)
         .emaDecay(emaDecay).averageEvery(averageEvery).mergeWindow(mergeWindow).mergeDecay(mergeDecay)

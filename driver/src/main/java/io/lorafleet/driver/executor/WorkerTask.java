@@ -141,10 +141,10 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     int slots = GlobalBatch.slots(job.data().globalBatch(), job.data().microBatch());
     Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce, slots);
     int rank = at.rank();
+    Device device = device(ctx); // loads the engine
     // PyTorch's intra-op threads, set on this thread (which runs every forward and backward): the
     // same on every executor, so a slot's gradient does not depend on the machine shape it lands on
     ai.djl.pytorch.jni.JniUtils.setNumThreads(job.base().intraOpThreads());
-    Device device = device(ctx);
     LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize(), job.base().labels());
     LoraModel lora = LoraModel.create(model, job.lora());
     // twice the shuffle window: the group being consumed stays cached while the next one is read

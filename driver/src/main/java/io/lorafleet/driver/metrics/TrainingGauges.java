@@ -13,7 +13,7 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class TrainingGauges {
   /** Gauge names, as they appear after the plugin's source name in every sink. */
   public static final List<String> NAMES = List.of("step", "loss", "learning_rate", "tokens_per_second", "examples_per_second", "grad_norm", "compute_ms",
-      "communication_ms", "optimizer_ms", "checkpoint_age_seconds");
+      "communication_ms", "optimizer_ms", "checkpoint_age_seconds", "workers", "resizes");
 
   private static final Map<String, Double> VALUES = new ConcurrentHashMap<>();
   private static volatile long checkpointNanos = Long.MIN_VALUE;
@@ -33,6 +33,9 @@ public final class TrainingGauges {
     for (String k : List.of("compute_ms", "communication_ms", "optimizer_ms")) {
       VALUES.put(k, m.path(k).asDouble(Double.NaN));
     }
+    // the stage's worker count, and how often the run shrank or grew (--min-workers)
+    VALUES.put("workers", m.path("workers").asDouble(Double.NaN));
+    VALUES.merge("resizes", m.has("resized_from") ? 1.0 : 0.0, Double::sum);
   }
 
   /** A checkpoint was published. */

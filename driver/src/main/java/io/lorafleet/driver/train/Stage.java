@@ -58,6 +58,11 @@ final class Stage {
   private final boolean progress;
   private final FaultPlan faults;
   private final int attempt;
+  /** This stage's workers, and the stage before's (the same unless the run shrank or grew). */
+  private final int workers;
+  private final int previousWorkers;
+  /** How many workers the cluster could run now: a shrunk stage ends at a checkpoint once more could. */
+  private final java.util.function.IntSupplier workersAvailable;
   private final ObjectNode job;
   private final LossScaler scaler;
   /** AdaLoRA's allocation, which runs on the driver after each optimizer step. */
@@ -76,11 +81,17 @@ final class Stage {
   record Run(SparkSession spark, TrainConfig cfg, RunOutput ro, LoraModel lora, Schedule sched, ObjectNode job, String resolvedConfig,
       FaultPlan faults, boolean progress) {}
 
+  /**
+   * How many workers a stage runs on ({@code count}), how many the stage before it ran on, and how
+   * many the cluster could run now, asked at each checkpoint while {@code count} is below --workers.
+   */
+  record Workers(int count, int previous, java.util.function.IntSupplier available) {}
+
   /** What the run's stages write in turn: the step losses, the validation losses, metrics.jsonl and the checkpoints. */
   record Log(List<Double> losses, List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt) {}
 
-  /** A stage of {@code run} from {@code state}, the {@code attempt}-th barrier stage of the run (fault plans name it). */
-  Stage(Run run, Log log, TrainingState state, int attempt) {
+  /** A stage of {@code run} from {@code state} on {@code workers}, the {@code attempt}-th barrier stage of the run (fault plans name it). */
+  Stage(Run run, Log log, TrainingState state, int attempt, Workers workers) {
     this.spark = run.spark();
     this.cfg = run.cfg();
     this.ro = run.ro();
@@ -100,6 +111,9 @@ final class Stage {
     this.ranks = state.ranks;
     this.state = state;
     this.attempt = attempt;
+    this.workers = workers.count();
+    this.previousWorkers = workers.previous();
+    this.workersAvailable = workers.available();
   }
 
   /**
@@ -118,7 +132,7 @@ final class Stage {
         new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels(),
             cfg.compute().modelDropout(), intraOpThreads()),
         lora.config(),
-        new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), b.workers(), b.steps(), b.globalBatch(), b.microBatch(),
+        new WorkerJob.Data(cfg.io().data(), job.get("dataset_fingerprint").asText(), workers, b.steps(), b.globalBatch(), b.microBatch(),
             b.shuffleWindow(), b.seed(), cfg.eval().examples(), cfg.eval().best().generates(), new io.lorafleet.driver.eval.EvalScorer()),
         new WorkerJob.Channel(host, port, jobId, secret, cfg.channel().transport(), cfg.channel().preReduce().equals("executor"),
             cfg.run().timeoutMs()),
@@ -142,14 +156,14 @@ final class Stage {
     try (GradientServer server = new GradientServer(addr[0], PortRange.parse(cfg.channel().ports()), jobId, secret, slots, cfg.run().timeoutMs(),
         i -> tensorAt(layout, i), Transport.parse(cfg.channel().transport()))) {
       JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
-      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, cfg.batching().workers()).boxed().toList(), cfg.batching().workers())
+      RDD<String> ranks = jsc.parallelize(java.util.stream.IntStream.range(0, workers).boxed().toList(), workers)
           .rdd().barrier().mapPartitions(new WorkerTask(workerJob(addr[1], server.port(), jobId, secret), spark.sparkContext().hadoopConfiguration()),
               false, ClassTag$.MODULE$.apply(String.class));
       ranks.setName("lorafleet barrier stage: gradient workers");
       // A thread of its own inherits the job group (Spark local properties are inheritable), so a
       // failed step can cancel exactly this stage and wait for its slots to free up.
       String group = "lorafleet-train-" + jobId;
-      jsc.setJobGroup(group, "lorafleet train: " + cfg.batching().workers() + " LoRA workers, steps " + start + ".." + cfg.batching().steps(), true);
+      jsc.setJobGroup(group, "lorafleet train: " + workers + " LoRA workers, steps " + start + ".." + cfg.batching().steps(), true);
       FutureTask<Object> stage = new FutureTask<>(ranks::collect);
       Thread runner = new Thread(stage, "lorafleet-barrier-stage");
       runner.setDaemon(true);
@@ -218,8 +232,12 @@ final class Stage {
     }
   }
 
+  /** The stage's first step (metrics name a resize there). */
+  private int firstStep = -1;
+
   /** The step loop: each step reads top to bottom as exchange, update, record, report, snapshot. */
   private int steps(int start, GradientServer server, FutureTask<Object> stage) throws IOException {
+    firstStep = start;
     connect(server, stage);
     state.averages.startAt(start, params); // after connect: DoRA's magnitudes are the base's by now
     long t0 = System.nanoTime();
@@ -246,6 +264,13 @@ final class Stage {
       boolean stop = state.best.stop();
       if (done % cfg.run().checkpointEvery() == 0 || done == cfg.batching().steps() || stop) {
         snapshot(done);
+        if (!stop && done < cfg.batching().steps() && workers < cfg.batching().workers() && workersAvailable.getAsInt() > workers) {
+          // grown back: this stage ends here, between stages, and the next one runs from this step on the workers there are now
+          io.lorafleet.driver.report.Progress.say("executors returned: ending the " + workers + "-worker stage at checkpoint " + done
+              + " to grow (the update does not depend on the worker count)");
+          step = done;
+          break;
+        }
       }
       if (stop) { // EarlyStoppingCallback: the run ends here, its last step checkpointed
         state.stoppedAt = done;
@@ -354,6 +379,10 @@ final class Stage {
     m.put("optimizer_ms", (nanos[2] - nanos[1]) / 1e6);
     m.put("reduce_ms", g.reduceNanos() / 1e6); // summed over the I/O threads that reduced chunks, inside exchange_ms
     m.put("pushes", g.pushes());
+    m.put("workers", workers);
+    if (workers != previousWorkers && step == firstStep) { // the first step after a resize says what it was
+      m.put("resized_from", previousWorkers);
+    }
     m.put("bytes", bytes);
     return m;
   }
@@ -452,7 +481,8 @@ final class Stage {
     double eta = elapsedS / doneHere * (steps - done);
     // input tokens a second, padding excluded; a classifier's examples beside them
     String rate = String.format("%.0f tok/s", g.inputTokens() / stepS) + (classifier() ? String.format("  %.0f ex/s", g.tokens() / stepS) : "");
-    String line = String.format("step %d/%d  loss %.4f  %s  eta %.0fs", done, steps, loss, rate, eta);
+    String line = String.format("step %d/%d  loss %.4f  %s  eta %.0fs", done, steps, loss, rate, eta)
+        + (workers < cfg.batching().workers() ? String.format("  workers %d/%d", workers, cfg.batching().workers()) : "");
     if (TERMINAL) {
       System.out.print("\r" + line + "   ");
       System.out.flush();

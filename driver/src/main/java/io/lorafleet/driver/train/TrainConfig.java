@@ -168,10 +168,15 @@ public record TrainConfig(
    * @param timeoutMs how long the driver waits for a worker's answer
    * @param maxAttempts stage relaunches in a row without a new checkpoint before the run fails
    * @param executorWaitMs how long to wait for executors, at launch and after a lost one
+   * @param minWorkers the fewest workers a relaunch may continue on at once instead of waiting for
+   *     replacements (0: the run's workers, always wait); the run grows back at a later checkpoint
    */
   public record RunPolicy(int checkpointEvery, int keepCheckpoints, boolean resume, boolean resumeAuto, boolean overwrite, boolean lock,
-      int timeoutMs, int maxAttempts, int executorWaitMs) implements Serializable {
+      int timeoutMs, int maxAttempts, int executorWaitMs, int minWorkers) implements Serializable {
     public RunPolicy {
+      if (minWorkers < 0) {
+        throw new IllegalArgumentException("--min-workers must be >= 1 (or 0: --workers) but found " + minWorkers);
+      }
       positive("checkpoint-every", checkpointEvery);
       positive("keep-checkpoints", keepCheckpoints);
       positive("timeout-ms", timeoutMs);
@@ -348,7 +353,15 @@ public record TrainConfig(
     }
   }
 
+  /** The fewest workers a relaunch continues on: --min-workers, or --workers when it is 0. */
+  public int minWorkers() {
+    return run.minWorkers() > 0 ? run.minWorkers() : batching.workers();
+  }
+
   public TrainConfig {
+    if (run.minWorkers() > batching.workers()) {
+      throw new IllegalArgumentException("--min-workers " + run.minWorkers() + " exceeds --workers " + batching.workers());
+    }
     optimization.schedule(batching.steps()); // validates the schedule's name, the peak, the warm-up and the floor over the run's steps
     if (averaging.last() > 0) {
       tuner.method().notAveraged().ifPresent(why -> {
@@ -453,6 +466,7 @@ public record TrainConfig(
     private int timeoutMs = 120_000;
     private int maxAttempts = 3;
     private int executorWaitMs = DEFAULT_EXECUTOR_WAIT_MS;
+    private int minWorkers = 0;
     private int evalEvery = 0;
     private int evalExamples = 64;
     private Selection best = Selection.NONE;
@@ -515,6 +529,7 @@ public record TrainConfig(
       timeoutMs = r.timeoutMs();
       maxAttempts = r.maxAttempts();
       executorWaitMs = r.executorWaitMs();
+      minWorkers = r.minWorkers();
       evalEvery = c.eval.every();
       evalExamples = c.eval.examples();
       best = c.eval.best();
@@ -712,6 +727,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder minWorkers(int v) {
+      minWorkers = v;
+      return this;
+    }
+
     public Builder evalEvery(int v) {
       evalEvery = v;
       return this;
@@ -809,7 +829,7 @@ public record TrainConfig(
           new Batching(workers, steps, epochs, globalBatch, microBatch, shuffleWindow, seed),
           new Optimization(optimizer, lr, weightDecay, clip, adamBeta1, adamBeta2, adamEpsilon, loraplusLrRatio, schedule, warmup, warmupRatio,
               minLrRate),
-          new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs),
+          new RunPolicy(checkpointEvery, keepCheckpoints, resume, resumeAuto, overwrite, lock, timeoutMs, maxAttempts, executorWaitMs, minWorkers),
           new Evaluation(evalEvery, evalExamples, best),
           new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery, mergeWindow, mergeDecay),
           new GradientChannel(gradientPorts, gradTransport, preReduce),

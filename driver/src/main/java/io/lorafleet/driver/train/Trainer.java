@@ -78,16 +78,16 @@ public final class Trainer {
           + " steps");
     }
     ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
-    checkSlots(spark, cfg);
+    int workers = workersFor(spark, cfg, false);
     RunOutput ro = RunOutput.of(cfg.io().output(), spark.sparkContext().hadoopConfiguration());
     try (RunLock lock = cfg.run().lock() ? RunLock.acquire(ro, cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS)
         : RunLock.none(ro)) {
-      return run(spark, cfg, progress, faults, base, lora, job, ro, manifest);
+      return run(spark, cfg, progress, faults, base, lora, job, ro, manifest, workers);
     }
   }
 
   private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, ModelSkeleton base, LoraModel lora, ObjectNode job,
-      RunOutput ro, Manifest manifest) throws IOException {
+      RunOutput ro, Manifest manifest, int firstWorkers) throws IOException {
     Path out = ro.local();
     claimOutput(cfg, ro);
     TrainingState state = new TrainingState(cfg, lora, initialParams(cfg, lora, base));
@@ -101,6 +101,12 @@ public final class Trainer {
     int attempts = 0;
     int withoutProgress = 0;
     int divergedAt = -1;
+    int workers = firstWorkers;
+    int previous = firstWorkers;
+    if (workers < cfg.batching().workers()) {
+      say(progress, "starting on " + workers + " of --workers " + cfg.batching().workers() + " (no more executors within --executor-wait-ms); "
+          + "the run grows at a checkpoint once they register");
+    }
     Stage.Run run = new Stage.Run(spark, cfg, ro, lora, cfg.lrSchedule(), job, resolved, faults, progress);
     try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
       final int first = start; // losses.get(i) is the loss of step first + i + 1
@@ -108,7 +114,13 @@ public final class Trainer {
         attempts++;
         int from = start;
         try {
-          start = new Stage(run, new Stage.Log(losses, valLosses, metrics, ckpt), state, attempts).run(start);
+          start = new Stage(run, new Stage.Log(losses, valLosses, metrics, ckpt), state, attempts,
+              new Stage.Workers(workers, previous, () -> slotsNow(spark))).run(start);
+          previous = workers;
+          if (start < cfg.batching().steps() && state.stoppedAt == 0) { // the stage ended at a checkpoint to grow: the state is in memory
+            workers = workersFor(spark, cfg, true);
+            say(progress, "growing from " + previous + " to " + workers + " workers at step " + start);
+          }
         } catch (OutputFailure e) {
           throw e;
         } catch (IOException | RuntimeException e) {
@@ -120,7 +132,12 @@ public final class Trainer {
           divergedAt = checkRelaunch(cfg, e, first + losses.size(), divergedAt, resumeAt, withoutProgress, attempts);
           say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint (step " + resumeAt + ")");
           LOG.warn("training stage failed ({}); relaunching from step {}", e.getMessage(), resumeAt);
-          checkSlots(spark, cfg);
+          previous = workers;
+          workers = workersFor(spark, cfg, true);
+          if (workers != previous) {
+            say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from step " + resumeAt
+                + " instead of waiting for replacements; the run grows back at a checkpoint once executors return");
+          }
           if (st.isPresent()) {
             state.restore(st.get());
           } else {
@@ -300,30 +317,50 @@ public final class Trainer {
   }
 
   /**
-   * A barrier stage needs every slot at once. Local masters have a fixed slot count; on a cluster,
-   * executors register after the application starts (and come back after one is lost), so wait for
-   * enough of them, each assumed to hold spark.executor.cores / spark.task.cpus slots (1 if unset).
+   * How many task slots the application has now for one barrier stage (which needs them all at
+   * once): a local master's fixed count; on a cluster, the registered executors times
+   * spark.executor.cores / spark.task.cpus each (1 if unset).
    */
-  static void checkSlots(SparkSession spark, TrainConfig cfg) {
+  static int slotsNow(SparkSession spark) {
     var sc = spark.sparkContext();
     if (sc.isLocal()) {
-      int slots = sc.defaultParallelism();
-      if (cfg.batching().workers() > slots) {
-        throw new IllegalArgumentException("--workers " + cfg.batching().workers() + " exceeds the " + slots + " task slots of this Spark application");
-      }
-      return;
+      return sc.defaultParallelism();
     }
     int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
-    int needed = (cfg.batching().workers() + perExecutor - 1) / perExecutor;
+    return (sc.statusTracker().getExecutorInfos().length - 1) * perExecutor; // the driver is listed too
+  }
+
+  /**
+   * The workers the next barrier stage runs on. The first stage waits up to --executor-wait-ms for
+   * --workers slots (executors register after the application starts). A relaunch after a lost
+   * executor, or a stage that grows, takes at once what there is when that is at least
+   * --min-workers; otherwise it waits for that many. Local masters have a fixed slot count.
+   */
+  static int workersFor(SparkSession spark, TrainConfig cfg, boolean relaunch) {
+    int want = cfg.batching().workers();
+    int least = relaunch ? cfg.minWorkers() : want;
+    if (spark.sparkContext().isLocal()) {
+      int slots = slotsNow(spark);
+      if (Math.min(want, slots) < least) {
+        throw new IllegalArgumentException("--workers " + want + " exceeds the " + slots + " task slots of this Spark application");
+      }
+      return Math.min(want, slots);
+    }
     long deadline = System.currentTimeMillis() + cfg.run().executorWaitMs();
     while (true) {
-      int executors = sc.statusTracker().getExecutorInfos().length - 1; // the driver is listed too
-      if (executors >= needed) {
-        return;
+      int slots = slotsNow(spark);
+      if (slots >= least) {
+        return Math.min(want, slots);
       }
       if (System.currentTimeMillis() > deadline) {
-        throw new IllegalArgumentException("--workers " + cfg.batching().workers() + " needs " + needed + " executors but only " + executors
-            + " registered within --executor-wait-ms " + cfg.run().executorWaitMs());
+        if (slots >= cfg.minWorkers()) { // past the wait at launch: start on what there is, and grow later
+          return slots;
+        }
+        int perExecutor = Math.max(1, spark.sparkContext().getConf().getInt("spark.executor.cores", 1)
+            / spark.sparkContext().getConf().getInt("spark.task.cpus", 1));
+        int needed = (least + perExecutor - 1) / perExecutor;
+        throw new IllegalArgumentException("--" + (least == want ? "workers " : "min-workers ") + least + " needs " + needed
+            + " executors but only " + slots / perExecutor + " registered within --executor-wait-ms " + cfg.run().executorWaitMs());
       }
       try {
         Thread.sleep(200);
