@@ -219,17 +219,27 @@ final class Stage {
       job.get();
       return "";
     } catch (ExecutionException e) {
-      String m = String.valueOf(e.getCause().getMessage());
-      for (String line : m.split("\n")) {
-        int at = line.indexOf("Exception: ");
-        if (at >= 0 && !line.contains("SparkException")) {
-          return ": " + line.substring(at + "Exception: ".length()).trim();
-        }
-      }
-      return ": " + m.split("\n")[0];
+      return reason(String.valueOf(e.getCause().getMessage()));
     } catch (Exception e) {
       return "";
     }
+  }
+
+  /** A thrown class's line in a task failure's text: "pkg.SomeException: why" or "pkg.SomeError: why". */
+  private static final java.util.regex.Pattern THROWN = java.util.regex.Pattern.compile("([\\w$.]+(?:Exception|Error)): (.*)");
+
+  /**
+   * ": <why>" from the text Spark gives for a failed job: the first thrown exception's or error's own
+   * message (an UnsatisfiedLinkError in a task is as much the cause as an exception), not Spark's wrapper.
+   */
+  static String reason(String message) {
+    for (String line : message.split("\n")) {
+      java.util.regex.Matcher m = THROWN.matcher(line);
+      if (m.find() && !m.group(1).endsWith("SparkException")) {
+        return ": " + m.group(2).trim();
+      }
+    }
+    return ": " + message.split("\n")[0];
   }
 
   /** The stage's first step (metrics name a resize there). */

@@ -134,6 +134,9 @@ public final class Trainer {
           LOG.warn("training stage failed ({}); relaunching from step {}", e.getMessage(), resumeAt);
           previous = workers;
           workers = workersFor(spark, cfg, true);
+          if (workers < cfg.batching().workers()) {
+            requestExecutors(spark, cfg);
+          }
           if (workers != previous) {
             say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from step " + resumeAt
                 + " instead of waiting for replacements; the run grows back at a checkpoint once executors return");
@@ -314,6 +317,28 @@ public final class Trainer {
           + ". Drop those flags to adopt the adapter's config");
     }
     return a.withDropout(flags.loraDropout()).withBaseModel(cfg.baseModelName());
+  }
+
+  /**
+   * A shrunk run asks the cluster manager for the executors --workers needs (Spark's
+   * requestTotalExecutors, which sets the application's executor target; dynamic allocation stays
+   * off). Cluster managers replace lost executors on their own too; this states the target, and a
+   * manager that takes no requests is only logged.
+   */
+  static void requestExecutors(SparkSession spark, TrainConfig cfg) {
+    var sc = spark.sparkContext();
+    if (sc.isLocal()) {
+      return;
+    }
+    int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
+    int executors = (cfg.batching().workers() + perExecutor - 1) / perExecutor;
+    try {
+      if (!sc.requestTotalExecutors(executors, 0, scala.collection.immutable.Map$.MODULE$.empty())) {
+        LOG.warn("the cluster manager did not take a request for {} executors; the run grows when it replaces the lost ones", executors);
+      }
+    } catch (RuntimeException e) {
+      LOG.warn("could not ask the cluster manager for {} executors ({}); the run grows when it replaces the lost ones", executors, e.toString());
+    }
   }
 
   /**

@@ -22,4 +22,15 @@ class StageTest {
     assertEquals("a.lora_A.weight", Stage.tensorAt(l, 5));
     assertEquals("a.lora_B.weight", Stage.tensorAt(l, 6));
   }
+
+  @Test
+  void aFailedStageIsExplainedByTheTasksOwnLineWhetherExceptionOrError() {
+    String spark = "Job aborted due to stage failure: Could not recover from a failed barrier ResultStage.\n"
+        + "org.apache.spark.SparkException: Stage failed because barrier task ResultTask(0, 1) finished unsuccessfully.\n";
+    assertEquals(": injected fault: rank 0 fails at step 4",
+        Stage.reason(spark + "java.lang.IllegalStateException: injected fault: rank 0 fails at step 4\n\tat io.lorafleet.X.y(X.java:1)"));
+    assertEquals(": 'void ai.djl.pytorch.jni.PyTorchLibrary.torchSetNumThreads(int)'",
+        Stage.reason(spark + "java.lang.UnsatisfiedLinkError: 'void ai.djl.pytorch.jni.PyTorchLibrary.torchSetNumThreads(int)'\n"));
+    assertEquals(": Job aborted due to stage failure: Could not recover from a failed barrier ResultStage.", Stage.reason(spark));
+  }
 }
