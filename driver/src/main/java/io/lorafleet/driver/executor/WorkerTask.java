@@ -3,7 +3,6 @@ package io.lorafleet.driver.executor;
 import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 import io.lorafleet.driver.allreduce.GradientClient;
-import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.allreduce.Transport;
 import io.lorafleet.driver.kernels.Kernels;
@@ -11,8 +10,6 @@ import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.Dropout;
 import io.lorafleet.worker.model.LanguageModel;
 import io.lorafleet.worker.train.RecomputeStep;
-import io.lorafleet.worker.train.NonFiniteGradientException;
-import io.lorafleet.worker.train.StepResult;
 import io.lorafleet.worker.train.TrainStep;
 import java.io.Serializable;
 import java.util.HashMap;
@@ -332,7 +329,11 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       boolean fp16 = model.dtype() == DataType.FLOAT16;
       double scale = job.faults().diverges(step, rank, job.attempt()) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       var micro = GlobalBatch.microBatches(rows, m, GlobalBatch.firstPosition(step, g, m, mine.lo())); // one a slot
-      SlotSums sums = new SlotSums(step, p.values(), micro, dropout, scale, fp16);
+      // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
+      boolean recompute = job.base().gradientCheckpointing() && !model.config().arch().encoder();
+      SlotSums sums = new SlotSums(batch -> recompute ? RecomputeStep.run(lora, p.values(), List.of(batch), dropout, scale)
+          : TrainStep.run(lora, p.values(), List.of(batch), dropout, scale), micro, mine.lo(), lora.layout().size(), fp16,
+          job.faults().overflows(step, rank, job.attempt()), job.faults().poisons(step, rank, job.attempt()));
       Map<SumTree.Node, float[]> grads = new HashMap<>();
       Map<SumTree.Node, Double> losses = new HashMap<>();
       for (SumTree.Node node : SumTree.cover(slots, mine)) {
@@ -345,69 +346,6 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         inputTokens += e.inputIds().length;
       }
       return new ExecutorGroup.Contribution(rank, grads, losses, sums.tokens, inputTokens, System.nanoTime() - t0, sums.flags, sums.culprit, new byte[0]);
-    }
-
-    /** The gradient and loss sums of tree nodes over this rank's slots, each slot one micro-batch, added left + right as {@link SumTree} adds. */
-    private final class SlotSums {
-      record Partial(float[] grad, double loss) {}
-
-      private final int step;
-      private final float[] params;
-      private final List<io.lorafleet.worker.model.Batch> micro;
-      private final Dropout.Plan dropout;
-      private final double scale;
-      private final boolean fp16;
-      long tokens;
-      int flags;
-      int culprit = -1;
-
-      SlotSums(int step, float[] params, List<io.lorafleet.worker.model.Batch> micro, Dropout.Plan dropout, double scale, boolean fp16) {
-        this.step = step;
-        this.params = params;
-        this.micro = micro;
-        this.dropout = dropout;
-        this.scale = scale;
-        this.fp16 = fp16;
-        this.flags = fp16 ? GradientServer.FLAG_SCALED : 0;
-      }
-
-      /** Node {@code at}'s sums: its slots computed as the recursion reaches them, so one buffer a tree level is alive. */
-      Partial of(SumTree.Node at) {
-        if (at.leaf()) {
-          return slot(at.lo());
-        }
-        Partial l = of(at.left());
-        Partial r = of(at.right());
-        Kernels.add(l.grad(), r.grad(), 0, l.grad().length);
-        return new Partial(l.grad(), l.loss() + r.loss());
-      }
-
-      private Partial slot(int j) {
-        var batch = micro.get(j - mine.lo());
-        StepResult r;
-        try {
-          // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-          r = job.base().gradientCheckpointing() && !model.config().arch().encoder() ? RecomputeStep.run(lora, params, List.of(batch), dropout, scale)
-              : TrainStep.run(lora, params, List.of(batch), dropout, scale);
-        } catch (NonFiniteGradientException e) {
-          r = new StepResult(new float[lora.layout().size()], 0, 0);
-          if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step
-            flags |= GradientServer.FLAG_OVERFLOW;
-          } else { // fp32: the step diverged. The push marks where, so the driver refuses the step naming this slot and tensor
-            r.gradSum()[Math.max(0, e.at())] = Float.NaN;
-            culprit = culprit < 0 ? j : culprit;
-          }
-        }
-        if (j == mine.lo() && job.faults().overflows(step, rank, job.attempt())) {
-          flags |= GradientServer.FLAG_OVERFLOW;
-        }
-        if (j == mine.lo() && job.faults().poisons(step, rank, job.attempt())) {
-          r.gradSum()[r.gradSum().length - 1] = Float.NaN;
-          culprit = culprit < 0 ? j : culprit;
-        }
-        tokens += r.tokens();
-        return new Partial(r.gradSum(), r.lossSum());
-      }
     }
   }
 }
