@@ -33,7 +33,12 @@ public final class GlobalBatch {
     if (workers < 1 || workers > slots || rank < 0 || rank >= workers) {
       throw new IllegalArgumentException("rank " + rank + " of " + workers + " workers cannot share " + slots + " slots: expected 1 <= workers <= slots");
     }
-    return new SumTree.Node((int) ((long) rank * slots / workers), (int) ((long) (rank + 1) * slots / workers));
+    return new SumTree.Node((int) firstSlot(slots, workers, rank), (int) firstSlot(slots, workers, rank + 1));
+  }
+
+  /** ⌊rank·S/N⌋: where worker {@code rank}'s share of {@code slots} begins (rank N: the end). Shares may be empty when N > S. */
+  public static long firstSlot(long slots, int workers, int rank) {
+    return rank * slots / workers;
   }
 
   /** The examples of {@code slots} of step {@code step}, in slot order. */

@@ -81,7 +81,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     long slots = (rows + m - 1) / m;
     int n = job.data().workers();
     List<List<io.lorafleet.datasets.arrow.Example>> mine = new java.util.ArrayList<>();
-    for (long j = rank * slots / n; j < (rank + 1) * slots / n; j++) {
+    for (long j = GlobalBatch.firstSlot(slots, n, rank); j < GlobalBatch.firstSlot(slots, n, rank + 1); j++) {
       List<io.lorafleet.datasets.arrow.Example> slot = new java.util.ArrayList<>();
       for (long i = j * m; i < Math.min(rows, (j + 1) * m); i++) {
         slot.add(split.row(i));

@@ -115,7 +115,7 @@ public final class Trainer {
         int from = start;
         try {
           start = new Stage(run, new Stage.Log(losses, valLosses, metrics, ckpt), state, attempts,
-              new Stage.Workers(workers, previous, () -> slotsNow(spark))).run(start);
+              new Stage.Workers(workers, previous, () -> taskSlotsNow(spark))).run(start);
           previous = workers;
           if (start < cfg.batching().steps() && state.stoppedAt == 0) { // the stage ended at a checkpoint to grow: the state is in memory
             workers = workersFor(spark, cfg, true);
@@ -330,7 +330,7 @@ public final class Trainer {
     if (sc.isLocal()) {
       return;
     }
-    int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
+    int perExecutor = taskSlotsPerExecutor(spark);
     int executors = (cfg.batching().workers() + perExecutor - 1) / perExecutor;
     try {
       if (!sc.requestTotalExecutors(executors, 0, scala.collection.immutable.Map$.MODULE$.empty())) {
@@ -346,13 +346,18 @@ public final class Trainer {
    * once): a local master's fixed count; on a cluster, the registered executors times
    * spark.executor.cores / spark.task.cpus each (1 if unset).
    */
-  static int slotsNow(SparkSession spark) {
+  static int taskSlotsNow(SparkSession spark) {
     var sc = spark.sparkContext();
     if (sc.isLocal()) {
       return sc.defaultParallelism();
     }
-    int perExecutor = Math.max(1, sc.getConf().getInt("spark.executor.cores", 1) / sc.getConf().getInt("spark.task.cpus", 1));
-    return (sc.statusTracker().getExecutorInfos().length - 1) * perExecutor; // the driver is listed too
+    return (sc.statusTracker().getExecutorInfos().length - 1) * taskSlotsPerExecutor(spark); // the driver is listed too
+  }
+
+  /** The task slots an executor is assumed to hold: spark.executor.cores / spark.task.cpus (1 if unset). */
+  private static int taskSlotsPerExecutor(SparkSession spark) {
+    var conf = spark.sparkContext().getConf();
+    return Math.max(1, conf.getInt("spark.executor.cores", 1) / conf.getInt("spark.task.cpus", 1));
   }
 
   /**
@@ -365,7 +370,7 @@ public final class Trainer {
     int want = cfg.batching().workers();
     int least = relaunch ? cfg.minWorkers() : want;
     if (spark.sparkContext().isLocal()) {
-      int slots = slotsNow(spark);
+      int slots = taskSlotsNow(spark);
       if (Math.min(want, slots) < least) {
         throw new IllegalArgumentException("--workers " + want + " exceeds the " + slots + " task slots of this Spark application");
       }
@@ -373,7 +378,7 @@ public final class Trainer {
     }
     long deadline = System.currentTimeMillis() + cfg.run().executorWaitMs();
     while (true) {
-      int slots = slotsNow(spark);
+      int slots = taskSlotsNow(spark);
       if (slots >= least) {
         return Math.min(want, slots);
       }
@@ -381,8 +386,7 @@ public final class Trainer {
         if (slots >= cfg.minWorkers()) { // past the wait at launch: start on what there is, and grow later
           return slots;
         }
-        int perExecutor = Math.max(1, spark.sparkContext().getConf().getInt("spark.executor.cores", 1)
-            / spark.sparkContext().getConf().getInt("spark.task.cpus", 1));
+        int perExecutor = taskSlotsPerExecutor(spark);
         int needed = (least + perExecutor - 1) / perExecutor;
         throw new IllegalArgumentException("--" + (least == want ? "workers " : "min-workers ") + least + " needs " + needed
             + " executors but only " + slots / perExecutor + " registered within --executor-wait-ms " + cfg.run().executorWaitMs());
