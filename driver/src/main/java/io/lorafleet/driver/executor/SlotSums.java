@@ -21,13 +21,15 @@ final class SlotSums {
   /** A node's gradient sum and loss sum. */
   record Partial(float[] grad, double loss) {}
 
+  /** A fault plan's faults at the worker's first slot: an fp16 overflow reported, a NaN put into its gradient. */
+  record FirstSlotFaults(boolean overflow, boolean poison) {}
+
   private final Function<Batch, StepResult> step;
   private final List<Batch> micro;
   private final int first;
   private final int size;
   private final boolean fp16;
-  private final boolean overflowFault;
-  private final boolean poisonFault;
+  private final FirstSlotFaults faults;
   /** Target tokens (a classifier's rows) over the slots computed so far. */
   long tokens;
   /** {@link GradientServer#FLAG_SCALED} for fp16 compute, plus {@link GradientServer#FLAG_OVERFLOW} once a slot overflowed. */
@@ -39,17 +41,15 @@ final class SlotSums {
    * @param step the forward and backward of one micro-batch (it may throw {@link NonFiniteGradientException})
    * @param micro the worker's slots' micro-batches, slot {@code first} first
    * @param size the adapter's flat size
-   * @param overflowFault a fault plan's fp16 overflow, reported at the first slot
-   * @param poisonFault a fault plan's NaN, put into the first slot's gradient
+   * @param fp16 whether the step computes in fp16 (a non-finite gradient is then an overflow)
    */
-  SlotSums(Function<Batch, StepResult> step, List<Batch> micro, int first, int size, boolean fp16, boolean overflowFault, boolean poisonFault) {
+  SlotSums(Function<Batch, StepResult> step, List<Batch> micro, int first, int size, boolean fp16, FirstSlotFaults faults) {
     this.step = step;
     this.micro = micro;
     this.first = first;
     this.size = size;
     this.fp16 = fp16;
-    this.overflowFault = overflowFault;
-    this.poisonFault = poisonFault;
+    this.faults = faults;
     this.flags = fp16 ? GradientServer.FLAG_SCALED : 0;
   }
 
@@ -77,10 +77,10 @@ final class SlotSums {
         culprit = culprit < 0 ? j : culprit;
       }
     }
-    if (j == first && overflowFault) {
+    if (j == first && faults.overflow()) {
       flags |= GradientServer.FLAG_OVERFLOW;
     }
-    if (j == first && poisonFault) {
+    if (j == first && faults.poison()) {
       r.gradSum()[r.gradSum().length - 1] = Float.NaN;
       culprit = culprit < 0 ? j : culprit;
     }

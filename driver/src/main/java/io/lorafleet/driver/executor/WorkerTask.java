@@ -333,7 +333,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       boolean recompute = job.base().gradientCheckpointing() && !model.config().arch().encoder();
       SlotSums sums = new SlotSums(batch -> recompute ? RecomputeStep.run(lora, p.values(), List.of(batch), dropout, scale)
           : TrainStep.run(lora, p.values(), List.of(batch), dropout, scale), micro, mine.lo(), lora.layout().size(), fp16,
-          job.faults().overflows(step, rank, job.attempt()), job.faults().poisons(step, rank, job.attempt()));
+          new SlotSums.FirstSlotFaults(job.faults().overflows(step, rank, job.attempt()), job.faults().poisons(step, rank, job.attempt())));
       Map<SumTree.Node, float[]> grads = new HashMap<>();
       Map<SumTree.Node, Double> losses = new HashMap<>();
       for (SumTree.Node node : SumTree.cover(slots, mine)) {
