@@ -18,11 +18,11 @@ public final class GradientClient implements AutoCloseable {
    * The adapter values the driver sent: for a training step, or, with {@code evaluate}, one after
    * another for each of {@code candidates} adapters to score on validation rows, or
    * validation loss after step {@code step}, or, with {@code initialize}, for DoRA's initial
-   * magnitudes ({@link #pushInit}).
+   * magnitudes ({@link #pushInit}); {@code run} names the adapter of a multi-run job (0 for a single run).
    */
-  public record Params(int step, float[] values, boolean evaluate, double lossScale, boolean initialize, int candidates) {
+  public record Params(int step, int run, float[] values, boolean evaluate, double lossScale, boolean initialize, int candidates) {
     public Params(int step, float[] values, boolean evaluate, double lossScale) {
-      this(step, values, evaluate, lossScale, false, 1);
+      this(step, 0, values, evaluate, lossScale, false, 1);
     }
 
     /** Candidate {@code c}'s values of an evaluation. */
@@ -35,18 +35,19 @@ public final class GradientClient implements AutoCloseable {
   private final Socket socket;
   private final DataInputStream in;
   private final DataOutputStream out;
-  private final int size;
+  /** Each run's adapter size, in floats. */
+  private final int[] sizes;
   private final Transport transport;
   private byte[] params = new byte[0];
   private byte[] pushed = new byte[0];
   private Wire.Channel fromServer;
   private Wire.Channel toServer;
 
-  private GradientClient(Socket s, int size, Transport transport) throws IOException {
+  private GradientClient(Socket s, int[] sizes, Transport transport) throws IOException {
     this.socket = s;
     this.in = new DataInputStream(new BufferedInputStream(s.getInputStream(), 1 << 16));
     this.out = new DataOutputStream(new BufferedOutputStream(s.getOutputStream(), 1 << 16));
-    this.size = size;
+    this.sizes = sizes.clone();
     this.transport = transport;
   }
 
@@ -61,12 +62,18 @@ public final class GradientClient implements AutoCloseable {
    */
   public static GradientClient connect(String host, int port, String jobId, byte[] secret, SumTree.Node node, int size, int timeoutMs,
       Transport transport) throws IOException {
+    return connect(host, port, jobId, secret, node, new int[] {size}, timeoutMs, transport);
+  }
+
+  /** As above, for a job of several runs whose adapters hold {@code sizes[run]} floats each. */
+  public static GradientClient connect(String host, int port, String jobId, byte[] secret, SumTree.Node node, int[] sizes, int timeoutMs,
+      Transport transport) throws IOException {
     Socket s = new Socket();
     try {
       s.connect(new InetSocketAddress(host, port), timeoutMs);
       s.setTcpNoDelay(true);
       s.setSoTimeout(timeoutMs);
-      GradientClient c = new GradientClient(s, size, transport);
+      GradientClient c = new GradientClient(s, sizes, transport);
       c.handshake(host + ":" + port, jobId, secret, node);
       return c;
     } catch (IOException | RuntimeException e) {
@@ -121,6 +128,15 @@ public final class GradientClient implements AutoCloseable {
     boolean initialize = type == Wire.INIT;
     int t = evaluate ? Wire.EVAL : initialize ? Wire.INIT : Wire.PARAMS;
     int headerLength = evaluate ? Wire.EVAL_HEADER : Wire.PARAMS_HEADER;
+    // the run comes first in the header after the step; its adapter's size is what this worker was told, not what the message says
+    in.mark(16);
+    in.skipNBytes(12);
+    int run = in.readInt();
+    in.reset();
+    if (run < 0 || run >= sizes.length) {
+      throw new Wire.ProtocolException("the driver sent the adapter of run " + run + " but this job has runs 0.." + (sizes.length - 1));
+    }
+    int size = sizes[run];
     // an evaluation carries K adapters: K is what the length says, refused unless whole and within bounds
     long perCandidate = 4L * size;
     int k = evaluate && length > headerLength && (length - headerLength) % perCandidate == 0 ? (int) ((length - headerLength) / perCandidate) : 1;
@@ -134,14 +150,15 @@ public final class GradientClient implements AutoCloseable {
     float[] values = new float[size * k];
     Transport.FP32.decode(params, 0, size * k, values, 0);
     int step = b.getInt();
+    b.getInt(); // the run, read above (and covered by the tag just verified)
     if (evaluate) {
       int said = b.getInt();
       if (said != k) {
         throw new Wire.ProtocolException("an evaluation says " + said + " candidates but carries " + k);
       }
-      return Optional.of(new Params(step, values, true, 1.0, false, k));
+      return Optional.of(new Params(step, run, values, true, 1.0, false, k));
     }
-    return Optional.of(new Params(step, values, false, b.getDouble(), initialize, 1));
+    return Optional.of(new Params(step, run, values, false, b.getDouble(), initialize, 1));
   }
 
   /**
@@ -153,21 +170,21 @@ public final class GradientClient implements AutoCloseable {
    * @param flags {@link GradientServer#FLAG_OVERFLOW} and {@link GradientServer#FLAG_SCALED}, or 0
    */
   public void push(int step, long tokens, long inputTokens, double lossSum, long computeNanos, int flags, float[] gradSum) throws IOException {
-    push(step, tokens, inputTokens, computeNanos, flags, -1, new double[] {lossSum}, java.util.List.of(gradSum));
+    push(step, 0, tokens, inputTokens, computeNanos, flags, -1, new double[] {lossSum}, java.util.List.of(gradSum));
   }
 
   /**
    * The step's push: the gradient and loss sums of each tree node inside this peer's slots, in slot
-   * order ({@link SumTree#cover}); {@code nonFiniteSlot} names the first slot whose own gradient held
-   * NaN or infinity (-1: none).
+   * order ({@link SumTree#cover}), for the adapter of run {@code run}; {@code nonFiniteSlot} names
+   * the first slot whose own gradient held NaN or infinity (-1: none).
    */
-  public void push(int step, long tokens, long inputTokens, long computeNanos, int flags, int nonFiniteSlot, double[] lossSums,
+  public void push(int step, int run, long tokens, long inputTokens, long computeNanos, int flags, int nonFiniteSlot, double[] lossSums,
       java.util.List<float[]> gradSums) throws IOException {
     int k = gradSums.size();
     if (lossSums.length != k) {
       throw new IllegalArgumentException("a push holds one loss sum a node but found " + lossSums.length + " for " + k + " nodes");
     }
-    ByteBuffer h = ByteBuffer.allocate(Wire.pushHeader(k)).putInt(step).putLong(tokens).putLong(inputTokens).putLong(computeNanos).putInt(flags)
+    ByteBuffer h = ByteBuffer.allocate(Wire.pushHeader(k)).putInt(step).putInt(run).putLong(tokens).putLong(inputTokens).putLong(computeNanos).putInt(flags)
         .putInt(nonFiniteSlot);
     for (double l : lossSums) {
       h.putDouble(l);
@@ -219,7 +236,7 @@ public final class GradientClient implements AutoCloseable {
 
   /** For a simulated worker: pushes a payload encoded and digested once, reused every step. */
   public void pushEncoded(int step, long tokens, byte[] payload, byte[] digest) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.pushHeader(1)).putInt(step).putLong(tokens).putLong(tokens).putLong(0).putInt(0).putInt(-1)
+    byte[] header = ByteBuffer.allocate(Wire.pushHeader(1)).putInt(step).putInt(0).putLong(tokens).putLong(tokens).putLong(0).putInt(0).putInt(-1)
         .putDouble(tokens).array();
     toServer.write(out, Wire.PUSH, header, payload, payload.length, digest);
   }
@@ -232,8 +249,8 @@ public final class GradientClient implements AutoCloseable {
   }
 
   /** Answers an evaluation request: this worker's (or executor's) scores of the {@code candidates}, encoded by the caller. */
-  public void pushEval(int step, int candidates, byte[] scores) throws IOException {
-    toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(candidates).array(), scores, scores.length,
+  public void pushEval(int step, int run, int candidates, byte[] scores) throws IOException {
+    toServer.write(out, Wire.EVAL_RESULT, ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(run).putInt(candidates).array(), scores, scores.length,
         Wire.Digest.of(scores, 0, scores.length));
   }
 

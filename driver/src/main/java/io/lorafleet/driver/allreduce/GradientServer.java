@@ -67,15 +67,15 @@ public final class GradientServer implements AutoCloseable {
   private final int slots;
   private final int timeoutMs;
   private final int handshakeMs;
-  private final IntFunction<String> tensorAt;
+  private final TensorNames tensorAt;
   private final Transport transport;
   /** Connected peers by their first slot; each slot is covered at most once. */
   private final java.util.TreeMap<Integer, Peer> peers = new java.util.TreeMap<>();
   private final boolean[] covered;
   private int connected;
   private List<Peer> inputs;
-  private StreamingReduce.Buffers buffers;
-  private float[] sum = new float[0];
+  /** Each run's reduction buffers and sum, reused step after step (a multi-run job alternates runs of other sizes). */
+  private final Map<Integer, Reused> reused = new HashMap<>();
   private byte[] broadcast = new byte[0];
   private final ExecutorService io;
   private final ExecutorService handshakes;
@@ -100,6 +100,18 @@ public final class GradientServer implements AutoCloseable {
    * @param transport how the workers encode their pushes
    */
   public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int slots, int timeoutMs, IntFunction<String> tensorAt,
+      Transport transport) throws IOException {
+    this(bindHost, ports, jobId, secret, slots, timeoutMs, (run, i) -> tensorAt.apply(i), transport);
+  }
+
+  /** The name of the tensor holding flat element {@code element} of run {@code run}'s adapter, for error messages. */
+  @FunctionalInterface
+  public interface TensorNames {
+    String at(int run, int element);
+  }
+
+  /** As the constructor above, for a job of several runs, whose adapters {@code tensorAt} names run by run. */
+  public GradientServer(String bindHost, PortRange ports, String jobId, byte[] secret, int slots, int timeoutMs, TensorNames tensorAt,
       Transport transport) throws IOException {
     this.socket = ports.bind(InetAddress.getByName(bindHost));
     this.jobId = jobId;
@@ -278,30 +290,39 @@ public final class GradientServer implements AutoCloseable {
     return peers.values().stream().mapToInt(p -> p.pushes().size()).sum();
   }
 
+  /** A run's reduction buffers and the sum they reduce into. */
+  private record Reused(StreamingReduce.Buffers buffers, float[] sum) {}
+
   /** Sends the adapter for {@code step} to every worker and reduces their pushes. */
   public Gathered exchange(int step, float[] params) throws IOException {
-    return exchange(step, params, 1.0);
+    return exchange(0, step, params, 1.0);
   }
 
-  /** As {@link #exchange(int, float[])}; workers computing in fp16 back-propagate {@code lossScale} times the loss. */
-  public Gathered exchange(int step, float[] params, double lossScale) throws IOException {
+  /**
+   * As {@link #exchange(int, float[])} for the adapter of run {@code run} (0 for a single-run job);
+   * workers computing in fp16 back-propagate {@code lossScale} times the loss. The returned sum is
+   * this run's buffer, valid until its next exchange.
+   */
+  public Gathered exchange(int run, int step, float[] params, double lossScale) throws IOException {
     int n = params.length;
-    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putDouble(lossScale).array();
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putInt(run).putDouble(lossScale).array();
     byte[] digest = encodeBroadcast(params);
     List<List<SumTree.Node>> nodes = inputs.stream().map(Peer::pushes).toList();
     int leaves = nodes.stream().mapToInt(List::size).sum();
-    if (buffers == null || buffers.leaves != leaves || buffers.wire.length != inputs.size() || sum.length != n) {
-      buffers = new StreamingReduce.Buffers(inputs.size(), leaves, n, transport);
-      sum = new float[n];
+    Reused r = reused.get(run);
+    if (r == null || r.buffers().leaves != leaves || r.buffers().wire.length != inputs.size() || r.sum().length != n) {
+      r = new Reused(new StreamingReduce.Buffers(inputs.size(), leaves, n, transport), new float[n]);
+      reused.put(run, r);
     }
-    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(slots), transport, buffers, sum, timeoutMs, tensorAt);
+    float[] sum = r.sum();
+    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(slots), transport, r.buffers(), sum, timeoutMs, i -> tensorAt.at(run, i));
     long[] written = new long[inputs.size()];
     List<Future<StreamingReduce.Header>> fs = new ArrayList<>();
     for (int i = 0; i < inputs.size(); i++) {
       final int input = i;
       fs.add(io.submit(() -> {
         try {
-          return roundTrip(input, step, header, n, digest, reduce, written);
+          return roundTrip(input, run, step, header, n, digest, reduce, written);
         } catch (IOException | RuntimeException e) {
           reduce.fail(e);
           throw e;
@@ -313,7 +334,7 @@ public final class GradientServer implements AutoCloseable {
       got[i] = await(fs, i, step, "");
     }
     if (reduce.nonFinite().isPresent()) {
-      buffers = null; // nothing is reused after a failed step
+      reused.remove(run); // nothing is reused after a failed step
       throw new NonFiniteGradientException(reduce.nonFinite().get());
     }
     Map<SumTree.Node, Double> losses = new HashMap<>();
@@ -360,7 +381,7 @@ public final class GradientServer implements AutoCloseable {
       return fs.get(i).get(timeoutMs + 1000L, TimeUnit.MILLISECONDS);
     } catch (ExecutionException e) {
       fs.forEach(f -> f.cancel(true));
-      buffers = null;
+      reused.clear();
       Throwable c = e.getCause();
       if (c instanceof NonFiniteGradientException nf) {
         throw nf;
@@ -370,12 +391,12 @@ public final class GradientServer implements AutoCloseable {
       throw new IOException(who + ": " + why, c);
     } catch (TimeoutException | InterruptedException e) {
       fs.forEach(f -> f.cancel(true));
-      buffers = null;
+      reused.clear();
       throw new IOException(who + ": no answer within " + timeoutMs + " ms", e);
     }
   }
 
-  private StreamingReduce.Header roundTrip(int i, int step, byte[] header, int n, byte[] digest, StreamingReduce reduce, long[] written)
+  private StreamingReduce.Header roundTrip(int i, int run, int step, byte[] header, int n, byte[] digest, StreamingReduce reduce, long[] written)
       throws IOException {
     Peer p = inputs.get(i);
     long t0 = System.nanoTime();
@@ -397,6 +418,7 @@ public final class GradientServer implements AutoCloseable {
     }
     ByteBuffer b = ByteBuffer.wrap(h);
     int pushedStep = b.getInt();
+    int pushedRun = b.getInt();
     long pushedTokens = b.getLong();
     long pushedInput = b.getLong();
     long pushedNanos = b.getLong();
@@ -409,6 +431,9 @@ public final class GradientServer implements AutoCloseable {
     StreamingReduce.Header got = new StreamingReduce.Header(pushedStep, pushedTokens, pushedInput, pushedNanos, pushedFlags, culprit, lossSums);
     if (got.step() != step) {
       throw new Wire.ProtocolException("push for step " + got.step() + " rejected, the current step is " + step);
+    }
+    if (pushedRun != run) {
+      throw new Wire.ProtocolException("push for run " + pushedRun + " rejected, step " + step + " is run " + run + "'s");
     }
     if (got.tokens() < 0 || got.inputTokens() < 0 || (got.flags() & ~(FLAG_OVERFLOW | FLAG_SCALED)) != 0
         || (got.culprit() != -1 && !p.node().contains(got.culprit()))) {
@@ -429,11 +454,16 @@ public final class GradientServer implements AutoCloseable {
    * worker encoded them) in the tree's order of inputs, for the caller to decode and add.
    */
   public List<byte[]> evaluate(int step, List<float[]> candidates) throws IOException {
+    return evaluate(0, step, candidates);
+  }
+
+  /** As {@link #evaluate(int, List)}, for candidates of run {@code run}'s adapter, scored on that run's validation rows. */
+  public List<byte[]> evaluate(int run, int step, List<float[]> candidates) throws IOException {
     int k = candidates.size();
     if (k < 1 || k > Wire.MAX_CANDIDATES) {
       throw new IllegalArgumentException("an evaluation carries 1 to " + Wire.MAX_CANDIDATES + " candidates but found " + k);
     }
-    byte[] header = ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(k).array();
+    byte[] header = ByteBuffer.allocate(Wire.EVAL_HEADER).putInt(step).putInt(run).putInt(k).array();
     int n = candidates.get(0).length;
     byte[] payload = new byte[4 * n * k];
     for (int c = 0; c < k; c++) {
@@ -448,10 +478,11 @@ public final class GradientServer implements AutoCloseable {
         byte[][] a = p.fromWorker().readAny(p.in(), Wire.EVAL_RESULT, Wire.EVAL_HEADER, 1L << 30, p.node() + "'s validation scores");
         ByteBuffer h = ByteBuffer.wrap(a[0]);
         int s = h.getInt();
+        int r = h.getInt();
         int got = h.getInt();
-        if (s != step || got != k) {
-          throw new Wire.ProtocolException("validation result rejected: step " + s + " (expected " + step + "), " + got + " candidates (expected " + k
-              + ")");
+        if (s != step || r != run || got != k) {
+          throw new Wire.ProtocolException("validation result rejected: step " + s + " (expected " + step + "), run " + r + " (expected " + run + "), "
+              + got + " candidates (expected " + k + ")");
         }
         return a[1];
       }));
@@ -468,7 +499,12 @@ public final class GradientServer implements AutoCloseable {
    * the initial magnitudes that only the base weights give (the driver holds none).
    */
   public float[] initialize(float[] params) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(-1).putDouble(1.0).array();
+    return initialize(0, params);
+  }
+
+  /** As {@link #initialize(float[])}, for run {@code run}'s adapter. */
+  public float[] initialize(int run, float[] params) throws IOException {
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(-1).putInt(run).putDouble(1.0).array();
     byte[] digest = encodeBroadcast(params);
     Peer p = inputs.get(0);
     List<Future<float[]>> fs = List.of(io.submit(() -> {

@@ -32,21 +32,23 @@ import javax.crypto.spec.SecretKeySpec;
  * stream in, and a broadcast's digest is computed once for all workers, so integrity costs one
  * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
  * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
- * fails its tag. The server sends PARAMS(step, loss scale | n fp32), EVAL(step, candidates K | K·n fp32)
- * and DONE; a worker answers PARAMS with PUSH(step, target tokens, input tokens, compute
+ * fails its tag. The server sends PARAMS(step, run, loss scale | n fp32), EVAL(step, run, candidates K | K·n fp32)
+ * and DONE, where run names one of the job's adapters (a multi-run job trains several on one base; n
+ * is that run's adapter size); a worker answers PARAMS with PUSH(step, run, target tokens, input tokens, compute
  * nanoseconds, flags, non-finite slot, k loss sums | k·n values in the job's {@link Transport}), the sums of
- * the k maximal {@link SumTree} nodes inside its slots, their chunks interleaved ({@code StreamingReduce.layout}) and EVAL with EVAL_RESULT(step, K | each
+ * the k maximal {@link SumTree} nodes inside its slots, their chunks interleaved ({@code StreamingReduce.layout}) and EVAL with EVAL_RESULT(step, run, K | each
  * candidate's scores, as the eval package's Scores encodes them) over its share of the validation examples, every
  * candidate evaluated in one mixed-adapter pass. Before the first step of a DoRA run, the
- * server sends INIT(step, loss scale | n fp32) to the peer holding slot 0, which answers
+ * server sends INIT(step, run, loss scale | n fp32) to the peer holding slot 0, which answers
  * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
  * than the one the adapter implies is refused before any allocation.
  */
 final class Wire {
   static final int MAGIC = 0x4c4f5241; // "LORA"
   // 4: PUSH carries the step's input tokens; 5: EVAL carries several candidates and EVAL_RESULT their scores;
-  // 6: peers speak for slots of the global batch and push one sum (and loss sum) per maximal tree node inside them
-  static final int VERSION = 6;
+  // 6: peers speak for slots of the global batch and push one sum (and loss sum) per maximal tree node inside them;
+  // 7: PARAMS, INIT, EVAL, PUSH and EVAL_RESULT name the run (adapter) of a multi-run job they carry
+  static final int VERSION = 7;
   static final int ACCEPT = 1;
   static final int REJECT = 2;
   static final int PARAMS = 3;
@@ -58,25 +60,25 @@ final class Wire {
   static final int INIT = 8;
   /** The answer to INIT: the adapter with its magnitudes set (n fp32). */
   static final int INIT_RESULT = 9;
-  /** EVAL and EVAL_RESULT header: step, candidates. */
-  static final int EVAL_HEADER = 4 + 4;
+  /** EVAL and EVAL_RESULT header: step, run, candidates. */
+  static final int EVAL_HEADER = 4 + 4 + 4;
   /** The most candidates one evaluation carries (the live adapter and the running averages, with room). */
   static final int MAX_CANDIDATES = 16;
   static final int NONCE_BYTES = 16;
   static final int MAC_BYTES = 32;
   /**
-   * PUSH header: step, target tokens (a classifier's rows: what the loss is averaged over), input
+   * PUSH header: step, run, target tokens (a classifier's rows: what the loss is averaged over), input
    * tokens (padding excluded), compute nanoseconds, flags, the first slot whose gradient held NaN or
    * infinity (-1: none); then one loss sum per pushed node ({@link #pushHeader}).
    */
-  static final int PUSH_HEADER = 4 + 8 + 8 + 8 + 4 + 4;
+  static final int PUSH_HEADER = 4 + 4 + 8 + 8 + 8 + 4 + 4;
 
   /** A PUSH header's length for k pushed nodes. */
   static int pushHeader(int k) {
     return PUSH_HEADER + 8 * k;
   }
-  /** PARAMS and EVAL header: step, loss scale. */
-  static final int PARAMS_HEADER = 4 + 8;
+  /** PARAMS and INIT header: step, run, loss scale. */
+  static final int PARAMS_HEADER = 4 + 4 + 8;
   /** Payload bytes per digested piece. */
   static final int PIECE = 1 << 20;
   private static final SecureRandom RANDOM = new SecureRandom();

@@ -103,6 +103,10 @@ final class JobFile {
     root = root.deepCopy();
     accumulation(root, file, spec);
     List<String> args = new ArrayList<>();
+    if (spec.findOption("--runs") != null && (root.has("runs") || root.has("grid"))) { // a multi-run job: its runs travel as one JSON argument
+      args.add("--runs");
+      args.add(RunGrid.expand(root.remove("runs"), root.remove("grid"), file).toString());
+    }
     for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
       Map.Entry<String, JsonNode> e = it.next();
       String key = ALIASES.containsKey(e.getKey()) && spec.findOption("--" + ALIASES.get(e.getKey())) != null ? ALIASES.get(e.getKey()) : e.getKey();

@@ -25,7 +25,14 @@ final class TrainCommand implements Callable<Integer> {
       + "at /metrics/prometheus") boolean sparkUi;
   @Option(names = "--model", description = "base model: an HF model directory or a Hadoop filesystem URI", required = true) String model;
   @Option(names = "--data", required = true, description = "a directory written by lorafleet prepare") String data;
-  @Option(names = "--out", description = "run directory: checkpoints, metrics.jsonl, adapter/ (any Hadoop filesystem URI)", required = true) String out;
+  @Option(names = "--out", description = "run directory: checkpoints, metrics.jsonl, adapter/ (any Hadoop filesystem URI); a multi-run job "
+      + "writes each run to runs/<name>/ in it, and runs.json", required = true) String out;
+  @Option(names = "--runs", hidden = true, description = "a multi-run job's runs as JSON (the job file's runs: and grid:, expanded)") String runs;
+  @Option(names = "--prune-at", split = ",", description = "successive halving over a multi-run job's runs: at each of these steps, rank the "
+      + "runs by validation loss and stop all but the best --keep-fraction (each run's --eval-every must divide every step)") List<Integer> pruneAt =
+      new java.util.ArrayList<>();
+  @Option(names = "--keep-fraction", defaultValue = "0.5", description = "the fraction of a multi-run job's runs each --prune-at rung keeps "
+      + "(rounded up; default 0.5)") double keepFraction;
   @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path; empty ('') trains a sequence classifier's head alone (a linear probe)", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
   @Option(names = "--r", description = "LoRA rank (PEFT's r)", defaultValue = "8") int r;
   @Option(names = "--lora-alpha", description = "LoRA scaling numerator: the update is lora_alpha/r times B·A", defaultValue = "16") double alpha;
@@ -171,14 +178,80 @@ final class TrainCommand implements Callable<Integer> {
     if (sparkUi) {
       Spark.withUiAndMetrics(sparkConf);
     }
+    List<Trainer.Named> named = runs == null ? List.of() : runs();
+    var pruning = new io.lorafleet.driver.train.Pruning.Settings(pruneAt, keepFraction);
+    if (runs == null && !pruneAt.isEmpty()) {
+      throw new IllegalArgumentException("--prune-at ranks the runs of a multi-run job (a job file's runs: or grid:) but this job trains one adapter");
+    }
     var spark = Spark.session("train", localThreads == null ? workers : localThreads, sparkConf);
     try {
-      var res = Trainer.run(spark, cfg, true);
-      System.out.println("adapter written to " + res.publishedAdapter());
+      if (runs == null) {
+        var res = Trainer.run(spark, cfg, true);
+        System.out.println("adapter written to " + res.publishedAdapter());
+        return 0;
+      }
+      var results = Trainer.run(spark, named, pruning, true);
+      io.lorafleet.driver.train.MultiRun.writeTable(out, spark.sparkContext().hadoopConfiguration(), named, results);
+      for (int i = 0; i < named.size(); i++) {
+        var r = results.get(i);
+        System.out.println(String.format("%-24s %-13s %s", named.get(i).name(), r.status(), r.status().equals("diverged") ? r.why() : r.publishedAdapter()));
+      }
+      System.out.println("runs table written to " + out.replaceAll("/+$", "") + "/" + io.lorafleet.driver.train.MultiRun.TABLE);
+      return results.stream().allMatch(r -> r.status().equals("diverged")) ? 1 : 0;
     } finally {
       spark.stop();
     }
-    return 0;
+  }
+
+  /** The job-level flags a run of a multi-run job may not set. */
+  private static final java.util.Set<String> JOB_ONLY = java.util.Set.of("out", "config", "spark", "spark-conf", "spark-ui", "local-threads", "prune-at",
+      "keep-fraction", "resume", "overwrite", "no-lock", "runs", "grid");
+
+  /**
+   * The runs of a multi-run job: each is these flags with the run's own fields after them (so they
+   * override), its output runs/<name>/ under --out, parsed and validated as a train of its own.
+   */
+  private List<Trainer.Named> runs() {
+    com.fasterxml.jackson.databind.JsonNode list;
+    try {
+      list = new com.fasterxml.jackson.databind.ObjectMapper().readTree(runs);
+    } catch (java.io.IOException e) {
+      throw new IllegalArgumentException("--runs: not JSON: " + e.getMessage().split("\n")[0]);
+    }
+    List<String> shared = new java.util.ArrayList<>();
+    List<String> given = spec.commandLine().getParseResult().originalArgs(); // the whole command line's: "train" first
+    for (int i = given.isEmpty() || !given.get(0).equals(spec.name()) ? 0 : 1; i < given.size(); i++) {
+      String a = given.get(i);
+      if (a.equals("--runs") || a.equals("--out") || a.equals("--prune-at") || a.equals("--keep-fraction")) {
+        i++;
+      } else if (!a.startsWith("--runs=") && !a.startsWith("--out=") && !a.startsWith("--prune-at=") && !a.startsWith("--keep-fraction=")) {
+        shared.add(a);
+      }
+    }
+    List<Trainer.Named> named = new java.util.ArrayList<>();
+    for (com.fasterxml.jackson.databind.JsonNode r : list) {
+      com.fasterxml.jackson.databind.node.ObjectNode fields = (com.fasterxml.jackson.databind.node.ObjectNode) r.deepCopy();
+      String name = fields.remove("name").asText();
+      fields.fieldNames().forEachRemaining(f -> {
+        if (JOB_ONLY.contains(f.replace('_', '-'))) {
+          throw new IllegalArgumentException("run " + name + " sets '" + f + "', which is the job's: set it at the top of the job file or on the command line");
+        }
+      });
+      TrainCommand one = new TrainCommand();
+      picocli.CommandLine cl = new picocli.CommandLine(one);
+      cl.setOverwrittenOptionsAllowed(true);
+      List<String> args = new java.util.ArrayList<>(shared);
+      args.addAll(JobFile.toArgs(fields, "run " + name, cl.getCommandSpec()));
+      args.add("--out");
+      args.add(out.replaceAll("/+$", "") + "/runs/" + name);
+      try {
+        cl.parseArgs(args.toArray(String[]::new));
+        named.add(new Trainer.Named(name, one.config()));
+      } catch (picocli.CommandLine.ParameterException | IllegalArgumentException e) {
+        throw new IllegalArgumentException("run " + name + ": " + e.getMessage().split("\n")[0], e);
+      }
+    }
+    return named;
   }
 
   /** The job these flags describe: --init-adapter's config adopted first, then every setting by name. */

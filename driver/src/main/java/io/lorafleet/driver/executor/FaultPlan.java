@@ -14,9 +14,10 @@ import org.apache.spark.SparkContext;
  * set it as the Spark conf {@value #CONF} (or the job thread's local property of the same name);
  * runs without it inject nothing.
  *
- * <p>Grammar: faults separated by ',', each {@code ACTION@STEP[:rank=R][:attempt=A|*]}. STEP is the
+ * <p>Grammar: faults separated by ',', each {@code ACTION@STEP[:rank=R][:attempt=A|*][:run=K]}. STEP is the
  * 0-based step index (metrics.jsonl's step - 1); attempt defaults to 1 (the first barrier stage),
- * '*' means every attempt; rank defaults to 0. Actions:
+ * '*' means every attempt; rank defaults to 0; run, the index of a multi-run job's run, defaults to
+ * every run (a worker's faults only name one). Actions:
  * <ul>
  *   <li>{@code fail}: the worker task throws before computing the step;
  *   <li>{@code nan}: the worker pushes a gradient holding NaN (a broken peer, or a diverged step);
@@ -44,8 +45,8 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
   /** Where a fault acts. */
   public enum Action { FAIL, NAN, DIVERGE, OVERFLOW, KILL, KILL_DRIVER_IN_CHECKPOINT, KILL_DRIVER_IN_PUBLISH, FILL_DISK_IN_CHECKPOINT, PAUSE }
 
-  /** One fault; attempt 0 means every attempt. */
-  public record Fault(Action action, int step, int rank, int attempt) implements Serializable {}
+  /** One fault; attempt 0 means every attempt, run -1 every run. */
+  public record Fault(Action action, int step, int rank, int attempt, int run) implements Serializable {}
 
   public FaultPlan {
     faults = List.copyOf(faults);
@@ -75,7 +76,7 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
       String[] fields = p.split(":");
       int at = fields[0].indexOf('@');
       if (at < 0) {
-        throw new IllegalArgumentException(CONF + ": expected ACTION@STEP[:rank=R][:attempt=A|*] but found '" + p + "'");
+        throw new IllegalArgumentException(CONF + ": expected ACTION@STEP[:rank=R][:attempt=A|*][:run=K] but found '" + p + "'");
       }
       Action action = switch (fields[0].substring(0, at)) {
         case "fail" -> Action.FAIL;
@@ -93,17 +94,20 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
       int step = number(p, fields[0].substring(at + 1));
       int rank = 0;
       int attempt = 1;
+      int run = -1;
       for (int i = 1; i < fields.length; i++) {
         String[] kv = fields[i].split("=", 2);
         if (kv.length == 2 && kv[0].equals("rank")) {
           rank = number(p, kv[1]);
         } else if (kv.length == 2 && kv[0].equals("attempt")) {
           attempt = kv[1].equals("*") ? 0 : number(p, kv[1]);
+        } else if (kv.length == 2 && kv[0].equals("run")) {
+          run = number(p, kv[1]);
         } else {
-          throw new IllegalArgumentException(CONF + ": unknown field '" + fields[i] + "' in '" + p + "', expected rank=R or attempt=A|*");
+          throw new IllegalArgumentException(CONF + ": unknown field '" + fields[i] + "' in '" + p + "', expected rank=R, attempt=A|* or run=K");
         }
       }
-      out.add(new Fault(action, step, rank, attempt));
+      out.add(new Fault(action, step, rank, attempt, run));
     }
     return new FaultPlan(out);
   }
@@ -121,32 +125,38 @@ public record FaultPlan(List<Fault> faults) implements Serializable {
   }
 
   private boolean hits(Action a, int step, int rank, int attempt) {
-    return faults.stream().anyMatch(f -> f.action() == a && f.step() == step && f.rank() == rank && (f.attempt() == 0 || f.attempt() == attempt));
+    return hits(a, step, rank, attempt, -1);
   }
 
-  /** Called by a worker before it computes {@code step}. */
-  void beforeWorkerStep(int step, int rank, int attempt) {
-    if (hits(Action.KILL, step, rank, attempt)) {
+  /** Whether a fault of {@code a} acts at this step, rank and attempt, for run {@code run} (-1: a driver-side point, any run). */
+  private boolean hits(Action a, int step, int rank, int attempt, int run) {
+    return faults.stream().anyMatch(f -> f.action() == a && f.step() == step && f.rank() == rank && (f.attempt() == 0 || f.attempt() == attempt)
+        && (f.run() < 0 || run < 0 || f.run() == run));
+  }
+
+  /** Called by a worker before it computes {@code step} of run {@code run}. */
+  void beforeWorkerStep(int step, int rank, int attempt, int run) {
+    if (hits(Action.KILL, step, rank, attempt, run)) {
       killThisJvm();
     }
-    if (hits(Action.FAIL, step, rank, attempt)) {
+    if (hits(Action.FAIL, step, rank, attempt, run)) {
       throw new IllegalStateException("injected fault: rank " + rank + " fails at step " + step + " (attempt " + attempt + ")");
     }
   }
 
   /** True when a worker must report an fp16 overflow at this step. */
-  boolean overflows(int step, int rank, int attempt) {
-    return hits(Action.OVERFLOW, step, rank, attempt);
+  boolean overflows(int step, int rank, int attempt, int run) {
+    return hits(Action.OVERFLOW, step, rank, attempt, run);
   }
 
   /** True when a worker must back-propagate a NaN loss scale at this step. */
-  boolean diverges(int step, int rank, int attempt) {
-    return hits(Action.DIVERGE, step, rank, attempt);
+  boolean diverges(int step, int rank, int attempt, int run) {
+    return hits(Action.DIVERGE, step, rank, attempt, run);
   }
 
   /** True when a worker must replace its gradient by NaN at this step. */
-  boolean poisons(int step, int rank, int attempt) {
-    return hits(Action.NAN, step, rank, attempt);
+  boolean poisons(int step, int rank, int attempt, int run) {
+    return hits(Action.NAN, step, rank, attempt, run);
   }
 
   /** Called by the driver between writing checkpoint-{@code step}'s adapter into {@code output} and the rest of it. */

@@ -8,14 +8,40 @@ import java.io.Serializable;
  * What a barrier task needs of a training job, and nothing else: the driver ships this to every
  * task instead of its whole configuration.
  *
- * @param base the frozen base each executor loads once
- * @param lora the adapter the workers compute gradients for (its dropout included)
- * @param data the prepared dataset and how a worker reads its share of each global batch
+ * @param base the frozen base each executor loads once, shared by every run
+ * @param runs the adapters trained on it, each on its own data (one for a plain {@code train}); the
+ *     wire names a run by its index here
  * @param channel where and how the workers reach the driver's gradient channel
  * @param faults injected faults (tests), or none
- * @param attempt which barrier stage of the run this is (1-based; fault plans name it)
+ * @param attempt which barrier stage of the job this is (1-based; fault plans name it)
  */
-public record WorkerJob(Base base, LoraConfig lora, Data data, Channel channel, FaultPlan faults, int attempt) implements Serializable {
+public record WorkerJob(Base base, java.util.List<Run> runs, Channel channel, FaultPlan faults, int attempt) implements Serializable {
+  public WorkerJob {
+    runs = java.util.List.copyOf(runs);
+    if (runs.isEmpty()) {
+      throw new IllegalArgumentException("a worker job trains at least one run");
+    }
+    Data first = runs.get(0).data();
+    for (Run r : runs) { // one step's slots are the same micro-batches for every run: the peers speak for them
+      if (r.data().workers() != first.workers() || r.data().globalBatch() != first.globalBatch() || r.data().microBatch() != first.microBatch()) {
+        throw new IllegalArgumentException("every run of a job shares workers, global batch and micro-batch but found " + r.data().workers() + ", "
+            + r.data().globalBatch() + ", " + r.data().microBatch() + " against " + first.workers() + ", " + first.globalBatch() + ", " + first.microBatch());
+      }
+    }
+  }
+
+  /**
+   * One adapter the workers compute gradients for.
+   *
+   * @param lora the adapter (its dropout included)
+   * @param data the run's prepared dataset and how a worker reads its share of each global batch
+   */
+  public record Run(LoraConfig lora, Data data) implements Serializable {}
+
+  /** What every run shares: the workers and a step's global batch and micro-batch. */
+  public Data shape() {
+    return runs.get(0).data();
+  }
 
   /**
    * @param model an HF model directory or Hadoop URI

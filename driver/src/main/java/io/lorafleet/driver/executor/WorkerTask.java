@@ -70,28 +70,6 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   }
 
   /**
-   * The validation rows this rank scores, slot by slot: the first --eval-examples rows cut into
-   * slots of one micro-batch, shared out as training slots are, so every slot is scored alike
-   * whatever the number of workers and the driver adds the slots' scores in slot order.
-   */
-  private List<List<io.lorafleet.datasets.arrow.Example>> validationSlots(LanguageModel model, int rank) throws java.io.IOException {
-    var split = ModelCache.split(job.data().path() + "/validation", job.data().fingerprint(), model.config(), hadoop.value(), job.data().shuffleWindow());
-    int m = job.data().microBatch();
-    long rows = Math.min(split.rows(), job.data().evalExamples());
-    long slots = (rows + m - 1) / m;
-    int n = job.data().workers();
-    List<List<io.lorafleet.datasets.arrow.Example>> mine = new java.util.ArrayList<>();
-    for (long j = GlobalBatch.firstSlot(slots, n, rank); j < GlobalBatch.firstSlot(slots, n, rank + 1); j++) {
-      List<io.lorafleet.datasets.arrow.Example> slot = new java.util.ArrayList<>();
-      for (long i = j * m; i < Math.min(rows, (j + 1) * m); i++) {
-        slot.add(split.row(i));
-      }
-      mine.add(slot);
-    }
-    return mine;
-  }
-
-  /**
    * Where this task sits: its rank, the slots it computes, and the peer it pushes with: the slots of
    * its group (its executor's ranks, or itself alone) and how many ranks the group has.
    */
@@ -132,21 +110,18 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   @Override
   public Iterator<String> apply(Iterator<Integer> ignored) {
     BarrierTaskContext ctx = BarrierTaskContext.get();
-    boolean preReduce = job.channel().preReduce() && job.data().workers() > 1;
+    WorkerJob.Data shape = job.shape();
+    boolean preReduce = job.channel().preReduce() && shape.workers() > 1;
     String executor = org.apache.spark.SparkEnv.get().executorId();
     // one allGather per stage (about a second): where every task runs
-    int slots = GlobalBatch.slots(job.data().globalBatch(), job.data().microBatch());
-    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(job.data().workers()), ctx.partitionId(), preReduce, slots);
+    int slots = GlobalBatch.slots(shape.globalBatch(), shape.microBatch());
+    Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(shape.workers()), ctx.partitionId(), preReduce, slots);
     int rank = at.rank();
     Device device = device(ctx); // loads the engine
     // PyTorch's intra-op threads, set on this thread (which runs every forward and backward): the
     // same on every executor, so a slot's gradient does not depend on the machine shape it lands on
     ai.djl.pytorch.jni.JniUtils.setNumThreads(job.base().intraOpThreads());
     LanguageModel model = ModelCache.model(job.base().model(), device, hadoop.value(), job.base().quantize(), job.base().labels());
-    LoraModel lora = LoraModel.create(model, job.lora());
-    // twice the shuffle window: the group being consumed stays cached while the next one is read
-    var split = ModelCache.split(job.data().path() + "/train", job.data().fingerprint(), model.config(), hadoop.value(), 2 * job.data().shuffleWindow());
-    EpochOrder order = new EpochOrder(split.blockRows(), job.data().seed(), job.data().shuffleWindow());
     // Read-ahead: while step s computes, the batches holding step s + 1's rows are read and decoded into
     // the split's cache (bounded at twice the shuffle window); a failed read-ahead is left for the step itself to report.
     java.util.concurrent.ExecutorService prefetch = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
@@ -154,7 +129,16 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       t.setDaemon(true);
       return t;
     });
-    Steps work = new Steps(model, lora, split, order, at, slots, prefetch);
+    // every run's adapter over the one base, each reading its own data
+    List<Steps> work = new java.util.ArrayList<>();
+    for (WorkerJob.Run run : job.runs()) {
+      int index = work.size();
+      LoraModel lora = LoraModel.create(model, run.lora());
+      // twice the shuffle window: the group being consumed stays cached while the next one is read
+      var split = ModelCache.split(run.data().path() + "/train", run.data().fingerprint(), model.config(), hadoop.value(), 2 * run.data().shuffleWindow());
+      EpochOrder order = new EpochOrder(split.blockRows(), run.data().seed(), run.data().shuffleWindow());
+      work.add(new Steps(index, run, model, lora, split, order, at, slots, prefetch));
+    }
     ExecutorGroup group = ExecutorGroup.join(job.channel().jobId(), at.group(), at.members(), job.channel().timeoutMs());
     BooleanSupplier cancelled = ctx::isInterrupted;
     int steps = 0;
@@ -187,21 +171,23 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   }
 
   /** The leader: the only connection to the driver; pushes the sums of the tree nodes inside its group's slots. */
-  private int lead(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
+  private int lead(ExecutorGroup group, List<Steps> work, BooleanSupplier cancelled) throws java.io.IOException {
     SumTree.Node range = group.node();
-    List<SumTree.Node> pushes = SumTree.cover(work.slots, range);
+    List<SumTree.Node> pushes = SumTree.cover(work.get(0).slots, range);
     int steps = 0;
     WorkerJob.Channel ch = job.channel();
-    try (GradientClient c = GradientClient.connect(ch.host(), ch.port(), ch.jobId(), ch.secret(), range, work.lora.layout().size(), ch.timeoutMs(),
+    int[] sizes = work.stream().mapToInt(w -> w.lora.layout().size()).toArray();
+    try (GradientClient c = GradientClient.connect(ch.host(), ch.port(), ch.jobId(), ch.secret(), range, sizes, ch.timeoutMs(),
         Transport.parse(ch.transport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
+        int run = p.get().run();
         if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
-          c.pushInit(work.lora.withBaseValues(p.get().values()));
+          c.pushInit(work.get(run).lora.withBaseValues(p.get().values()));
           continue;
         }
         group.publish(p);
-        ExecutorGroup.Contribution own = work.run(p.get());
+        ExecutorGroup.Contribution own = work.get(run).run(p.get());
         java.util.TreeMap<Integer, ExecutorGroup.Contribution> all = new java.util.TreeMap<>(group.gather(cancelled));
         all.put(own.rank(), own);
         if (p.get().evaluate()) { // the ranks' validation slots, in slot order; the driver adds them
@@ -209,7 +195,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           for (ExecutorGroup.Contribution x : all.values()) {
             slots.writeBytes(x.scores());
           }
-          c.pushEval(p.get().step(), p.get().candidates(), slots.toByteArray());
+          c.pushEval(p.get().step(), run, p.get().candidates(), slots.toByteArray());
           continue;
         }
         Map<SumTree.Node, float[]> grads = new HashMap<>();
@@ -234,7 +220,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           lossSums[j] = SumTree.sum(pushes.get(j), losses::get);
           sums.add(sumOf(pushes.get(j), grads));
         }
-        c.push(p.get().step(), tokens, inputTokens, compute, flags, culprit, lossSums, sums);
+        c.push(p.get().step(), run, tokens, inputTokens, compute, flags, culprit, lossSums, sums);
         steps++;
       }
       group.publish(Optional.empty());
@@ -257,7 +243,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
   }
 
   /** A member: computes what the leader hands it, and hands back its result. */
-  private int follow(ExecutorGroup group, Steps work, BooleanSupplier cancelled) throws java.io.IOException {
+  private int follow(ExecutorGroup group, List<Steps> work, BooleanSupplier cancelled) throws java.io.IOException {
     int steps = 0;
     long seen = 0;
     while (true) {
@@ -266,13 +252,16 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       if (r.params().isEmpty()) {
         return steps;
       }
-      group.contribute(seen, work.run(r.params().get()));
+      group.contribute(seen, work.get(r.params().get().run()).run(r.params().get()));
       steps += r.params().get().evaluate() ? 0 : 1;
     }
   }
 
-  /** One rank's work for a broadcast: a training step's node sums over its slots, or its validation slots' scores. */
+  /** One rank's work for a broadcast of one run's adapter: a training step's node sums over its slots, or its validation slots' scores. */
   private final class Steps {
+    /** The run's index in the job: the wire's name for it, and the fault plan's. */
+    private final int index;
+    private final WorkerJob.Run run;
     private final LanguageModel model;
     private final LoraModel lora;
     private final io.lorafleet.datasets.arrow.SplitReader split;
@@ -282,8 +271,10 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     private final int slots;
     private final java.util.concurrent.ExecutorService prefetch;
 
-    Steps(LanguageModel model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, Placement at, int slots,
-        java.util.concurrent.ExecutorService prefetch) {
+    Steps(int index, WorkerJob.Run run, LanguageModel model, LoraModel lora, io.lorafleet.datasets.arrow.SplitReader split, EpochOrder order, Placement at,
+        int slots, java.util.concurrent.ExecutorService prefetch) {
+      this.index = index;
+      this.run = run;
       this.model = model;
       this.lora = lora;
       this.split = split;
@@ -292,6 +283,28 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       this.mine = at.slots();
       this.slots = slots;
       this.prefetch = prefetch;
+    }
+
+    /**
+     * The validation rows this rank scores, slot by slot: the first --eval-examples rows of the run's
+     * data cut into slots of one micro-batch, shared out as training slots are, so every slot is
+     * scored alike whatever the number of workers and the driver adds the slots' scores in slot order.
+     */
+    private List<List<io.lorafleet.datasets.arrow.Example>> validationSlots() throws java.io.IOException {
+      var split = ModelCache.split(run.data().path() + "/validation", run.data().fingerprint(), model.config(), hadoop.value(), run.data().shuffleWindow());
+      int m = run.data().microBatch();
+      long rows = Math.min(split.rows(), run.data().evalExamples());
+      long slots = (rows + m - 1) / m;
+      int n = run.data().workers();
+      List<List<io.lorafleet.datasets.arrow.Example>> mine = new java.util.ArrayList<>();
+      for (long j = GlobalBatch.firstSlot(slots, n, rank); j < GlobalBatch.firstSlot(slots, n, rank + 1); j++) {
+        List<io.lorafleet.datasets.arrow.Example> slot = new java.util.ArrayList<>();
+        for (long i = j * m; i < Math.min(rows, (j + 1) * m); i++) {
+          slot.add(split.row(i));
+        }
+        mine.add(slot);
+      }
+      return mine;
     }
 
     ExecutorGroup.Contribution run(GradientClient.Params p) throws java.io.IOException {
@@ -303,16 +316,18 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
           candidates.add(p.candidate(k));
         }
         List<byte[]> scored = new java.util.ArrayList<>();
-        for (var rows : validationSlots(model, rank)) {
-          scored.add(job.data().scorer().score(model, lora, candidates, rows, job.data().microBatch(), job.data().evalGenerates()));
+        for (var rows : validationSlots()) {
+          scored.add(run.data().scorer().score(model, lora, candidates, rows, run.data().microBatch(), run.data().evalGenerates()));
         }
         return ExecutorGroup.Contribution.scored(rank, ValidationScorer.frame(scored));
       }
-      job.faults().beforeWorkerStep(step, rank, job.attempt());
-      int g = job.data().globalBatch();
-      int m = job.data().microBatch();
+      FaultPlan faults = job.faults();
+      int attempt = job.attempt();
+      faults.beforeWorkerStep(step, rank, attempt, index);
+      int g = run.data().globalBatch();
+      int m = run.data().microBatch();
       var rows = GlobalBatch.slice(split, order, step, g, m, mine);
-      if (step + 1 < job.data().steps()) {
+      if (step + 1 < run.data().steps()) {
         prefetch.execute(() -> {
           try {
             GlobalBatch.slice(split, order, step + 1, g, m, mine);
@@ -322,18 +337,19 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         });
       }
       // the run's seed alone: each row's masks are keyed by its position in the data order, so no worker or step enters them
-      boolean drops = job.lora().loraDropout() > 0 || job.base().modelDropout();
-      var dropout = new Dropout.Plan(drops ? (job.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1, job.base().modelDropout());
+      WorkerJob.Base base = job.base();
+      boolean drops = run.lora().loraDropout() > 0 || base.modelDropout();
+      var dropout = new Dropout.Plan(drops ? (run.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1, base.modelDropout());
       long t0 = System.nanoTime();
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
       boolean fp16 = model.dtype() == DataType.FLOAT16;
-      double scale = job.faults().diverges(step, rank, job.attempt()) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
+      double scale = faults.diverges(step, rank, attempt, index) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       var micro = GlobalBatch.microBatches(rows, m, GlobalBatch.firstPosition(step, g, m, mine.lo())); // one a slot
       // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
-      boolean recompute = job.base().gradientCheckpointing() && !model.config().arch().encoder();
+      boolean recompute = base.gradientCheckpointing() && !model.config().arch().encoder();
       SlotSums sums = new SlotSums(batch -> recompute ? RecomputeStep.run(lora, p.values(), List.of(batch), dropout, scale)
           : TrainStep.run(lora, p.values(), List.of(batch), dropout, scale), micro, mine.lo(), lora.layout().size(), fp16,
-          new SlotSums.FirstSlotFaults(job.faults().overflows(step, rank, job.attempt()), job.faults().poisons(step, rank, job.attempt())));
+          new SlotSums.FirstSlotFaults(faults.overflows(step, rank, attempt, index), faults.poisons(step, rank, attempt, index)));
       Map<SumTree.Node, float[]> grads = new HashMap<>();
       Map<SumTree.Node, Double> losses = new HashMap<>();
       for (SumTree.Node node : SumTree.cover(slots, mine)) {

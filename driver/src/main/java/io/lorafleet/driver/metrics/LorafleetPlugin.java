@@ -21,6 +21,12 @@ public final class LorafleetPlugin implements SparkPlugin {
         for (String name : TrainingGauges.NAMES) {
           ctx.metricRegistry().register(name, (Gauge<Double>) () -> TrainingGauges.value(name));
         }
+        // a multi-run job's runs get gauges of their own, run.<name>.<gauge>, as each takes its first step
+        TrainingGauges.registerWith(name -> {
+          if (!ctx.metricRegistry().getNames().contains(name)) {
+            ctx.metricRegistry().register(name, (Gauge<Double>) () -> TrainingGauges.value(name));
+          }
+        });
       }
     };
   }

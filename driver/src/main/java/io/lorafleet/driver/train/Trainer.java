@@ -53,51 +53,141 @@ public final class Trainer {
   /**
    * What a run produced: the final adapter's values, the losses, the attempts it took, the final
    * adapter's directory on this machine (for a remote --out, its staged copy) and where it was
-   * published, as the user named --out.
+   * published, as the user named --out; how it ended and why (a multi-run job's pruned or diverged
+   * runs say so).
    */
-  public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter, String publishedAdapter) {}
+  public record Result(float[] adapter, List<Double> losses, int attempts, Path finalAdapter, String publishedAdapter, String status, String why) {}
+
+  /** One run of a multi-run job: its name ({@code runs/<name>/}) and its whole configuration. */
+  public record Named(String name, TrainConfig cfg) {}
 
   public static Result run(SparkSession spark, TrainConfig cfg, boolean progress) throws IOException {
+    Result r = run(spark, List.of(new Named("", cfg)), Pruning.Settings.NONE, progress).get(0);
+    if (r.status().equals(JobRun.Status.DIVERGED.word)) {
+      throw new IOException(r.why());
+    }
+    return r;
+  }
+
+  /**
+   * Trains every run of a job on one base and one set of workers: each run its own adapter, data,
+   * optimizer, schedule and output, each step of every active run in turn over one barrier stage.
+   * Returns the runs' results in order.
+   */
+  public static List<Result> run(SparkSession spark, List<Named> named, Pruning.Settings pruning, boolean progress) throws IOException {
     FaultPlan faults = FaultPlan.of(spark.sparkContext());
     io.lorafleet.driver.metrics.TrainingGauges.reset();
-    ModelSkeleton base = ModelCache.skeleton(cfg.io().model(), spark.sparkContext().hadoopConfiguration(), cfg.io().labels()); // config and headers: no weights
-    LoraConfig lc = loraConfig(cfg);
-    LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
-    String model = cfg.io().model();
-    if (base.config().raw().hasNonNull("quantization_config")) {
-      lc.method().notOverQuantizedBase().ifPresent(why -> {
-        throw new IllegalArgumentException(why + " (" + model + " is stored quantized)");
-      });
+    TrainConfig first = named.get(0).cfg();
+    MultiRun.checkShared(named);
+    ModelSkeleton base = ModelCache.skeleton(first.io().model(), spark.sparkContext().hadoopConfiguration(), first.io().labels()); // config and headers: no weights
+    pruning.check(named.stream().map(n -> n.cfg()).toList(), named.stream().map(Named::name).toList());
+    List<Prepared> prepared = new ArrayList<>();
+    for (Named n : named) {
+      prepared.add(prepare(spark, n, base, progress));
     }
-    TrainConfig given = cfg;
-    Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
-    cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration()),
-        base.config());
-    if (given.batching().epochs() > 0) {
-      say(progress, given.batching().epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.batching().globalBatch() + ": " + cfg.batching().steps()
-          + " steps");
-    }
-    ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
-    int workers = workersFor(spark, cfg, false);
-    RunOutput ro = RunOutput.of(cfg.io().output(), spark.sparkContext().hadoopConfiguration());
-    try (RunLock lock = cfg.run().lock() ? RunLock.acquire(ro, cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS)
-        : RunLock.none(ro)) {
-      return run(spark, cfg, progress, faults, base, lora, job, ro, manifest, workers);
+    int workers = workersFor(spark, first, false);
+    List<RunLock> locks = new ArrayList<>();
+    try {
+      for (Prepared p : prepared) {
+        TrainConfig cfg = p.cfg();
+        locks.add(cfg.run().lock() ? RunLock.acquire(p.ro(), cfg.run().resume() || cfg.run().overwrite(), RunLock.STALE_AFTER_MS) : RunLock.none(p.ro()));
+      }
+      return run(spark, prepared, pruning, progress, faults, base, workers);
+    } finally {
+      for (RunLock l : locks) {
+        l.close();
+      }
     }
   }
 
-  private static Result run(SparkSession spark, TrainConfig cfg, boolean progress, FaultPlan faults, ModelSkeleton base, LoraModel lora, ObjectNode job,
-      RunOutput ro, Manifest manifest, int firstWorkers) throws IOException {
-    Path out = ro.local();
-    claimOutput(cfg, ro);
-    TrainingState state = new TrainingState(cfg, lora, initialParams(cfg, lora, base));
-    int start = cfg.run().resume() ? resume(cfg, ro, base, lora, job, state, progress) : 0;
-    // after the resume check: a refused --resume leaves the run's own configuration in place
-    String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
-    Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
-    ro.publish(ResolvedConfig.FILE);
-    List<Double> losses = new ArrayList<>();
-    List<double[]> valLosses = new ArrayList<>();
+  /** A run resolved against its data and output before any Spark work: refusals come first, for every run. */
+  private record Prepared(String name, TrainConfig cfg, LoraModel lora, ObjectNode job, RunOutput ro, Manifest manifest) {}
+
+  private static Prepared prepare(SparkSession spark, Named n, ModelSkeleton base, boolean progress) throws IOException {
+    String prefix = n.name().isEmpty() ? "" : "run " + n.name() + ": ";
+    try {
+      TrainConfig cfg = n.cfg();
+      LoraConfig lc = loraConfig(cfg);
+      LoraModel lora = LoraModel.create(base, lc); // fails fast on bad targets
+      String model = cfg.io().model();
+      if (base.config().raw().hasNonNull("quantization_config")) {
+        lc.method().notOverQuantizedBase().ifPresent(why -> {
+          throw new IllegalArgumentException(why + " (" + model + " is stored quantized)");
+        });
+      }
+      TrainConfig given = cfg;
+      Manifest manifest = Manifest.read(cfg, spark.sparkContext().hadoopConfiguration());
+      cfg = checkDataset(cfg, manifest, ModelFiles.tokenizerDir(cfg.io().model(), spark.sparkContext().hadoopConfiguration()), base.config());
+      if (given.batching().epochs() > 0) {
+        say(progress, prefix + given.batching().epochs() + " epochs of " + manifest.rows("train") + " rows at global batch " + cfg.batching().globalBatch()
+            + ": " + cfg.batching().steps() + " steps");
+      }
+      ObjectNode job = RunIdentity.job(cfg, manifest.fingerprint());
+      RunOutput ro = RunOutput.of(cfg.io().output(), spark.sparkContext().hadoopConfiguration());
+      return new Prepared(n.name(), cfg, lora, job, ro, manifest);
+    } catch (IllegalArgumentException e) {
+      throw prefix.isEmpty() ? e : new IllegalArgumentException(prefix + e.getMessage(), e);
+    }
+  }
+
+  private static List<Result> run(SparkSession spark, List<Prepared> prepared, Pruning.Settings pruningSettings, boolean progress, FaultPlan faults,
+      ModelSkeleton base, int firstWorkers) throws IOException {
+    List<JobRun> runs = new ArrayList<>();
+    List<CheckpointWriter> writers = new ArrayList<>();
+    List<MetricsLog> logs = new ArrayList<>();
+    try {
+      for (int i = 0; i < prepared.size(); i++) {
+        Prepared p = prepared.get(i);
+        TrainConfig cfg = p.cfg();
+        Path out = p.ro().local();
+        claimOutput(cfg, p.ro());
+        TrainingState state = new TrainingState(cfg, p.lora(), initialParams(cfg, p.lora(), base));
+        int start = cfg.run().resume() ? resume(cfg, p.ro(), base, p.lora(), p.job(), state, progress) : 0;
+        // after the resume check: a refused --resume leaves the run's own configuration in place
+        String resolved = ResolvedConfig.yaml(cfg, spark.sparkContext().getConf());
+        Files.writeString(out.resolve(ResolvedConfig.FILE), resolved);
+        p.ro().publish(ResolvedConfig.FILE);
+        CheckpointWriter ckpt = new CheckpointWriter();
+        writers.add(ckpt);
+        MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start);
+        logs.add(metrics);
+        JobRun r = new JobRun(i, p.name(), new Stage.Run(spark, cfg, p.ro(), p.lora(), cfg.lrSchedule(), p.job(), resolved, faults, progress), state,
+            new Stage.Log(new ArrayList<>(), new ArrayList<>(), metrics, ckpt), start);
+        if (!p.name().isEmpty() && cfg.run().resume()) { // a resumed multi-run job's pruned and diverged runs stay so
+          JobRun.endedBefore(out).ifPresent(e -> r.end(e.status(), e.step(), e.why()));
+        }
+        if (r.active() && (start >= cfg.batching().steps())) {
+          r.end(JobRun.Status.FINISHED, start, "");
+        }
+        runs.add(r);
+      }
+      int attempts = stages(spark, runs, Pruning.of(pruningSettings, runs), faults, base, firstWorkers, progress);
+      for (CheckpointWriter w : writers) {
+        w.drain();
+      }
+      List<Result> results = new ArrayList<>();
+      for (int i = 0; i < runs.size(); i++) {
+        results.add(finish(runs.get(i), prepared.get(i), base, attempts));
+      }
+      return results;
+    } finally {
+      for (MetricsLog m : logs) {
+        m.close();
+      }
+      for (CheckpointWriter w : writers) {
+        w.close();
+      }
+    }
+  }
+
+  /**
+   * The job's barrier stages: each runs every active run until it is done, or ends at a checkpoint
+   * to grow; a failed stage is relaunched with every active run back at its newest checkpoint.
+   * Returns the stages it took.
+   */
+  private static int stages(SparkSession spark, List<JobRun> runs, Pruning pruning, FaultPlan faults, ModelSkeleton base, int firstWorkers,
+      boolean progress) throws IOException {
+    TrainConfig cfg = runs.get(0).cfg();
     int attempts = 0;
     int withoutProgress = 0;
     int divergedAt = -1;
@@ -107,62 +197,65 @@ public final class Trainer {
       say(progress, "starting on " + workers + " of --workers " + cfg.batching().workers() + " (no more executors within --executor-wait-ms); "
           + "the run grows at a checkpoint once they register");
     }
-    Stage.Run run = new Stage.Run(spark, cfg, ro, lora, cfg.lrSchedule(), job, resolved, faults, progress);
-    try (CheckpointWriter ckpt = new CheckpointWriter(); MetricsLog metrics = MetricsLog.open(out.resolve(METRICS), start)) {
-      final int first = start; // losses.get(i) is the loss of step first + i + 1
-      while (start < cfg.batching().steps() && state.stoppedAt == 0) {
-        attempts++;
-        int from = start;
-        try {
-          start = new Stage(run, new Stage.Log(losses, valLosses, metrics, ckpt), state, attempts,
-              new Stage.Workers(workers, previous, () -> taskSlotsNow(spark))).run(start);
-          previous = workers;
-          if (start < cfg.batching().steps() && state.stoppedAt == 0) { // the stage ended at a checkpoint to grow: the state is in memory
-            workers = workersFor(spark, cfg, true);
-            say(progress, "growing from " + previous + " to " + workers + " workers at step " + start);
-          }
-        } catch (OutputFailure e) {
-          throw e;
-        } catch (IOException | RuntimeException e) {
-          ckpt.drain(); // the relaunch resumes from the newest checkpoint, so it must be on disk; a failed one stops the run
-          var st = Checkpoints.latestValid(out, base);
-          int resumeAt = st.map(Checkpoints.State::step).orElse(0);
-          // the budget counts failures in a row that passed no new checkpoint: a long run survives any number of preemptions
-          withoutProgress = resumeAt > from ? 1 : withoutProgress + 1;
-          divergedAt = checkRelaunch(cfg, e, first + losses.size(), divergedAt, resumeAt, withoutProgress, attempts);
-          say(progress, "training stage failed (" + e.getMessage() + "); relaunching from the last checkpoint (step " + resumeAt + ")");
-          LOG.warn("training stage failed ({}); relaunching from step {}", e.getMessage(), resumeAt);
-          previous = workers;
+    while (runs.stream().anyMatch(JobRun::active)) {
+      attempts++;
+      List<JobRun> active = runs.stream().filter(JobRun::active).toList();
+      java.util.Map<JobRun, Integer> from = new java.util.HashMap<>();
+      active.forEach(r -> from.put(r, r.next));
+      try {
+        new Stage(spark, active, faults, attempts, new Stage.Workers(workers, previous, () -> taskSlotsNow(spark)), pruning).run();
+        previous = workers;
+        if (runs.stream().anyMatch(JobRun::active)) { // the stage ended at a checkpoint to grow: the state is in memory
           workers = workersFor(spark, cfg, true);
-          if (workers < cfg.batching().workers()) {
-            requestExecutors(spark, cfg);
-          }
-          if (workers != previous) {
-            say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from step " + resumeAt
-                + " instead of waiting for replacements; the run grows back at a checkpoint once executors return");
-          }
-          if (st.isPresent()) {
-            state.restore(st.get());
-          } else {
-            state.reset(cfg, lora, initialParams(cfg, lora, base));
-          }
-          start = resumeAt;
-          while (first + losses.size() > start) {
-            losses.remove(losses.size() - 1);
-          }
-          final int resumed = start;
-          valLosses.removeIf(v -> v[0] > resumed);
-          metrics.restartAfter(start);
+          say(progress, "growing from " + previous + " to " + workers + " workers");
+        }
+      } catch (OutputFailure e) {
+        throw e;
+      } catch (IOException | RuntimeException e) {
+        boolean advanced = false;
+        int failedStep = active.get(0).first + active.get(0).log.losses().size();
+        int resumeAt = 0;
+        for (JobRun r : active) {
+          int at = r.rollBack(base, () -> initialParams(r.cfg(), r.run.lora(), base));
+          advanced |= at > from.get(r);
+          resumeAt = r == active.get(0) ? at : resumeAt;
+        }
+        // the budget counts failures in a row that passed no new checkpoint: a long run survives any number of preemptions
+        withoutProgress = advanced ? 1 : withoutProgress + 1;
+        divergedAt = checkRelaunch(cfg, e, failedStep, divergedAt, resumeAt, withoutProgress, attempts);
+        String where = active.size() == 1 ? "the last checkpoint (step " + resumeAt + ")" : "each run's last checkpoint";
+        say(progress, "training stage failed (" + e.getMessage() + "); relaunching from " + where);
+        LOG.warn("training stage failed ({}); relaunching from {}", e.getMessage(), where);
+        previous = workers;
+        workers = workersFor(spark, cfg, true);
+        if (workers < cfg.batching().workers()) {
+          requestExecutors(spark, cfg);
+        }
+        if (workers != previous) {
+          say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from " + where
+              + " instead of waiting for replacements; the run grows back at a checkpoint once executors return");
         }
       }
-      ckpt.drain();
     }
-    Path fin = finish(cfg, base, lora, state, ro, manifest, valLosses);
-    writeSummary(out, cfg, losses, valLosses, attempts, state.params.length, base.parameterCount());
+    return attempts;
+  }
+
+  /** A run's final outputs, published, and its result. */
+  private static Result finish(JobRun r, Prepared p, ModelSkeleton base, int attempts) throws IOException {
+    TrainConfig cfg = r.cfg();
+    RunOutput ro = p.ro();
+    Path out = ro.local();
+    List<Double> losses = r.log.losses();
+    List<double[]> valLosses = r.log.valLosses();
+    // a diverged run's last values are not an adapter anyone asked for: it keeps its checkpoints and says why it stopped
+    Path fin = r.status == JobRun.Status.DIVERGED ? out.resolve("adapter")
+        : finish(cfg, base, p.lora(), r.state, ro, p.manifest(), valLosses, r.status == JobRun.Status.FINISHED ? cfg.batching().steps() : r.endedAt);
+    writeSummary(out, cfg, losses, valLosses, attempts, r.state.params.length, base.parameterCount(), r);
     for (String f : List.of("adapter", "averaged", EMA, BEMA, BestModel.DIR, "loss.svg", METRICS, "run_summary.json")) {
       ro.publish(f);
     }
-    return new Result(state.params, losses, attempts, fin, ro.isStaged() ? ro.uri().replaceAll("/+$", "") + "/adapter" : fin.toString());
+    return new Result(r.state.params, losses, attempts, fin, ro.isStaged() ? ro.uri().replaceAll("/+$", "") + "/adapter" : fin.toString(),
+        r.status.word, r.why);
   }
 
   /** Refuses an --out that holds something unless --resume or --overwrite says what to do with it; clears it for --overwrite. */
@@ -222,10 +315,9 @@ public final class Trainer {
    * PEFT adapter with its model card (AdaLoRA's cut to the final allocation's ranks too).
    */
   private static Path finish(TrainConfig cfg, ModelSkeleton base, LoraModel lora, TrainingState state, RunOutput ro, Manifest manifest,
-      List<double[]> valLosses) throws IOException {
+      List<double[]> valLosses, int last) throws IOException {
     Path out = ro.local();
     Path fin = out.resolve("adapter");
-    int last = state.stoppedAt > 0 ? state.stoppedAt : cfg.batching().steps();
     Map<String, String> meta = Map.of("lorafleet.step", Integer.toString(last));
     if (cfg.eval().best().loadAtEnd() && state.best.any()) { // load_best_model_at_end: adapter/ is best/
       AdapterFormat.Loaded best = AdapterFormat.read(out.resolve(BestModel.DIR), base);
@@ -260,12 +352,20 @@ public final class Trainer {
     return fin;
   }
 
-  /** loss.svg and run_summary.json. */
+  /** loss.svg and run_summary.json: the run's steps, how it ended and why. */
   private static void writeSummary(Path out, TrainConfig cfg, List<Double> losses, List<double[]> valLosses, int attempts, int trainable,
-      long baseParameters) throws IOException {
+      long baseParameters, JobRun r) throws IOException {
     plot(out, losses, valLosses);
     ObjectNode summary = JSON.createObjectNode();
     summary.put("steps", cfg.batching().steps());
+    summary.put("status", r.status.word);
+    if (r.status != JobRun.Status.FINISHED) {
+      summary.put("ended_at_step", r.endedAt);
+      summary.put("why", r.why);
+    }
+    if (!valLosses.isEmpty()) {
+      summary.put("val_loss", valLosses.get(valLosses.size() - 1)[1]);
+    }
     summary.put("workers", cfg.batching().workers());
     summary.put("attempts", attempts);
     summary.put("final_loss", losses.isEmpty() ? Double.NaN : losses.get(losses.size() - 1));

@@ -20,8 +20,6 @@ final class TrainingState {
   Optional<RankAllocator> ranks;
   final RunningAverages averages;
   final BestModel best;
-  /** The step early stopping ended the run at (0: it did not). */
-  int stoppedAt;
 
   TrainingState(TrainConfig cfg, LoraModel lora, float[] init) {
     params = init;

@@ -13,6 +13,7 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import org.junit.jupiter.api.Test;
@@ -58,6 +59,50 @@ class GradientServerTest {
 
   static SumTree.Node rank(int r) {
     return new SumTree.Node(r, r + 1);
+  }
+
+  @Test
+  void theRunsOfAJobTakeTurnsWithAdaptersOfTheirOwnSizesAndAPushForAnotherRunIsRefused() throws Exception {
+    try (GradientServer s = new GradientServer("127.0.0.1", PortRange.ANY, "job-m", SECRET, 1, 5_000, (run, i) -> "run " + run + " element " + i,
+        Transport.FP32)) {
+      CompletableFuture<Void> accept = acceptAsync(s);
+      try (GradientClient c = GradientClient.connect("127.0.0.1", s.port(), "job-m", SECRET, rank(0), new int[] {3, 2}, 5_000, Transport.FP32)) {
+        accept.get();
+        for (int step = 0; step < 2; step++) {
+          for (int run = 0; run < 2; run++) {
+            final int r = run;
+            final int st = step;
+            float[] params = run == 0 ? new float[] {1, 2, 3} : new float[] {4, 5};
+            CompletableFuture<GradientServer.Gathered> ex = CompletableFuture.supplyAsync(() -> {
+              try {
+                return s.exchange(r, st, params, 1.0);
+              } catch (IOException e) {
+                throw new RuntimeException(e.getMessage(), e);
+              }
+            });
+            var p = c.next().orElseThrow();
+            assertEquals(run, p.run());
+            assertArrayEquals(params, p.values(), "run " + run + "'s adapter, of its own size");
+            float[] grad = run == 0 ? new float[] {0.5f, 0.5f, 0.5f} : new float[] {2, 4};
+            c.push(step, run, 1 + run, 1, 0, 0, -1, new double[] {run}, List.of(grad));
+            GradientServer.Gathered g = ex.get();
+            assertArrayEquals(grad, g.sum());
+            assertEquals(1 + run, g.tokens());
+          }
+        }
+        CompletableFuture<GradientServer.Gathered> wrong = CompletableFuture.supplyAsync(() -> {
+          try {
+            return s.exchange(1, 2, new float[] {4, 5}, 1.0);
+          } catch (IOException e) {
+            throw new RuntimeException(e.getMessage(), e);
+          }
+        });
+        c.next().orElseThrow();
+        c.push(2, 0, 1, 1, 0, 0, -1, new double[] {0}, List.of(new float[] {1, 1}));
+        var err = assertThrows(ExecutionException.class, wrong::get);
+        assertTrue(err.getCause().getMessage().contains("push for run 0 rejected, step 2 is run 1's"), err.getCause().getMessage());
+      }
+    }
   }
 
   @Test
@@ -253,7 +298,7 @@ class GradientServerTest {
               sums.add(SumTree.sum(cover.get(j), leaves, 0, n));
               losses[j] = cover.get(j).size();
             }
-            c.push(0, x.size(), x.size(), 0, 0, -1, losses, sums);
+            c.push(0, 0, x.size(), x.size(), 0, 0, -1, losses, sums);
           } catch (IOException e) {
             throw new RuntimeException(e);
           }

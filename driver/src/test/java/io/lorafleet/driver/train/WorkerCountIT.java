@@ -75,7 +75,11 @@ class WorkerCountIT {
 
   /** The files that must agree byte for byte: the final adapter, and the last checkpoint's adapter and optimizer state. */
   static List<byte[]> bytes(String run, int lastStep) throws Exception {
-    Path r = dir.resolve(run);
+    return bytes(dir.resolve(run), lastStep);
+  }
+
+  /** As above, for the run directory {@code r}. */
+  static List<byte[]> bytes(Path r, int lastStep) throws Exception {
     String ckpt = io.lorafleet.driver.checkpoint.Checkpoints.dirName(lastStep);
     List<byte[]> out = new ArrayList<>();
     for (Path p : List.of(r.resolve("adapter/adapter_model.safetensors"), r.resolve(ckpt).resolve("adapter_model.safetensors"),
@@ -87,9 +91,14 @@ class WorkerCountIT {
 
   /** Each step's loss and each evaluation's validation loss, as metrics.jsonl records them. */
   static List<String> losses(String run) throws Exception {
+    return losses(dir.resolve(run));
+  }
+
+  /** As above, for the run directory {@code run}. */
+  static List<String> losses(Path run) throws Exception {
     List<String> out = new ArrayList<>();
     ObjectMapper json = new ObjectMapper();
-    for (String line : Files.readAllLines(dir.resolve(run).resolve("metrics.jsonl"))) {
+    for (String line : Files.readAllLines(run.resolve("metrics.jsonl"))) {
       var m = json.readTree(line);
       out.add(m.get("step") + " " + m.get("loss").asText() + (m.has("val_loss") ? " " + m.get("val_loss").asText() : ""));
     }

@@ -1,0 +1,105 @@
+package io.lorafleet.driver.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.lorafleet.datasets.prepare.Prepare;
+import io.lorafleet.datasets.prepare.PrepareOptions;
+import io.lorafleet.worker.model.ModelDirectory;
+import io.lorafleet.worker.model.TinyModelSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A multi-run job through the CLI, as a user writes it: a job file whose runs: (two tenants, each
+ * its own data) cross a grid: of learning rates and ranks, trained by one train command into
+ * runs/<name>/ with a runs.json table; each run's adapter is the file a plain train of the same
+ * settings writes.
+ */
+class MultiRunCliIT {
+  @TempDir static Path dir;
+
+  @BeforeAll
+  static void setUp() throws Exception {
+    List<String> words = List.of("a", "b", "c", "d", "e", "f", "g", "h", "=");
+    ModelDirectory.initModel(dir.resolve("model"), new TinyModelSpec("llama", 2, 32, 4, 2, 48, 1, 64, false), words, 9);
+    SparkSession spark = SparkSession.builder().master("local[2]").appName("multi-run-cli-it").config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1").getOrCreate();
+    try {
+      for (int t = 1; t <= 2; t++) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 20; i++) {
+          sb.append("{\"context\": \"").append("a b c d e".substring(0, 2 * (i % 3) + 1)).append(" =\", \"target\": \"").append(words.get(i * (4 + t) % 8))
+              .append("\"}\n");
+        }
+        Files.writeString(dir.resolve("t" + t + ".jsonl"), sb);
+        Prepare.run(spark, PrepareOptions.builder(List.of(dir.resolve("t" + t + ".jsonl").toString()), dir.resolve("model").toString(),
+            dir.resolve("data" + t).toString()).maxSeqLen(32).truncation("drop").seed(2).shards(2).maxBadFraction(0).build());
+      }
+    } finally {
+      spark.stop();
+    }
+  }
+
+  @Test
+  void aJobFilesRunsCrossItsGridInOneTrainAndEachRunIsItsPlainTrain() throws Exception {
+    Path job = dir.resolve("sweep.yaml");
+    Files.writeString(job, String.join("\n",
+        "model: " + dir.resolve("model"),
+        "data: " + dir.resolve("data1"),
+        "out: " + dir.resolve("sweep"),
+        "workers: 2",
+        "steps: 4",
+        "global_batch: 8",
+        "micro_batch: 2",
+        "checkpoint_every: 2",
+        "schedule: constant",
+        "lora_dropout: 0.1",
+        "target_modules: [q_proj, v_proj]",
+        "seed: 5",
+        "runs:",
+        "  - name: tenant1",
+        "  - name: tenant2",
+        "    data: " + dir.resolve("data2"),
+        "    steps: 2",
+        "grid:",
+        "  lr: [0.01, 0.03]",
+        "  r: [2, 4]",
+        ""));
+    var r = LabelsIT.cli("train", "--config", job.toString());
+    assertEquals(0, r.getKey(), r.getValue());
+    var table = new ObjectMapper().readTree(dir.resolve("sweep/runs.json").toFile());
+    List<String> names = new ArrayList<>();
+    table.forEach(row -> names.add(row.get("name").asText()));
+    assertEquals(List.of("tenant1_lr=0.01_r=2", "tenant1_lr=0.01_r=4", "tenant1_lr=0.03_r=2", "tenant1_lr=0.03_r=4", "tenant2_lr=0.01_r=2",
+        "tenant2_lr=0.01_r=4", "tenant2_lr=0.03_r=2", "tenant2_lr=0.03_r=4"), names);
+    table.forEach(row -> assertEquals("finished", row.get("status").asText(), row.toString()));
+    assertEquals(2, table.get(4).get("steps").asInt(), "tenant2's runs set their own steps");
+    Path run = dir.resolve("sweep/runs/tenant2_lr=0.03_r=4");
+    assertEquals(4, new ObjectMapper().readTree(run.resolve("adapter/adapter_config.json").toFile()).get("r").asInt());
+    assertTrue(Files.readString(run.resolve("train_config.yaml")).contains(dir.resolve("data2").toString()), "its own data");
+    // the same run alone, through a plain train
+    var solo = LabelsIT.cli("train", "--model", dir.resolve("model").toString(), "--data", dir.resolve("data2").toString(), "--out",
+        dir.resolve("solo").toString(), "--workers", "2", "--steps", "2", "--global-batch", "8", "--micro-batch", "2", "--checkpoint-every", "2",
+        "--schedule", "constant", "--lora-dropout", "0.1", "--target-modules", "q_proj,v_proj", "--seed", "5", "--lr", "0.03", "--r", "4");
+    assertEquals(0, solo.getKey(), solo.getValue());
+    assertArrayEquals(Files.readAllBytes(dir.resolve("solo/adapter/adapter_model.safetensors")),
+        Files.readAllBytes(run.resolve("adapter/adapter_model.safetensors")), "the run in the job and its plain train write the same file");
+    // a run may not set what the job shares
+    Files.writeString(job, Files.readString(job).replace("    steps: 2", "    steps: 2\n    micro_batch: 4").replace("out: " + dir.resolve("sweep"),
+        "out: " + dir.resolve("refused")));
+    var refused = LabelsIT.cli("train", "--config", job.toString());
+    assertEquals(2, refused.getKey(), refused.getValue());
+    assertTrue(refused.getValue().contains("run tenant2_lr=0.01_r=2 sets micro-batch 4 but run tenant1_lr=0.01_r=2 has 2"), refused.getValue());
+    assertFalse(Files.exists(dir.resolve("refused/runs")), "nothing written");
+  }
+}
