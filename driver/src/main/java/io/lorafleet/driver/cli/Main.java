@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
 /** {@code lorafleet}: the CLI entry point, also the main class for spark-submit. */
 @Command(name = "lorafleet", mixinStandardHelpOptions = true, version = "lorafleet 0.1.0",
     description = "Distributed LoRA fine-tuning on Spark.",
-    subcommands = {InitModelCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, MergeCommand.class, AverageCommand.class, EvalCommand.class, DemoCommand.class, PlanCommand.class, BenchStepCommand.class, BenchTrainCommand.class, BenchPrepareCommand.class, BenchCommCommand.class, QuantizeCommand.class, RunCommand.class, ServeCommand.class, BenchServeCommand.class})
+    subcommands = {InitModelCommand.class, PrepareCommand.class, TrainCommand.class, GenerateCommand.class, MergeCommand.class, AverageCommand.class, SoupCommand.class, EvalCommand.class, DemoCommand.class, PlanCommand.class, BenchStepCommand.class, BenchTrainCommand.class, BenchPrepareCommand.class, BenchCommCommand.class, QuantizeCommand.class, RunCommand.class, ServeCommand.class, BenchServeCommand.class})
 public final class Main implements Runnable {
   @Override
   public void run() {

@@ -54,20 +54,28 @@ public final class ResolvedConfig {
    * empty when the run has no such file.
    */
   public static Optional<Quantization> quantization(String run, org.apache.hadoop.conf.Configuration conf) throws IOException {
+    Optional<JsonNode> read = train(run, conf);
+    if (read.isEmpty()) {
+      return Optional.empty();
+    }
+    JsonNode train = read.get();
+    JsonNode q = train.path("compute").path("quantize");
+    if (q.isMissingNode()) {
+      q = train.path("quantize");
+    }
+    return q.isObject() ? Optional.of(Quantization.of(q.path("method").asText("none"), q.path("doubleQuant").asBoolean(true))) : Optional.empty();
+  }
+
+  /** The "train" section of the train_config.yaml in {@code run} (a local path or Hadoop URI); empty when the run has none. */
+  public static Optional<JsonNode> train(String run, org.apache.hadoop.conf.Configuration conf) throws IOException {
     org.apache.hadoop.fs.Path file = new org.apache.hadoop.fs.Path(io.lorafleet.datasets.fs.HadoopConf.remote(run) ? run
         : Path.of(run).toAbsolutePath().toUri().toString(), FILE);
     org.apache.hadoop.fs.FileSystem fs = file.getFileSystem(conf);
     if (!fs.isFile(file)) {
       return Optional.empty();
     }
-    JsonNode train;
     try (var in = fs.open(file)) {
-      train = YAML.readTree(in).path("train");
+      return Optional.of(YAML.readTree(in).path("train"));
     }
-    JsonNode q = train.path("compute").path("quantize");
-    if (q.isMissingNode()) {
-      q = train.path("quantize");
-    }
-    return q.isObject() ? Optional.of(Quantization.of(q.path("method").asText("none"), q.path("doubleQuant").asBoolean(true))) : Optional.empty();
   }
 }

@@ -94,6 +94,35 @@ class MultiRunCliIT {
     assertEquals(0, solo.getKey(), solo.getValue());
     assertArrayEquals(Files.readAllBytes(dir.resolve("solo/adapter/adapter_model.safetensors")),
         Files.readAllBytes(run.resolve("adapter/adapter_model.safetensors")), "the run in the job and its plain train write the same file");
+    // soups of the sweep: the runs trained on two datasets, so the held-out data must be named
+    var unnamed = LabelsIT.cli("soup", "--runs", dir.resolve("sweep").toString(), "--out", dir.resolve("soup").toString());
+    assertEquals(2, unnamed.getKey(), unnamed.getValue());
+    assertTrue(unnamed.getValue().contains("give --data to name the one the soup is measured on"), unnamed.getValue());
+    var soup = LabelsIT.cli("soup", "--runs", dir.resolve("sweep").toString(), "--data", dir.resolve("data1").toString(), "--split", "train",
+        "--metric", "loss", "--out", dir.resolve("soup").toString(), "--limit", "12");
+    assertEquals(0, soup.getKey(), soup.getValue());
+    var s = new ObjectMapper().readTree(dir.resolve("soup/soup.json").toFile());
+    assertEquals(8, s.get("runs").size());
+    assertEquals(4, s.get("rank").asInt(), "the largest r of the runs");
+    double best = Double.MAX_VALUE;
+    String bestName = "";
+    for (var row : s.get("runs")) {
+      if (row.get("loss").asDouble() < best) {
+        best = row.get("loss").asDouble();
+        bestName = row.get("name").asText();
+      }
+    }
+    var greedy = s.get("greedy_soup");
+    assertEquals(bestName, greedy.get("ingredients").get(0).asText(), "the greedy soup starts from the best run");
+    assertEquals(7, greedy.get("tried").size(), "it tries every other run once");
+    // the best run refactored to rank 4 (>= its r) is itself, and an addition stays only when the loss does not grow
+    assertTrue(greedy.get("loss").asDouble() <= best + 1e-4, greedy + " against the best run's " + best);
+    for (var t : greedy.get("tried")) {
+      assertEquals(t.get("kept").asBoolean(), greedy.get("ingredients").toString().contains("\"" + t.get("name").asText() + "\""), t.toString());
+    }
+    assertTrue(Files.isRegularFile(dir.resolve("soup/greedy/adapter_model.safetensors")) && Files.isRegularFile(dir.resolve("soup/uniform/adapter_config.json")));
+    assertEquals(4, new ObjectMapper().readTree(dir.resolve("soup/greedy/adapter_config.json").toFile()).get("r").asInt());
+    assertTrue(Double.isFinite(s.get("uniform_soup").get("loss").asDouble()));
     // a run may not set what the job shares
     Files.writeString(job, Files.readString(job).replace("    steps: 2", "    steps: 2\n    micro_batch: 4").replace("out: " + dir.resolve("sweep"),
         "out: " + dir.resolve("refused")));
