@@ -103,6 +103,23 @@ public final class LoraAdapterModel extends Model<LoraAdapterModel> {
     return maxSeqLen;
   }
 
+  /**
+   * The run's last validation loss (its trainer's evalEvery), as its run_summary.json beside the
+   * adapter records it; empty when the run evaluated none. What a grid's models are selected by.
+   */
+  public java.util.OptionalDouble validationLoss() {
+    java.nio.file.Path summary = java.nio.file.Path.of((String) getOrDefault(adapter)).resolveSibling("run_summary.json");
+    try {
+      if (!java.nio.file.Files.isRegularFile(summary)) {
+        return java.util.OptionalDouble.empty();
+      }
+      var n = new com.fasterxml.jackson.databind.ObjectMapper().readTree(summary.toFile()).path("val_loss");
+      return n.isNumber() ? java.util.OptionalDouble.of(n.asDouble()) : java.util.OptionalDouble.empty();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(summary + ": " + e.getMessage(), e);
+    }
+  }
+
   @Override
   public String uid() {
     return uid;

@@ -31,6 +31,14 @@ import org.apache.spark.sql.types.StructType;
  * the final adapter in {@code out}. Over a sequence classifier (RoBERTa, DeBERTa-v2) the context
  * column holds the texts and the target column the labels (class names from id2label, ids, or
  * values for regression), prepared as {@code prepare --format classification} prepares them.
+ *
+ * <p>{@code fit(dataset, paramMaps)} (a {@code ParamGridBuilder} grid) trains every map in one
+ * multi-run job on one prepared copy of the data: one base load per executor, one barrier stage,
+ * each map's run in {@code out/runs/m<i>_<its params>/}, and returns one model per map, in order.
+ * CrossValidator and TrainValidationSplit call {@code fit(dataset, paramMap)} once per map (and per
+ * fold), in parallel when their parallelism is above 1, so they cannot use this path; a second fit
+ * while one runs in the same driver is refused, since two barrier stages would wait for each other's
+ * slots and write one {@code out}.
  */
 public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   private final String uid;
@@ -56,6 +64,9 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   private final DoubleParam valFraction;
   private final IntParam seed;
   private final Param<String> labels;
+  private final IntParam evalEvery;
+  /** The fit this driver is running, if any: a second one at once is refused. */
+  private static final java.util.concurrent.atomic.AtomicReference<String> RUNNING = new java.util.concurrent.atomic.AtomicReference<>();
 
   public LoraTrainer() {
     this(Identifiable$.MODULE$.randomUID("loraTrainer"));
@@ -86,6 +97,9 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     seed = new IntParam(this, "seed", "seed of the adapter init, the data order and the split");
     labels = new Param<>(this, "labels", "a classifier's class names by id, comma-separated, instead of the base's config.json id2label "
         + "(transformers' from_pretrained(id2label=...)); recorded in the adapter. Empty: the base's");
+    evalEvery = new IntParam(this, "evalEvery", "steps between validation losses on the held-out split (valFraction > 0; 0: none); the "
+        + "model's validationLoss() is the last one");
+    setDefault(evalEvery, 0);
     setDefault(workDir, "");
     setDefault(contextCol, "context");
     setDefault(targetCol, "target");
@@ -207,6 +221,10 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     return seed;
   }
 
+  public IntParam evalEvery() {
+    return evalEvery;
+  }
+
   @Override
   public String uid() {
     return uid;
@@ -225,7 +243,8 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     LoraConfig tuner = LoraConfig.ofTargetModules(value(r), value(loraAlpha), value(targetModules)).withDropout(value(loraDropout));
     return TrainConfig.builder(value(model), data, value(out)).labels(labelsValue()).tuner(tuner).workers(value(workers)).steps(value(steps))
         .globalBatch(value(globalBatch)).microBatch(value(microBatch)).seed((int) value(seed)).lr(value(lr)).warmup(value(warmup))
-        .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalExamples(0).modelDropout(value(modelDropout)).build();
+        .schedule(value(schedule)).checkpointEvery(value(checkpointEvery)).evalEvery(value(evalEvery)).evalExamples((int) value(evalEvery) > 0 ? 1000 : 0)
+        .modelDropout(value(modelDropout)).build();
   }
 
   String resolvedWorkDir() {
@@ -262,22 +281,114 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
     transformSchema(dataset.schema());
     String work = resolvedWorkDir();
     TrainConfig cfg = config(work + "/prepared");
-    var spark = dataset.sparkSession();
-    try {
-      boolean encoder = encoderBase();
-      dataset.select(dataset.col(value(contextCol)).as(encoder ? "text" : "context"), dataset.col(value(targetCol)).as(encoder ? "label" : "target"))
-          .write().mode(SaveMode.Overwrite).parquet(work + "/records");
-      RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
-      Prepare.run(spark, PrepareOptions.builder(List.of(work + "/records"), value(model), work + "/prepared").inputType("parquet").format(format)
-          .maxSeqLen((int) value(maxSeqLen)).seed((int) value(seed)).valFraction((double) value(valFraction))
-          .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).overwrite(true).labels(labelsValue()).build());
-      Trainer.Result res = Trainer.run(spark, cfg, false);
+    try (Running ignored = running("fit")) {
+      prepare(dataset, work);
+      Trainer.Result res = Trainer.run(dataset.sparkSession(), cfg, false);
       LoraAdapterModel m = new LoraAdapterModel(uid, value(model), res.finalAdapter().toString());
       m.setParent(this);
       return m;
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /**
+   * Every map of {@code paramMaps} in one multi-run job: the data prepared once, every run on one
+   * base and one barrier stage, and one model per map, in order. Maps may set the tuner, optimizer,
+   * schedule, seed and steps of their run; what prepares the data (columns, maxSeqLen, valFraction)
+   * and what the job shares (model, workers, globalBatch, microBatch, modelDropout) must agree.
+   */
+  @Override
+  public scala.collection.immutable.Seq<LoraAdapterModel> fit(Dataset<?> dataset, scala.collection.immutable.Seq<ParamMap> paramMaps) {
+    return scala.jdk.javaapi.CollectionConverters.asScala(fit(dataset, scala.jdk.javaapi.CollectionConverters.asJava(paramMaps).toArray(ParamMap[]::new)))
+        .toList();
+  }
+
+  /** As {@link #fit(Dataset, scala.collection.immutable.Seq)}, for Java: a ParamGridBuilder's {@code build()} as it is. */
+  public List<LoraAdapterModel> fit(Dataset<?> dataset, ParamMap[] paramMaps) {
+    if (paramMaps.length == 0) {
+      return List.of();
+    }
+    transformSchema(dataset.schema());
+    String work = resolvedWorkDir();
+    String root = ((String) value(out)).replaceAll("/+$", "");
+    List<Trainer.Named> runs = new java.util.ArrayList<>();
+    for (int i = 0; i < paramMaps.length; i++) {
+      LoraTrainer one = copy(paramMaps[i]);
+      for (Param<?> shared : List.of(contextCol, targetCol, maxSeqLen, valFraction, labels, workDir)) {
+        if (!java.util.Objects.equals(one.getOrDefault(shared), getOrDefault(shared))) {
+          throw new IllegalArgumentException("param map " + i + " sets " + shared.name() + " " + one.getOrDefault(shared) + " but the estimator has "
+              + getOrDefault(shared) + "; the maps of one fit share the prepared data, so set it on the estimator");
+        }
+      }
+      String name = runName(i, paramMaps[i]);
+      one.set(one.out, root + "/runs/" + name);
+      runs.add(new Trainer.Named(name, one.config(work + "/prepared")));
+    }
+    io.lorafleet.driver.train.MultiRun.checkShared(runs); // before any Spark work
+    try (Running ignored = running("fit over " + paramMaps.length + " param maps")) {
+      prepare(dataset, work);
+      var spark = dataset.sparkSession();
+      List<Trainer.Result> results = Trainer.run(spark, runs, io.lorafleet.driver.train.Pruning.Settings.NONE, false);
+      io.lorafleet.driver.train.MultiRun.writeTable(root, spark.sparkContext().hadoopConfiguration(), runs, results);
+      List<String> failed = new java.util.ArrayList<>();
+      List<LoraAdapterModel> models = new java.util.ArrayList<>();
+      for (int i = 0; i < results.size(); i++) {
+        if (results.get(i).status().equals("diverged")) {
+          failed.add("param map " + i + " (" + runs.get(i).name() + "): " + results.get(i).why());
+        }
+        LoraAdapterModel m = new LoraAdapterModel(uid + "_" + i, value(model), results.get(i).finalAdapter().toString());
+        m.setParent(this);
+        models.add(m);
+      }
+      if (!failed.isEmpty()) {
+        throw new IllegalStateException(String.join("; ", failed) + "; the other maps' adapters are in " + root + "/runs (see runs.json)");
+      }
+      return models;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** A run's directory name for map {@code i}: m<i>, then the map's params as name=value (a directory name: other characters become '-'). */
+  static String runName(int i, ParamMap map) {
+    StringBuilder b = new StringBuilder("m").append(i);
+    List<org.apache.spark.ml.param.ParamPair<?>> pairs = new java.util.ArrayList<>(scala.jdk.javaapi.CollectionConverters.asJava(map.toSeq()));
+    pairs.sort(java.util.Comparator.comparing(p -> p.param().name()));
+    for (var p : pairs) {
+      b.append('_').append(p.param().name()).append('=').append(String.valueOf(p.value()));
+    }
+    String name = b.toString().replaceAll("[^A-Za-z0-9_.=-]", "-");
+    return name.length() > 100 ? name.substring(0, 100) : name;
+  }
+
+  /** Writes the two columns as Parquet under {@code work} and prepares them. */
+  private void prepare(Dataset<?> dataset, String work) throws IOException {
+    boolean encoder = encoderBase();
+    var spark = dataset.sparkSession();
+    dataset.select(dataset.col(value(contextCol)).as(encoder ? "text" : "context"), dataset.col(value(targetCol)).as(encoder ? "label" : "target"))
+        .write().mode(SaveMode.Overwrite).parquet(work + "/records");
+    RecordFormat format = encoder ? RecordFormat.CLASSIFICATION : RecordFormat.CONTEXT_TARGET;
+    Prepare.run(spark, PrepareOptions.builder(List.of(work + "/records"), value(model), work + "/prepared").inputType("parquet").format(format)
+        .maxSeqLen((int) value(maxSeqLen)).seed((int) value(seed)).valFraction((double) value(valFraction))
+        .shards(Math.max(1, (int) value(workers))).maxBadFraction(1.0).overwrite(true).labels(labelsValue()).build());
+  }
+
+  /** This driver's fit, held until it ends; a second one at once is refused by name. */
+  private record Running(String what) implements AutoCloseable {
+    @Override
+    public void close() {
+      RUNNING.set(null);
+    }
+  }
+
+  private Running running(String what) {
+    if (!RUNNING.compareAndSet(null, uid + " " + what)) {
+      throw new IllegalStateException("LoraTrainer: " + RUNNING.get() + " is running in this driver; fits run one at a time (their barrier stages "
+          + "would wait for each other's task slots). CrossValidator and TrainValidationSplit need parallelism 1; to train a grid at once, call "
+          + "fit(dataset, paramMaps)");
+    }
+    return new Running(what);
   }
 
   @Override

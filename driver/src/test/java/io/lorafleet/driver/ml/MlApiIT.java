@@ -228,4 +228,69 @@ class MlApiIT {
     }
     assertThrows(IllegalArgumentException.class, () -> m.transform(df.select("target")), "no context column: refused before any job");
   }
+
+  /**
+   * A ParamGridBuilder grid costs one job: every map's run in out/runs/, the models in the maps'
+   * order, each the adapter its map's plain train writes on the same prepared data, byte for byte,
+   * and each with its validation loss to select by. A second fit while one runs in this driver is refused by name.
+   */
+  @Test
+  void aParamGridFitsInOneJobAndEachModelIsWhatItsOwnFitGives() throws Exception {
+    Dataset<Row> df = records(24, false);
+    LoraTrainer trainer = new LoraTrainer();
+    trainer.set(trainer.model(), model);
+    trainer.set(trainer.out(), dir.resolve("grid").toString());
+    trainer.set(trainer.workers(), 2);
+    trainer.set(trainer.steps(), 4);
+    trainer.set(trainer.globalBatch(), 4);
+    trainer.set(trainer.microBatch(), 2);
+    trainer.set(trainer.targetModules(), "q_proj,v_proj");
+    trainer.set(trainer.maxSeqLen(), 16);
+    trainer.set(trainer.valFraction(), 0.25);
+    trainer.set(trainer.evalEvery(), 2);
+    org.apache.spark.ml.param.ParamMap[] grid = new org.apache.spark.ml.tuning.ParamGridBuilder().addGrid(trainer.lr(), new double[] {0.01, 0.05})
+        .addGrid(trainer.r(), new int[] {2, 4}).build();
+    List<LoraAdapterModel> models = trainer.fit(df, grid);
+    assertEquals(4, models.size());
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    LoraAdapterModel best = null;
+    for (int i = 0; i < 4; i++) {
+      Path adapter = Path.of(models.get(i).getOrDefault(models.get(i).adapter()));
+      assertTrue(adapter.startsWith(dir.resolve("grid/runs")), adapter.toString());
+      assertEquals((int) grid[i].apply(trainer.r()), json.readTree(adapter.resolve("adapter_config.json").toFile()).get("r").asInt(), "map " + i);
+      assertTrue(models.get(i).validationLoss().isPresent(), "map " + i + " has a validation loss to select by");
+      if (best == null || models.get(i).validationLoss().getAsDouble() < best.validationLoss().getAsDouble()) {
+        best = models.get(i);
+      }
+    }
+    assertTrue(best != null);
+    assertEquals(4, json.readTree(dir.resolve("grid/runs.json").toFile()).size());
+    // map 3 trained alone on the grid's prepared data (a single fit prepares its own copy, whose split depends on the records' file names)
+    var alone = io.lorafleet.driver.train.Trainer.run(spark, trainer.copy(grid[3]).config(dir.resolve("grid.data/prepared").toString()).toBuilder()
+        .output(dir.resolve("single3").toString()).build(), false);
+    assertArrayEquals(Files.readAllBytes(alone.finalAdapter().resolve("adapter_model.safetensors")),
+        Files.readAllBytes(Path.of(models.get(3).getOrDefault(models.get(3).adapter())).resolve("adapter_model.safetensors")));
+    // a fit while another runs here: the first pauses at its first step (a fault plan), the second is refused
+    LoraTrainer first = trainer.copy(new org.apache.spark.ml.param.ParamMap());
+    first.set(first.out(), dir.resolve("paused").toString());
+    var pausing = java.util.concurrent.CompletableFuture.runAsync(() -> {
+      spark.sparkContext().setLocalProperty(io.lorafleet.driver.executor.FaultPlan.CONF, "pause@0");
+      try {
+        first.fit(df);
+      } finally {
+        spark.sparkContext().setLocalProperty(io.lorafleet.driver.executor.FaultPlan.CONF, null);
+      }
+    });
+    Path paused = dir.resolve("paused/_paused-0");
+    while (!Files.exists(paused) && !pausing.isDone()) {
+      Thread.sleep(50);
+    }
+    LoraTrainer second = trainer.copy(new org.apache.spark.ml.param.ParamMap());
+    second.set(second.out(), dir.resolve("second").toString());
+    var refused = assertThrows(IllegalStateException.class, () -> second.fit(df));
+    assertTrue(refused.getMessage().contains("fits run one at a time") && refused.getMessage().contains("fit(dataset, paramMaps)"), refused.getMessage());
+    Files.createFile(dir.resolve("paused/_resume-0"));
+    pausing.get();
+    assertTrue(Files.isDirectory(dir.resolve("paused/adapter")), "the first fit finished");
+  }
 }
