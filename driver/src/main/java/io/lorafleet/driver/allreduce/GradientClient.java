@@ -18,11 +18,12 @@ public final class GradientClient implements AutoCloseable {
    * The adapter values the driver sent: for a training step, or, with {@code evaluate}, one after
    * another for each of {@code candidates} adapters to score on validation rows, or
    * validation loss after step {@code step}, or, with {@code initialize}, for DoRA's initial
-   * magnitudes ({@link #pushInit}); {@code run} names the adapter of a multi-run job (0 for a single run).
+   * magnitudes ({@link #pushInit}); {@code run} names the adapter of a multi-run job (0 for a single run),
+   * and {@code more} how many more adapters of the same tick follow (the worker computes at 0).
    */
-  public record Params(int step, int run, float[] values, boolean evaluate, double lossScale, boolean initialize, int candidates) {
+  public record Params(int step, int run, float[] values, boolean evaluate, double lossScale, boolean initialize, int candidates, int more) {
     public Params(int step, float[] values, boolean evaluate, double lossScale) {
-      this(step, 0, values, evaluate, lossScale, false, 1);
+      this(step, 0, values, evaluate, lossScale, false, 1, 0);
     }
 
     /** Candidate {@code c}'s values of an evaluation. */
@@ -156,9 +157,14 @@ public final class GradientClient implements AutoCloseable {
       if (said != k) {
         throw new Wire.ProtocolException("an evaluation says " + said + " candidates but carries " + k);
       }
-      return Optional.of(new Params(step, run, values, true, 1.0, false, k));
+      return Optional.of(new Params(step, run, values, true, 1.0, false, k, 0));
     }
-    return Optional.of(new Params(step, run, values, false, b.getDouble(), initialize, 1));
+    double scale = b.getDouble();
+    int more = b.getInt();
+    if (more < 0 || more >= Wire.MAX_TURNS) {
+      throw new Wire.ProtocolException("an adapter broadcast says " + more + " more follow in its tick; expected 0 to " + (Wire.MAX_TURNS - 1));
+    }
+    return Optional.of(new Params(step, run, values, false, scale, initialize, 1, more));
   }
 
   /**

@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -290,8 +291,25 @@ public final class GradientServer implements AutoCloseable {
     return peers.values().stream().mapToInt(p -> p.pushes().size()).sum();
   }
 
-  /** A run's reduction buffers and the sum they reduce into. */
-  private record Reused(StreamingReduce.Buffers buffers, float[] sum) {}
+  /** A run's reduction buffers, the sum they reduce into, and its broadcast buffer. */
+  private record Reused(StreamingReduce.Buffers buffers, float[] sum, byte[] broadcast) {}
+
+  /** One run's share of a tick: its adapter for its step, its gradients computed under {@code lossScale} (fp16; 1 in fp32). */
+  public record Turn(int run, int step, float[] params, double lossScale) {}
+
+  /**
+   * A turn's outcome: its reduced sums, or why its gradient or loss was not finite. One run's
+   * non-finite turn leaves the tick's other turns standing.
+   */
+  public record Outcome(Optional<Gathered> gathered, Optional<NonFiniteGradientException> nonFinite) {
+    /** The sums, or the non-finite gradient thrown. */
+    public Gathered get() {
+      if (nonFinite.isPresent()) {
+        throw nonFinite.get();
+      }
+      return gathered.orElseThrow();
+    }
+  }
 
   /** Sends the adapter for {@code step} to every worker and reduces their pushes. */
   public Gathered exchange(int step, float[] params) throws IOException {
@@ -304,37 +322,77 @@ public final class GradientServer implements AutoCloseable {
    * this run's buffer, valid until its next exchange.
    */
   public Gathered exchange(int run, int step, float[] params, double lossScale) throws IOException {
-    int n = params.length;
-    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(step).putInt(run).putDouble(lossScale).array();
-    byte[] digest = encodeBroadcast(params);
+    return exchange(List.of(new Turn(run, step, params, lossScale))).get(0).get();
+  }
+
+  /**
+   * A tick: every turn's adapter to every worker, each PARAMS saying how many more follow, so that a
+   * worker holds them all before it computes (one forward and backward over the rows of all of them);
+   * then every worker's pushes, one a turn in the same order, each reduced into its run's sum. A
+   * connection that fails fails the tick; a turn whose gradient is not finite fails alone.
+   */
+  public List<Outcome> exchange(List<Turn> turns) throws IOException {
+    int k = turns.size();
+    if (k < 1 || k > Wire.MAX_TURNS) {
+      throw new IllegalArgumentException("a tick carries 1 to " + Wire.MAX_TURNS + " runs' adapters but found " + k);
+    }
     List<List<SumTree.Node>> nodes = inputs.stream().map(Peer::pushes).toList();
     int leaves = nodes.stream().mapToInt(List::size).sum();
-    Reused r = reused.get(run);
-    if (r == null || r.buffers().leaves != leaves || r.buffers().wire.length != inputs.size() || r.sum().length != n) {
-      r = new Reused(new StreamingReduce.Buffers(inputs.size(), leaves, n, transport), new float[n]);
-      reused.put(run, r);
+    byte[][] headers = new byte[k][];
+    byte[][] digests = new byte[k][];
+    Reused[] bufs = new Reused[k];
+    StreamingReduce[] reduces = new StreamingReduce[k];
+    for (int t = 0; t < k; t++) {
+      Turn turn = turns.get(t);
+      int n = turn.params().length;
+      headers[t] = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(turn.step()).putInt(turn.run()).putDouble(turn.lossScale()).putInt(k - 1 - t).array();
+      Reused r = reused.get(turn.run());
+      if (r == null || r.buffers().leaves != leaves || r.buffers().wire.length != inputs.size() || r.sum().length != n) {
+        r = new Reused(new StreamingReduce.Buffers(inputs.size(), leaves, n, transport), new float[n], new byte[4 * n]);
+        reused.put(turn.run(), r);
+      }
+      bufs[t] = r;
+      digests[t] = encodeBroadcast(turn.params(), r.broadcast());
+      final int run = turn.run();
+      reduces[t] = new StreamingReduce(n, nodes, SumTree.root(slots), transport, r.buffers(), r.sum(), timeoutMs, i -> tensorAt.at(run, i));
     }
-    float[] sum = r.sum();
-    StreamingReduce reduce = new StreamingReduce(n, nodes, SumTree.root(slots), transport, r.buffers(), sum, timeoutMs, i -> tensorAt.at(run, i));
     long[] written = new long[inputs.size()];
-    List<Future<StreamingReduce.Header>> fs = new ArrayList<>();
+    List<Future<StreamingReduce.Header[]>> fs = new ArrayList<>();
     for (int i = 0; i < inputs.size(); i++) {
       final int input = i;
       fs.add(io.submit(() -> {
         try {
-          return roundTrip(input, run, step, header, n, digest, reduce, written);
+          return roundTrip(input, turns, headers, bufs, digests, reduces, written);
         } catch (IOException | RuntimeException e) {
-          reduce.fail(e);
+          for (StreamingReduce r : reduces) {
+            r.fail(e);
+          }
           throw e;
         }
       }));
     }
-    StreamingReduce.Header[] got = new StreamingReduce.Header[inputs.size()];
+    StreamingReduce.Header[][] got = new StreamingReduce.Header[inputs.size()][];
     for (int i = 0; i < inputs.size(); i++) {
-      got[i] = await(fs, i, step, "");
+      got[i] = await(fs, i, turns.get(0).step(), "");
     }
+    long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
+    List<Outcome> out = new ArrayList<>();
+    for (int t = 0; t < k; t++) {
+      try {
+        out.add(new Outcome(Optional.of(gathered(turns.get(t), t, got, nodes, leaves, reduces[t], bufs[t].sum(), broadcastNanos)), Optional.empty()));
+      } catch (NonFiniteGradientException e) {
+        reused.remove(turns.get(t).run()); // nothing is reused after a failed step
+        out.add(new Outcome(Optional.empty(), Optional.of(e)));
+      }
+    }
+    return out;
+  }
+
+  /** Turn {@code t}'s sums from the inputs' pushes: its gradient sum, loss over the slot tree, and token counts. */
+  private Gathered gathered(Turn turn, int t, StreamingReduce.Header[][] got, List<List<SumTree.Node>> nodes, int leaves, StreamingReduce reduce,
+      float[] sum, long broadcastNanos) throws Wire.ProtocolException {
+    int step = turn.step();
     if (reduce.nonFinite().isPresent()) {
-      reused.remove(run); // nothing is reused after a failed step
       throw new NonFiniteGradientException(reduce.nonFinite().get());
     }
     Map<SumTree.Node, Double> losses = new HashMap<>();
@@ -344,14 +402,15 @@ public final class GradientServer implements AutoCloseable {
     int flags = 0;
     int scaled = 0;
     for (int i = 0; i < got.length; i++) {
+      StreamingReduce.Header h = got[i][t];
       for (int j = 0; j < nodes.get(i).size(); j++) {
-        losses.put(nodes.get(i).get(j), got[i].lossSums()[j]);
+        losses.put(nodes.get(i).get(j), h.lossSums()[j]);
       }
-      tokens += got[i].tokens();
-      inputTokens += got[i].inputTokens();
-      compute = Math.max(compute, got[i].computeNanos());
-      flags |= got[i].flags();
-      scaled += (got[i].flags() & FLAG_SCALED) != 0 ? 1 : 0;
+      tokens += h.tokens();
+      inputTokens += h.inputTokens();
+      compute = Math.max(compute, h.computeNanos());
+      flags |= h.flags();
+      scaled += (h.flags() & FLAG_SCALED) != 0 ? 1 : 0;
     }
     if (scaled != 0 && scaled != got.length) {
       throw new Wire.ProtocolException("step " + step + ": " + scaled + " of " + got.length + " pushes hold loss-scaled fp16 gradients and the rest "
@@ -361,18 +420,22 @@ public final class GradientServer implements AutoCloseable {
     if ((flags & FLAG_OVERFLOW) == 0 && !Double.isFinite(loss)) {
       throw new NonFiniteGradientException("step " + step + " gave a non-finite loss sum " + loss);
     }
-    long broadcastNanos = java.util.Arrays.stream(written).max().orElse(0);
     return new Gathered(sum, reduce.sumSquares(), tokens, inputTokens, loss, compute, (flags & FLAG_OVERFLOW) != 0, scaled > 0, leaves, broadcastNanos,
         reduce.reduceNanos(), reduce.digestNanos());
   }
 
-  /** Encodes the adapter into the broadcast buffer (fp32 little-endian) and returns its payload digest, computed once. */
+  /** Encodes an adapter into {@code into} (fp32 little-endian) and returns its payload digest, computed once for all workers. */
+  private static byte[] encodeBroadcast(float[] params, byte[] into) {
+    Kernels.chunks(params.length, (from, to) -> Transport.FP32.encode(params, from, to - from, into, 4 * from));
+    return Wire.Digest.of(into, 0, into.length);
+  }
+
+  /** Encodes the adapter into the shared broadcast buffer (INIT and its like) and returns its digest. */
   private byte[] encodeBroadcast(float[] params) {
     if (broadcast.length != 4 * params.length) {
       broadcast = new byte[4 * params.length];
     }
-    Kernels.chunks(params.length, (from, to) -> Transport.FP32.encode(params, from, to - from, broadcast, 4 * from));
-    return Wire.Digest.of(broadcast, 0, broadcast.length);
+    return encodeBroadcast(params, broadcast);
   }
 
   private <T> T await(List<Future<T>> fs, int i, int step, String what) throws IOException {
@@ -396,13 +459,26 @@ public final class GradientServer implements AutoCloseable {
     }
   }
 
-  private StreamingReduce.Header roundTrip(int i, int run, int step, byte[] header, int n, byte[] digest, StreamingReduce reduce, long[] written)
-      throws IOException {
+  /** Input {@code i}'s side of a tick: every turn's adapter out, then its pushes back, one a turn, each into that turn's reduction. */
+  private StreamingReduce.Header[] roundTrip(int i, List<Turn> turns, byte[][] headers, Reused[] bufs, byte[][] digests, StreamingReduce[] reduces,
+      long[] written) throws IOException {
     Peer p = inputs.get(i);
     long t0 = System.nanoTime();
-    p.toWorker().write(p.out(), Wire.PARAMS, header, broadcast, 4 * n, digest);
+    for (int t = 0; t < turns.size(); t++) {
+      int n = turns.get(t).params().length;
+      p.toWorker().write(p.out(), Wire.PARAMS, headers[t], bufs[t].broadcast(), 4 * n, digests[t]);
+      bytesSent.addAndGet(8L + headers[t].length + 4L * n + Wire.MAC_BYTES);
+    }
     written[i] = System.nanoTime() - t0;
-    bytesSent.addAndGet(8L + header.length + 4L * n + Wire.MAC_BYTES);
+    StreamingReduce.Header[] got = new StreamingReduce.Header[turns.size()];
+    for (int t = 0; t < turns.size(); t++) {
+      got[t] = receive(p, i, turns.get(t).run(), turns.get(t).step(), turns.get(t).params().length, reduces[t]);
+    }
+    return got;
+  }
+
+  /** One push of input {@code i} for run {@code run}'s step, checked and reduced. */
+  private StreamingReduce.Header receive(Peer p, int i, int run, int step, int n, StreamingReduce reduce) throws IOException {
     String what = p.node() + "'s push";
     int k = p.pushes().size();
     long payload = k * transport.bytes(n);
@@ -504,7 +580,7 @@ public final class GradientServer implements AutoCloseable {
 
   /** As {@link #initialize(float[])}, for run {@code run}'s adapter. */
   public float[] initialize(int run, float[] params) throws IOException {
-    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(-1).putInt(run).putDouble(1.0).array();
+    byte[] header = ByteBuffer.allocate(Wire.PARAMS_HEADER).putInt(-1).putInt(run).putDouble(1.0).putInt(0).array();
     byte[] digest = encodeBroadcast(params);
     Peer p = inputs.get(0);
     List<Future<float[]>> fs = List.of(io.submit(() -> {

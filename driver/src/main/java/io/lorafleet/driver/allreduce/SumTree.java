@@ -70,7 +70,12 @@ public final class SumTree {
 
   /** Whether {@code node} is a node of the tree over n slots. */
   public static boolean isNode(int n, Node node) {
-    Node at = root(n);
+    return isNodeUnder(root(n), node);
+  }
+
+  /** Whether {@code node} is {@code top} or a node of the subtree under it. */
+  public static boolean isNodeUnder(Node top, Node node) {
+    Node at = top;
     while (!at.equals(node)) {
       if (at.leaf() || node.lo() < at.lo() || node.hi() > at.hi()) {
         return false;

@@ -32,14 +32,15 @@ import javax.crypto.spec.SecretKeySpec;
  * stream in, and a broadcast's digest is computed once for all workers, so integrity costs one
  * SHA-256 pass over each byte (with the CPU's SHA instructions) and not one per worker. The
  * sequence number is counted by both ends, never sent, so a replayed, reordered or altered message
- * fails its tag. The server sends PARAMS(step, run, loss scale | n fp32), EVAL(step, run, candidates K | K·n fp32)
+ * fails its tag. The server sends PARAMS(step, run, loss scale, more | n fp32), EVAL(step, run, candidates K | K·n fp32)
  * and DONE, where run names one of the job's adapters (a multi-run job trains several on one base; n
- * is that run's adapter size); a worker answers PARAMS with PUSH(step, run, target tokens, input tokens, compute
+ * is that run's adapter size). A tick's PARAMS come one a run, each saying how many more follow; the
+ * worker computes when it holds them all and answers each, in order, with PUSH(step, run, target tokens, input tokens, compute
  * nanoseconds, flags, non-finite slot, k loss sums | k·n values in the job's {@link Transport}), the sums of
  * the k maximal {@link SumTree} nodes inside its slots, their chunks interleaved ({@code StreamingReduce.layout}) and EVAL with EVAL_RESULT(step, run, K | each
  * candidate's scores, as the eval package's Scores encodes them) over its share of the validation examples, every
  * candidate evaluated in one mixed-adapter pass. Before the first step of a DoRA run, the
- * server sends INIT(step, run, loss scale | n fp32) to the peer holding slot 0, which answers
+ * server sends INIT(step, run, loss scale, 0 | n fp32) to the peer holding slot 0, which answers
  * INIT_RESULT(| n fp32): the adapter with its magnitudes computed from the base weights it holds. Values travel little-endian. A length other
  * than the one the adapter implies is refused before any allocation.
  */
@@ -77,8 +78,10 @@ final class Wire {
   static int pushHeader(int k) {
     return PUSH_HEADER + 8 * k;
   }
-  /** PARAMS and INIT header: step, run, loss scale. */
-  static final int PARAMS_HEADER = 4 + 4 + 8;
+  /** PARAMS and INIT header: step, run, loss scale, and how many more PARAMS of the same tick follow (0: compute now). */
+  static final int PARAMS_HEADER = 4 + 4 + 8 + 4;
+  /** The most runs' adapters one tick carries. */
+  static final int MAX_TURNS = 1024;
   /** Payload bytes per digested piece. */
   static final int PIECE = 1 << 20;
   private static final SecureRandom RANDOM = new SecureRandom();

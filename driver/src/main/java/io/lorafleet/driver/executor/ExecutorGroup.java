@@ -5,6 +5,7 @@ import io.lorafleet.driver.allreduce.SumTree;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -34,15 +35,16 @@ final class ExecutorGroup {
     }
   }
 
-  /** A round: the broadcast it carries (empty: training is over). */
-  record Round(long number, Optional<GradientClient.Params> params) {}
+  /** A round: the broadcasts it carries, a tick's adapters or one evaluation (empty: training is over). */
+  record Round(long number, Optional<List<GradientClient.Params>> params) {}
 
   private final SumTree.Node node;
   private final int members;
   private final long timeoutMs;
   private long round;
-  private Optional<GradientClient.Params> current = Optional.empty();
-  private final Map<Integer, Contribution> contributions = new HashMap<>();
+  private Optional<List<GradientClient.Params>> current = Optional.empty();
+  /** Each member's results for the current round, one a broadcast, by rank. */
+  private final Map<Integer, List<Contribution>> contributions = new HashMap<>();
   private Throwable failed;
 
   private ExecutorGroup(SumTree.Node node, int members, long timeoutMs) {
@@ -64,8 +66,8 @@ final class ExecutorGroup {
     return node;
   }
 
-  /** Leader: hands the next broadcast (empty at the end) to the members. */
-  synchronized void publish(Optional<GradientClient.Params> p) {
+  /** Leader: hands the next broadcasts (empty at the end) to the members. */
+  synchronized void publish(Optional<List<GradientClient.Params>> p) {
     round++;
     current = p;
     contributions.clear();
@@ -78,16 +80,16 @@ final class ExecutorGroup {
     return new Round(round, current);
   }
 
-  /** Member: hands in its result for round {@code r}. */
-  synchronized void contribute(long r, Contribution c) {
+  /** Member: hands in its results for round {@code r}, one a broadcast. */
+  synchronized void contribute(long r, List<Contribution> c) {
     if (r == round) {
-      contributions.put(c.rank(), c);
+      contributions.put(c.get(0).rank(), List.copyOf(c));
       notifyAll();
     }
   }
 
   /** Leader: the members' results for the current round, by rank (the leader's own excluded). */
-  synchronized Map<Integer, Contribution> gather(BooleanSupplier cancelled) throws IOException {
+  synchronized Map<Integer, List<Contribution>> gather(BooleanSupplier cancelled) throws IOException {
     await(() -> contributions.size() == members - 1, cancelled, "the gradients of " + node + " on this executor");
     return Map.copyOf(contributions);
   }

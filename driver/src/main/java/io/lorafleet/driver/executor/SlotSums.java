@@ -3,18 +3,22 @@ package io.lorafleet.driver.executor;
 import io.lorafleet.driver.allreduce.GradientServer;
 import io.lorafleet.driver.allreduce.SumTree;
 import io.lorafleet.driver.kernels.Kernels;
-import io.lorafleet.worker.model.Batch;
 import io.lorafleet.worker.train.NonFiniteGradientException;
 import io.lorafleet.worker.train.StepResult;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
-import java.util.function.Function;
+import java.util.Map;
+import java.util.function.Supplier;
 
 /**
- * One worker's gradient and loss sums over its slots of a step, node by node of the slot tree: each
- * slot is one micro-batch's forward and backward, and a node is its left child plus its right,
- * exactly as {@link SumTree#sum} adds, so the node sums do not depend on which worker computes them.
- * Slots are computed as the recursion reaches them, so at most one gradient buffer per tree level
- * is alive. A slot whose backward pass finds NaN or infinity is recorded (an fp16 overflow as a flag,
+ * One run's gradient and loss sums over a worker's slots of a step, node by node of the slot tree:
+ * the slots' results arrive in slot order, and a node's sum is its left child's buffer plus its
+ * right child's, added the moment the right one completes, exactly as {@link SumTree#sum} adds, so
+ * the node sums do not depend on which worker computes them or on how the slots were computed (one
+ * run's micro-batch alone, or several runs' rows in one pass). At most one buffer per tree level is
+ * alive. A slot whose backward pass finds NaN or infinity is recorded (an fp16 overflow as a flag,
  * an fp32 divergence as a NaN at the tensor it named and the slot as the culprit), never thrown.
  */
 final class SlotSums {
@@ -24,13 +28,16 @@ final class SlotSums {
   /** A fault plan's faults at the worker's first slot: an fp16 overflow reported, a NaN put into its gradient. */
   record FirstSlotFaults(boolean overflow, boolean poison) {}
 
-  private final Function<Batch, StepResult> step;
-  private final List<Batch> micro;
+  private final List<SumTree.Node> cover;
   private final int first;
   private final int size;
   private final boolean fp16;
   private final FirstSlotFaults faults;
-  /** Target tokens (a classifier's rows) over the slots computed so far. */
+  /** Completed subtrees of the node being summed, leftmost at the bottom. */
+  private final Deque<Map.Entry<SumTree.Node, Partial>> open = new ArrayDeque<>();
+  private final Map<SumTree.Node, Partial> done = new HashMap<>();
+  private int next;
+  /** Target tokens (a classifier's rows) over the slots added so far. */
   long tokens;
   /** {@link GradientServer#FLAG_SCALED} for fp16 compute, plus {@link GradientServer#FLAG_OVERFLOW} once a slot overflowed. */
   int flags;
@@ -38,36 +45,26 @@ final class SlotSums {
   int culprit = -1;
 
   /**
-   * @param step the forward and backward of one micro-batch (it may throw {@link NonFiniteGradientException})
-   * @param micro the worker's slots' micro-batches, slot {@code first} first
+   * @param cover the maximal tree nodes inside the worker's slots, in slot order ({@link SumTree#cover})
    * @param size the adapter's flat size
    * @param fp16 whether the step computes in fp16 (a non-finite gradient is then an overflow)
    */
-  SlotSums(Function<Batch, StepResult> step, List<Batch> micro, int first, int size, boolean fp16, FirstSlotFaults faults) {
-    this.step = step;
-    this.micro = micro;
-    this.first = first;
+  SlotSums(List<SumTree.Node> cover, int size, boolean fp16, FirstSlotFaults faults) {
+    this.cover = List.copyOf(cover);
+    this.first = cover.get(0).lo();
+    this.next = first;
     this.size = size;
     this.fp16 = fp16;
     this.faults = faults;
     this.flags = fp16 ? GradientServer.FLAG_SCALED : 0;
   }
 
-  /** Node {@code at}'s sums. */
-  Partial of(SumTree.Node at) {
-    if (at.leaf()) {
-      return slot(at.lo());
-    }
-    Partial l = of(at.left());
-    Partial r = of(at.right());
-    Kernels.add(l.grad(), r.grad(), 0, l.grad().length);
-    return new Partial(l.grad(), l.loss() + r.loss());
-  }
-
-  private Partial slot(int j) {
+  /** The next slot's result: {@code step} runs its forward and backward (it may throw {@link NonFiniteGradientException}). */
+  void add(Supplier<StepResult> step) {
+    int j = next++;
     StepResult r;
     try {
-      r = step.apply(micro.get(j - first));
+      r = step.get();
     } catch (NonFiniteGradientException e) {
       r = new StepResult(new float[size], 0, 0);
       if (fp16) { // an overflow, reported as such (never as a NaN push); the driver skips the step
@@ -85,6 +82,39 @@ final class SlotSums {
       culprit = culprit < 0 ? j : culprit;
     }
     tokens += r.tokens();
-    return new Partial(r.gradSum(), r.lossSum());
+    SumTree.Node node = new SumTree.Node(j, j + 1);
+    Partial p = new Partial(r.gradSum(), r.lossSum());
+    SumTree.Node target = cover.stream().filter(c -> c.contains(j)).findFirst().orElseThrow(
+        () -> new IllegalStateException("slot " + j + " lies outside " + cover));
+    // fold: while the open subtree on top is this one's left sibling, their parent is complete
+    while (!node.equals(target) && !open.isEmpty() && parentOf(target, open.peek().getKey(), node)) {
+      Map.Entry<SumTree.Node, Partial> left = open.pop();
+      Kernels.add(left.getValue().grad(), p.grad(), 0, p.grad().length);
+      node = new SumTree.Node(left.getKey().lo(), node.hi());
+      p = new Partial(left.getValue().grad(), left.getValue().loss() + p.loss());
+    }
+    if (node.equals(target)) {
+      done.put(node, p);
+    } else {
+      open.push(Map.entry(node, p));
+    }
+  }
+
+  /** Whether {@code left} and {@code right} are the two children of one node of the tree under {@code top}. */
+  private static boolean parentOf(SumTree.Node top, SumTree.Node left, SumTree.Node right) {
+    if (left.hi() != right.lo()) {
+      return false;
+    }
+    SumTree.Node parent = new SumTree.Node(left.lo(), right.hi());
+    return SumTree.isNodeUnder(top, parent) && parent.left().equals(left) && parent.right().equals(right);
+  }
+
+  /** Node {@code at}'s sums, once all its slots were added. */
+  Partial of(SumTree.Node at) {
+    Partial p = done.get(at);
+    if (p == null) {
+      throw new IllegalStateException(at + " is not complete: slots added up to " + (next - 1));
+    }
+    return p;
   }
 }

@@ -181,51 +181,64 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
         Transport.parse(ch.transport()))) {
       Optional<GradientClient.Params> p;
       while ((p = c.next()).isPresent()) {
-        int run = p.get().run();
-        if (p.get().initialize()) { // DoRA: magnitudes from the base weights this executor holds
-          c.pushInit(work.get(run).lora.withBaseValues(p.get().values()));
+        GradientClient.Params first = p.get();
+        if (first.initialize()) { // DoRA: magnitudes from the base weights this executor holds
+          c.pushInit(work.get(first.run()).lora.withBaseValues(first.values()));
           continue;
         }
-        group.publish(p);
-        ExecutorGroup.Contribution own = work.get(run).run(p.get());
-        java.util.TreeMap<Integer, ExecutorGroup.Contribution> all = new java.util.TreeMap<>(group.gather(cancelled));
-        all.put(own.rank(), own);
-        if (p.get().evaluate()) { // the ranks' validation slots, in slot order; the driver adds them
+        List<GradientClient.Params> tick = new java.util.ArrayList<>(List.of(first));
+        while (!first.evaluate() && tick.get(tick.size() - 1).more() > 0) { // a tick's adapters, one a run: all of them before computing
+          tick.add(c.next().orElseThrow(() -> new java.io.EOFException("the driver ended training inside a tick of " + (first.more() + 1) + " runs")));
+        }
+        group.publish(Optional.of(tick));
+        List<ExecutorGroup.Contribution> own = compute(work, tick);
+        java.util.TreeMap<Integer, List<ExecutorGroup.Contribution>> all = new java.util.TreeMap<>(group.gather(cancelled));
+        all.put(own.get(0).rank(), own);
+        if (first.evaluate()) { // the ranks' validation slots, in slot order; the driver adds them
           java.io.ByteArrayOutputStream slots = new java.io.ByteArrayOutputStream();
-          for (ExecutorGroup.Contribution x : all.values()) {
-            slots.writeBytes(x.scores());
+          for (List<ExecutorGroup.Contribution> x : all.values()) {
+            slots.writeBytes(x.get(0).scores());
           }
-          c.pushEval(p.get().step(), run, p.get().candidates(), slots.toByteArray());
+          c.pushEval(first.step(), first.run(), first.candidates(), slots.toByteArray());
           continue;
         }
-        Map<SumTree.Node, float[]> grads = new HashMap<>();
-        Map<SumTree.Node, Double> losses = new HashMap<>();
-        long tokens = 0;
-        long inputTokens = 0;
-        long compute = 0;
-        int flags = 0;
-        int culprit = -1;
-        for (ExecutorGroup.Contribution x : all.values()) { // in rank order, so the first culprit is the first slot's
-          grads.putAll(x.gradSums());
-          losses.putAll(x.lossSums());
-          tokens += x.tokens();
-          inputTokens += x.inputTokens();
-          compute = Math.max(compute, x.computeNanos());
-          flags |= x.flags();
-          culprit = culprit < 0 ? x.culprit() : culprit;
+        for (int t = 0; t < tick.size(); t++) { // one push a run, in the tick's order
+          push(c, tick.get(t), pushes, all, t);
         }
-        double[] lossSums = new double[pushes.size()];
-        List<float[]> sums = new java.util.ArrayList<>();
-        for (int j = 0; j < pushes.size(); j++) {
-          lossSums[j] = SumTree.sum(pushes.get(j), losses::get);
-          sums.add(sumOf(pushes.get(j), grads));
-        }
-        c.push(p.get().step(), run, tokens, inputTokens, compute, flags, culprit, lossSums, sums);
         steps++;
       }
       group.publish(Optional.empty());
     }
     return steps;
+  }
+
+  /** Run {@code t} of a tick: the members' node sums inside the group's pushed nodes, added over the tree, pushed as one. */
+  private static void push(GradientClient c, GradientClient.Params p, List<SumTree.Node> pushes, Map<Integer, List<ExecutorGroup.Contribution>> all,
+      int t) throws java.io.IOException {
+    Map<SumTree.Node, float[]> grads = new HashMap<>();
+    Map<SumTree.Node, Double> losses = new HashMap<>();
+    long tokens = 0;
+    long inputTokens = 0;
+    long compute = 0;
+    int flags = 0;
+    int culprit = -1;
+    for (List<ExecutorGroup.Contribution> ranks : all.values()) { // in rank order, so the first culprit is the first slot's
+      ExecutorGroup.Contribution x = ranks.get(t);
+      grads.putAll(x.gradSums());
+      losses.putAll(x.lossSums());
+      tokens += x.tokens();
+      inputTokens += x.inputTokens();
+      compute = Math.max(compute, x.computeNanos());
+      flags |= x.flags();
+      culprit = culprit < 0 ? x.culprit() : culprit;
+    }
+    double[] lossSums = new double[pushes.size()];
+    List<float[]> sums = new java.util.ArrayList<>();
+    for (int j = 0; j < pushes.size(); j++) {
+      lossSums[j] = SumTree.sum(pushes.get(j), losses::get);
+      sums.add(sumOf(pushes.get(j), grads));
+    }
+    c.push(p.step(), p.run(), tokens, inputTokens, compute, flags, culprit, lossSums, sums);
   }
 
   /**
@@ -252,12 +265,35 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       if (r.params().isEmpty()) {
         return steps;
       }
-      group.contribute(seen, work.get(r.params().get().run()).run(r.params().get()));
-      steps += r.params().get().evaluate() ? 0 : 1;
+      group.contribute(seen, compute(work, r.params().get()));
+      steps += r.params().get().get(0).evaluate() ? 0 : 1;
     }
   }
 
-  /** One rank's work for a broadcast of one run's adapter: a training step's node sums over its slots, or its validation slots' scores. */
+  /**
+   * This rank's results for a round, one a broadcast: an evaluation's scores, or each run's node sums
+   * for its step of the tick, their slots computed together ({@link TickSteps}).
+   */
+  private List<ExecutorGroup.Contribution> compute(List<Steps> work, List<GradientClient.Params> round) throws java.io.IOException {
+    BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
+    if (round.get(0).evaluate()) {
+      return List.of(work.get(round.get(0).run()).evaluate(round.get(0)));
+    }
+    long t0 = System.nanoTime();
+    List<TickSteps.RunSlots> runs = new java.util.ArrayList<>();
+    for (GradientClient.Params p : round) {
+      runs.add(work.get(p.run()).slots(p));
+    }
+    TickSteps.run(runs);
+    long nanos = System.nanoTime() - t0; // the tick's compute, which every run of it shared
+    List<ExecutorGroup.Contribution> out = new java.util.ArrayList<>();
+    for (int i = 0; i < round.size(); i++) {
+      out.add(work.get(round.get(i).run()).contribution(runs.get(i), nanos));
+    }
+    return out;
+  }
+
+  /** One rank's work for one run: its rows of a step, as micro-batch slots, or its validation slots' scores. */
   private final class Steps {
     /** The run's index in the job: the wire's name for it, and the fault plan's. */
     private final int index;
@@ -307,20 +343,22 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       return mine;
     }
 
-    ExecutorGroup.Contribution run(GradientClient.Params p) throws java.io.IOException {
-      BarrierTaskContext.get().killTaskIfInterrupted(); // a killed task stops at the next step instead of finishing its loop
-      int step = p.step();
-      if (p.evaluate()) { // every candidate scored in one mixed-adapter pass a slot, as eval --run scores them
-        List<float[]> candidates = new java.util.ArrayList<>();
-        for (int k = 0; k < p.candidates(); k++) {
-          candidates.add(p.candidate(k));
-        }
-        List<byte[]> scored = new java.util.ArrayList<>();
-        for (var rows : validationSlots()) {
-          scored.add(run.data().scorer().score(model, lora, candidates, rows, run.data().microBatch(), run.data().evalGenerates()));
-        }
-        return ExecutorGroup.Contribution.scored(rank, ValidationScorer.frame(scored));
+    /** Every candidate of an evaluation scored in one mixed-adapter pass a slot, as eval --run scores them. */
+    ExecutorGroup.Contribution evaluate(GradientClient.Params p) throws java.io.IOException {
+      List<float[]> candidates = new java.util.ArrayList<>();
+      for (int k = 0; k < p.candidates(); k++) {
+        candidates.add(p.candidate(k));
       }
+      List<byte[]> scored = new java.util.ArrayList<>();
+      for (var rows : validationSlots()) {
+        scored.add(run.data().scorer().score(model, lora, candidates, rows, run.data().microBatch(), run.data().evalGenerates()));
+      }
+      return ExecutorGroup.Contribution.scored(rank, ValidationScorer.frame(scored));
+    }
+
+    /** The run's step {@code p}: its micro-batches, one a slot of this rank, how to compute them, and the sums they go into. */
+    TickSteps.RunSlots slots(GradientClient.Params p) {
+      int step = p.step();
       FaultPlan faults = job.faults();
       int attempt = job.attempt();
       faults.beforeWorkerStep(step, rank, attempt, index);
@@ -340,28 +378,31 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
       WorkerJob.Base base = job.base();
       boolean drops = run.lora().loraDropout() > 0 || base.modelDropout();
       var dropout = new Dropout.Plan(drops ? (run.data().seed() * 1_000_003L) & Long.MAX_VALUE : -1, base.modelDropout());
-      long t0 = System.nanoTime();
       // fp16 compute back-propagates the driver's loss scale (fp32 needs none) and says so
       boolean fp16 = model.dtype() == DataType.FLOAT16;
       double scale = faults.diverges(step, rank, attempt, index) ? Double.NaN : fp16 ? p.lossScale() : 1.0;
       var micro = GlobalBatch.microBatches(rows, m, GlobalBatch.firstPosition(step, g, m, mine.lo())); // one a slot
       // the checkpointed step recomputes a causal decoder's pieces; an encoder's step is the plain one
       boolean recompute = base.gradientCheckpointing() && !model.config().arch().encoder();
-      SlotSums sums = new SlotSums(batch -> recompute ? RecomputeStep.run(lora, p.values(), List.of(batch), dropout, scale)
-          : TrainStep.run(lora, p.values(), List.of(batch), dropout, scale), micro, mine.lo(), lora.layout().size(), fp16,
+      SlotSums sums = new SlotSums(SumTree.cover(slots, mine), lora.layout().size(), fp16,
           new SlotSums.FirstSlotFaults(faults.overflows(step, rank, attempt, index), faults.poisons(step, rank, attempt, index)));
-      Map<SumTree.Node, float[]> grads = new HashMap<>();
-      Map<SumTree.Node, Double> losses = new HashMap<>();
-      for (SumTree.Node node : SumTree.cover(slots, mine)) {
-        SlotSums.Partial x = sums.of(node);
-        grads.put(node, x.grad());
-        losses.put(node, x.loss());
-      }
       long inputTokens = 0; // the rows' own tokens: padding is the batch's, not the data's
       for (var e : rows) {
         inputTokens += e.inputIds().length;
       }
-      return new ExecutorGroup.Contribution(rank, grads, losses, sums.tokens, inputTokens, System.nanoTime() - t0, sums.flags, sums.culprit, new byte[0]);
+      return new TickSteps.RunSlots(lora, p.values(), micro, dropout, scale, recompute, sums, inputTokens);
+    }
+
+    /** The rank's contribution for the run once its slots are computed: the sums of the tree nodes inside its slots. */
+    ExecutorGroup.Contribution contribution(TickSteps.RunSlots r, long nanos) {
+      Map<SumTree.Node, float[]> grads = new HashMap<>();
+      Map<SumTree.Node, Double> losses = new HashMap<>();
+      for (SumTree.Node node : SumTree.cover(slots, mine)) {
+        SlotSums.Partial x = r.sums().of(node);
+        grads.put(node, x.grad());
+        losses.put(node, x.loss());
+      }
+      return new ExecutorGroup.Contribution(rank, grads, losses, r.sums().tokens, r.inputTokens(), nanos, r.sums().flags, r.sums().culprit, new byte[0]);
     }
   }
 }

@@ -97,25 +97,29 @@ final class RunSteps {
     t0 = System.nanoTime();
   }
 
+  /** The run's turn in the next tick: its adapter for its next step, under the loss scale its gradients are computed with. */
+  GradientServer.Turn turn() throws IOException {
+    ckpt.check();
+    return new GradientServer.Turn(index, member.next, params, scaler.scale());
+  }
+
   /**
-   * Runs the run's next step. Returns whether it wrote a checkpoint; the run's status says whether
+   * The rest of the run's step once the tick's exchange gave its {@code outcome}: update, record,
+   * validate, report, snapshot. Returns whether it wrote a checkpoint; the run's status says whether
    * it goes on. In a job of several runs, a non-finite gradient or update ends this run alone
    * ({@code alone}); in a plain train it fails the stage, and {@link Trainer} relaunches it once
-   * from the last checkpoint before it calls the run diverged.
+   * from the last checkpoint before it calls the run diverged. {@code ts} and {@code tc} are when
+   * the tick started and when its exchange ended, {@code bytes} what the channel moved for it.
    */
-  boolean step(GradientServer server, Stage.Exchange exchange, boolean alone) throws IOException {
-    int step = member.next;
-    ckpt.check();
-    long ts = System.nanoTime();
-    long bytesBefore = server.bytesSent() + server.bytesReceived();
-    double scale = scaler.scale(); // the scale this step's gradients were computed under
+  boolean step(GradientServer server, GradientServer.Turn turn, GradientServer.Outcome outcome, boolean alone, long ts, long tc, long bytes)
+      throws IOException {
+    int step = turn.step();
+    double scale = turn.lossScale(); // the scale this step's gradients were computed under
     double lr = sched.lr(step);
     GradientServer.Gathered g;
     double norm;
-    long tc;
     try {
-      g = exchange.run(index, step, params, scale);
-      tc = System.nanoTime();
+      g = outcome.get();
       norm = update(g, step, scale, lr);
     } catch (NonFiniteGradientException e) {
       if (!alone) {
@@ -128,7 +132,7 @@ final class RunSteps {
     }
     state.averages.afterStep(step + 1, params);
     long to = System.nanoTime();
-    ObjectNode m = metricsLine(step, g, scale, lr, norm, new long[] {ts, tc, to}, server.bytesSent() + server.bytesReceived() - bytesBefore);
+    ObjectNode m = metricsLine(step, g, scale, lr, norm, new long[] {ts, tc, to}, bytes);
     validate(server, step, m);
     record(step, m);
     int done = step + 1;

@@ -58,12 +58,6 @@ final class Stage {
   /** What a run's stages write in turn: the step losses, the validation losses, metrics.jsonl and the checkpoints. */
   record Log(List<Double> losses, List<double[]> valLosses, MetricsLog metrics, CheckpointWriter ckpt) {}
 
-  /** One run's exchange of one step over the stage's channel: the adapter out, the reduced gradient sums back. */
-  @FunctionalInterface
-  interface Exchange {
-    GradientServer.Gathered run(int run, int step, float[] params, double lossScale) throws IOException;
-  }
-
   /** A stage of the job's active {@code runs} on {@code workers}, the {@code attempt}-th barrier stage of the job (fault plans name it). */
   Stage(SparkSession spark, List<JobRun> runs, FaultPlan faults, int attempt, Workers workers, Pruning pruning) {
     this.spark = spark;
@@ -206,18 +200,29 @@ final class Stage {
       s.connect(server);
       steppers.add(s);
     }
-    Exchange exchange = (run, step, params, scale) -> exchange(server, stage, run, step, params, scale, timeoutMs);
     boolean alone = runs.size() > 1; // one run's divergence never fails a stage that other runs share
     while (runs.stream().anyMatch(JobRun::active)) {
       if (stage.isDone()) {
         throw new IOException("the barrier stage ended before " + runs.stream().filter(JobRun::active).map(r -> r.prefix() + "step " + r.next)
             .findFirst().orElse("") + failure(stage));
       }
-      boolean allCheckpointed = true;
+      // a tick: every active run's next step, their adapters out together and their sums back in order
+      List<Integer> active = new ArrayList<>();
+      List<GradientServer.Turn> turns = new ArrayList<>();
       for (int i = 0; i < runs.size(); i++) {
         if (runs.get(i).active()) {
-          allCheckpointed &= steppers.get(i).step(server, exchange, alone);
+          active.add(i);
+          turns.add(steppers.get(i).turn());
         }
+      }
+      long ts = System.nanoTime();
+      long bytesBefore = server.bytesSent() + server.bytesReceived();
+      List<GradientServer.Outcome> outcomes = exchange(server, stage, turns, timeoutMs);
+      long tc = System.nanoTime();
+      long bytes = server.bytesSent() + server.bytesReceived() - bytesBefore;
+      boolean allCheckpointed = true;
+      for (int k = 0; k < active.size(); k++) {
+        allCheckpointed &= steppers.get(active.get(k)).step(server, turns.get(k), outcomes.get(k), alone, ts, tc, bytes);
       }
       pruning.afterTick(runs, steppers);
       if (allCheckpointed && runs.stream().anyMatch(JobRun::active) && workers.count() < runs.get(0).cfg().batching().workers()
@@ -248,11 +253,11 @@ final class Stage {
     }
   }
 
-  /** One step's exchange; a worker that dropped its connection is failing its task, so Spark is asked why. */
-  private static GradientServer.Gathered exchange(GradientServer server, FutureTask<Object> stage, int run, int step, float[] params, double scale,
+  /** One tick's exchange; a worker that dropped its connection is failing its task, so Spark is asked why. */
+  private static List<GradientServer.Outcome> exchange(GradientServer server, FutureTask<Object> stage, List<GradientServer.Turn> turns,
       int timeoutMs) throws IOException {
     try {
-      return server.exchange(run, step, params, scale);
+      return server.exchange(turns);
     } catch (IOException e) { // a non-finite push is no IOException: the run decides what it means
       try {
         stage.get(timeoutMs, TimeUnit.MILLISECONDS);

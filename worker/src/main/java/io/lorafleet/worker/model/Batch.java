@@ -1,6 +1,7 @@
 package io.lorafleet.worker.model;
 
 import java.util.Arrays;
+import java.util.List;
 import java.util.Optional;
 
 /**
@@ -84,6 +85,44 @@ public record Batch(int[][] inputIds, int[][] labels, int[][] positionIds, Optio
       }
     }
     return n;
+  }
+
+  /**
+   * The rows of {@code parts} in order, as one batch right-padded to the longest (pad id 0, label
+   * -100, positions running on as {@link #of} pads them), each row keeping its key. Parts must be
+   * plain causal rows: no packing, targets or token types.
+   */
+  public static Batch concat(List<Batch> parts) {
+    int t = parts.stream().mapToInt(Batch::seqLen).max().orElse(0);
+    int b = parts.stream().mapToInt(Batch::size).sum();
+    int[][] in = new int[b][t];
+    int[][] lab = new int[b][t];
+    int[][] pos = new int[b][t];
+    long[] keys = new long[b];
+    int r = 0;
+    for (Batch p : parts) {
+      if (p.segmentIds().isPresent() || p.targets().isPresent() || p.tokenTypes().isPresent()) {
+        throw new IllegalArgumentException("only plain causal rows concatenate; found a packed, classification or token-typed batch");
+      }
+      for (int i = 0; i < p.size(); i++, r++) {
+        System.arraycopy(p.inputIds()[i], 0, in[r], 0, p.seqLen());
+        System.arraycopy(p.labels()[i], 0, lab[r], 0, p.seqLen());
+        Arrays.fill(lab[r], p.seqLen(), t, IGNORE);
+        System.arraycopy(p.positionIds()[i], 0, pos[r], 0, p.seqLen());
+        for (int k = p.seqLen(); k < t; k++) {
+          pos[r][k] = k;
+        }
+        keys[r] = p.rowKeys()[i];
+      }
+    }
+    return new Batch(in, lab, pos, Optional.empty(), Optional.empty(), Optional.empty(), keys);
+  }
+
+  /** Rows [from, to) of this batch, at its length. */
+  public Batch rows(int from, int to) {
+    return new Batch(Arrays.copyOfRange(inputIds, from, to), Arrays.copyOfRange(labels, from, to), Arrays.copyOfRange(positionIds, from, to),
+        segmentIds.map(x -> Arrays.copyOfRange(x, from, to)), targets.map(x -> Arrays.copyOfRange(x, from, to)),
+        tokenTypes.map(x -> Arrays.copyOfRange(x, from, to)), Arrays.copyOfRange(rowKeys, from, to));
   }
 
   /** Pads variable-length examples on the right to one length (pad id 0, label -100). */

@@ -2,6 +2,7 @@ package io.lorafleet.worker.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import java.util.List;
 
 /**
  * Training-mode dropout whose masks depend on what they mask and nothing else: the element at
@@ -47,6 +48,30 @@ public record Dropout(long seed, long[] rowKeys, boolean model) {
     public Dropout over(Batch batch) {
       return seed < 0 ? OFF : new Dropout(seed, batch.rowKeys(), model);
     }
+  }
+
+  /**
+   * The masks of several batches' rows stacked in order, as one batch's: each row keeps the masks its
+   * own batch gives it, under its own seed. The key of a row folds its seed in (the mask hashes
+   * mix(seed) ^ key, so key' = key ^ mix(seed) ^ mix(0) under seed 0 gives the same bits). Each part
+   * holds its batch's row keys, a part that drops nothing too (seed −1); the parts share whether the
+   * base model's own dropouts apply, as the runs of one job do.
+   */
+  public static Dropout concat(List<Dropout> parts) {
+    boolean on = parts.stream().anyMatch(Dropout::on);
+    if (!on) {
+      return OFF;
+    }
+    boolean model = parts.stream().anyMatch(Dropout::model);
+    long common = 0;
+    if (parts.stream().anyMatch(d -> d.model() != model)) {
+      throw new IllegalArgumentException("the parts of a mixed batch must agree on the base model's own dropouts");
+    }
+    long[] keys = parts.stream().flatMapToLong(d -> {
+      long fold = mix(d.on() ? d.seed() : 0) ^ mix(common);
+      return java.util.Arrays.stream(d.rowKeys()).map(k -> k ^ fold);
+    }).toArray();
+    return new Dropout(common, keys, model);
   }
 
   /** A base-model dropout site: the HF module that drops ("bert.embeddings.dropout") and its rate in train mode. */
