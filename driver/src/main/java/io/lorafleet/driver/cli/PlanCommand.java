@@ -21,6 +21,8 @@ final class PlanCommand implements Callable<Integer> {
   @Option(names = "--r", description = "LoRA rank", defaultValue = "8") int r;
   @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path, as train takes them", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
   @Option(names = "--gradient-checkpointing", description = "plan for train --gradient-checkpointing") boolean checkpointing;
+  @Option(names = "--runs", defaultValue = "1", description = "runs of a multi-run job trained at once on the base, each with this rank and "
+      + "these targets (every worker holds every adapter, and a slot's mixed pass carries a micro-batch of each)") int runs;
   @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
   @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
@@ -38,9 +40,14 @@ final class PlanCommand implements Callable<Integer> {
       throw new IllegalArgumentException(model + " is stored quantized (" + stored.tag() + "); drop --quantize");
     }
     String q = quantize.quantization().on() ? quantize.quantization().tag() : stored.tag();
-    Map<String, Long> p = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
-    System.out.printf("%s: %,d parameters, %d layers, hidden %d, vocab %d; LoRA r%d: %,d trainable%n", model, base.parameterCount(),
-        base.config().layers(), base.config().hidden(), base.config().vocabSize(), r, lora.layout().size());
+    if (runs < 1) {
+      throw new IllegalArgumentException("--runs must be >= 1 but found " + runs);
+    }
+    java.util.List<LoraModel> adapters = java.util.Collections.nCopies(runs, lora);
+    Map<String, Long> p = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
+    System.out.printf("%s: %,d parameters, %d layers, hidden %d, vocab %d; LoRA r%d: %,d trainable%s%n", model, base.parameterCount(),
+        base.config().layers(), base.config().hidden(), base.config().vocabSize(), r, lora.layout().size(),
+        runs > 1 ? String.format(" a run, %d runs on one base", runs) : "");
     System.out.printf("micro-batch %d x %d tokens, %s%s, %d workers%n", microBatch, seqLen, dtype, checkpointing ? ", gradient checkpointing" : "",
         workers);
     long baseBytes = MemoryPlan.baseBytes(base, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
@@ -53,21 +60,21 @@ final class PlanCommand implements Callable<Integer> {
     if (workerMemory > 0 && p.get("worker_peak_mb") > workerMemory) {
       StringBuilder advice = new StringBuilder();
       if (!checkpointing) {
-        long with = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true, q)).get("worker_peak_mb");
+        long with = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true, q)).get("worker_peak_mb");
         advice.append("--gradient-checkpointing (").append(with).append(" MB); ");
       }
       if (microBatch > 1) {
-        long half = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing, q))
+        long half = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing, q))
             .get("worker_peak_mb");
         advice.append("--micro-batch ").append(Math.max(1, microBatch / 2)).append(" (").append(half).append(" MB); ");
       }
       if (q.equals("none")) {
-        advice.append("--quantize nf4 (").append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing,
+        advice.append("--quantize nf4 (").append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing,
             "nf4-dq")).get("worker_peak_mb")).append(" MB); ");
       }
       if (bytes == 4) {
         advice.append("fp16 compute on a GPU (--dtype fp16: ")
-            .append(MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing, q)).get("worker_peak_mb"))
+            .append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing, q)).get("worker_peak_mb"))
             .append(" MB); ");
       }
       throw new IllegalArgumentException("a worker needs about " + p.get("worker_peak_mb") + " MB but has " + workerMemory + " MB; try "

@@ -37,6 +37,24 @@ class PlanCommandTest {
         "--gradient-checkpointing", "--worker-memory-mb", Long.toString(plain.get("worker_peak_mb") / 2)).getKey());
   }
 
+  /** --runs K: a worker holds K adapters and a slot's mixed pass carries K micro-batches; the driver K optimizer states. */
+  @Test
+  void aMultiRunJobPlansKAdaptersAndKMicroBatchesPerSlot() throws Exception {
+    Path model = tmp.resolve("m");
+    ModelDirectory.initModel(model, new TinyModelSpec("llama", 2, 64, 4, 2, 96, 1, 8192, false), List.of("a", "b", "c"), 1);
+    ModelSkeleton base = ModelSkeleton.read(model);
+    LoraModel lora = LoraModel.create(base, LoraConfig.of(8, 16, List.of("q_proj", "v_proj")));
+    var one = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(16, 512, 2, 4, false));
+    var four = MemoryPlan.predict(base, java.util.Collections.nCopies(4, lora), new MemoryPlan.Shapes(4, 512, 2, 4, false));
+    assertEquals(one.get("worker_activations_mb"), four.get("worker_activations_mb"), "4 runs of micro-batch 4 mix into 16 rows a slot");
+    assertEquals(one.get("worker_weights_mb"), four.get("worker_weights_mb"), "one base");
+    var single = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(4, 512, 2, 4, false));
+    assertTrue(four.get("worker_activations_mb") > 3 * single.get("worker_activations_mb"), four + " vs " + single);
+    var r = OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "512", "--micro-batch", "4", "--target-modules", "q_proj,v_proj",
+        "--runs", "4");
+    assertEquals(0, r.getKey(), r.getValue());
+  }
+
   /** plan reads --target-modules as train does: names, all-linear, or one regex over the module path (once refused as "match no module"). */
   @Test
   void targetModulesAreReadAsTrainReadsThem() throws Exception {

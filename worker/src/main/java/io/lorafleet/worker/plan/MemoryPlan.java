@@ -4,6 +4,7 @@ import io.lorafleet.worker.lora.LoraModel;
 import io.lorafleet.worker.model.BaseModel;
 import io.lorafleet.worker.model.ModelConfig;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -96,6 +97,20 @@ public final class MemoryPlan {
 
   /** Per-term predictions in MB (worker_*, driver_*), with worker_peak_mb and driver_peak_mb. */
   public static Map<String, Long> predict(BaseModel base, LoraModel lora, Shapes s) {
+    return predict(base, List.of(lora), s);
+  }
+
+  /**
+   * As {@link #predict(BaseModel, LoraModel, Shapes)} for a multi-run job training {@code adapters}
+   * on the one base: each worker holds every adapter (and its gradient and the driver's broadcast of
+   * it), and a slot's mixed forward and backward carries a micro-batch of every run, so the
+   * activations are those of {@code adapters.size()} times the micro-batch; the driver keeps every
+   * run's optimizer state.
+   */
+  public static Map<String, Long> predict(BaseModel base, List<LoraModel> adapters, Shapes s) {
+    int runs = adapters.size();
+    s = new Shapes(s.microBatch() * runs, s.seqLen(), s.workers(), s.dtypeBytes(), s.checkpointing(), s.quantization());
+    long adapterFloats = adapters.stream().mapToLong(a -> a.layout().size()).sum();
     long dequantized = 0;
     long quantized = quantizedParams(base, s);
     if (quantized > 0) {
@@ -108,7 +123,7 @@ public final class MemoryPlan {
     if (quantized > 0) {
       loadHeap = Math.min(loadHeap, 6 * 4 * base.params().stream().mapToLong(io.lorafleet.worker.model.ParamSpec::numel).max().orElse(0));
     }
-    return predict(base.config(), loadHeap, baseBytes(base, s), dequantized, lora.layout().size(), s);
+    return predict(base.config(), loadHeap, baseBytes(base, s), dequantized, adapterFloats, s);
   }
 
   private static Map<String, Long> predict(ModelConfig c, long loadHeap, long baseBytes, long dequantized, long adapterFloats, Shapes s) {
