@@ -75,4 +75,49 @@ class MetricsIT {
     assertTrue(age >= 0 || Double.isNaN(age), "NaN until checkpoint-2 (written in the background) is published, then its age: " + age);
     assertTrue(samples.stream().anyMatch(x -> x.name().startsWith("metrics_lorafleet_driver_")), "the namespace is lorafleet");
   }
+
+  /** A multi-run job: each run has the gauges under run.<name>., registered as it takes its first step, each with its own step. */
+  @Test
+  void eachRunOfAMultiRunJobHasGaugesOfItsOwn() throws Exception {
+    io.lorafleet.driver.TinyJob.write(dir, 2, 16);
+    Path model = dir.resolve("model");
+    SparkSession prep = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+        .getOrCreate();
+    Prepare.run(prep, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), dir.resolve("data").toString())
+        .maxSeqLen(16).truncation("drop").seed(1).shards(2).maxBadFraction(0).build());
+    prep.stop();
+    Path job = dir.resolve("job.yaml");
+    Files.writeString(job, "runs:\n  - {name: a, lr: 0.01}\n  - {name: b, lr: 0.001}\n");
+    Path out = dir.resolve("job");
+    CompletableFuture<Integer> train = CompletableFuture.supplyAsync(() -> io.lorafleet.driver.cli.Main.execute("train", "--config", job.toString(),
+        "--model", model.toString(), "--data", dir.resolve("data").toString(), "--out", out.toString(), "--workers", "1", "--steps", "4",
+        "--global-batch", "2", "--micro-batch", "2", "--checkpoint-every", "2", "--target-modules", "q_proj,v_proj", "--spark-ui", "--spark-conf",
+        "spark.ui.port=0", "--spark-conf", "spark.lorafleet.faults=pause@2"));
+    Path paused = out.resolve("runs/a/_paused-2"); // run a has recorded step 3; run b, next in the tick, is still at step 2
+    while (!Files.exists(paused)) {
+      if (train.isDone()) {
+        throw new AssertionError("train ended before the pause, exit code " + train.get());
+      }
+      Thread.sleep(50);
+    }
+    String ui = SparkSession.getDefaultSession().get().sparkContext().uiWebUrl().get();
+    HttpResponse<String> r = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL).build().send(HttpRequest.newBuilder(URI.create(ui + "/metrics/prometheus")).build(),
+        HttpResponse.BodyHandlers.ofString());
+    List<PrometheusText.Sample> samples = PrometheusText.parse(r.body());
+    Files.writeString(out.resolve("runs/a/_resume-2"), "");
+    Files.writeString(out.resolve("runs/b/_resume-2"), "");
+    assertEquals(0, train.get(300, TimeUnit.SECONDS));
+    for (String run : List.of("a", "b")) {
+      for (String g : TrainingGauges.NAMES) {
+        assertEquals(1, samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_run_" + run + "_" + g + "_Value")).count(), run + " " + g + ":\n" + r.body());
+      }
+    }
+    double stepA = samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_run_a_step_Value")).findFirst().orElseThrow().value();
+    double stepB = samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_run_b_step_Value")).findFirst().orElseThrow().value();
+    assertEquals(3, stepA);
+    assertEquals(2, stepB);
+    JsonNode b2 = new ObjectMapper().readTree(Files.readAllLines(out.resolve("runs/b/metrics.jsonl")).get(1));
+    assertEquals(b2.get("loss").asDouble(), samples.stream().filter(x -> x.name().endsWith("LorafleetPlugin_run_b_loss_Value")).findFirst().orElseThrow()
+        .value(), 1e-12);
+  }
 }
