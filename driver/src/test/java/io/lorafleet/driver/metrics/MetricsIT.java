@@ -30,8 +30,8 @@ import org.junit.jupiter.api.io.TempDir;
 class MetricsIT {
   @TempDir Path dir;
 
-  @Test
-  void theTrainingGaugesAreScrapedFromARunningTrain() throws Exception {
+  /** The tiny model and its prepared data under dir; returns the model. */
+  private Path tinyJob() throws Exception {
     io.lorafleet.driver.TinyJob.write(dir, 2, 16);
     Path model = dir.resolve("model");
     SparkSession prep = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
@@ -39,6 +39,12 @@ class MetricsIT {
     Prepare.run(prep, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), dir.resolve("data").toString())
         .maxSeqLen(16).truncation("drop").seed(1).shards(2).maxBadFraction(0).build());
     prep.stop();
+    return model;
+  }
+
+  @Test
+  void theTrainingGaugesAreScrapedFromARunningTrain() throws Exception {
+    Path model = tinyJob();
     Path run = dir.resolve("run");
     CompletableFuture<Integer> train = CompletableFuture.supplyAsync(() -> io.lorafleet.driver.cli.Main.execute("train", "--model", model.toString(),
         "--data", dir.resolve("data").toString(), "--out", run.toString(), "--workers", "1", "--steps", "4", "--global-batch", "2", "--micro-batch", "2",
@@ -79,13 +85,7 @@ class MetricsIT {
   /** A multi-run job: each run has the gauges under run.<name>., registered as it takes its first step, each with its own step. */
   @Test
   void eachRunOfAMultiRunJobHasGaugesOfItsOwn() throws Exception {
-    io.lorafleet.driver.TinyJob.write(dir, 2, 16);
-    Path model = dir.resolve("model");
-    SparkSession prep = SparkSession.builder().master("local[2]").config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
-        .getOrCreate();
-    Prepare.run(prep, PrepareOptions.builder(List.of(dir.resolve("d.jsonl").toString()), model.toString(), dir.resolve("data").toString())
-        .maxSeqLen(16).truncation("drop").seed(1).shards(2).maxBadFraction(0).build());
-    prep.stop();
+    Path model = tinyJob();
     Path job = dir.resolve("job.yaml");
     Files.writeString(job, "runs:\n  - {name: a, lr: 0.01}\n  - {name: b, lr: 0.001}\n");
     Path out = dir.resolve("job");
