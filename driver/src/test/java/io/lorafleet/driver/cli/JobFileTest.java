@@ -44,6 +44,39 @@ class JobFileTest {
     assertEquals(Map.of("spark.executor.cores", "4", "spark.task.resource.gpu.amount", "1"), t.sparkConf);
   }
 
+  /** runs: crossed with grid: travel as one --runs argument; each run's fields override the file's, and key=value overrides reach the grid. */
+  @Test
+  void runsAndGridBecomeNamedRunsOfOneJob() throws Exception {
+    Path job = tmp.resolve("sweep.yaml");
+    Files.writeString(job, """
+        model: /models/m
+        data: /data/d
+        out: /runs/sweep
+        runs:
+          - name: acme
+          - name: globex
+            data: /data/globex
+        grid:
+          lr: [1.0e-4, 3.0e-4]
+          r: [8]
+        """);
+    CommandLine cl = new CommandLine(new Main());
+    String[] args = Main.withJobFile(cl, new String[] {"train", "--config", job.toString(), "grid.r=[8,16]"});
+    TrainCommand t = cl.getSubcommands().get("train").getCommand();
+    cl.parseArgs(args);
+    var runs = new com.fasterxml.jackson.databind.ObjectMapper().readTree(t.runs);
+    assertEquals(8, runs.size());
+    assertEquals("acme_lr=1.0E-4_r=8", runs.get(0).get("name").asText());
+    assertEquals("globex_lr=3.0E-4_r=16", runs.get(7).get("name").asText());
+    assertEquals("/data/globex", runs.get(7).get("data").asText());
+    assertEquals(16, runs.get(7).get("r").asInt());
+    assertEquals("/data/d", t.data, "the file's own fields stay the job's");
+    Files.writeString(job, "model: /m\ndata: /d\nout: /o\nruns:\n  - {lr: 0.1}\n");
+    var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Main.withJobFile(new CommandLine(new Main()),
+        new String[] {"train", "--config", job.toString()}));
+    assertEquals(job + ": every entry of 'runs' must be a mapping with a name but found {\"lr\":0.1}", e.getMessage());
+  }
+
   @Test
   void badJobFilesAndFlagsAreOneLineErrors() throws Exception {
     Path job = tmp.resolve("bad.yaml");
