@@ -1,6 +1,5 @@
 package io.lorafleet.driver.cli;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -22,8 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A multi-run job through the CLI, as a user writes it: a job file whose runs: (two tenants, each
  * its own data) cross a grid: of learning rates and ranks, trained by one train command into
- * runs/<name>/ with a runs.json table; each run's adapter is the file a plain train of the same
- * settings writes.
+ * runs/<name>/ with a runs.json table; each run's adapter is what a plain train of the same
+ * settings writes, to 1e-6 of its norm (its rows shared each pass with the other runs').
  */
 class MultiRunCliIT {
   @TempDir static Path dir;
@@ -92,8 +91,8 @@ class MultiRunCliIT {
         dir.resolve("solo").toString(), "--workers", "2", "--steps", "2", "--global-batch", "8", "--micro-batch", "2", "--checkpoint-every", "2",
         "--schedule", "constant", "--lora-dropout", "0.1", "--target-modules", "q_proj,v_proj", "--seed", "5", "--lr", "0.03", "--r", "4");
     assertEquals(0, solo.getKey(), solo.getValue());
-    assertArrayEquals(Files.readAllBytes(dir.resolve("solo/adapter/adapter_model.safetensors")),
-        Files.readAllBytes(run.resolve("adapter/adapter_model.safetensors")), "the run in the job and its plain train write the same file");
+    // its micro-batches shared each slot's pass with the other runs' (a mixed batch): the same adapter to 1e-6 of its norm
+    io.lorafleet.driver.AdapterValues.assertClose(dir.resolve("solo/adapter"), run.resolve("adapter"), 1e-6, "the run in the job and its plain train");
     // soups of the sweep: the runs trained on two datasets, so the held-out data must be named
     var unnamed = LabelsIT.cli("soup", "--runs", dir.resolve("sweep").toString(), "--out", dir.resolve("soup").toString());
     assertEquals(2, unnamed.getKey(), unnamed.getValue());

@@ -231,8 +231,8 @@ class MlApiIT {
 
   /**
    * A ParamGridBuilder grid costs one job: every map's run in out/runs/, the models in the maps'
-   * order, each the adapter its map's plain train writes on the same prepared data, byte for byte,
-   * and each with its validation loss to select by. A second fit while one runs in this driver is refused by name.
+   * order, each the adapter its map's plain train writes on the same prepared data (to 1e-6 of its
+   * norm: its rows shared each pass with the other maps'), and each with its validation loss to select by. A second fit while one runs in this driver is refused by name.
    */
   @Test
   void aParamGridFitsInOneJobAndEachModelIsWhatItsOwnFitGives() throws Exception {
@@ -268,8 +268,8 @@ class MlApiIT {
     // map 3 trained alone on the grid's prepared data (a single fit prepares its own copy, whose split depends on the records' file names)
     var alone = io.lorafleet.driver.train.Trainer.run(spark, trainer.copy(grid[3]).config(dir.resolve("grid.data/prepared").toString()).toBuilder()
         .output(dir.resolve("single3").toString()).build(), false);
-    assertArrayEquals(Files.readAllBytes(alone.finalAdapter().resolve("adapter_model.safetensors")),
-        Files.readAllBytes(Path.of(models.get(3).getOrDefault(models.get(3).adapter())).resolve("adapter_model.safetensors")));
+    io.lorafleet.driver.AdapterValues.assertClose(alone.finalAdapter(), Path.of(models.get(3).getOrDefault(models.get(3).adapter())), 1e-6,
+        "map 3 in the grid's job (its rows in mixed batches) and alone");
     // a fit while another runs here: the first pauses at its first step (a fault plan), the second is refused
     LoraTrainer first = trainer.copy(new org.apache.spark.ml.param.ParamMap());
     first.set(first.out(), dir.resolve("paused").toString());

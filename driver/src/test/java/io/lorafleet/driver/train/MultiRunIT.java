@@ -97,30 +97,9 @@ class MultiRunIT {
     return WorkerCountIT.losses(run);
   }
 
-  /** The adapter's values, tensor by tensor in name order, flattened. */
-  static double[] values(Path adapter) {
-    var r = io.lorafleet.worker.safetensors.SafetensorsReader.open(adapter.resolve("adapter_model.safetensors"));
-    List<Double> out = new ArrayList<>();
-    for (String name : new java.util.TreeSet<>(r.tensors().keySet())) {
-      for (float f : r.read(name).toFloatArray()) {
-        out.add((double) f);
-      }
-    }
-    return out.stream().mapToDouble(Double::doubleValue).toArray();
-  }
-
   /** The run in the job against its plain train: the adapter to 1e-6 of its norm, each step's loss and validation loss to 1e-5. */
   static void assertCloseRun(Path solo, Path inJob, String what) throws Exception {
-    double[] want = values(solo.resolve("adapter"));
-    double[] got = values(inJob.resolve("adapter"));
-    assertEquals(want.length, got.length);
-    double norm = 0;
-    double diff = 0;
-    for (int i = 0; i < want.length; i++) {
-      norm += want[i] * want[i];
-      diff += (want[i] - got[i]) * (want[i] - got[i]);
-    }
-    assertTrue(Math.sqrt(diff) <= 1e-6 * Math.sqrt(norm), what + ": the adapters differ by " + Math.sqrt(diff) + " of norm " + Math.sqrt(norm));
+    io.lorafleet.driver.AdapterValues.assertClose(solo.resolve("adapter"), inJob.resolve("adapter"), 1e-6, what);
     List<String> a = losses(solo);
     List<String> b = losses(inJob);
     assertEquals(a.size(), b.size());
