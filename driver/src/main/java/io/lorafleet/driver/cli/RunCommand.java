@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "run", mixinStandardHelpOptions = true, description = "Run a job file's sections in order: prepare:, train:, eval: (each the fields "
-    + "of that command, as in --config), with a top-level spark: map of confs for all of them; section.key=value overrides follow the file.")
+    + "of that command, as in --config), with a top-level spark: map of confs for all of them, and runs: and grid: sections for a multi-run "
+    + "train; section.key=value overrides follow the file.")
 final class RunCommand implements Callable<Integer> {
   static final List<String> SECTIONS = List.of("prepare", "train", "eval");
 
@@ -27,6 +28,17 @@ final class RunCommand implements Callable<Integer> {
       }
     }
     JobFile.override(root, overrides);
+    for (String multi : List.of("runs", "grid")) { // a multi-run job's runs: and grid: sections are the train section's
+      if (root.has(multi)) {
+        if (!(root.get("train") instanceof ObjectNode train)) {
+          throw new IllegalArgumentException(file + ": section '" + multi + "' names the runs of the train section, but the file has no train section");
+        }
+        if (train.has(multi)) {
+          throw new IllegalArgumentException(file + ": '" + multi + "' is given both as a section and inside train; give it once");
+        }
+        train.set(multi, root.remove(multi));
+      }
+    }
     List<String> unknown = new ArrayList<>();
     root.fieldNames().forEachRemaining(k -> {
       if (!SECTIONS.contains(k) && !k.equals("spark")) {

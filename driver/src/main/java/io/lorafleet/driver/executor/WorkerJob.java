@@ -22,10 +22,10 @@ public record WorkerJob(Base base, java.util.List<Run> runs, Channel channel, Fa
       throw new IllegalArgumentException("a worker job trains at least one run");
     }
     Data first = runs.get(0).data();
-    for (Run r : runs) { // one step's slots are the same micro-batches for every run: the peers speak for them
-      if (r.data().workers() != first.workers() || r.data().globalBatch() != first.globalBatch() || r.data().microBatch() != first.microBatch()) {
-        throw new IllegalArgumentException("every run of a job shares workers, global batch and micro-batch but found " + r.data().workers() + ", "
-            + r.data().globalBatch() + ", " + r.data().microBatch() + " against " + first.workers() + ", " + first.globalBatch() + ", " + first.microBatch());
+    for (Run r : runs) { // a step has as many slots for every run (a run's micro-batch may be larger): the peers speak for them
+      if (r.data().workers() != first.workers() || r.data().slots() != first.slots()) {
+        throw new IllegalArgumentException("every run of a job shares the workers and the slots of a step but found " + r.data().workers() + " and "
+            + r.data().slots() + " against " + first.workers() + " and " + first.slots());
       }
     }
   }
@@ -38,7 +38,7 @@ public record WorkerJob(Base base, java.util.List<Run> runs, Channel channel, Fa
    */
   public record Run(LoraConfig lora, Data data) implements Serializable {}
 
-  /** What every run shares: the workers and a step's global batch and micro-batch. */
+  /** What every run shares: the workers and a step's number of slots (each run's global batch and micro-batch are its own). */
   public Data shape() {
     return runs.get(0).data();
   }
@@ -67,7 +67,12 @@ public record WorkerJob(Base base, java.util.List<Run> runs, Channel channel, Fa
    * @param scorer how those evaluations score their candidates (the eval package's)
    */
   public record Data(String path, String fingerprint, int workers, int steps, int globalBatch, int microBatch, int shuffleWindow, long seed,
-      int evalExamples, boolean evalGenerates, ValidationScorer scorer) implements Serializable {}
+      int evalExamples, boolean evalGenerates, ValidationScorer scorer) implements Serializable {
+    /** A step's micro-batch slots. */
+    public int slots() {
+      return GlobalBatch.slots(globalBatch, microBatch);
+    }
+  }
 
   /**
    * @param secret the job's shared secret, which authenticates every message

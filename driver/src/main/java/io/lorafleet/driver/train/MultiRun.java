@@ -14,9 +14,10 @@ import java.util.function.Function;
 /**
  * What the runs of one job must share, and the job's table of runs. A multi-run job trains several
  * adapters on one base over one set of workers, a step of every active run in turn: each run may
- * set its own tuner, optimizer, schedule, seed, steps or epochs, evaluation, checkpoint cadence and
- * data, but the base, its quantization, the workers, a step's global batch and micro-batch (the
- * slots the workers speak for) and the gradient channel are the job's.
+ * set its own tuner, optimizer, schedule, seed, steps or epochs, evaluation, checkpoint cadence,
+ * data, global batch and micro-batch, but the base, its quantization, the workers, the number of
+ * micro-batch slots in a step (global batch / micro-batch: the slots the workers speak for) and the
+ * gradient channel are the job's.
  */
 public final class MultiRun {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -37,8 +38,7 @@ public final class MultiRun {
     m.put("quantize", c -> c.compute().quantize());
     m.put("workers", c -> c.batching().workers());
     m.put("min-workers", c -> c.run().minWorkers());
-    m.put("global-batch", c -> c.batching().globalBatch());
-    m.put("micro-batch", c -> c.batching().microBatch());
+    m.put("slots", c -> c.batching().globalBatch() / c.batching().microBatch());
     m.put("gradient-checkpointing", c -> c.compute().gradientCheckpointing());
     m.put("model-dropout", c -> c.compute().modelDropout());
     m.put("intra-op-threads", c -> c.compute().intraOpThreads());
@@ -81,6 +81,12 @@ public final class MultiRun {
         Object a = f.getValue().apply(first.cfg());
         Object b = f.getValue().apply(r.cfg());
         if (!a.equals(b)) {
+          if (f.getKey().equals("slots")) {
+            throw new IllegalArgumentException("run " + r.name() + " has " + b + " micro-batch slots a step (global batch " + r.cfg().batching().globalBatch()
+                + " / micro-batch " + r.cfg().batching().microBatch() + ") but run " + first.name() + " has " + a + " (" + first.cfg().batching().globalBatch()
+                + " / " + first.cfg().batching().microBatch() + "); the runs of a job may differ in global batch only with the micro-batch in proportion, "
+                + "since the workers share out a step's slots");
+          }
           throw new IllegalArgumentException("run " + r.name() + " sets " + f.getKey() + " " + b + " but run " + first.name() + " has " + a
               + "; every run of a job shares " + String.join(", ", SHARED.keySet()));
         }

@@ -127,7 +127,8 @@ class MultiRunCliIT {
         "out: " + dir.resolve("refused")));
     var refused = LabelsIT.cli("train", "--config", job.toString());
     assertEquals(2, refused.getKey(), refused.getValue());
-    assertTrue(refused.getValue().contains("run tenant2_lr=0.01_r=2 sets micro-batch 4 but run tenant1_lr=0.01_r=2 has 2"), refused.getValue());
+    assertTrue(refused.getValue().contains("run tenant2_lr=0.01_r=2 has 2 micro-batch slots a step (global batch 8 / micro-batch 4) but run "
+        + "tenant1_lr=0.01_r=2 has 4 (8 / 2)"), refused.getValue());
     assertFalse(Files.exists(dir.resolve("refused/runs")), "nothing written");
   }
 }

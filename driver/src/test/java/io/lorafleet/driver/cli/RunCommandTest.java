@@ -12,21 +12,25 @@ import org.junit.jupiter.api.io.TempDir;
 class RunCommandTest {
   @TempDir Path tmp;
 
+  /** The spark: map and the prepare: section of the tests' job files (the directory, the validation fraction). */
+  static final String SPARK_AND_PREPARE = """
+      spark:
+        spark.ui.enabled: false
+      prepare:
+        input: [%1$s/d.jsonl]
+        model: %1$s/model
+        out: %1$s/data
+        max_seq_len: 16
+        val_fraction: %2$s
+        shards: 2
+      """;
+
   @Test
   void sectionsRunInOrderWithTheSharedSparkMapAndOverrides() throws Exception {
     io.lorafleet.driver.TinyJob.write(tmp, 1, 20);
     Path model = tmp.resolve("model");
     Path job = tmp.resolve("job.yaml");
-    Files.writeString(job, """
-        spark:
-          spark.ui.enabled: false
-        prepare:
-          input: [%1$s/d.jsonl]
-          model: %1$s/model
-          out: %1$s/data
-          max_seq_len: 16
-          val_fraction: 0.2
-          shards: 2
+    Files.writeString(job, SPARK_AND_PREPARE.formatted(tmp, 0.2) + """
         train:
           model: %1$s/model
           data: %1$s/data
@@ -66,5 +70,30 @@ class RunCommandTest {
     Files.writeString(job, "trian:\n  model: m\n");
     assertEquals(2, Main.execute("run", job.toString()), "an unknown section is refused");
     assertEquals(2, Main.execute("run", job.toString(), "lr=1"), "a run override names its section");
+  }
+
+  /** A run file's top-level runs: section makes its train section a multi-run job. */
+  @Test
+  void aRunsSectionTrainsEveryRunInTheTrainSection() throws Exception {
+    io.lorafleet.driver.TinyJob.write(tmp, 1, 20);
+    Path job = tmp.resolve("multi.yaml");
+    Files.writeString(job, SPARK_AND_PREPARE.formatted(tmp, 0) + """
+        train:
+          model: %1$s/model
+          data: %1$s/data
+          out: %1$s/runs-job
+          workers: 1
+          steps: 2
+          global_batch: 2
+          micro_batch: 1
+        runs:
+          - {name: slow, lr: 0.001}
+          - {name: fast, lr: 0.01, r: 4}
+        """.formatted(tmp));
+    assertEquals(0, Main.execute("run", job.toString()));
+    assertTrue(Files.isDirectory(tmp.resolve("runs-job/runs/slow/adapter")) && Files.isDirectory(tmp.resolve("runs-job/runs/fast/adapter")));
+    assertEquals(2, new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("runs-job/runs.json").toFile()).size());
+    Files.writeString(job, "runs:\n  - {name: a}\n");
+    assertEquals(2, Main.execute("run", job.toString()), "runs: without a train section is refused");
   }
 }

@@ -28,7 +28,7 @@ import org.junit.jupiter.api.io.TempDir;
  * it would be alone. LoRA runs share each slot's forward and backward (their rows in one mixed
  * batch), so after 10 and 12 steps their adapters equal their plain trains' to 1e-6 of the
  * adapter's norm, and their losses to 1e-5, for LoRA with dropout and another rank, learning rate,
- * seed and dataset (two tenants); DoRA runs in passes of its own and equals its plain train byte for
+ * seed, global batch and dataset (two tenants); DoRA runs in passes of its own and equals its plain train byte for
  * byte. The job itself gives the same bytes on 1 and 2 workers. A run that diverges stops alone; a
  * resumed job continues every run from its own checkpoint; successive halving stops the runs with
  * the worst validation loss at a rung.
@@ -78,12 +78,16 @@ class MultiRunIT {
         .evalEvery(2).evalExamples(5);
   }
 
-  /** The job's runs: LoRA on tenant A; rank 8 at another learning rate and seed on tenant B, for longer; DoRA on tenant A. */
+  /**
+   * The job's runs: LoRA on tenant A; rank 8 at another learning rate and seed on tenant B, for
+   * longer and at twice the global batch; DoRA on tenant A.
+   */
   static List<Trainer.Named> runs(String job, int stepsA, int stepsB, boolean resume) {
     List<Trainer.Named> runs = new ArrayList<>();
     runs.add(new Trainer.Named("lora-a", base(tenantA, job + "/runs/lora-a", stepsA).resume(resume).build()));
+    // twice the global batch, in micro-batches twice as large: the same 4 slots a step
     runs.add(new Trainer.Named("r8-b", base(tenantB, job + "/runs/r8-b", stepsB).tuner(LoraConfig.ofTargetModules(8, 16, "q_proj,v_proj")
-        .withDropout(0.05)).lr(0.01).seed(5).resume(resume).build()));
+        .withDropout(0.05)).lr(0.01).seed(5).globalBatch(16).microBatch(4).resume(resume).build()));
     runs.add(new Trainer.Named("dora-a", base(tenantA, job + "/runs/dora-a", stepsA).tuner(LoraConfig.ofTargetModules(4, 8, "q_proj,v_proj")
         .withInit("false").withMethod(DoraMethod.INSTANCE)).resume(resume).build()));
     return runs;
@@ -210,7 +214,13 @@ class MultiRunIT {
     List<Trainer.Named> runs = List.of(new Trainer.Named("x", base(tenantA, "refused/runs/x", 2).build()),
         new Trainer.Named("y", base(tenantA, "refused/runs/y", 2).globalBatch(4).build()));
     var e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, runs, Pruning.Settings.NONE, false));
-    assertEquals("run y sets global-batch 4 but run x has 8; every run of a job shares " + String.join(", ", MultiRun.sharedFields()), e.getMessage());
+    assertEquals("run y has 2 micro-batch slots a step (global batch 4 / micro-batch 2) but run x has 4 (8 / 2); the runs of a job may differ in "
+        + "global batch only with the micro-batch in proportion, since the workers share out a step's slots", e.getMessage());
+    var model = List.of(new Trainer.Named("x", base(tenantA, "refused/runs/x", 2).build()),
+        new Trainer.Named("y", base(tenantA, "refused/runs/y", 2).modelDropout(false).build()));
+    e = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, model, Pruning.Settings.NONE, false));
+    assertEquals("run y sets model-dropout false but run x has true; every run of a job shares " + String.join(", ", MultiRun.sharedFields()),
+        e.getMessage());
     var noEval = List.of(new Trainer.Named("x", base(tenantA, "refused/runs/x", 4).evalEvery(0).build()),
         new Trainer.Named("y", base(tenantA, "refused/runs/y", 4).build()));
     var p = assertThrows(IllegalArgumentException.class, () -> Trainer.run(spark, noEval, new Pruning.Settings(List.of(2), 0.5), false));
