@@ -206,7 +206,8 @@ public final class Trainer {
         previous = workers;
         if (runs.stream().anyMatch(JobRun::active)) { // the stage ended at a checkpoint to grow: the state is in memory
           workers = workersFor(spark, cfg, true);
-          say(progress, "growing from " + previous + " to " + workers + " workers");
+          say(progress, "growing from " + previous + " to " + workers + " workers at " + (active.size() == 1 ? "step " + active.get(0).next
+              : "each run's checkpoint"));
         }
       } catch (OutputFailure e) {
         throw e;
@@ -231,7 +232,8 @@ public final class Trainer {
           requestExecutors(spark, cfg);
         }
         if (workers != previous) {
-          say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from " + where
+          say(progress, "continuing on " + workers + " workers (was " + previous + ", --min-workers " + cfg.minWorkers() + ") from "
+              + (active.size() == 1 ? "step " + resumeAt : where)
               + " instead of waiting for replacements; the run grows back at a checkpoint once executors return");
         }
       }
