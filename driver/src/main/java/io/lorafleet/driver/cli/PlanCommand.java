@@ -23,9 +23,15 @@ final class PlanCommand implements Callable<Integer> {
   @Option(names = "--gradient-checkpointing", description = "plan for train --gradient-checkpointing") boolean checkpointing;
   @Option(names = "--runs", defaultValue = "1", description = "runs of a multi-run job trained at once on the base, each with this rank and "
       + "these targets (every worker holds every adapter, and a slot's mixed pass carries a micro-batch of each)") int runs;
+  @Option(names = "--mixed-runs", defaultValue = "0", description = "as train's: the most runs of one mixed pass (0: all)") int mixedRuns;
   @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 (CPU) or fp16 (GPU)") String dtype;
   @Option(names = "--worker-memory-mb", defaultValue = "0", description = "memory a worker has (0: do not check)") long workerMemory;
   @picocli.CommandLine.Mixin QuantizeOptions quantize;
+
+  /** Runs whose micro-batches share a pass. */
+  private int perPass() {
+    return mixedRuns > 0 ? mixedRuns : runs;
+  }
 
   @Override
   public Integer call() {
@@ -40,11 +46,11 @@ final class PlanCommand implements Callable<Integer> {
       throw new IllegalArgumentException(model + " is stored quantized (" + stored.tag() + "); drop --quantize");
     }
     String q = quantize.quantization().on() ? quantize.quantization().tag() : stored.tag();
-    if (runs < 1) {
-      throw new IllegalArgumentException("--runs must be >= 1 but found " + runs);
+    if (runs < 1 || mixedRuns < 0) {
+      throw new IllegalArgumentException("--runs must be >= 1 and --mixed-runs >= 0 but found " + runs + " and " + mixedRuns);
     }
     java.util.List<LoraModel> adapters = java.util.Collections.nCopies(runs, lora);
-    Map<String, Long> p = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q));
+    Map<String, Long> p = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing, q), perPass());
     System.out.printf("%s: %,d parameters, %d layers, hidden %d, vocab %d; LoRA r%d: %,d trainable%s%n", model, base.parameterCount(),
         base.config().layers(), base.config().hidden(), base.config().vocabSize(), r, lora.layout().size(),
         runs > 1 ? String.format(" a run, %d runs on one base", runs) : "");
@@ -59,22 +65,26 @@ final class PlanCommand implements Callable<Integer> {
     p.forEach((k, v) -> System.out.printf("  %-26s %,10d MB%n", k, v));
     if (workerMemory > 0 && p.get("worker_peak_mb") > workerMemory) {
       StringBuilder advice = new StringBuilder();
+      if (perPass() > 1) {
+        advice.append("--mixed-runs 1 (").append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes,
+            checkpointing, q), 1).get("worker_peak_mb")).append(" MB); ");
+      }
       if (!checkpointing) {
-        long with = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true, q)).get("worker_peak_mb");
+        long with = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, true, q), perPass()).get("worker_peak_mb");
         advice.append("--gradient-checkpointing (").append(with).append(" MB); ");
       }
       if (microBatch > 1) {
-        long half = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing, q))
+        long half = MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(Math.max(1, microBatch / 2), seqLen, workers, bytes, checkpointing, q), perPass())
             .get("worker_peak_mb");
         advice.append("--micro-batch ").append(Math.max(1, microBatch / 2)).append(" (").append(half).append(" MB); ");
       }
       if (q.equals("none")) {
         advice.append("--quantize nf4 (").append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, bytes, checkpointing,
-            "nf4-dq")).get("worker_peak_mb")).append(" MB); ");
+            "nf4-dq"), perPass()).get("worker_peak_mb")).append(" MB); ");
       }
       if (bytes == 4) {
         advice.append("fp16 compute on a GPU (--dtype fp16: ")
-            .append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing, q)).get("worker_peak_mb"))
+            .append(MemoryPlan.predict(base, adapters, new MemoryPlan.Shapes(microBatch, seqLen, workers, 2, checkpointing, q), perPass()).get("worker_peak_mb"))
             .append(" MB); ");
       }
       throw new IllegalArgumentException("a worker needs about " + p.get("worker_peak_mb") + " MB but has " + workerMemory + " MB; try "

@@ -31,6 +31,8 @@ final class TrainCommand implements Callable<Integer> {
   @Option(names = "--prune-at", split = ",", description = "successive halving over a multi-run job's runs: at each of these steps, rank the "
       + "runs by validation loss and stop all but the best --keep-fraction (each run's --eval-every must divide every step)") List<Integer> pruneAt =
       new java.util.ArrayList<>();
+  @Option(names = "--mixed-runs", defaultValue = "0", description = "in a multi-run job, the most runs whose micro-batches share one forward "
+      + "and backward pass (0, the default: all; 1: a pass per run, with the activation memory of one run)") int mixedRuns;
   @Option(names = "--keep-fraction", defaultValue = "0.5", description = "the fraction of a multi-run job's runs each --prune-at rung keeps "
       + "(rounded up; default 0.5)") double keepFraction;
   @Option(names = "--target-modules", description = "modules to adapt: names (comma-separated), all-linear, or one regex over the module path; empty ('') trains a sequence classifier's head alone (a linear probe)", defaultValue = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") String targets;
@@ -271,7 +273,7 @@ final class TrainCommand implements Callable<Integer> {
         .emaDecay(emaDecay).averageEvery(averageEvery).mergeWindow(mergeWindow).mergeDecay(mergeDecay)
         .bema(new io.lorafleet.driver.average.Bema(bema, bemaEmaPower, bemaBiasPower, bemaLag, bemaUpdateAfter, bemaMultiplier, bemaMinEmaMultiplier))
         .gradientPorts(gradientPorts).gradTransport(gradTransport).preReduce(preReduce)
-        .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization()).intraOpThreads(intraOpThreads)
+        .gradientCheckpointing(gradientCheckpointing).initialLossScale(initialLossScale).quantize(quantize.quantization()).intraOpThreads(intraOpThreads).mixedRuns(mixedRuns)
         .modelDropout(switch (modelDropout) {
           case "on" -> true;
           case "off" -> false;

@@ -14,7 +14,9 @@ import java.util.List;
  * batches of the runs whose adapters are additive terms (LoRA, not DoRA, VeRA or AdaLoRA, nor
  * trained heads or biases) and whose steps run alike (the plain step, one loss scale) go through
  * the base together, one forward and one backward for all of them ({@link MixedStep}); any other
- * run's micro-batch runs alone, as a single-run job runs it. Each run's result goes into its own
+ * run's micro-batch runs alone, as a single-run job runs it. --mixed-runs caps the runs of one
+ * pass (the mixable runs in job order, in groups of that many), which bounds the activations a pass
+ * holds. Each run's result goes into its own
  * {@link SlotSums}, so a slot's gradient depends on which runs share the tick but never on the
  * number of workers.
  */
@@ -39,29 +41,33 @@ final class TickSteps {
     }
   }
 
-  /** Computes every run's slots into its sums, slot by slot. */
-  static void run(List<RunSlots> runs) {
+  /** Computes every run's slots into its sums, slot by slot, at most {@code maxMixed} runs a pass (0: all). */
+  static void run(List<RunSlots> runs, int maxMixed) {
     int slots = runs.get(0).micro().size();
     for (int j = 0; j < slots; j++) {
-      List<Integer> mixed = new ArrayList<>();
+      List<Integer> mixable = new ArrayList<>();
       for (int i = 0; i < runs.size(); i++) {
-        if (runs.get(i).mixable(j) && (mixed.isEmpty() || runs.get(mixed.get(0)).scale() == runs.get(i).scale())) {
-          mixed.add(i);
+        if (runs.get(i).mixable(j) && (mixable.isEmpty() || runs.get(mixable.get(0)).scale() == runs.get(i).scale())) {
+          mixable.add(i);
         }
       }
-      if (mixed.size() < 2) {
-        mixed.clear();
-      }
-      if (!mixed.isEmpty()) {
+      int group = maxMixed > 0 ? maxMixed : Math.max(1, mixable.size());
+      List<Integer> mixed = new ArrayList<>();
+      for (int from = 0; from < mixable.size(); from += group) {
+        List<Integer> pass = mixable.subList(from, Math.min(mixable.size(), from + group));
+        if (pass.size() < 2) {
+          continue; // a pass of one run is its plain step
+        }
         List<MixedStep.Part> parts = new ArrayList<>();
-        for (int i : mixed) {
+        for (int i : pass) {
           RunSlots r = runs.get(i);
           parts.add(new MixedStep.Part(r.lora(), r.values(), r.micro().get(j), r.dropout()));
         }
-        List<MixedStep.Outcome> out = MixedStep.run(parts, runs.get(mixed.get(0)).scale());
-        for (int k = 0; k < mixed.size(); k++) {
-          runs.get(mixed.get(k)).sums().add(out.get(k)::get);
+        List<MixedStep.Outcome> out = MixedStep.run(parts, runs.get(pass.get(0)).scale());
+        for (int k = 0; k < pass.size(); k++) {
+          runs.get(pass.get(k)).sums().add(out.get(k)::get);
         }
+        mixed.addAll(pass);
       }
       for (int i = 0; i < runs.size(); i++) {
         if (!mixed.contains(i)) {

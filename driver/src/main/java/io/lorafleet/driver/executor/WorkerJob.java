@@ -49,9 +49,10 @@ public record WorkerJob(Base base, java.util.List<Run> runs, Channel channel, Fa
    * @param gradientCheckpointing recompute a causal decoder's activations in the backward pass
    * @param modelDropout the base model's own dropouts in training (transformers' train mode)
    * @param intraOpThreads PyTorch's intra-op threads on every worker (the same everywhere, so no slot's gradient depends on its executor)
+   * @param mixedRuns the most runs whose micro-batches share a pass (0: all)
    */
   public record Base(String model, Quantization quantize, boolean gradientCheckpointing, io.lorafleet.worker.model.Labels labels, boolean modelDropout,
-      int intraOpThreads) implements Serializable {
+      int intraOpThreads, int mixedRuns) implements Serializable {
     public Base {
       if (intraOpThreads < 1) {
         throw new IllegalArgumentException("a worker's intra-op threads must be >= 1 but found " + intraOpThreads);

@@ -284,7 +284,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     for (GradientClient.Params p : round) {
       runs.add(work.get(p.run()).slots(p));
     }
-    TickSteps.run(runs);
+    TickSteps.run(runs, job.base().mixedRuns());
     long nanos = System.nanoTime() - t0; // the tick's compute, which every run of it shared
     List<ExecutorGroup.Contribution> out = new java.util.ArrayList<>();
     for (int i = 0; i < round.size(); i++) {

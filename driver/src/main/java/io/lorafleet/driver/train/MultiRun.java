@@ -42,6 +42,7 @@ public final class MultiRun {
     m.put("gradient-checkpointing", c -> c.compute().gradientCheckpointing());
     m.put("model-dropout", c -> c.compute().modelDropout());
     m.put("intra-op-threads", c -> c.compute().intraOpThreads());
+    m.put("mixed-runs", c -> c.compute().mixedRuns());
     m.put("initial-loss-scale", c -> c.compute().initialLossScale());
     m.put("grad-transport", c -> c.channel().transport());
     m.put("pre-reduce", c -> c.channel().preReduce());

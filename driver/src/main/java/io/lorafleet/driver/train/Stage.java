@@ -90,7 +90,7 @@ final class Stage {
     }
     return new WorkerJob(
         new WorkerJob.Base(cfg.io().model(), cfg.compute().quantize(), cfg.compute().gradientCheckpointing(), cfg.io().labels(),
-            cfg.compute().modelDropout(), intraOpThreads(cfg)),
+            cfg.compute().modelDropout(), intraOpThreads(cfg), cfg.compute().mixedRuns()),
         work,
         new WorkerJob.Channel(host, port, jobId, secret, cfg.channel().transport(), cfg.channel().preReduce().equals("executor"),
             cfg.run().timeoutMs()),

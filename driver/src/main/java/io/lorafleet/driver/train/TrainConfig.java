@@ -340,10 +340,15 @@ public record TrainConfig(
    * @param modelDropout the base model's own dropouts in training, as transformers' train mode applies them (false: eval mode, --model-dropout off)
    * @param intraOpThreads PyTorch's intra-op threads on every worker, pinned so that a slot's gradient does not depend on the
    *     executor it lands on (0: spark.task.cpus, the cores Spark gives each task)
+   * @param mixedRuns in a multi-run job, the most runs whose micro-batches share one forward and
+   *     backward pass (0: all of them; 1: a pass per run, the activation memory of one run)
    */
-  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize, boolean modelDropout, int intraOpThreads)
-      implements Serializable {
+  public record Compute(boolean gradientCheckpointing, double initialLossScale, Quantization quantize, boolean modelDropout, int intraOpThreads,
+      int mixedRuns) implements Serializable {
     public Compute {
+      if (mixedRuns < 0) {
+        throw new IllegalArgumentException("--mixed-runs must be >= 0 (0: all) but found " + mixedRuns);
+      }
       if (!(initialLossScale > 0)) {
         throw new IllegalArgumentException("--initial-loss-scale must be > 0 but found " + initialLossScale);
       }
@@ -485,6 +490,7 @@ public record TrainConfig(
     private Quantization quantize = Quantization.NONE;
     private boolean modelDropout = true;
     private int intraOpThreads = 0;
+    private int mixedRuns = 0;
 
     private Builder(String model, String data, String output) {
       this.model = model;
@@ -548,6 +554,7 @@ public record TrainConfig(
       quantize = c.compute.quantize();
       modelDropout = c.compute.modelDropout();
       intraOpThreads = c.compute.intraOpThreads();
+      mixedRuns = c.compute.mixedRuns();
     }
 
     public Builder model(String v) {
@@ -817,6 +824,11 @@ public record TrainConfig(
       return this;
     }
 
+    public Builder mixedRuns(int v) {
+      mixedRuns = v;
+      return this;
+    }
+
     public Builder intraOpThreads(int v) {
       intraOpThreads = v;
       return this;
@@ -833,7 +845,7 @@ public record TrainConfig(
           new Evaluation(evalEvery, evalExamples, best),
           new Averaging(averageLast, averageMode, emaDecay, bema, averageEvery, mergeWindow, mergeDecay),
           new GradientChannel(gradientPorts, gradTransport, preReduce),
-          new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout, intraOpThreads));
+          new Compute(gradientCheckpointing, initialLossScale, quantize, modelDropout, intraOpThreads, mixedRuns));
     }
   }
 }

@@ -50,6 +50,8 @@ class PlanCommandTest {
     assertEquals(one.get("worker_weights_mb"), four.get("worker_weights_mb"), "one base");
     var single = MemoryPlan.predict(base, lora, new MemoryPlan.Shapes(4, 512, 2, 4, false));
     assertTrue(four.get("worker_activations_mb") > 3 * single.get("worker_activations_mb"), four + " vs " + single);
+    var separate = MemoryPlan.predict(base, java.util.Collections.nCopies(4, lora), new MemoryPlan.Shapes(4, 512, 2, 4, false), 1);
+    assertEquals(single.get("worker_activations_mb"), separate.get("worker_activations_mb"), "--mixed-runs 1: a pass per run");
     var r = OutputsTest.cli("plan", "--model", model.toString(), "--seq-len", "512", "--micro-batch", "4", "--target-modules", "q_proj,v_proj",
         "--runs", "4");
     assertEquals(0, r.getKey(), r.getValue());

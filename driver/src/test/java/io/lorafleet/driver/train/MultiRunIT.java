@@ -171,6 +171,20 @@ class MultiRunIT {
     }
   }
 
+  /** --mixed-runs 1: each run's micro-batches take a pass of their own, and each run is its plain train to the byte. */
+  @Test
+  void withOneRunAPassEveryRunIsItsPlainTrainByteForByte() throws Exception {
+    List<Trainer.Named> runs = new ArrayList<>();
+    for (Trainer.Named r : runs("separate", 4, 6, false)) {
+      runs.add(new Trainer.Named(r.name(), r.cfg().toBuilder().mixedRuns(1).build()));
+    }
+    Trainer.run(spark, runs, Pruning.Settings.NONE, false);
+    for (Trainer.Named r : runs) {
+      Trainer.run(spark, r.cfg().toBuilder().mixedRuns(0).output(dir.resolve("separate-solo-" + r.name()).toString()).build(), false);
+      assertSameRun(dir.resolve("separate-solo-" + r.name()), dir.resolve("separate/runs/" + r.name()), r.cfg().batching().steps(), r.name());
+    }
+  }
+
   @Test
   void aResumedJobContinuesEveryRunFromItsOwnCheckpoint() throws Exception {
     Trainer.run(spark, runs("whole", 4, 6, false), Pruning.Settings.NONE, false);

@@ -108,7 +108,12 @@ public final class MemoryPlan {
    * run's optimizer state.
    */
   public static Map<String, Long> predict(BaseModel base, List<LoraModel> adapters, Shapes s) {
-    int runs = adapters.size();
+    return predict(base, adapters, s, adapters.size());
+  }
+
+  /** As above, with at most {@code perPass} runs' micro-batches in one pass (train --mixed-runs). */
+  public static Map<String, Long> predict(BaseModel base, List<LoraModel> adapters, Shapes s, int perPass) {
+    int runs = Math.max(1, Math.min(perPass, adapters.size()));
     s = new Shapes(s.microBatch() * runs, s.seqLen(), s.workers(), s.dtypeBytes(), s.checkpointing(), s.quantization());
     long adapterFloats = adapters.stream().mapToLong(a -> a.layout().size()).sum();
     long dequantized = 0;
