@@ -3,12 +3,13 @@
 # Llama shape of bench-step: hidden 512, 4 layers, FFN 1376, vocab 8192; random weights) and rows
 # of 256 tokens. For K = 1, 4 and 8 runs of a small per-run batch (4 rows a step, 2 workers, 2 rows
 # a micro-batch, STEPS steps, LoRA r16 on all-linear, each run its own learning rate and seed):
-#   multi       one `train --config` job with K runs: one JVM, one Spark session, one base load per
+#   mixed       one `train --config` job with K runs: one JVM, one Spark session, one base load per
 #               worker, each slot's forward and backward over the micro-batches of all K runs;
+#   separate    the same job with --mixed-runs 1: a pass per run and slot;
 #   sequential  K plain `train` jobs, one after another, each its own JVM, session and base load.
-# Prints the wall time of each (start-up and base loading included), their ratio, the peak RSS of
-# the largest process (in local mode the driver and the workers share one JVM), and each run's
-# median training throughput (input tokens a second over steps 3..STEPS) against the same run alone.
+# Prints the wall time of each (start-up and base loading included), the peak RSS of the largest
+# process (in local mode the driver and the workers share one JVM), and run 1's median training
+# throughput (input tokens a second over steps 3..STEPS) in each job against the same run alone.
 #   deploy/bench/multirun.sh [OUT] [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,18 +47,17 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 print("%.0f" % statistics.median(r["input_tokens"] / (r["step_ms"] / 1000) for r in rows if r["step"] >= 3))
 EOF
 }
-printf "%-3s %12s %12s %7s %14s %14s %18s\n" K "multi s" "sequential s" ratio "multi RSS MB" "seq. RSS MB" "tok/s a run: multi/solo"
+printf "%-3s %9s %9s %11s %22s %24s\n" K "mixed s" "sep. s" "sequential s" "peak RSS MB: mix/sep/seq" "run 1 tok/s: mix/sep/solo"
 for K in 1 4 8; do
   job="$OUT/job-$K.yaml"
   { printf "runs:\n"; for i in $(seq 1 "$K"); do printf "  - {name: run%d, lr: %s, seed: %d}\n" "$i" "${LRS[$((i - 1))]}" "$i"; done; } >"$job"
-  read -r mt mk < <(timed "$OUT/multi-$K.log" "$LF" train --config "$job" "${common[@]}" --out "$OUT/multi-$K")
+  read -r mt mk < <(timed "$OUT/mixed-$K.log" "$LF" train --config "$job" "${common[@]}" --out "$OUT/mixed-$K")
+  read -r pt pk < <(timed "$OUT/separate-$K.log" "$LF" train --config "$job" "${common[@]}" --mixed-runs 1 --out "$OUT/separate-$K")
   st=0; sk=0
   for i in $(seq 1 "$K"); do
     read -r t k < <(timed "$OUT/seq-$K-$i.log" "$LF" train "${common[@]}" --lr "${LRS[$((i - 1))]}" --seed "$i" --out "$OUT/seq-$K-$i")
     st=$(echo "$st + $t" | bc); [ "$k" -gt "$sk" ] && sk=$k
   done
-  multi_tps=$(tps "$OUT/multi-$K/runs/run1/metrics.jsonl")
-  solo_tps=$(tps "$OUT/seq-$K-1/metrics.jsonl")
-  printf "%-3s %12.1f %12.1f %6.2fx %14d %14d %11s / %s\n" "$K" "$mt" "$st" "$(echo "$st / $mt" | bc -l)" $((mk / 1024)) $((sk / 1024)) \
-    "$multi_tps" "$solo_tps"
+  printf "%-3s %9.1f %9.1f %11.1f %22s %24s\n" "$K" "$mt" "$pt" "$st" "$((mk / 1024)) / $((pk / 1024)) / $((sk / 1024))" \
+    "$(tps "$OUT/mixed-$K/runs/run1/metrics.jsonl") / $(tps "$OUT/separate-$K/runs/run1/metrics.jsonl") / $(tps "$OUT/seq-$K-1/metrics.jsonl")"
 done
