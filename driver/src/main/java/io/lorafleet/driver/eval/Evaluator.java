@@ -92,14 +92,11 @@ public final class Evaluator {
     for (int c = 0; c < candidates.size(); c++) {
       Optional<AdapterFormat.Loaded> a = candidates.get(c);
       slot[c] = -1;
-      if (a.isPresent()) {
-        try {
-          io.lorafleet.worker.lora.MixedDelta.mixable(a.get().model());
-          slot[c] = mixed.size();
-          mixed.add(a.get());
-        } catch (IllegalArgumentException alone) {
-          slot[c] = -2;
-        }
+      if (a.isPresent() && io.lorafleet.worker.lora.MixedDelta.unmixable(a.get().model()).isPresent()) {
+        slot[c] = -2;
+      } else if (a.isPresent()) {
+        slot[c] = mixed.size();
+        mixed.add(a.get());
       }
     }
     List<Integer> together = new ArrayList<>();

@@ -114,7 +114,7 @@ public final class WorkerTask extends AbstractFunction1<Iterator<Integer>, Itera
     boolean preReduce = job.channel().preReduce() && shape.workers() > 1;
     String executor = org.apache.spark.SparkEnv.get().executorId();
     // one allGather per stage (about a second): where every task runs
-    int slots = GlobalBatch.slots(shape.globalBatch(), shape.microBatch());
+    int slots = shape.slots();
     Placement at = place(preReduce ? ctx.allGather(executor) : sameExecutor(shape.workers()), ctx.partitionId(), preReduce, slots);
     int rank = at.rank();
     Device device = device(ctx); // loads the engine

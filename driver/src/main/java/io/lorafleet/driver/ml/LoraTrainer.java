@@ -375,7 +375,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
   }
 
   /** This driver's fit, held until it ends; a second one at once is refused by name. */
-  private record Running(String what) implements AutoCloseable {
+  private record Running() implements AutoCloseable {
     @Override
     public void close() {
       RUNNING.set(null);
@@ -388,7 +388,7 @@ public final class LoraTrainer extends Estimator<LoraAdapterModel> {
           + "would wait for each other's task slots). CrossValidator and TrainValidationSplit need parallelism 1; to train a grid at once, call "
           + "fit(dataset, paramMaps)");
     }
-    return new Running(what);
+    return new Running();
   }
 
   @Override

@@ -38,7 +38,7 @@ public final class MultiRun {
     m.put("quantize", c -> c.compute().quantize());
     m.put("workers", c -> c.batching().workers());
     m.put("min-workers", c -> c.run().minWorkers());
-    m.put("slots", c -> c.batching().globalBatch() / c.batching().microBatch());
+    m.put("slots", c -> io.lorafleet.driver.executor.GlobalBatch.slots(c.batching().globalBatch(), c.batching().microBatch()));
     m.put("gradient-checkpointing", c -> c.compute().gradientCheckpointing());
     m.put("model-dropout", c -> c.compute().modelDropout());
     m.put("intra-op-threads", c -> c.compute().intraOpThreads());

@@ -355,6 +355,13 @@ final class RunSteps {
     }
   }
 
+  /** Ends the stage's progress line where it was redrawn in place (a plain train on a terminal). */
+  void endProgress() {
+    if (progress && TERMINAL && !shared) {
+      System.out.println();
+    }
+  }
+
   /** Hands checkpoint-{@code done} to the checkpoint writer: a copy of the adapter, the optimizer and the run's state. */
   private void snapshot(int done) throws IOException {
     Checkpoints.Snapshot snap = new Checkpoints.Snapshot(done, params.clone(), opt.firstMoment().clone(), opt.secondMoment().clone(),

@@ -234,9 +234,7 @@ final class Stage {
       }
     }
     server.finish();
-    if (runs.get(0).run.progress() && System.console() != null && runs.size() == 1) {
-      System.out.println();
-    }
+    steppers.forEach(RunSteps::endProgress);
     try {
       stage.get();
     } catch (Exception e) {

@@ -67,12 +67,17 @@ public final class MixedDelta implements LinearDelta {
 
   /** Refuses an adapter that cannot join a mixed batch, naming why. */
   public static void mixable(LoraModel m) {
+    unmixable(m).ifPresent(why -> {
+      throw new IllegalArgumentException(why);
+    });
+  }
+
+  /** Why {@code m} cannot join a mixed batch (its forward is not an additive term per row); empty when it can. */
+  public static Optional<String> unmixable(LoraModel m) {
     LoraConfig c = m.config();
     String kind = c.method().notMixable().orElse(m.biases().isEmpty() ? "" : "trained-bias");
-    if (!kind.isEmpty()) {
-      throw new IllegalArgumentException("a " + kind + " adapter cannot join a batch of mixed adapters (its forward is not an additive term per row); "
-          + "run it in a batch of its own");
-    }
+    return kind.isEmpty() ? Optional.empty() : Optional.of("a " + kind + " adapter cannot join a batch of mixed adapters (its forward is not an "
+        + "additive term per row); run it in a batch of its own");
   }
 
   @Override

@@ -50,12 +50,7 @@ public final class MixedStep {
    * VeRA, AdaLoRA or trained biases and heads) over causal or classification rows that are not packed.
    */
   public static boolean mixable(LoraModel lora, Batch batch) {
-    try {
-      MixedDelta.mixable(lora);
-    } catch (IllegalArgumentException e) {
-      return false;
-    }
-    return batch.segmentIds().isEmpty();
+    return MixedDelta.unmixable(lora).isEmpty() && batch.segmentIds().isEmpty();
   }
 
   /**
