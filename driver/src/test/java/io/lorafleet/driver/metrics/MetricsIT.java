@@ -42,6 +42,19 @@ class MetricsIT {
     return model;
   }
 
+  /** Once the run has reached the pause hook ({@code paused} appears), Spark's /metrics/prometheus page; a failed run ends the wait. */
+  private static HttpResponse<String> scrapeWhenPaused(Path paused, CompletableFuture<Integer> train) throws Exception {
+    while (!Files.exists(paused)) {
+      if (train.isDone()) {
+        throw new AssertionError("train ended before the pause, exit code " + train.get());
+      }
+      Thread.sleep(50);
+    }
+    String ui = SparkSession.getDefaultSession().get().sparkContext().uiWebUrl().get();
+    return HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL).build().send(HttpRequest.newBuilder(URI.create(ui + "/metrics/prometheus"))
+        .build(), HttpResponse.BodyHandlers.ofString());
+  }
+
   @Test
   void theTrainingGaugesAreScrapedFromARunningTrain() throws Exception {
     Path model = tinyJob();
@@ -50,16 +63,7 @@ class MetricsIT {
         "--data", dir.resolve("data").toString(), "--out", run.toString(), "--workers", "1", "--steps", "4", "--global-batch", "2", "--micro-batch", "2",
         "--checkpoint-every", "2", "--target-modules", "q_proj,v_proj", "--spark-ui", "--spark-conf", "spark.ui.port=0", "--spark-conf",
         "spark.lorafleet.faults=pause@2"));
-    Path paused = run.resolve("_paused-2");
-    while (!Files.exists(paused)) { // the run reaches the hook; a failed run ends the wait
-      if (train.isDone()) {
-        throw new AssertionError("train ended before the pause, exit code " + train.get());
-      }
-      Thread.sleep(50);
-    }
-    String ui = SparkSession.getDefaultSession().get().sparkContext().uiWebUrl().get();
-    HttpResponse<String> r = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL).build().send(HttpRequest.newBuilder(URI.create(ui + "/metrics/prometheus")).build(),
-        HttpResponse.BodyHandlers.ofString());
+    HttpResponse<String> r = scrapeWhenPaused(run.resolve("_paused-2"), train);
     assertEquals(200, r.statusCode());
     List<PrometheusText.Sample> samples = PrometheusText.parse(r.body());
     Files.writeString(run.resolve("_resume-2"), "");
@@ -93,16 +97,8 @@ class MetricsIT {
         "--model", model.toString(), "--data", dir.resolve("data").toString(), "--out", out.toString(), "--workers", "1", "--steps", "4",
         "--global-batch", "2", "--micro-batch", "2", "--checkpoint-every", "2", "--target-modules", "q_proj,v_proj", "--spark-ui", "--spark-conf",
         "spark.ui.port=0", "--spark-conf", "spark.lorafleet.faults=pause@2"));
-    Path paused = out.resolve("runs/a/_paused-2"); // run a has recorded step 3; run b, next in the tick, is still at step 2
-    while (!Files.exists(paused)) {
-      if (train.isDone()) {
-        throw new AssertionError("train ended before the pause, exit code " + train.get());
-      }
-      Thread.sleep(50);
-    }
-    String ui = SparkSession.getDefaultSession().get().sparkContext().uiWebUrl().get();
-    HttpResponse<String> r = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NORMAL).build().send(HttpRequest.newBuilder(URI.create(ui + "/metrics/prometheus")).build(),
-        HttpResponse.BodyHandlers.ofString());
+    // run a has recorded step 3; run b, next in the tick, is still at step 2
+    HttpResponse<String> r = scrapeWhenPaused(out.resolve("runs/a/_paused-2"), train);
     List<PrometheusText.Sample> samples = PrometheusText.parse(r.body());
     Files.writeString(out.resolve("runs/a/_resume-2"), "");
     Files.writeString(out.resolve("runs/b/_resume-2"), "");
